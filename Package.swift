@@ -1,0 +1,45 @@
+// swift-tools-version: 6.1
+//
+// LANrage: NAT traversal for WireGuard on Linux routers.
+//
+// The shipped `lanrage` executable links only the Swift stdlib (static), swift-log,
+// HeapModule, libnl and libsodium — see ../shared/DESIGN.md, "Dependencies and footprint".
+// Tests and benchmarks may use anything: they are not shipped.
+import PackageDescription
+
+let package = Package(
+    name: "lanrage",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "lanrage", targets: ["lanrage"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
+        .package(url: "https://github.com/ordo-one/benchmark.git", from: "1.38.1", traits: ["MallocInterposer"]),
+    ],
+    targets: [
+        // C headers and libraries.
+        .systemLibrary(name: "CLinux", path: "Sources/CLinux"),
+
+        // Libraries, one concern each.
+        .target(name: "Output", dependencies: [.product(name: "Logging", package: "swift-log")]),
+        .target(name: "Commands", dependencies: ["Output"]),
+        .target(name: "Net", dependencies: ["CLinux"]),
+
+        // The command line.
+        .executableTarget(
+            name: "lanrage",
+            dependencies: [
+                "Commands", "Output", "Net",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
+        // Tests.
+        .testTarget(name: "OutputTests", dependencies: ["Output"]),
+        .testTarget(name: "CommandsTests", dependencies: ["Commands"]),
+        .testTarget(name: "NetTests", dependencies: ["Net"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,68 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A non-blocking UDP socket bound to one local endpoint. Closed when released.
+public final class UDPSocket {
+    /// The file descriptor, for registration with an event loop.
+    public let descriptor: Int32
+    /// The bound local endpoint (with the port the kernel chose when 0 was asked for).
+    public private(set) var local: Endpoint
+
+    /// Opens a socket bound to `local`; port 0 lets the kernel choose.
+    public init(binding local: Endpoint, reuseAddress: Bool = false) throws(SystemError) {
+        let fd = socket(local.address.family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw SystemError("socket", local.description) }
+        if reuseAddress {
+            var one: Int32 = 1
+            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        }
+        let bound = local.withSockAddr { bind(fd, $0, $1) }
+        guard bound == 0 else {
+            let error = SystemError("bind", local.description)
+            close(fd)
+            throw error
+        }
+        descriptor = fd
+        self.local = local
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let named = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        if named == 0, let actual = Endpoint(storage) { self.local = actual }
+    }
+
+    deinit { close(descriptor) }
+
+    /// Sends one datagram; returns `false` when the send would block (the datagram is dropped, as UDP allows).
+    @discardableResult
+    public func send(_ bytes: some Collection<UInt8>, to destination: Endpoint) throws(SystemError) -> Bool {
+        let array = Array(bytes)
+        let sent = array.withUnsafeBytes { buffer in
+            destination.withSockAddr { sendto(descriptor, buffer.baseAddress, buffer.count, 0, $0, $1) }
+        }
+        if sent >= 0 { return true }
+        if errno == EAGAIN || errno == EWOULDBLOCK { return false }
+        throw SystemError("sendto", destination.description)
+    }
+
+    /// Receives one datagram into `buffer`, or `nil` when none is queued.
+    public func receive(into buffer: inout [UInt8]) throws(SystemError) -> (count: Int, from: Endpoint)? {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let count = buffer.withUnsafeMutableBytes { raw in
+            withUnsafeMutablePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    recvfrom(descriptor, raw.baseAddress, raw.count, 0, $0, &length)
+                }
+            }
+        }
+        if count < 0 {
+            if errno == EAGAIN || errno == EWOULDBLOCK { return nil }
+            throw SystemError("recvfrom", local.description)
+        }
+        guard let from = Endpoint(storage) else { return nil }
+        return (count, from)
+    }
+}

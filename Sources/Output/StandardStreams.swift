@@ -1,0 +1,28 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Writing whole strings to standard output and standard error without Foundation.
+public enum StandardStreams {
+    /// Writes `text` to standard output.
+    public static func out(_ text: String) { write(text, to: STDOUT_FILENO) }
+
+    /// Writes `text` to standard error.
+    public static func error(_ text: String) { write(text, to: STDERR_FILENO) }
+
+    /// Writes all of `text` to `descriptor`, retrying short writes and interrupted calls.
+    public static func write(_ text: String, to descriptor: Int32) {
+        var text = text
+        text.withUTF8 { buffer in
+            var offset = 0
+            while offset < buffer.count {
+                let written = Glibc.write(descriptor, buffer.baseAddress! + offset, buffer.count - offset)
+                if written < 0 {
+                    if errno == EINTR { continue }
+                    return
+                }
+                offset += written
+            }
+        }
+    }
+}

@@ -1,0 +1,13 @@
+import Commands
+
+/// The `lanrage` command tree: one file per subcommand beside this one.
+enum LANrage {
+    static let command = Command(
+        "lanrage",
+        abstract: "NAT traversal for WireGuard: punch direct paths between party members, relay where none exists.",
+        options: GlobalOptions.options,
+        subcommands: [
+            VersionCommand.command,
+        ]
+    )
+}

@@ -1,0 +1,6 @@
+import Commands
+#if canImport(Glibc)
+import Glibc
+#endif
+
+exit(LANrage.command.main())

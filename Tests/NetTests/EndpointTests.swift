@@ -1,0 +1,67 @@
+import Testing
+@testable import Net
+
+@Suite struct EndpointTests {
+    @Test func parsesAndPrintsIPv4() throws {
+        let endpoint = try #require(Endpoint("192.0.2.1:3478"))
+        #expect(endpoint.port == 3478)
+        #expect(endpoint.address == .v4(IPv4Address(192, 0, 2, 1)))
+        #expect(endpoint.description == "192.0.2.1:3478")
+    }
+
+    @Test func parsesAndPrintsIPv6() throws {
+        let endpoint = try #require(Endpoint("[2001:db8::1]:51820"))
+        #expect(endpoint.port == 51820)
+        #expect(endpoint.description == "[2001:db8::1]:51820")
+        #expect(IPv6Address("2001:db8:0:0:1:0:0:1")?.description == "2001:db8::1:0:0:1")
+        #expect(IPv6Address("::")?.description == "::")
+        #expect(IPv6Address("::1") == IPv6Address.loopback)
+    }
+
+    @Test(arguments: ["", "192.0.2.1", "192.0.2.1:", "192.0.2.1:65536", "192.0.2:80", "192.0.2.01:80",
+                      "256.0.0.1:1", "[2001:db8::1]", "2001:db8::1:80", "[2001:db8:::1]:80", "[::1]:-1", "x:1"])
+    func rejectsMalformedText(_ text: String) {
+        #expect(Endpoint(text) == nil)
+    }
+
+    @Test func roundTripsThroughSockAddr() throws {
+        for text in ["203.0.113.7:9", "[2001:db8::42]:65535"] {
+            let endpoint = try #require(Endpoint(text))
+            let back = endpoint.withSockAddr { pointer, _ in
+                pointer.withMemoryRebound(to: sockaddr_storage.self, capacity: 1) { Endpoint($0.pointee) }
+            }
+            #expect(back == endpoint)
+        }
+    }
+
+    @Test func udpSocketsExchangeADatagramOnLoopback() throws {
+        let a = try UDPSocket(binding: Endpoint("127.0.0.1:0")!)
+        let b = try UDPSocket(binding: Endpoint("127.0.0.1:0")!)
+        #expect(a.local.port != 0)
+        try a.send([1, 2, 3], to: b.local)
+        var buffer = [UInt8](repeating: 0, count: 64)
+        var received: (count: Int, from: Endpoint)?
+        for _ in 0..<1000 where received == nil {
+            received = try b.receive(into: &buffer)
+            if received == nil { usleep(1000) }
+        }
+        let got = try #require(received)
+        #expect(Array(buffer[..<got.count]) == [1, 2, 3])
+        #expect(got.from == a.local)
+    }
+
+    @Test func bindingAPortInUseNamesTheProblem() throws {
+        let a = try UDPSocket(binding: Endpoint("127.0.0.1:0")!)
+        #expect(throws: SystemError.self) { try UDPSocket(binding: a.local) }
+        do {
+            _ = try UDPSocket(binding: a.local)
+        } catch {
+            #expect(error.description.contains("bind 127.0.0.1:\(a.local.port)"))
+            #expect(error.description.contains("another process holds this port"))
+        }
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif
