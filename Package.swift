@@ -26,12 +26,22 @@ let package = Package(
         .target(name: "Output", dependencies: [.product(name: "Logging", package: "swift-log")]),
         .target(name: "Commands", dependencies: ["Output"]),
         .target(name: "Net", dependencies: ["CLinux"]),
+        .target(name: "StateChart", dependencies: ["Output"]),
+        .target(name: "Peer", dependencies: ["StateChart"]),
+        .target(
+            name: "EventLoop",
+            dependencies: [
+                "CLinux", "StateChart",
+                .product(name: "HeapModule", package: "swift-collections"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
 
         // The command line.
         .executableTarget(
             name: "lanrage",
             dependencies: [
-                "Commands", "Output", "Net",
+                "Commands", "Output", "Net", "StateChart", "Peer", "EventLoop",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -40,6 +50,9 @@ let package = Package(
         .testTarget(name: "OutputTests", dependencies: ["Output"]),
         .testTarget(name: "CommandsTests", dependencies: ["Commands"]),
         .testTarget(name: "NetTests", dependencies: ["Net"]),
+        .testTarget(name: "StateChartTests", dependencies: ["StateChart"]),
+        .testTarget(name: "PeerTests", dependencies: ["Peer", "StateChart", "EventLoop"]),
+        .testTarget(name: "EventLoopTests", dependencies: ["EventLoop", "StateChart", "CLinux"]),
     ],
     swiftLanguageModes: [.v6]
 )
