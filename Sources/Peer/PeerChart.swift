@@ -67,10 +67,9 @@ public enum PeerChart: ChartSpec {
             StateInfo(.closed, entry: [.removePeer, .releaseRelay], final: true),
         ]
 
-        let timeouts: [Timeout<PeerChart>] = [
+        var timeouts: [Timeout<PeerChart>] = [
             Timeout(.discovering, after: .fixed(timings.discoveryRetry), fire: .discoveryRetry),
             Timeout(.detecting, after: .fixed(timings.detection), fire: .detectionTimeout),
-            Timeout(.punching, every: .fixed(timings.punchInterval), times: timings.punchPackets - 1, fire: .punchTick),
             Timeout(.punching, after: .fixed(timings.punchAttempt), fire: .punchTimeout),
             Timeout(.direct, every: .fixed(timings.confirmPoll), times: confirmPolls(timings.directConfirm, timings), fire: .livenessTick),
             Timeout(.direct, after: .fixed(timings.directConfirm), fire: .confirmTimeout),
@@ -80,6 +79,11 @@ public enum PeerChart: ChartSpec {
             Timeout(.keepalive, after: upgradeBackoff, fire: .upgradeDue),
         ]
 
+        if timings.punchPackets > 1 {
+            // The first packet goes on entry; the timer sends the rest of the burst.
+            timeouts.insert(Timeout(.punching, every: .fixed(timings.punchInterval), times: timings.punchPackets - 1,
+                                    fire: .punchTick), at: 2)
+        }
         do {
             return try Chart(name: "peer", initial: .discovering, states: states, rows: rows, timeouts: timeouts)
         } catch {
@@ -87,8 +91,8 @@ public enum PeerChart: ChartSpec {
         }
     }
 
-    /// Polls that fit in a confirmation window (at least one).
+    /// Polls that fall strictly inside a confirmation window (at least one).
     private static func confirmPolls(_ window: Duration, _ timings: PeerTimings) -> Int {
-        max(1, Int(window.nanoseconds / max(1, timings.confirmPoll.nanoseconds)))
+        max(1, Int((window.nanoseconds - 1) / max(1, timings.confirmPoll.nanoseconds)))
     }
 }
