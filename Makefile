@@ -35,3 +35,12 @@ test: deps
 
 clean:
 	rm -rf .build
+
+## charts: regenerate StateCharts/*.dot and *.svg from the code.
+CHARTS := peer
+charts:
+	$(SWIFT) build --product lanrage
+	@for chart in $(CHARTS); do \
+		.build/debug/lanrage chart $$chart > StateCharts/$$chart.dot && \
+		dot -Tsvg StateCharts/$$chart.dot > StateCharts/$$chart.svg && echo "StateCharts/$$chart.{dot,svg}"; \
+	done
