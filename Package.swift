@@ -59,6 +59,7 @@ let package = Package(
         .testTarget(name: "StateChartTests", dependencies: ["StateChart"]),
         .testTarget(name: "PeerTests", dependencies: ["Peer", "StateChart", "EventLoop"]),
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop", "StateChart", "CLinux"]),
+        .testTarget(name: "lanrageTests", dependencies: ["lanrage"]),
 
         // Benchmarks (`make bench`), run through package-benchmark.
         .executableTarget(
