@@ -21,17 +21,21 @@ let package = Package(
     targets: [
         // C headers and libraries.
         .systemLibrary(name: "CLinux", path: "Sources/CLinux"),
+        .systemLibrary(name: "CSodium", pkgConfig: "libsodium"),
+        .systemLibrary(name: "CNetlink", pkgConfig: "libnl-genl-3.0"),
 
         // Libraries, one concern each.
         .target(name: "Output", dependencies: [.product(name: "Logging", package: "swift-log")]),
         .target(name: "Commands", dependencies: ["Output"]),
         .target(name: "Net", dependencies: ["CLinux"]),
+        .target(name: "WireGuard", dependencies: ["CSodium", "CNetlink", "Net"]),
 
         // The command line.
         .executableTarget(
             name: "lanrage",
             dependencies: [
                 "Commands", "Output", "Net",
+                "WireGuard",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -40,6 +44,7 @@ let package = Package(
         .testTarget(name: "OutputTests", dependencies: ["Output"]),
         .testTarget(name: "CommandsTests", dependencies: ["Commands"]),
         .testTarget(name: "NetTests", dependencies: ["Net"]),
+        .testTarget(name: "WireGuardTests", dependencies: ["WireGuard", "CNetlink", "CSodium", "Net"]),
     ],
     swiftLanguageModes: [.v6]
 )

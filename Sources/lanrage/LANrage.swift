@@ -8,6 +8,9 @@ enum LANrage {
         options: GlobalOptions.options,
         subcommands: [
             VersionCommand.command,
+            KeyCommands.genkey,
+            KeyCommands.genpsk,
+            KeyCommands.pubkey,
         ]
     )
 }
