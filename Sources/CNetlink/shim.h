@@ -12,6 +12,3 @@
 #include <linux/rtnetlink.h>
 #include <linux/if_link.h>
 #include <linux/if_addr.h>
-#include <linux/if.h>
-#include <net/if.h>
-#include <linux/veth.h>

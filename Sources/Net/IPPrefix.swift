@@ -40,6 +40,12 @@ public struct IPPrefix: Hashable, Sendable, CustomStringConvertible {
         return IPPrefix(IPAddress(bytes: bytes)!, length)!
     }
 
+    /// Whether every address of `other` lies inside this prefix.
+    public func contains(_ other: IPPrefix) -> Bool {
+        guard other.address.family == address.family, other.length >= length else { return false }
+        return IPPrefix(other.address, length)!.network == network
+    }
+
     public var description: String { "\(address)/\(length)" }
 }
 

@@ -11,6 +11,7 @@ enum LANrage {
             KeyCommands.genkey,
             KeyCommands.genpsk,
             KeyCommands.pubkey,
+            WGCommand.command,
         ]
     )
 }
