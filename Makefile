@@ -5,8 +5,11 @@ SWIFT ?= swift
 DEB_PACKAGES := libnl-3-dev libnl-genl-3-dev libsodium-dev pkg-config graphviz nftables iproute2 \
 	wireguard-tools wireguard-go socat conntrack coturn stun-client iputils-ping xz-utils binutils
 RELEASE_FLAGS := -c release --static-swift-stdlib -Xswiftc -gnone
+# make test-kernel: Debian's kernel under qemu with a static busybox initramfs (the kernel itself is
+# fetched with apt-get download into .build/test-kernel, never installed).
+DEB_PACKAGES += qemu-system-x86 busybox-static cpio
 
-.PHONY: all build release deps test bench size charts clean
+.PHONY: all build release deps test bench size charts clean test-kernel bench-wg
 
 all: build
 
@@ -32,6 +35,15 @@ release:
 test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
+	SKIP_OK=1 Scripts/test-kernel/run.sh
+
+## test-kernel: the netlink backend against the real wireguard.ko, in Debian's kernel under qemu (KVM or TCG).
+test-kernel:
+	Scripts/test-kernel/run.sh
+
+## bench-wg: apply and read back 1,000 peers through the UAPI backend vs wg set / wg show dump (root, wireguard-go).
+bench-wg:
+	Scripts/bench-wg.sh
 
 clean:
 	rm -rf .build

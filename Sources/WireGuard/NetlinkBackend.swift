@@ -61,7 +61,7 @@ public final class NetlinkBackend: WireGuardBackend {
                 do throws(WireGuardError) { try reassembler.add(header) } catch { parseError = parseError ?? error }
             }
         } catch where error.kind == .notFound {
-            throw WireGuardError(.notFound, "no WireGuard interface named \(name)")
+            throw WireGuardError(.notFound, "no WireGuard interface named \(name) (\(error.message))")
         }
         if let parseError { throw parseError }
         return reassembler.device

@@ -60,7 +60,7 @@ final class NetlinkSocket {
             return WireGuardError(.permission, "\(what): \(reason) (run as root or grant CAP_NET_ADMIN)")
         case NLE_EXIST:
             return WireGuardError(.exists, "\(what): \(reason)")
-        case NLE_NODEV, NLE_OBJ_NOTFOUND:
+        case NLE_NODEV, NLE_OBJ_NOTFOUND, NLE_OPNOTSUPP:
             return WireGuardError(.notFound, "\(what): \(reason)")
         default:
             return WireGuardError(.failed, "\(what): \(reason)")
