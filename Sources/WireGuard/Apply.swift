@@ -23,8 +23,12 @@ public struct ApplyPlan: Sendable, Equatable {
         addedPeers = []
         updatedPeers = []
         removedPeers = []
+        // Indexed by key: a thousand peers must not cost a million constant-time comparisons.
+        var existingPeers: [Key: Peer] = [:]
+        for peer in device.peers { existingPeers[peer.publicKey] = peer }
+        let wantedKeys = Set(configuration.peers.map(\.publicKey))
         for wanted in configuration.peers {
-            guard let existing = device.peer(wanted.publicKey) else {
+            guard let existing = existingPeers[wanted.publicKey] else {
                 change.peers.append(PeerChange(
                     publicKey: wanted.publicKey, presharedKey: wanted.presharedKey, endpoint: wanted.endpoint,
                     persistentKeepalive: wanted.persistentKeepalive == 0 ? nil : wanted.persistentKeepalive,
@@ -57,7 +61,7 @@ public struct ApplyPlan: Sendable, Equatable {
                 updatedPeers.append(wanted.publicKey)
             }
         }
-        for existing in device.peers where !configuration.peers.contains(where: { $0.publicKey == existing.publicKey }) {
+        for existing in device.peers where !wantedKeys.contains(existing.publicKey) {
             change.peers.append(PeerChange(publicKey: existing.publicKey, remove: true))
             removedPeers.append(existing.publicKey)
         }

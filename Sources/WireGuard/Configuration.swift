@@ -39,6 +39,7 @@ public struct Configuration: Sendable, Equatable {
         var peerLine = 0
         var publicKey: Key?, presharedKey: Key?, endpoint: Endpoint?, allowed: [IPPrefix] = [], keepalive: UInt16 = 0
         var seenKeys = Set<String>()
+        var peerKeys = Set<Key>()
 
         func error(_ line: Int, _ message: String) -> WireGuardError {
             WireGuardError(.invalidConfig, "\(file):\(line): \(message)")
@@ -46,8 +47,7 @@ public struct Configuration: Sendable, Equatable {
         func finishPeer() throws(WireGuardError) {
             guard section == .peer else { return }
             guard let key = publicKey else { throw error(peerLine, "[Peer] without PublicKey") }
-            if peers.contains(where: { $0.publicKey == key }) { throw error(peerLine, "duplicate peer \(key.base64)") }
-            if let own = privateKey, own.publicKey == key { throw error(peerLine, "a peer has this interface's own public key") }
+            guard peerKeys.insert(key).inserted else { throw error(peerLine, "duplicate peer \(key.base64)") }
             peers.append(PeerConfiguration(publicKey: key, presharedKey: presharedKey, endpoint: endpoint, allowedIPs: allowed,
                                            persistentKeepalive: keepalive))
             publicKey = nil; presharedKey = nil; endpoint = nil; allowed = []; keepalive = 0
@@ -136,7 +136,8 @@ public struct Configuration: Sendable, Equatable {
         try finishPeer()
         guard interfaceLine != nil else { throw WireGuardError(.invalidConfig, "\(file): no [Interface] section") }
         guard let privateKey else { throw error(interfaceLine!, "[Interface] without PrivateKey") }
-        if let duplicate = peers.first(where: { $0.publicKey == privateKey.publicKey }) {
+        let ownPublicKey = privateKey.publicKey
+        if let duplicate = peers.first(where: { $0.publicKey == ownPublicKey }) {
             throw WireGuardError(.invalidConfig, "\(file): peer \(duplicate.publicKey.base64) is this interface's own public key")
         }
         self.privateKey = privateKey

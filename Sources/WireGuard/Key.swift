@@ -47,7 +47,12 @@ public struct Key: Sendable, Hashable, CustomStringConvertible {
 
     /// Parses 64 hexadecimal digits, the form the UAPI protocol uses.
     public init?(hex text: some StringProtocol) {
-        let utf8 = Array(text.utf8)
+        self.init(hexBytes: Array(text.utf8))
+    }
+
+    /// Parses 64 hexadecimal digits given as UTF-8 bytes.
+    public init?(hexBytes: some Collection<UInt8>) {
+        let utf8 = Array(hexBytes)
         guard utf8.count == 2 * Key.byteCount else { return nil }
         var bytes = [UInt8](repeating: 0, count: Key.byteCount)
         for index in 0..<Key.byteCount {

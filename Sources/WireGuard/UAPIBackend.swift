@@ -87,17 +87,18 @@ public final class UAPIBackend: WireGuardBackend {
     }
 
     public func device(named name: String) throws(WireGuardError) -> Device {
-        let reply = try exchange(name, "get=1\n\n")
+        var reply = try exchange(name, "get=1\n\n")
+        defer { Secrets.wipe(&reply) }
         return try UAPIProtocol.parseGet(reply, name: name)
     }
 
     public func configure(_ name: String, _ change: DeviceChange) throws(WireGuardError) {
         let reply = try exchange(name, UAPIProtocol.setRequest(change))
-        try UAPIProtocol.checkSetReply(reply, name: name)
+        try UAPIProtocol.checkSetReply(String(decoding: reply, as: UTF8.self), name: name)
     }
 
     /// Sends `request` on the interface's socket and reads the reply up to its blank line.
-    private func exchange(_ name: String, _ request: String) throws(WireGuardError) -> String {
+    private func exchange(_ name: String, _ request: String) throws(WireGuardError) -> [UInt8] {
         try InterfaceName.validate(name)
         let path = socketPath(name)
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
@@ -140,7 +141,7 @@ public final class UAPIBackend: WireGuardBackend {
         }
         var reply = [UInt8]()
         var buffer = [UInt8](repeating: 0, count: 65536)
-        defer { Secrets.wipe(&reply); Secrets.wipe(&buffer) }
+        defer { Secrets.wipe(&buffer) }
         let limit = 256 << 20
         while reply.count < limit {
             let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress!, $0.count, 0) }
@@ -152,7 +153,7 @@ public final class UAPIBackend: WireGuardBackend {
             reply += buffer[0..<count]
             if reply.count >= 2, reply[reply.count - 1] == 10, reply[reply.count - 2] == 10 { break }
         }
-        return String(decoding: reply, as: UTF8.self)
+        return reply
     }
 
     /// Sets FD_CLOEXEC on every descriptor above standard error.
@@ -278,13 +279,16 @@ public enum UAPIProtocol {
 
     /// Parses the reply to `get=1` into a device.
     public static func parseGet(_ reply: String, name: String) throws(WireGuardError) -> Device {
-        let code = try errnoValue(reply, name: name)
-        guard code == 0 else {
-            throw WireGuardError(.failed, "userspace WireGuard \(name) answered get with errno=\(code)")
-        }
+        try parseGet(Array(reply.utf8), name: name)
+    }
+
+    /// Parses the reply to `get=1` (bytes: a 1,000-peer reply is parsed line by line without
+    /// building Characters) into a device.
+    public static func parseGet(_ reply: [UInt8], name: String) throws(WireGuardError) -> Device {
         var device = Device(name: name)
         var peer: Peer?
         var handshakeSeconds: Int64 = 0, handshakeNanoseconds: Int64 = 0
+        var code: Int32?
         func finishPeer() {
             guard var done = peer else { return }
             if handshakeSeconds != 0 || handshakeNanoseconds != 0 {
@@ -295,59 +299,76 @@ public enum UAPIProtocol {
             handshakeSeconds = 0
             handshakeNanoseconds = 0
         }
-        for line in reply.split(separator: "\n") {
-            guard let equals = line.firstIndex(of: "=") else { continue }
-            let key = line[..<equals], value = line[line.index(after: equals)...]
+        var lineStart = 0
+        while lineStart < reply.count {
+            var lineEnd = lineStart
+            while lineEnd < reply.count, reply[lineEnd] != 10 { lineEnd += 1 }
+            defer { lineStart = lineEnd + 1 }
+            guard let equals = reply[lineStart..<lineEnd].firstIndex(of: UInt8(ascii: "=")) else { continue }
+            let keyBytes = reply[lineStart..<equals]
+            let valueBytes = reply[(equals + 1)..<lineEnd]
+            let key = String(decoding: keyBytes, as: UTF8.self)
             func bad() -> WireGuardError { WireGuardError(.failed, "userspace WireGuard \(name) sent a malformed line: \(key)=…") }
+            func text() -> String { String(decoding: valueBytes, as: UTF8.self) }
             switch key {
+            case "errno":
+                guard let value = Int32(text()) else { throw bad() }
+                code = value
             case "private_key":
-                guard let parsed = Key(hex: value) else { throw bad() }
+                guard var parsed = Key(hexBytes: valueBytes) else { throw bad() }
                 if !parsed.isZero {
                     device.privateKey = parsed
                     device.publicKey = parsed.publicKey
                 }
+                parsed.wipe()
             case "listen_port":
-                guard let port = UInt16(value) else { throw bad() }
+                guard let port = UInt16(text()) else { throw bad() }
                 device.listenPort = port
             case "fwmark":
-                guard let mark = UInt32(value) else { throw bad() }
+                guard let mark = UInt32(text()) else { throw bad() }
                 device.fwmark = mark
             case "public_key":
                 finishPeer()
-                guard let parsed = Key(hex: value) else { throw bad() }
+                guard let parsed = Key(hexBytes: valueBytes) else { throw bad() }
                 peer = Peer(publicKey: parsed)
             case "preshared_key":
-                guard let parsed = Key(hex: value) else { throw bad() }
+                guard let parsed = Key(hexBytes: valueBytes) else { throw bad() }
                 if !parsed.isZero { peer?.presharedKey = parsed }
             case "endpoint":
-                guard let endpoint = Endpoint(value) else { throw bad() }
+                guard let endpoint = Endpoint(text()) else { throw bad() }
                 peer?.endpoint = endpoint
             case "persistent_keepalive_interval":
-                guard let seconds = UInt16(value) else { throw bad() }
+                guard let seconds = UInt16(text()) else { throw bad() }
                 peer?.persistentKeepalive = seconds
             case "allowed_ip":
-                guard let prefix = IPPrefix(value) else { throw bad() }
+                guard let prefix = IPPrefix(text()) else { throw bad() }
                 peer?.allowedIPs.append(prefix)
             case "last_handshake_time_sec":
-                guard let seconds = Int64(value) else { throw bad() }
+                guard let seconds = Int64(text()) else { throw bad() }
                 handshakeSeconds = seconds
             case "last_handshake_time_nsec":
-                guard let nanoseconds = Int64(value) else { throw bad() }
+                guard let nanoseconds = Int64(text()) else { throw bad() }
                 handshakeNanoseconds = nanoseconds
             case "rx_bytes":
-                guard let count = UInt64(value) else { throw bad() }
+                guard let count = UInt64(text()) else { throw bad() }
                 peer?.rxBytes = count
             case "tx_bytes":
-                guard let count = UInt64(value) else { throw bad() }
+                guard let count = UInt64(text()) else { throw bad() }
                 peer?.txBytes = count
             case "protocol_version":
-                guard let version = UInt32(value) else { throw bad() }
+                guard let version = UInt32(text()) else { throw bad() }
                 peer?.protocolVersion = version
             default:
                 continue
             }
         }
         finishPeer()
+        guard let code else {
+            throw WireGuardError(.failed, "userspace WireGuard \(name) closed the UAPI socket without an errno= line")
+        }
+        guard code == 0 else {
+            throw WireGuardError(.failed, "userspace WireGuard \(name) answered get with errno=\(code) (\(String(cString: strerror(code))))")
+        }
         return device
     }
 
