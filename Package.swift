@@ -29,12 +29,22 @@ let package = Package(
         .target(name: "Commands", dependencies: ["Output"]),
         .target(name: "Net", dependencies: ["CLinux"]),
         .target(name: "WireGuard", dependencies: ["CSodium", "CNetlink", "Net"]),
+        .target(name: "StateChart", dependencies: ["Output"]),
+        .target(name: "Peer", dependencies: ["StateChart"]),
+        .target(
+            name: "EventLoop",
+            dependencies: [
+                "CLinux", "StateChart",
+                .product(name: "HeapModule", package: "swift-collections"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
 
         // The command line.
         .executableTarget(
             name: "lanrage",
             dependencies: [
-                "Commands", "Output", "Net",
+                "Commands", "Output", "Net", "StateChart", "Peer", "EventLoop",
                 "WireGuard",
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -45,6 +55,9 @@ let package = Package(
         .testTarget(name: "CommandsTests", dependencies: ["Commands"]),
         .testTarget(name: "NetTests", dependencies: ["Net"]),
         .testTarget(name: "WireGuardTests", dependencies: ["WireGuard", "CNetlink", "CSodium", "Net"]),
+        .testTarget(name: "StateChartTests", dependencies: ["StateChart"]),
+        .testTarget(name: "PeerTests", dependencies: ["Peer", "StateChart", "EventLoop"]),
+        .testTarget(name: "EventLoopTests", dependencies: ["EventLoop", "StateChart", "CLinux"]),
     ],
     swiftLanguageModes: [.v6]
 )
