@@ -45,5 +45,7 @@ test-kernel:
 bench-wg:
 	Scripts/bench-wg.sh
 
+bench: bench-wg
+
 clean:
 	rm -rf .build
