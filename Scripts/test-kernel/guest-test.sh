@@ -99,6 +99,39 @@ cat /tmp/err
 printf '[Interface]\nPrivateKey = nonsense\n' > /tmp/bad.conf
 in_a $L wg apply lwwa /tmp/bad.conf 2>&1 | grep -q "/tmp/bad.conf:2: PrivateKey" || fail "bad key line not reported"
 
+if [ "${LANRAGE_BENCH:-0}" = 1 ]; then
+    step "benchmark: 1,000 peers through the netlink backend vs wg set / wg show dump (same kernel, same interface)"
+    uptime_cs() { read -r up _ < /proc/uptime; echo "${up%.*}${up#*.}"; }   # centiseconds
+    median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+    cp /tmp/a.conf /tmp/bench.conf
+    WGARGS=""
+    for i in $(seq 1 1000); do
+        KEY=$(head -c 32 /dev/urandom | base64)
+        IP="100.64.$((i / 250 + 1)).$((i % 250 + 1))/32"
+        EP="203.0.113.$((i % 250 + 1)):$((20000 + i))"
+        printf '\n[Peer]\nPublicKey = %s\nEndpoint = %s\nAllowedIPs = %s\n' "$KEY" "$EP" "$IP" >> /tmp/bench.conf
+        WGARGS="$WGARGS peer $KEY endpoint $EP allowed-ips $IP"
+    done
+    : > /tmp/la; : > /tmp/ls; : > /tmp/wa; : > /tmp/ws
+    for round in 1 2 3; do
+        t0=$(uptime_cs); in_a $L wg apply lwwa /tmp/bench.conf > /tmp/out; t1=$(uptime_cs)
+        grep -q "1000 peer(s) added" /tmp/out || fail "bench apply: $(cat /tmp/out)"
+        echo $((t1 - t0)) >> /tmp/la
+        t0=$(uptime_cs); in_a $L wg show lwwa --json > /tmp/bench.json; t1=$(uptime_cs)
+        [ "$(grep -c '"allowed_ips"' /tmp/bench.json)" = 1001 ] || fail "bench read back"
+        echo $((t1 - t0)) >> /tmp/ls
+        in_a $L wg apply lwwa /tmp/a.conf > /dev/null || fail "bench reset"
+        t0=$(uptime_cs); in_a /wg set lwwa $WGARGS || fail "wg set"; t1=$(uptime_cs)
+        echo $((t1 - t0)) >> /tmp/wa
+        t0=$(uptime_cs); in_a /wg show lwwa dump > /tmp/dump; t1=$(uptime_cs)
+        [ "$(wc -l < /tmp/dump)" = 1002 ] || fail "wg show dump read back $(wc -l < /tmp/dump) lines"
+        echo $((t1 - t0)) >> /tmp/ws
+        in_a $L wg apply lwwa /tmp/a.conf > /dev/null || fail "bench reset"
+    done
+    echo "LANRAGE-BENCH: netlink apply 1000 peers: lanrage $(median < /tmp/la)0 ms, wg set $(median < /tmp/wa)0 ms (median of 3, 10 ms resolution, qemu)"
+    echo "LANRAGE-BENCH: netlink read back 1000 peers: lanrage $(median < /tmp/ls)0 ms, wg show dump $(median < /tmp/ws)0 ms"
+fi
+
 step "delete"
 in_a $L wg delete lwwa || fail "delete"
 in_a ip link show lwwa 2>/dev/null && fail "interface still there"

@@ -45,6 +45,14 @@ cp "$BUSYBOX" "$INITRD/bin/busybox"
 cp "$BINARY" "$INITRD/lanrage"
 cp Scripts/test-kernel/init "$INITRD/init"
 cp Scripts/test-kernel/guest-test.sh "$INITRD/guest-test.sh"
+# wireguard-tools' wg, for the side-by-side benchmark (BENCH=1) only.
+if [ "${BENCH:-0}" = 1 ]; then
+    command -v wg >/dev/null || skip "wg (wireguard-tools) is needed for the benchmark"
+    cp "$(command -v wg)" "$INITRD/wg"
+    for library in $(ldd "$(command -v wg)" | awk '/=> \// { print $3 } /^\t\/lib/ { print $1 }'); do
+        mkdir -p "$INITRD/$(dirname "$library")"; cp -L "$library" "$INITRD/$library"
+    done
+fi
 chmod +x "$INITRD/init"
 for library in $(ldd "$BINARY" | awk '/=> \// { print $3 } /^\t\/lib/ { print $1 }'); do
     mkdir -p "$INITRD/$(dirname "$library")"
@@ -80,7 +88,7 @@ run_vm() {
     local accel=$1 cpu=$2 limit=$3
     timeout "$limit" qemu-system-x86_64 -accel "$accel" -cpu "$cpu" -m 1024 -smp 2 -nographic -no-reboot -nic none \
         -kernel "$KERNEL" -initrd "$WORK/initramfs.cpio.gz" \
-        -append "console=ttyS0 panic=-1 quiet loglevel=3 rdinit=/init" > "$WORK/console.log" 2>&1
+        -append "console=ttyS0 panic=-1 quiet loglevel=3 rdinit=/init LANRAGE_BENCH=${BENCH:-0}" > "$WORK/console.log" 2>&1
 }
 START=$(date +%s)
 ACCEL=tcg
@@ -94,4 +102,5 @@ sed -n '/LANRAGE-KERNEL-TEST: booted/,$p' "$WORK/console.log" | grep -v '^\s*$' 
 ELAPSED=$(( $(date +%s) - START ))
 grep -q "$MARK: booted" "$WORK/console.log" || fail "the VM did not boot ($ACCEL, ${ELAPSED}s); see $WORK/console.log"
 grep -q "$MARK: PASS" "$WORK/console.log" || fail "$(grep "$MARK: FAIL" "$WORK/console.log" | head -1) ($ACCEL, ${ELAPSED}s; $WORK/console.log)"
+grep "LANRAGE-BENCH:" "$WORK/console.log" | sed 's/^/test-kernel: /' || true
 echo "test-kernel: PASSED on Linux $VERSION with the real wireguard.ko ($ACCEL, ${ELAPSED}s)"

@@ -114,8 +114,9 @@ public struct Key: Sendable, Hashable, CustomStringConvertible {
         return String(decoding: text, as: UTF8.self)
     }
 
-    /// The base64 text. Private keys must never be printed: callers show `(hidden)` instead.
-    public var description: String { base64 }
+    /// `(hidden)`: a key that slips into a log line or an interpolated message never shows its bytes
+    /// (it may be a private key). Public keys are printed deliberately, with `base64`.
+    public var description: String { "(hidden)" }
 
     /// Clears the bytes with `sodium_memzero`.
     public mutating func wipe() { LibSodium.wipe(&bytes) }

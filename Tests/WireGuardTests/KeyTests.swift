@@ -56,6 +56,8 @@ import Testing
         #expect(Key(hex: key.hex.uppercased()) == key)
         #expect(Key(hex: String(key.hex.dropLast())) == nil)
         #expect(Key(base64: String(key.base64.dropLast())) == nil)
+        // Interpolating a key (into a log line, an error) never shows it.
+        #expect("\(key)" == "(hidden)" && !"\([key])".contains(key.base64))
         var copy = key
         copy.wipe()
         #expect(copy.isZero && !key.isZero)
