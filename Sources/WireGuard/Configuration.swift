@@ -53,42 +53,52 @@ public struct Configuration: Sendable, Equatable {
             publicKey = nil; presharedKey = nil; endpoint = nil; allowed = []; keepalive = 0
         }
 
+        // Parsed as UTF-8 bytes: a thousand peers must not cost a Character walk per byte.
+        let bytes = Array(text.utf8)
         var lineNumber = 0
-        for rawLine in text.split(separator: "\n", omittingEmptySubsequences: false) {
+        var lineStart = 0
+        while lineStart <= bytes.count {
+            var lineEnd = lineStart
+            while lineEnd < bytes.count, bytes[lineEnd] != 10 { lineEnd += 1 }
+            defer { lineStart = lineEnd + 1 }
             lineNumber += 1
-            var line = Substring(rawLine)
-            if let hash = line.firstIndex(of: "#") { line = line[..<hash] }
-            let trimmed = line.trimmingSpaces
+            var line = bytes[lineStart..<lineEnd]
+            if let hash = line.firstIndex(of: UInt8(ascii: "#")) { line = line[..<hash] }
+            let trimmed = line.trimmingSpaceBytes
             if trimmed.isEmpty { continue }
-            if trimmed.hasPrefix("[") {
-                switch trimmed.lowercased() {
+            if trimmed.first == UInt8(ascii: "[") {
+                switch trimmed.asciiLowercased {
                 case "[interface]":
                     try finishPeer()
                     if interfaceLine != nil { throw error(lineNumber, "a second [Interface] section") }
                     interfaceLine = lineNumber
                     section = .interface
+                    seenKeys = []
                 case "[peer]":
                     try finishPeer()
                     section = .peer
                     peerLine = lineNumber
                     seenKeys = []
                 default:
-                    throw error(lineNumber, "unknown section \(trimmed) (expected [Interface] or [Peer])")
+                    throw error(lineNumber, "unknown section \(String(decoding: trimmed, as: UTF8.self)) (expected [Interface] or [Peer])")
                 }
-                if section == .interface { seenKeys = [] }
                 continue
             }
-            guard let equals = trimmed.firstIndex(of: "=") else {
-                throw error(lineNumber, "expected 'Key = Value', got '\(trimmed.prefix(40))'")
+            guard let equals = trimmed.firstIndex(of: UInt8(ascii: "=")) else {
+                // The line is not echoed: it may hold a private key.
+                throw error(lineNumber, "expected 'Key = Value' (or a [Interface] / [Peer] section)")
             }
-            let key = trimmed[..<equals].trimmingSpaces.lowercased()
-            let value = String(trimmed[trimmed.index(after: equals)...].trimmingSpaces)
-            guard section != .none else { throw error(lineNumber, "'\(key)' before any [Interface] or [Peer] section") }
+            let keyBytes = trimmed[..<equals].trimmingSpaceBytes
+            let originalKey = String(decoding: keyBytes, as: UTF8.self)
+            let key = keyBytes.asciiLowercased
+            let valueBytes = trimmed[(equals + 1)...].trimmingSpaceBytes
+            let value = String(decoding: valueBytes, as: UTF8.self)
+            guard section != .none else { throw error(lineNumber, "'\(originalKey)' before any [Interface] or [Peer] section") }
             let repeatable = key == "address" || key == "allowedips" || Self.wgQuickOnly.contains(key)
-            if !repeatable, seenKeys.contains(key) { throw error(lineNumber, "'\(trimmed[..<equals].trimmingSpaces)' given twice in one section") }
+            if !repeatable, seenKeys.contains(key) { throw error(lineNumber, "'\(originalKey)' given twice in one section") }
             seenKeys.insert(key)
             func list() -> [String] {
-                value.split(separator: ",").map { String($0.trimmingSpaces) }.filter { !$0.isEmpty }
+                valueBytes.split(separator: UInt8(ascii: ",")).map { String(decoding: $0.trimmingSpaceBytes, as: UTF8.self) }.filter { !$0.isEmpty }
             }
             switch (section, key) {
             case (.interface, "privatekey"):
@@ -108,7 +118,7 @@ public struct Configuration: Sendable, Equatable {
                     addresses.append(prefix)
                 }
             case (.interface, let other) where Self.wgQuickOnly.contains(other):
-                ignored.append(String(trimmed[..<equals].trimmingSpaces))
+                ignored.append(originalKey)
             case (.peer, "publickey"):
                 guard let parsed = Key(base64: value) else { throw error(lineNumber, "PublicKey is not a valid key (44 characters of base64)") }
                 publicKey = parsed
@@ -130,7 +140,7 @@ public struct Configuration: Sendable, Equatable {
                 guard let seconds = UInt16(value) else { throw error(lineNumber, "PersistentKeepalive '\(value)' is not a number of seconds (0 to 65535) or 'off'") }
                 keepalive = seconds
             default:
-                throw error(lineNumber, "unknown key '\(trimmed[..<equals].trimmingSpaces)' in [\(section == .interface ? "Interface" : "Peer")]")
+                throw error(lineNumber, "unknown key '\(originalKey)' in [\(section == .interface ? "Interface" : "Peer")]")
             }
         }
         try finishPeer()
@@ -146,6 +156,20 @@ public struct Configuration: Sendable, Equatable {
         self.addresses = addresses
         self.peers = peers
         self.ignored = ignored
+    }
+}
+
+extension ArraySlice<UInt8> {
+    /// Without leading and trailing spaces, tabs and carriage returns.
+    var trimmingSpaceBytes: ArraySlice<UInt8> {
+        let isSpace: (UInt8) -> Bool = { $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }
+        guard let first = firstIndex(where: { !isSpace($0) }), let last = lastIndex(where: { !isSpace($0) }) else { return [] }
+        return self[first...last]
+    }
+
+    /// The bytes as text with ASCII letters lowered.
+    var asciiLowercased: String {
+        String(decoding: map { $0 >= 0x41 && $0 <= 0x5A ? $0 + 0x20 : $0 }, as: UTF8.self)
     }
 }
 
