@@ -4,19 +4,28 @@ import Glibc
 #endif
 
 /// A 32-byte WireGuard key (Curve25519 private or public key, or a preshared key).
-/// Shown in base64 like `wg`; compared in constant time; `wipe()` clears it with `sodium_memzero`.
+/// Shown in base64 like `wg`; compared in constant time (`sodium_memcmp`); its bytes live in storage
+/// that is cleared with `sodium_memzero` when the last copy of the key goes away (and by `wipe()`).
 public struct Key: Sendable, Hashable, CustomStringConvertible {
     public static let byteCount = 32
     /// Length of the base64 text: 44 characters ending in `=`.
     public static let base64Count = 44
 
-    /// The raw bytes. Kept as a fixed array of 32 bytes.
-    public private(set) var bytes: [UInt8]
+    private var storage: SecretStorage
+
+    /// A copy of the raw bytes. For secrets, prefer `withUnsafeBytes`, which copies nothing.
+    public var bytes: [UInt8] { withUnsafeBytes { Array($0) } }
+
+    /// Calls `body` with the 32 bytes in place.
+    public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try body(UnsafeRawBufferPointer(storage.buffer))
+    }
 
     /// A key from exactly 32 bytes.
     public init?(bytes: some Collection<UInt8>) {
         guard bytes.count == Key.byteCount else { return nil }
-        self.bytes = Array(bytes)
+        storage = SecretStorage()
+        for (index, byte) in bytes.enumerated() { storage.buffer[index] = byte }
     }
 
     /// Parses 44 characters of standard base64 (the form `wg` prints); `nil` for anything else,
@@ -24,25 +33,20 @@ public struct Key: Sendable, Hashable, CustomStringConvertible {
     public init?(base64 text: some StringProtocol) {
         guard LibSodium.ready else { return nil }
         var utf8 = Array(String(text).utf8)
+        defer { LibSodium.wipe(&utf8) }
         guard utf8.count == Key.base64Count, utf8[Key.base64Count - 1] == UInt8(ascii: "="),
               utf8[Key.base64Count - 2] != UInt8(ascii: "=")
         else { return nil }
-        var decoded = [UInt8](repeating: 0, count: Key.byteCount + 1)
+        let storage = SecretStorage(capacity: Key.byteCount + 1)
         var length = 0
         let status = utf8.withUnsafeBufferPointer { input in
             input.withMemoryRebound(to: CChar.self) { chars in
-                decoded.withUnsafeMutableBufferPointer { output in
-                    sodium_base642bin(output.baseAddress!, output.count, chars.baseAddress!, chars.count,
-                                      nil, &length, nil, sodium_base64_VARIANT_ORIGINAL)
-                }
+                sodium_base642bin(storage.buffer.baseAddress!, storage.buffer.count, chars.baseAddress!, chars.count,
+                                  nil, &length, nil, sodium_base64_VARIANT_ORIGINAL)
             }
         }
-        defer {
-            LibSodium.wipe(&decoded)
-            LibSodium.wipe(&utf8)
-        }
         guard status == 0, length == Key.byteCount else { return nil }
-        bytes = Array(decoded[0..<Key.byteCount])
+        self.storage = storage
     }
 
     /// Parses 64 hexadecimal digits, the form the UAPI protocol uses.
@@ -52,51 +56,52 @@ public struct Key: Sendable, Hashable, CustomStringConvertible {
 
     /// Parses 64 hexadecimal digits given as UTF-8 bytes.
     public init?(hexBytes: some Collection<UInt8>) {
-        let utf8 = Array(hexBytes)
-        guard utf8.count == 2 * Key.byteCount else { return nil }
-        var bytes = [UInt8](repeating: 0, count: Key.byteCount)
-        for index in 0..<Key.byteCount {
-            guard let high = hexValue(utf8[2 * index]), let low = hexValue(utf8[2 * index + 1]) else { return nil }
-            bytes[index] = high << 4 | low
+        guard hexBytes.count == 2 * Key.byteCount else { return nil }
+        let storage = SecretStorage()
+        var index = hexBytes.startIndex
+        for position in 0..<Key.byteCount {
+            let highIndex = index
+            index = hexBytes.index(after: index)
+            guard let high = hexValue(hexBytes[highIndex]), let low = hexValue(hexBytes[index]) else { return nil }
+            index = hexBytes.index(after: index)
+            storage.buffer[position] = high << 4 | low
         }
-        self.bytes = bytes
+        self.storage = storage
     }
+
+    private init(storage: SecretStorage) { self.storage = storage }
 
     /// A new private key: 32 random bytes from libsodium, clamped as Curve25519 requires (like `wg genkey`).
     public static func generatePrivate() -> Key {
-        var key = generatePreshared()
-        key.bytes[0] &= 248
-        key.bytes[31] = (key.bytes[31] & 127) | 64
+        let key = generatePreshared()
+        key.storage.buffer[0] &= 248
+        key.storage.buffer[31] = (key.storage.buffer[31] & 127) | 64
         return key
     }
 
     /// A new preshared key: 32 random bytes (like `wg genpsk`).
     public static func generatePreshared() -> Key {
         precondition(LibSodium.ready, "libsodium failed to initialise")
-        var bytes = [UInt8](repeating: 0, count: Key.byteCount)
-        bytes.withUnsafeMutableBytes { randombytes_buf($0.baseAddress!, $0.count) }
-        return Key(bytes: bytes)!
+        let storage = SecretStorage()
+        randombytes_buf(storage.buffer.baseAddress!, storage.buffer.count)
+        return Key(storage: storage)
     }
 
     /// The public key of this private key (X25519 with the base point; libsodium clamps the scalar).
     public var publicKey: Key {
-        var output = [UInt8](repeating: 0, count: Key.byteCount)
-        _ = output.withUnsafeMutableBufferPointer { out in
-            bytes.withUnsafeBufferPointer { crypto_scalarmult_base(out.baseAddress!, $0.baseAddress!) }
-        }
-        return Key(bytes: output)!
+        let output = SecretStorage()
+        _ = crypto_scalarmult_base(output.buffer.baseAddress!, storage.buffer.baseAddress!)
+        return Key(storage: output)
     }
 
     /// Whether every byte is zero (the "no key" value the kernel and UAPI report).
-    public var isZero: Bool { sodium_is_zero(bytes, bytes.count) == 1 }
+    public var isZero: Bool { sodium_is_zero(storage.buffer.baseAddress!, Key.byteCount) == 1 }
 
     /// Standard base64 with padding, 44 characters.
     public var base64: String {
         var output = [CChar](repeating: 0, count: Key.base64Count + 1)
         _ = output.withUnsafeMutableBufferPointer { out in
-            bytes.withUnsafeBufferPointer {
-                sodium_bin2base64(out.baseAddress!, out.count, $0.baseAddress, $0.count, sodium_base64_VARIANT_ORIGINAL)
-            }
+            sodium_bin2base64(out.baseAddress!, out.count, storage.buffer.baseAddress!, Key.byteCount, sodium_base64_VARIANT_ORIGINAL)
         }
         defer { LibSodium.wipe(&output) }
         return String(decoding: output[0..<Key.base64Count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
@@ -107,10 +112,11 @@ public struct Key: Sendable, Hashable, CustomStringConvertible {
         let digits = Array("0123456789abcdef".utf8)
         var text = [UInt8]()
         text.reserveCapacity(2 * Key.byteCount)
-        for byte in bytes {
+        for byte in storage.buffer.prefix(Key.byteCount) {
             text.append(digits[Int(byte >> 4)])
             text.append(digits[Int(byte & 0xF)])
         }
+        defer { LibSodium.wipe(&text) }
         return String(decoding: text, as: UTF8.self)
     }
 
@@ -118,15 +124,39 @@ public struct Key: Sendable, Hashable, CustomStringConvertible {
     /// (it may be a private key). Public keys are printed deliberately, with `base64`.
     public var description: String { "(hidden)" }
 
-    /// Clears the bytes with `sodium_memzero`.
-    public mutating func wipe() { LibSodium.wipe(&bytes) }
+    /// Clears this key's bytes with `sodium_memzero` (other copies keep theirs until they go away).
+    public mutating func wipe() {
+        if isKnownUniquelyReferenced(&storage) {
+            sodium_memzero(storage.buffer.baseAddress!, storage.buffer.count)
+        } else {
+            storage = SecretStorage()
+        }
+    }
 
     /// Constant-time comparison (`sodium_memcmp`).
     public static func == (lhs: Key, rhs: Key) -> Bool {
-        lhs.bytes.count == rhs.bytes.count && sodium_memcmp(lhs.bytes, rhs.bytes, lhs.bytes.count) == 0
+        sodium_memcmp(lhs.storage.buffer.baseAddress!, rhs.storage.buffer.baseAddress!, Key.byteCount) == 0
     }
 
-    public func hash(into hasher: inout Hasher) { hasher.combine(bytes) }
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(bytes: UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(storage.buffer)[0..<Key.byteCount]))
+    }
+}
+
+/// Key bytes on the heap, zeroed with `sodium_memzero` when released. Written only while a `Key` is
+/// being built (or uniquely held and wiped), so sharing between copies and threads is safe.
+private final class SecretStorage: @unchecked Sendable {
+    let buffer: UnsafeMutableBufferPointer<UInt8>
+
+    init(capacity: Int = Key.byteCount) {
+        buffer = .allocate(capacity: capacity)
+        buffer.initialize(repeating: 0)
+    }
+
+    deinit {
+        sodium_memzero(buffer.baseAddress!, buffer.count)
+        buffer.deallocate()
+    }
 }
 
 /// Clearing secrets that live outside a `Key` (input buffers, key file text).

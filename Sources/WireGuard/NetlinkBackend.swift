@@ -115,7 +115,7 @@ public enum WireGuardNetlink {
             if first {
                 var ok = true
                 if let key = change.privateKey {
-                    ok = ok && nla_put(message, Int32(WGDEVICE_A_PRIVATE_KEY.rawValue), Int32(Key.byteCount), key.bytes) == 0
+                    ok = ok && key.withUnsafeBytes { nla_put(message, Int32(WGDEVICE_A_PRIVATE_KEY.rawValue), Int32(Key.byteCount), $0.baseAddress) } == 0
                 }
                 if let port = change.listenPort { ok = ok && nla_put_u16(message, Int32(WGDEVICE_A_LISTEN_PORT.rawValue), port) == 0 }
                 if let mark = change.fwmark { ok = ok && nla_put_u32(message, Int32(WGDEVICE_A_FWMARK.rawValue), mark) == 0 }
@@ -140,7 +140,7 @@ public enum WireGuardNetlink {
                         if flags != 0 { ok = ok && nla_put_u32(message, Int32(WGPEER_A_FLAGS.rawValue), flags) == 0 }
                         if !peer.remove {
                             if let psk = peer.presharedKey {
-                                ok = ok && nla_put(message, Int32(WGPEER_A_PRESHARED_KEY.rawValue), Int32(Key.byteCount), psk.bytes) == 0
+                                ok = ok && psk.withUnsafeBytes { nla_put(message, Int32(WGPEER_A_PRESHARED_KEY.rawValue), Int32(Key.byteCount), $0.baseAddress) } == 0
                             }
                             if let endpoint = peer.endpoint {
                                 ok = ok && endpoint.withSockAddr { address, length in

@@ -1,4 +1,5 @@
 import CNetlink
+import CSodium
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -23,9 +24,15 @@ final class NetlinkSocket {
 
     deinit { nl_socket_free(handle) }
 
-    /// Sends `message` (consumed) and waits for the kernel's acknowledgement.
+    /// Sends `message` (consumed: zeroed with `sodium_memzero`, as it may hold keys, then freed) and
+    /// waits for the kernel's acknowledgement.
     func request(_ message: OpaquePointer, _ what: @autoclosure () -> String) throws(WireGuardError) {
-        let status = nl_send_sync(handle, message)
+        let sent = nl_send_auto(handle, message)
+        let header = nlmsg_hdr(message)!
+        sodium_memzero(header, Int(header.pointee.nlmsg_len))
+        nlmsg_free(message)
+        guard sent >= 0 else { throw NetlinkSocket.error(sent, what()) }
+        let status = nl_wait_for_ack(handle)
         guard status >= 0 else { throw NetlinkSocket.error(status, what()) }
     }
 
