@@ -1,3 +1,5 @@
+import Net
+
 /// Which implementation talks to WireGuard.
 public enum BackendKind: String, Sendable, CaseIterable {
     /// The kernel module, over generic netlink (libnl).
@@ -38,5 +40,47 @@ public enum Backends {
                 and no userspace WireGuard is running or installed (apt-get install wireguard-go)
                 """)
         }
+    }
+}
+
+/// The single operations, in terms of `configure` (one change each) and rtnetlink (the overlay side,
+/// the same for both backends: wireguard-go's TUN device is an ordinary link).
+extension WireGuardBackend {
+    public func setPrivateKey(_ name: String, _ key: Key) throws(WireGuardError) {
+        try configure(name, DeviceChange(privateKey: key))
+    }
+
+    public func setListenPort(_ name: String, _ port: UInt16) throws(WireGuardError) {
+        try configure(name, DeviceChange(listenPort: port))
+    }
+
+    public func setFirewallMark(_ name: String, _ mark: UInt32) throws(WireGuardError) {
+        try configure(name, DeviceChange(fwmark: mark))
+    }
+
+    /// Adds the peer, or updates it when it exists (`PeerChange.updateOnly` to never add).
+    public func setPeer(_ name: String, _ peer: PeerChange) throws(WireGuardError) {
+        try configure(name, DeviceChange(peers: [peer]))
+    }
+
+    public func removePeer(_ name: String, _ publicKey: Key) throws(WireGuardError) {
+        try configure(name, DeviceChange(peers: [PeerChange(publicKey: publicKey, remove: true)]))
+    }
+
+    /// Makes the interface's addresses exactly `addresses`.
+    public func setAddresses(_ name: String, _ addresses: [IPPrefix]) throws(WireGuardError) {
+        try RouteNetlink.setAddresses(name, addresses)
+    }
+
+    public func addRoute(_ name: String, _ prefix: IPPrefix) throws(WireGuardError) {
+        try RouteNetlink.addRoute(name, prefix)
+    }
+
+    public func removeRoute(_ name: String, _ prefix: IPPrefix) throws(WireGuardError) {
+        try RouteNetlink.deleteRoute(name, prefix)
+    }
+
+    public func setLinkUp(_ name: String, _ up: Bool) throws(WireGuardError) {
+        try RouteNetlink.setUp(name, up)
     }
 }
