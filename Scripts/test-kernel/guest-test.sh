@@ -65,6 +65,7 @@ in_a ping -c 3 -W 3 100.64.0.2 || fail "ping over kernel WireGuard"
 step "read back"
 in_a $L wg show lwwa || fail "show"
 in_a $L wg show lwwa --json > /tmp/a.json || fail "show --json"
+in_a $L wg show | grep -q "^interface: lwwa" || fail "show without a name does not list lwwa"
 AGE=$(grep '"latest_handshake_age_seconds"' /tmp/a.json | tr -dc '0-9')
 RX=$(grep '"rx_bytes"' /tmp/a.json | tr -dc '0-9')
 [ -n "$AGE" ] && [ "$AGE" -lt 60 ] || fail "no recent handshake read back (age '$AGE')"
