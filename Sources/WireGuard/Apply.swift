@@ -84,6 +84,20 @@ public struct ApplyResult: Sendable {
     }
 }
 
+/// Fails when another socket holds UDP `port` (IPv4 or IPv6), before anything is changed: wireguard-go
+/// drops its current port when a new one cannot be bound, which would cut the tunnel.
+func requireFreePort(_ port: UInt16, for name: String) throws(WireGuardError) {
+    for text in ["[::]:\(port)", "0.0.0.0:\(port)"] {
+        do {
+            _ = try UDPSocket(binding: Endpoint(text)!)
+        } catch where error.errno == EADDRINUSE {
+            throw WireGuardError(.failed, "cannot give \(name) ListenPort \(port): another process holds UDP port \(port); nothing was changed (choose another ListenPort)")
+        } catch {
+            continue  // no IPv6 here, or another reason that binding will report itself
+        }
+    }
+}
+
 /// Applying a configuration through a backend: checked first, then the interface created if needed,
 /// keys, port and peers set in one change, then addresses, routes and link state.
 public enum Applier {
@@ -100,6 +114,10 @@ public enum Applier {
             }
         }
         let plan = ApplyPlan(configuration: configuration, current: current)
+        if plan.createInterface, let uapi = backend as? UAPIBackend, UAPIBackend.findInPath(uapi.userspaceProgram) == nil {
+            throw WireGuardError(.unavailable, "no WireGuard kernel module and '\(uapi.userspaceProgram)' is not installed (apt-get install wireguard-go); nothing was changed")
+        }
+        if let port = plan.change.listenPort, port != 0 { try requireFreePort(port, for: name) }
         if plan.createInterface { try backend.createInterface(named: name) }
         var added: [IPPrefix] = [], removed: [IPPrefix] = [], routes: [IPPrefix] = []
         var broughtUp = false
@@ -122,6 +140,10 @@ public enum Applier {
         } catch {
             // A new interface that could not be configured is removed again: no half-applied state.
             if plan.createInterface { try? backend.deleteInterface(named: name) }
+            // wireguard-go closes its old socket before binding a new port: put the old one back.
+            if let current, plan.change.listenPort != nil {
+                try? backend.configure(name, DeviceChange(listenPort: current.listenPort))
+            }
             throw error
         }
         return ApplyResult(backend: backend.kind, plan: plan, addedAddresses: added, removedAddresses: removed, routes: routes, broughtUp: broughtUp)

@@ -8,10 +8,12 @@ public enum UAPIProtocol {
     /// The `set=1` request for `change`, ending with the blank line.
     public static func setRequest(_ change: DeviceChange) -> String {
         var lines = ["set=1"]
-        if let key = change.privateKey { lines.append("private_key=\(key.hex)") }
-        if let port = change.listenPort { lines.append("listen_port=\(port)") }
+        // The order of the kernel's set_device: what can fail (the port) before what changes state,
+        // so a refused port leaves the device as it was.
         if let mark = change.fwmark { lines.append("fwmark=\(mark)") }
+        if let port = change.listenPort { lines.append("listen_port=\(port)") }
         if change.replacePeers { lines.append("replace_peers=true") }
+        if let key = change.privateKey { lines.append("private_key=\(key.hex)") }
         for peer in change.peers {
             lines.append("public_key=\(peer.publicKey.hex)")
             if peer.remove {
@@ -32,7 +34,11 @@ public enum UAPIProtocol {
     public static func checkSetReply(_ reply: String, name: String) throws(WireGuardError) {
         let code = try errnoValue(reply, name: name)
         guard code == 0 else {
-            throw WireGuardError(.failed, "userspace WireGuard \(name) refused the configuration: errno=\(code) (\(String(cString: strerror(code))))")
+            // wireguard-go answers negative errno values.
+            let number = code < 0 ? -code : code
+            var text = "userspace WireGuard \(name) refused the configuration: \(String(cString: strerror(number))) (errno=\(code))"
+            if number == EADDRINUSE { text += "; another process holds the listen port — choose another ListenPort" }
+            throw WireGuardError(number == EPERM || number == EACCES ? .permission : .failed, text)
         }
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import Net
 import Testing
 @testable import WireGuard
 
@@ -151,6 +152,19 @@ struct UAPILabTests {
         #expect(none.status == 69 && none.error.contains("no WireGuard") && none.error.contains("wireguard-go"), "\(none.error)")
         #expect(try lab.run(a.namespace, ["wg", "showconf", a.interface]).output == before)
         #expect(try Run.command(["ip", "-n", a.namespace, "link", "show", lab.prefix + "wx"]).status != 0)
+
+        // A listen port another socket holds: refused, the interface left as it was.
+        let holder = try InNamespace.run(a.namespace) { try UDPSocket(binding: Endpoint("0.0.0.0:51999")!) }
+        let busyPort = try write(config(a, peer: b).replacingOccurrences(of: "ListenPort = \(a.port)", with: "ListenPort = 51999"), "busy.conf", in: folder)
+        let busy = try lab.run(a.namespace, [Run.lanrage, "wg", "apply", a.interface, busyPort, "--backend", "uapi"])
+        #expect(busy.status == 1 && busy.error.contains("another process holds UDP port 51999") && busy.error.contains("nothing was changed"), "\(busy.error)")
+        let afterBusy = try lab.run(a.namespace, ["wg", "showconf", a.interface]).output
+        #expect(afterBusy == before, "\(before)\n----\n\(afterBusy)")
+        // The same on a new interface: it is not left behind.
+        let fresh = try lab.run(a.namespace, [Run.lanrage, "wg", "apply", lab.prefix + "wn", busyPort, "--backend", "uapi"])
+        #expect(fresh.status == 1)
+        #expect(try Run.command(["ip", "-n", a.namespace, "link", "show", lab.prefix + "wn"]).status != 0)
+        withExtendedLifetime(holder) {}
 
         // A peer removed from the file is removed from the interface.
         let alone = try write(config(a, peer: b, includePeer: false), "a3.conf", in: folder)
