@@ -27,11 +27,14 @@ let package = Package(
     targets: [
         // C headers and libraries.
         .systemLibrary(name: "CLinux", path: "Sources/CLinux"),
+        .systemLibrary(name: "CSodium", pkgConfig: "libsodium"),
+        .systemLibrary(name: "CNetlink", pkgConfig: "libnl-genl-3.0"),
 
         // Libraries, one concern each.
         .target(name: "Output", dependencies: [.product(name: "Logging", package: "swift-log")]),
         .target(name: "Commands", dependencies: ["Output"]),
         .target(name: "Net", dependencies: ["CLinux"]),
+        .target(name: "WireGuard", dependencies: ["CSodium", "CNetlink", "Net"]),
         .target(name: "StateChart", dependencies: ["Output"], swiftSettings: crossModuleOptimization),
         .target(name: "Peer", dependencies: ["StateChart"], swiftSettings: crossModuleOptimization),
         .target(
@@ -48,6 +51,7 @@ let package = Package(
             name: "lanrage",
             dependencies: [
                 "Commands", "Output", "Net", "StateChart", "Peer", "EventLoop",
+                "WireGuard",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -56,6 +60,7 @@ let package = Package(
         .testTarget(name: "OutputTests", dependencies: ["Output"]),
         .testTarget(name: "CommandsTests", dependencies: ["Commands"]),
         .testTarget(name: "NetTests", dependencies: ["Net"]),
+        .testTarget(name: "WireGuardTests", dependencies: ["WireGuard", "CNetlink", "CSodium", "Net"]),
         .testTarget(name: "StateChartTests", dependencies: ["StateChart"]),
         .testTarget(name: "PeerTests", dependencies: ["Peer", "StateChart", "EventLoop"]),
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop", "StateChart", "CLinux"]),

@@ -9,6 +9,10 @@ enum LANrage {
         subcommands: [
             ChartCommand.command,
             VersionCommand.command,
+            KeyCommands.genkey,
+            KeyCommands.genpsk,
+            KeyCommands.pubkey,
+            WGCommand.command,
         ]
     )
 }
