@@ -26,12 +26,14 @@ let package = Package(
         .target(name: "Output", dependencies: [.product(name: "Logging", package: "swift-log")]),
         .target(name: "Commands", dependencies: ["Output"]),
         .target(name: "Net", dependencies: ["CLinux"]),
+        .target(name: "STUN", dependencies: ["Net"]),
 
         // The command line.
         .executableTarget(
             name: "lanrage",
             dependencies: [
                 "Commands", "Output", "Net",
+                "STUN",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -40,6 +42,7 @@ let package = Package(
         .testTarget(name: "OutputTests", dependencies: ["Output"]),
         .testTarget(name: "CommandsTests", dependencies: ["Commands"]),
         .testTarget(name: "NetTests", dependencies: ["Net"]),
+        .testTarget(name: "STUNTests", dependencies: ["STUN", "Net"]),
     ],
     swiftLanguageModes: [.v6]
 )
