@@ -47,9 +47,11 @@ public enum DecodingError: Error, Hashable, Sendable, CustomStringConvertible {
 
 extension Message {
     /// Decodes one datagram. Untrusted input: every failure is a `DecodingError`, nothing traps.
-    public init(decoding bytes: [UInt8]) throws(DecodingError) {
+    /// With `allowingClassic`, a message without the magic cookie is taken as RFC 3489 classic STUN
+    /// (its first four id bytes kept in `classicCookie`) instead of being rejected; servers use this.
+    public init(decoding bytes: [UInt8], allowingClassic: Bool = false) throws(DecodingError) {
         let result: Result<Message, DecodingError> = bytes.withUnsafeBytes { buffer in
-            do throws(DecodingError) { return .success(try Message(decoding: buffer)) } catch { return .failure(error) }
+            do throws(DecodingError) { return .success(try Message(decoding: buffer, allowingClassic: allowingClassic)) } catch { return .failure(error) }
         }
         self = try result.get()
     }
@@ -60,17 +62,18 @@ extension Message {
         buffer.count >= 20 && buffer[0] & 0xC0 == 0 && load32(buffer, 4) == magicCookie
     }
 
-    public init(decoding buffer: UnsafeRawBufferPointer) throws(DecodingError) {
+    public init(decoding buffer: UnsafeRawBufferPointer, allowingClassic: Bool = false) throws(DecodingError) {
         guard buffer.count >= 20 else { throw .truncatedHeader(count: buffer.count) }
         let rawType = load16(buffer, 0)
         guard rawType & 0xC000 == 0 else { throw .notSTUN }
         let length = Int(load16(buffer, 2))
         let cookie = load32(buffer, 4)
-        guard cookie == magicCookie else { throw .badMagicCookie(cookie) }
+        guard cookie == magicCookie || allowingClassic else { throw .badMagicCookie(cookie) }
         guard length % 4 == 0 else { throw .lengthNotMultipleOfFour(length) }
         guard length == buffer.count - 20 else { throw .lengthMismatch(declared: length, actual: buffer.count - 20) }
         let id = TransactionID(high: load32(buffer, 8), low: UInt64(load32(buffer, 12)) << 32 | UInt64(load32(buffer, 16)))
         self.init(type: MessageType(rawValue: rawType), transactionID: id)
+        if cookie != magicCookie { classicCookie = cookie }
 
         var offset = 20
         var afterIntegrity = false
@@ -118,6 +121,10 @@ extension Message {
             return .responseOrigin(try decodeAddress(type: type, value, xor: nil))
         case AttributeType.otherAddress:
             return .otherAddress(try decodeAddress(type: type, value, xor: nil))
+        case AttributeType.sourceAddress:
+            return .sourceAddress(try decodeAddress(type: type, value, xor: nil))
+        case AttributeType.changedAddress:
+            return .changedAddress(try decodeAddress(type: type, value, xor: nil))
         case AttributeType.changeRequest:
             guard value.count == 4 else { throw .badAttributeLength(type: type, length: value.count) }
             let flags = load32(value, 0)

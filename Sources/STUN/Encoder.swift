@@ -10,7 +10,7 @@ extension Message {
         out.reserveCapacity(128)
         appendUInt16(type.rawValue, to: &out)
         appendUInt16(0, to: &out) // length, patched below
-        appendUInt32(magicCookie, to: &out)
+        appendUInt32(classicCookie ?? magicCookie, to: &out)
         appendUInt32(transactionID.high, to: &out)
         appendUInt32(UInt32(truncatingIfNeeded: transactionID.low >> 32), to: &out)
         appendUInt32(UInt32(truncatingIfNeeded: transactionID.low), to: &out)
@@ -43,7 +43,8 @@ extension Message {
         appendUInt16(attribute.type, to: &out)
         appendUInt16(0, to: &out)
         switch attribute {
-        case .mappedAddress(let endpoint), .responseOrigin(let endpoint), .otherAddress(let endpoint):
+        case .mappedAddress(let endpoint), .responseOrigin(let endpoint), .otherAddress(let endpoint),
+             .sourceAddress(let endpoint), .changedAddress(let endpoint):
             appendAddress(endpoint, xor: false, to: &out)
         case .xorMappedAddress(let endpoint):
             appendAddress(endpoint, xor: true, to: &out)

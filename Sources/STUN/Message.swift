@@ -53,6 +53,10 @@ public struct MessageType: Hashable, Sendable, CustomStringConvertible {
 public enum AttributeType {
     public static let mappedAddress: UInt16 = 0x0001
     public static let changeRequest: UInt16 = 0x0003
+    /// RFC 3489 only (classic STUN), answered to classic clients.
+    public static let sourceAddress: UInt16 = 0x0004
+    /// RFC 3489 only (classic STUN): the server's other address, as OTHER-ADDRESS is in RFC 5780.
+    public static let changedAddress: UInt16 = 0x0005
     public static let username: UInt16 = 0x0006
     public static let messageIntegrity: UInt16 = 0x0008
     public static let errorCode: UInt16 = 0x0009
@@ -73,6 +77,10 @@ public enum Attribute: Hashable, Sendable {
     case xorMappedAddress(Endpoint)
     /// RFC 5780 §7.2: ask the server to answer from its other IP and/or port.
     case changeRequest(changeIP: Bool, changePort: Bool)
+    /// RFC 3489 SOURCE-ADDRESS (classic STUN).
+    case sourceAddress(Endpoint)
+    /// RFC 3489 CHANGED-ADDRESS (classic STUN).
+    case changedAddress(Endpoint)
     case username(String)
     /// RFC 5780 §7.3: the address the response was sent from.
     case responseOrigin(Endpoint)
@@ -93,6 +101,8 @@ public enum Attribute: Hashable, Sendable {
         case .mappedAddress: AttributeType.mappedAddress
         case .xorMappedAddress: AttributeType.xorMappedAddress
         case .changeRequest: AttributeType.changeRequest
+        case .sourceAddress: AttributeType.sourceAddress
+        case .changedAddress: AttributeType.changedAddress
         case .username: AttributeType.username
         case .responseOrigin: AttributeType.responseOrigin
         case .otherAddress: AttributeType.otherAddress
@@ -116,6 +126,9 @@ public struct Message: Hashable, Sendable {
     public internal(set) var integrityOffset: Int?
     /// Whether the decoded message carried a FINGERPRINT (the decoder has checked it).
     public internal(set) var hasFingerprint = false
+    /// For an RFC 3489 (classic) message, the first four bytes of its 128-bit transaction id, which
+    /// stand where the magic cookie is; `nil` for RFC 5389/8489 messages.
+    public var classicCookie: UInt32?
 
     public init(type: MessageType, transactionID: TransactionID, attributes: [Attribute] = []) {
         self.type = type
@@ -147,9 +160,17 @@ public struct Message: Hashable, Sendable {
         return plain
     }
 
+    /// OTHER-ADDRESS, or CHANGED-ADDRESS from an RFC 3489 server.
     public var otherAddress: Endpoint? {
-        for case .otherAddress(let endpoint) in attributes { return endpoint }
-        return nil
+        var changed: Endpoint?
+        for attribute in attributes {
+            switch attribute {
+            case .otherAddress(let endpoint): return endpoint
+            case .changedAddress(let endpoint): changed = changed ?? endpoint
+            default: continue
+            }
+        }
+        return changed
     }
 
     public var responseOrigin: Endpoint? {
