@@ -8,6 +8,8 @@ enum LANrage {
         options: GlobalOptions.options,
         subcommands: [
             VersionCommand.command,
+            StunServerCommand.command,
+            NetcheckCommand.command,
         ]
     )
 }
