@@ -43,6 +43,8 @@ let package = Package(
         .testTarget(name: "CommandsTests", dependencies: ["Commands"]),
         .testTarget(name: "NetTests", dependencies: ["Net"]),
         .testTarget(name: "STUNTests", dependencies: ["STUN", "Net"]),
+        .target(name: "LabSupport", dependencies: ["Net"], path: "Tests/LabSupport"),
+        .testTarget(name: "STUNLabTests", dependencies: ["STUN", "Net", "LabSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )
