@@ -36,6 +36,16 @@ public struct Namespace: Sendable, CustomStringConvertible {
         return process
     }
 
+    /// Polls `ss` until a UDP socket listens on `endpoint` (bounded), for servers started with `spawn`.
+    public func waitForUDPListener(_ endpoint: Endpoint, within seconds: Double = 5) throws {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if try run("ss", "-Hunl").contains(endpoint.description) { return }
+            usleep(20_000)
+        }
+        throw CommandFailure(command: ["ss", "-Hunl"], status: 1, output: "nothing listens on \(endpoint) in \(name)")
+    }
+
     /// A UDP socket opened inside this namespace (the calling thread enters it for the `socket`
     /// call and returns to its own namespace before this returns).
     public func udpSocket(binding endpoint: Endpoint) throws -> UDPSocket {

@@ -5,6 +5,11 @@ public struct CommandFailure: Error, CustomStringConvertible {
     public var command: [String]
     public var status: Int32
     public var output: String
+    public init(command: [String], status: Int32, output: String) {
+        self.command = command
+        self.status = status
+        self.output = output
+    }
     public var description: String { "`\(command.joined(separator: " "))` exited \(status): \(output)" }
 }
 
