@@ -6,7 +6,7 @@ DEB_PACKAGES := libnl-3-dev libnl-genl-3-dev libsodium-dev pkg-config graphviz n
 	wireguard-tools wireguard-go socat conntrack coturn stun-client iputils-ping xz-utils binutils
 RELEASE_FLAGS := -c release --static-swift-stdlib -Xswiftc -gnone
 
-.PHONY: all build release deps test bench size charts clean
+.PHONY: all build release deps test bench size charts clean fuzz bench-stun
 
 all: build
 
@@ -33,5 +33,17 @@ test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 
+## fuzz: libFuzzer on the STUN decoder and server (ASan), FUZZ_RUNS executions over FUZZ_JOBS processes.
+FUZZ_RUNS ?= 10000000
+FUZZ_JOBS ?= 2
+fuzz:
+	$(SWIFT) build --scratch-path .build-fuzz -c release --product STUNFuzz \
+		-Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING
+	Tests/Fuzz/run.sh .build-fuzz/release/STUNFuzz $(FUZZ_RUNS) $(FUZZ_JOBS)
+
+## bench-stun: STUN encode/decode throughput and allocations (package-benchmark).
+bench-stun:
+	$(SWIFT) package --allow-writing-to-package-directory benchmark --target STUNBenchmarks
+
 clean:
-	rm -rf .build
+	rm -rf .build .build-fuzz

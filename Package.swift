@@ -45,6 +45,13 @@ let package = Package(
         .testTarget(name: "STUNTests", dependencies: ["STUN", "Net"]),
         .target(name: "LabSupport", dependencies: ["Net"], path: "Tests/LabSupport"),
         .testTarget(name: "STUNLabTests", dependencies: ["STUN", "Net", "LabSupport"]),
+        .executableTarget(name: "STUNFuzz", dependencies: ["STUN", "Net"], path: "Tests/Fuzz/STUNFuzz"),
+        .executableTarget(
+            name: "STUNBenchmarks",
+            dependencies: ["STUN", "Net", .product(name: "Benchmark", package: "benchmark")],
+            path: "Tests/Benchmarks/STUNBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

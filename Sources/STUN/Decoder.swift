@@ -74,6 +74,8 @@ extension Message {
         let id = TransactionID(high: load32(buffer, 8), low: UInt64(load32(buffer, 12)) << 32 | UInt64(load32(buffer, 16)))
         self.init(type: MessageType(rawValue: rawType), transactionID: id)
         if cookie != magicCookie { classicCookie = cookie }
+        // One allocation for the attribute list (an attribute takes at least 4 bytes; most messages have few).
+        attributes.reserveCapacity(min(length / 4, 8))
 
         var offset = 20
         var afterIntegrity = false

@@ -58,30 +58,34 @@ public struct SHA1: Sendable {
     }
 
     private mutating func compress() {
-        var w: [UInt32] = []
-        w.reserveCapacity(80)
-        for i in 0..<16 {
-            let b0 = UInt32(block[4 * i]) << 24, b1 = UInt32(block[4 * i + 1]) << 16
-            let b2 = UInt32(block[4 * i + 2]) << 8, b3 = UInt32(block[4 * i + 3])
-            w.append(b0 | b1 | b2 | b3)
-        }
-        for i in 16..<80 {
-            let x = w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16]
-            w.append(x << 1 | x >> 31)
-        }
-        var (a, b, c, d, e) = h
-        for i in 0..<80 {
-            let f: UInt32, k: UInt32
-            switch i {
-            case 0..<20: f = (b & c) | (~b & d); k = 0x5A82_7999
-            case 20..<40: f = b ^ c ^ d; k = 0x6ED9_EBA1
-            case 40..<60: f = (b & c) | (b & d) | (c & d); k = 0x8F1B_BCDC
-            default: f = b ^ c ^ d; k = 0xCA62_C1D6
+        var state = h
+        block.withUnsafeBufferPointer { block in
+            withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 80) { w in
+                for i in 0..<16 {
+                    let b0 = UInt32(block[4 * i]) << 24, b1 = UInt32(block[4 * i + 1]) << 16
+                    let b2 = UInt32(block[4 * i + 2]) << 8, b3 = UInt32(block[4 * i + 3])
+                    w[i] = b0 | b1 | b2 | b3
+                }
+                for i in 16..<80 {
+                    let x = w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16]
+                    w[i] = x << 1 | x >> 31
+                }
+                var (a, b, c, d, e) = state
+                for i in 0..<80 {
+                    let f: UInt32, k: UInt32
+                    switch i {
+                    case 0..<20: f = (b & c) | (~b & d); k = 0x5A82_7999
+                    case 20..<40: f = b ^ c ^ d; k = 0x6ED9_EBA1
+                    case 40..<60: f = (b & c) | (b & d) | (c & d); k = 0x8F1B_BCDC
+                    default: f = b ^ c ^ d; k = 0xCA62_C1D6
+                    }
+                    let temp = (a << 5 | a >> 27) &+ f &+ e &+ k &+ w[i]
+                    e = d; d = c; c = b << 30 | b >> 2; b = a; a = temp
+                }
+                state = (state.0 &+ a, state.1 &+ b, state.2 &+ c, state.3 &+ d, state.4 &+ e)
             }
-            let temp = (a << 5 | a >> 27) &+ f &+ e &+ k &+ w[i]
-            e = d; d = c; c = b << 30 | b >> 2; b = a; a = temp
         }
-        h = (h.0 &+ a, h.1 &+ b, h.2 &+ c, h.3 &+ d, h.4 &+ e)
+        h = state
     }
 }
 

@@ -98,6 +98,9 @@ public struct Site: Sendable {
 /// on deinit) stops what the lab started and deletes its namespaces; namespaces left by dead test
 /// processes are deleted when the first lab of a process starts.
 public final class Lab: @unchecked Sendable {
+    /// Whether labs can be built here (root, for `ip netns`); lab suites are skipped otherwise.
+    public static let isAvailable = getuid() == 0
+
     public static let stunPrimary = IPv4Address(192, 0, 2, 1)
     public static let stunAlternate = IPv4Address(192, 0, 2, 2)
 

@@ -5,7 +5,7 @@ import Testing
 
 /// Interop with real peers: LANrage's client against coturn's STUN server, and Debian's classic
 /// `stun` client against `lanrage stun-server`, each checked against what the lab's NAT really is.
-@Suite struct InteropLabTests {
+@Suite(.enabled(if: Lab.isAvailable, "the NAT lab needs root (ip netns, nftables)")) struct InteropLabTests {
     /// Starts coturn as a plain STUN server on both STUN-host addresses (RFC 5780: alternate port 3479).
     static func startCoturn(in lab: Lab) throws {
         let pidFile = lab.directory.appendingPathComponent("turnserver.pid").path

@@ -5,7 +5,7 @@ import Testing
 
 /// The lab itself: every NAT behaviour passes its probe (`addSite` verifies before returning),
 /// and the probe does fail when a router behaves otherwise than its label says.
-@Suite struct NATLabProbeTests {
+@Suite(.enabled(if: Lab.isAvailable, "the NAT lab needs root (ip netns, nftables)")) struct NATLabProbeTests {
     @Test(arguments: NATBehaviour.allCases)
     func eachBehaviourPassesItsProbe(_ behaviour: NATBehaviour) throws {
         let lab = try Lab()

@@ -17,7 +17,7 @@ func netcheck(in site: Site, _ arguments: [String]) throws -> [String: Any] {
     return try #require(object as? [String: Any], "netcheck printed \(output)")
 }
 
-@Suite struct NetcheckLabTests {
+@Suite(.enabled(if: Lab.isAvailable, "the NAT lab needs root (ip netns, nftables)")) struct NetcheckLabTests {
     @Test(arguments: NATBehaviour.allCases)
     func netcheckNamesEachNAT(_ behaviour: NATBehaviour) throws {
         let lab = try Lab()
