@@ -26,13 +26,23 @@ let package = Package(
         .target(name: "Output", dependencies: [.product(name: "Logging", package: "swift-log")]),
         .target(name: "Commands", dependencies: ["Output"]),
         .target(name: "Net", dependencies: ["CLinux"]),
+        .target(name: "StateChart", dependencies: ["Output"]),
+        .target(name: "Peer", dependencies: ["StateChart"]),
+        .target(
+            name: "EventLoop",
+            dependencies: [
+                "CLinux", "StateChart",
+                .product(name: "HeapModule", package: "swift-collections"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .target(name: "STUN", dependencies: ["Net"]),
 
         // The command line.
         .executableTarget(
             name: "lanrage",
             dependencies: [
-                "Commands", "Output", "Net",
+                "Commands", "Output", "Net", "StateChart", "Peer", "EventLoop",
                 "STUN",
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -52,6 +62,9 @@ let package = Package(
             path: "Tests/Benchmarks/STUNBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
+        .testTarget(name: "StateChartTests", dependencies: ["StateChart"]),
+        .testTarget(name: "PeerTests", dependencies: ["Peer", "StateChart", "EventLoop"]),
+        .testTarget(name: "EventLoopTests", dependencies: ["EventLoop", "StateChart", "CLinux"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -7,6 +7,7 @@ enum LANrage {
         abstract: "NAT traversal for WireGuard: punch direct paths between party members, relay where none exists.",
         options: GlobalOptions.options,
         subcommands: [
+            ChartCommand.command,
             VersionCommand.command,
             StunServerCommand.command,
             NetcheckCommand.command,

@@ -1,0 +1,251 @@
+import HeapModule
+import Logging
+import StateChart
+
+/// Runs many machines of one chart on one thread: delivers their events, arms and fires their
+/// states' timeouts from one timer heap, executes their actions through an executor, and traces
+/// every transition.
+///
+/// Leaving a state cancels its timers: each timer carries the machine's epoch (its count of state
+/// entries) from when it was armed, and a timer whose epoch is no longer current is recognised
+/// when it comes due and dropped unfired. Timers due within ``coalescingWindow`` of each other
+/// fire in one wake-up, so an idle agent with many peers wakes rarely.
+public final class Scheduler<Executor: ActionExecutor>: TimerSource {
+    public typealias Spec = Executor.Spec
+
+    public let chart: Chart<Spec>
+    public let clock: any SchedulerClock
+    public let executor: Executor
+    /// Timers due up to this long after the earliest one fire together with it.
+    public var coalescingWindow: Nanoseconds
+    /// Receives one `transition` line per transition: external ones at info, internal ones at debug.
+    public var logger: Logger
+    /// Called for every transition, after its actions ran (status, tests).
+    public var onTransition: ((TransitionRecord<Spec>) -> Void)?
+    public private(set) var statistics = Statistics()
+
+    /// Counters of what the scheduler did.
+    public struct Statistics: Sendable, Equatable {
+        public var transitions = 0
+        public var ignoredEvents = 0
+        public var timersFired = 0
+        /// Timers that came due after their state was left, dropped unfired.
+        public var staleTimers = 0
+        /// Calls to ``fireDueTimers()`` that found at least one timer due.
+        public var wakeups = 0
+    }
+
+    private var machines: [Machine<Spec>?] = []
+    private var names: [String] = []
+    private var enteredAt: [Nanoseconds] = []
+    private var timers = Heap<TimerEntry>()
+    private var sequence: UInt64 = 0
+    private var queue: [(machine: MachineID, event: Spec.Event)] = []
+    private var queueHead = 0
+    private var draining = false
+
+    public init(
+        chart: Chart<Spec>, clock: any SchedulerClock, executor: Executor,
+        coalescingWindow: Duration = .milliseconds(10), logger: Logger = Logger(label: "lanrage.scheduler")
+    ) {
+        self.chart = chart
+        self.clock = clock
+        self.executor = executor
+        self.coalescingWindow = coalescingWindow.nanoseconds
+        self.logger = logger
+    }
+
+    // MARK: Machines
+
+    /// Adds and starts a machine: runs its initial state's entry actions and arms its timers.
+    @discardableResult
+    public func add(name: String, context: Spec.Context) -> MachineID {
+        let id = MachineID(Int32(machines.count))
+        var machine = Machine(chart: chart, context: context)
+        let actions = machine.start()
+        machines.append(machine)
+        names.append(name)
+        enteredAt.append(clock.now)
+        armTimeouts(of: id)
+        for action in actions { executor.execute(action, for: id) }
+        drain()
+        return id
+    }
+
+    /// Forgets a machine: its pending timers and events are dropped as they come up.
+    public func remove(_ id: MachineID) {
+        machines[Int(id.index)] = nil
+    }
+
+    /// The machine `id`, or `nil` once removed.
+    public func machine(_ id: MachineID) -> Machine<Spec>? {
+        machines.indices.contains(Int(id.index)) ? machines[Int(id.index)] : nil
+    }
+
+    /// Changes a machine's context in place (to store the data an event carries before posting it).
+    public func updateContext(of id: MachineID, _ update: (inout Spec.Context) -> Void) {
+        guard machines[Int(id.index)] != nil else { return }
+        update(&machines[Int(id.index)]!.context)
+    }
+
+    /// The machine's name, as given to ``add(name:context:)``.
+    public func name(of id: MachineID) -> String { names[Int(id.index)] }
+
+    /// When the machine entered its current state.
+    public func enteredAt(of id: MachineID) -> Nanoseconds { enteredAt[Int(id.index)] }
+
+    /// Machines that are still there.
+    public var machineCount: Int { machines.lazy.filter { $0 != nil }.count }
+
+    // MARK: Events
+
+    /// Delivers `event` to machine `id`, after the events already queued (FIFO). When called from
+    /// outside an executor callback, the queue is processed before returning.
+    public func post(_ event: Spec.Event, to id: MachineID) {
+        queue.append((id, event))
+        drain()
+    }
+
+    /// Delivers `event` to machine `id` after `delay`, whatever state it is in then.
+    public func post(_ event: Spec.Event, to id: MachineID, after delay: Duration) {
+        push(TimerEntry(deadline: clock.now + delay.nanoseconds, sequence: 0, machine: id.index, epoch: 0,
+                        timeout: -1, payload: Int32(event.rawValue)))
+    }
+
+    private func drain() {
+        guard !draining else { return }
+        draining = true
+        defer { draining = false }
+        while queueHead < queue.count {
+            let (id, event) = queue[queueHead]
+            queueHead += 1
+            deliver(event, to: id)
+        }
+        queue.removeAll(keepingCapacity: true)
+        queueHead = 0
+    }
+
+    private func deliver(_ event: Spec.Event, to id: MachineID) {
+        let index = Int(id.index)
+        guard machines[index] != nil else { return }
+        guard let transition = machines[index]!.handle(event) else {
+            statistics.ignoredEvents += 1
+            logger.trace("ignored", metadata: [MetadataKey.peer: "\(names[index])", MetadataKey.event: "\(event)",
+                                               MetadataKey.state: "\(machines[index]!.state)"])
+            return
+        }
+        statistics.transitions += 1
+        let now = clock.now
+        let elapsed = now - enteredAt[index]
+        if !transition.isInternal {
+            enteredAt[index] = now
+            armTimeouts(of: id)
+        }
+        trace(transition, of: id, elapsed: elapsed, at: now)
+        for action in transition.actions { executor.execute(action, for: id) }
+        if let onTransition {
+            onTransition(TransitionRecord(time: now, machine: id, name: names[index], transition: transition, elapsed: elapsed))
+        }
+    }
+
+    private func trace(_ transition: Transition<Spec>, of id: MachineID, elapsed: Nanoseconds, at now: Nanoseconds) {
+        let level: Logger.Level = transition.isInternal ? .debug : .info
+        guard logger.logLevel <= level else { return }
+        let record = TransitionRecord(time: now, machine: id, name: names[Int(id.index)], transition: transition, elapsed: elapsed)
+        logger.log(level: level, "transition", metadata: [
+            MetadataKey.peer: "\(record.name)",
+            MetadataKey.from: "\(transition.from)",
+            MetadataKey.event: "\(transition.event)",
+            MetadataKey.to: "\(transition.to)",
+            MetadataKey.elapsed: "\(TransitionRecord<Spec>.milliseconds(elapsed))",
+            MetadataKey.actions: "\(record.actionList)",
+        ])
+    }
+
+    // MARK: Timers
+
+    private func armTimeouts(of id: MachineID) {
+        let machine = machines[Int(id.index)]!
+        let now = clock.now
+        for index in chart.timeoutIndices(of: machine.state) {
+            let timeout = chart.timeouts[Int(index)]
+            push(TimerEntry(
+                deadline: now + timeout.delay.nanoseconds(in: machine.context), sequence: 0, machine: id.index,
+                epoch: machine.epoch, timeout: index, payload: Int32(clamping: timeout.repeats)))
+        }
+    }
+
+    private func push(_ entry: TimerEntry) {
+        var entry = entry
+        sequence &+= 1
+        entry.sequence = sequence
+        timers.insert(entry)
+    }
+
+    /// When the earliest armed timer is due, or `nil` when none is armed.
+    public var nextDeadline: Nanoseconds? { timers.min?.deadline }
+
+    /// Number of timers in the heap, stale ones included.
+    public var armedTimerCount: Int { timers.count }
+
+    /// Fires every timer due by now (or within the coalescing window after the earliest due one),
+    /// in deadline order, and processes the events they cause. Returns how many fired.
+    @discardableResult
+    public func fireDueTimers() -> Int {
+        let now = clock.now
+        guard let first = timers.min, first.deadline <= now else { return 0 }
+        statistics.wakeups += 1
+        let limit = max(now, first.deadline + coalescingWindow)
+        var fired = 0
+        while let entry = timers.min, entry.deadline <= limit {
+            timers.removeMin()
+            let index = Int(entry.machine)
+            guard machines[index] != nil else { continue }
+            if entry.timeout < 0 {
+                queue.append((MachineID(entry.machine), Spec.Event(rawValue: Int(entry.payload))!))
+            } else {
+                guard entry.epoch == machines[index]!.epoch else {
+                    statistics.staleTimers += 1
+                    continue
+                }
+                let timeout = chart.timeouts[Int(entry.timeout)]
+                if entry.payload > 1 {
+                    var next = entry
+                    next.deadline += timeout.delay.nanoseconds(in: machines[index]!.context)
+                    if entry.payload != Int32.max { next.payload -= 1 }
+                    push(next)
+                }
+                queue.append((MachineID(entry.machine), timeout.event))
+            }
+            fired += 1
+            statistics.timersFired += 1
+            drain()
+        }
+        return fired
+    }
+
+    /// For virtual time: moves `clock` from timer to timer, firing each, until no timer is due
+    /// by `deadline`; then sets the clock to `deadline`. Returns how many timers fired.
+    @discardableResult
+    public func runVirtual(_ clock: VirtualClock, until deadline: Nanoseconds) -> Int {
+        precondition(clock === self.clock, "runVirtual needs the scheduler's own virtual clock")
+        var fired = 0
+        while let next = nextDeadline, next <= deadline {
+            if next > clock.now { clock.now = next }
+            fired += fireDueTimers()
+        }
+        clock.now = max(clock.now, deadline)
+        return fired
+    }
+}
+
+/// The keys of the scheduler's log metadata, defined once so every line greps the same way.
+public enum MetadataKey {
+    public static let peer = "peer"
+    public static let from = "from"
+    public static let event = "event"
+    public static let to = "to"
+    public static let state = "state"
+    public static let elapsed = "elapsed_ms"
+    public static let actions = "actions"
+}

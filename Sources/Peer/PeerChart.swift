@@ -1,0 +1,98 @@
+import StateChart
+
+/// The peer connection chart: Discovering → Detecting → Punching → Direct | Relaying → Keepalive,
+/// with every failure and recovery edge. Read it top to bottom like the picture in
+/// `StateCharts/peer.svg` (generated from this table by `lanrage chart peer`).
+public enum PeerChart: ChartSpec {
+    public typealias State = PeerState
+    public typealias Event = PeerEvent
+    public typealias Action = PeerAction
+    public typealias Context = PeerContext
+
+    // Guards, named as the picture shows them.
+    static let directPossible = Guard<PeerContext>("direct possible") { $0.directPossible != false }
+    static let burstsLeft = Guard<PeerContext>("bursts left") { $0.punchBursts < $0.timings.punchAttempts }
+    static let relayed = Guard<PeerContext>("relayed") { $0.path == .relayed }
+    static let confirmed = Guard<PeerContext>("confirmed") { $0.pathConfirmed }
+    static let stale = Guard<PeerContext>("stale") { $0.handshakeStale }
+
+    /// The chart with the given timings.
+    public static func chart(_ timings: PeerTimings = PeerTimings()) -> Chart<PeerChart> {
+        let upgradeBackoff = Delay<PeerContext>.computed(
+            "\(Delay<PeerContext>.format(timings.upgradeBase))·2ⁿ ≤ \(Delay<PeerContext>.format(timings.upgradeMax))"
+        ) { $0.timings.upgradeDelay(attempt: $0.upgradeFailures) }
+
+        var rows: [Row<PeerChart>] = [
+            Row(.discovering, on: .candidatesKnown, to: .detecting),
+            Row(.discovering, on: .discoveryRetry, to: .discovering),
+
+            Row(.detecting, on: .natKnown, when: directPossible, to: .punching),
+            Row(.detecting, on: .natKnown, when: !directPossible, to: .relaying),
+            Row(.detecting, on: .detectionTimeout, to: .punching),
+
+            Row(.punching, on: .punchTick, stay: [.sendPunch]),
+            Row(.punching, on: .punchAcked, to: .direct),
+            Row(.punching, on: .punchTimeout, when: burstsLeft, to: .punching),
+            Row(.punching, on: .punchTimeout, when: relayed, to: .keepalive, update: { $0.upgradeFailures += 1 }),
+            Row(.punching, on: .punchTimeout, to: .relaying),
+
+            Row(.direct, on: .livenessTick, stay: [.readHandshake]),
+            Row(.direct, on: .wireGuardRead, when: confirmed, to: .keepalive, do: [.releaseRelay],
+                update: { $0.path = .direct; $0.upgradeFailures = 0 }),
+            Row(.direct, on: .confirmTimeout, to: .relaying),
+
+            Row(.relaying, on: .relayReady, stay: [.setRelayEndpoint, .enableKeepalive]),
+            Row(.relaying, on: .relayFailed, to: .relaying),
+            Row(.relaying, on: .livenessTick, stay: [.readHandshake]),
+            Row(.relaying, on: .wireGuardRead, when: confirmed, to: .keepalive, update: { $0.path = .relayed }),
+            Row(.relaying, on: .relayTimeout, to: .relaying),
+
+            Row(.keepalive, on: .livenessTick, stay: [.readHandshake]),
+            Row(.keepalive, on: .wireGuardRead, when: stale, to: .punching),
+            Row(.keepalive, on: .endpointChanged, to: .punching),
+            Row(.keepalive, on: .upgradeDue, when: relayed, to: .punching),
+            Row(.keepalive, on: .upgradeDue, stay: []),
+        ]
+        for state in [PeerState.discovering, .detecting, .punching, .direct, .relaying, .keepalive] {
+            rows.append(Row(state, on: .peerLeft, to: .closed))
+        }
+
+        let states: [StateInfo<PeerChart>] = [
+            StateInfo(.discovering, entry: [.requestCandidates]),
+            StateInfo(.detecting, entry: [.detectNAT]),
+            StateInfo(.punching, entry: [.sendPunch], onEntry: { $0.punchBursts += 1 }),
+            StateInfo(.direct, entry: [.setDirectEndpoint, .enableKeepalive], onEntry: { $0.pathConfirmed = false }),
+            StateInfo(.relaying, entry: [.allocateRelay], onEntry: { $0.pathConfirmed = false; $0.path = .none }),
+            StateInfo(.keepalive, onEntry: { $0.punchBursts = 0 }),
+            StateInfo(.closed, entry: [.removePeer, .releaseRelay], final: true),
+        ]
+
+        var timeouts: [Timeout<PeerChart>] = [
+            Timeout(.discovering, after: .fixed(timings.discoveryRetry), fire: .discoveryRetry),
+            Timeout(.detecting, after: .fixed(timings.detection), fire: .detectionTimeout),
+            Timeout(.punching, after: .fixed(timings.punchAttempt), fire: .punchTimeout),
+            Timeout(.direct, every: .fixed(timings.confirmPoll), times: confirmPolls(timings.directConfirm, timings), fire: .livenessTick),
+            Timeout(.direct, after: .fixed(timings.directConfirm), fire: .confirmTimeout),
+            Timeout(.relaying, every: .fixed(timings.confirmPoll), times: confirmPolls(timings.relayConfirm, timings), fire: .livenessTick),
+            Timeout(.relaying, after: .fixed(timings.relayConfirm), fire: .relayTimeout),
+            Timeout(.keepalive, every: .fixed(timings.livenessPoll), fire: .livenessTick),
+            Timeout(.keepalive, after: upgradeBackoff, fire: .upgradeDue),
+        ]
+
+        if timings.punchPackets > 1 {
+            // The first packet goes on entry; the timer sends the rest of the burst.
+            timeouts.insert(Timeout(.punching, every: .fixed(timings.punchInterval), times: timings.punchPackets - 1,
+                                    fire: .punchTick), at: 2)
+        }
+        do {
+            return try Chart(name: "peer", initial: .discovering, states: states, rows: rows, timeouts: timeouts)
+        } catch {
+            preconditionFailure("the peer chart is checked by its tests: \(error)")
+        }
+    }
+
+    /// Polls that fall strictly inside a confirmation window (at least one).
+    private static func confirmPolls(_ window: Duration, _ timings: PeerTimings) -> Int {
+        max(1, Int((window.nanoseconds - 1) / max(1, timings.confirmPoll.nanoseconds)))
+    }
+}

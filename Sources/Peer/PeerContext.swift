@@ -1,0 +1,32 @@
+/// The extended state of one peer machine.
+public struct PeerContext: Sendable, Equatable {
+    /// Which way WireGuard's traffic to the peer goes.
+    public enum Path: String, Sendable {
+        case none, direct, relayed
+    }
+
+    public var timings: PeerTimings
+    /// Whether the two NATs allow a direct path (from the compatibility table); `nil` until known.
+    public var directPossible: Bool?
+    /// Punch bursts made in the current attempt.
+    public var punchBursts = 0
+    /// Failed upgrade attempts since the path became relayed; sets the upgrade backoff.
+    public var upgradeFailures = 0
+    /// Age of WireGuard's last handshake with the peer when last read; `nil` for none yet.
+    public var handshakeAge: Duration?
+    /// Whether the last read of WireGuard showed the current path working since it was set
+    /// (a handshake, or data received, over it).
+    public var pathConfirmed = false
+    /// The path the tunnel uses now.
+    public var path: Path = .none
+
+    public init(timings: PeerTimings = PeerTimings()) {
+        self.timings = timings
+    }
+
+    /// No handshake within the stale limit (WireGuard's REJECT_AFTER_TIME, 180 s by default).
+    public var handshakeStale: Bool {
+        guard let handshakeAge else { return true }
+        return handshakeAge >= timings.staleHandshake
+    }
+}

@@ -1,0 +1,51 @@
+import StateChart
+
+/// What the outside world tells a peer machine, with the data each event carries.
+public enum PeerInput: Sendable, Equatable {
+    case candidatesKnown
+    /// Both NATs' behaviour is known; `directPossible` comes from the NAT compatibility table.
+    case natKnown(directPossible: Bool)
+    case punchAcked
+    case relayReady
+    case relayFailed
+    /// WireGuard was read: the age of the last handshake (`nil`: none yet), and whether the
+    /// current path showed a handshake or received data since it was set.
+    case wireGuardRead(handshakeAge: Duration?, pathConfirmed: Bool)
+    case endpointChanged
+    case peerLeft
+
+    /// The chart event this input fires.
+    public var event: PeerEvent {
+        switch self {
+        case .candidatesKnown: .candidatesKnown
+        case .natKnown: .natKnown
+        case .punchAcked: .punchAcked
+        case .relayReady: .relayReady
+        case .relayFailed: .relayFailed
+        case .wireGuardRead: .wireGuardRead
+        case .endpointChanged: .endpointChanged
+        case .peerLeft: .peerLeft
+        }
+    }
+
+    /// Stores the data the input carries in the context, before its event is handled.
+    public func apply(to context: inout PeerContext) {
+        switch self {
+        case .natKnown(let directPossible):
+            context.directPossible = directPossible
+        case .wireGuardRead(let handshakeAge, let pathConfirmed):
+            context.handshakeAge = handshakeAge
+            context.pathConfirmed = pathConfirmed
+        default:
+            break
+        }
+    }
+}
+
+extension Machine where Spec == PeerChart {
+    /// Handles an input from the outside world: stores its data, then fires its event.
+    public mutating func handle(_ input: PeerInput) -> Transition<PeerChart>? {
+        input.apply(to: &context)
+        return handle(input.event)
+    }
+}

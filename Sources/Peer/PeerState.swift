@@ -1,0 +1,80 @@
+import StateChart
+
+/// Where a connection to one remote peer stands.
+public enum PeerState: Int, ChartState {
+    /// Asking the control server for the peer's candidates (local addresses, reflexive endpoint).
+    case discovering
+    /// Learning both NATs' behaviour, to decide whether a direct path is worth trying.
+    case detecting
+    /// Sending authenticated LANRAGE_PUNCH bursts to every candidate, waiting for an ACK.
+    case punching
+    /// A punch was answered: WireGuard points at the pinned endpoint; waiting for its handshake.
+    case direct
+    /// No direct path: WireGuard points at a relay allocation; waiting for its handshake.
+    case relaying
+    /// The tunnel works (direct or relayed); watching WireGuard's handshakes, upgrading relays.
+    case keepalive
+    /// The peer left the party: its WireGuard peer and relay allocation are gone.
+    case closed
+}
+
+/// What can happen to a peer connection. Timer events come from the chart's timeouts.
+public enum PeerEvent: Int, ChartEvent {
+    /// The control server sent the peer's candidates.
+    case candidatesKnown
+    /// Timer: no candidates yet — ask again.
+    case discoveryRetry
+    /// Both NAT behaviours are known (see ``PeerContext/directPossible``).
+    case natKnown
+    /// Timer: NAT detection took too long — punch anyway.
+    case detectionTimeout
+    /// Timer: send the next packet of the punch burst.
+    case punchTick
+    /// An authenticated PUNCH or PUNCH_ACK arrived from a candidate: its address is pinned.
+    case punchAcked
+    /// Timer: no ACK within the ACK timeout after the burst.
+    case punchTimeout
+    /// Timer: read WireGuard's last handshake.
+    case livenessTick
+    /// WireGuard was read (see ``PeerContext/handshakeAge`` and ``PeerContext/pathConfirmed``).
+    case wireGuardRead
+    /// Timer: a new direct path did not produce a handshake in time.
+    case confirmTimeout
+    /// The relay granted an allocation.
+    case relayReady
+    /// The relay refused or is unreachable.
+    case relayFailed
+    /// Timer: the relayed path did not produce a handshake in time.
+    case relayTimeout
+    /// The peer's candidates changed (new public address, new port).
+    case endpointChanged
+    /// Timer: time to try upgrading a relayed path to a direct one.
+    case upgradeDue
+    /// The peer left the party.
+    case peerLeft
+}
+
+/// What the agent must do for a peer connection. The data each action needs is in the
+/// machine's context and in the agent's own tables (candidates, pinned endpoint, relay).
+public enum PeerAction: Sendable, Hashable {
+    /// Ask the control server for the peer's candidates and a punch start time.
+    case requestCandidates
+    /// Run (or reuse) NAT behaviour discovery on the WireGuard port.
+    case detectNAT
+    /// Send one authenticated LANRAGE_PUNCH to every candidate, from the WireGuard port.
+    case sendPunch
+    /// Point the WireGuard peer at the pinned endpoint.
+    case setDirectEndpoint
+    /// Ask a relay for an allocation for this pair.
+    case allocateRelay
+    /// Point the WireGuard peer at the relay allocation.
+    case setRelayEndpoint
+    /// Give the relay allocation back.
+    case releaseRelay
+    /// Set WireGuard's persistent keepalive for the peer (25 s by default).
+    case enableKeepalive
+    /// Read the WireGuard peer's last handshake and counters.
+    case readHandshake
+    /// Remove the WireGuard peer.
+    case removePeer
+}

@@ -1,0 +1,194 @@
+import EventLoop
+import Peer
+import StateChart
+import Testing
+
+/// Every edge of the peer chart, driven through a scheduler in virtual time.
+@Suite struct PeerChartTests {
+    @Test func theChartIsValidWithDefaultAndCustomTimings() {
+        #expect(PeerChart.chart().rows.count == 29)
+        var timings = PeerTimings()
+        timings.punchPackets = 1
+        timings.confirmPoll = .seconds(20)
+        _ = PeerChart.chart(timings)
+    }
+
+    static func happyDirectPath(_ peer: PeerHarness) {
+        #expect(peer.state == .discovering)
+        #expect(peer.takeActions() == [.requestCandidates])
+        peer.send(.candidatesKnown)
+        #expect(peer.state == .detecting && peer.takeActions() == [.detectNAT])
+        peer.send(.natKnown(directPossible: true))
+        #expect(peer.state == .punching && peer.takeActions() == [.sendPunch])
+        // The seed's burst: 5 packets 100 ms apart (one on entry, four on the timer).
+        peer.wait(.milliseconds(399))
+        #expect(peer.takeActions() == [.sendPunch, .sendPunch, .sendPunch])
+        peer.wait(.milliseconds(1))
+        #expect(peer.takeActions() == [.sendPunch])
+        peer.send(.punchAcked)
+        #expect(peer.state == .direct && peer.takeActions() == [.setDirectEndpoint, .enableKeepalive])
+        peer.wait(.seconds(1))
+        #expect(peer.takeActions() == [.readHandshake])
+        peer.send(.wireGuardRead(handshakeAge: .milliseconds(400), pathConfirmed: true))
+        #expect(peer.state == .keepalive && peer.context.path == .direct)
+        #expect(peer.takeActions() == [.releaseRelay])
+        peer.wait(.seconds(30))
+        #expect(peer.takeActions() == [.readHandshake, .readHandshake, .readHandshake])
+        // A direct path ignores the upgrade timer.
+        #expect(peer.state == .keepalive)
+    }
+
+    static func discoveryRetries(_ peer: PeerHarness) {
+        #expect(peer.takeActions() == [.requestCandidates])
+        peer.wait(.milliseconds(9999))
+        #expect(peer.takeActions().isEmpty)
+        peer.wait(.milliseconds(1))
+        #expect(peer.state == .discovering && peer.takeActions() == [.requestCandidates])
+        peer.wait(.seconds(10))
+        #expect(peer.takeActions() == [.requestCandidates])
+    }
+
+    static func detectionTimeoutPunchesAnyway(_ peer: PeerHarness) {
+        peer.reach(.detecting)
+        peer.wait(.milliseconds(2999))
+        #expect(peer.state == .detecting)
+        peer.wait(.milliseconds(1))
+        #expect(peer.state == .punching && peer.takeActions() == [.sendPunch])
+    }
+
+    static func failedPunchesFallBackToTheRelay(_ peer: PeerHarness) {
+        peer.reach(.punching)
+        peer.wait(.milliseconds(2400))   // first burst: 4 more packets, then the ACK timeout
+        #expect(peer.state == .punching, "a second burst is tried")
+        #expect(peer.takeActions() == [.sendPunch, .sendPunch, .sendPunch, .sendPunch, .sendPunch])
+        peer.wait(.milliseconds(2400))
+        #expect(peer.state == .relaying)
+        #expect(peer.takeActions() == [.sendPunch, .sendPunch, .sendPunch, .sendPunch, .allocateRelay])
+    }
+
+    static func relayPathWithFailuresAndUpgrades(_ peer: PeerHarness) {
+        peer.reach(.detecting)
+        peer.send(.natKnown(directPossible: false))
+        #expect(peer.state == .relaying && peer.takeActions() == [.allocateRelay])
+        peer.send(.relayFailed)
+        #expect(peer.state == .relaying && peer.takeActions() == [.allocateRelay])
+        peer.wait(.seconds(15))
+        #expect(peer.takeActions().filter { $0 == .allocateRelay } == [.allocateRelay], "relay timeout: allocate again")
+        peer.send(.relayReady)
+        #expect(peer.takeActions() == [.setRelayEndpoint, .enableKeepalive])
+        peer.wait(.seconds(1))
+        #expect(peer.takeActions() == [.readHandshake])
+        peer.send(.wireGuardRead(handshakeAge: nil, pathConfirmed: false))
+        #expect(peer.state == .relaying)
+        peer.send(.wireGuardRead(handshakeAge: .milliseconds(100), pathConfirmed: true))
+        #expect(peer.state == .keepalive && peer.context.path == .relayed)
+        _ = peer.takeActions()
+        // Upgrade attempts back off: 30 s, then 60 s after a failed attempt.
+        peer.wait(.milliseconds(29_999))
+        #expect(peer.state == .keepalive)
+        peer.wait(.milliseconds(1))
+        #expect(peer.state == .punching)
+        peer.wait(.milliseconds(4800))
+        #expect(peer.state == .keepalive && peer.context.path == .relayed && peer.context.upgradeFailures == 1)
+        _ = peer.takeActions()
+        peer.wait(.milliseconds(59_999))
+        #expect(peer.state == .keepalive)
+        peer.wait(.milliseconds(1))
+        #expect(peer.state == .punching)
+        peer.send(.punchAcked)
+        #expect(peer.state == .direct)
+        peer.send(.wireGuardRead(handshakeAge: .seconds(1), pathConfirmed: true))
+        #expect(peer.state == .keepalive && peer.context.path == .direct && peer.context.upgradeFailures == 0)
+        #expect(peer.takeActions().suffix(1) == [.releaseRelay])
+    }
+
+    static func directWithoutHandshakeFallsBack(_ peer: PeerHarness) {
+        peer.reach(.direct)
+        peer.wait(.seconds(10))
+        #expect(peer.state == .relaying)
+        let actions = peer.takeActions()
+        #expect(actions.filter { $0 == .readHandshake }.count == 9 && actions.last == .allocateRelay)
+    }
+
+    static func staleHandshakeRepunches(_ peer: PeerHarness) {
+        peer.reach(.keepalive)
+        peer.send(.wireGuardRead(handshakeAge: .seconds(179), pathConfirmed: true))
+        #expect(peer.state == .keepalive)
+        peer.send(.wireGuardRead(handshakeAge: .seconds(180), pathConfirmed: false))
+        #expect(peer.state == .punching && peer.takeActions() == [.sendPunch])
+    }
+
+    static func endpointChangeRepunches(_ peer: PeerHarness) {
+        peer.reach(.keepalive)
+        peer.send(.endpointChanged)
+        #expect(peer.state == .punching && peer.takeActions() == [.sendPunch])
+    }
+
+    static func peerLeavingClosesFromEveryState(_ state: PeerState) -> PeerHarness {
+        let peer = PeerHarness()
+        peer.reach(state)
+        peer.send(.peerLeft)
+        #expect(peer.state == .closed)
+        #expect(peer.takeActions() == [.removePeer, .releaseRelay])
+        peer.wait(.seconds(3600))
+        #expect(peer.takeActions().isEmpty, "no timer of an earlier state fires after closing")
+        #expect(peer.scheduler.nextDeadline == nil)
+        return peer
+    }
+
+    @Test func happyDirectPath() { Self.happyDirectPath(PeerHarness()) }
+    @Test func discoveryRetries() { Self.discoveryRetries(PeerHarness()) }
+    @Test func detectionTimeoutPunchesAnyway() { Self.detectionTimeoutPunchesAnyway(PeerHarness()) }
+    @Test func failedPunchesFallBackToTheRelay() { Self.failedPunchesFallBackToTheRelay(PeerHarness()) }
+    @Test func relayPathWithFailuresAndUpgrades() { Self.relayPathWithFailuresAndUpgrades(PeerHarness()) }
+    @Test func directWithoutHandshakeFallsBack() { Self.directWithoutHandshakeFallsBack(PeerHarness()) }
+    @Test func staleHandshakeRepunches() { Self.staleHandshakeRepunches(PeerHarness()) }
+    @Test func endpointChangeRepunches() { Self.endpointChangeRepunches(PeerHarness()) }
+    @Test(arguments: [PeerState.discovering, .detecting, .punching, .direct, .relaying, .keepalive])
+    func peerLeavingCloses(from state: PeerState) { _ = Self.peerLeavingClosesFromEveryState(state) }
+
+    @Test func everyRowOfTheChartIsExercised() {
+        var fired = Set<Int>()
+        let scenarios: [(PeerHarness) -> Void] = [
+            Self.happyDirectPath, Self.discoveryRetries, Self.detectionTimeoutPunchesAnyway,
+            Self.failedPunchesFallBackToTheRelay, Self.relayPathWithFailuresAndUpgrades,
+            Self.directWithoutHandshakeFallsBack, Self.staleHandshakeRepunches, Self.endpointChangeRepunches,
+        ]
+        for scenario in scenarios {
+            let peer = PeerHarness()
+            scenario(peer)
+            fired.formUnion(peer.rowsFired)
+        }
+        for state in [PeerState.discovering, .detecting, .punching, .direct, .relaying, .keepalive] {
+            fired.formUnion(Self.peerLeavingClosesFromEveryState(state).rowsFired)
+        }
+        let chart = PeerChart.chart()
+        let missing = Set(chart.rows.indices).subtracting(fired).map { index in
+            let row = chart.rows[index]
+            return "\(row.source) --\(row.event) [\(row.condition?.name ?? "")]--> \(row.destination)"
+        }
+        #expect(missing.isEmpty, "rows never fired: \(missing)")
+    }
+
+    @Test func timingsAreConfigurable() {
+        var timings = PeerTimings()
+        timings.punchPackets = 3
+        timings.punchInterval = .milliseconds(50)
+        timings.punchAckTimeout = .seconds(1)
+        timings.punchAttempts = 1
+        let peer = PeerHarness(timings: timings)
+        peer.reach(.punching)
+        peer.wait(.milliseconds(1099))
+        #expect(peer.state == .punching)
+        #expect(peer.takeActions() == [.sendPunch, .sendPunch])
+        peer.wait(.milliseconds(1))
+        #expect(peer.state == .relaying)
+    }
+
+    @Test func upgradeBackoffDoublesUpToItsCap() {
+        let timings = PeerTimings()
+        #expect((0..<7).map { timings.upgradeDelay(attempt: $0) } ==
+                [.seconds(30), .seconds(60), .seconds(120), .seconds(240), .seconds(480), .seconds(600), .seconds(600)])
+        #expect(timings.upgradeDelay(attempt: 1000) == .seconds(600))
+    }
+}
