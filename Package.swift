@@ -36,7 +36,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .target(name: "STUN", dependencies: ["Net"]),
+        .target(name: "STUN", dependencies: ["Net", "StateChart"]),
 
         // The command line.
         .executableTarget(

@@ -1,8 +1,11 @@
 import Net
+import StateChart
 
 /// RFC 5780 NAT behaviour discovery as a pure state machine: feed it the answers and timer
 /// expiries, it says what to send and when it is done. No sockets, no clock: times are given
 /// with each event (any monotonic origin), so it runs as well in virtual time as on a real loop.
+/// Its phases are the `DetectionChart` (run by a `Machine`); the transactions of each phase, with
+/// their retransmission timers, are kept here.
 ///
 /// Order of the tests (RFC 5780 §4.3–4.4), chosen so one test cannot open the hole another measures:
 /// 1. Binding test I to every server, in parallel: mapped address, RTT, OTHER-ADDRESS.
@@ -29,7 +32,7 @@ public struct Discovery: Sendable {
         case finished(Result<NATReport, DiscoveryFailure>)
     }
 
-    public enum Phase: Sendable, Equatable { case idle, binding, filtering, mapping, done }
+    public typealias Phase = DetectionState
 
     enum Probe: Hashable, Sendable {
         case binding(server: Int)
@@ -52,7 +55,8 @@ public struct Discovery: Sendable {
     /// The host's own addresses: a mapped address among them means no NAT.
     public let localAddresses: [IPAddress]
     public let policy: RetransmissionPolicy
-    public private(set) var phase: Phase = .idle
+    private var machine = Machine(chart: DetectionChart.chart, context: DetectionContext())
+    public var phase: Phase { machine.state }
     private var pending: [TransactionID: (probe: Probe, transaction: ClientTransaction)] = [:]
     private var outcomes: [Probe: Outcome] = [:]
     private var malformed: [Endpoint: (count: Int, last: DecodingError)] = [:]
@@ -74,11 +78,39 @@ public struct Discovery: Sendable {
     /// Starts discovery at `now`: binding requests to every server.
     public mutating func start(at now: Duration) -> [Action] {
         guard phase == .idle else { return [] }
-        phase = .binding
-        guard !servers.isEmpty else { return [.finished(.failure(DiscoveryFailure(servers: [])))] }
+        _ = machine.start()
+        guard let transition = machine.handle(.start) else { return [] }
+        if servers.isEmpty {
+            machine.context.anyAnswered = false
+            return run(machine.handle(.settled)?.actions ?? [], at: now)
+        }
+        return run(transition.actions, at: now)
+    }
+
+    /// Turns the chart's actions into sends, timers and the result.
+    private mutating func run(_ chartActions: [DetectionAction], at now: Duration) -> [Action] {
         var actions: [Action] = []
-        for (index, server) in servers.enumerated() {
-            actions += begin(.binding(server: index), to: server, at: now)
+        for action in chartActions {
+            switch action {
+            case .sendBindingTests:
+                for (index, server) in servers.enumerated() {
+                    actions += begin(.binding(server: index), to: server, at: now)
+                }
+            case .sendFilteringTests:
+                guard let primary else { continue }
+                actions += begin(.filteringChangeIPAndPort, to: primary.server, changeIP: true, changePort: true, at: now)
+                actions += begin(.filteringChangePort, to: primary.server, changePort: true, at: now)
+            case .sendMappingTests:
+                guard let primary else { continue }
+                actions += begin(.mappingAlternateIP, to: Endpoint(primary.other.address, primary.server.port), at: now)
+                actions += begin(.mappingAlternateIPAndPort, to: primary.other, at: now)
+            case .reportBehaviour:
+                actions += finish(.success(fullReport()))
+            case .reportPartial:
+                actions += finish(.success(partialReport()))
+            case .reportFailure:
+                actions += finish(.failure(DiscoveryFailure(servers: serverReports())))
+            }
         }
         return actions
     }
@@ -136,39 +168,32 @@ public struct Discovery: Sendable {
 
     private func outstanding(_ probes: [Probe]) -> Bool { probes.contains { outcomes[$0] == nil } }
 
+    /// Feeds `settled` to the chart once every transaction of the current phase has an outcome.
     private mutating func advance(at now: Duration) -> [Action] {
+        let probes: [Probe]
         switch phase {
-        case .binding:
-            let probes = servers.indices.map { Probe.binding(server: $0) }
-            guard !outstanding(probes) else { return [] }
+        case .binding: probes = servers.indices.map { Probe.binding(server: $0) }
+        case .filtering: probes = [.filteringChangeIPAndPort, .filteringChangePort]
+        case .mapping: probes = [.mappingAlternateIP, .mappingAlternateIPAndPort]
+        case .idle, .done, .failed: return []
+        }
+        guard !outstanding(probes) else { return [] }
+        if phase == .binding {
             let answered = servers.indices.compactMap { index -> (Int, Message)? in
                 if case .answered(let message, _, _) = outcomes[.binding(server: index)], message.mappedAddress != nil {
                     return (index, message)
                 }
                 return nil
             }
-            guard !answered.isEmpty else {
-                return finish(.failure(DiscoveryFailure(servers: serverReports())))
-            }
+            machine.context.anyAnswered = !answered.isEmpty
             if let (index, message) = answered.first(where: { usableOther($0.1, server: servers[$0.0]) != nil }),
                let other = usableOther(message, server: servers[index]), let mapped = message.mappedAddress {
                 primary = (index, servers[index], other, mapped)
-                phase = .filtering
-                return begin(.filteringChangeIPAndPort, to: servers[index], changeIP: true, changePort: true, at: now)
-                    + begin(.filteringChangePort, to: servers[index], changePort: true, at: now)
             }
-            return finish(.success(partialReport()))
-        case .filtering:
-            guard !outstanding([.filteringChangeIPAndPort, .filteringChangePort]), let primary else { return [] }
-            phase = .mapping
-            return begin(.mappingAlternateIP, to: Endpoint(primary.other.address, primary.server.port), at: now)
-                + begin(.mappingAlternateIPAndPort, to: primary.other, at: now)
-        case .mapping:
-            guard !outstanding([.mappingAlternateIP, .mappingAlternateIPAndPort]) else { return [] }
-            return finish(.success(fullReport()))
-        case .idle, .done:
-            return []
+            machine.context.rfc5780Server = primary != nil
         }
+        guard let transition = machine.handle(.settled) else { return [] }
+        return run(transition.actions, at: now)
     }
 
     /// OTHER-ADDRESS when it names a different IP of the same family (RFC 5780 needs two IPs).
@@ -179,7 +204,6 @@ public struct Discovery: Sendable {
     }
 
     private mutating func finish(_ result: Result<NATReport, DiscoveryFailure>) -> [Action] {
-        phase = .done
         let cancels = pending.keys.sorted { ($0.high, $0.low) < ($1.high, $1.low) }.map { Action.cancelTimer($0) }
         pending = [:]
         return cancels + [.finished(result)]

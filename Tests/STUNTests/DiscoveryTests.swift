@@ -194,3 +194,42 @@ import Testing
         #expect(response.attributes.contains(.unknownAttributes([0x0024])))
     }
 }
+
+@Suite struct DetectionChartTests {
+    @Test func chartIsValidAndDrawsItsPhases() {
+        let chart = DetectionChart.chart
+        #expect(chart.rows.count == 6)
+        let dot = chart.dot()
+        for state in ["binding", "filtering", "mapping", "done", "failed"] { #expect(dot.contains(state)) }
+        #expect(dot.contains("server with two addresses"))
+    }
+
+    @Test func discoveryWalksThePhasesInOrder() throws {
+        var discovery = Discovery(servers: [Endpoint("192.0.2.1:3478")!], localEndpoint: Endpoint("203.0.113.10:1")!,
+                                  localAddresses: [])
+        #expect(discovery.phase == .idle)
+        let sends = discovery.start(at: .zero).compactMap { action -> [UInt8]? in
+            if case .send(let bytes, _) = action { return bytes }
+            return nil
+        }
+        #expect(discovery.phase == .binding)
+        let request = try Message(decoding: try #require(sends.first))
+        var response = Message(type: .bindingSuccess, transactionID: request.transactionID)
+        response.attributes = [.xorMappedAddress(Endpoint("198.51.100.1:1")!), .otherAddress(Endpoint("192.0.2.2:3479")!)]
+        let next = discovery.handle(.received(response, from: Endpoint("192.0.2.1:3478")!), at: .milliseconds(5))
+        #expect(discovery.phase == .filtering)
+        let changeRequests = try next.compactMap { action -> Message? in
+            if case .send(let bytes, _) = action { return try Message(decoding: bytes) }
+            return nil
+        }.compactMap(\.changeRequest)
+        #expect(changeRequests.map(\.changeIP) == [true, false])
+        #expect(changeRequests.map(\.changePort) == [true, true])
+    }
+
+    @Test func noServerAnsweringEndsInFailed() {
+        var discovery = Discovery(servers: [], localEndpoint: Endpoint("203.0.113.10:1")!, localAddresses: [])
+        let actions = discovery.start(at: .zero)
+        #expect(discovery.phase == .failed)
+        #expect(actions.contains { if case .finished(.failure) = $0 { true } else { false } })
+    }
+}
