@@ -28,7 +28,7 @@ public enum Readiness {
 }
 
 /// The monotonic clock as a `Duration` since an arbitrary origin (boot).
-public enum MonotonicClock {
+public enum MonotonicTime {
     public static func now() -> Duration {
         var time = timespec()
         clock_gettime(CLOCK_MONOTONIC, &time)

@@ -16,7 +16,7 @@ public enum DiscoveryRunner {
                                   policy: policy)
         var timers: [TransactionID: Duration] = [:]
         var buffer = [UInt8](repeating: 0, count: 2048)
-        var actions = discovery.start(at: MonotonicClock.now())
+        var actions = discovery.start(at: MonotonicTime.now())
         while true {
             for action in actions {
                 switch action {
@@ -25,13 +25,13 @@ public enum DiscoveryRunner {
                         // An unreachable network is not fatal: the transaction times out and says so.
                         if error.errno != ENETUNREACH && error.errno != EHOSTUNREACH && error.errno != ECONNREFUSED { throw error }
                     }
-                case .armTimer(let id, let after): timers[id] = MonotonicClock.now() + after
+                case .armTimer(let id, let after): timers[id] = MonotonicTime.now() + after
                 case .cancelTimer(let id): timers[id] = nil
                 case .finished(let result): return result
                 }
             }
             actions = []
-            let now = MonotonicClock.now()
+            let now = MonotonicTime.now()
             if let (id, deadline) = timers.min(by: { $0.value < $1.value }), deadline <= now {
                 timers[id] = nil
                 actions = discovery.handle(.timerFired(id), at: now)
@@ -40,7 +40,7 @@ public enum DiscoveryRunner {
             let wait = timers.values.min().map { $0 - now } ?? .seconds(1)
             guard try !Readiness.readable([socket.descriptor], timeout: wait).isEmpty else { continue }
             while actions.isEmpty, let (count, from) = try receiveIgnoringICMP(socket, into: &buffer) {
-                let at = MonotonicClock.now()
+                let at = MonotonicTime.now()
                 do {
                     let message = try Message(decoding: Array(buffer[..<count]))
                     actions += discovery.handle(.received(message, from: from), at: at)

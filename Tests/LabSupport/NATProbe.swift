@@ -75,13 +75,13 @@ public enum NATProbe {
         try reflectors[3].send(Array("other-port".utf8), to: publicEndpoint)
         try reflectors[0].send(Array("control".utf8), to: publicEndpoint)
         var heard: Set<String> = []
-        let deadline = MonotonicClock.now() + .seconds(2)
+        let deadline = MonotonicTime.now() + .seconds(2)
         var quietUntil: Duration?
-        while MonotonicClock.now() < (quietUntil ?? deadline) {
-            let left = (quietUntil ?? deadline) - MonotonicClock.now()
+        while MonotonicTime.now() < (quietUntil ?? deadline) {
+            let left = (quietUntil ?? deadline) - MonotonicTime.now()
             guard let (text, _) = try receive(on: fresh, within: left, buffer: 64) else { break }
             heard.insert(text)
-            if heard.contains("control"), quietUntil == nil { quietUntil = MonotonicClock.now() + .milliseconds(300) }
+            if heard.contains("control"), quietUntil == nil { quietUntil = MonotonicTime.now() + .milliseconds(300) }
         }
         guard heard.contains("control") else {
             throw CommandFailure(command: ["probe"], status: 1, output: "the reply from the contacted reflector did not come back")
@@ -106,13 +106,13 @@ public enum NATProbe {
 
     /// The next datagram on `socket` as text, with its source, or `nil` after `timeout`.
     public static func receive(on socket: UDPSocket, within timeout: Duration, buffer size: Int = 256) throws -> (String, Endpoint)? {
-        let deadline = MonotonicClock.now() + timeout
+        let deadline = MonotonicTime.now() + timeout
         var buffer = [UInt8](repeating: 0, count: size)
         while true {
             if let (count, from) = try socket.receive(into: &buffer) {
                 return (String(decoding: buffer[..<count], as: UTF8.self), from)
             }
-            let left = deadline - MonotonicClock.now()
+            let left = deadline - MonotonicTime.now()
             if left <= .zero { return nil }
             _ = try Readiness.readable([socket.descriptor], timeout: left)
         }
