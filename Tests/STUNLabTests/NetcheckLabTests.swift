@@ -24,7 +24,11 @@ func netcheck(in site: Site, _ arguments: [String]) throws -> [String: Any] {
         defer { lab.shutdown() }
         try startSTUNServer(in: lab)
         let site = try lab.addSite(behaviour)
+        let start = Date()
         let result = try netcheck(in: site, ["--stun", "\(Lab.stunPrimary):3478", "--port", "51820"])
+        let elapsed = Date().timeIntervalSince(start)
+        // Detecting has 3 s in the peer chart; a filtering NAT costs one 2.3 s transaction timeout.
+        #expect(elapsed < 4, "netcheck took \(elapsed) s")
         #expect(result["natType"] as? String == behaviour.rawValue)
         #expect(result["mapping"] as? String == behaviour.expected.mapping)
         #expect(result["filtering"] as? String == behaviour.expected.filtering)
@@ -37,7 +41,7 @@ func netcheck(in site: Site, _ arguments: [String]) throws -> [String: Any] {
         let servers = try #require(result["servers"] as? [[String: Any]])
         let rtt = try #require(servers.first?["rttMs"] as? Double)
         #expect(rtt > 0 && rtt < 100)
-        print("netcheck \(behaviour): \(result["natType"] ?? "-") mapping=\(result["mapping"] ?? "-") filtering=\(result["filtering"] ?? "-") public=\(publicEndpoint) rtt=\(rtt) ms")
+        print("netcheck \(behaviour): \(result["natType"] ?? "-") mapping=\(result["mapping"] ?? "-") filtering=\(result["filtering"] ?? "-") public=\(publicEndpoint) rtt=\(rtt) ms in \(Int(elapsed * 1000)) ms")
     }
 
     @Test func noAnswerIsAClearFailureWithinTheConfiguredTime() throws {
