@@ -13,6 +13,7 @@ SIZE_BUDGET := 8000000
 DEB_PACKAGES += qemu-system-x86 busybox-static cpio
 
 .PHONY: all build release deps test unit-tests footprint bench size charts check-charts clean test-kernel bench-wg
+.PHONY: all build release deps test bench size charts clean fuzz bench-stun
 
 all: build
 
@@ -77,5 +78,17 @@ charts:
 		dot -Tsvg StateCharts/$$chart.dot > StateCharts/$$chart.svg && echo "StateCharts/$$chart.{dot,svg}"; \
 	done
 
+## fuzz: libFuzzer on the STUN decoder and server (ASan), FUZZ_RUNS executions over FUZZ_JOBS processes.
+FUZZ_RUNS ?= 10000000
+FUZZ_JOBS ?= 2
+fuzz:
+	$(SWIFT) build --scratch-path .build-fuzz -c release --product STUNFuzz \
+		-Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING
+	Tests/Fuzz/run.sh .build-fuzz/release/STUNFuzz $(FUZZ_RUNS) $(FUZZ_JOBS)
+
+## bench-stun: STUN encode/decode throughput and allocations (package-benchmark).
+bench-stun:
+	$(SWIFT) package --allow-writing-to-package-directory benchmark --target STUNBenchmarks
+
 clean:
-	rm -rf .build
+	rm -rf .build .build-fuzz

@@ -13,6 +13,8 @@ enum LANrage {
             KeyCommands.genpsk,
             KeyCommands.pubkey,
             WGCommand.command,
+            StunServerCommand.command,
+            NetcheckCommand.command,
         ]
     )
 }
