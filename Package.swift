@@ -37,6 +37,12 @@ let package = Package(
         .target(name: "WireGuard", dependencies: ["CSodium", "CNetlink", "Net"]),
         .target(name: "StateChart", dependencies: ["Output"], swiftSettings: crossModuleOptimization),
         .target(name: "Peer", dependencies: ["StateChart"], swiftSettings: crossModuleOptimization),
+        .target(name: "Rendezvous", dependencies: ["CSodium", "Net"]),
+        .target(name: "Relay", dependencies: ["Rendezvous", "Net", "EventLoop", "StateChart", .product(name: "Logging", package: "swift-log")]),
+        .target(
+            name: "Control",
+            dependencies: ["Rendezvous", "Net", "EventLoop", "StateChart", "STUN", .product(name: "Logging", package: "swift-log")]
+        ),
         .target(
             name: "EventLoop",
             dependencies: [
@@ -54,6 +60,7 @@ let package = Package(
                 "Commands", "Output", "Net", "StateChart", "Peer", "EventLoop",
                 "WireGuard",
                 "STUN",
+                "Rendezvous", "Relay", "Control",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -73,6 +80,9 @@ let package = Package(
             path: "Tests/Benchmarks/STUNBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
+        .testTarget(name: "RendezvousTests", dependencies: ["Rendezvous", "Net"]),
+        .testTarget(name: "RelayTests", dependencies: ["Relay", "Rendezvous", "Net", "EventLoop", "LabSupport"]),
+        .testTarget(name: "ControlTests", dependencies: ["Control", "Rendezvous", "Net", "EventLoop", "StateChart", "LabSupport"]),
         .testTarget(name: "StateChartTests", dependencies: ["StateChart"]),
         .testTarget(name: "PeerTests", dependencies: ["Peer", "StateChart", "EventLoop"]),
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop", "StateChart", "CLinux"]),

@@ -1,4 +1,5 @@
 import Commands
+import Control
 import Output
 import Peer
 import StateChart
@@ -12,6 +13,7 @@ enum ChartCommand {
     static let catalog: [(name: String, render: @Sendable (Format) -> String)] = [
         ("peer", { render(PeerChart.chart(), $0) }),
         ("detection", { render(DetectionChart.chart, $0) }),
+        ("registration", { render(RegistrationChart.chart, $0) }),
     ]
 
     static let command = Command(

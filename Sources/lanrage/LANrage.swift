@@ -15,6 +15,8 @@ enum LANrage {
             WGCommand.command,
             StunServerCommand.command,
             NetcheckCommand.command,
+            RelayCommand.command,
+            ControlCommand.command,
         ]
     )
 }

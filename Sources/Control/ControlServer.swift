@@ -1,0 +1,111 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import EventLoop
+import Logging
+import Net
+import Rendezvous
+import STUN
+
+/// `lanrage control` on real sockets: one UDP socket serves both the control protocol and STUN
+/// (told apart by the first byte: control and relay messages start with 'L', STUN with two zero
+/// bits), plus the RFC 5780 sockets when an alternate address is given. Runs on the event loop;
+/// saves the registry when it changed, at most every `saveInterval`.
+public final class ControlServer {
+    public let core: ControlCore
+    public let sockets: [UDPSocket]
+    public let responder: BindingResponder
+    public let store: StateStore?
+    public private(set) var stunAnswered = 0
+    public private(set) var saves = 0
+    public var logger = Logger(label: "lanrage.control")
+    private let clock: MonotonicClock
+    private var buffer = [UInt8](repeating: 0, count: 2048)
+
+    public init(listen: Endpoint, alternate: Endpoint?, core: ControlCore, store: StateStore?, loop: EventLoop,
+                clock: MonotonicClock = MonotonicClock(), saveInterval: Duration = .milliseconds(200)) throws {
+        self.core = core
+        self.store = store
+        self.clock = clock
+        var responder = BindingResponder(primary: listen, alternate: alternate, software: "lanrage")
+        var sockets: [UDPSocket] = []
+        for endpoint in responder.listenEndpoints { sockets.append(try UDPSocket(binding: endpoint)) }
+        if listen.port == 0 && alternate == nil {
+            responder = BindingResponder(primary: sockets[0].local, alternate: nil, software: "lanrage")
+        }
+        self.responder = responder
+        self.sockets = sockets
+        for socket in sockets {
+            try loop.register(socket.descriptor) { [unowned self, unowned socket] in self.readable(socket) }
+        }
+        loop.addTimers(Ticker(every: saveInterval, clock: clock) { [unowned self] in self.tick() })
+        loop.addTimers(Ticker(every: .seconds(5), clock: clock) { [unowned self] in self.queryRelays() })
+        queryRelays()
+    }
+
+    private func readable(_ socket: UDPSocket) {
+        while true {
+            let received: (count: Int, from: Endpoint)?
+            do { received = try socket.receive(into: &buffer) } catch {
+                if error.errno == ECONNREFUSED || error.errno == EINTR { continue }
+                return
+            }
+            guard let (count, from) = received else { return }
+            if count > 0 && buffer[0] == 0x4C {
+                let isRelay = count > 1 && buffer[1] == RelayMessage.magic.1
+                let out = buffer.withUnsafeBytes { raw -> [ControlCore.Outgoing] in
+                    let datagram = UnsafeRawBufferPointer(rebasing: raw[..<count])
+                    if isRelay {
+                        core.handleRelayDatagram(datagram, from: from, wall: UnixTime.millis())
+                        return []
+                    }
+                    return core.handle(datagram, from: from, now: clock.now, wall: UnixTime.millis())
+                }
+                send(out, from: socket)
+            } else if let reply = responder.respond(to: Array(buffer[..<count]), from: from, on: socket.local),
+                      let out = sockets.first(where: { $0.local == reply.from }) {
+                _ = try? out.send(reply.bytes, to: reply.to)
+                stunAnswered += 1
+            }
+        }
+    }
+
+    private func send(_ out: [ControlCore.Outgoing], from socket: UDPSocket) {
+        for datagram in out { _ = try? socket.send(datagram.bytes, to: datagram.to) }
+    }
+
+    private func tick() {
+        send(core.expireSilent(now: clock.now, wall: UnixTime.millis()), from: sockets[0])
+        if core.dirty { save() }
+    }
+
+    private func queryRelays() {
+        send(core.loadQueries(wall: UnixTime.millis()), from: sockets[0])
+    }
+
+    /// Writes the state now (also called at exit).
+    public func save() {
+        guard let store else { return }
+        do {
+            try store.save(StateStore.encode(core.snapshot()))
+            core.dirty = false
+            saves += 1
+        } catch {
+            logger.error("state not saved", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// One line of counters, for logs (SIGHUP and exit).
+    public var summary: Logger.Metadata {
+        let c = core.counters
+        return [
+            "parties": "\(core.parties.count)", "members": "\(core.parties.values.reduce(0) { $0 + $1.members.count })",
+            "online": "\(core.parties.values.reduce(0) { $0 + $1.onlineCount })",
+            "received": "\(c.received)", "accepted": "\(c.accepted)", "sent": "\(c.sent)", "stun_answered": "\(stunAnswered)",
+            "oversized": "\(c.oversized)", "truncated": "\(c.truncated)", "malformed": "\(c.malformed)",
+            "unknown_party": "\(c.unknownParty)", "unauthenticated": "\(c.unauthenticated)", "replayed": "\(c.replayed)",
+            "expired": "\(c.expired)", "rate_limited": "\(c.rateLimited)", "refused": "\(c.refused)",
+            "expired_members": "\(c.expiredMembers)", "saves": "\(saves)",
+        ]
+    }
+}

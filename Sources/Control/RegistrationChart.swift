@@ -1,0 +1,93 @@
+import StateChart
+
+/// The client's side of the control protocol as a chart: register, keep registered with
+/// heartbeats, and reconnect with exponential backoff when the server goes silent or forgets us
+/// (a restarted server answers `registerAgain`, or a heartbeat ack shows a new epoch).
+///
+///     idle ─start→ registering ─registered→ registered ─heartbeat due [3 missed]→ registering
+///     registering ─attempt timed out [3 attempts]→ backingOff ─backoff elapsed→ registering
+///     registered ─resync (new epoch, missed change, register again)→ registering
+public enum RegistrationChart: ChartSpec {
+    public typealias State = RegistrationState
+    public typealias Event = RegistrationEvent
+    public typealias Action = RegistrationAction
+    public typealias Context = RegistrationContext
+
+    static let attemptsLeft = Guard<RegistrationContext>("attempts < 3") { $0.attempts < 2 }
+    static let serverSilent = Guard<RegistrationContext>("3 heartbeats missed") { $0.missedHeartbeats >= 3 }
+
+    public static let chart: Chart<RegistrationChart> = {
+        let rows: [Row<RegistrationChart>] = [
+            Row(.idle, on: .start, to: .registering),
+            Row(.registering, on: .registeredAck, to: .registered,
+                update: { $0.attempts = 0; $0.failures = 0; $0.missedHeartbeats = 0 }),
+            Row(.registering, on: .attemptTimedOut, when: attemptsLeft, to: .registering, update: { $0.attempts += 1 }),
+            Row(.registering, on: .attemptTimedOut, to: .backingOff, update: { $0.attempts = 0; $0.failures += 1 }),
+            Row(.registering, on: .stop, to: .stopped),
+            Row(.backingOff, on: .backoffElapsed, to: .registering),
+            Row(.backingOff, on: .stop, to: .stopped),
+            Row(.registered, on: .heartbeatDue, when: serverSilent, to: .registering, update: { $0.missedHeartbeats = 0 }),
+            Row(.registered, on: .heartbeatDue, stay: [.sendHeartbeat], update: { $0.missedHeartbeats += 1 }),
+            Row(.registered, on: .heartbeatAcked, stay: [], update: { $0.missedHeartbeats = 0 }),
+            Row(.registered, on: .registeredAck, stay: []),
+            Row(.registered, on: .resync, to: .registering),
+            Row(.registered, on: .stop, to: .stopped, do: [.sendLeave]),
+        ]
+        let states: [StateInfo<RegistrationChart>] = [
+            StateInfo(.registering, entry: [.sendRegister]),
+            StateInfo(.registered, entry: [.reportRegistered]),
+            StateInfo(.backingOff, entry: [.reportDisconnected]),
+            StateInfo(.stopped, final: true),
+        ]
+        let timeouts: [Timeout<RegistrationChart>] = [
+            Timeout(.registering, after: .fixed(.seconds(1)), fire: .attemptTimedOut),
+            Timeout(.backingOff, after: .computed("1s·2ⁿ ≤ 60s") { context in
+                .seconds(min(60, 1 << min(context.failures, 6)))
+            }, fire: .backoffElapsed),
+            Timeout(.registered, every: .computed("heartbeat") { $0.heartbeat }, fire: .heartbeatDue),
+        ]
+        do {
+            return try Chart(name: "registration", initial: .idle, states: states, rows: rows, timeouts: timeouts)
+        } catch {
+            preconditionFailure("the registration chart is checked by its tests: \(error)")
+        }
+    }()
+}
+
+public enum RegistrationState: Int, ChartState {
+    case idle
+    /// A register message is out; resent every second, three times, then back off.
+    case registering
+    case registered
+    /// No answer: wait 1 s, 2 s, 4 s … up to 60 s before registering again.
+    case backingOff
+    case stopped
+}
+
+public enum RegistrationEvent: Int, ChartEvent {
+    case start
+    case registeredAck
+    case attemptTimedOut
+    case heartbeatDue
+    case heartbeatAcked
+    /// The server forgot us or we missed a change: register again for a full view.
+    case resync
+    case backoffElapsed
+    case stop
+}
+
+public enum RegistrationAction: Sendable, Hashable {
+    case sendRegister
+    case sendHeartbeat
+    case sendLeave
+    case reportRegistered
+    case reportDisconnected
+}
+
+public struct RegistrationContext: Sendable, Equatable {
+    public var attempts = 0
+    public var failures = 0
+    public var missedHeartbeats = 0
+    public var heartbeat: Duration = .seconds(10)
+    public init() {}
+}

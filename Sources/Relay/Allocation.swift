@@ -1,0 +1,53 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Net
+
+/// One side of an allocation: its port, the address its token names, the source latched from it.
+public struct RelaySide: Sendable {
+    public var port: UInt16
+    /// Set when this side's token was presented: only datagrams from this IP are accepted.
+    public var allowed: IPAddress?
+    /// The source endpoint latched from the first datagram of `allowed` (follows a NAT rebinding
+    /// within the same IP).
+    public var latched: Endpoint?
+    public var packets: UInt64 = 0
+    public var bytes: UInt64 = 0
+    /// Datagrams dropped on this side's port: from a source the token did not name, or with no
+    /// latched destination on the other side yet.
+    public var drops: UInt64 = 0
+
+    init(port: UInt16) { self.port = port }
+}
+
+/// A pair's allocation: two ports on the relay, side 0 and side 1; what arrives on one side's port
+/// from that side leaves from the other side's port to the other side.
+public final class Allocation {
+    public let pairID: [UInt8]
+    public let partyID: UInt64
+    public internal(set) var sides: [RelaySide]
+    public internal(set) var lastActivity: Int64
+    let sockets: [UDPSocket]
+    /// The latched destinations as socket addresses, for the forwarding path (no conversions per packet).
+    var destinations: [sockaddr_storage] = [sockaddr_storage(), sockaddr_storage()]
+    var destinationLengths: [socklen_t] = [0, 0]
+
+    init(pairID: [UInt8], partyID: UInt64, sockets: [UDPSocket], now: Int64) {
+        self.pairID = pairID
+        self.partyID = partyID
+        self.sockets = sockets
+        sides = sockets.map { RelaySide(port: $0.local.port) }
+        lastActivity = now
+    }
+
+    /// Sets side `index`'s latched endpoint.
+    func latch(_ index: Int, _ endpoint: Endpoint) {
+        sides[index].latched = endpoint
+        endpoint.withSockAddr { address, length in
+            withUnsafeMutableBytes(of: &destinations[index]) { raw in
+                raw.copyMemory(from: UnsafeRawBufferPointer(start: address, count: Int(length)))
+            }
+            destinationLengths[index] = length
+        }
+    }
+}

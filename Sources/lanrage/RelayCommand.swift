@@ -1,0 +1,70 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Commands
+import EventLoop
+import Logging
+import Net
+import Relay
+import Rendezvous
+
+/// `lanrage relay --listen IP --ports LOW-HIGH --secret-file FILE`
+enum RelayCommand {
+    struct PortRange: ArgumentValue {
+        let range: ClosedRange<UInt16>
+        init?(argument: String) {
+            guard let dash = argument.firstIndex(of: "-"),
+                  let low = UInt16(argument[..<dash]), let high = UInt16(argument[argument.index(after: dash)...]),
+                  low > 0, Int(high) - Int(low) >= 2 else { return nil }
+            range = low...high
+        }
+        static var expectation: String { "LOW-HIGH with at least three ports, e.g. 40000-40999" }
+    }
+
+    static let command = Command(
+        "relay",
+        abstract: "Relay WireGuard between members whose punch failed: one UDP port per side of each pair, no framing.",
+        discussion: """
+            The first port of the range is the service port (allocation requests, load queries; name it in \
+            lanrage control --relay IP:PORT); the others are allocated two per pair. An allocation is granted \
+            only for a token issued by the control server under the shared secret, latches each side's source \
+            only from the address its token names, and is freed after --idle-timeout seconds without traffic. \
+            SIGHUP logs the counters.
+            """,
+        options: [
+            .value("listen", "IP", help: "Address to listen on."),
+            .value("ports", "LOW-HIGH", help: "Port range: service port, then allocation ports."),
+            .value("secret-file", "FILE", help: "Secret shared with the control server (mode 0600)."),
+            .value("idle-timeout", "SECONDS", help: "Free an allocation after this long without traffic.", default: "120"),
+            .value("max-per-party", "N", help: "Allocations one party may hold at once.", default: "32"),
+        ]
+    ) { invocation in
+        guard let listen = try invocation.value("listen", as: String.self).flatMap({ IPAddress($0) }) else {
+            throw invocation.usageError("missing or invalid --listen IP")
+        }
+        guard let ports = try invocation.value("ports", as: PortRange.self) else { throw invocation.usageError("missing --ports LOW-HIGH") }
+        guard let secretPath = try invocation.value("secret-file", as: String.self) else { throw invocation.usageError("missing --secret-file FILE") }
+        var secret = try SecretFile.read(secretPath)
+        var configuration = RelayServer.Configuration(listen: listen, ports: ports.range, key: Keys.relayKey(secret: secret))
+        Crypto.wipe(&secret)
+        let idle = try invocation.value("idle-timeout", as: Int.self) ?? 120
+        guard idle > 0 else { throw invocation.usageError("--idle-timeout must be positive") }
+        configuration.idleTimeout = .seconds(idle)
+        configuration.maxPerParty = max(1, try invocation.value("max-per-party", as: Int.self) ?? 32)
+        let loop = try EventLoop()
+        let relay = try RelayServer(configuration, loop: loop)
+        let logger = Logger(label: "lanrage.relay")
+        try loop.handleSignals { signal in
+            if signal == SIGHUP {
+                logger.info("counters", metadata: relay.summary)
+            } else {
+                loop.stop()
+            }
+        }
+        logger.info("listening", metadata: ["service": "\(relay.service.local)", "ports": "\(ports.range.lowerBound)-\(ports.range.upperBound)",
+                                            "capacity": "\(configuration.capacity)", "idle_timeout_s": "\(idle)"])
+        try loop.run()
+        logger.info("counters", metadata: relay.summary)
+        return .success
+    }
+}

@@ -1,0 +1,34 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Commands
+
+/// Reads a secret from a file (trailing newline removed). Refuses files readable by group or others.
+enum SecretFile {
+    struct Problem: Error, ExitCodeProviding, CustomStringConvertible {
+        let description: String
+        var exitCode: ExitCode { .noInput }
+    }
+
+    static func read(_ path: String) throws -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw Problem(description: "cannot read secret file \(path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw Problem(description: "cannot stat secret file \(path)") }
+        guard info.st_mode & 0o077 == 0 else {
+            throw Problem(description: "secret file \(path) is readable by others: chmod 600 \(path)")
+        }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count = Glibc.read(fd, &chunk, chunk.count)
+            if count <= 0 { break }
+            bytes += chunk[..<count]
+            if bytes.count > 65_536 { throw Problem(description: "secret file \(path) is larger than 64 KiB") }
+        }
+        while let last = bytes.last, last == 0x0A || last == 0x0D { bytes.removeLast() }
+        guard !bytes.isEmpty else { throw Problem(description: "secret file \(path) is empty") }
+        return bytes
+    }
+}
