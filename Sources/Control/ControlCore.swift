@@ -110,6 +110,7 @@ public final class ControlCore {
     /// Handles one datagram from `source`; `now` is monotonic nanoseconds, `wall` ms since 1970.
     public func handle(_ bytes: UnsafeRawBufferPointer, from source: Endpoint, now: Int64, wall: UInt64) -> [Outgoing] {
         counters.received += 1
+        guard limiter.allow(source.address, now: now) else { counters.rateLimited += 1; return [] }
         let header: ControlMessage.Header
         do {
             header = try ControlMessage.header(of: bytes)
@@ -117,7 +118,6 @@ public final class ControlCore {
             count(error)
             return []
         }
-        guard limiter.allow(source.address, now: now) else { counters.rateLimited += 1; return [] }
         guard let party = parties[header.partyID] else { counters.unknownParty += 1; return [] }
         let message: ControlMessage
         do {

@@ -1,0 +1,199 @@
+import Control
+import EventLoop
+import Net
+import Rendezvous
+import Testing
+
+/// The control server and several clients on loopback, in one event loop (one thread, as in the
+/// agent): joining, seeing each other's candidates, pushes, punch coordination, relay offers,
+/// refusal of wrong secrets and replays.
+@Suite(.serialized) struct ControlLoopbackTests {
+    static let localhost = IPAddress.v4(IPv4Address(127, 0, 0, 1))
+    static let secret = Array("correct horse battery staple".utf8)
+
+    final class World {
+        let loop: EventLoop
+        let clock = MonotonicClock()
+        let core: ControlCore
+        let server: ControlServer
+        var clients: [ControlClient] = []
+
+        init(configuration: ControlCore.Configuration = ControlCore.Configuration(), relays: [Endpoint] = [],
+             relayKey: [UInt8]? = nil) throws {
+            loop = try EventLoop()
+            core = ControlCore(configuration: configuration, relays: relays, relayKey: relayKey)
+            core.addParty(name: "lan", secret: ControlLoopbackTests.secret)
+            server = try ControlServer(listen: Endpoint(ControlLoopbackTests.localhost, 0), alternate: nil, core: core, store: nil, loop: loop)
+        }
+
+        func client(_ index: Int, secret: [UInt8] = ControlLoopbackTests.secret, party: String = "lan") throws -> ControlClient {
+            var configuration = ControlClient.Configuration(server: server.sockets[0].local, party: party,
+                                                            key: MemberKey([UInt8](repeating: UInt8(index), count: 32))!)
+            configuration.nat = .portRestrictedCone
+            configuration.candidates = [Candidate(.local, Endpoint("203.0.113.\(index):51820")!),
+                                        Candidate(.reflexive, Endpoint("198.51.100.\(index):40\(index)00")!)]
+            let client = try ControlClient(configuration, secret: secret, loop: loop, clock: clock,
+                                           local: Endpoint(ControlLoopbackTests.localhost, 0))
+            clients.append(client)
+            return client
+        }
+
+        func spin(upTo seconds: Double = 3, until condition: () -> Bool) throws -> Bool {
+            let deadline = clock.now + Int64(seconds * 1e9)
+            while clock.now < deadline {
+                if condition() { return true }
+                try loop.run(until: min(deadline, clock.now + 5_000_000))
+            }
+            return condition()
+        }
+    }
+
+    @Test func membersJoinAndSeeEachOthersCandidates() throws {
+        let world = try World()
+        let members = try (1...4).map { try world.client($0) }
+        for member in members { member.start() }
+        #expect(try world.spin { members.allSatisfy { $0.state == .registered && $0.members.count == 3 } })
+        for member in members {
+            for other in members where other !== member {
+                let record = try #require(member.members[other.configuration.key])
+                #expect(record.nat == .portRestrictedCone)
+                // The member's own candidates, plus the address the server saw.
+                #expect(Array(record.candidates.prefix(2)) == other.configuration.candidates)
+                #expect(record.candidates.last == Candidate(.observed, other.socket.local))
+            }
+            #expect(member.observed == member.socket.local)
+        }
+        // A new endpoint is pushed to the others.
+        let moved = Candidate(.reflexive, Endpoint("198.51.100.99:41000")!)
+        members[0].update(nat: .symmetric, candidates: [moved])
+        #expect(try world.spin { members.dropFirst().allSatisfy { $0.members[members[0].configuration.key]?.nat == .symmetric } })
+        #expect(members[1].members[members[0].configuration.key]?.candidates.first == moved)
+        // A member that leaves is pushed as gone.
+        members[3].stop()
+        #expect(try world.spin { members.prefix(3).allSatisfy { $0.members.count == 2 } })
+        #expect(world.core.counters.dropped == 0)
+    }
+
+    @Test func punchCoordinationGivesBothTheSameStartTime() throws {
+        let world = try World()
+        let a = try world.client(1), b = try world.client(2)
+        var punches: [(who: Int, peer: MemberKey, start: UInt64)] = []
+        a.onPunch = { punches.append((1, $0.key, $1)) }
+        b.onPunch = { punches.append((2, $0.key, $1)) }
+        a.start(); b.start()
+        #expect(try world.spin { a.members.count == 1 && b.members.count == 1 })
+        let before = UnixTime.millis()
+        a.requestPunch(with: b.configuration.key)
+        #expect(try world.spin { punches.count == 2 })
+        let fromA = try #require(punches.first { $0.who == 1 }), fromB = try #require(punches.first { $0.who == 2 })
+        #expect(fromA.start == fromB.start, "one common start time")
+        #expect(fromA.start >= before + 400 && fromA.start <= UnixTime.millis() + 600, "in the near future")
+        #expect(fromA.peer == b.configuration.key && fromB.peer == a.configuration.key)
+        // Punching a stranger is refused.
+        var refused: [ControlMessage.Refusal] = []
+        a.onRefused = { refused.append($0) }
+        a.requestPunch(with: MemberKey([UInt8](repeating: 0xEE, count: 32))!)
+        #expect(try world.spin { refused == [.peerUnknown] })
+    }
+
+    @Test func relayRequestsGiveBothSidesVerifiableTokensForOnePair() throws {
+        let relayKey = Keys.relayKey(secret: Array("relay".utf8))
+        let relay = Endpoint("192.0.2.1:40000")!
+        let world = try World(relays: [relay], relayKey: relayKey)
+        let a = try world.client(1), b = try world.client(2)
+        var offers: [Int: [RelayOffer]] = [:]
+        a.onRelays = { _, list in offers[1] = list }
+        b.onRelays = { _, list in offers[2] = list }
+        a.start(); b.start()
+        #expect(try world.spin { a.members.count == 1 && b.members.count == 1 })
+        a.requestRelay(with: b.configuration.key)
+        #expect(try world.spin { offers.count == 2 })
+        let tokens = try [1, 2].map { index -> RelayToken in
+            let offer = try #require(offers[index]?.first)
+            #expect(offer.service == relay)
+            return try offer.token.withUnsafeBytes { try RelayToken(verifying: $0, key: relayKey, nowSeconds: UnixTime.seconds()) }
+        }
+        #expect(tokens[0].pairID == tokens[1].pairID)
+        #expect(Set(tokens.map(\.side)) == [0, 1])
+        #expect(tokens.allSatisfy { $0.address == ControlLoopbackTests.localhost })
+    }
+
+    @Test func aWrongSecretIsRefusedAndCounted() throws {
+        let world = try World()
+        let honest = try world.client(1)
+        let impostor = try world.client(2, secret: Array("wrong".utf8))
+        honest.start(); impostor.start()
+        #expect(try world.spin { honest.state == .registered })
+        // The impostor never gets registered (bounded wait: three attempts, then it backs off).
+        #expect(try world.spin(upTo: 3.5) { impostor.state == .backingOff })
+        #expect(impostor.registrations == 0)
+        #expect(world.core.counters.unauthenticated >= 3)
+        #expect(honest.members.isEmpty, "the impostor is not in the registry")
+        #expect(world.core.party(named: "lan")?.members.count == 1)
+        // An unknown party is dropped too.
+        let stranger = try world.client(3, party: "other")
+        stranger.start()
+        #expect(try world.spin { world.core.counters.unknownParty >= 1 })
+    }
+
+    @Test func aReplayedMessageIsRefusedAndCounted() throws {
+        let world = try World()
+        let socket = try UDPSocket(binding: Endpoint(Self.localhost, 0))
+        let key = Keys.partyKey(name: "lan", secret: Self.secret)
+        let member = MemberKey([UInt8](repeating: 7, count: 32))!
+        let register = ControlMessage(partyID: Keys.partyID(name: "lan"), timestampMillis: UnixTime.millis(), nonce: 1234,
+                                      sender: member, body: .register(nat: .open, candidates: [])).encoded(key: key)
+        var buffer = [UInt8](repeating: 0, count: 2048)
+        func answers() -> Int {
+            var count = 0
+            while (try? socket.receive(into: &buffer)) ?? nil != nil { count += 1 }
+            return count
+        }
+        try socket.send(register, to: world.server.sockets[0].local)
+        var first = 0
+        #expect(try world.spin { first += answers(); return first == 1 })
+        try socket.send(register, to: world.server.sockets[0].local)
+        #expect(try world.spin { world.core.counters.replayed == 1 })
+        _ = try world.spin(upTo: 0.2) { false }
+        #expect(answers() == 0, "a replay gets no answer")
+        // An old message (outside the window) is refused as expired.
+        let old = ControlMessage(partyID: Keys.partyID(name: "lan"), timestampMillis: UnixTime.millis() - 60_000, nonce: 99,
+                                 sender: member, body: .heartbeat(revision: 0)).encoded(key: key)
+        try socket.send(old, to: world.server.sockets[0].local)
+        #expect(try world.spin { world.core.counters.expired == 1 })
+    }
+
+    @Test func garbageAndFloodsAreDroppedCountedAndTheServerKeepsServing() throws {
+        var configuration = ControlCore.Configuration()
+        configuration.messagesPerSecond = 20
+        configuration.messageBurst = 40
+        let world = try World(configuration: configuration)
+        let flooder = try UDPSocket(binding: Endpoint(Self.localhost, 0))
+        let target = world.server.sockets[0].local
+        try flooder.send([0x4C, 0x43, 1], to: target)                                     // truncated
+        try flooder.send([UInt8](repeating: 0x4C, count: 1300), to: target)                  // oversized
+        try flooder.send([0x4C, 0x43, 9] + [UInt8](repeating: 0, count: 100), to: target)    // bad version
+        for _ in 0..<200 { try flooder.send([0x4C, 0x43, 1] + [UInt8](repeating: 1, count: 200), to: target) }
+        #expect(try world.spin { world.core.counters.received >= 150 })
+        let c = world.core.counters
+        #expect(c.truncated == 1 && c.oversized == 1 && c.malformed >= 1)
+        #expect(c.rateLimited > 100, "the flood is rate limited: \(c.rateLimited)")
+        // A member from another address is served meanwhile.
+        let member = try world.client(1)
+        member.start()
+        #expect(try world.spin { member.state == .registered })
+    }
+
+    @Test func stunIsAnsweredOnTheControlPort() throws {
+        let world = try World()
+        let socket = try UDPSocket(binding: Endpoint(Self.localhost, 0))
+        // A binding request: type 0x0001, length 0, magic cookie, transaction id.
+        let request: [UInt8] = [0, 1, 0, 0, 0x21, 0x12, 0xA4, 0x42] + [UInt8](repeating: 5, count: 12)
+        try socket.send(request, to: world.server.sockets[0].local)
+        var buffer = [UInt8](repeating: 0, count: 512)
+        var reply: Int?
+        #expect(try world.spin { reply = (try? socket.receive(into: &buffer))??.count; return reply != nil })
+        #expect(buffer[0] == 0x01 && buffer[1] == 0x01, "binding success response")
+        #expect(world.server.stunAnswered == 1)
+    }
+}

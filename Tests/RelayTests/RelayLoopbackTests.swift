@@ -1,0 +1,172 @@
+import EventLoop
+import Net
+import Relay
+import Rendezvous
+import Testing
+
+/// The relay on loopback, in-process on its event loop: two "WireGuard" sockets allocate their
+/// sides with tokens, and datagrams cross from one side's port to the other's, unframed.
+@Suite(.serialized) struct RelayLoopbackTests {
+    static let key = Keys.relayKey(secret: Array("relay secret".utf8))
+    static let localhost = IPAddress.v4(IPv4Address(127, 0, 0, 1))
+    /// Another loopback address: a source the tokens do not name.
+    static let stranger = IPAddress.v4(IPv4Address(127, 0, 0, 2))
+
+    final class Harness {
+        let loop: EventLoop
+        let clock = MonotonicClock()
+        let relay: RelayServer
+        init(idle: Duration = .seconds(120), maxPerParty: Int = 32, ports: Int = 20) throws {
+            loop = try EventLoop()
+            // Find a free range: ask the kernel for a port, use the range above it.
+            let probed = try { try UDPSocket(binding: Endpoint(RelayLoopbackTests.localhost, 0)).local.port }()
+            let low = probed < 60_000 ? probed : 41_000
+            var configuration = RelayServer.Configuration(listen: RelayLoopbackTests.localhost, ports: low...(low + UInt16(ports)),
+                                                          key: RelayLoopbackTests.key)
+            configuration.idleTimeout = idle
+            configuration.maxPerParty = maxPerParty
+            relay = try RelayServer(configuration, loop: loop, clock: clock)
+        }
+
+        /// Runs the loop until `condition` holds or `seconds` pass; returns the condition.
+        func spin(upTo seconds: Double = 2, until condition: () -> Bool) throws -> Bool {
+            let deadline = clock.now + Int64(seconds * 1e9)
+            while clock.now < deadline {
+                if condition() { return true }
+                try loop.run(until: min(deadline, clock.now + 5_000_000))
+            }
+            return condition()
+        }
+
+        /// Sends an allocation request and runs the loop until the answer arrives.
+        func allocate(_ token: [UInt8], from socket: UDPSocket) throws -> RelayMessage? {
+            try socket.send(RelayMessage.allocate(nonce: 99, token: token).encoded(), to: relay.service.local)
+            var answer: RelayMessage?
+            var buffer = [UInt8](repeating: 0, count: 256)
+            _ = try spin(upTo: 0.5) {
+                if let (count, _) = try? socket.receive(into: &buffer) {
+                    answer = try? buffer.withUnsafeBytes { try RelayMessage(decoding: UnsafeRawBufferPointer(rebasing: $0[..<count]), key: nil) }
+                }
+                return answer != nil
+            }
+            return answer
+        }
+    }
+
+    static func token(side: UInt8, address: IPAddress = localhost, pair: UInt8 = 1, party: UInt64 = 1, key: [UInt8] = key,
+                      expires: UInt64 = UnixTime.seconds() + 60) -> [UInt8] {
+        RelayToken(side: side, address: address, expiresAt: expires, partyID: party, pairID: [UInt8](repeating: pair, count: 16)).encoded(key: key)
+    }
+
+    static func port(_ message: RelayMessage?) -> UInt16? {
+        guard case .allocated(99, .granted, let port, _) = message else { return nil }
+        return port
+    }
+
+    @Test func datagramsCrossUnframedBothWaysAndAreCounted() throws {
+        let h = try Harness()
+        let a = try UDPSocket(binding: Endpoint(Self.localhost, 0)), b = try UDPSocket(binding: Endpoint(Self.localhost, 0))
+        let portA = try #require(Self.port(try h.allocate(Self.token(side: 0), from: a)))
+        let portB = try #require(Self.port(try h.allocate(Self.token(side: 1), from: b)))
+        #expect(portA != portB && h.relay.allocationCount == 1)
+        let relayA = Endpoint(Self.localhost, portA), relayB = Endpoint(Self.localhost, portB)
+
+        // B must speak first so the relay latches it (WireGuard's handshake does the same).
+        try b.send([9], to: relayB)
+        #expect(try h.spin { h.relay.allocations.values.first?.sides[1].latched == b.local })
+        var buffer = [UInt8](repeating: 0, count: 2048)
+        for index in 0..<50 {
+            let payload = [UInt8](repeating: UInt8(index), count: 100 + index)
+            try a.send(payload, to: relayA)
+            var got: (Int, Endpoint)?
+            #expect(try h.spin { got = try? b.receive(into: &buffer); return got != nil })
+            #expect(got?.1 == relayB, "arrives from B's relay port")
+            #expect(Array(buffer[..<(got?.0 ?? 0)]) == payload, "unframed")
+        }
+        try b.send([1, 2, 3], to: relayB)
+        var back: (Int, Endpoint)?
+        #expect(try h.spin { back = try? a.receive(into: &buffer); return back != nil })
+        #expect(back?.1 == relayA && Array(buffer[..<3]) == [1, 2, 3])
+
+        let allocation = try #require(h.relay.allocations.values.first)
+        #expect(allocation.sides[0].packets == 50)
+        #expect(allocation.sides[0].bytes == UInt64((0..<50).reduce(0) { $0 + 100 + $1 }))
+        #expect(allocation.sides[1].packets == 1, "the first datagram of B had no destination yet")
+        #expect(allocation.sides[1].drops == 1)
+    }
+
+    @Test func aBadTokenGetsNoAnswerAndNothingIsForwarded() throws {
+        let h = try Harness()
+        let a = try UDPSocket(binding: Endpoint(Self.localhost, 0))
+        let forged = Self.token(side: 0, key: Keys.relayKey(secret: Array("guessed".utf8)))
+        #expect(try h.allocate(forged, from: a) == nil)
+        var expired = Self.token(side: 0, expires: UnixTime.seconds() - 1)
+        #expect(try h.allocate(expired, from: a) == nil)
+        expired[5] ^= 1
+        #expect(try h.allocate(expired, from: a) == nil)
+        #expect(h.relay.allocationCount == 0)
+        #expect(h.relay.counters.unauthenticated == 2 && h.relay.counters.expiredTokens == 1)
+        // Nothing listens on the would-be allocation ports: datagrams sent there go nowhere.
+        for port in (h.relay.service.local.port + 1)...(h.relay.service.local.port + 4) {
+            try a.send([1], to: Endpoint(Self.localhost, port))
+        }
+        _ = try h.spin(upTo: 0.2) { false }
+        #expect(h.relay.allocations.isEmpty)
+    }
+
+    @Test func onlyTheAddressTheTokenNamesIsLatched() throws {
+        let h = try Harness()
+        let a = try UDPSocket(binding: Endpoint(Self.localhost, 0)), b = try UDPSocket(binding: Endpoint(Self.localhost, 0))
+        let intruder = try UDPSocket(binding: Endpoint(Self.stranger, 0))
+        let portA = try #require(Self.port(try h.allocate(Self.token(side: 0), from: a)))
+        let portB = try #require(Self.port(try h.allocate(Self.token(side: 1), from: b)))
+        try b.send([0], to: Endpoint(Self.localhost, portB))
+        #expect(try h.spin { h.relay.allocations.values.first?.sides[1].latched != nil })
+        // The intruder (another address) sends into A's port: dropped and counted, B receives nothing.
+        for _ in 0..<5 { try intruder.send([6, 6, 6], to: Endpoint(Self.localhost, portA)) }
+        #expect(try h.spin { h.relay.allocations.values.first?.sides[0].drops == 5 })
+        var buffer = [UInt8](repeating: 0, count: 64)
+        #expect((try b.receive(into: &buffer)) == nil)
+        #expect(h.relay.allocations.values.first?.sides[0].latched == nil)
+        #expect(h.relay.allocations.values.first?.sides[0].packets == 0)
+    }
+
+    @Test func anIdleAllocationExpiresAndItsPortsAreFreed() throws {
+        let h = try Harness(idle: .milliseconds(300))
+        let a = try UDPSocket(binding: Endpoint(Self.localhost, 0))
+        let portA = try #require(Self.port(try h.allocate(Self.token(side: 0), from: a)))
+        #expect(h.relay.allocationCount == 1)
+        #expect(try h.spin(upTo: 3) { h.relay.allocationCount == 0 })
+        #expect(h.relay.counters.expiredAllocations == 1)
+        // The port is closed: binding it again succeeds.
+        #expect((try? UDPSocket(binding: Endpoint(Self.localhost, portA))) != nil)
+    }
+
+    @Test func allocationsAreBoundedPerPartyAndInTotal() throws {
+        let h = try Harness(maxPerParty: 2, ports: 8)  // service port + 8 ports = 4 allocations
+        let a = try UDPSocket(binding: Endpoint(Self.localhost, 0))
+        #expect(Self.port(try h.allocate(Self.token(side: 0, pair: 1, party: 1), from: a)) != nil)
+        #expect(Self.port(try h.allocate(Self.token(side: 0, pair: 2, party: 1), from: a)) != nil)
+        guard case .allocated(_, .partyLimit, _, _) = try h.allocate(Self.token(side: 0, pair: 3, party: 1), from: a) else {
+            Issue.record("third allocation of one party not refused"); return
+        }
+        #expect(Self.port(try h.allocate(Self.token(side: 0, pair: 4, party: 2), from: a)) != nil)
+        #expect(Self.port(try h.allocate(Self.token(side: 0, pair: 5, party: 2), from: a)) != nil)
+        guard case .allocated(_, .full, _, _) = try h.allocate(Self.token(side: 0, pair: 6, party: 3), from: a) else {
+            Issue.record("allocation beyond the port range not refused"); return
+        }
+        #expect(h.relay.allocationCount == 4)
+        // The same token again refreshes, it does not allocate.
+        #expect(Self.port(try h.allocate(Self.token(side: 0, pair: 1, party: 1), from: a)) != nil)
+        #expect(h.relay.allocationCount == 4 && h.relay.counters.refreshed == 1)
+    }
+
+    @Test func malformedAndOversizedDatagramsAreCounted() throws {
+        let h = try Harness()
+        let a = try UDPSocket(binding: Endpoint(Self.localhost, 0))
+        try a.send([0x4C, 0x52, 1, 0x01, 0, 0], to: h.relay.service.local)
+        try a.send([UInt8](repeating: 0x4C, count: 1000), to: h.relay.service.local)
+        try a.send([0x4C, 0x52, 1, 0x02] + [UInt8](repeating: 0, count: 13), to: h.relay.service.local)
+        #expect(try h.spin { h.relay.counters.malformed == 3 })
+    }
+}
