@@ -83,7 +83,7 @@ let package = Package(
         .testTarget(name: "RendezvousTests", dependencies: ["Rendezvous", "Net"]),
         .testTarget(name: "RelayTests", dependencies: ["Relay", "Rendezvous", "Net", "EventLoop", "LabSupport"]),
         .testTarget(name: "RelayLabTests", dependencies: ["Relay", "Rendezvous", "Control", "Net", "LabSupport"]),
-        .testTarget(name: "ControlTests", dependencies: ["Control", "Rendezvous", "Net", "EventLoop", "StateChart", "LabSupport"]),
+        .testTarget(name: "ControlTests", dependencies: ["Control", "Relay", "Rendezvous", "Net", "EventLoop", "StateChart", "LabSupport"]),
         .testTarget(name: "StateChartTests", dependencies: ["StateChart"]),
         .testTarget(name: "PeerTests", dependencies: ["Peer", "StateChart", "EventLoop"]),
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop", "StateChart", "CLinux"]),

@@ -21,6 +21,7 @@ public final class ControlServer {
     public var logger = Logger(label: "lanrage.control")
     private let clock: MonotonicClock
     private var buffer = [UInt8](repeating: 0, count: 2048)
+    private var relayTicks = 0
 
     public init(listen: Endpoint, alternate: Endpoint?, core: ControlCore, store: StateStore?, loop: EventLoop,
                 clock: MonotonicClock = MonotonicClock(), saveInterval: Duration = .milliseconds(200)) throws {
@@ -39,7 +40,11 @@ public final class ControlServer {
             try loop.register(socket.descriptor) { [unowned self, unowned socket] in self.readable(socket) }
         }
         loop.addTimers(Ticker(every: saveInterval, clock: clock) { [unowned self] in self.tick() })
-        loop.addTimers(Ticker(every: .seconds(5), clock: clock) { [unowned self] in self.queryRelays() })
+        loop.addTimers(Ticker(every: .seconds(1), clock: clock) { [unowned self] in
+            // Every 5 s, and every second while a relay has not answered yet.
+            self.relayTicks += 1
+            if self.relayTicks % 5 == 0 || self.core.relays.contains(where: { !$0.reported }) { self.queryRelays() }
+        })
         queryRelays()
     }
 

@@ -1,6 +1,7 @@
 import Control
 import EventLoop
 import Net
+import Relay
 import Rendezvous
 import Testing
 
@@ -195,5 +196,49 @@ import Testing
         #expect(try world.spin { reply = (try? socket.receive(into: &buffer))??.count; return reply != nil })
         #expect(buffer[0] == 0x01 && buffer[1] == 0x01, "binding success response")
         #expect(world.server.stunAnswered == 1)
+    }
+}
+
+/// Control server and relay together in one event loop: the control server learns the relay's load
+/// (authenticated load queries), offers it with tokens, and both sides allocate with those tokens.
+@Suite(.serialized) struct ControlWithRelayTests {
+    @Test func offersCarryTheRelaysLoadAndTheirTokensAllocate() throws {
+        let relaySecret = Array("shared with relays".utf8)
+        let relayKey = Keys.relayKey(secret: relaySecret)
+        let probed = try { try UDPSocket(binding: Endpoint(ControlLoopbackTests.localhost, 0)).local.port }()
+        let low = probed < 60_000 ? probed : 42_000
+        let world = try ControlLoopbackTests.World(relays: [Endpoint(ControlLoopbackTests.localhost, low)], relayKey: relayKey)
+        let relay = try RelayServer(RelayServer.Configuration(listen: ControlLoopbackTests.localhost, ports: low...(low + 10), key: relayKey),
+                                    loop: world.loop)
+        #expect(try world.spin { world.core.relays[0].reported }, "the relay answered the load query")
+        #expect(world.core.relays[0].capacity == 5)
+
+        let a = try world.client(1), b = try world.client(2)
+        var offers: [Int: RelayOffer] = [:]
+        a.onRelays = { offers[1] = $1.first }
+        b.onRelays = { offers[2] = $1.first }
+        a.start(); b.start()
+        #expect(try world.spin { a.members.count == 1 && b.members.count == 1 })
+        b.requestRelay(with: a.configuration.key)
+        #expect(try world.spin { offers.count == 2 })
+        #expect(offers[1]?.capacity == 5 && offers[1]?.allocations == 0)
+
+        var ports: [UInt16] = []
+        var buffer = [UInt8](repeating: 0, count: 256)
+        for index in [1, 2] {
+            let socket = try UDPSocket(binding: Endpoint(ControlLoopbackTests.localhost, 0))
+            let offer = try #require(offers[index])
+            try socket.send(RelayMessage.allocate(nonce: 1, token: offer.token).encoded(), to: offer.service)
+            var answer: RelayMessage?
+            #expect(try world.spin {
+                if let (count, _) = try? socket.receive(into: &buffer) {
+                    answer = try? buffer.withUnsafeBytes { try RelayMessage(decoding: UnsafeRawBufferPointer(rebasing: $0[..<count]), key: nil) }
+                }
+                return answer != nil
+            })
+            guard case .allocated(1, .granted, let port, _) = answer else { Issue.record("not granted: \(String(describing: answer))"); continue }
+            ports.append(port)
+        }
+        #expect(Set(ports).count == 2 && relay.allocationCount == 1, "one allocation, one port per side")
     }
 }

@@ -1,0 +1,90 @@
+import Control
+import EventLoop
+import StateChart
+import Testing
+
+/// The registration chart in virtual time, with no sockets: retries, backoff, heartbeats,
+/// reconnection when the server goes silent or forgets the member.
+@Suite struct RegistrationChartTests {
+    final class Harness {
+        let clock = VirtualClock()
+        let executor = RecordingExecutor<RegistrationChart>()
+        let scheduler: Scheduler<RecordingExecutor<RegistrationChart>>
+        let id: MachineID
+
+        init() {
+            scheduler = Scheduler(chart: RegistrationChart.chart, clock: clock, executor: executor, coalescingWindow: .zero)
+            id = scheduler.add(name: "member", context: RegistrationContext())
+        }
+
+        var state: RegistrationState { scheduler.machine(id)!.state }
+        func post(_ event: RegistrationEvent) { scheduler.post(event, to: id) }
+        func wait(_ duration: Duration) { scheduler.runVirtual(clock, until: clock.now + duration.nanoseconds) }
+        func take() -> [RegistrationAction] {
+            defer { executor.reset() }
+            return executor.executed.map(\.action)
+        }
+    }
+
+    @Test func theChartIsValidAndDrawn() {
+        let dot = RegistrationChart.chart.dot()
+        for state in ["registering", "registered", "backingOff"] { #expect(dot.contains(state)) }
+        #expect(dot.contains("1s·2ⁿ ≤ 60s"))
+    }
+
+    @Test func registerIsResentThreeTimesThenBacksOffExponentially() {
+        let h = Harness()
+        h.post(.start)
+        #expect(h.state == .registering && h.take() == [.sendRegister])
+        h.wait(.milliseconds(2_999))
+        #expect(h.take() == [.sendRegister, .sendRegister], "two resends, one second apart")
+        h.wait(.milliseconds(1))
+        #expect(h.state == .backingOff && h.take() == [.reportDisconnected])
+        // Backoff: 2 s after the first failed round, then 4 s, 8 s …
+        var gaps: [Duration] = []
+        for _ in 0..<3 {
+            let left = h.clock.now
+            while h.state == .backingOff { h.wait(.milliseconds(100)) }
+            gaps.append(.nanoseconds(h.clock.now - left))
+            h.wait(.seconds(3))   // three unanswered attempts
+            _ = h.take()
+        }
+        #expect(gaps == [.seconds(2), .seconds(4), .seconds(8)])
+    }
+
+    @Test func heartbeatsKeepItRegisteredAndThreeMissedReconnect() {
+        let h = Harness()
+        h.post(.start)
+        h.scheduler.updateContext(of: h.id) { $0.heartbeat = .seconds(10) }
+        h.post(.registeredAck)
+        #expect(h.state == .registered)
+        _ = h.take()
+        for _ in 0..<5 {
+            h.wait(.seconds(10))
+            #expect(h.take() == [.sendHeartbeat])
+            h.post(.heartbeatAcked)
+        }
+        #expect(h.state == .registered)
+        // The server goes silent: three heartbeats unanswered, the fourth due moment reconnects.
+        h.wait(.seconds(30))
+        #expect(h.take() == [.sendHeartbeat, .sendHeartbeat, .sendHeartbeat])
+        h.wait(.seconds(10))
+        #expect(h.state == .registering && h.take() == [.sendRegister])
+        // A success resets the failure count: the next backoff starts at 1 s again.
+        h.post(.registeredAck)
+        #expect(h.scheduler.machine(h.id)!.context.failures == 0)
+    }
+
+    @Test func aResyncRegistersAgainAndStopSaysGoodbye() {
+        let h = Harness()
+        h.post(.start)
+        h.post(.registeredAck)
+        _ = h.take()
+        h.post(.resync)
+        #expect(h.state == .registering && h.take() == [.sendRegister])
+        h.post(.registeredAck)
+        _ = h.take()
+        h.post(.stop)
+        #expect(h.state == .stopped && h.take() == [.sendLeave])
+    }
+}
