@@ -27,6 +27,7 @@ let package = Package(
     targets: [
         // C headers and libraries.
         .systemLibrary(name: "CLinux", path: "Sources/CLinux"),
+        .systemLibrary(name: "CSodium", pkgConfig: "libsodium"),
 
         // Libraries, one concern each.
         .target(name: "Output", dependencies: [.product(name: "Logging", package: "swift-log")]),
@@ -34,7 +35,7 @@ let package = Package(
         .target(name: "Net", dependencies: ["CLinux"]),
         .target(name: "StateChart", dependencies: ["Output"], swiftSettings: crossModuleOptimization),
         .target(name: "Peer", dependencies: ["StateChart"], swiftSettings: crossModuleOptimization),
-        .target(name: "Punch", dependencies: ["Net", "CLinux"]),
+        .target(name: "Punch", dependencies: ["Net", "CLinux", "CSodium"]),
         .target(
             name: "EventLoop",
             dependencies: [
@@ -61,7 +62,7 @@ let package = Package(
         .testTarget(name: "PeerTests", dependencies: ["Peer", "StateChart", "EventLoop"]),
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop", "StateChart", "CLinux"]),
         .testTarget(name: "lanrageTests", dependencies: ["lanrage"]),
-        .testTarget(name: "PunchTests", dependencies: ["Punch", "Net", "CLinux"]),
+        .testTarget(name: "PunchTests", dependencies: ["Punch", "Net", "CLinux", "CSodium"]),
 
         // Benchmarks (`make bench`), run through package-benchmark.
         .executableTarget(
