@@ -103,7 +103,7 @@ public struct PunchMessage: Equatable, Sendable {
 }
 
 /// Why a datagram on the WireGuard port was not accepted as a punch message.
-public enum PunchMessageError: Error, Equatable, Sendable {
+public enum PunchMessageError: Error, Hashable, Sendable {
     case notAPunchMessage
     case malformed
     case unsupportedVersion(UInt8)
