@@ -9,7 +9,7 @@ RELEASE_BIN := .build/release/lanrage
 # The stripped release binary may not exceed this (bytes).
 SIZE_BUDGET := 8000000
 
-.PHONY: all build release deps test unit-tests footprint bench size charts check-charts clean
+.PHONY: all build release deps test unit-tests footprint bench size charts clean fuzz bench-stun
 
 all: build
 
@@ -62,5 +62,17 @@ charts:
 		dot -Tsvg StateCharts/$$chart.dot > StateCharts/$$chart.svg && echo "StateCharts/$$chart.{dot,svg}"; \
 	done
 
+## fuzz: libFuzzer on the STUN decoder and server (ASan), FUZZ_RUNS executions over FUZZ_JOBS processes.
+FUZZ_RUNS ?= 10000000
+FUZZ_JOBS ?= 2
+fuzz:
+	$(SWIFT) build --scratch-path .build-fuzz -c release --product STUNFuzz \
+		-Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING
+	Tests/Fuzz/run.sh .build-fuzz/release/STUNFuzz $(FUZZ_RUNS) $(FUZZ_JOBS)
+
+## bench-stun: STUN encode/decode throughput and allocations (package-benchmark).
+bench-stun:
+	$(SWIFT) package --allow-writing-to-package-directory benchmark --target STUNBenchmarks
+
 clean:
-	rm -rf .build
+	rm -rf .build .build-fuzz

@@ -44,12 +44,14 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        .target(name: "STUN", dependencies: ["Net", "StateChart"]),
 
         // The command line.
         .executableTarget(
             name: "lanrage",
             dependencies: [
                 "Commands", "Output", "Net", "StateChart", "Peer", "EventLoop",
+                "STUN",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -58,6 +60,16 @@ let package = Package(
         .testTarget(name: "OutputTests", dependencies: ["Output"]),
         .testTarget(name: "CommandsTests", dependencies: ["Commands"]),
         .testTarget(name: "NetTests", dependencies: ["Net"]),
+        .testTarget(name: "STUNTests", dependencies: ["STUN", "Net"]),
+        .target(name: "LabSupport", dependencies: ["Net"], path: "Tests/LabSupport"),
+        .testTarget(name: "STUNLabTests", dependencies: ["STUN", "Net", "LabSupport"]),
+        .executableTarget(name: "STUNFuzz", dependencies: ["STUN", "Net"], path: "Tests/Fuzz/STUNFuzz"),
+        .executableTarget(
+            name: "STUNBenchmarks",
+            dependencies: ["STUN", "Net", .product(name: "Benchmark", package: "benchmark")],
+            path: "Tests/Benchmarks/STUNBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
         .testTarget(name: "StateChartTests", dependencies: ["StateChart"]),
         .testTarget(name: "PeerTests", dependencies: ["Peer", "StateChart", "EventLoop"]),
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop", "StateChart", "CLinux"]),
