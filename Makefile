@@ -54,7 +54,7 @@ bench: deps
 	$(MAKE) --no-print-directory footprint
 
 ## charts: regenerate StateCharts/*.dot and *.svg from the code.
-CHARTS := peer
+CHARTS := peer detection
 charts:
 	$(SWIFT) build --product lanrage
 	@for chart in $(CHARTS); do \
