@@ -75,7 +75,7 @@ let package = Package(
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop", "StateChart", "CLinux"]),
         .testTarget(name: "lanrageTests", dependencies: ["lanrage"]),
         .testTarget(name: "PunchTests", dependencies: ["Punch", "Net", "CLinux", "CSodium", "STUN"]),
-        .testTarget(name: "PunchLabTests", dependencies: ["Punch", "Net", "LabSupport"]),
+        .testTarget(name: "PunchLabTests", dependencies: ["Punch", "Net", "STUN", "CSodium", "LabSupport"]),
 
         // Benchmarks (`make bench`), run through package-benchmark.
         .executableTarget(

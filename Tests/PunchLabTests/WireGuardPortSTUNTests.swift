@@ -18,15 +18,7 @@ struct WireGuardPortSTUNTests {
 
         // wireguard-go owns port 51820 in the client's namespace.
         let interface = "lp\(getpid() % 10000)\(behaviour == .fullCone ? "f" : "p")"
-        try lab.spawn(in: site.client, ["env", "WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1", "wireguard-go", "-f", interface],
-                      log: "wg.log")
-        try waitFor("/var/run/wireguard/\(interface).sock")
-        defer { _ = try? site.client.run(["ip", "link", "del", interface], allowFailure: true) }
-        let key = lab.directory.appendingPathComponent("wg.key")
-        try (try LabSupport.run(["wg", "genkey"])).write(to: key, atomically: true, encoding: .utf8)
-        try site.client.run("wg", "set", interface, "listen-port", "51820", "private-key", key.path)
-        try site.client.run("ip", "link", "set", interface, "up")
-        try site.client.waitForUDPListener(Endpoint("0.0.0.0:51820")!)
+        try lab.startWireGuardGo(in: site.client, interface: interface, listenPort: 51820)
 
         // STUN from the same port, through the raw path.
         let json = try site.client.run(Products.lanrage, "netcheck", "--stun", "192.0.2.1:3478", "--port", "51820", "--json")
@@ -42,13 +34,5 @@ struct WireGuardPortSTUNTests {
         let handshake = try #require(try NATProbe.receive(on: listener, within: .seconds(5), buffer: 2048))
         #expect(handshake.1 == stunSays, "WireGuard's traffic leaves from the endpoint STUN reported")
         #expect(stunSays == Endpoint(.v4(site.publicAddress), 51820))
-    }
-
-    func waitFor(_ path: String) throws {
-        let deadline = Date().addingTimeInterval(5)
-        while !FileManager.default.fileExists(atPath: path) {
-            guard Date() < deadline else { throw CommandFailure(command: ["wireguard-go"], status: 1, output: "no \(path) after 5 s") }
-            usleep(20_000)
-        }
     }
 }
