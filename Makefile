@@ -14,6 +14,7 @@ DEB_PACKAGES += qemu-system-x86 busybox-static cpio
 
 .PHONY: all build release deps test unit-tests footprint bench size charts check-charts clean test-kernel bench-wg
 .PHONY: all build release deps test bench size charts clean fuzz bench-stun
+.PHONY: all build release deps test unit-tests footprint bench size charts clean fuzz bench-stun
 
 all: build
 
@@ -70,7 +71,7 @@ bench: deps
 	$(MAKE) --no-print-directory footprint
 
 ## charts: regenerate StateCharts/*.dot and *.svg from the code.
-CHARTS := peer
+CHARTS := peer detection registration
 charts:
 	$(SWIFT) build --product lanrage
 	@for chart in $(CHARTS); do \

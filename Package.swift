@@ -43,6 +43,7 @@ let package = Package(
             name: "Control",
             dependencies: ["Rendezvous", "Net", "EventLoop", "StateChart", "STUN", .product(name: "Logging", package: "swift-log")]
         ),
+        .target(name: "Punch", dependencies: ["Net", "CLinux", "CSodium", "STUN"]),
         .target(
             name: "EventLoop",
             dependencies: [
@@ -57,7 +58,7 @@ let package = Package(
         .executableTarget(
             name: "lanrage",
             dependencies: [
-                "Commands", "Output", "Net", "StateChart", "Peer", "EventLoop",
+                "Commands", "Output", "Net", "StateChart", "Peer", "EventLoop", "Punch",
                 "WireGuard",
                 "STUN",
                 "Rendezvous", "Relay", "Control",
@@ -88,6 +89,8 @@ let package = Package(
         .testTarget(name: "PeerTests", dependencies: ["Peer", "StateChart", "EventLoop"]),
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop", "StateChart", "CLinux"]),
         .testTarget(name: "lanrageTests", dependencies: ["lanrage"]),
+        .testTarget(name: "PunchTests", dependencies: ["Punch", "Net", "CLinux", "CSodium", "STUN"]),
+        .testTarget(name: "PunchLabTests", dependencies: ["Punch", "Net", "STUN", "CSodium", "LabSupport"]),
 
         // Benchmarks (`make bench`), run through package-benchmark.
         .executableTarget(
