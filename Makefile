@@ -14,7 +14,7 @@ DEB_PACKAGES += qemu-system-x86 busybox-static cpio
 
 .PHONY: all build release deps test unit-tests footprint bench size charts check-charts clean test-kernel bench-wg
 .PHONY: all build release deps test bench size charts clean fuzz bench-stun
-.PHONY: all build release deps test unit-tests footprint bench size charts clean fuzz bench-stun
+.PHONY: all build release deps test unit-tests footprint bench size charts clean fuzz bench-stun fuzz-control fuzz-relay bench-relay bench-control
 
 all: build
 
@@ -86,10 +86,26 @@ fuzz:
 	$(SWIFT) build --scratch-path .build-fuzz -c release --product STUNFuzz \
 		-Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING
 	Tests/Fuzz/run.sh .build-fuzz/release/STUNFuzz $(FUZZ_RUNS) $(FUZZ_JOBS)
+	$(MAKE) --no-print-directory fuzz-control fuzz-relay
+
+## fuzz-control, fuzz-relay: libFuzzer on the control server (decoder and core) and the relay's decoders.
+fuzz-control fuzz-relay: fuzz-%:
+	target=$$(case $* in control) echo ControlFuzz;; relay) echo RelayFuzz;; esac); \
+	$(SWIFT) build --scratch-path .build-fuzz -c release --product $$target -Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING && \
+	CORPUS=.build-fuzz/corpus-$* SEEDS=Tests/Fuzz/seeds-$* Tests/Fuzz/run.sh .build-fuzz/release/$$target $(FUZZ_RUNS) $(FUZZ_JOBS)
 
 ## bench-stun: STUN encode/decode throughput and allocations (package-benchmark).
 bench-stun:
 	$(SWIFT) package --allow-writing-to-package-directory benchmark --target STUNBenchmarks
+
+## bench-relay: relay forwarding rate vs socat on loopback, one core each (release build).
+## bench-control: control server registrations/s and memory with 10,000 members (release build).
+bench-relay bench-control: bench-%:
+	$(SWIFT) build $(RELEASE_FLAGS) --product lanrage
+	$(SWIFT) build -c release --product RendezvousBench
+	taskset -c 1 .build/release/RendezvousBench $* $(RELEASE_BIN)
+
+bench: bench-relay bench-control
 
 clean:
 	rm -rf .build .build-fuzz

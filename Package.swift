@@ -74,6 +74,9 @@ let package = Package(
         .testTarget(name: "STUNTests", dependencies: ["STUN", "Net"]),
         .target(name: "LabSupport", dependencies: ["Net"], path: "Tests/LabSupport"),
         .testTarget(name: "STUNLabTests", dependencies: ["STUN", "Net", "LabSupport"]),
+        .executableTarget(name: "RendezvousBench", dependencies: ["Control", "Rendezvous", "Net"], path: "Tests/Benchmarks/RendezvousBench"),
+        .executableTarget(name: "ControlFuzz", dependencies: ["Control", "Rendezvous", "Net"], path: "Tests/Fuzz/ControlFuzz"),
+        .executableTarget(name: "RelayFuzz", dependencies: ["Rendezvous", "Net"], path: "Tests/Fuzz/RelayFuzz"),
         .executableTarget(name: "STUNFuzz", dependencies: ["STUN", "Net"], path: "Tests/Fuzz/STUNFuzz"),
         .executableTarget(
             name: "STUNBenchmarks",

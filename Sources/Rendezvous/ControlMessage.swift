@@ -132,6 +132,15 @@ public struct ControlMessage: Equatable, Sendable {
         public var nonce: UInt64
         public var sender: MemberKey
         public var bodyLength: Int
+
+        public init(type: UInt8, partyID: UInt64, timestampMillis: UInt64, nonce: UInt64, sender: MemberKey, bodyLength: Int) {
+            self.type = type
+            self.partyID = partyID
+            self.timestampMillis = timestampMillis
+            self.nonce = nonce
+            self.sender = sender
+            self.bodyLength = bodyLength
+        }
     }
 
     /// Checks size, magic, version and length, and reads the header. Does not authenticate.

@@ -28,6 +28,7 @@ enum ControlCommand {
             .value("relay-secret-file", "FILE", help: "Secret shared with the relays, for their tokens."),
             .value("heartbeat", "SECONDS", help: "Heartbeat interval given to members.", default: "10"),
             .value("member-timeout", "SECONDS", help: "A member silent this long is gone.", default: "30"),
+            .value("rate-limit", "N", help: "Messages per second accepted from one source IP (burst 2N).", default: "50"),
         ]
     ) { invocation in
         guard let listen = try invocation.value("listen", as: Endpoint.self) else { throw invocation.usageError("missing --listen IP:PORT") }
@@ -42,6 +43,10 @@ enum ControlCommand {
         guard heartbeat > 0, timeout > heartbeat else { throw invocation.usageError("need 0 < --heartbeat < --member-timeout") }
         configuration.heartbeat = .seconds(heartbeat)
         configuration.memberTimeout = .seconds(timeout)
+        let rate = try invocation.value("rate-limit", as: Int.self) ?? 50
+        guard rate > 0 else { throw invocation.usageError("--rate-limit must be positive") }
+        configuration.messagesPerSecond = Double(rate)
+        configuration.messageBurst = Double(2 * rate)
         let relays = try invocation.values("relay", as: Endpoint.self)
         var relayKey: [UInt8]?
         if let path = try invocation.value("relay-secret-file", as: String.self) {

@@ -4,12 +4,14 @@
 set -uo pipefail
 binary=$1 runs=$2 jobs=$3
 dir=.build-fuzz
-mkdir -p "$dir/corpus" "$dir/artifacts"
-cp -n Tests/Fuzz/seeds/* "$dir/corpus/" 2>/dev/null || true
+# CORPUS and SEEDS select another target's corpus (ControlFuzz, RelayFuzz); the default is STUN's.
+corpus=${CORPUS:-$dir/corpus} seeds=${SEEDS:-Tests/Fuzz/seeds}
+mkdir -p "$corpus" "$dir/artifacts"
+cp -n "$seeds"/* "$corpus/" 2>/dev/null || true
 pids=()
 for i in $(seq 1 "$jobs"); do
   "$binary" -runs=$((runs / jobs)) -seed="$i" -max_len=1024 -print_final_stats=1 \
-    -artifact_prefix="$dir/artifacts/" "$dir/corpus" > "$dir/job$i.log" 2>&1 &
+    -artifact_prefix="$dir/artifacts/" "$corpus" > "$dir/job$i.log" 2>&1 &
   pids+=($!)
 done
 status=0
@@ -20,7 +22,7 @@ for i in $(seq 1 "$jobs"); do
   executions=$((executions + ${n:-0}))
 done
 crashes=$(find "$dir/artifacts" -type f | wc -l)
-echo "fuzz: $executions executions in $jobs jobs, $crashes crash/leak/timeout artifacts in $dir/artifacts, corpus $(ls "$dir/corpus" | wc -l) inputs"
+echo "fuzz: $executions executions in $jobs jobs, $crashes crash/leak/timeout artifacts in $dir/artifacts, corpus $(ls "$corpus" | wc -l) inputs"
 if [ "$status" -ne 0 ] || [ "$crashes" -ne 0 ]; then
   grep -h -A5 -E '^==[0-9]+==ERROR|Fatal error|deadly signal' "$dir"/job*.log | head -40
   exit 1

@@ -1,0 +1,230 @@
+// `make bench-relay`, `make bench-control` (release build, root not needed; taskset pins CPUs).
+//   RendezvousBench relay LANRAGE   — relay forwarding rate vs socat, same run, same conditions
+//   RendezvousBench control LANRAGE — registrations/s and memory with 10,000 members
+import Control
+import Foundation
+import Net
+import Rendezvous
+
+let localhost = IPAddress.v4(IPv4Address(127, 0, 0, 1))
+let arguments = CommandLine.arguments
+guard arguments.count >= 3 else { print("usage: RendezvousBench relay|control LANRAGE"); exit(64) }
+let lanrage = arguments[2]
+let work = FileManager.default.temporaryDirectory.appendingPathComponent("lcbench\(getpid())")
+try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
+defer { try? FileManager.default.removeItem(at: work) }
+
+func spawn(_ command: [String], log: URL? = nil) throws -> Process {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/taskset")
+    process.arguments = ["-c", "0"] + command
+    if let log {
+        FileManager.default.createFile(atPath: log.path, contents: nil)
+        process.standardError = try FileHandle(forWritingTo: log)
+    } else {
+        process.standardError = FileHandle.nullDevice
+    }
+    process.standardOutput = FileHandle.nullDevice
+    try process.run()
+    return process
+}
+
+func stop(_ process: Process) {
+    kill(process.processIdentifier, SIGTERM)
+    process.waitUntilExit()
+}
+
+func rss(_ pid: Int32) -> Int {
+    guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+          let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }) else { return 0 }
+    return Int(line.split(separator: " ").dropFirst().first ?? "0") ?? 0
+}
+
+func bigBuffers(_ socket: UDPSocket) {
+    var size: Int32 = 8 << 20
+    setsockopt(socket.descriptor, SOL_SOCKET, SO_RCVBUF, &size, 4)
+    setsockopt(socket.descriptor, SOL_SOCKET, SO_SNDBUF, &size, 4)
+}
+
+/// Sends `size`-byte datagrams from `sender` to `target` as fast as it can for `seconds`, while
+/// another thread counts what arrives at `receiver`. Returns (sent, received) per second.
+func blast(from sender: UDPSocket, to target: Endpoint, receiver: UDPSocket, size: Int, seconds: Double) -> (Double, Double) {
+    final class Box: @unchecked Sendable { var received = 0; var done = false }
+    let box = Box()
+    let receiverFD = receiver.descriptor
+    let thread = Thread {
+        var buffer = [UInt8](repeating: 0, count: 2048)
+        var idleSince: Date?
+        while true {
+            let count = recv(receiverFD, &buffer, buffer.count, MSG_DONTWAIT)
+            if count > 0 { box.received += 1; idleSince = nil; continue }
+            if box.done {
+                if idleSince == nil { idleSince = Date() }
+                if Date().timeIntervalSince(idleSince!) > 0.2 { break }
+            }
+            var fds = pollfd(fd: receiverFD, events: Int16(POLLIN), revents: 0)
+            _ = poll(&fds, 1, 10)
+        }
+        box.done = false
+    }
+    thread.start()
+    let payload = [UInt8](repeating: 0x5A, count: size)
+    var sent = 0
+    let start = Date()
+    target.withSockAddr { address, length in
+        payload.withUnsafeBytes { raw in
+            while Date().timeIntervalSince(start) < seconds {
+                for _ in 0..<256 where sendto(sender.descriptor, raw.baseAddress, size, 0, address, length) == size { sent += 1 }
+            }
+        }
+    }
+    let elapsed = Date().timeIntervalSince(start)
+    box.done = true
+    while box.done { usleep(10_000) }
+    return (Double(sent) / elapsed, Double(box.received) / elapsed)
+}
+
+func relayBench() throws {
+    let secret = Array("bench relay secret".utf8)
+    let secretFile = work.appendingPathComponent("relay.secret")
+    try Data(secret).write(to: secretFile)
+    chmod(secretFile.path, 0o600)
+    let key = Keys.relayKey(secret: secret)
+    let seconds = 3.0
+    print("relay forwarding on loopback, forwarder pinned to CPU 0, load generator on CPU 1, \(Int(seconds)) s per run")
+    print(String(repeating: " ", count: 24) + "   sent/s     forwarded/s")
+    for size in [128, 1400] {
+        // lanrage relay
+        let relay = try spawn([lanrage, "relay", "--listen", "127.0.0.1", "--ports", "47000-47010", "--secret-file", secretFile.path])
+        let a = try UDPSocket(binding: Endpoint(localhost, 0)), b = try UDPSocket(binding: Endpoint(localhost, 0))
+        bigBuffers(a); bigBuffers(b)
+        let service = Endpoint(localhost, 47_000)
+        var ports: [Endpoint] = []
+        for (side, socket) in [a, b].enumerated() {
+            let token = RelayToken(side: UInt8(side), address: localhost, expiresAt: UnixTime.seconds() + 60, partyID: 1,
+                                   pairID: [UInt8](repeating: 1, count: 16)).encoded(key: key)
+            var grant: RelayAllocator.Grant?
+            for _ in 0..<20 where grant == nil { grant = RelayAllocator.allocate(token: token, service: service, socket: socket, timeout: .milliseconds(250)) }
+            guard let grant else { print("relay did not answer"); stop(relay); exit(1) }
+            ports.append(grant.endpoint)
+        }
+        try b.send([0], to: ports[1])  // latch B
+        usleep(100_000)
+        let (sentRelay, forwardedRelay) = blast(from: a, to: ports[0], receiver: b, size: size, seconds: seconds)
+        stop(relay)
+
+        // socat, a plain UDP forwarder: the first datagram fixes its peer, everything goes on to B.
+        let c = try UDPSocket(binding: Endpoint(localhost, 0))
+        bigBuffers(c)
+        let socat = try spawn(["socat", "-b", "65536", "UDP4-LISTEN:47100,bind=127.0.0.1,reuseaddr", "UDP4:127.0.0.1:\(c.local.port)"])
+        usleep(300_000)
+        let (sentSocat, forwardedSocat) = blast(from: a, to: Endpoint(localhost, 47_100), receiver: c, size: size, seconds: seconds)
+        stop(socat)
+        func row(_ name: String, _ sent: Double, _ forwarded: Double) {
+            print(name.padding(toLength: 24, withPad: " ", startingAt: 0)
+                  + String(Int(sent)).leftPad(9) + String(Int(forwarded)).leftPad(16))
+        }
+        row("lanrage relay, \(size) B", sentRelay, forwardedRelay)
+        row("socat, \(size) B", sentSocat, forwardedSocat)
+        print("  ratio relay/socat: " + String(format: "%.2f", forwardedRelay / max(1, forwardedSocat)))
+    }
+}
+
+func controlBench() throws {
+    let parties = 40, perParty = 250
+    var partyArguments: [String] = []
+    for index in 0..<parties {
+        let file = work.appendingPathComponent("p\(index).secret")
+        try "secret \(index)".write(to: file, atomically: true, encoding: .utf8)
+        chmod(file.path, 0o600)
+        partyArguments += ["--party", "party\(index)=\(file.path)"]
+    }
+    let port = try { try UDPSocket(binding: Endpoint(localhost, 0)).local.port }()
+    let server = Endpoint(localhost, port)
+    let process = try spawn([lanrage, "control", "--listen", "\(server)", "--state", work.appendingPathComponent("state").path,
+                             "--rate-limit", "10000000", "--heartbeat", "300", "--member-timeout", "900"] + partyArguments,
+                             log: work.appendingPathComponent("control.log"))
+    defer { stop(process) }
+    usleep(500_000)
+    let idle = rss(process.processIdentifier)
+    let socket = try UDPSocket(binding: Endpoint(localhost, 0))
+    bigBuffers(socket)
+    let keys = (0..<parties).map { Keys.partyKey(name: "party\($0)", secret: Array("secret \($0)".utf8)) }
+    let ids = (0..<parties).map { Keys.partyID(name: "party\($0)") }
+    func register(_ member: Int) -> [UInt8] {
+        let party = member % parties
+        var key = [UInt8](repeating: 0, count: 32)
+        withUnsafeBytes(of: UInt64(member).bigEndian) { key.replaceSubrange(0..<8, with: $0) }
+        key[31] = 1
+        return ControlMessage(partyID: ids[party], timestampMillis: UnixTime.millis(), nonce: UInt64(member), sender: MemberKey(key)!,
+                              body: .register(nat: .portRestrictedCone, candidates: [
+                                  Candidate(.local, Endpoint(.v4(IPv4Address(203, 0, 113, UInt8(member % 250 + 1))), 51820)),
+                                  Candidate(.reflexive, Endpoint(.v4(IPv4Address(198, 51, 100, UInt8(member % 250 + 1))), UInt16(20_000 + member % 40_000))),
+                              ])).encoded(key: keys[party])
+    }
+    let total = parties * perParty
+    var acked = 0, pushes = 0, next = 0
+    var buffer = [UInt8](repeating: 0, count: 2048)
+    let window = 32
+    let start = Date()
+    var lastProgress = Date()
+    while acked < total {
+        while next < total && next - acked < window { try socket.send(register(next), to: server); next += 1 }
+        if try Readiness.readable([socket.descriptor], timeout: .milliseconds(50)).isEmpty {
+            if Date().timeIntervalSince(lastProgress) > 1 {  // lost datagrams: resend what is not acknowledged
+                for member in acked..<next { try socket.send(register(member), to: server) }
+                lastProgress = Date()
+            }
+            continue
+        }
+        while let (count, _) = try socket.receive(into: &buffer) {
+            guard count > 20 else { continue }
+            if buffer[3] == 0x81 {
+                // Which member: the acknowledgement goes to the party; decode with each key until one fits.
+                let bytes = Array(buffer[..<count])
+                for party in 0..<parties where ids[party] == bytes[4..<12].reduce(0, { $0 << 8 | UInt64($1) }) {
+                    if (try? ControlMessage(authenticating: bytes, key: keys[party])) != nil {
+                        acked += 1  // the server answers in order; a resent member may be counted twice (checked below)
+                        lastProgress = Date()
+                    }
+                }
+            } else {
+                pushes += 1
+            }
+        }
+    }
+    let elapsed = Date().timeIntervalSince(start)
+    usleep(500_000)
+    let loaded = rss(process.processIdentifier)
+    kill(process.processIdentifier, SIGHUP)
+    usleep(300_000)
+    let log = (try? String(contentsOf: work.appendingPathComponent("control.log"), encoding: .utf8)) ?? ""
+    let online = log.split(separator: " ").last(where: { $0.hasPrefix("online=") }) ?? "online=?"
+    print("  server counters: \(online) (expected \(total))")
+    print("control server, \(total) members in \(parties) parties of \(perParty), one sender, window \(window), server pinned to CPU 0")
+    print("  registrations/s (end to end, with pushes to the party): \(Int(Double(total) / elapsed))  (\(String(format: "%.2f", elapsed)) s; \(pushes) pushes received)")
+    print("  server RSS: idle \(idle) KiB, with \(total) members \(loaded) KiB (\((loaded - idle) * 1024 / total) bytes per member)")
+
+    // The core alone, in this process: the server's CPU cost per registration without the network.
+    let core = ControlCore(configuration: ControlCore.Configuration())
+    for index in 0..<parties { core.addParty(name: "party\(index)", secret: Array("secret \(index)".utf8)) }
+    let messages = (0..<total).map(register)
+    let coreStart = Date()
+    var replies = 0
+    for (index, message) in messages.enumerated() {
+        replies += message.withUnsafeBytes { core.handle($0, from: Endpoint(.v4(IPv4Address(UInt32(0xC633_6400) + UInt32(index % 200))), 4000),
+                                                         now: Int64(index) * 1_000_000_000, wall: UnixTime.millis()) }.count
+    }
+    let coreElapsed = Date().timeIntervalSince(coreStart)
+    print("  core only: \(Int(Double(total) / coreElapsed)) registrations/s, \(replies) datagrams out; accepted \(core.counters.accepted)")
+}
+
+extension String {
+    func leftPad(_ width: Int) -> String { String(repeating: " ", count: max(0, width - count)) + self }
+}
+
+switch arguments[1] {
+case "relay": try relayBench()
+case "control": try controlBench()
+default: print("unknown benchmark \(arguments[1])"); exit(64)
+}
