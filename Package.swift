@@ -39,7 +39,7 @@ let package = Package(
                 swiftSettings: [.unsafeFlags(["-Osize"], .when(configuration: .release))]),
         .target(name: "StateChart", dependencies: ["Output"], swiftSettings: crossModuleOptimization),
         .target(name: "Peer", dependencies: ["StateChart"], swiftSettings: crossModuleOptimization),
-        .target(name: "Punch", dependencies: ["Net", "CLinux"]),
+        .target(name: "Punch", dependencies: ["Net", "CLinux", "CSodium", "STUN"]),
         .target(
             name: "EventLoop",
             dependencies: [
@@ -48,12 +48,14 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        .target(name: "STUN", dependencies: ["Net", "StateChart"]),
 
         // The command line.
         .executableTarget(
             name: "lanrage",
             dependencies: [
-                "Commands", "Output", "Net", "StateChart", "Peer", "EventLoop",
+                "Commands", "Output", "Net", "StateChart", "Peer", "EventLoop", "Punch",
+                "STUN",
                 "WireGuard",
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -64,11 +66,22 @@ let package = Package(
         .testTarget(name: "CommandsTests", dependencies: ["Commands"]),
         .testTarget(name: "NetTests", dependencies: ["Net"]),
         .testTarget(name: "WireGuardTests", dependencies: ["WireGuard", "CNetlink", "CSodium", "Net"]),
+        .testTarget(name: "STUNTests", dependencies: ["STUN", "Net"]),
+        .target(name: "LabSupport", dependencies: ["Net"], path: "Tests/LabSupport"),
+        .testTarget(name: "STUNLabTests", dependencies: ["STUN", "Net", "LabSupport"]),
+        .executableTarget(name: "STUNFuzz", dependencies: ["STUN", "Net"], path: "Tests/Fuzz/STUNFuzz"),
+        .executableTarget(
+            name: "STUNBenchmarks",
+            dependencies: ["STUN", "Net", .product(name: "Benchmark", package: "benchmark")],
+            path: "Tests/Benchmarks/STUNBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
         .testTarget(name: "StateChartTests", dependencies: ["StateChart"]),
         .testTarget(name: "PeerTests", dependencies: ["Peer", "StateChart", "EventLoop"]),
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop", "StateChart", "CLinux"]),
         .testTarget(name: "lanrageTests", dependencies: ["lanrage"]),
-        .testTarget(name: "PunchTests", dependencies: ["Punch", "Net", "CLinux"]),
+        .testTarget(name: "PunchTests", dependencies: ["Punch", "Net", "CLinux", "CSodium", "STUN"]),
+        .testTarget(name: "PunchLabTests", dependencies: ["Punch", "Net", "STUN", "CSodium", "LabSupport"]),
 
         // Benchmarks (`make bench`), run through package-benchmark.
         .executableTarget(

@@ -2,6 +2,7 @@ import Commands
 import Output
 import Peer
 import StateChart
+import STUN
 
 /// `lanrage chart [NAME] [--format dot|json]`: prints one of LANrage's state charts.
 enum ChartCommand {
@@ -10,6 +11,7 @@ enum ChartCommand {
     /// The charts LANrage runs, by name: each renders itself as DOT or JSON.
     static let catalog: [(name: String, render: @Sendable (Format) -> String)] = [
         ("peer", { render(PeerChart.chart(), $0) }),
+        ("detection", { render(DetectionChart.chart, $0) }),
     ]
 
     static let command = Command(

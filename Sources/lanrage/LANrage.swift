@@ -9,6 +9,8 @@ enum LANrage {
         subcommands: [
             ChartCommand.command,
             VersionCommand.command,
+            StunServerCommand.command,
+            NetcheckCommand.command,
             KeyCommands.genkey,
             KeyCommands.genpsk,
             KeyCommands.pubkey,

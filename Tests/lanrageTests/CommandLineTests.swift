@@ -43,7 +43,7 @@ import Testing
         let result = try Self.lanrage(["chart", "nosuch"])
         #expect(result.status == 64)
         #expect(result.out.isEmpty)
-        #expect(result.err.contains("lanrage chart: unknown chart 'nosuch' (expected peer)"))
+        #expect(result.err.contains("lanrage chart: unknown chart 'nosuch' (expected peer, detection)"))
     }
 
     @Test(arguments: [

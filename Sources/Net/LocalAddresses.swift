@@ -1,0 +1,27 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The addresses configured on this host's interfaces (in the current network namespace).
+public enum LocalAddresses {
+    public static func all() throws(SystemError) -> [IPAddress] {
+        var list: UnsafeMutablePointer<ifaddrs>?
+        guard getifaddrs(&list) == 0 else { throw SystemError("getifaddrs", "local interfaces") }
+        defer { freeifaddrs(list) }
+        var addresses: [IPAddress] = []
+        var cursor = list
+        while let entry = cursor {
+            if let address = entry.pointee.ifa_addr {
+                let family = Int32(address.pointee.sa_family)
+                if family == AF_INET || family == AF_INET6 {
+                    var storage = sockaddr_storage()
+                    let size = family == AF_INET ? MemoryLayout<sockaddr_in>.size : MemoryLayout<sockaddr_in6>.size
+                    withUnsafeMutableBytes(of: &storage) { $0.copyMemory(from: UnsafeRawBufferPointer(start: address, count: size)) }
+                    if let endpoint = Endpoint(storage) { addresses.append(endpoint.address) }
+                }
+            }
+            cursor = entry.pointee.ifa_next
+        }
+        return addresses
+    }
+}

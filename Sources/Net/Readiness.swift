@@ -1,0 +1,37 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Waiting for sockets without an event loop: `poll(2)` over a few descriptors with a deadline.
+/// For commands and tests that run one job; the agent uses the event loop instead.
+public enum Readiness {
+    /// Waits until one of `descriptors` is readable or `timeout` passes (negative: wait forever);
+    /// returns the readable ones (empty on timeout). Retries when interrupted by a signal.
+    public static func readable(_ descriptors: [Int32], timeout: Duration) throws(SystemError) -> [Int32] {
+        var fds = descriptors.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+        let milliseconds: Int32
+        if timeout < .zero {
+            milliseconds = -1
+        } else {
+            let (seconds, attoseconds) = timeout.components
+            let total = seconds * 1000 + (attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000
+            milliseconds = Int32(clamping: total)
+        }
+        while true {
+            let count = poll(&fds, nfds_t(fds.count), milliseconds)
+            if count >= 0 { break }
+            if errno == EINTR { continue }
+            throw SystemError("poll", descriptors.map(String.init).joined(separator: ","))
+        }
+        return fds.filter { $0.revents & Int16(POLLIN | POLLERR | POLLHUP) != 0 }.map(\.fd)
+    }
+}
+
+/// The monotonic clock as a `Duration` since an arbitrary origin (boot).
+public enum MonotonicTime {
+    public static func now() -> Duration {
+        var time = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &time)
+        return .seconds(Int64(time.tv_sec)) + .nanoseconds(Int64(time.tv_nsec))
+    }
+}

@@ -1,0 +1,84 @@
+import Net
+
+/// How a NAT chooses the public endpoint of a flow (RFC 4787 §4.1, RFC 5780 §4.3).
+public enum MappingBehavior: String, Sendable, CaseIterable {
+    case endpointIndependent = "endpoint-independent"
+    case addressDependent = "address-dependent"
+    case addressAndPortDependent = "address-and-port-dependent"
+    /// Two servers reached from different mappings, but not enough to say which of the two dependent kinds.
+    case dependent = "dependent"
+    case unknown
+}
+
+/// Which inbound packets a NAT lets through to a mapping (RFC 4787 §5, RFC 5780 §4.4).
+public enum FilteringBehavior: String, Sendable, CaseIterable {
+    case endpointIndependent = "endpoint-independent"
+    case addressDependent = "address-dependent"
+    case addressAndPortDependent = "address-and-port-dependent"
+    case unknown
+}
+
+/// The seed's names for NATs (classic RFC 3489 terms), derived from mapping and filtering.
+public enum NATType: String, Sendable, CaseIterable {
+    /// No NAT: the public address is a local one.
+    case open
+    /// Endpoint-independent mapping and filtering.
+    case fullCone = "full cone"
+    /// Endpoint-independent mapping, address-dependent filtering.
+    case restrictedCone = "restricted cone"
+    /// Endpoint-independent mapping, address-and-port-dependent filtering.
+    case portRestrictedCone = "port-restricted cone"
+    /// Mapping depends on the destination.
+    case symmetric
+    case unknown
+
+    /// The name for a mapping/filtering pair; `.unknown` when either is unknown and the pair does not decide.
+    public init(mapping: MappingBehavior, filtering: FilteringBehavior) {
+        switch (mapping, filtering) {
+        case (.addressDependent, _), (.addressAndPortDependent, _), (.dependent, _): self = .symmetric
+        case (.endpointIndependent, .endpointIndependent): self = .fullCone
+        case (.endpointIndependent, .addressDependent): self = .restrictedCone
+        case (.endpointIndependent, .addressAndPortDependent): self = .portRestrictedCone
+        default: self = .unknown
+        }
+    }
+}
+
+/// What one server told us in the basic binding test.
+public struct ServerReport: Hashable, Sendable {
+    public var server: Endpoint
+    /// Round-trip time of the answer, from the latest transmission; `nil` when none came.
+    public var roundTrip: Duration?
+    public var mappedAddress: Endpoint?
+    public var otherAddress: Endpoint?
+    public var software: String?
+    /// Why the server gave no usable answer.
+    public var failure: String?
+}
+
+/// The outcome of behaviour discovery.
+public struct NATReport: Hashable, Sendable {
+    /// The public (server-reflexive) endpoint seen by the first server that answered.
+    public var publicEndpoint: Endpoint
+    /// The local endpoint probed from.
+    public var localEndpoint: Endpoint
+    public var mapping: MappingBehavior
+    public var filtering: FilteringBehavior
+    public var natType: NATType
+    /// Whether the NAT kept the local port as the public port.
+    public var portPreserved: Bool
+    /// Whether the full RFC 5780 test ran (a server with two addresses that honoured CHANGE-REQUEST).
+    public var complete: Bool
+    /// What could not be tested and why, and how the answer was reached when incomplete.
+    public var notes: [String]
+    public var servers: [ServerReport]
+}
+
+/// Why discovery produced no answer at all.
+public struct DiscoveryFailure: Error, Hashable, Sendable, CustomStringConvertible {
+    public var servers: [ServerReport]
+
+    public var description: String {
+        servers.map { "\($0.server): \($0.failure ?? "no answer")" }.joined(separator: "; ")
+    }
+}

@@ -1,0 +1,7 @@
+import Commands
+import Net
+
+extension Endpoint: ArgumentValue {
+    public init?(argument: String) { self.init(argument) }
+    public static var expectation: String { "IP:PORT, e.g. 192.0.2.1:3478 or [2001:db8::1]:3478" }
+}

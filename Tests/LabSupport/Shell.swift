@@ -1,0 +1,64 @@
+import Foundation
+
+/// A command that failed, with what it printed, so a lab failure says what went wrong.
+public struct CommandFailure: Error, CustomStringConvertible {
+    public var command: [String]
+    public var status: Int32
+    public var output: String
+    public init(command: [String], status: Int32, output: String) {
+        self.command = command
+        self.status = status
+        self.output = output
+    }
+    public var description: String { "`\(command.joined(separator: " "))` exited \(status): \(output)" }
+}
+
+/// Runs a program to completion and returns its standard output; throws with stderr on failure.
+@discardableResult
+public func run(_ arguments: [String], input: String? = nil, allowFailure: Bool = false) throws -> String {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = arguments
+    let out = Pipe(), err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    let inPipe = Pipe()
+    process.standardInput = input == nil ? FileHandle.nullDevice : inPipe
+    try process.run()
+    if let input {
+        inPipe.fileHandleForWriting.write(Data(input.utf8))
+        try? inPipe.fileHandleForWriting.close()
+    }
+    // Read both pipes before waiting, so a chatty program cannot block on a full pipe.
+    let group = DispatchGroup()
+    nonisolated(unsafe) var errorData = Data()
+    group.enter()
+    DispatchQueue.global().async {
+        errorData = err.fileHandleForReading.readDataToEndOfFile()
+        group.leave()
+    }
+    let outputData = out.fileHandleForReading.readDataToEndOfFile()
+    group.wait()
+    process.waitUntilExit()
+    let output = String(decoding: outputData, as: UTF8.self)
+    if process.terminationStatus != 0 && !allowFailure {
+        throw CommandFailure(command: arguments, status: process.terminationStatus,
+                             output: String(decoding: errorData, as: UTF8.self) + output)
+    }
+    return output
+}
+
+/// Where the package's built products are (beside the test bundle).
+public enum Products {
+    public static var directory: URL {
+        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    }
+
+    /// The `lanrage` executable built with the tests.
+    public static var lanrage: String {
+        var url = directory
+        // `swift test` runs <dir>/lanragePackageTests.xctest; the executable sits in <dir>.
+        if url.lastPathComponent.hasSuffix(".xctest") { url.deleteLastPathComponent() }
+        return url.appendingPathComponent("lanrage").path
+    }
+}

@@ -1,0 +1,78 @@
+import Foundation
+import LabSupport
+import Net
+import Testing
+
+/// Runs the real `lanrage` binary in the lab: `stun-server` with two addresses on the STUN host,
+/// `netcheck` on the client of a site behind each NAT behaviour.
+func startSTUNServer(in lab: Lab) throws {
+    try lab.spawn(in: lab.stunHost, [Products.lanrage, "stun-server", "--listen", "\(Lab.stunPrimary):3478",
+                                     "--alternate", "\(Lab.stunAlternate):3479"], log: "stun-server.log")
+    try lab.stunHost.waitForUDPListener(Endpoint(.v4(Lab.stunAlternate), 3479))
+}
+
+func netcheck(in site: Site, _ arguments: [String]) throws -> [String: Any] {
+    let output = try site.client.run([Products.lanrage, "netcheck", "--json"] + arguments)
+    let object = try JSONSerialization.jsonObject(with: Data(output.utf8))
+    return try #require(object as? [String: Any], "netcheck printed \(output)")
+}
+
+@Suite(.enabled(if: Lab.isAvailable, "the NAT lab needs root (ip netns, nftables)")) struct NetcheckLabTests {
+    @Test(arguments: NATBehaviour.allCases)
+    func netcheckNamesEachNAT(_ behaviour: NATBehaviour) throws {
+        let lab = try Lab()
+        defer { lab.shutdown() }
+        try startSTUNServer(in: lab)
+        let site = try lab.addSite(behaviour)
+        let start = Date()
+        let result = try netcheck(in: site, ["--stun", "\(Lab.stunPrimary):3478", "--port", "51820"])
+        let elapsed = Date().timeIntervalSince(start)
+        // Detecting has 3 s in the peer chart; a filtering NAT costs one 2.3 s transaction timeout.
+        #expect(elapsed < 4, "netcheck took \(elapsed) s")
+        #expect(result["natType"] as? String == behaviour.rawValue)
+        #expect(result["mapping"] as? String == behaviour.expected.mapping)
+        #expect(result["filtering"] as? String == behaviour.expected.filtering)
+        #expect(result["complete"] as? Bool == true)
+        let publicEndpoint = try #require(result["publicEndpoint"] as? String)
+        let expectedAddress = behaviour == .open ? site.clientAddress : site.publicAddress
+        #expect(publicEndpoint.hasPrefix("\(expectedAddress):"))
+        // Linux keeps the source port unless told to randomise (the symmetric NAT is).
+        #expect(result["portPreserved"] as? Bool == (behaviour != .symmetric))
+        let servers = try #require(result["servers"] as? [[String: Any]])
+        let rtt = try #require(servers.first?["rttMs"] as? Double)
+        #expect(rtt > 0 && rtt < 100)
+        print("netcheck \(behaviour): \(result["natType"] ?? "-") mapping=\(result["mapping"] ?? "-") filtering=\(result["filtering"] ?? "-") public=\(publicEndpoint) rtt=\(rtt) ms in \(Int(elapsed * 1000)) ms")
+    }
+
+    @Test func noAnswerIsAClearFailureWithinTheConfiguredTime() throws {
+        let lab = try Lab()
+        defer { lab.shutdown() }
+        let site = try lab.addSite(.portRestrictedCone)
+        let start = Date()
+        let process = try site.client.spawn([Products.lanrage, "netcheck", "--stun", "\(Lab.stunPrimary):3478"],
+                                            output: lab.directory.appendingPathComponent("netcheck.out"))
+        process.waitUntilExit()
+        let elapsed = Date().timeIntervalSince(start)
+        let output = try String(contentsOf: lab.directory.appendingPathComponent("netcheck.out"), encoding: .utf8)
+        #expect(process.terminationStatus == 69)
+        #expect(output.contains("no response from 192.0.2.1:3478 after 7 tries"))
+        #expect(elapsed >= 2.2 && elapsed < 4, "took \(elapsed) s")
+    }
+
+    @Test func garbageAnswersAreNamed() throws {
+        let lab = try Lab()
+        defer { lab.shutdown() }
+        // A "server" that answers every datagram with text: socat echoing a fixed reply.
+        try lab.spawn(in: lab.stunHost, ["socat", "UDP4-RECVFROM:3478,bind=\(Lab.stunPrimary),fork", "SYSTEM:echo garbage-garbage-garbage-garbage"],
+                      log: "socat.log")
+        try lab.stunHost.waitForUDPListener(Endpoint(.v4(Lab.stunPrimary), 3478))
+        let site = try lab.addSite(.open)
+        let process = try site.client.spawn([Products.lanrage, "netcheck", "--stun", "\(Lab.stunPrimary):3478", "--tries", "3"],
+                                            output: lab.directory.appendingPathComponent("garbage.out"))
+        process.waitUntilExit()
+        let text = try String(contentsOf: lab.directory.appendingPathComponent("garbage.out"), encoding: .utf8)
+        #expect(process.terminationStatus == 69)
+        #expect(text.contains("no response from 192.0.2.1:3478 after 3 tries (it sent"), "\(text)")
+        #expect(text.contains("malformed"))
+    }
+}
