@@ -29,6 +29,7 @@ KA=$($L genkey) || fail "genkey"
 KB=$($L genkey) || fail "genkey"
 PA=$(echo "$KA" | $L pubkey) || fail "pubkey"
 PB=$(echo "$KB" | $L pubkey) || fail "pubkey"
+PSK=$($L genpsk) || fail "genpsk"
 
 cat > /tmp/a.conf <<CONF
 [Interface]
@@ -38,6 +39,7 @@ Address = 100.64.0.1/24
 
 [Peer]
 PublicKey = $PB
+PresharedKey = $PSK
 Endpoint = 192.0.2.2:51821
 AllowedIPs = 100.64.0.2/32
 CONF
@@ -49,6 +51,7 @@ Address = 100.64.0.2/24
 
 [Peer]
 PublicKey = $PA
+PresharedKey = $PSK
 Endpoint = 192.0.2.1:51820
 AllowedIPs = 100.64.0.1/32
 CONF
@@ -63,7 +66,9 @@ step "ping across the overlay"
 in_a ping -c 3 -W 3 100.64.0.2 || fail "ping over kernel WireGuard"
 
 step "read back"
-in_a $L wg show lwwa || fail "show"
+in_a $L wg show lwwa | tee /tmp/a.txt || fail "show"
+grep -q "preshared key: (hidden)" /tmp/a.txt || fail "preshared key not read back"
+grep -q -e "$KA" -e "$PSK" /tmp/a.txt && fail "a secret was printed"
 in_a $L wg show lwwa --json > /tmp/a.json || fail "show --json"
 in_a $L wg show | grep -q "^interface: lwwa" || fail "show without a name does not list lwwa"
 AGE=$(grep '"latest_handshake_age_seconds"' /tmp/a.json | tr -dc '0-9')

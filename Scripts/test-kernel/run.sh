@@ -35,8 +35,8 @@ VERSION=${KERNEL##*/vmlinuz-}
 MODULES="$WORK/root/lib/modules/$VERSION"
 
 # The binary under test: the shipped lanrage, release, static Swift stdlib.
-swift build -c release --static-swift-stdlib -Xswiftc -gnone --product lanrage >/dev/null || fail "release build failed"
-BINARY=$(swift build -c release --static-swift-stdlib -Xswiftc -gnone --product lanrage --show-bin-path)/lanrage
+swift build -c release --static-swift-stdlib --product lanrage >/dev/null || fail "release build failed"
+BINARY=$(swift build -c release --static-swift-stdlib --product lanrage --show-bin-path)/lanrage
 
 # The initramfs.
 INITRD="$WORK/initramfs"

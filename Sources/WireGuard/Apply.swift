@@ -24,11 +24,13 @@ public struct ApplyPlan: Sendable, Equatable {
         updatedPeers = []
         removedPeers = []
         // Indexed by key: a thousand peers must not cost a million constant-time comparisons.
-        var existingPeers: [Key: Peer] = [:]
-        for peer in device.peers { existingPeers[peer.publicKey] = peer }
-        let wantedKeys = Set(configuration.peers.map(\.publicKey))
+        // (One dictionary type, key → index, serves every lookup: fewer specialisations in the binary.)
+        var existingIndex: [Key: Int] = [:]
+        for (index, peer) in device.peers.enumerated() { existingIndex[peer.publicKey] = index }
+        var wantedIndex: [Key: Int] = [:]
+        for (index, peer) in configuration.peers.enumerated() { wantedIndex[peer.publicKey] = index }
         for wanted in configuration.peers {
-            guard let existing = existingPeers[wanted.publicKey] else {
+            guard let existing = existingIndex[wanted.publicKey].map({ device.peers[$0] }) else {
                 change.peers.append(PeerChange(
                     publicKey: wanted.publicKey, presharedKey: wanted.presharedKey, endpoint: wanted.endpoint,
                     persistentKeepalive: wanted.persistentKeepalive == 0 ? nil : wanted.persistentKeepalive,
@@ -51,7 +53,7 @@ public struct ApplyPlan: Sendable, Equatable {
                 peerChange.persistentKeepalive = wanted.persistentKeepalive
                 changed = true
             }
-            if Set(existing.allowedIPs.map(\.network)) != Set(wanted.allowedIPs.map(\.network)) {
+            if existing.allowedIPs.map(\.network.description).sorted() != wanted.allowedIPs.map(\.network.description).sorted() {
                 peerChange.replaceAllowedIPs = true
                 peerChange.allowedIPs = wanted.allowedIPs
                 changed = true
@@ -61,7 +63,7 @@ public struct ApplyPlan: Sendable, Equatable {
                 updatedPeers.append(wanted.publicKey)
             }
         }
-        for existing in device.peers where !wantedKeys.contains(existing.publicKey) {
+        for existing in device.peers where wantedIndex[existing.publicKey] == nil {
             change.peers.append(PeerChange(publicKey: existing.publicKey, remove: true))
             removedPeers.append(existing.publicKey)
         }

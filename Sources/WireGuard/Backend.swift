@@ -1,4 +1,7 @@
 import Net
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Which implementation talks to WireGuard.
 public enum BackendKind: String, Sendable, CaseIterable {
@@ -27,11 +30,20 @@ public protocol WireGuardBackend: AnyObject {
 public enum Backends {
     /// The backend to use: `forced` when given; else netlink when the kernel knows the `wireguard`
     /// family; else UAPI when `wireguard-go` is installed or a UAPI socket exists.
-    public static func select(_ forced: BackendKind? = nil) throws(WireGuardError) -> any WireGuardBackend {
+    /// With an interface name, a userspace interface of that name (its UAPI socket exists) wins, as
+    /// wireguard-tools does, so wireguard-go interfaces work on a kernel that also has the module.
+    public static func select(_ forced: BackendKind? = nil, interface name: String? = nil) throws(WireGuardError) -> any WireGuardBackend {
         switch forced {
         case .netlink: return try NetlinkBackend()
         case .uapi: return UAPIBackend()
         case nil:
+            if let name {
+                let uapi = UAPIBackend()
+                var info = stat()
+                if stat(uapi.socketPath(name), &info) == 0, info.st_mode & S_IFMT == S_IFSOCK, if_nametoindex(name) != 0 {
+                    return uapi
+                }
+            }
             if NetlinkBackend.kernelModuleAvailable() { return try NetlinkBackend() }
             let uapi = UAPIBackend()
             if uapi.userspaceAvailable() { return uapi }

@@ -22,7 +22,7 @@ public struct Configuration: Sendable, Equatable {
     }
 
     /// wg-quick keys that only wg-quick acts on.
-    static let wgQuickOnly: Set<String> = ["dns", "mtu", "table", "preup", "postup", "predown", "postdown", "saveconfig"]
+    static let wgQuickOnly: [String] = ["dns", "mtu", "table", "preup", "postup", "predown", "postdown", "saveconfig"]
 
     /// Parses `text`; errors name `file` and the line number.
     public init(parsing text: String, file: String) throws(WireGuardError) {
@@ -38,8 +38,8 @@ public struct Configuration: Sendable, Equatable {
         // The peer being read: its fields and the line of its [Peer] header.
         var peerLine = 0
         var publicKey: Key?, presharedKey: Key?, endpoint: Endpoint?, allowed: [IPPrefix] = [], keepalive: UInt16 = 0
-        var seenKeys = Set<String>()
-        var peerKeys = Set<Key>()
+        var seenKeys: [String] = []
+        var peerKeys: [Key: Int] = [:]
 
         func error(_ line: Int, _ message: String) -> WireGuardError {
             WireGuardError(.invalidConfig, "\(file):\(line): \(message)")
@@ -47,7 +47,7 @@ public struct Configuration: Sendable, Equatable {
         func finishPeer() throws(WireGuardError) {
             guard section == .peer else { return }
             guard let key = publicKey else { throw error(peerLine, "[Peer] without PublicKey") }
-            guard peerKeys.insert(key).inserted else { throw error(peerLine, "duplicate peer \(key.base64)") }
+            guard peerKeys.updateValue(peerLine, forKey: key) == nil else { throw error(peerLine, "duplicate peer \(key.base64)") }
             peers.append(PeerConfiguration(publicKey: key, presharedKey: presharedKey, endpoint: endpoint, allowedIPs: allowed,
                                            persistentKeepalive: keepalive))
             publicKey = nil; presharedKey = nil; endpoint = nil; allowed = []; keepalive = 0
@@ -96,7 +96,7 @@ public struct Configuration: Sendable, Equatable {
             guard section != .none else { throw error(lineNumber, "'\(originalKey)' before any [Interface] or [Peer] section") }
             let repeatable = key == "address" || key == "allowedips" || Self.wgQuickOnly.contains(key)
             if !repeatable, seenKeys.contains(key) { throw error(lineNumber, "'\(originalKey)' given twice in one section") }
-            seenKeys.insert(key)
+            seenKeys.append(key)
             func list() -> [String] {
                 valueBytes.split(separator: UInt8(ascii: ",")).map { String(decoding: $0.trimmingSpaceBytes, as: UTF8.self) }.filter { !$0.isEmpty }
             }

@@ -30,7 +30,7 @@ public enum RouteNetlink {
             try socket.request(message, "create \(kind) interface \(name)")
         } catch where error.kind == .exists {
             throw WireGuardError(.exists, "interface \(name) already exists (delete it with 'ip link del \(name)' or choose another name)")
-        } catch where error.kind == .notFound || error.message.contains("Operation not supported") {
+        } catch where error.kind == .notFound {  // ENODEV or EOPNOTSUPP: no such link kind
             throw WireGuardError(.unavailable, "the kernel cannot create '\(kind)' links: \(error.message) (modprobe \(kind), or use --backend uapi)")
         }
     }

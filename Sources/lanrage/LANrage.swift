@@ -9,14 +9,14 @@ enum LANrage {
         subcommands: [
             ChartCommand.command,
             VersionCommand.command,
+            StunServerCommand.command,
+            NetcheckCommand.command,
             KeyCommands.genkey,
             KeyCommands.genpsk,
             KeyCommands.pubkey,
             WGCommand.command,
-            StunServerCommand.command,
-            NetcheckCommand.command,
-            RelayCommand.command,
             ControlCommand.command,
+            RelayCommand.command,
         ]
     )
 }

@@ -24,9 +24,9 @@ enum WGCommand {
         options: [backendOption, .flag("json", help: "Print JSON instead of text.")],
         arguments: [Argument("IFNAME", help: "The interface to show; all when left out.", optional: true)]
     ) { invocation in
-        let backend = try Backends.select(try invocation.value("backend", as: BackendKind.self))
-        let names: [String]
         let single = try invocation.argument("IFNAME", as: String.self)
+        let backend = try Backends.select(try invocation.value("backend", as: BackendKind.self), interface: single)
+        let names: [String]
         if let name = single {
             names = [name]
         } else {
@@ -68,7 +68,7 @@ enum WGCommand {
         for key in configuration.ignored {
             StandardStreams.error("lanrage wg apply: \(path): '\(key)' is a wg-quick setting and is ignored\n")
         }
-        let backend = try Backends.select(try invocation.value("backend", as: BackendKind.self))
+        let backend = try Backends.select(try invocation.value("backend", as: BackendKind.self), interface: name)
         if invocation.flag("dry-run") {
             let current = if_nametoindex(name) != 0 ? try backend.device(named: name) : nil
             let plan = ApplyPlan(configuration: configuration, current: current)
@@ -87,7 +87,7 @@ enum WGCommand {
         arguments: [Argument("IFNAME", help: "The interface to delete.")]
     ) { invocation in
         let name = try invocation.argument("IFNAME", as: String.self)!
-        let backend = try Backends.select(try invocation.value("backend", as: BackendKind.self))
+        let backend = try Backends.select(try invocation.value("backend", as: BackendKind.self), interface: name)
         try Privileges.requireNetAdmin("delete interface \(name)")
         _ = try backend.device(named: name)  // only WireGuard interfaces
         try backend.deleteInterface(named: name)
