@@ -11,6 +11,9 @@ import PackageDescription
 /// the hot path of a transition then allocates nothing and calls no witness tables.
 let crossModuleOptimization: [SwiftSetting] = [.unsafeFlags(["-cross-module-optimization"], .when(configuration: .release))]
 
+/// Modules off the hot path are optimised for size in release builds.
+let sizeOptimized: [SwiftSetting] = [.unsafeFlags(["-Osize"], .when(configuration: .release))]
+
 let package = Package(
     name: "lanrage",
     platforms: [.macOS(.v15)],
@@ -39,11 +42,15 @@ let package = Package(
                 swiftSettings: [.unsafeFlags(["-Osize"], .when(configuration: .release))]),
         .target(name: "StateChart", dependencies: ["Output"], swiftSettings: crossModuleOptimization),
         .target(name: "Peer", dependencies: ["StateChart"], swiftSettings: crossModuleOptimization),
-        .target(name: "Rendezvous", dependencies: ["CSodium", "Net"]),
-        .target(name: "Relay", dependencies: ["Rendezvous", "Net", "EventLoop", "StateChart", .product(name: "Logging", package: "swift-log")]),
+        // Control plane and relay: built for size (they are not on a hot path except the relay's
+        // forwarding loop, which is a plain recvfrom/sendto loop either way).
+        .target(name: "Rendezvous", dependencies: ["CSodium", "Net"], swiftSettings: sizeOptimized),
+        .target(name: "Relay", dependencies: ["Rendezvous", "Net", "EventLoop", "StateChart", .product(name: "Logging", package: "swift-log")],
+                swiftSettings: sizeOptimized),
         .target(
             name: "Control",
-            dependencies: ["Rendezvous", "Net", "EventLoop", "StateChart", "STUN", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["Rendezvous", "Net", "EventLoop", "StateChart", "STUN", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: sizeOptimized
         ),
         .target(name: "Punch", dependencies: ["Net", "CLinux", "CSodium", "STUN"]),
         .target(

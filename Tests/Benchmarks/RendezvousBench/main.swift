@@ -56,7 +56,7 @@ func blast(from sender: UDPSocket, to target: Endpoint, receiver: UDPSocket, siz
         var buffer = [UInt8](repeating: 0, count: 2048)
         var idleSince: Date?
         while true {
-            let count = recv(receiverFD, &buffer, buffer.count, MSG_DONTWAIT)
+            let count = recv(receiverFD, &buffer, buffer.count, Int32(MSG_DONTWAIT))
             if count > 0 { box.received += 1; idleSince = nil; continue }
             if box.done {
                 if idleSince == nil { idleSince = Date() }
