@@ -109,7 +109,7 @@ fuzz-control fuzz-relay: fuzz-%:
 bench: bench-relay bench-control
 bench-relay bench-control: bench-%:
 	$(SWIFT) build $(RELEASE_FLAGS) --product lanrage
-	$(SWIFT) build -c release --product RendezvousBench
+	$(SWIFT) build $(RELEASE_FLAGS) --product RendezvousBench
 	taskset -c 1 .build/release/RendezvousBench $* $(RELEASE_BIN)
 
 clean:
