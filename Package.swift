@@ -86,7 +86,7 @@ let package = Package(
         .testTarget(name: "RendezvousTests", dependencies: ["Rendezvous", "Net"]),
         .testTarget(name: "RelayTests", dependencies: ["Relay", "Rendezvous", "Net", "EventLoop", "LabSupport"]),
         .testTarget(name: "RelayLabTests", dependencies: ["Relay", "Rendezvous", "Control", "Net", "LabSupport"]),
-        .testTarget(name: "ControlTests", dependencies: ["Control", "Relay", "Rendezvous", "Net", "EventLoop", "StateChart", "LabSupport"]),
+        .testTarget(name: "ControlTests", dependencies: ["Control", "Relay", "Rendezvous", "STUN", "Net", "EventLoop", "StateChart", "LabSupport"]),
         .executableTarget(name: "ControlFuzz", dependencies: ["Control", "Rendezvous", "Net"], path: "Tests/Fuzz/ControlFuzz"),
         .executableTarget(name: "RelayFuzz", dependencies: ["Rendezvous", "Net"], path: "Tests/Fuzz/RelayFuzz"),
         .executableTarget(name: "RendezvousBench", dependencies: ["Control", "Rendezvous", "Net"], path: "Tests/Benchmarks/RendezvousBench"),

@@ -2,6 +2,7 @@ import Control
 import EventLoop
 import Net
 import Relay
+import STUN
 import Rendezvous
 import Testing
 
@@ -240,5 +241,32 @@ import Testing
             ports.append(port)
         }
         #expect(Set(ports).count == 2 && relay.allocationCount == 1, "one allocation, one port per side")
+    }
+}
+
+/// With --alternate, the control port is an RFC 5780 STUN server: OTHER-ADDRESS names the alternate.
+@Suite(.serialized) struct ControlSTUNAlternateTests {
+    @Test func otherAddressIsTheAlternate() throws {
+        let loop = try EventLoop()
+        let port = try { try UDPSocket(binding: Endpoint(ControlLoopbackTests.localhost, 0)).local.port }()
+        let base = port < 60_000 ? port : 43_000
+        let primary = Endpoint(ControlLoopbackTests.localhost, base), alternate = Endpoint(.v4(IPv4Address(127, 0, 0, 2)), base + 1)
+        let core = ControlCore()
+        let server = try ControlServer(listen: primary, alternate: alternate, core: core, store: nil, loop: loop)
+        #expect(server.sockets.count == 4)
+        let client = try UDPSocket(binding: Endpoint(ControlLoopbackTests.localhost, 0))
+        let request = Message.bindingRequest(transactionID: TransactionID.random())
+        try client.send(request.encoded(), to: primary)
+        var buffer = [UInt8](repeating: 0, count: 512)
+        var reply: Message?
+        let clock = MonotonicClock()
+        let deadline = clock.now + 2_000_000_000
+        while reply == nil && clock.now < deadline {
+            try loop.run(until: clock.now + 5_000_000)
+            if let (count, _) = try client.receive(into: &buffer) { reply = try Message(decoding: Array(buffer[..<count])) }
+        }
+        let attributes = try #require(reply).attributes
+        #expect(attributes.contains(.otherAddress(alternate)))
+        #expect(attributes.contains(.xorMappedAddress(client.local)))
     }
 }
