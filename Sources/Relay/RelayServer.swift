@@ -272,12 +272,18 @@ public final class RelayServer {
         allocations[pair] = nil
         perParty[allocation.partyID, default: 1] -= 1
         if perParty[allocation.partyID] == 0 { perParty[allocation.partyID] = nil }
-        logger.info("expired", metadata: [
+        logger.info("expired", metadata: Self.report(allocation))
+    }
+
+    /// One allocation's counters, per side (side 0, side 1).
+    public static func report(_ allocation: Allocation) -> Logger.Metadata {
+        [
             "ports": "\(allocation.sides[0].port),\(allocation.sides[1].port)",
+            "latched": "\(allocation.sides[0].latched.map(\.description) ?? "-"),\(allocation.sides[1].latched.map(\.description) ?? "-")",
             "packets": "\(allocation.sides[0].packets),\(allocation.sides[1].packets)",
             "bytes": "\(allocation.sides[0].bytes),\(allocation.sides[1].bytes)",
             "drops": "\(allocation.sides[0].drops),\(allocation.sides[1].drops)",
-        ])
+        ]
     }
 
     /// One line of counters, for logs (SIGHUP and exit).

@@ -29,7 +29,7 @@ enum RelayCommand {
             lanrage control --relay IP:PORT); the others are allocated two per pair. An allocation is granted \
             only for a token issued by the control server under the shared secret, latches each side's source \
             only from the address its token names, and is freed after --idle-timeout seconds without traffic. \
-            SIGHUP logs the counters.
+            SIGHUP logs the counters, and each allocation's packets, bytes and drops per side.
             """,
         options: [
             .value("listen", "IP", help: "Address to listen on."),
@@ -57,6 +57,7 @@ enum RelayCommand {
         try loop.handleSignals { signal in
             if signal == SIGHUP {
                 logger.info("counters", metadata: relay.summary)
+                for allocation in relay.allocations.values { logger.info("allocation", metadata: RelayServer.report(allocation)) }
             } else {
                 loop.stop()
             }

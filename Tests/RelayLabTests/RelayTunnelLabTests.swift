@@ -124,6 +124,9 @@ struct RelayTunnelLabTests {
         #expect(counters.contains("unauthenticated=") && !counters.contains("unauthenticated=0"), "\(counters)")
         #expect(counters.contains("granted=2") && counters.contains("allocations=1"), "\(counters)")
         #expect(!counters.contains("forwarded_packets=0 "), "\(counters)")
+        // The allocation's own line: both sides latched at their NAT's public address, packets both ways.
+        #expect(counters.contains("msg=allocation"), "\(counters)")
+        #expect(counters.contains("latched=\(sites[0].publicAddress):") && counters.contains(",\(sites[1].publicAddress):"), "\(counters)")
 
         // Traffic stops: the allocation expires after its idle timeout and its ports are freed.
         for (site, name) in zip(sites, interfaces) { try site.client.run(["ip", "link", "del", name]) }

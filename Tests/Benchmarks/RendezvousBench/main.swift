@@ -230,6 +230,22 @@ func controlBench() throws {
     }
     let coreElapsed = Date().timeIntervalSince(coreStart)
     print("  core only: \(Int(Double(total) / coreElapsed)) registrations/s, \(replies) datagrams out; accepted \(core.counters.accepted)")
+    // Steady state: every member's heartbeat (one datagram in, one out).
+    let heartbeats = (0..<total).map { member -> [UInt8] in
+        let party = member % parties
+        var key = [UInt8](repeating: 0, count: 32)
+        withUnsafeBytes(of: UInt64(member).bigEndian) { key.replaceSubrange(0..<8, with: $0) }
+        key[31] = 1
+        return ControlMessage(partyID: ids[party], timestampMillis: UnixTime.millis(), nonce: UInt64(member) + 1_000_000,
+                              sender: MemberKey(key)!, body: .heartbeat(revision: 0)).encoded(key: keys[party])
+    }
+    let beatStart = Date()
+    var acks = 0
+    for (index, message) in heartbeats.enumerated() {
+        acks += message.withUnsafeBytes { core.handle($0, from: Endpoint(.v4(IPv4Address(UInt32(0xC633_6400) + UInt32(index % 200))), 4000),
+                                                      now: Int64(total + index) * 1_000_000, wall: UnixTime.millis()) }.count
+    }
+    print("  core only: \(Int(Double(total) / Date().timeIntervalSince(beatStart))) heartbeats/s (\(acks) acks)")
 }
 
 extension String {
