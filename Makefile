@@ -9,7 +9,7 @@ RELEASE_BIN := .build/release/lanrage
 # The stripped release binary may not exceed this (bytes).
 SIZE_BUDGET := 8000000
 
-.PHONY: all build release deps test unit-tests footprint bench size charts clean fuzz bench-stun
+.PHONY: all build release deps test unit-tests footprint bench size charts clean fuzz bench-stun lab-bench
 
 all: build
 
@@ -76,3 +76,8 @@ bench-stun:
 
 clean:
 	rm -rf .build .build-fuzz
+
+## lab-bench: NAT lab benchmarks (root): time to a pinned endpoint per NAT pair, LANRAGE_LAB_RUNS runs each.
+lab-bench: deps
+	$(SWIFT) build --build-tests
+	LANRAGE_LAB_BENCH=1 $(SWIFT) test --skip-build --filter PunchMatrixBenchmark 2>&1 | grep -E 'LAB-BENCH|✘|Test run'
