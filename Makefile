@@ -15,7 +15,7 @@ SIZE_BUDGET := 8500000
 # fetched with apt-get download into .build/test-kernel, never installed).
 DEB_PACKAGES += qemu-system-x86 busybox-static cpio
 
-.PHONY: all build release deps test unit-tests footprint bench size charts clean fuzz bench-stun test-kernel kernel-tests bench-wg
+.PHONY: all build release deps test unit-tests footprint bench size charts clean fuzz bench-stun lab-bench test-kernel kernel-tests bench-wg
 
 all: build
 
@@ -98,3 +98,8 @@ bench-stun:
 
 clean:
 	rm -rf .build .build-fuzz
+
+## lab-bench: NAT lab benchmarks (root): time to a pinned endpoint per NAT pair, LANRAGE_LAB_RUNS runs each.
+lab-bench: deps
+	$(SWIFT) build --build-tests
+	LANRAGE_LAB_BENCH=1 $(SWIFT) test --skip-build --filter PunchMatrixBenchmark 2>&1 | grep -E 'LAB-BENCH|✘|Test run'

@@ -43,7 +43,7 @@ let package = Package(
         .target(
             name: "EventLoop",
             dependencies: [
-                "CLinux", "StateChart",
+                "CLinux", "Net", "StateChart",
                 .product(name: "HeapModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
             ]
