@@ -28,11 +28,13 @@ let package = Package(
         // C headers and libraries.
         .systemLibrary(name: "CLinux", path: "Sources/CLinux"),
         .systemLibrary(name: "CSodium", pkgConfig: "libsodium"),
+        .systemLibrary(name: "CNetlink", pkgConfig: "libnl-genl-3.0"),
 
         // Libraries, one concern each.
         .target(name: "Output", dependencies: [.product(name: "Logging", package: "swift-log")], swiftSettings: optimizeForSize),
         .target(name: "Commands", dependencies: ["Output"], swiftSettings: optimizeForSize),
         .target(name: "Net", dependencies: ["CLinux"], swiftSettings: optimizeForSize),
+        .target(name: "WireGuard", dependencies: ["CSodium", "CNetlink", "Net"], swiftSettings: optimizeForSize),
         .target(name: "StateChart", dependencies: ["Output"], swiftSettings: optimizeForSize),
         .target(name: "Peer", dependencies: ["StateChart"], swiftSettings: optimizeForSize),
         .target(name: "Punch", dependencies: ["Net", "CLinux", "CSodium", "STUN"], swiftSettings: optimizeForSize),
@@ -53,6 +55,7 @@ let package = Package(
             dependencies: [
                 "Commands", "Output", "Net", "StateChart", "Peer", "EventLoop", "Punch",
                 "STUN",
+                "WireGuard",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: optimizeForSize,
@@ -67,6 +70,7 @@ let package = Package(
         .testTarget(name: "OutputTests", dependencies: ["Output"]),
         .testTarget(name: "CommandsTests", dependencies: ["Commands"]),
         .testTarget(name: "NetTests", dependencies: ["Net"]),
+        .testTarget(name: "WireGuardTests", dependencies: ["WireGuard", "CNetlink", "CSodium", "Net"]),
         .testTarget(name: "STUNTests", dependencies: ["STUN", "Net"]),
         .target(name: "LabSupport", dependencies: ["Net"], path: "Tests/LabSupport"),
         .testTarget(name: "STUNLabTests", dependencies: ["STUN", "Net", "LabSupport"]),
