@@ -69,10 +69,10 @@ public final class UAPIBackend: WireGuardBackend {
                                  "\(program) \(name) exited with status \(status): \(detail)" + (Privileges.hasNetAdmin() ? "" : " (run as root or grant CAP_NET_ADMIN)"))
         }
         // Wait (bounded) until the socket answers.
-        let deadline = Monotonic.now() + Int64(timeout) * 1_000_000_000
+        let deadline = MonotonicTime.nanoseconds() + Int64(timeout) * 1_000_000_000
         while true {
             if (try? device(named: name)) != nil { return }
-            if Monotonic.now() > deadline {
+            if MonotonicTime.nanoseconds() > deadline {
                 throw WireGuardError(.failed, "\(program) \(name) started but \(socketPath(name)) does not answer")
             }
             usleep(10_000)
@@ -82,8 +82,8 @@ public final class UAPIBackend: WireGuardBackend {
     public func deleteInterface(named name: String) throws(WireGuardError) {
         // Deleting the TUN link makes wireguard-go exit and remove its socket.
         try RouteNetlink.deleteLink(name)
-        let deadline = Monotonic.now() + Int64(timeout) * 1_000_000_000
-        while access(socketPath(name), F_OK) == 0, Monotonic.now() < deadline { usleep(10_000) }
+        let deadline = MonotonicTime.nanoseconds() + Int64(timeout) * 1_000_000_000
+        while access(socketPath(name), F_OK) == 0, MonotonicTime.nanoseconds() < deadline { usleep(10_000) }
     }
 
     public func device(named name: String) throws(WireGuardError) -> Device {
@@ -224,14 +224,14 @@ public final class UAPIBackend: WireGuardBackend {
         guard spawned == 0 else {
             throw WireGuardError(.failed, SystemError("posix_spawn", arguments[0], errno: spawned).description)
         }
-        let deadline = Monotonic.now() + Int64(timeout) * 1_000_000_000
+        let deadline = MonotonicTime.nanoseconds() + Int64(timeout) * 1_000_000_000
         var status: Int32 = 0
         while true {
             let done = waitpid(pid, &status, WNOHANG)
             drain()
             if done == pid { break }
             if done < 0, errno != EINTR { throw WireGuardError(.failed, SystemError("waitpid", arguments[0]).description) }
-            if Monotonic.now() > deadline {
+            if MonotonicTime.nanoseconds() > deadline {
                 kill(pid, SIGTERM)
                 waitpid(pid, &status, 0)
                 throw WireGuardError(.failed, "\(arguments.joined(separator: " ")) did not finish within \(timeout) s")

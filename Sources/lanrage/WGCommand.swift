@@ -1,4 +1,5 @@
 import Commands
+import Logging
 import Net
 import Output
 import WireGuard
@@ -77,6 +78,19 @@ enum WGCommand {
         }
         let result = try Applier.apply(configuration, to: name, using: backend)
         StandardStreams.out(summary(name, plan: result.plan, backend: result.backend, result: result))
+        // One structured line per apply; never a private or preshared key.
+        Logger(label: "lanrage.wg").info("wireguard applied", metadata: [
+            "interface": "\(name)",
+            "backend": "\(result.backend.rawValue)",
+            "public_key": "\(configuration.privateKey.publicKey.base64)",
+            "created": "\(result.plan.createInterface)",
+            "peers_added": "\(result.plan.addedPeers.count)",
+            "peers_updated": "\(result.plan.updatedPeers.count)",
+            "peers_removed": "\(result.plan.removedPeers.count)",
+            "addresses_added": "\(result.addedAddresses.count)",
+            "addresses_removed": "\(result.removedAddresses.count)",
+            "routes_added": "\(result.routes.count)",
+        ])
         return .success
     }
 

@@ -53,7 +53,8 @@ final class PunchCell {
     let lab: Lab
     let siteA: Site, siteB: Site
     let keyA = Member(), keyB = Member()
-    let session = UInt64.random(in: 1...UInt64.max)
+    /// The punch session of the latest run (a new one each run, as the control server would give).
+    private(set) var session: UInt64 = 0
     private(set) var reflexiveA = Endpoint("0.0.0.0:0")!, reflexiveB = Endpoint("0.0.0.0:0")!
     private(set) var sideA: PunchSide?, sideB: PunchSide?
 
@@ -71,6 +72,7 @@ final class PunchCell {
 
     /// Detects both NATs on the WireGuard port, then punches per the compatibility table.
     func run() throws -> Result {
+        session = UInt64.random(in: 1...UInt64.max)
         let socketA = try siteA.client.inside { try RawPortSocket(port: 51820) }
         let socketB = try siteB.client.inside { try RawPortSocket(port: 51820) }
         let reportA = try detect(socketA, site: siteA), reportB = try detect(socketB, site: siteB)
@@ -121,6 +123,11 @@ final class PunchCell {
         sideA = a; sideB = b
         return Result(plan: plan, pinnedA: a.session.pinned, pinnedB: b.session.pinned,
                       elapsed: ContinuousClock.now - start, predictionProbes: probes)
+    }
+
+    /// Forgets every NAT mapping and filter on both routers, so the next run starts cold.
+    func flushNATState() throws {
+        for site in [siteA, siteB] { try site.router.run(["conntrack", "-F"], allowFailure: true) }
     }
 
     /// Polls both sides for up to `duration`; `true` once both have pinned.

@@ -78,6 +78,9 @@ struct UAPILabTests {
             #expect(applied.status == 0, "apply failed: \(applied.error)")
             #expect(applied.output.contains("created") && applied.output.contains("1 peer(s) added"))
             #expect(!applied.output.contains(side.key.base64) && !applied.error.contains(side.key.base64))
+            // One structured log line (standard error), naming the public key, never the private one.
+            #expect(applied.error.contains("msg=\"wireguard applied\"") && applied.error.contains("peers_added=1")
+                    && applied.error.contains(side.key.publicKey.base64), "\(applied.error)")
         }
 
         // The ping crosses the overlay (the first packet triggers the handshake).

@@ -3,7 +3,7 @@
 # side with wireguard-tools (`wg set` with the same peers in one call, `wg show dump`) against the
 # same wireguard-go interface, in a network namespace of its own. Prints the medians and the ratio.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 PEERS=${PEERS:-1000}
 ROUNDS=${ROUNDS:-5}
 [ "$(id -u)" = 0 ] || { echo "bench-wg: needs root (network namespaces, wireguard-go)"; exit 1; }
@@ -42,24 +42,24 @@ for i in $(seq 1 "$PEERS"); do
     printf '\n[Peer]\nPublicKey = %s\nEndpoint = %s\nAllowedIPs = %s\n' "$KEY" "$ENDPOINT" "$IP" >> "$TMP/peers.conf"
     WG_ARGS+=(peer "$KEY" endpoint "$ENDPOINT" allowed-ips "$IP")
 done
-in_ns "$L" wg apply "$IF" "$TMP/empty.conf" --backend uapi >/dev/null
+in_ns "$L" --log-level warning wg apply "$IF" "$TMP/empty.conf" --backend uapi >/dev/null
 
 declare -a LA LS WA WS
 for round in $(seq 1 "$ROUNDS"); do
-    t0=$(now); in_ns "$L" wg apply "$IF" "$TMP/peers.conf" --backend uapi > "$TMP/out"; t1=$(now)
+    t0=$(now); in_ns "$L" --log-level warning wg apply "$IF" "$TMP/peers.conf" --backend uapi > "$TMP/out"; t1=$(now)
     grep -q "$PEERS peer(s) added" "$TMP/out" || { echo "lanrage apply did not add $PEERS peers: $(cat "$TMP/out")"; exit 1; }
     LA+=($(( (t1 - t0) / 1000 )))
     t0=$(now); in_ns "$L" wg show "$IF" --json --backend uapi > "$TMP/show.json"; t1=$(now)
     [ "$(grep -c '"allowed_ips"' "$TMP/show.json")" = "$PEERS" ] || { echo "lanrage show did not read back $PEERS peers"; exit 1; }
     LS+=($(( (t1 - t0) / 1000 )))
-    in_ns "$L" wg apply "$IF" "$TMP/empty.conf" --backend uapi >/dev/null
+    in_ns "$L" --log-level warning wg apply "$IF" "$TMP/empty.conf" --backend uapi >/dev/null
 
     t0=$(now); in_ns wg set "$IF" "${WG_ARGS[@]}"; t1=$(now)
     WA+=($(( (t1 - t0) / 1000 )))
     t0=$(now); in_ns wg show "$IF" dump > "$TMP/dump"; t1=$(now)
     [ "$(wc -l < "$TMP/dump")" = $((PEERS + 1)) ] || { echo "wg show dump did not read back $PEERS peers"; exit 1; }
     WS+=($(( (t1 - t0) / 1000 )))
-    in_ns "$L" wg apply "$IF" "$TMP/empty.conf" --backend uapi >/dev/null
+    in_ns "$L" --log-level warning wg apply "$IF" "$TMP/empty.conf" --backend uapi >/dev/null
 done
 la=$(printf '%s\n' "${LA[@]}" | median); ls=$(printf '%s\n' "${LS[@]}" | median)
 wa=$(printf '%s\n' "${WA[@]}" | median); ws=$(printf '%s\n' "${WS[@]}" | median)

@@ -120,19 +120,19 @@ if [ "${LANRAGE_BENCH:-0}" = 1 ]; then
     done
     : > /tmp/la; : > /tmp/ls; : > /tmp/wa; : > /tmp/ws
     for round in 1 2 3; do
-        t0=$(uptime_cs); in_a $L wg apply lwwa /tmp/bench.conf > /tmp/out; t1=$(uptime_cs)
+        t0=$(uptime_cs); in_a $L --log-level warning wg apply lwwa /tmp/bench.conf > /tmp/out; t1=$(uptime_cs)
         grep -q "1000 peer(s) added" /tmp/out || fail "bench apply: $(cat /tmp/out)"
         echo $((t1 - t0)) >> /tmp/la
         t0=$(uptime_cs); in_a $L wg show lwwa --json > /tmp/bench.json; t1=$(uptime_cs)
         [ "$(grep -c '"allowed_ips"' /tmp/bench.json)" = 1001 ] || fail "bench read back"
         echo $((t1 - t0)) >> /tmp/ls
-        in_a $L wg apply lwwa /tmp/a.conf > /dev/null || fail "bench reset"
+        in_a $L --log-level warning wg apply lwwa /tmp/a.conf > /dev/null || fail "bench reset"
         t0=$(uptime_cs); in_a /wg set lwwa $WGARGS || fail "wg set"; t1=$(uptime_cs)
         echo $((t1 - t0)) >> /tmp/wa
         t0=$(uptime_cs); in_a /wg show lwwa dump > /tmp/dump; t1=$(uptime_cs)
         [ "$(wc -l < /tmp/dump)" = 1002 ] || fail "wg show dump read back $(wc -l < /tmp/dump) lines"
         echo $((t1 - t0)) >> /tmp/ws
-        in_a $L wg apply lwwa /tmp/a.conf > /dev/null || fail "bench reset"
+        in_a $L --log-level warning wg apply lwwa /tmp/a.conf > /dev/null || fail "bench reset"
     done
     echo "LANRAGE-BENCH: netlink apply 1000 peers: lanrage $(median < /tmp/la)0 ms, wg set $(median < /tmp/wa)0 ms (median of 3, 10 ms resolution, qemu)"
     echo "LANRAGE-BENCH: netlink read back 1000 peers: lanrage $(median < /tmp/ls)0 ms, wg show dump $(median < /tmp/ws)0 ms"

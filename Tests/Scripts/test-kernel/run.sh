@@ -4,7 +4,7 @@
 # and the WireGuard modules; the guest test prints a marker line on the serial console.
 # With SKIP_OK=1 (from `make test`) a missing prerequisite is reported as SKIPPED and exits 0.
 set -uo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../../.."
 WORK=.build/test-kernel
 MARK="LANRAGE-KERNEL-TEST"
 skip() {
@@ -43,8 +43,8 @@ INITRD="$WORK/initramfs"
 rm -rf "$INITRD" && mkdir -p "$INITRD"/{bin,modules,proc,sys,dev,tmp}
 cp "$BUSYBOX" "$INITRD/bin/busybox"
 cp "$BINARY" "$INITRD/lanrage"
-cp Scripts/test-kernel/init "$INITRD/init"
-cp Scripts/test-kernel/guest-test.sh "$INITRD/guest-test.sh"
+cp Tests/Scripts/test-kernel/init "$INITRD/init"
+cp Tests/Scripts/test-kernel/guest-test.sh "$INITRD/guest-test.sh"
 # wireguard-tools' wg, for the side-by-side benchmark (BENCH=1) only.
 if [ "${BENCH:-0}" = 1 ]; then
     command -v wg >/dev/null || skip "wg (wireguard-tools) is needed for the benchmark"
