@@ -10,47 +10,49 @@ import Control
 import Net
 import Rendezvous
 
-let secret = Array("fuzzing secret".utf8)
-let partyKey = Keys.partyKey(name: "fuzz", secret: secret)
-let partyID = Keys.partyID(name: "fuzz")
-nonisolated(unsafe) let core: ControlCore = {
-    let core = ControlCore(relays: [Endpoint("192.0.2.1:40000")!], relayKey: Keys.relayKey(secret: [1, 2, 3]))
-    core.addParty(name: "fuzz", secret: secret)
-    return core
-}()
-nonisolated(unsafe) var counter: UInt64 = 0
+enum Fuzz {
+    static let secret = Array("fuzzing secret".utf8)
+    static let partyKey = Keys.partyKey(name: "fuzz", secret: secret)
+    static let partyID = Keys.partyID(name: "fuzz")
+    nonisolated(unsafe) static let core: ControlCore = {
+        let core = ControlCore(relays: [Endpoint("192.0.2.1:40000")!], relayKey: Keys.relayKey(secret: [1, 2, 3]))
+        core.addParty(name: "fuzz", secret: secret)
+        return core
+    }()
+    nonisolated(unsafe) static var counter: UInt64 = 0
+}
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     let buffer = UnsafeRawBufferPointer(start: data, count: data == nil ? 0 : size)
-    counter &+= 1
-    let source = Endpoint(.v4(IPv4Address(198, 51, 100, UInt8(truncatingIfNeeded: counter))), 40_000)
+    Fuzz.counter &+= 1
+    let source = Endpoint(.v4(IPv4Address(198, 51, 100, UInt8(truncatingIfNeeded: Fuzz.counter))), 40_000)
     let wall = UnixTime.millis()
     // The attacker's view.
-    _ = try? ControlMessage(authenticating: buffer, key: partyKey)
-    _ = core.handle(buffer, from: source, now: Int64(counter) * 1_000_000, wall: wall)
+    _ = try? ControlMessage(authenticating: buffer, key: Fuzz.partyKey)
+    _ = Fuzz.core.handle(buffer, from: source, now: Int64(Fuzz.counter) * 1_000_000, wall: wall)
     // The member's view: first byte type, the next 32 (when present) the sender, the rest the body.
     guard size >= 1, size <= 1000 else { return 0 }
     let sender = size >= 33 ? Array(buffer[1..<33]) : [UInt8](repeating: UInt8(size), count: 32)
     let body = size >= 33 ? Array(buffer[33...]) : Array(buffer[1...])
     var writer = ByteWriter()
-    writer.raw([0x4C, 0x43, 1, buffer[0]]); writer.u64(partyID); writer.u64(wall); writer.u64(counter); writer.raw(sender)
+    writer.raw([0x4C, 0x43, 1, buffer[0]]); writer.u64(Fuzz.partyID); writer.u64(wall); writer.u64(Fuzz.counter); writer.raw(sender)
     writer.u16(UInt16(body.count)); writer.raw(body)
     var sealed = writer.bytes + [UInt8](repeating: 0, count: 32)
     let signed = sealed.count - 32
     sealed.withUnsafeMutableBytes { raw in
-        Crypto.authenticate(UnsafeRawBufferPointer(rebasing: raw[..<signed]), key: partyKey,
+        Crypto.authenticate(UnsafeRawBufferPointer(rebasing: raw[..<signed]), key: Fuzz.partyKey,
                             into: UnsafeMutableRawBufferPointer(rebasing: raw[signed...]))
     }
-    if let message = try? ControlMessage(authenticating: sealed, key: partyKey) {
+    if let message = try? ControlMessage(authenticating: sealed, key: Fuzz.partyKey) {
         // What decodes re-encodes to a message that decodes to the same thing.
-        if (try? ControlMessage(authenticating: message.encoded(key: partyKey), key: partyKey)) != message {
+        if (try? ControlMessage(authenticating: message.encoded(key: Fuzz.partyKey), key: Fuzz.partyKey)) != message {
             fatalError("re-encoding changed the message: \(message)")
         }
     }
-    let replies = sealed.withUnsafeBytes { core.handle($0, from: source, now: Int64(counter) * 1_000_000, wall: wall) }
+    let replies = sealed.withUnsafeBytes { Fuzz.core.handle($0, from: source, now: Int64(Fuzz.counter) * 1_000_000, wall: wall) }
     for reply in replies {
-        guard let decoded = try? ControlMessage(authenticating: reply.bytes, key: partyKey), decoded.sender == .server else {
+        guard let decoded = try? ControlMessage(authenticating: reply.bytes, key: Fuzz.partyKey), decoded.sender == .server else {
             fatalError("the server sent a reply it cannot decode itself")
         }
     }
@@ -71,17 +73,21 @@ func fuzzMain(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<C
     return LLVMFuzzerRunDriver(&argc, &argv) { fuzz($0, $1) }
 }
 #else
-for path in CommandLine.arguments.dropFirst() {
-    guard let file = fopen(path, "rb") else { print("\(path): cannot open"); continue }
-    var bytes: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 4096)
-    while true {
-        let count = fread(&chunk, 1, chunk.count, file)
-        if count <= 0 { break }
-        bytes += chunk[..<count]
+@main struct Replay {
+    static func main() {
+        for path in CommandLine.arguments.dropFirst() {
+            guard let file = fopen(path, "rb") else { print("\(path): cannot open"); continue }
+            var bytes: [UInt8] = []
+            var chunk = [UInt8](repeating: 0, count: 4096)
+            while true {
+                let count = fread(&chunk, 1, chunk.count, file)
+                if count <= 0 { break }
+                bytes += chunk[..<count]
+            }
+            fclose(file)
+            _ = bytes.withUnsafeBufferPointer { fuzz($0.baseAddress, $0.count) }
+            print("\(path): \(bytes.count) bytes, no crash; counters \(Fuzz.core.counters)")
+        }
     }
-    fclose(file)
-    _ = bytes.withUnsafeBufferPointer { fuzz($0.baseAddress, $0.count) }
-    print("\(path): \(bytes.count) bytes, no crash; counters \(core.counters)")
 }
 #endif

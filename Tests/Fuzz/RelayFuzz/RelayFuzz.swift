@@ -7,18 +7,20 @@ import Glibc
 import Net
 import Rendezvous
 
-let relayKey = Keys.relayKey(secret: Array("fuzzing relay".utf8))
+enum Fuzz {
+    static let relayKey = Keys.relayKey(secret: Array("fuzzing relay".utf8))
+}
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     let buffer = UnsafeRawBufferPointer(start: data, count: data == nil ? 0 : size)
-    _ = try? RelayMessage(decoding: buffer, key: relayKey)
+    _ = try? RelayMessage(decoding: buffer, key: Fuzz.relayKey)
     _ = try? RelayMessage(decoding: buffer, key: nil)
-    _ = try? RelayToken(verifying: buffer, key: relayKey, nowSeconds: 0)
+    _ = try? RelayToken(verifying: buffer, key: Fuzz.relayKey, nowSeconds: 0)
     if let token = try? RelayToken(decoding: buffer) {
         // A decodable token, sealed, verifies to itself.
-        let sealed = token.encoded(key: relayKey)
-        guard let again = try? sealed.withUnsafeBytes({ try RelayToken(verifying: $0, key: relayKey, nowSeconds: 0) }), again == token else {
+        let sealed = token.encoded(key: Fuzz.relayKey)
+        guard let again = try? sealed.withUnsafeBytes({ try RelayToken(verifying: $0, key: Fuzz.relayKey, nowSeconds: 0) }), again == token else {
             fatalError("token did not survive sealing: \(token)")
         }
     }
@@ -26,11 +28,11 @@ public func fuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     if size >= 4 && size <= 96 {
         var sealed = Array(buffer) + [UInt8](repeating: 0, count: 32)
         sealed.withUnsafeMutableBytes { raw in
-            Crypto.authenticate(UnsafeRawBufferPointer(rebasing: raw[..<size]), key: relayKey,
+            Crypto.authenticate(UnsafeRawBufferPointer(rebasing: raw[..<size]), key: Fuzz.relayKey,
                                 into: UnsafeMutableRawBufferPointer(rebasing: raw[size...]))
         }
-        if let message = try? sealed.withUnsafeBytes({ try RelayMessage(decoding: $0, key: relayKey) }) {
-            let again = try? message.encoded(key: relayKey).withUnsafeBytes { try RelayMessage(decoding: $0, key: relayKey) }
+        if let message = try? sealed.withUnsafeBytes({ try RelayMessage(decoding: $0, key: Fuzz.relayKey) }) {
+            let again = try? message.encoded(key: Fuzz.relayKey).withUnsafeBytes { try RelayMessage(decoding: $0, key: Fuzz.relayKey) }
             if again != message { fatalError("re-encoding changed the message: \(message)") }
         }
     }
@@ -51,17 +53,21 @@ func fuzzMain(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<C
     return LLVMFuzzerRunDriver(&argc, &argv) { fuzz($0, $1) }
 }
 #else
-for path in CommandLine.arguments.dropFirst() {
-    guard let file = fopen(path, "rb") else { print("\(path): cannot open"); continue }
-    var bytes: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 4096)
-    while true {
-        let count = fread(&chunk, 1, chunk.count, file)
-        if count <= 0 { break }
-        bytes += chunk[..<count]
+@main struct Replay {
+    static func main() {
+        for path in CommandLine.arguments.dropFirst() {
+            guard let file = fopen(path, "rb") else { print("\(path): cannot open"); continue }
+            var bytes: [UInt8] = []
+            var chunk = [UInt8](repeating: 0, count: 4096)
+            while true {
+                let count = fread(&chunk, 1, chunk.count, file)
+                if count <= 0 { break }
+                bytes += chunk[..<count]
+            }
+            fclose(file)
+            _ = bytes.withUnsafeBufferPointer { fuzz($0.baseAddress, $0.count) }
+            print("\(path): \(bytes.count) bytes, no crash")
+        }
     }
-    fclose(file)
-    _ = bytes.withUnsafeBufferPointer { fuzz($0.baseAddress, $0.count) }
-    print("\(path): \(bytes.count) bytes, no crash")
 }
 #endif
