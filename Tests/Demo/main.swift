@@ -17,7 +17,7 @@ func lanrage(_ namespace: Namespace, _ arguments: String..., quiet: Bool = false
     return output
 }
 
-struct Member {
+struct DemoMember {
     let name: String
     let site: Site
     let interface: String
@@ -25,6 +25,31 @@ struct Member {
     let keyFile: String
     var publicKey = ""
     var reflexive = ""
+
+    /// Writes this member's wg-quick file (with `peer` at `endpoint` when given) and applies it.
+    func apply(_ lab: Lab, peer: DemoMember? = nil, endpoint: String? = nil) throws {
+        let config = lab.directory.appendingPathComponent("\(name).conf")
+        var text = """
+            [Interface]
+            PrivateKey = \(try String(contentsOfFile: keyFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines))
+            ListenPort = 51820
+            Address = \(overlay)/24
+
+            """
+        if let peer, let endpoint {
+            text += """
+
+                [Peer]
+                PublicKey = \(peer.publicKey)
+                Endpoint = \(endpoint)
+                AllowedIPs = \(peer.overlay)/32
+                PersistentKeepalive = 25
+
+                """
+        }
+        try text.write(to: config, atomically: true, encoding: .utf8)
+        try lanrage(site.client, "wg", "apply", interface, config.path)
+    }
 }
 
 guard Lab.isAvailable else {
@@ -45,8 +70,8 @@ func demo(_ lab: Lab, _ interfaces: inout [(Namespace, String)]) throws {
 
     let tag = getpid() % 10000
     var members = [
-        Member(name: "alice", site: alice, interface: "lra\(tag)", overlay: "100.64.0.1", keyFile: lab.directory.appendingPathComponent("alice.key").path),
-        Member(name: "bob", site: bob, interface: "lrb\(tag)", overlay: "100.64.0.2", keyFile: lab.directory.appendingPathComponent("bob.key").path),
+        DemoMember(name: "alice", site: alice, interface: "lra\(tag)", overlay: "100.64.0.1", keyFile: lab.directory.appendingPathComponent("alice.key").path),
+        DemoMember(name: "bob", site: bob, interface: "lrb\(tag)", overlay: "100.64.0.2", keyFile: lab.directory.appendingPathComponent("bob.key").path),
     ]
 
     say("Keys and WireGuard interfaces (wireguard-go, configured by lanrage over UAPI), listening on 51820")
@@ -55,15 +80,8 @@ func demo(_ lab: Lab, _ interfaces: inout [(Namespace, String)]) throws {
         try lanrage(member.site.client, "genkey", "--output", member.keyFile)
         members[index].publicKey = try member.site.client.run(["sh", "-c", "\(Products.lanrage) pubkey < \(member.keyFile)"])
             .trimmingCharacters(in: .whitespacesAndNewlines)
-        let config = lab.directory.appendingPathComponent("\(member.name).conf")
-        try """
-            [Interface]
-            PrivateKey = \(String(contentsOfFile: member.keyFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines))
-            ListenPort = 51820
-            Address = \(member.overlay)/24
-            """.write(to: config, atomically: true, encoding: .utf8)
         interfaces.append((member.site.client, member.interface))
-        try lanrage(member.site.client, "wg", "apply", member.interface, config.path)
+        try members[index].apply(lab)
     }
 
     say("NAT detection: STUN through the raw path on the port WireGuard owns (RFC 5780)")
@@ -77,7 +95,7 @@ func demo(_ lab: Lab, _ interfaces: inout [(Namespace, String)]) throws {
 
     say("Coordinated punch: both sides start at the same instant, authenticated LANRAGE_PUNCH / ACK")
     let start = Int(Date().timeIntervalSince1970 * 1000) + 1500
-    var punches: [(Member, Process, URL)] = []
+    var punches: [(DemoMember, Process, URL)] = []
     for (index, member) in members.enumerated() {
         let peer = members[1 - index]
         let output = lab.directory.appendingPathComponent("\(member.name).punch")
@@ -103,21 +121,7 @@ func demo(_ lab: Lab, _ interfaces: inout [(Namespace, String)]) throws {
 
     say("WireGuard points at the pinned endpoints")
     for (index, member) in members.enumerated() {
-        let peer = members[1 - index]
-        let config = lab.directory.appendingPathComponent("\(member.name).conf")
-        try """
-            [Interface]
-            PrivateKey = \(String(contentsOfFile: member.keyFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines))
-            ListenPort = 51820
-            Address = \(member.overlay)/24
-
-            [Peer]
-            PublicKey = \(peer.publicKey)
-            Endpoint = \(member.name == "alice" ? alicePinned : bobPinned)
-            AllowedIPs = \(peer.overlay)/32
-            PersistentKeepalive = 25
-            """.write(to: config, atomically: true, encoding: .utf8)
-        try lanrage(member.site.client, "wg", "apply", member.interface, config.path)
+        try member.apply(lab, peer: members[1 - index], endpoint: member.name == "alice" ? alicePinned : bobPinned)
     }
 
     say("A ping across the overlay, through both NATs, on the direct path")
