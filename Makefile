@@ -3,10 +3,13 @@ SHELL := /bin/bash
 SWIFT ?= swift
 # Debian packages the build, the tests and the lab need.
 DEB_PACKAGES := libnl-3-dev libnl-genl-3-dev libsodium-dev pkg-config graphviz nftables iproute2 \
-	wireguard-tools wireguard-go socat conntrack coturn stun-client iputils-ping xz-utils binutils
-RELEASE_FLAGS := -c release --static-swift-stdlib -Xswiftc -gnone
+	wireguard-tools wireguard-go socat conntrack coturn stun-client iputils-ping xz-utils binutils bc time
+RELEASE_FLAGS := -c release --static-swift-stdlib
+RELEASE_BIN := .build/release/lanrage
+# The stripped release binary may not exceed this (bytes).
+SIZE_BUDGET := 8000000
 
-.PHONY: all build release deps test bench size charts clean fuzz bench-stun
+.PHONY: all build release deps test unit-tests footprint bench size charts check-charts clean fuzz bench-stun
 
 all: build
 
@@ -15,23 +18,49 @@ deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ]; then \
-			echo "installing: $$missing"; \
+			echo "installing Debian packages:" $$missing; \
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 		else \
-			echo "missing Debian packages (run as root or: sudo apt-get install $$missing)"; exit 1; \
+			echo "missing Debian packages; as root run: apt-get install" $$missing; exit 1; \
 		fi; \
 	fi
 
 build:
 	$(SWIFT) build
 
+## release: the shipped binary, static Swift stdlib.
 release:
 	$(SWIFT) build $(RELEASE_FLAGS) --product lanrage
 
-## test: everything — unit tests, lab tests in network namespaces, chart and footprint checks.
-test: deps
+## test: everything — unit and lab tests (network namespaces need root), the checked-in charts,
+## and the footprint budget of the release binary.
+test: deps unit-tests footprint
+	@echo "make test: all passed"
+
+unit-tests:
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
+
+## footprint: the release binary keeps to the dependency and size budget (fails otherwise).
+footprint: release
+	Tests/Scripts/footprint.sh $(RELEASE_BIN) $(SIZE_BUDGET)
+
+## size: build release and report size, compressed size and RSS beside the budget.
+size: footprint
+
+## bench: in-process benchmarks (package-benchmark, release) and the footprint.
+bench: deps
+	$(SWIFT) package --allow-writing-to-package-directory benchmark
+	$(MAKE) --no-print-directory footprint
+
+## charts: regenerate StateCharts/*.dot and *.svg from the code.
+CHARTS := peer detection
+charts:
+	$(SWIFT) build --product lanrage
+	@for chart in $(CHARTS); do \
+		.build/debug/lanrage chart $$chart > StateCharts/$$chart.dot && \
+		dot -Tsvg StateCharts/$$chart.dot > StateCharts/$$chart.svg && echo "StateCharts/$$chart.{dot,svg}"; \
+	done
 
 ## fuzz: libFuzzer on the STUN decoder and server (ASan), FUZZ_RUNS executions over FUZZ_JOBS processes.
 FUZZ_RUNS ?= 10000000

@@ -7,11 +7,17 @@
 // Tests and benchmarks may use anything: they are not shipped.
 import PackageDescription
 
+/// Release builds specialise generic code (machines, scheduler) across module boundaries:
+/// the hot path of a transition then allocates nothing and calls no witness tables.
+let crossModuleOptimization: [SwiftSetting] = [.unsafeFlags(["-cross-module-optimization"], .when(configuration: .release))]
+
 let package = Package(
     name: "lanrage",
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "lanrage", targets: ["lanrage"]),
+        // package-benchmark builds each benchmark as a product of its own (`make bench`).
+        .executable(name: "StateChartBenchmarks", targets: ["StateChartBenchmarks"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
@@ -21,13 +27,15 @@ let package = Package(
     targets: [
         // C headers and libraries.
         .systemLibrary(name: "CLinux", path: "Sources/CLinux"),
+        .systemLibrary(name: "CSodium", pkgConfig: "libsodium"),
 
         // Libraries, one concern each.
         .target(name: "Output", dependencies: [.product(name: "Logging", package: "swift-log")]),
         .target(name: "Commands", dependencies: ["Output"]),
         .target(name: "Net", dependencies: ["CLinux"]),
-        .target(name: "StateChart", dependencies: ["Output"]),
-        .target(name: "Peer", dependencies: ["StateChart"]),
+        .target(name: "StateChart", dependencies: ["Output"], swiftSettings: crossModuleOptimization),
+        .target(name: "Peer", dependencies: ["StateChart"], swiftSettings: crossModuleOptimization),
+        .target(name: "Punch", dependencies: ["Net", "CLinux", "CSodium"]),
         .target(
             name: "EventLoop",
             dependencies: [
@@ -65,6 +73,20 @@ let package = Package(
         .testTarget(name: "StateChartTests", dependencies: ["StateChart"]),
         .testTarget(name: "PeerTests", dependencies: ["Peer", "StateChart", "EventLoop"]),
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop", "StateChart", "CLinux"]),
+        .testTarget(name: "lanrageTests", dependencies: ["lanrage"]),
+        .testTarget(name: "PunchTests", dependencies: ["Punch", "Net", "CLinux", "CSodium"]),
+
+        // Benchmarks (`make bench`), run through package-benchmark.
+        .executableTarget(
+            name: "StateChartBenchmarks",
+            dependencies: [
+                "StateChart", "EventLoop", "Peer",
+                .product(name: "Benchmark", package: "benchmark"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Tests/Benchmarks/StateChartBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

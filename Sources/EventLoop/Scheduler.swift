@@ -22,7 +22,8 @@ public final class Scheduler<Executor: ActionExecutor>: TimerSource {
     public var logger: Logger
     /// Called for every transition, after its actions ran (status, tests).
     public var onTransition: ((TransitionRecord<Spec>) -> Void)?
-    public private(set) var statistics = Statistics()
+    public var statistics: Statistics { counters }
+    @usableFromInline var counters = Statistics()
 
     /// Counters of what the scheduler did.
     public struct Statistics: Sendable, Equatable {
@@ -35,14 +36,14 @@ public final class Scheduler<Executor: ActionExecutor>: TimerSource {
         public var wakeups = 0
     }
 
-    private var machines: [Machine<Spec>?] = []
-    private var names: [String] = []
-    private var enteredAt: [Nanoseconds] = []
-    private var timers = Heap<TimerEntry>()
-    private var sequence: UInt64 = 0
-    private var queue: [(machine: MachineID, event: Spec.Event)] = []
-    private var queueHead = 0
-    private var draining = false
+    @usableFromInline var machines: [Machine<Spec>?] = []
+    @usableFromInline var names: [String] = []
+    @usableFromInline var enteredAt: [Nanoseconds] = []
+    @usableFromInline var timers = Heap<TimerEntry>()
+    @usableFromInline var sequence: UInt64 = 0
+    @usableFromInline var queue: [(machine: MachineID, event: Spec.Event)] = []
+    @usableFromInline var queueHead = 0
+    @usableFromInline var draining = false
 
     public init(
         chart: Chart<Spec>, clock: any SchedulerClock, executor: Executor,
@@ -78,11 +79,13 @@ public final class Scheduler<Executor: ActionExecutor>: TimerSource {
     }
 
     /// The machine `id`, or `nil` once removed.
+    @inlinable
     public func machine(_ id: MachineID) -> Machine<Spec>? {
         machines.indices.contains(Int(id.index)) ? machines[Int(id.index)] : nil
     }
 
     /// Changes a machine's context in place (to store the data an event carries before posting it).
+    @inlinable
     public func updateContext(of id: MachineID, _ update: (inout Spec.Context) -> Void) {
         guard machines[Int(id.index)] != nil else { return }
         update(&machines[Int(id.index)]!.context)
@@ -101,18 +104,21 @@ public final class Scheduler<Executor: ActionExecutor>: TimerSource {
 
     /// Delivers `event` to machine `id`, after the events already queued (FIFO). When called from
     /// outside an executor callback, the queue is processed before returning.
+    @inlinable
     public func post(_ event: Spec.Event, to id: MachineID) {
         queue.append((id, event))
         drain()
     }
 
     /// Delivers `event` to machine `id` after `delay`, whatever state it is in then.
+    @inlinable
     public func post(_ event: Spec.Event, to id: MachineID, after delay: Duration) {
         push(TimerEntry(deadline: clock.now + delay.nanoseconds, sequence: 0, machine: id.index, epoch: 0,
                         timeout: -1, payload: Int32(event.rawValue)))
     }
 
-    private func drain() {
+    @inlinable
+    func drain() {
         guard !draining else { return }
         draining = true
         defer { draining = false }
@@ -125,16 +131,17 @@ public final class Scheduler<Executor: ActionExecutor>: TimerSource {
         queueHead = 0
     }
 
-    private func deliver(_ event: Spec.Event, to id: MachineID) {
+    @inlinable
+    func deliver(_ event: Spec.Event, to id: MachineID) {
         let index = Int(id.index)
         guard machines[index] != nil else { return }
         guard let transition = machines[index]!.handle(event) else {
-            statistics.ignoredEvents += 1
+            counters.ignoredEvents += 1
             logger.trace("ignored", metadata: [MetadataKey.peer: "\(names[index])", MetadataKey.event: "\(event)",
                                                MetadataKey.state: "\(machines[index]!.state)"])
             return
         }
-        statistics.transitions += 1
+        counters.transitions += 1
         let now = clock.now
         let elapsed = now - enteredAt[index]
         if !transition.isInternal {
@@ -148,23 +155,31 @@ public final class Scheduler<Executor: ActionExecutor>: TimerSource {
         }
     }
 
-    private func trace(_ transition: Transition<Spec>, of id: MachineID, elapsed: Nanoseconds, at now: Nanoseconds) {
+    @inlinable
+    func trace(_ transition: Transition<Spec>, of id: MachineID, elapsed: Nanoseconds, at now: Nanoseconds) {
         let level: Logger.Level = transition.isInternal ? .debug : .info
         guard logger.logLevel <= level else { return }
-        let record = TransitionRecord(time: now, machine: id, name: names[Int(id.index)], transition: transition, elapsed: elapsed)
+        log(TransitionRecord(time: now, machine: id, name: names[Int(id.index)], transition: transition, elapsed: elapsed),
+            at: level)
+    }
+
+    /// Writes the one structured line of a transition; only reached when the level is enabled.
+    @usableFromInline
+    func log(_ record: TransitionRecord<Spec>, at level: Logger.Level) {
         logger.log(level: level, "transition", metadata: [
             MetadataKey.peer: "\(record.name)",
-            MetadataKey.from: "\(transition.from)",
-            MetadataKey.event: "\(transition.event)",
-            MetadataKey.to: "\(transition.to)",
-            MetadataKey.elapsed: "\(TransitionRecord<Spec>.milliseconds(elapsed))",
+            MetadataKey.from: "\(record.transition.from)",
+            MetadataKey.event: "\(record.transition.event)",
+            MetadataKey.to: "\(record.transition.to)",
+            MetadataKey.elapsed: "\(TransitionRecord<Spec>.milliseconds(record.elapsed))",
             MetadataKey.actions: "\(record.actionList)",
         ])
     }
 
     // MARK: Timers
 
-    private func armTimeouts(of id: MachineID) {
+    @inlinable
+    func armTimeouts(of id: MachineID) {
         let machine = machines[Int(id.index)]!
         let now = clock.now
         for index in chart.timeoutIndices(of: machine.state) {
@@ -175,7 +190,8 @@ public final class Scheduler<Executor: ActionExecutor>: TimerSource {
         }
     }
 
-    private func push(_ entry: TimerEntry) {
+    @inlinable
+    func push(_ entry: TimerEntry) {
         var entry = entry
         sequence &+= 1
         entry.sequence = sequence
@@ -183,6 +199,7 @@ public final class Scheduler<Executor: ActionExecutor>: TimerSource {
     }
 
     /// When the earliest armed timer is due, or `nil` when none is armed.
+    @inlinable
     public var nextDeadline: Nanoseconds? { timers.min?.deadline }
 
     /// Number of timers in the heap, stale ones included.
@@ -190,22 +207,22 @@ public final class Scheduler<Executor: ActionExecutor>: TimerSource {
 
     /// Fires every timer due by now (or within the coalescing window after the earliest due one),
     /// in deadline order, and processes the events they cause. Returns how many fired.
-    @discardableResult
+    @inlinable @discardableResult
     public func fireDueTimers() -> Int {
         let now = clock.now
         guard let first = timers.min, first.deadline <= now else { return 0 }
-        statistics.wakeups += 1
+        counters.wakeups += 1
         let limit = max(now, first.deadline + coalescingWindow)
         var fired = 0
-        while let entry = timers.min, entry.deadline <= limit {
-            timers.removeMin()
+        while let deadline = timers.min?.deadline, deadline <= limit {
+            let entry = timers.removeMin()
             let index = Int(entry.machine)
             guard machines[index] != nil else { continue }
             if entry.timeout < 0 {
                 queue.append((MachineID(entry.machine), Spec.Event(rawValue: Int(entry.payload))!))
             } else {
                 guard entry.epoch == machines[index]!.epoch else {
-                    statistics.staleTimers += 1
+                    counters.staleTimers += 1
                     continue
                 }
                 let timeout = chart.timeouts[Int(entry.timeout)]
@@ -218,7 +235,7 @@ public final class Scheduler<Executor: ActionExecutor>: TimerSource {
                 queue.append((MachineID(entry.machine), timeout.event))
             }
             fired += 1
-            statistics.timersFired += 1
+            counters.timersFired += 1
             drain()
         }
         return fired

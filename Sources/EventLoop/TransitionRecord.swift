@@ -11,6 +11,15 @@ public struct TransitionRecord<Spec: ChartSpec>: Sendable {
     /// Time spent in the state the transition left (for an internal one: in the current state so far).
     public let elapsed: Nanoseconds
 
+    @usableFromInline
+    init(time: Nanoseconds, machine: MachineID, name: String, transition: Transition<Spec>, elapsed: Nanoseconds) {
+        self.time = time
+        self.machine = machine
+        self.name = name
+        self.transition = transition
+        self.elapsed = elapsed
+    }
+
     /// The record as one trace line, `peer=… from=… event=… to=… elapsed_ms=… actions=…`.
     public var line: String {
         "peer=\(name) from=\(transition.from) event=\(transition.event) to=\(transition.to) elapsed_ms=\(TransitionRecord.milliseconds(elapsed)) actions=\(actionList)"

@@ -44,7 +44,7 @@ public enum PeerInput: Sendable, Equatable {
 
 extension Machine where Spec == PeerChart {
     /// Handles an input from the outside world: stores its data, then fires its event.
-    public mutating func handle(_ input: PeerInput) -> Transition<PeerChart>? {
+    public mutating func receive(_ input: PeerInput) -> Transition<PeerChart>? {
         input.apply(to: &context)
         return handle(input.event)
     }

@@ -13,13 +13,13 @@ public final class Chart<Spec: ChartSpec>: Sendable {
 
     // Compiled tables. Rows for (state, event) are rowIndex[rowStart[k]..<rowStart[k + 1]],
     // k = state * eventCount + event, in table order; timeouts likewise by state.
-    let eventCount: Int
-    let rowStart: [Int32]
-    let rowIndex: [Int32]
+    @usableFromInline let eventCount: Int
+    @usableFromInline let rowStart: [Int32]
+    @usableFromInline let rowIndex: [Int32]
     /// Per row: the source's exit actions (external rows only), the row's actions, the target's entry actions.
-    let rowActions: [[Spec.Action]]
-    let timeoutStart: [Int32]
-    let timeoutIndex: [Int32]
+    @usableFromInline let rowActions: [[Spec.Action]]
+    @usableFromInline let timeoutStart: [Int32]
+    @usableFromInline let timeoutIndex: [Int32]
 
     public init(
         name: String, initial: Spec.State, states: [StateInfo<Spec>] = [], rows: [Row<Spec>],
@@ -63,10 +63,11 @@ public final class Chart<Spec: ChartSpec>: Sendable {
     }
 
     /// The info of `state`.
+    @inlinable
     public func info(_ state: Spec.State) -> StateInfo<Spec> { states[state.rawValue] }
 
     /// The timeouts `state` arms on entry, as indices into ``timeouts``, in table order.
-    @inline(__always)
+    @inlinable
     public func timeoutIndices(of state: Spec.State) -> ArraySlice<Int32> {
         timeoutIndex[Int(timeoutStart[state.rawValue])..<Int(timeoutStart[state.rawValue + 1])]
     }

@@ -2,7 +2,7 @@
 /// The name is what the validator compares and what the chart picture shows.
 public struct Guard<Context>: Sendable {
     public let name: String
-    let test: @Sendable (Context) -> Bool
+    @usableFromInline let test: @Sendable (Context) -> Bool
 
     public init(_ name: String, _ test: @escaping @Sendable (Context) -> Bool) {
         self.name = name

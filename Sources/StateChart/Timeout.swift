@@ -42,8 +42,8 @@ public struct Timeout<Spec: ChartSpec>: Sendable {
 public struct Delay<Context>: Sendable {
     /// How the delay reads on the chart picture ("2s", "30s·2ⁿ ≤ 10m").
     public let label: String
-    let fixedNanoseconds: Int64?
-    let compute: (@Sendable (Context) -> Duration)?
+    @usableFromInline let fixedNanoseconds: Int64?
+    @usableFromInline let compute: (@Sendable (Context) -> Duration)?
 
     /// A fixed delay.
     public static func fixed(_ duration: Duration) -> Delay {
@@ -56,7 +56,7 @@ public struct Delay<Context>: Sendable {
     }
 
     /// The delay in nanoseconds for a machine in `context`.
-    @inline(__always)
+    @inlinable
     public func nanoseconds(in context: Context) -> Int64 {
         if let fixedNanoseconds { return fixedNanoseconds }
         return max(0, compute!(context).nanoseconds)
@@ -86,6 +86,7 @@ public struct Delay<Context>: Sendable {
 
 extension Duration {
     /// The duration in whole nanoseconds (saturating).
+    @inlinable
     public var nanoseconds: Int64 {
         let (seconds, attoseconds) = components
         let (scaled, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)

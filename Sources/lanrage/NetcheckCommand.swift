@@ -22,7 +22,6 @@ enum NetcheckCommand {
             .value("tries", "N", help: "Sends per request before giving up.", default: "7"),
         ]
     ) { invocation in
-        try GlobalOptions.bootstrapLogging(invocation)
         let servers = try invocation.values("stun", as: Endpoint.self)
         guard let first = servers.first else { throw invocation.usageError("missing --stun IP:PORT") }
         guard servers.allSatisfy({ $0.address.family == first.address.family }) else {

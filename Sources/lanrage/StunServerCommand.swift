@@ -19,7 +19,6 @@ enum StunServerCommand {
             .value("alternate", "IP:PORT", help: "Alternate address and port (another IP and another port) for RFC 5780."),
         ]
     ) { invocation in
-        try GlobalOptions.bootstrapLogging(invocation)
         guard let listen = try invocation.value("listen", as: Endpoint.self) else {
             throw invocation.usageError("missing --listen IP:PORT")
         }

@@ -3,4 +3,4 @@ import Commands
 import Glibc
 #endif
 
-exit(LANrage.command.main())
+exit(LANrage.command.main(prepare: GlobalOptions.bootstrapLogging))

@@ -1,0 +1,3 @@
+// libsodium: X25519, base64, random bytes, constant-time compare, memzero.
+#pragma once
+#include <sodium.h>

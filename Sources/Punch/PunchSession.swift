@@ -1,0 +1,87 @@
+import Net
+
+/// One side of a coordinated punch with one peer, as a pure value: feed it the datagrams that
+/// arrive, get back what to send and which address to pin. Sockets and clocks stay outside.
+///
+/// - A burst sends one PUNCH, with a fresh nonce, to every candidate (local addresses first,
+///   then reflexive ones, in the order given).
+/// - An authenticated PUNCH of this session is answered with an ACK echoing its nonce, to the
+///   address it came from. From an address that is not a candidate (the peer is behind a NAT
+///   that maps per destination), the address becomes a peer-reflexive candidate: it is punched
+///   too, but not pinned on the PUNCH alone.
+/// - The first authenticated ACK echoing one of our nonces, or authenticated PUNCH from a
+///   candidate, pins its source address as the peer's endpoint. Later messages never move it:
+///   a replayed or forged message cannot steer WireGuard elsewhere.
+public struct PunchSession: Sendable {
+    /// What the caller must do.
+    public enum Effect: Equatable, Sendable {
+        /// Send these bytes from the WireGuard port to this address.
+        case send([UInt8], to: Endpoint)
+        /// This address is the peer's endpoint: point WireGuard at it.
+        case pin(Endpoint)
+    }
+
+    public let key: PairKey
+    public let session: UInt64
+    public private(set) var candidates: [Endpoint]
+    public private(set) var pinned: Endpoint?
+    /// Messages that were refused, by reason (for counters and logs).
+    public private(set) var refused: [PunchMessageError: Int] = [:]
+    /// Nonces of our PUNCHes, newest last; bounded.
+    private var nonces: [[UInt8]] = []
+    private static let nonceMemory = 256
+    private static let candidateLimit = 32
+
+    public init(key: PairKey, session: UInt64, candidates: [Endpoint]) {
+        self.key = key
+        self.session = session
+        self.candidates = Array(candidates.prefix(PunchSession.candidateLimit))
+    }
+
+    /// One burst: a PUNCH to every candidate.
+    public mutating func burst() -> [Effect] {
+        candidates.map { punch(to: $0) }
+    }
+
+    private mutating func punch(to destination: Endpoint) -> Effect {
+        let nonce = PunchMessage.randomNonce()
+        nonces.append(nonce)
+        if nonces.count > PunchSession.nonceMemory { nonces.removeFirst(nonces.count - PunchSession.nonceMemory) }
+        let message = PunchMessage(kind: .punch, sender: key.local, receiver: key.remote, session: session, nonce: nonce)
+        return .send(message.encoded(with: key), to: destination)
+    }
+
+    /// Handles a datagram that arrived on the WireGuard port from `source`.
+    public mutating func receive(_ bytes: [UInt8], from source: Endpoint) -> [Effect] {
+        let message: PunchMessage
+        do {
+            message = try PunchMessage.decode(bytes, key: key)
+        } catch {
+            refused[error, default: 0] += 1
+            return []
+        }
+        guard message.session == session else { return [] }
+        switch message.kind {
+        case .punch:
+            let ack = PunchMessage(kind: .ack, sender: key.local, receiver: key.remote, session: session, nonce: message.nonce)
+            var effects: [Effect] = [.send(ack.encoded(with: key), to: source)]
+            if candidates.contains(source) {
+                effects += pin(source)
+            } else if candidates.count < PunchSession.candidateLimit {
+                candidates.append(source)
+                effects.append(punch(to: source))
+            }
+            return effects
+        case .ack:
+            guard nonces.contains(message.nonce) else { return [] }
+            return pin(source)
+        }
+    }
+
+    private mutating func pin(_ endpoint: Endpoint) -> [Effect] {
+        guard pinned == nil else { return [] }
+        pinned = endpoint
+        return [.pin(endpoint)]
+    }
+}
+

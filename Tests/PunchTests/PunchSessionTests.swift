@@ -1,0 +1,81 @@
+import Net
+import Testing
+@testable import Punch
+
+@Suite struct PunchSessionTests {
+    let alice = Member(), bob = Member(), mallory = Member()
+    let aliceAddress = Endpoint("192.0.2.10:51820")!, bobAddress = Endpoint("198.51.100.20:40000")!
+
+    func sends(_ effects: [PunchSession.Effect]) -> [(bytes: [UInt8], to: Endpoint)] {
+        effects.compactMap { if case .send(let bytes, let to) = $0 { (bytes, to) } else { nil } }
+    }
+
+    @Test func aBurstPunchesEveryCandidateInOrder() {
+        var session = PunchSession(key: alice.pairKey(with: bob), session: 5,
+                                   candidates: [Endpoint("203.0.113.5:51820")!, bobAddress])
+        let effects = sends(session.burst())
+        #expect(effects.map(\.to) == [Endpoint("203.0.113.5:51820")!, bobAddress])
+        #expect(effects.allSatisfy { $0.bytes.starts(with: Array("LANRAGE_PUNCH\0".utf8)) })
+    }
+
+    @Test func punchAndAckPinBothSides() throws {
+        var a = PunchSession(key: alice.pairKey(with: bob), session: 5, candidates: [bobAddress])
+        var b = PunchSession(key: bob.pairKey(with: alice), session: 5, candidates: [aliceAddress])
+        let punch = try #require(sends(a.burst()).first)
+        let answer = b.receive(punch.bytes, from: aliceAddress)
+        #expect(answer.contains(.pin(aliceAddress)), "a PUNCH from a candidate pins it")
+        let ack = try #require(sends(answer).first)
+        #expect(ack.to == aliceAddress)
+        #expect(a.receive(ack.bytes, from: bobAddress) == [.pin(bobAddress)])
+        #expect(a.pinned == bobAddress && b.pinned == aliceAddress)
+    }
+
+    @Test func aPunchFromANewAddressIsAnsweredAndPunchedButNotPinned() throws {
+        var a = PunchSession(key: alice.pairKey(with: bob), session: 5, candidates: [bobAddress])
+        var b = PunchSession(key: bob.pairKey(with: alice), session: 5, candidates: [aliceAddress])
+        let mappedByASymmetricNAT = Endpoint("192.0.2.10:61001")!
+        let punch = try #require(sends(a.burst()).first)
+        let effects = b.receive(punch.bytes, from: mappedByASymmetricNAT)
+        #expect(b.pinned == nil)
+        #expect(sends(effects).map(\.to) == [mappedByASymmetricNAT, mappedByASymmetricNAT], "ACK, then our own PUNCH")
+        #expect(b.candidates.last == mappedByASymmetricNAT)
+        // Alice answers Bob's PUNCH; Bob pins on her ACK, which echoes his nonce.
+        let bobsPunch = sends(effects)[1]
+        let aliceAnswer = a.receive(bobsPunch.bytes, from: bobAddress)
+        let aliceAck = try #require(sends(aliceAnswer).first)
+        #expect(b.receive(aliceAck.bytes, from: mappedByASymmetricNAT) == [.pin(mappedByASymmetricNAT)])
+    }
+
+    @Test func forgedReplayedAndStaleMessagesNeverMoveThePin() throws {
+        var a = PunchSession(key: alice.pairKey(with: bob), session: 5, candidates: [bobAddress])
+        var b = PunchSession(key: bob.pairKey(with: alice), session: 5, candidates: [aliceAddress])
+        let punch = try #require(sends(a.burst()).first)
+        let ack = try #require(sends(b.receive(punch.bytes, from: aliceAddress)).first)
+        let attacker = Endpoint("203.0.113.66:6666")!
+
+        // Mallory forges an ACK with her own key for Alice: refused, nothing pinned.
+        let forgedKey = PairKey(localPrivateKey: mallory.privateKey, localPublicKey: bob.publicKey, remotePublicKey: alice.publicKey)!
+        let forged = PunchMessage(kind: .ack, sender: forgedKey.local, receiver: forgedKey.remote, session: 5,
+                                  nonce: PunchMessage.randomNonce()).encoded(with: forgedKey)
+        #expect(a.receive(forged, from: attacker).isEmpty)
+        #expect(a.refused[.badMAC] == 1)
+        // A genuine ACK for a nonce Alice never sent (an old session's, replayed): ignored.
+        let oldSession = PunchMessage(kind: .ack, sender: b.key.local, receiver: b.key.remote, session: 4, nonce: PunchMessage.randomNonce())
+        #expect(a.receive(oldSession.encoded(with: b.key), from: attacker).isEmpty)
+        let unknownNonce = PunchMessage(kind: .ack, sender: b.key.local, receiver: b.key.remote, session: 5, nonce: PunchMessage.randomNonce())
+        #expect(a.receive(unknownNonce.encoded(with: b.key), from: attacker).isEmpty)
+        #expect(a.pinned == nil)
+
+        #expect(a.receive(ack.bytes, from: bobAddress) == [.pin(bobAddress)])
+        // The same genuine ACK replayed from elsewhere afterwards does not move the pin.
+        #expect(a.receive(ack.bytes, from: attacker).isEmpty)
+        #expect(a.pinned == bobAddress)
+    }
+
+    @Test func garbageIsCountedNotFatal() {
+        var a = PunchSession(key: alice.pairKey(with: bob), session: 5, candidates: [bobAddress])
+        #expect(a.receive(Array("LANRAGE_PUNCH".utf8), from: bobAddress).isEmpty)
+        #expect(a.receive([], from: bobAddress).isEmpty)
+        #expect(a.refused[.malformed] == 1 && a.refused[.notAPunchMessage] == 1)
+    }
+}

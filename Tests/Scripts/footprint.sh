@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Footprint of the shipped binary: size (stripped, and xz-compressed), RSS, threads, and the
+# dependency budget (no Foundation). Exits non-zero when the budget is broken.
+#   Tests/Scripts/footprint.sh BINARY [BUDGET_BYTES]
+set -euo pipefail
+binary=$1
+budget=${2:-8000000}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+cp "$binary" "$work/lanrage"
+strip "$work/lanrage"
+size=$(stat -c %s "$work/lanrage")
+xz -9e -k -c "$work/lanrage" > "$work/lanrage.xz"
+compressed=$(stat -c %s "$work/lanrage.xz")
+
+status=0
+foundation=$(nm "$binary" 2>/dev/null | grep -c -E 'Foundation(Essentials|Internationalization)?[0-9]|\$s10Foundation|FoundationEssentials' || true)
+if [ "$foundation" != 0 ]; then
+    echo "FAIL: the release binary links Foundation ($foundation symbols):"
+    nm "$binary" | grep -E 'FoundationEssentials|\$s10Foundation' | head -5
+    status=1
+fi
+if ldd "$binary" | grep -q -i foundation; then
+    echo "FAIL: the release binary loads a Foundation library: $(ldd "$binary" | grep -i foundation)"
+    status=1
+fi
+if [ "$size" -gt "$budget" ]; then
+    echo "FAIL: stripped binary is $size bytes, over the budget of $budget"
+    status=1
+fi
+
+# Peak RSS and threads of one short command; idle RSS of a long-running one when there is one.
+rss_chart=$( { /usr/bin/time -f '%M' "$work/lanrage" chart peer >/dev/null; } 2>&1 | tail -1)
+libraries=$(ldd "$binary" | awk '{print $1}' | tr '\n' ' ')
+
+printf 'binary (stripped):      %8d bytes  (%.1f MB; budget %.1f MB)\n' "$size" "$(echo "$size/1000000" | bc -l)" "$(echo "$budget/1000000" | bc -l)"
+printf 'binary (xz -9e):        %8d bytes  (%.1f MB)\n' "$compressed" "$(echo "$compressed/1000000" | bc -l)"
+printf 'peak RSS, chart peer:   %8d KiB\n' "$rss_chart"
+echo "shared libraries:       $libraries"
+echo "Foundation symbols:     $foundation"
+exit $status

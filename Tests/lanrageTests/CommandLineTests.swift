@@ -1,0 +1,67 @@
+import Foundation
+import Testing
+
+/// The `lanrage` binary as a user runs it: output, messages and exit statuses.
+@Suite struct CommandLineTests {
+    /// Runs the `lanrage` built beside the test bundle.
+    static func lanrage(_ arguments: [String]) throws -> (status: Int32, out: String, err: String) {
+        let directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        var binary = directory.appendingPathComponent("lanrage")
+        if !FileManager.default.fileExists(atPath: binary.path) {
+            binary = directory.deletingLastPathComponent().appendingPathComponent("lanrage")
+        }
+        let process = Process()
+        process.executableURL = binary
+        process.arguments = arguments
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let outData = out.fileHandleForReading.readDataToEndOfFile()
+        let errData = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self))
+    }
+
+    @Test func chartPrintsThePeerChartAsDotByDefault() throws {
+        let result = try Self.lanrage(["chart"])
+        #expect(result.status == 0)
+        #expect(result.out.hasPrefix("digraph peer {"))
+        let explicit = try Self.lanrage(["chart", "peer", "--format", "dot"])
+        #expect(explicit.out == result.out)
+    }
+
+    @Test func chartPrintsJSON() throws {
+        let result = try Self.lanrage(["chart", "peer", "--format=json"])
+        #expect(result.status == 0)
+        let object = try JSONSerialization.jsonObject(with: Data(result.out.utf8)) as? [String: Any]
+        #expect(object?["name"] as? String == "peer")
+        #expect((object?["rows"] as? [Any])?.count == 29)
+    }
+
+    @Test func anUnknownChartIsAUsageError() throws {
+        let result = try Self.lanrage(["chart", "nosuch"])
+        #expect(result.status == 64)
+        #expect(result.out.isEmpty)
+        #expect(result.err.contains("lanrage chart: unknown chart 'nosuch' (expected peer, detection)"))
+    }
+
+    @Test(arguments: [
+        (["chart", "--format", "xml"], "invalid value 'xml' for --format (expected dot or json)"),
+        (["chart", "--log-level", "loud"], "invalid value 'loud' for --log-level"),
+        (["chart", "--log-format", "yaml"], "invalid value 'yaml' for --log-format (expected logfmt or json)"),
+        (["frobnicate"], "unknown command 'frobnicate'"),
+        (["chart", "--nope"], "unknown option '--nope'"),
+    ])
+    func badArgumentsAreNamed(arguments: [String], message: String) throws {
+        let process = try Self.lanrage(arguments)
+        #expect(process.status == 64)
+        #expect(process.err.contains(message))
+    }
+
+    @Test func helpExitsZero() throws {
+        let result = try Self.lanrage(["--help"])
+        #expect(result.status == 0)
+        #expect(result.out.contains("chart") && result.out.contains("--log-format FORMAT"))
+    }
+}
