@@ -9,7 +9,7 @@ RELEASE_BIN := .build/release/lanrage
 # The stripped release binary may not exceed this (bytes).
 SIZE_BUDGET := 8000000
 
-.PHONY: all build release deps test unit-tests footprint bench size charts check-charts clean fuzz bench-stun
+.PHONY: all build release deps test unit-tests footprint bench size charts clean fuzz bench-stun
 
 all: build
 

@@ -35,7 +35,7 @@ let package = Package(
         .target(name: "Net", dependencies: ["CLinux"]),
         .target(name: "StateChart", dependencies: ["Output"], swiftSettings: crossModuleOptimization),
         .target(name: "Peer", dependencies: ["StateChart"], swiftSettings: crossModuleOptimization),
-        .target(name: "Punch", dependencies: ["Net", "CLinux", "CSodium"]),
+        .target(name: "Punch", dependencies: ["Net", "CLinux", "CSodium", "STUN"]),
         .target(
             name: "EventLoop",
             dependencies: [
@@ -74,7 +74,7 @@ let package = Package(
         .testTarget(name: "PeerTests", dependencies: ["Peer", "StateChart", "EventLoop"]),
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop", "StateChart", "CLinux"]),
         .testTarget(name: "lanrageTests", dependencies: ["lanrage"]),
-        .testTarget(name: "PunchTests", dependencies: ["Punch", "Net", "CLinux", "CSodium"]),
+        .testTarget(name: "PunchTests", dependencies: ["Punch", "Net", "CLinux", "CSodium", "STUN", "LabSupport"]),
 
         // Benchmarks (`make bench`), run through package-benchmark.
         .executableTarget(
