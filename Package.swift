@@ -50,7 +50,7 @@ let package = Package(
         .executableTarget(
             name: "lanrage",
             dependencies: [
-                "Commands", "Output", "Net", "StateChart", "Peer", "EventLoop",
+                "Commands", "Output", "Net", "StateChart", "Peer", "EventLoop", "Punch",
                 "STUN",
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -3,7 +3,8 @@ import Glibc
 #endif
 
 /// A non-blocking UDP socket bound to one local endpoint. Closed when released.
-public final class UDPSocket {
+/// As a ``PortSocket`` it serves LANrage's datagrams on a port nothing else listens on.
+public final class UDPSocket: PortSocket {
     /// The file descriptor, for registration with an event loop.
     public let descriptor: Int32
     /// The bound local endpoint (with the port the kernel chose when 0 was asked for).
@@ -35,11 +36,13 @@ public final class UDPSocket {
 
     deinit { close(descriptor) }
 
+    /// The bound port.
+    public var port: UInt16 { local.port }
+
     /// Sends one datagram; returns `false` when the send would block (the datagram is dropped, as UDP allows).
     @discardableResult
-    public func send(_ bytes: some Collection<UInt8>, to destination: Endpoint) throws(SystemError) -> Bool {
-        let array = Array(bytes)
-        let sent = array.withUnsafeBytes { buffer in
+    public func send(_ bytes: [UInt8], to destination: Endpoint) throws(SystemError) -> Bool {
+        let sent = bytes.withUnsafeBytes { buffer in
             destination.withSockAddr { sendto(descriptor, buffer.baseAddress, buffer.count, 0, $0, $1) }
         }
         if sent >= 0 { return true }
@@ -64,5 +67,12 @@ public final class UDPSocket {
         }
         guard let from = Endpoint(storage) else { return nil }
         return (count, from)
+    }
+
+    /// Receives one datagram, or `nil` when none is queued.
+    public func receive() throws(SystemError) -> PortDatagram? {
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        guard let (count, source) = try receive(into: &buffer) else { return nil }
+        return PortDatagram(payload: Array(buffer[..<count]), source: source, destination: local)
     }
 }

@@ -52,7 +52,8 @@ public final class RawPortSocket: PortSocket {
         close(routeProbe)
     }
 
-    public func send(_ payload: [UInt8], to destination: Endpoint) throws(SystemError) {
+    @discardableResult
+    public func send(_ payload: [UInt8], to destination: Endpoint) throws(SystemError) -> Bool {
         guard case .v4(let destinationAddress) = destination.address else {
             throw SystemError("sendto", "\(destination) (the raw path is IPv4 only)", errno: EAFNOSUPPORT)
         }
@@ -71,9 +72,9 @@ public final class RawPortSocket: PortSocket {
         let sent = datagram.withUnsafeBytes { bytes in
             Endpoint(destination.address, 0).withSockAddr { sendto(descriptor, bytes.baseAddress, bytes.count, 0, $0, $1) }
         }
-        if sent < 0, errno != EAGAIN, errno != EWOULDBLOCK {
-            throw SystemError("sendto (raw, from port \(port))", destination.description)
-        }
+        if sent >= 0 { return true }
+        if errno == EAGAIN || errno == EWOULDBLOCK { return false }
+        throw SystemError("sendto (raw, from port \(port))", destination.description)
     }
 
     /// The address the kernel uses as source toward `destination`.

@@ -3,19 +3,20 @@ import Glibc
 #endif
 import Net
 
-/// Runs a `Discovery` against the real network: one UDP socket, `poll` with the next timer as
-/// deadline, the monotonic clock. For `lanrage netcheck` and tests; the agent will drive the same
-/// machine from its event loop instead.
+/// Runs a `Discovery` against the real network: one port socket (a bound UDP socket, or the raw
+/// path next to WireGuard), `poll` with the next timer as deadline, the monotonic clock. For
+/// `lanrage netcheck` and tests; the agent will drive the same machine from its event loop instead.
 public enum DiscoveryRunner {
     /// Probes `servers` from `socket`; returns the report or the reason there is none.
     public static func run(
-        servers: [Endpoint], socket: UDPSocket, localAddresses: [IPAddress],
+        servers: [Endpoint], socket: any PortSocket, localAddresses: [IPAddress],
         policy: RetransmissionPolicy = RetransmissionPolicy()
     ) throws(SystemError) -> Result<NATReport, DiscoveryFailure> {
-        var discovery = Discovery(servers: servers, localEndpoint: socket.local, localAddresses: localAddresses,
-                                  policy: policy)
+        let wildcard: IPAddress = servers.first?.address.family == AF_INET6
+            ? .v6(IPv6Address(bytes: [UInt8](repeating: 0, count: 16))!) : .v4(IPv4Address(0))
+        var discovery = Discovery(servers: servers, localEndpoint: Endpoint(wildcard, socket.port),
+                                  localAddresses: localAddresses, policy: policy)
         var timers: [TransactionID: Duration] = [:]
-        var buffer = [UInt8](repeating: 0, count: 2048)
         var actions = discovery.start(at: MonotonicTime.now())
         while true {
             for action in actions {
@@ -39,22 +40,22 @@ public enum DiscoveryRunner {
             }
             let wait = timers.values.min().map { $0 - now } ?? .seconds(1)
             guard try !Readiness.readable([socket.descriptor], timeout: wait).isEmpty else { continue }
-            while actions.isEmpty, let (count, from) = try receiveIgnoringICMP(socket, into: &buffer) {
+            while actions.isEmpty, let datagram = try receiveIgnoringICMP(socket) {
                 let at = MonotonicTime.now()
                 do {
-                    let message = try Message(decoding: Array(buffer[..<count]))
-                    actions += discovery.handle(.received(message, from: from), at: at)
+                    let message = try Message(decoding: datagram.payload)
+                    actions += discovery.handle(.received(message, from: datagram.source), at: at)
                 } catch {
-                    actions += discovery.handle(.undecodable(error, from: from), at: at)
+                    actions += discovery.handle(.undecodable(error, from: datagram.source), at: at)
                 }
             }
         }
     }
 
     /// An ICMP port unreachable surfaces as ECONNREFUSED on the next receive: not a datagram.
-    private static func receiveIgnoringICMP(_ socket: UDPSocket, into buffer: inout [UInt8]) throws(SystemError) -> (count: Int, from: Endpoint)? {
+    private static func receiveIgnoringICMP(_ socket: any PortSocket) throws(SystemError) -> PortDatagram? {
         while true {
-            do { return try socket.receive(into: &buffer) } catch {
+            do { return try socket.receive() } catch {
                 if error.errno == ECONNREFUSED { continue }
                 throw error
             }

@@ -1,6 +1,7 @@
 import Commands
 import Net
 import Output
+import Punch
 import STUN
 
 /// `lanrage netcheck --stun IP:PORT [--stun IP:PORT …] [--port P] [--json]`
@@ -16,7 +17,7 @@ enum NetcheckCommand {
             """,
         options: [
             .repeated("stun", "IP:PORT", help: "A STUN server; repeat for several. The first with two addresses runs the RFC 5780 tests."),
-            .value("port", "P", help: "Local UDP port to probe from (the WireGuard port).", default: "0, any"),
+            .value("port", "P", help: "Local UDP port to probe from (the WireGuard port; shared through a raw socket when WireGuard listens on it).", default: "0, any"),
             .flag("json", help: "Print the result as JSON."),
             .value("rto", "MS", help: "First retransmission timeout in milliseconds; doubles up to 4× this.", default: "100"),
             .value("tries", "N", help: "Sends per request before giving up.", default: "7"),
@@ -34,9 +35,9 @@ enum NetcheckCommand {
         guard tries > 0, tries <= 20 else { throw invocation.usageError("--tries must be 1…20") }
         let policy = RetransmissionPolicy(initialRTO: .milliseconds(rto), maxRTO: .milliseconds(4 * rto), attempts: tries,
                                           finalWait: .milliseconds(4 * rto))
-        let any: IPAddress = first.address.family != IPAddress.v4(IPv4Address(0)).family ? .v6(IPv6Address(bytes: [UInt8](repeating: 0, count: 16))!)
-                                                              : .v4(IPv4Address(0))
-        let socket = try UDPSocket(binding: Endpoint(any, port))
+        // On a port WireGuard already owns, the probes go through the raw path, so the public
+        // endpoint found is the one WireGuard's own traffic gets.
+        let socket = try openPortSocket(port: port, family: first.address.family)
         let local = try LocalAddresses.all()
         let json = invocation.flag("json")
         switch try DiscoveryRunner.run(servers: servers, socket: socket, localAddresses: local, policy: policy) {
