@@ -44,7 +44,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .target(name: "STUN", dependencies: ["Net", "StateChart"]),
+        .target(name: "STUN", dependencies: ["Net", "StateChart"], swiftSettings: [.unsafeFlags(["-Osize"], .when(configuration: .release))]),
 
         // The command line.
         .executableTarget(

@@ -1,7 +1,7 @@
 import Net
 
 /// Why bytes are not an acceptable STUN message. Every malformed input maps to one of these.
-public enum DecodingError: Error, Hashable, Sendable, CustomStringConvertible {
+public enum DecodingError: Error, Equatable, Sendable, CustomStringConvertible {
     /// Fewer bytes than the 20-byte header.
     case truncatedHeader(count: Int)
     /// The two leading bits are not zero: not a STUN message (RTP, DTLS, WireGuard …).
