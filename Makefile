@@ -6,10 +6,16 @@ DEB_PACKAGES := libnl-3-dev libnl-genl-3-dev libsodium-dev pkg-config graphviz n
 	wireguard-tools wireguard-go socat conntrack coturn stun-client iputils-ping xz-utils binutils bc time
 RELEASE_FLAGS := -c release --static-swift-stdlib
 RELEASE_BIN := .build/release/lanrage
-# The stripped release binary may not exceed this (bytes).
+# The stripped release binary may not exceed this (bytes). 8,000,000 was set before the WireGuard
+# module (netlink + UAPI backends, keys, wg-quick parser, lanrage wg/genkey/pubkey), which measures
+# +263 KB with -Osize; with STUN and Punch merged the binary is 8.39 MB. The lead decides on the
+# budget — see the wireguard branch report.
 SIZE_BUDGET := 8000000
+# make test-kernel: Debian's kernel under qemu with a static busybox initramfs (the kernel itself is
+# fetched with apt-get download into .build/test-kernel, never installed).
+DEB_PACKAGES += qemu-system-x86 busybox-static cpio
 
-.PHONY: all build release deps test unit-tests footprint bench size charts clean fuzz bench-stun
+.PHONY: all build release deps test unit-tests footprint bench size charts clean fuzz bench-stun lab-bench test-kernel kernel-tests bench-wg
 
 all: build
 
@@ -34,12 +40,28 @@ release:
 
 ## test: everything — unit and lab tests (network namespaces need root), the checked-in charts,
 ## and the footprint budget of the release binary.
-test: deps unit-tests footprint
+test: deps unit-tests footprint kernel-tests
 	@echo "make test: all passed"
 
 unit-tests:
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
+
+## test-kernel: the netlink backend against the real wireguard.ko, in Debian's kernel under qemu (KVM or TCG).
+test-kernel:
+	Tests/Scripts/test-kernel/run.sh
+
+## kernel-tests: test-kernel as part of make test — prints a framed SKIPPED line with the reason when it cannot run.
+kernel-tests:
+	SKIP_OK=1 Tests/Scripts/test-kernel/run.sh
+
+## bench-wg: apply and read back 1,000 peers through the UAPI backend vs wg set / wg show dump (root,
+## wireguard-go), then the same through the netlink backend inside the test VM.
+bench-wg:
+	Tests/Scripts/bench-wg.sh
+	BENCH=1 SKIP_OK=1 Tests/Scripts/test-kernel/run.sh
+
+bench: bench-wg
 
 ## footprint: the release binary keeps to the dependency and size budget (fails otherwise).
 footprint: release
@@ -76,3 +98,8 @@ bench-stun:
 
 clean:
 	rm -rf .build .build-fuzz
+
+## lab-bench: NAT lab benchmarks (root): time to a pinned endpoint per NAT pair, LANRAGE_LAB_RUNS runs each.
+lab-bench: deps
+	$(SWIFT) build --build-tests
+	LANRAGE_LAB_BENCH=1 $(SWIFT) test --skip-build --filter PunchMatrixBenchmark 2>&1 | grep -E 'LAB-BENCH|✘|Test run'

@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import Net
 import StateChart
 
 /// A point on a monotonic time line, in nanoseconds from an arbitrary origin.
@@ -16,11 +14,7 @@ public protocol SchedulerClock: AnyObject {
 public final class MonotonicClock: SchedulerClock {
     public init() {}
 
-    public var now: Nanoseconds {
-        var time = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &time)
-        return Int64(time.tv_sec) * 1_000_000_000 + Int64(time.tv_nsec)
-    }
+    public var now: Nanoseconds { MonotonicTime.nanoseconds() }
 }
 
 /// A clock that only moves when told to: tests run hours of timers in microseconds, deterministically.

@@ -43,6 +43,12 @@ public struct PunchSession: Sendable {
         candidates.map { punch(to: $0) }
     }
 
+    /// PUNCHes to addresses that are not candidates — predicted ports of a symmetric NAT. Their
+    /// answers pin like any other: an authenticated ACK echoing one of these nonces.
+    public mutating func probe(_ destinations: [Endpoint]) -> [Effect] {
+        destinations.map { punch(to: $0) }
+    }
+
     private mutating func punch(to destination: Endpoint) -> Effect {
         let nonce = PunchMessage.randomNonce()
         nonces.append(nonce)

@@ -11,6 +11,10 @@ enum LANrage {
             VersionCommand.command,
             StunServerCommand.command,
             NetcheckCommand.command,
+            KeyCommands.genkey,
+            KeyCommands.genpsk,
+            KeyCommands.pubkey,
+            WGCommand.command,
         ]
     )
 }

@@ -49,7 +49,12 @@ public struct Namespace: Sendable, CustomStringConvertible {
     /// A UDP socket opened inside this namespace (the calling thread enters it for the `socket`
     /// call and returns to its own namespace before this returns).
     public func udpSocket(binding endpoint: Endpoint) throws -> UDPSocket {
-        try NamespaceSwitch.inside(name) { try UDPSocket(binding: endpoint) }
+        try inside { try UDPSocket(binding: endpoint) }
+    }
+
+    /// Runs `body` with the calling thread inside this namespace: sockets it opens stay there.
+    public func inside<Result>(_ body: () throws -> Result) throws -> Result {
+        try NamespaceSwitch.inside(name, body)
     }
 }
 

@@ -62,12 +62,21 @@ func netcheck(in site: Site, _ arguments: [String]) throws -> [String: Any] {
     @Test func garbageAnswersAreNamed() throws {
         let lab = try Lab()
         defer { lab.shutdown() }
-        // A "server" that answers every datagram with text: socat echoing a fixed reply.
-        try lab.spawn(in: lab.stunHost, ["socat", "UDP4-RECVFROM:3478,bind=\(Lab.stunPrimary),fork", "SYSTEM:echo garbage-garbage-garbage-garbage"],
-                      log: "socat.log")
-        try lab.stunHost.waitForUDPListener(Endpoint(.v4(Lab.stunPrimary), 3478))
+        // A "server" that answers every datagram with text, from a thread of this process (socat
+        // forking a shell per datagram answers too late on a loaded machine).
+        nonisolated(unsafe) let server = try lab.stunHost.udpSocket(binding: Endpoint(.v4(Lab.stunPrimary), 3478))
+        let stop = StopFlag()
+        let responder = Thread {
+            while !stop.isSet {
+                guard let (_, from) = try? NATProbe.receive(on: server, within: .milliseconds(50)) else { continue }
+                _ = try? server.send(Array("garbage-garbage-garbage-garbage".utf8), to: from)
+            }
+        }
+        responder.start()
+        defer { stop.set() }
         let site = try lab.addSite(.open)
-        let process = try site.client.spawn([Products.lanrage, "netcheck", "--stun", "\(Lab.stunPrimary):3478", "--tries", "3"],
+        let process = try site.client.spawn([Products.lanrage, "netcheck", "--stun", "\(Lab.stunPrimary):3478", "--tries", "3",
+                                             "--rto", "300"],
                                             output: lab.directory.appendingPathComponent("garbage.out"))
         process.waitUntilExit()
         let text = try String(contentsOf: lab.directory.appendingPathComponent("garbage.out"), encoding: .utf8)
@@ -75,4 +84,12 @@ func netcheck(in site: Site, _ arguments: [String]) throws -> [String: Any] {
         #expect(text.contains("no response from 192.0.2.1:3478 after 3 tries (it sent"), "\(text)")
         #expect(text.contains("malformed"))
     }
+}
+
+/// Tells a helper thread to stop.
+final class StopFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    var isSet: Bool { lock.withLock { value } }
+    func set() { lock.withLock { value = true } }
 }

@@ -30,13 +30,34 @@ if [ "$size" -gt "$budget" ]; then
     status=1
 fi
 
-# Peak RSS and threads of one short command; idle RSS of a long-running one when there is one.
+# Peak RSS of one short command, and the idle RSS and threads of a long-running one (a STUN
+# server on loopback, its event loop asleep).
 rss_chart=$( { /usr/bin/time -f '%M' "$work/lanrage" chart peer >/dev/null; } 2>&1 | tail -1)
+port=$(( 20000 + RANDOM % 20000 ))
+"$work/lanrage" stun-server --listen "127.0.0.1:$port" --log-level error &
+server=$!
+idle_rss="?"; threads="?"
+for _ in $(seq 50); do
+    if [ -r "/proc/$server/status" ] && ss -Hunl | grep -q "127.0.0.1:$port"; then break; fi
+    sleep 0.1
+done
+sleep 1
+if [ -r "/proc/$server/status" ]; then
+    idle_rss=$(awk '/^VmRSS/ {print $2}' "/proc/$server/status")
+    threads=$(awk '/^Threads/ {print $2}' "/proc/$server/status")
+fi
+kill "$server" 2>/dev/null || true
+wait "$server" 2>/dev/null || true
+if [ "$threads" != 1 ]; then
+    echo "FAIL: the idle server runs $threads threads, not 1"
+    status=1
+fi
 libraries=$(ldd "$binary" | awk '{print $1}' | tr '\n' ' ')
 
 printf 'binary (stripped):      %8d bytes  (%.1f MB; budget %.1f MB)\n' "$size" "$(echo "$size/1000000" | bc -l)" "$(echo "$budget/1000000" | bc -l)"
 printf 'binary (xz -9e):        %8d bytes  (%.1f MB)\n' "$compressed" "$(echo "$compressed/1000000" | bc -l)"
 printf 'peak RSS, chart peer:   %8d KiB\n' "$rss_chart"
+printf 'idle RSS, stun-server:  %8s KiB  (threads: %s)\n' "$idle_rss" "$threads"
 echo "shared libraries:       $libraries"
 echo "Foundation symbols:     $foundation"
 exit $status

@@ -1,0 +1,98 @@
+import Net
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Which implementation talks to WireGuard.
+public enum BackendKind: String, Sendable, CaseIterable {
+    /// The kernel module, over generic netlink (libnl).
+    case netlink
+    /// A userspace WireGuard (wireguard-go), over its UAPI socket.
+    case uapi
+}
+
+/// One protocol, two implementations: `NetlinkBackend` (kernel) and `UAPIBackend` (wireguard-go).
+/// Links, addresses and routes go over rtnetlink for both (`RouteNetlink`).
+public protocol WireGuardBackend: AnyObject {
+    var kind: BackendKind { get }
+    /// The WireGuard interfaces this backend sees, sorted.
+    func interfaceNames() throws(WireGuardError) -> [String]
+    /// Creates the interface; fails with `.exists` when a link of that name exists.
+    func createInterface(named name: String) throws(WireGuardError)
+    func deleteInterface(named name: String) throws(WireGuardError)
+    /// Reads the device with its peers and counters.
+    func device(named name: String) throws(WireGuardError) -> Device
+    /// Applies a change in as few operations as the backend allows.
+    func configure(_ name: String, _ change: DeviceChange) throws(WireGuardError)
+}
+
+/// Choosing a backend: the kernel module when its generic netlink family exists, else userspace.
+public enum Backends {
+    /// The backend to use: `forced` when given; else netlink when the kernel knows the `wireguard`
+    /// family; else UAPI when `wireguard-go` is installed or a UAPI socket exists.
+    /// With an interface name, a userspace interface of that name (its UAPI socket exists) wins, as
+    /// wireguard-tools does, so wireguard-go interfaces work on a kernel that also has the module.
+    public static func select(_ forced: BackendKind? = nil, interface name: String? = nil) throws(WireGuardError) -> any WireGuardBackend {
+        switch forced {
+        case .netlink: return try NetlinkBackend()
+        case .uapi: return UAPIBackend()
+        case nil:
+            if let name {
+                let uapi = UAPIBackend()
+                var info = stat()
+                if stat(uapi.socketPath(name), &info) == 0, info.st_mode & S_IFMT == S_IFSOCK, if_nametoindex(name) != 0 {
+                    return uapi
+                }
+            }
+            if NetlinkBackend.kernelModuleAvailable() { return try NetlinkBackend() }
+            let uapi = UAPIBackend()
+            if uapi.userspaceAvailable() { return uapi }
+            throw WireGuardError(.unavailable, """
+                no WireGuard available: the kernel has no 'wireguard' generic netlink family (modprobe wireguard) \
+                and no userspace WireGuard is running or installed (apt-get install wireguard-go)
+                """)
+        }
+    }
+}
+
+/// The single operations, in terms of `configure` (one change each) and rtnetlink (the overlay side,
+/// the same for both backends: wireguard-go's TUN device is an ordinary link).
+extension WireGuardBackend {
+    public func setPrivateKey(_ name: String, _ key: Key) throws(WireGuardError) {
+        try configure(name, DeviceChange(privateKey: key))
+    }
+
+    public func setListenPort(_ name: String, _ port: UInt16) throws(WireGuardError) {
+        try configure(name, DeviceChange(listenPort: port))
+    }
+
+    public func setFirewallMark(_ name: String, _ mark: UInt32) throws(WireGuardError) {
+        try configure(name, DeviceChange(fwmark: mark))
+    }
+
+    /// Adds the peer, or updates it when it exists (`PeerChange.updateOnly` to never add).
+    public func setPeer(_ name: String, _ peer: PeerChange) throws(WireGuardError) {
+        try configure(name, DeviceChange(peers: [peer]))
+    }
+
+    public func removePeer(_ name: String, _ publicKey: Key) throws(WireGuardError) {
+        try configure(name, DeviceChange(peers: [PeerChange(publicKey: publicKey, remove: true)]))
+    }
+
+    /// Makes the interface's addresses exactly `addresses`.
+    public func setAddresses(_ name: String, _ addresses: [IPPrefix]) throws(WireGuardError) {
+        try RouteNetlink.setAddresses(name, addresses)
+    }
+
+    public func addRoute(_ name: String, _ prefix: IPPrefix) throws(WireGuardError) {
+        try RouteNetlink.addRoute(name, prefix)
+    }
+
+    public func removeRoute(_ name: String, _ prefix: IPPrefix) throws(WireGuardError) {
+        try RouteNetlink.deleteRoute(name, prefix)
+    }
+
+    public func setLinkUp(_ name: String, _ up: Bool) throws(WireGuardError) {
+        try RouteNetlink.setUp(name, up)
+    }
+}
