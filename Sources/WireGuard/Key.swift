@@ -16,9 +16,10 @@ public struct Key: Sendable, Hashable, CustomStringConvertible {
     /// A copy of the raw bytes. For secrets, prefer `withUnsafeBytes`, which copies nothing.
     public var bytes: [UInt8] { withUnsafeBytes { Array($0) } }
 
-    /// Calls `body` with the 32 bytes in place.
+    /// Calls `body` with the 32 bytes in place (the storage may be a byte longer: base64 decoding
+    /// needs room for one).
     public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
-        try body(UnsafeRawBufferPointer(storage.buffer))
+        try body(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(storage.buffer)[..<Key.byteCount]))
     }
 
     /// A key from exactly 32 bytes.

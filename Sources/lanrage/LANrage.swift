@@ -8,6 +8,7 @@ enum LANrage {
         options: GlobalOptions.options,
         subcommands: [
             ChartCommand.command,
+            PunchCommand.command,
             VersionCommand.command,
             StunServerCommand.command,
             NetcheckCommand.command,

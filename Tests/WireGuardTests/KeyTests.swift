@@ -52,6 +52,7 @@ import Testing
     @Test func base64AndHexRoundTrip() throws {
         let key = Key.generatePrivate()
         #expect(Key(base64: key.base64) == key)
+        #expect(Key(base64: key.base64)?.bytes == key.bytes && key.bytes.count == 32, "parsed keys expose exactly 32 bytes")
         #expect(Key(hex: key.hex) == key)
         #expect(Key(hex: key.hex.uppercased()) == key)
         #expect(Key(hex: String(key.hex.dropLast())) == nil)
