@@ -119,3 +119,10 @@ clean:
 lab-bench: deps
 	$(SWIFT) build --build-tests
 	LANRAGE_LAB_BENCH=1 $(SWIFT) test --skip-build --filter PunchMatrixBenchmark 2>&1 | grep -E 'LAB-BENCH|✘|Test run'
+
+## demo: the main job — two members behind NATs in a lab of namespaces: STUN on the WireGuard port,
+## a coordinated punch, WireGuard on the pinned endpoints, a ping across the overlay (root).
+demo: deps
+	$(SWIFT) build --product lanrage
+	$(SWIFT) build --product LANrageDemo
+	.build/debug/LANrageDemo

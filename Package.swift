@@ -81,7 +81,9 @@ let package = Package(
         .testTarget(name: "NetTests", dependencies: ["Net"]),
         .testTarget(name: "WireGuardTests", dependencies: ["WireGuard", "CNetlink", "CSodium", "Net"]),
         .testTarget(name: "STUNTests", dependencies: ["STUN", "Net"]),
-        .target(name: "LabSupport", dependencies: ["Net"], path: "Tests/LabSupport"),
+        .target(name: "LabSupport", dependencies: ["Net", "WireGuard"], path: "Tests/LabSupport"),
+        // `make demo`: the lab with two members, run end to end.
+        .executableTarget(name: "LANrageDemo", dependencies: ["LabSupport", "Net"], path: "Tests/Demo"),
         .testTarget(name: "STUNLabTests", dependencies: ["STUN", "Net", "LabSupport"]),
         .testTarget(name: "RendezvousTests", dependencies: ["Rendezvous", "Net"]),
         .testTarget(name: "RelayTests", dependencies: ["Relay", "Rendezvous", "Net", "EventLoop", "LabSupport"]),
@@ -101,8 +103,8 @@ let package = Package(
         .testTarget(name: "PeerTests", dependencies: ["Peer", "StateChart", "EventLoop"]),
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop", "StateChart", "CLinux"]),
         .testTarget(name: "lanrageTests", dependencies: ["lanrage"]),
-        .testTarget(name: "PunchTests", dependencies: ["Punch", "Net", "CLinux", "CSodium", "STUN"]),
-        .testTarget(name: "PunchLabTests", dependencies: ["Punch", "Net", "STUN", "CSodium", "LabSupport"]),
+        .testTarget(name: "PunchTests", dependencies: ["Punch", "Net", "CLinux", "STUN", "LabSupport"]),
+        .testTarget(name: "PunchLabTests", dependencies: ["Punch", "Net", "STUN", "LabSupport"]),
 
         // Benchmarks (`make bench`), run through package-benchmark.
         .executableTarget(

@@ -5,7 +5,7 @@ import Net
 /// last wait of `finalWait` (Rm × RTO in the RFC). The RFC's defaults (500 ms, Rc 7, Rm 16: 39.5 s)
 /// suit a call set-up; LANrage's are tuned for detection on a LAN-party timescale: 100 ms doubling,
 /// capped at 400 ms, 7 sends, 400 ms last wait — a silent server is declared dead after 2.3 s.
-public struct RetransmissionPolicy: Hashable, Sendable {
+public struct RetransmissionPolicy: Equatable, Sendable {
     public var initialRTO: Duration
     public var maxRTO: Duration
     public var attempts: Int

@@ -51,11 +51,11 @@ extension Message {
         case .changeRequest(let changeIP, let changePort):
             appendUInt32((changeIP ? 0x4 : 0) | (changePort ? 0x2 : 0), to: &out)
         case .username(let text), .software(let text):
-            out += Array(text.utf8)
+            out.append(contentsOf: text.utf8)
         case .errorCode(let code, let reason):
             let clamped = min(max(code, 300), 699)
             out += [0, 0, UInt8(clamped / 100), UInt8(clamped % 100)]
-            out += Array(reason.utf8)
+            out.append(contentsOf: reason.utf8)
         case .unknownAttributes(let types):
             for type in types { appendUInt16(type, to: &out) }
         case .other(_, let value):

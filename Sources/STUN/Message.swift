@@ -72,7 +72,7 @@ public enum AttributeType {
 }
 
 /// One STUN attribute, decoded.
-public enum Attribute: Hashable, Sendable {
+public enum Attribute: Equatable, Sendable {
     case mappedAddress(Endpoint)
     case xorMappedAddress(Endpoint)
     /// RFC 5780 §7.2: ask the server to answer from its other IP and/or port.
@@ -117,7 +117,7 @@ public enum Attribute: Hashable, Sendable {
 }
 
 /// A STUN message: type, transaction id and attributes in order.
-public struct Message: Hashable, Sendable {
+public struct Message: Equatable, Sendable {
     public var type: MessageType
     public var transactionID: TransactionID
     public var attributes: [Attribute]

@@ -45,7 +45,7 @@ public enum NATType: String, Sendable, CaseIterable {
 }
 
 /// What one server told us in the basic binding test.
-public struct ServerReport: Hashable, Sendable {
+public struct ServerReport: Equatable, Sendable {
     public var server: Endpoint
     /// Round-trip time of the answer, from the latest transmission; `nil` when none came.
     public var roundTrip: Duration?
@@ -57,7 +57,7 @@ public struct ServerReport: Hashable, Sendable {
 }
 
 /// The outcome of behaviour discovery.
-public struct NATReport: Hashable, Sendable {
+public struct NATReport: Equatable, Sendable {
     /// The public (server-reflexive) endpoint seen by the first server that answered.
     public var publicEndpoint: Endpoint
     /// The local endpoint probed from.
@@ -75,7 +75,7 @@ public struct NATReport: Hashable, Sendable {
 }
 
 /// Why discovery produced no answer at all.
-public struct DiscoveryFailure: Error, Hashable, Sendable, CustomStringConvertible {
+public struct DiscoveryFailure: Error, Equatable, Sendable, CustomStringConvertible {
     public var servers: [ServerReport]
 
     public var description: String {

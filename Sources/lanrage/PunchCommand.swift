@@ -75,9 +75,9 @@ enum PunchCommand {
                 _ = try? socket.send(bytes, to: destination)   // an unreachable candidate is not fatal
             }
         }
-        /// Receives until `deadline` or a pin.
-        func listen(until deadline: Duration) throws(SystemError) {
-            while punch.pinned == nil {
+        /// Receives and answers until `deadline` (or until the pin, when `untilPinned`).
+        func listen(until deadline: Duration, untilPinned: Bool = true) throws(SystemError) {
+            while !untilPinned || punch.pinned == nil {
                 let left = deadline - MonotonicTime.now()
                 if left <= .zero { return }
                 _ = try Readiness.readable([socket.descriptor], timeout: left)
@@ -95,7 +95,7 @@ enum PunchCommand {
         }
         let elapsed = MonotonicTime.now() - start
         // Answer the peer's late PUNCHes for a moment, so that it can pin us too.
-        if punch.pinned != nil { try listen(until: MonotonicTime.now() + .milliseconds(interval * 3)) }
+        if punch.pinned != nil { try listen(until: MonotonicTime.now() + .milliseconds(interval * 5), untilPinned: false) }
         return report(punch, peer: peer, elapsed: elapsed, bursts: burstsSent, json: invocation.flag("json"))
     }
 

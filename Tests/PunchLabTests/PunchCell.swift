@@ -1,24 +1,8 @@
-import CSodium
 import Foundation
 import LabSupport
 import Net
 import Punch
 import STUN
-
-/// A member's WireGuard key pair, from libsodium.
-struct Member {
-    let privateKey: [UInt8]
-    let publicKey: [UInt8]
-
-    init() {
-        _ = sodium_init()
-        var secret = [UInt8](repeating: 0, count: 32), public_ = [UInt8](repeating: 0, count: 32)
-        randombytes_buf(&secret, 32)
-        crypto_scalarmult_base(&public_, secret)
-        privateKey = secret
-        publicKey = public_
-    }
-}
 
 /// One side of a punch: the raw path on the port wireguard-go owns, and the pure session.
 struct PunchSide {

@@ -1,21 +1,8 @@
-import CSodium
+import LabSupport
 import Testing
 @testable import Punch
 
-/// A member's WireGuard key pair, from libsodium.
-struct Member {
-    let privateKey: [UInt8]
-    let publicKey: [UInt8]
-
-    init() {
-        _ = sodium_init()
-        var secret = [UInt8](repeating: 0, count: 32), public_ = [UInt8](repeating: 0, count: 32)
-        randombytes_buf(&secret, 32)
-        crypto_scalarmult_base(&public_, secret)
-        privateKey = secret
-        publicKey = public_
-    }
-
+extension Member {
     func pairKey(with other: Member) -> PairKey {
         PairKey(localPrivateKey: privateKey, localPublicKey: publicKey, remotePublicKey: other.publicKey)!
     }

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import LabSupport
 import Net
 import Testing
 @testable import Punch

@@ -1,3 +1,4 @@
+import LabSupport
 import Net
 import Testing
 @testable import Punch

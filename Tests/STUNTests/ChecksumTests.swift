@@ -55,3 +55,25 @@ func hexString(_ bytes: [UInt8]) -> String {
         #expect(CRC32.checksum([]) == 0)
     }
 }
+
+@Suite struct CRC32SlicingTests {
+    /// The sliced CRC agrees with the plain bitwise definition at every length and alignment.
+    @Test func agreesWithTheBitwiseDefinition() {
+        func bitwise(_ bytes: ArraySlice<UInt8>) -> UInt32 {
+            var crc: UInt32 = 0xFFFF_FFFF
+            for byte in bytes {
+                crc ^= UInt32(byte)
+                for _ in 0..<8 { crc = crc & 1 == 1 ? (crc >> 1) ^ 0xEDB8_8320 : crc >> 1 }
+            }
+            return ~crc
+        }
+        var generator = SystemRandomNumberGenerator()
+        let data = (0..<300).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        for start in 0..<9 {
+            for end in start...data.count where (end - start) % 7 == 0 || end - start < 20 {
+                let slice = data[start..<end]
+                #expect(CRC32.checksum(Array(slice)) == bitwise(slice))
+            }
+        }
+    }
+}

@@ -13,8 +13,9 @@ import Testing
         var isSet: Bool { lock.withLock { value } }
     }
 
-    @Test func discoversNoNATOnLoopbackAgainstTheRealServer() throws {
-        nonisolated(unsafe) let server = try STUNServer(listen: Endpoint("127.0.0.1:0")!, alternate: nil)
+    @Test(arguments: ["127.0.0.1", "[::1]"])
+    func discoversNoNATOnLoopbackAgainstTheRealServer(_ host: String) throws {
+        nonisolated(unsafe) let server = try STUNServer(listen: Endpoint("\(host):0")!, alternate: nil)
         let stop = Flag(), stopped = Flag()
         Thread.detachNewThread {
             try? server.serve(tick: .milliseconds(20)) { stop.isSet }
@@ -25,9 +26,9 @@ import Testing
             let deadline = Date().addingTimeInterval(2)
             while !stopped.isSet && Date() < deadline { usleep(5_000) }
         }
-        let client = try UDPSocket(binding: Endpoint("127.0.0.1:0")!)
+        let client = try UDPSocket(binding: Endpoint("\(host):0")!)
         let result = try DiscoveryRunner.run(servers: [server.sockets[0].local], socket: client,
-                                             localAddresses: [.v4(IPv4Address(127, 0, 0, 1))])
+                                             localAddresses: [client.local.address])
         let report = try result.get()
         #expect(report.natType == .open)
         #expect(report.publicEndpoint == client.local)

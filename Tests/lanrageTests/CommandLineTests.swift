@@ -52,6 +52,10 @@ import Testing
         (["chart", "--log-format", "yaml"], "invalid value 'yaml' for --log-format (expected logfmt or json)"),
         (["frobnicate"], "unknown command 'frobnicate'"),
         (["chart", "--nope"], "unknown option '--nope'"),
+        (["punch", "--peer", "x"], "missing --key-file FILE"),
+        (["punch", "--key-file", "/nonexistent", "--peer", "x", "--candidate", "192.0.2.1:1"], "invalid value 'x' for --peer"),
+        (["punch", "--key-file", "k", "--peer", "ukWalzbwklNUZsE4hewFbDGvKq/i9/Pl5Rbb5gpL7Ss=", "--candidate", "nowhere"],
+         "invalid value 'nowhere' for --candidate"),
     ])
     func badArgumentsAreNamed(arguments: [String], message: String) throws {
         let process = try Self.lanrage(arguments)
