@@ -32,14 +32,6 @@ public enum IPAddress: Hashable, Sendable, CustomStringConvertible {
         case .v6: AF_INET6
         }
     }
-
-    /// Whether this is a loopback address (127.0.0.0/8 or ::1).
-    public var isLoopback: Bool {
-        switch self {
-        case .v4(let address): address.octets.0 == 127
-        case .v6(let address): address == IPv6Address.loopback
-        }
-    }
 }
 
 /// An IPv4 address.
@@ -97,8 +89,6 @@ public struct IPv6Address: Hashable, Sendable, CustomStringConvertible {
     /// The sixteen bytes in network order.
     public var bytes: [UInt8]
 
-    /// `::1`
-    public static let loopback = IPv6Address(bytes: [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1])!
 
     /// An address from exactly sixteen bytes in network order.
     public init?(bytes: [UInt8]) {
