@@ -62,8 +62,6 @@ bench-wg:
 	Tests/Scripts/bench-wg.sh
 	BENCH=1 SKIP_OK=1 Tests/Scripts/test-kernel/run.sh
 
-bench: bench-wg
-
 ## footprint: the release binary keeps to the dependency and size budget (fails otherwise).
 footprint: release
 	Tests/Scripts/footprint.sh $(RELEASE_BIN) $(SIZE_BUDGET)
@@ -71,8 +69,8 @@ footprint: release
 ## size: build release and report size, compressed size and RSS beside the budget.
 size: footprint
 
-## bench: in-process benchmarks (package-benchmark, release) and the footprint.
-bench: deps
+## bench: in-process benchmarks (package-benchmark, release), WireGuard apply/read-back, the footprint.
+bench: deps bench-wg
 	$(SWIFT) package --allow-writing-to-package-directory benchmark
 	$(MAKE) --no-print-directory footprint
 

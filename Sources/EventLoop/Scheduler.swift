@@ -91,14 +91,8 @@ public final class Scheduler<Executor: ActionExecutor>: TimerSource {
         update(&machines[Int(id.index)]!.context)
     }
 
-    /// The machine's name, as given to ``add(name:context:)``.
-    public func name(of id: MachineID) -> String { names[Int(id.index)] }
 
-    /// When the machine entered its current state.
-    public func enteredAt(of id: MachineID) -> Nanoseconds { enteredAt[Int(id.index)] }
 
-    /// Machines that are still there.
-    public var machineCount: Int { machines.lazy.filter { $0 != nil }.count }
 
     // MARK: Events
 
@@ -202,8 +196,6 @@ public final class Scheduler<Executor: ActionExecutor>: TimerSource {
     @inlinable
     public var nextDeadline: Nanoseconds? { timers.min?.deadline }
 
-    /// Number of timers in the heap, stale ones included.
-    public var armedTimerCount: Int { timers.count }
 
     /// Fires every timer due by now (or within the coalescing window after the earliest due one),
     /// in deadline order, and processes the events they cause. Returns how many fired.

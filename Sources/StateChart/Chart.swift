@@ -62,9 +62,6 @@ public final class Chart<Spec: ChartSpec>: Sendable {
         return (start, index)
     }
 
-    /// The info of `state`.
-    @inlinable
-    public func info(_ state: Spec.State) -> StateInfo<Spec> { states[state.rawValue] }
 
     /// The timeouts `state` arms on entry, as indices into ``timeouts``, in table order.
     @inlinable

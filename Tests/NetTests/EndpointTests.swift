@@ -15,13 +15,34 @@ import Testing
         #expect(endpoint.description == "[2001:db8::1]:51820")
         #expect(IPv6Address("2001:db8:0:0:1:0:0:1")?.description == "2001:db8::1:0:0:1")
         #expect(IPv6Address("::")?.description == "::")
-        #expect(IPv6Address("::1") == IPv6Address.loopback)
+        #expect(IPv6Address("::1")?.bytes == [UInt8](repeating: 0, count: 15) + [1])
     }
 
     @Test(arguments: ["", "192.0.2.1", "192.0.2.1:", "192.0.2.1:65536", "192.0.2:80", "192.0.2.01:80",
                       "256.0.0.1:1", "[2001:db8::1]", "2001:db8::1:80", "[2001:db8:::1]:80", "[::1]:-1", "x:1"])
     func rejectsMalformedText(_ text: String) {
         #expect(Endpoint(text) == nil)
+    }
+
+    @Test(arguments: [("1::", "1::"), ("::", "::"), ("1:2:3:4:5:6:7:8", "1:2:3:4:5:6:7:8"), ("2001:DB8::A", "2001:db8::a"),
+                      ("0:0:0:0:0:0:0:1", "::1"), ("2001:db8:0:0:1::", "2001:db8:0:0:1::"), ("2001:0:0:1:0:0:0:1", "2001:0:0:1::1")])
+    func parsesIPv6Forms(text: String, printed: String) throws {
+        #expect(try #require(IPv6Address(text)).description == printed)
+    }
+
+    @Test(arguments: ["1:2:3:4:5:6:7:8:9", "1:::2", ":1", "1:", "12345::", "g::", "1::2::3", "1:2:3:4:5:6:7::8", "::ffff:1.2.3.4", ""])
+    func rejectsMalformedIPv6(_ text: String) {
+        #expect(IPv6Address(text) == nil)
+    }
+
+    @Test(arguments: ["0.0.0.0", "255.255.255.255", "192.0.2.10"])
+    func parsesIPv4(_ text: String) throws {
+        #expect(try #require(IPv4Address(text)).description == text)
+    }
+
+    @Test(arguments: ["1.2.3", "1.2.3.4.5", "1..2.3", "01.2.3.4", "1.2.3.256", "1.2.3.4.", ".1.2.3", "1.2.3.a", "1000.2.3.4", "١.٢.٣.٤"])
+    func rejectsMalformedIPv4(_ text: String) {
+        #expect(IPv4Address(text) == nil)
     }
 
     @Test func roundTripsThroughSockAddr() throws {
