@@ -45,26 +45,28 @@ public final class NetlinkBackend: WireGuardBackend {
     }
 
     public func device(named name: String) throws(WireGuardError) -> Device {
-        try InterfaceName.validate(name)
-        guard let message = nlmsg_alloc() else { throw WireGuardError(.failed, "nlmsg_alloc failed") }
-        guard genlmsg_put(message, UInt32(NL_AUTO_PORT), UInt32(NL_AUTO_SEQ), family, 0, NLM_F_DUMP,
-                          UInt8(WG_CMD_GET_DEVICE.rawValue), UInt8(WG_GENL_VERSION)) != nil,
-              nla_put_string(message, Int32(WGDEVICE_A_IFNAME.rawValue), name) == 0
-        else {
-            nlmsg_free(message)
-            throw WireGuardError(.failed, "cannot build WG_CMD_GET_DEVICE")
-        }
-        var reassembler = WireGuardNetlink.DumpReassembler(name: name)
-        var parseError: WireGuardError?
-        do throws(WireGuardError) {
-            try socket.dump(message, "read WireGuard interface \(name)") { header in
-                do throws(WireGuardError) { try reassembler.add(header) } catch { parseError = parseError ?? error }
+        try NetlinkSocket.retryingInterruptedDumps { () throws(WireGuardError) -> Device in
+            try InterfaceName.validate(name)
+            guard let message = nlmsg_alloc() else { throw WireGuardError(.failed, "nlmsg_alloc failed") }
+            guard genlmsg_put(message, UInt32(NL_AUTO_PORT), UInt32(NL_AUTO_SEQ), family, 0, NLM_F_DUMP,
+                              UInt8(WG_CMD_GET_DEVICE.rawValue), UInt8(WG_GENL_VERSION)) != nil,
+                  nla_put_string(message, Int32(WGDEVICE_A_IFNAME.rawValue), name) == 0
+            else {
+                nlmsg_free(message)
+                throw WireGuardError(.failed, "cannot build WG_CMD_GET_DEVICE")
             }
-        } catch where error.kind == .notFound {
-            throw WireGuardError(.notFound, "no WireGuard interface named \(name) (\(error.message))")
+            var reassembler = WireGuardNetlink.DumpReassembler(name: name)
+            var parseError: WireGuardError?
+            do throws(WireGuardError) {
+                try socket.dump(message, "read WireGuard interface \(name)") { header in
+                    do throws(WireGuardError) { try reassembler.add(header) } catch { parseError = parseError ?? error }
+                }
+            } catch where error.kind == .notFound {
+                throw WireGuardError(.notFound, "no WireGuard interface named \(name) (\(error.message))")
+            }
+            if let parseError { throw parseError }
+            return reassembler.device
         }
-        if let parseError { throw parseError }
-        return reassembler.device
     }
 
     public func configure(_ name: String, _ change: DeviceChange) throws(WireGuardError) {

@@ -59,6 +59,19 @@ final class NetlinkSocket {
         }
     }
 
+    /// Runs `body` again when the kernel interrupted a dump in it because the table changed
+    /// meanwhile (an address or route added as a link comes up): iproute2 retries the same way.
+    static func retryingInterruptedDumps<T>(attempts: Int = 5, _ body: () throws(WireGuardError) -> T) throws(WireGuardError) -> T {
+        var attempt = 1
+        while true {
+            do {
+                return try body()
+            } catch where error.kind == .interrupted && attempt < attempts {
+                attempt += 1
+            }
+        }
+    }
+
     /// A netlink error as a WireGuardError of the right kind.
     static func error(_ code: Int32, _ what: String) -> WireGuardError {
         let reason = String(cString: nl_geterror(code))
@@ -69,6 +82,8 @@ final class NetlinkSocket {
             return WireGuardError(.exists, "\(what): \(reason)")
         case NLE_NODEV, NLE_OBJ_NOTFOUND, NLE_OPNOTSUPP:
             return WireGuardError(.notFound, "\(what): \(reason)")
+        case NLE_DUMP_INTR:
+            return WireGuardError(.interrupted, "\(what): \(reason)")
         default:
             return WireGuardError(.failed, "\(what): \(reason)")
         }

@@ -63,44 +63,48 @@ public enum RouteNetlink {
 
     /// Whether the link is administratively up.
     public static func isUp(_ name: String) throws(WireGuardError) -> Bool {
-        let socket = try NetlinkSocket(protocol: NETLINK_ROUTE)
-        let message = try newMessage(RTM_GETLINK, flags: 0)
-        var info = ifinfomsg()
-        info.ifi_family = UInt8(AF_UNSPEC)
-        info.ifi_index = try index(name)
-        try append(message, &info)
-        var flags: UInt32?
-        try socket.dump(message, "read link \(name)") { header in
-            guard header.pointee.nlmsg_type == UInt16(RTM_NEWLINK) else { return }
-            flags = nlmsg_data(header).assumingMemoryBound(to: ifinfomsg.self).pointee.ifi_flags
+        try NetlinkSocket.retryingInterruptedDumps { () throws(WireGuardError) -> Bool in
+            let socket = try NetlinkSocket(protocol: NETLINK_ROUTE)
+            let message = try newMessage(RTM_GETLINK, flags: 0)
+            var info = ifinfomsg()
+            info.ifi_family = UInt8(AF_UNSPEC)
+            info.ifi_index = try index(name)
+            try append(message, &info)
+            var flags: UInt32?
+            try socket.dump(message, "read link \(name)") { header in
+                guard header.pointee.nlmsg_type == UInt16(RTM_NEWLINK) else { return }
+                flags = nlmsg_data(header).assumingMemoryBound(to: ifinfomsg.self).pointee.ifi_flags
+            }
+            guard let flags else { throw WireGuardError(.notFound, "no interface named \(name)") }
+            return flags & UInt32(IFF_UP) != 0
         }
-        guard let flags else { throw WireGuardError(.notFound, "no interface named \(name)") }
-        return flags & UInt32(IFF_UP) != 0
     }
 
     /// The addresses on `name` (IPv6 link-local ones excluded).
     public static func addresses(_ name: String) throws(WireGuardError) -> [IPPrefix] {
-        let index = try index(name)
-        let socket = try NetlinkSocket(protocol: NETLINK_ROUTE)
-        let message = try newMessage(RTM_GETADDR, flags: NLM_F_DUMP)
-        var info = ifaddrmsg()
-        info.ifa_family = UInt8(AF_UNSPEC)
-        try append(message, &info)
-        var result: [IPPrefix] = []
-        try socket.dump(message, "list addresses of \(name)") { header in
-            guard header.pointee.nlmsg_type == UInt16(RTM_NEWADDR) else { return }
-            let address = nlmsg_data(header).assumingMemoryBound(to: ifaddrmsg.self).pointee
-            guard Int32(address.ifa_index) == index else { return }
-            var table = [UnsafeMutablePointer<nlattr>?](repeating: nil, count: Int(IFA_MAX_) + 1)
-            guard nlmsg_parse(header, Int32(MemoryLayout<ifaddrmsg>.size), &table, IFA_MAX_, nil) == 0,
-                  let attribute = table[Int(IFA_LOCAL)] ?? table[Int(IFA_ADDRESS)],
-                  let ip = IPAddress(bytes: Attributes.bytes(attribute)),
-                  let prefix = IPPrefix(ip, address.ifa_prefixlen)
-            else { return }
-            if case .v6(let v6) = ip, v6.bytes[0] == 0xFE, v6.bytes[1] & 0xC0 == 0x80 { return }
-            result.append(prefix)
+        try NetlinkSocket.retryingInterruptedDumps { () throws(WireGuardError) -> [IPPrefix] in
+            let index = try index(name)
+            let socket = try NetlinkSocket(protocol: NETLINK_ROUTE)
+            let message = try newMessage(RTM_GETADDR, flags: NLM_F_DUMP)
+            var info = ifaddrmsg()
+            info.ifa_family = UInt8(AF_UNSPEC)
+            try append(message, &info)
+            var result: [IPPrefix] = []
+            try socket.dump(message, "list addresses of \(name)") { header in
+                guard header.pointee.nlmsg_type == UInt16(RTM_NEWADDR) else { return }
+                let address = nlmsg_data(header).assumingMemoryBound(to: ifaddrmsg.self).pointee
+                guard Int32(address.ifa_index) == index else { return }
+                var table = [UnsafeMutablePointer<nlattr>?](repeating: nil, count: Int(IFA_MAX_) + 1)
+                guard nlmsg_parse(header, Int32(MemoryLayout<ifaddrmsg>.size), &table, IFA_MAX_, nil) == 0,
+                      let attribute = table[Int(IFA_LOCAL)] ?? table[Int(IFA_ADDRESS)],
+                      let ip = IPAddress(bytes: Attributes.bytes(attribute)),
+                      let prefix = IPPrefix(ip, address.ifa_prefixlen)
+                else { return }
+                if case .v6(let v6) = ip, v6.bytes[0] == 0xFE, v6.bytes[1] & 0xC0 == 0x80 { return }
+                result.append(prefix)
+            }
+            return result
         }
-        return result
     }
 
     /// Adds `prefix` to `name` (replacing an identical address is not an error).
@@ -134,51 +138,55 @@ public enum RouteNetlink {
 
     /// The destinations routed to `name` in the main table.
     public static func routes(_ name: String) throws(WireGuardError) -> [IPPrefix] {
-        let index = try index(name)
-        var result: [IPPrefix] = []
-        for family in [AF_INET, AF_INET6] {
-            let socket = try NetlinkSocket(protocol: NETLINK_ROUTE)
-            let message = try newMessage(RTM_GETROUTE, flags: NLM_F_DUMP)
-            var info = rtmsg()
-            info.rtm_family = UInt8(family)
-            try append(message, &info)
-            try socket.dump(message, "list routes of \(name)") { header in
-                guard header.pointee.nlmsg_type == UInt16(RTM_NEWROUTE) else { return }
-                let route = nlmsg_data(header).assumingMemoryBound(to: rtmsg.self).pointee
-                guard route.rtm_table == UInt8(RT_TABLE_MAIN.rawValue) else { return }
-                var table = [UnsafeMutablePointer<nlattr>?](repeating: nil, count: Int(RTA_MAX_) + 1)
-                guard nlmsg_parse(header, Int32(MemoryLayout<rtmsg>.size), &table, RTA_MAX_, nil) == 0,
-                      let oif = table[Int(RTA_OIF.rawValue)], nla_get_u32(oif) == UInt32(index)
-                else { return }
-                let bytes = table[Int(RTA_DST.rawValue)].map(Attributes.bytes) ?? [UInt8](repeating: 0, count: family == AF_INET ? 4 : 16)
-                guard let ip = IPAddress(bytes: bytes), let prefix = IPPrefix(ip, route.rtm_dst_len) else { return }
-                if case .v6(let v6) = ip, v6.bytes[0] == 0xFE, v6.bytes[1] & 0xC0 == 0x80 { return }
-                if case .v6(let v6) = ip, v6.bytes[0] == 0xFF { return }
-                result.append(prefix)
+        try NetlinkSocket.retryingInterruptedDumps { () throws(WireGuardError) -> [IPPrefix] in
+            let index = try index(name)
+            var result: [IPPrefix] = []
+            for family in [AF_INET, AF_INET6] {
+                let socket = try NetlinkSocket(protocol: NETLINK_ROUTE)
+                let message = try newMessage(RTM_GETROUTE, flags: NLM_F_DUMP)
+                var info = rtmsg()
+                info.rtm_family = UInt8(family)
+                try append(message, &info)
+                try socket.dump(message, "list routes of \(name)") { header in
+                    guard header.pointee.nlmsg_type == UInt16(RTM_NEWROUTE) else { return }
+                    let route = nlmsg_data(header).assumingMemoryBound(to: rtmsg.self).pointee
+                    guard route.rtm_table == UInt8(RT_TABLE_MAIN.rawValue) else { return }
+                    var table = [UnsafeMutablePointer<nlattr>?](repeating: nil, count: Int(RTA_MAX_) + 1)
+                    guard nlmsg_parse(header, Int32(MemoryLayout<rtmsg>.size), &table, RTA_MAX_, nil) == 0,
+                          let oif = table[Int(RTA_OIF.rawValue)], nla_get_u32(oif) == UInt32(index)
+                    else { return }
+                    let bytes = table[Int(RTA_DST.rawValue)].map(Attributes.bytes) ?? [UInt8](repeating: 0, count: family == AF_INET ? 4 : 16)
+                    guard let ip = IPAddress(bytes: bytes), let prefix = IPPrefix(ip, route.rtm_dst_len) else { return }
+                    if case .v6(let v6) = ip, v6.bytes[0] == 0xFE, v6.bytes[1] & 0xC0 == 0x80 { return }
+                    if case .v6(let v6) = ip, v6.bytes[0] == 0xFF { return }
+                    result.append(prefix)
+                }
             }
+            return result
         }
-        return result
     }
 
     /// The names of the links whose kind (IFLA_INFO_KIND) is `kind`.
     public static func links(kind: String) throws(WireGuardError) -> [String] {
-        let socket = try NetlinkSocket(protocol: NETLINK_ROUTE)
-        let message = try newMessage(RTM_GETLINK, flags: NLM_F_DUMP)
-        var info = ifinfomsg()
-        info.ifi_family = UInt8(AF_UNSPEC)
-        try append(message, &info)
-        var names: [String] = []
-        try socket.dump(message, "list links") { header in
-            guard header.pointee.nlmsg_type == UInt16(RTM_NEWLINK) else { return }
-            var table = [UnsafeMutablePointer<nlattr>?](repeating: nil, count: Int(IFLA_MAX_) + 1)
-            guard nlmsg_parse(header, Int32(MemoryLayout<ifinfomsg>.size), &table, IFLA_MAX_, nil) == 0,
-                  let name = table[Int(IFLA_IFNAME)], let linkInfo = table[Int(IFLA_LINKINFO)]
-            else { return }
-            let info = Attributes.table(linkInfo, maximum: Int32(IFLA_INFO_KIND))
-            guard let linkKind = info[Int(IFLA_INFO_KIND)], Attributes.string(linkKind) == kind else { return }
-            names.append(Attributes.string(name))
+        try NetlinkSocket.retryingInterruptedDumps { () throws(WireGuardError) -> [String] in
+            let socket = try NetlinkSocket(protocol: NETLINK_ROUTE)
+            let message = try newMessage(RTM_GETLINK, flags: NLM_F_DUMP)
+            var info = ifinfomsg()
+            info.ifi_family = UInt8(AF_UNSPEC)
+            try append(message, &info)
+            var names: [String] = []
+            try socket.dump(message, "list links") { header in
+                guard header.pointee.nlmsg_type == UInt16(RTM_NEWLINK) else { return }
+                var table = [UnsafeMutablePointer<nlattr>?](repeating: nil, count: Int(IFLA_MAX_) + 1)
+                guard nlmsg_parse(header, Int32(MemoryLayout<ifinfomsg>.size), &table, IFLA_MAX_, nil) == 0,
+                      let name = table[Int(IFLA_IFNAME)], let linkInfo = table[Int(IFLA_LINKINFO)]
+                else { return }
+                let info = Attributes.table(linkInfo, maximum: Int32(IFLA_INFO_KIND))
+                guard let linkKind = info[Int(IFLA_INFO_KIND)], Attributes.string(linkKind) == kind else { return }
+                names.append(Attributes.string(name))
+            }
+            return names
         }
-        return names
     }
 
     // MARK: - Messages

@@ -15,6 +15,8 @@ public struct WireGuardError: Error, Sendable, Equatable, CustomStringConvertibl
         case invalidConfig
         /// WireGuard or the kernel refused or failed.
         case failed
+        /// A netlink dump was interrupted because the kernel's table changed meanwhile (retried).
+        case interrupted
     }
 
     public var kind: Kind

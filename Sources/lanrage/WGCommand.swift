@@ -189,7 +189,7 @@ extension WireGuardError: ExitCodeProviding {
         case .notFound: .failure
         case .invalidInput: .dataError
         case .invalidConfig: .config
-        case .failed: .failure
+        case .failed, .interrupted: .failure
         }
     }
 }
