@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Footprint of the shipped binary: size (stripped, and xz-compressed), RSS, threads, and the
 # dependency budget (no Foundation). Exits non-zero when the budget is broken.
-#   Tests/Scripts/footprint.sh BINARY [BUDGET_BYTES]
+#   Tests/Scripts/footprint.sh BINARY [BUDGET_BYTES]   (default 8 MiB)
 set -euo pipefail
 binary=$1
-budget=${2:-8000000}
+budget=${2:-8388608}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
@@ -54,7 +54,7 @@ if [ "$threads" != 1 ]; then
 fi
 libraries=$(ldd "$binary" | awk '{print $1}' | tr '\n' ' ')
 
-printf 'binary (stripped):      %8d bytes  (%.1f MB; budget %.1f MB)\n' "$size" "$(echo "$size/1000000" | bc -l)" "$(echo "$budget/1000000" | bc -l)"
+printf 'binary (stripped):      %8d bytes  (%.2f MiB, %.2f MB; budget %d bytes = %.2f MiB)\n' "$size" "$(echo "$size/1048576" | bc -l)" "$(echo "$size/1000000" | bc -l)" "$budget" "$(echo "$budget/1048576" | bc -l)"
 printf 'binary (xz -9e):        %8d bytes  (%.1f MB)\n' "$compressed" "$(echo "$compressed/1000000" | bc -l)"
 printf 'peak RSS, chart peer:   %8d KiB\n' "$rss_chart"
 printf 'idle RSS, stun-server:  %8s KiB  (threads: %s)\n' "$idle_rss" "$threads"
