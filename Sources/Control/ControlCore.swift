@@ -234,8 +234,9 @@ public final class ControlCore {
                 relays.sorted { Double($0.allocations) / Double(max(1, $0.capacity)) < Double($1.allocations) / Double(max(1, $1.capacity)) }
                     .prefix(RelayOffer.maxCount).map { relay in
                         let token = RelayToken(side: side, address: address, expiresAt: expiry, partyID: party.id, pairID: pair)
+                        let bytes = token.encoded(key: relayKey)
                         return RelayOffer(service: relay.service, allocations: relay.allocations, capacity: relay.capacity,
-                                          token: token.encoded(key: relayKey))
+                                          token: bytes, replyKey: Keys.relayReplyKey(relayKey: relayKey, token: bytes))
                     }
             }
             let mySide: UInt8 = key < target ? 0 : 1

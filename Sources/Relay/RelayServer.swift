@@ -115,7 +115,9 @@ public final class RelayServer {
             }
             let (status, port) = allocate(token)
             let idle = UInt16(clamping: configuration.idleTimeout.components.seconds)
-            _ = try? service.send(RelayMessage.allocated(nonce: nonce, status: status, port: port, idleSeconds: idle).encoded(), to: from)
+            let replyKey = Keys.relayReplyKey(relayKey: configuration.key, token: tokenBytes)
+            _ = try? service.send(RelayMessage.allocated(nonce: nonce, status: status, port: port, idleSeconds: idle)
+                .encoded(key: replyKey), to: from)
         case .loadQuery(let timestamp, let nonce):
             let now = UnixTime.millis()
             guard (timestamp > now ? timestamp - now : now - timestamp) <= ReplayWindow.skewMillis else {

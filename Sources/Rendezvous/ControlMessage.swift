@@ -235,32 +235,38 @@ extension MemberRecord {
     }
 }
 
-/// A relay the control server knows: where its allocation service listens, how loaded it is, and
-/// a token that lets the receiver allocate its side of the pair there.
+/// A relay the control server knows: where its allocation service listens, how loaded it is, a
+/// token that lets the receiver allocate its side of the pair there, and the key that authenticates
+/// the relay's answer to that token.
 public struct RelayOffer: Equatable, Sendable {
     public var service: Endpoint
     public var allocations: UInt16
     public var capacity: UInt16
     public var token: [UInt8]
+    /// `Keys.relayReplyKey` of the token (32 bytes).
+    public var replyKey: [UInt8]
 
     public static let maxCount = 8
 
-    public init(service: Endpoint, allocations: UInt16, capacity: UInt16, token: [UInt8]) {
+    public init(service: Endpoint, allocations: UInt16, capacity: UInt16, token: [UInt8], replyKey: [UInt8]) {
         self.service = service
         self.allocations = allocations
         self.capacity = capacity
         self.token = token
+        self.replyKey = replyKey
     }
 
     func encode(into writer: inout ByteWriter) {
         writer.endpoint(service); writer.u16(allocations); writer.u16(capacity)
         writer.u8(UInt8(token.count)); writer.raw(token)
+        writer.raw(replyKey.prefix(32))
     }
 
     static func decode(from reader: inout ByteReader) throws(WireError) -> RelayOffer {
         let service = try reader.endpoint()
         let allocations = try reader.u16(), capacity = try reader.u16()
         let count = Int(try reader.u8())
-        return RelayOffer(service: service, allocations: allocations, capacity: capacity, token: try reader.raw(count))
+        let token = try reader.raw(count)
+        return RelayOffer(service: service, allocations: allocations, capacity: capacity, token: token, replyKey: try reader.raw(32))
     }
 }

@@ -77,6 +77,14 @@ public enum Keys {
         return Crypto.hash(Array("lanrage relay v1 token key".utf8), key: inner)
     }
 
+    /// The key that authenticates a relay's answer to one allocation request: BLAKE2b keyed with the
+    /// relay key over a label and the token. The relay derives it from the token it was shown; the
+    /// control server derives it when it issues the token and gives it to that member alone, in its
+    /// authenticated offer. A third party can then not fake a grant or steer a member to another port.
+    public static func relayReplyKey(relayKey: [UInt8], token: [UInt8]) -> [UInt8] {
+        Crypto.hash(Array("lanrage relay v1 reply key".utf8) + [0] + token, key: relayKey)
+    }
+
     /// The id of the allocation for a pair of members: the same whichever side asks.
     public static func pairID(party: UInt64, _ a: MemberKey, _ b: MemberKey) -> [UInt8] {
         let (low, high) = a < b ? (a, b) : (b, a)

@@ -78,10 +78,11 @@ public struct RelayToken: Equatable, Sendable {
 /// Messages to and from a relay's service port (the first port of its range).
 ///
 ///     allocate:   'L' 'R' 1 0x01 | nonce (u64) | token (83)                          = 95 bytes
-///     allocated:  'L' 'R' 1 0x02 | nonce (u64) | status (u8) | port (u16) | idle timeout s (u16)
+///     allocated:  'L' 'R' 1 0x02 | nonce (u64) | status (u8) | port (u16) | idle timeout s (u16) | HMAC (32)
 ///     load query: 'L' 'R' 1 0x03 | timestamp ms (u64) | nonce (u64) | HMAC (32)       = 52 bytes
 ///     load:       'L' 'R' 1 0x04 | timestamp ms (u64) | nonce (u64) | allocations (u16) | capacity (u16) | HMAC (32)
-/// Load queries and reports are authenticated with the relay key; `allocated` echoes the nonce.
+/// Load queries and reports are authenticated with the relay key; `allocated` echoes the request's
+/// nonce and is authenticated with the reply key of the token it answers (`Keys.relayReplyKey`).
 public enum RelayMessage: Equatable, Sendable {
     case allocate(nonce: UInt64, token: [UInt8])
     case allocated(nonce: UInt64, status: AllocationStatus, port: UInt16, idleSeconds: UInt16)
@@ -97,7 +98,8 @@ public enum RelayMessage: Equatable, Sendable {
         case partyLimit = 2
     }
 
-    /// Encodes; `key` is needed for the authenticated kinds (load query and load).
+    /// Encodes; `key` is needed for the authenticated kinds (allocated: the reply key; load query and
+    /// load: the relay key).
     public func encoded(key: [UInt8]? = nil) -> [UInt8] {
         var writer = ByteWriter(capacity: 96)
         writer.u8(Self.magic.0); writer.u8(Self.magic.1); writer.u8(1)
@@ -112,7 +114,7 @@ public enum RelayMessage: Equatable, Sendable {
             writer.u8(0x04); writer.u64(timestamp); writer.u64(nonce); writer.u16(allocations); writer.u16(capacity)
         }
         switch self {
-        case .loadQuery, .load:
+        case .allocated, .loadQuery, .load:
             let signed = writer.bytes.count
             writer.bytes.append(contentsOf: repeatElement(0, count: Crypto.tagCount))
             writer.bytes.withUnsafeMutableBytes { raw in
@@ -129,7 +131,8 @@ public enum RelayMessage: Equatable, Sendable {
         bytes.count >= 4 && bytes[0] == magic.0 && bytes[1] == magic.1
     }
 
-    /// Decodes; authenticated kinds are verified under `key` (and refused without one).
+    /// Decodes; authenticated kinds are verified under `key` (and refused without one): the reply
+    /// key for `allocated`, the relay key for load queries and reports.
     public init(decoding bytes: UnsafeRawBufferPointer, key: [UInt8]?) throws(WireError) {
         guard bytes.count <= Self.maximumCount else { throw .oversized }
         guard bytes.count >= 4 else { throw .truncated }
@@ -139,16 +142,19 @@ public enum RelayMessage: Equatable, Sendable {
         switch bytes[3] {
         case 0x01:
             self = .allocate(nonce: try reader.u64(), token: try reader.raw(RelayToken.count))
-        case 0x02:
-            let nonce = try reader.u64()
-            guard let status = AllocationStatus(rawValue: try reader.u8()) else { throw .malformed }
-            self = .allocated(nonce: nonce, status: status, port: try reader.u16(), idleSeconds: try reader.u16())
-        case 0x03, 0x04:
+        case 0x02, 0x03, 0x04:
             let signed = bytes.count - Crypto.tagCount
             guard signed >= 4 else { throw .truncated }
             guard let key, Crypto.verify(tag: UnsafeRawBufferPointer(rebasing: bytes[signed...]),
                                          of: UnsafeRawBufferPointer(rebasing: bytes[..<signed]), key: key)
             else { throw .unauthenticated }
+            if bytes[3] == 0x02 {
+                let nonce = try reader.u64()
+                guard let status = AllocationStatus(rawValue: try reader.u8()) else { throw .malformed }
+                self = .allocated(nonce: nonce, status: status, port: try reader.u16(), idleSeconds: try reader.u16())
+                guard reader.remaining == Crypto.tagCount else { throw .malformed }
+                return
+            }
             let timestamp = try reader.u64(), nonce = try reader.u64()
             if bytes[3] == 0x03 {
                 self = .loadQuery(timestampMillis: timestamp, nonce: nonce)

@@ -233,7 +233,7 @@ import Testing
             var answer: RelayMessage?
             #expect(try world.spin {
                 if let (count, _) = try? socket.receive(into: &buffer) {
-                    answer = try? buffer.withUnsafeBytes { try RelayMessage(decoding: UnsafeRawBufferPointer(rebasing: $0[..<count]), key: nil) }
+                    answer = try? buffer.withUnsafeBytes { try RelayMessage(decoding: UnsafeRawBufferPointer(rebasing: $0[..<count]), key: offer.replyKey) }
                 }
                 return answer != nil
             })

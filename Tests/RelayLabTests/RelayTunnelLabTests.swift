@@ -74,14 +74,17 @@ struct RelayTunnelLabTests {
         let probe = try sites[0].client.udpSocket(binding: Endpoint(.v4(IPv4Address(0)), 0))
         let forged = RelayToken(side: 0, address: .v4(sites[0].publicAddress), expiresAt: expiry, partyID: 1, pairID: pair)
             .encoded(key: Keys.relayKey(secret: Array("guessed".utf8)))
-        #expect(RelayAllocator.allocate(token: forged, service: service, socket: probe, timeout: .milliseconds(800)) == nil)
+        #expect(RelayAllocator.allocate(token: forged, replyKey: Keys.relayReplyKey(relayKey: key, token: forged), service: service,
+                                        socket: probe, timeout: .milliseconds(800)) == nil)
 
         // Each side allocates with its own token, naming its public (NAT) address.
         var relayPorts: [Endpoint] = []
         for (index, site) in sites.enumerated() {
             let socket = try site.client.udpSocket(binding: Endpoint(.v4(IPv4Address(0)), 0))
             let token = RelayToken(side: UInt8(index), address: .v4(site.publicAddress), expiresAt: expiry, partyID: 1, pairID: pair)
-            let grant = try #require(RelayAllocator.allocate(token: token.encoded(key: key), service: service, socket: socket))
+            let bytes = token.encoded(key: key)
+            let grant = try #require(RelayAllocator.allocate(token: bytes, replyKey: Keys.relayReplyKey(relayKey: key, token: bytes),
+                                                             service: service, socket: socket))
             #expect(grant.status == .granted && grant.idleSeconds == 2)
             relayPorts.append(grant.endpoint)
         }

@@ -45,7 +45,9 @@ import Testing
             var buffer = [UInt8](repeating: 0, count: 256)
             _ = try spin(upTo: 0.5) {
                 if let (count, _) = try? socket.receive(into: &buffer) {
-                    answer = try? buffer.withUnsafeBytes { try RelayMessage(decoding: UnsafeRawBufferPointer(rebasing: $0[..<count]), key: nil) }
+                    // The answer is authenticated under the token's reply key.
+                    let replyKey = Keys.relayReplyKey(relayKey: RelayLoopbackTests.key, token: token)
+                    answer = try? buffer.withUnsafeBytes { try RelayMessage(decoding: UnsafeRawBufferPointer(rebasing: $0[..<count]), key: replyKey) }
                 }
                 return answer != nil
             }

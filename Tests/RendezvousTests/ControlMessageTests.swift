@@ -20,7 +20,8 @@ import Testing
         .member(event: .joined, record: MemberRecord(key: bob, nat: .symmetric, candidates: candidates), revision: 10),
         .punch(peer: MemberRecord(key: bob, nat: .fullCone, candidates: candidates), startMillis: 1_790_000_000_123),
         .relays(peer: bob, offers: [RelayOffer(service: Endpoint("192.0.2.1:40000")!, allocations: 3, capacity: 499,
-                                               token: [UInt8](repeating: 7, count: RelayToken.count))]),
+                                               token: [UInt8](repeating: 7, count: RelayToken.count),
+                                               replyKey: [UInt8](repeating: 9, count: 32))]),
         .heartbeatAck(epoch: 7, revision: 11),
         .refused(.registerAgain),
     ]
@@ -203,6 +204,14 @@ import Testing
             let bytes = message.encoded(key: Self.key)
             #expect(try bytes.withUnsafeBytes { try RelayMessage(decoding: $0, key: Self.key) } == message)
         }
+        // A grant is authenticated under its token's reply key: forged or unsigned grants are refused.
+        let token = Self.token.encoded(key: Self.key)
+        let replyKey = Keys.relayReplyKey(relayKey: Self.key, token: token)
+        let grant = RelayMessage.allocated(nonce: 5, status: .granted, port: 40_001, idleSeconds: 120)
+        #expect(try grant.encoded(key: replyKey).withUnsafeBytes { try RelayMessage(decoding: $0, key: replyKey) } == grant)
+        let forged = grant.encoded(key: Keys.relayReplyKey(relayKey: Self.key, token: token.map { $0 ^ 1 }))
+        #expect(throws: WireError.unauthenticated) { try forged.withUnsafeBytes { try RelayMessage(decoding: $0, key: replyKey) } }
+        #expect(throws: WireError.unauthenticated) { try grant.encoded(key: replyKey).withUnsafeBytes { try RelayMessage(decoding: $0, key: nil) } }
         let load = RelayMessage.load(timestampMillis: 124, nonce: 4, allocations: 2, capacity: 499).encoded(key: Self.key)
         #expect(throws: WireError.unauthenticated) {
             try load.withUnsafeBytes { try RelayMessage(decoding: $0, key: Keys.relayKey(secret: [1])) }

@@ -124,7 +124,7 @@ func relayRun(size: Int, seconds: Double, key: [UInt8], secretFile: URL) throws 
         let token = RelayToken(side: UInt8(side), address: localhost, expiresAt: UnixTime.seconds() + 60, partyID: 1,
                                pairID: [UInt8](repeating: 1, count: 16)).encoded(key: key)
         var grant: RelayAllocator.Grant?
-        for _ in 0..<20 where grant == nil { grant = RelayAllocator.allocate(token: token, service: service, socket: socket, timeout: .milliseconds(250)) }
+        for _ in 0..<20 where grant == nil { grant = RelayAllocator.allocate(token: token, replyKey: Keys.relayReplyKey(relayKey: key, token: token), service: service, socket: socket, timeout: .milliseconds(250)) }
         guard let grant else { print("relay did not answer"); exit(1) }
         ports.append(grant.endpoint)
     }
