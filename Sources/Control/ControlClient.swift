@@ -105,12 +105,7 @@ public final class ControlClient {
 
     private func readable() {
         while true {
-            let received: (count: Int, from: Endpoint)?
-            do { received = try socket.receive(into: &buffer) } catch {
-                if error.errno == ECONNREFUSED || error.errno == EINTR { continue }
-                return
-            }
-            guard let (count, from) = received else { return }
+            guard let (count, from) = (try? socket.receive(into: &buffer)) ?? nil else { return }
             guard from == configuration.server else { dropped += 1; continue }
             let message: ControlMessage
             do {

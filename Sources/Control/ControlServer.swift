@@ -50,12 +50,7 @@ public final class ControlServer {
 
     private func readable(_ socket: UDPSocket) {
         while true {
-            let received: (count: Int, from: Endpoint)?
-            do { received = try socket.receive(into: &buffer) } catch {
-                if error.errno == ECONNREFUSED || error.errno == EINTR { continue }
-                return
-            }
-            guard let (count, from) = received else { return }
+            guard let (count, from) = (try? socket.receive(into: &buffer)) ?? nil else { return }
             if count > 0 && buffer[0] == 0x4C {
                 let isRelay = count > 1 && buffer[1] == RelayMessage.magic.1
                 let out = buffer.withUnsafeBytes { raw -> [ControlCore.Outgoing] in

@@ -53,20 +53,25 @@ public final class UDPSocket: PortSocket {
     /// Receives one datagram into `buffer`, or `nil` when none is queued.
     public func receive(into buffer: inout [UInt8]) throws(SystemError) -> (count: Int, from: Endpoint)? {
         var storage = sockaddr_storage()
-        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        let count = buffer.withUnsafeMutableBytes { raw in
-            withUnsafeMutablePointer(to: &storage) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    recvfrom(descriptor, raw.baseAddress, raw.count, 0, $0, &length)
+        while true {
+            var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            let count = buffer.withUnsafeMutableBytes { raw in
+                withUnsafeMutablePointer(to: &storage) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                        recvfrom(descriptor, raw.baseAddress, raw.count, 0, $0, &length)
+                    }
                 }
             }
+            if count < 0 {
+                if errno == EAGAIN || errno == EWOULDBLOCK { return nil }
+                // An ICMP port unreachable for an earlier send surfaces here as ECONNREFUSED: it is
+                // not a datagram, and neither is an interrupted call.
+                if errno == ECONNREFUSED || errno == EINTR { continue }
+                throw SystemError("recvfrom", local.description)
+            }
+            guard let from = Endpoint(storage) else { return nil }
+            return (count, from)
         }
-        if count < 0 {
-            if errno == EAGAIN || errno == EWOULDBLOCK { return nil }
-            throw SystemError("recvfrom", local.description)
-        }
-        guard let from = Endpoint(storage) else { return nil }
-        return (count, from)
     }
 
     /// Receives one datagram, or `nil` when none is queued.

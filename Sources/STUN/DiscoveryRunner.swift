@@ -40,7 +40,7 @@ public enum DiscoveryRunner {
             }
             let wait = timers.values.min().map { $0 - now } ?? .seconds(1)
             guard try !Readiness.readable([socket.descriptor], timeout: wait).isEmpty else { continue }
-            while actions.isEmpty, let datagram = try receiveIgnoringICMP(socket) {
+            while actions.isEmpty, let datagram = try socket.receive() {
                 let at = MonotonicTime.now()
                 do {
                     let message = try Message(decoding: datagram.payload)
@@ -48,16 +48,6 @@ public enum DiscoveryRunner {
                 } catch {
                     actions += discovery.handle(.undecodable(error, from: datagram.source), at: at)
                 }
-            }
-        }
-    }
-
-    /// An ICMP port unreachable surfaces as ECONNREFUSED on the next receive: not a datagram.
-    private static func receiveIgnoringICMP(_ socket: any PortSocket) throws(SystemError) -> PortDatagram? {
-        while true {
-            do { return try socket.receive() } catch {
-                if error.errno == ECONNREFUSED { continue }
-                throw error
             }
         }
     }
