@@ -17,6 +17,8 @@ public final class ControlClient {
         public var key: MemberKey
         public var nat: NATKind = .unknown
         public var candidates: [Candidate] = []
+        /// The overlay prefixes this member routes (its tunnel address): the others' allowed IPs.
+        public var addresses: [IPPrefix] = []
 
         public init(server: Endpoint, party: String, key: MemberKey) {
             self.server = server
@@ -81,7 +83,7 @@ public final class ControlClient {
     public func update(nat: NATKind, candidates: [Candidate]) {
         configuration.nat = nat
         configuration.candidates = candidates
-        if state == .registered { send(.register(nat: nat, candidates: candidates)) }
+        if state == .registered { send(registration) }
     }
 
     public func requestPunch(with peer: MemberKey) { send(.punchRequest(target: peer)) }
@@ -89,12 +91,16 @@ public final class ControlClient {
 
     func execute(_ action: RegistrationAction) {
         switch action {
-        case .sendRegister: send(.register(nat: configuration.nat, candidates: configuration.candidates))
+        case .sendRegister: send(registration)
         case .sendHeartbeat: send(.heartbeat(revision: revision))
         case .sendLeave: send(.leave)
         case .reportRegistered: registrations += 1
         case .reportDisconnected: break
         }
+    }
+
+    private var registration: ControlMessage.Body {
+        .register(nat: configuration.nat, candidates: configuration.candidates, addresses: configuration.addresses)
     }
 
     func send(_ body: ControlMessage.Body) {

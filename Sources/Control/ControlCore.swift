@@ -161,12 +161,12 @@ public final class ControlCore {
         let key = message.sender
         var out: [Outgoing] = []
         switch message.body {
-        case .register(let nat, let candidates):
+        case .register(let nat, let candidates, let addresses):
             counters.registrations += 1
             var member = party.members[key]!
             let wasOnline = member.online
             var record = MemberRecord(key: key, nat: nat, candidates: Array(candidates.filter { $0.kind != .observed }
-                .prefix(MemberRecord.maxCandidates - 1)))
+                .prefix(MemberRecord.maxCandidates - 1)), addresses: addresses)
             record.candidates.append(Candidate(.observed, source))
             let changed = record != member.record || !wasOnline
             member.record = record
