@@ -56,6 +56,15 @@ let package = Package(
             swiftSettings: optimizeForSize
         ),
         .target(name: "STUN", dependencies: ["Net", "StateChart"], swiftSettings: optimizeForSize),
+        // The daemon: binds the peer machines to the real world (the only module that knows every other).
+        .target(
+            name: "Agent",
+            dependencies: [
+                "Commands", "Output", "Net", "StateChart", "Peer", "EventLoop", "Punch", "STUN", "WireGuard", "Rendezvous",
+                "Control", "CLinux", .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: optimizeForSize
+        ),
 
         // The command line.
         .executableTarget(
@@ -64,7 +73,7 @@ let package = Package(
                 "Commands", "Output", "Net", "StateChart", "Peer", "EventLoop", "Punch",
                 "STUN",
                 "WireGuard",
-                "Rendezvous", "Relay", "Control",
+                "Rendezvous", "Relay", "Control", "Agent",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: optimizeForSize,

@@ -60,7 +60,7 @@ public enum PeerChart: ChartSpec {
         let states: [StateInfo<PeerChart>] = [
             StateInfo(.discovering, entry: [.requestCandidates]),
             StateInfo(.detecting, entry: [.detectNAT]),
-            StateInfo(.punching, entry: [.sendPunch], onEntry: { $0.punchBursts += 1 }),
+            StateInfo(.punching, entry: [.startPunch], onEntry: { $0.punchBursts += 1 }),
             StateInfo(.direct, entry: [.setDirectEndpoint, .enableKeepalive], onEntry: { $0.pathConfirmed = false }),
             StateInfo(.relaying, entry: [.allocateRelay], onEntry: { $0.pathConfirmed = false; $0.path = .none }),
             StateInfo(.keepalive, onEntry: { $0.punchBursts = 0 }),
