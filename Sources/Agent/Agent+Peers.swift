@@ -35,9 +35,15 @@ extension Agent {
             links[id]?.relay = nil
         case .enableKeepalive:
             // From 0 to the interval: WireGuard sends a keepalive (or a handshake) on the new path at once.
-            let seconds = UInt16(clamping: configuration.timings.persistentKeepalive.components.seconds)
-            configurePeer(PeerChange(publicKey: link.publicKey, updateOnly: true, persistentKeepalive: 0))
-            configurePeer(PeerChange(publicKey: link.publicKey, updateOnly: true, persistentKeepalive: max(1, seconds)))
+            // The member with the smaller key goes first: two handshake initiations crossing each other
+            // leave both sides waiting as responders until a retry 5 s later.
+            let key = link.publicKey
+            let seconds = max(1, UInt16(clamping: configuration.timings.persistentKeepalive.components.seconds))
+            let kick = { [unowned self] in
+                self.configurePeer(PeerChange(publicKey: key, updateOnly: true, persistentKeepalive: 0))
+                self.configurePeer(PeerChange(publicKey: key, updateOnly: true, persistentKeepalive: seconds))
+            }
+            if memberKey < link.record.key { kick() } else { alarms.schedule(after: Self.keepaliveLag, kick) }
         case .readHandshake:
             readWireGuard(id)
         case .removePeer:
@@ -103,6 +109,8 @@ extension Agent {
     }
 
     static let predictionBudget = 256
+    /// How long the member with the larger key waits before its first keepalive on a new path.
+    static let keepaliveLag: Duration = .milliseconds(300)
 
     /// The control server announced a coordinated punch with `record`'s member at `startMillis`.
     func punchAnnounced(_ record: MemberRecord, startMillis: UInt64) {
@@ -174,10 +182,12 @@ extension Agent {
         }
         let wallSeconds = Int64(WallClock.milliseconds() / 1000)
         let handshakeAge = peer?.lastHandshake.map { Duration.seconds(max(0, wallSeconds - $0.seconds)) }
+        // A handshake since the path was set confirms it; so does data received on it while a session
+        // exists (an existing session moved to a new path does not handshake again for up to two minutes).
         var confirmed = false
-        if let peer {
-            let handshakeSince = peer.lastHandshake.map { $0.seconds >= link.endpointSetAt } ?? false
-            confirmed = handshakeSince || (peer.rxBytes > link.receivedAtSet && peer.endpoint == link.endpoint)
+        if let peer, let handshake = peer.lastHandshake {
+            confirmed = handshake.seconds >= link.endpointSetAt
+                || (peer.rxBytes > link.receivedAtSet && peer.endpoint == link.endpoint && handshakeAge! < configuration.timings.staleHandshake)
         }
         let silence = Duration.nanoseconds(now - (links[id]?.receivedChangedAt ?? now))
         scheduler.updateContext(of: id) {

@@ -33,6 +33,7 @@ public final class Agent {
     var scheduler: Scheduler<PeerExecutor>!
     var detector: NATDetector!
     var relays: RelayClient!
+    var alarms: Alarms!
     var status: StatusServer?
     var links: [MachineID: PeerLink] = [:]
     var machines: [MemberKey: MachineID] = [:]
@@ -100,6 +101,8 @@ public final class Agent {
         detector = NATDetector(socket: port) { [unowned self] result in self.detected(result) }
         loop.addTimers(detector)
         relays = try RelayClient(loop: loop)
+        alarms = Alarms(clock: clock)
+        loop.addTimers(alarms)
         try loop.register(port.descriptor) { [unowned self] in self.portReadable() }
 
         var client = ControlClient.Configuration(server: configuration.control, party: configuration.party, key: memberKey)

@@ -17,6 +17,11 @@ final class NATDetector: TimerSource {
     /// When the last run started (monotonic), to space reruns out.
     private(set) var startedAt: Duration?
 
+    /// Four sends over one second: a filtering test that gets no answer (the NAT filtered it) decides
+    /// in 1 s instead of netcheck's 2.3 s; punches wait for this result.
+    static let policy = RetransmissionPolicy(initialRTO: .milliseconds(100), maxRTO: .milliseconds(400), attempts: 4,
+                                             finalWait: .milliseconds(300))
+
     init(socket: any PortSocket, finished: @escaping (Result<NATReport, DiscoveryFailure>) -> Void) {
         self.socket = socket
         self.finished = finished
@@ -30,7 +35,8 @@ final class NATDetector: TimerSource {
         let wildcard: IPAddress = first.address.family == AF_INET6
             ? .v6(IPv6Address(bytes: [UInt8](repeating: 0, count: 16))!) : .v4(IPv4Address(0))
         let local = (try? LocalAddresses.all()) ?? []
-        var machine = Discovery(servers: servers, localEndpoint: Endpoint(wildcard, socket.port), localAddresses: local)
+        var machine = Discovery(servers: servers, localEndpoint: Endpoint(wildcard, socket.port), localAddresses: local,
+                                policy: Self.policy)
         let now = MonotonicTime.now()
         startedAt = now
         let actions = machine.start(at: now)
