@@ -20,7 +20,7 @@ enum PingCommand {
         guard (1...1000).contains(count) else { throw invocation.usageError("--count must be 1 to 1000") }
         let before = try peer(invocation, query)
         guard let text = before["address"], let address = IPv4Address(text) else {
-            throw StatusCommand.AgentUnreachable(description: before["error"] ?? "the peer has no IPv4 overlay address")
+            throw StatusCommand.AgentError(description: "peer \(query) has no IPv4 overlay address")
         }
         StandardStreams.out("PING \(address) (peer \(before["key"] ?? "?"), \(path(before)))\n")
         let pinger = try Pinger(address)
@@ -47,12 +47,14 @@ enum PingCommand {
 
     private static func peer(_ invocation: Invocation, _ query: String) throws -> [String: String] {
         let answer = try StatusCommand.ask(invocation, "peer \(query)")
+        if answer.hasPrefix("error=") {
+            throw StatusCommand.AgentError(description: String(answer.dropFirst(6).prefix { $0 != "\n" }))
+        }
         var fields: [String: String] = [:]
         for pair in answer.split(whereSeparator: { $0 == " " || $0 == "\n" }) {
             guard let equals = pair.firstIndex(of: "=") else { continue }
             fields[String(pair[..<equals])] = String(pair[pair.index(after: equals)...])
         }
-        if let error = fields["error"] { throw StatusCommand.AgentUnreachable(description: error) }
         return fields
     }
 

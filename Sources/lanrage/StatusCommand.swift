@@ -27,11 +27,11 @@ enum StatusCommand {
             try stream.write(Array("\(request)\n".utf8))
             return String(decoding: try stream.read(), as: UTF8.self)
         } catch {
-            throw AgentUnreachable(description: "cannot reach the agent at \(path): \(error) (is 'lanrage agent' running? see --socket)")
+            throw AgentError(description: "cannot reach the agent at \(path): \(error) (is 'lanrage agent' running? see --socket)")
         }
     }
 
-    struct AgentUnreachable: Error, ExitCodeProviding, CustomStringConvertible {
+    struct AgentError: Error, ExitCodeProviding, CustomStringConvertible {
         let description: String
         var exitCode: ExitCode { .unavailable }
     }
