@@ -28,6 +28,9 @@ extension Agent {
         case .allocateRelay:
             links[id]?.relay = nil
             links[id]?.offers = []
+            // Nothing the old path did counts for the new allocation.
+            links[id]?.endpoint = nil
+            links[id]?.endpointSetAt = Int64(WallClock.milliseconds() / 1000) + 1
             if configuration.relaysEnabled { control.requestRelay(with: link.record.key) }
         case .setRelayEndpoint:
             if let grant = link.relay { pointWireGuard(id, at: grant.endpoint) }

@@ -13,6 +13,7 @@ public enum PeerChart: ChartSpec {
     static let directPossible = Guard<PeerContext>("direct possible") { $0.directPossible != false }
     static let burstsLeft = Guard<PeerContext>("bursts left") { $0.punchBursts < $0.timings.punchAttempts }
     static let relayed = Guard<PeerContext>("relayed") { $0.path == .relayed }
+    static let relayAlive = Guard<PeerContext>("relay alive") { $0.path == .relayed && !$0.handshakeStale }
     static let confirmed = Guard<PeerContext>("confirmed") { $0.pathConfirmed }
     static let stale = Guard<PeerContext>("stale") { $0.handshakeStale }
 
@@ -33,7 +34,7 @@ public enum PeerChart: ChartSpec {
             Row(.punching, on: .punchTick, stay: [.sendPunch]),
             Row(.punching, on: .punchAcked, to: .direct),
             Row(.punching, on: .punchTimeout, when: burstsLeft, to: .punching),
-            Row(.punching, on: .punchTimeout, when: relayed, to: .keepalive, update: { $0.upgradeFailures += 1 }),
+            Row(.punching, on: .punchTimeout, when: relayAlive, to: .keepalive, update: { $0.upgradeFailures += 1 }),
             Row(.punching, on: .punchTimeout, to: .relaying),
 
             Row(.direct, on: .livenessTick, stay: [.readHandshake]),

@@ -26,7 +26,13 @@ struct AgentFaultLabTests {
             if loss {
                 // 10% of every packet crossing the internet, both ways, control and STUN included.
                 try lab.inet.run(["nft", "-f", "-"], input: """
-                    table ip loss { chain forward { type filter hook forward priority -10; policy accept; numgen random mod 10 == 0 drop; } }
+                    table ip loss {
+                      chain forward {
+                        type filter hook forward priority -10; policy accept;
+                        numgen random mod 10 == 0 drop
+                      }
+                    }
+
                     """)
             }
             let party = try PartyLab(lab)
@@ -104,6 +110,7 @@ struct AgentFaultLabTests {
         kill(setup.relayProcesses[index].processIdentifier, SIGKILL)
         let recovery = setup.agents[0].pingUntilAnswered(setup.agents[1].overlay, within: 90)
         Self.report("relay in use killed (symmetric ↔ symmetric, two relays)", recovery)
+        for agent in setup.agents { try? setup.party.log(of: agent).write(toFile: "/tmp/relayfault\(agent.index).log", atomically: true, encoding: .utf8) }
         #expect(recovery != nil, "\(setup.party.log(of: setup.agents[0]).suffix(5000))")
         let other = index == 0 ? "192.0.2.21:4000" : "192.0.2.20:4000"
         let peer = setup.agents[0].waitForPeer(setup.agents[1].overlay, within: 30) { $0["relay"] as? String == other && $0["state"] as? String == "keepalive" }

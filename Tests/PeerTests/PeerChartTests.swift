@@ -102,6 +102,16 @@ import Testing
         #expect(peer.takeActions().suffix(1) == [.releaseRelay])
     }
 
+    static func deadRelayIsAllocatedAgain(_ peer: PeerHarness) {
+        peer.reachRelayedKeepalive()
+        // The relay died: three keepalives without a word. The punch fails, so the relayed path is
+        // not kept (it is dead): a new allocation, possibly on another relay.
+        peer.send(.wireGuardRead(handshakeAge: .seconds(20), pathConfirmed: true, receiveSilence: .seconds(75)))
+        #expect(peer.state == .punching)
+        peer.wait(.milliseconds(4800))
+        #expect(peer.state == .relaying && peer.takeActions().last == .allocateRelay)
+    }
+
     static func directWithoutHandshakeFallsBack(_ peer: PeerHarness) {
         peer.reach(.direct)
         peer.wait(.seconds(10))
@@ -121,6 +131,7 @@ import Testing
         peer.send(.punchAcked)
         peer.send(.wireGuardRead(handshakeAge: .seconds(1), pathConfirmed: true))
         #expect(peer.state == .keepalive)
+        _ = peer.takeActions()
         peer.send(.wireGuardRead(handshakeAge: .seconds(180), pathConfirmed: false))
         #expect(peer.state == .punching && peer.takeActions() == [.startPunch])
     }
@@ -149,6 +160,7 @@ import Testing
     @Test func failedPunchesFallBackToTheRelay() { Self.failedPunchesFallBackToTheRelay(PeerHarness()) }
     @Test func relayPathWithFailuresAndUpgrades() { Self.relayPathWithFailuresAndUpgrades(PeerHarness()) }
     @Test func directWithoutHandshakeFallsBack() { Self.directWithoutHandshakeFallsBack(PeerHarness()) }
+    @Test func deadRelayIsAllocatedAgain() { Self.deadRelayIsAllocatedAgain(PeerHarness()) }
     @Test func staleHandshakeRepunches() { Self.staleHandshakeRepunches(PeerHarness()) }
     @Test func endpointChangeRepunches() { Self.endpointChangeRepunches(PeerHarness()) }
     @Test(arguments: [PeerState.discovering, .detecting, .punching, .direct, .relaying, .keepalive])
@@ -160,6 +172,7 @@ import Testing
             Self.happyDirectPath, Self.discoveryRetries, Self.detectionTimeoutPunchesAnyway,
             Self.failedPunchesFallBackToTheRelay, Self.relayPathWithFailuresAndUpgrades,
             Self.directWithoutHandshakeFallsBack, Self.staleHandshakeRepunches, Self.endpointChangeRepunches,
+            Self.deadRelayIsAllocatedAgain,
         ]
         for scenario in scenarios {
             let peer = PeerHarness()
