@@ -90,7 +90,7 @@ let package = Package(
         .testTarget(name: "NetTests", dependencies: ["Net"]),
         .testTarget(name: "WireGuardTests", dependencies: ["WireGuard", "CNetlink", "CSodium", "Net"]),
         .testTarget(name: "STUNTests", dependencies: ["STUN", "Net"]),
-        .target(name: "LabSupport", dependencies: ["Net", "WireGuard"], path: "Tests/LabSupport"),
+        .target(name: "LabSupport", dependencies: ["Net", "WireGuard", "Rendezvous"], path: "Tests/LabSupport"),
         // `make demo`: the lab with two members, run end to end.
         .executableTarget(name: "LANrageDemo", dependencies: ["LabSupport", "Net"], path: "Tests/Demo"),
         .testTarget(name: "STUNLabTests", dependencies: ["STUN", "Net", "LabSupport"]),
@@ -100,7 +100,7 @@ let package = Package(
         .testTarget(name: "ControlTests", dependencies: ["Control", "Relay", "Rendezvous", "STUN", "Net", "EventLoop", "StateChart", "LabSupport"]),
         .executableTarget(name: "ControlFuzz", dependencies: ["Control", "Rendezvous", "Net"], path: "Tests/Fuzz/ControlFuzz"),
         .executableTarget(name: "RelayFuzz", dependencies: ["Rendezvous", "Net"], path: "Tests/Fuzz/RelayFuzz"),
-        .executableTarget(name: "RendezvousBench", dependencies: ["Control", "Rendezvous", "Net"], path: "Tests/Benchmarks/RendezvousBench"),
+        .executableTarget(name: "RendezvousBench", dependencies: ["Control", "Rendezvous", "Net", "LabSupport"], path: "Tests/Benchmarks/RendezvousBench"),
         .executableTarget(name: "STUNFuzz", dependencies: ["STUN", "Net"], path: "Tests/Fuzz/STUNFuzz"),
         .executableTarget(
             name: "STUNBenchmarks",
