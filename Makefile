@@ -12,7 +12,7 @@ SIZE_BUDGET := 8388608
 # fetched with apt-get download into .build/test-kernel, never installed).
 DEB_PACKAGES += qemu-system-x86 busybox-static cpio
 
-.PHONY: all build release static size-static deps test unit-tests footprint bench size charts clean fuzz bench-stun lab-bench demo test-kernel kernel-tests bench-wg \
+.PHONY: all build release static size-static service-files deps test unit-tests footprint bench size charts clean fuzz bench-stun lab-bench demo test-kernel kernel-tests bench-wg \
 	fuzz-control fuzz-relay bench-relay bench-control
 
 all: build
@@ -51,6 +51,12 @@ static:
 ## size-static: the release binary beside the static one (size, idle RSS, threads), and checks of the static one.
 size-static: release static
 	Tests/Scripts/footprint-static.sh $(RELEASE_BIN) $(STATIC_BUILD)/release/lanrage
+
+## service-files: docs/service/ (systemd units, OpenWrt procd script, example agent.conf) checked: systemd-analyze
+## verify, sh/dash/busybox sh -n, required settings, and every subcommand and option they run in lanrage's --help.
+service-files:
+	$(SWIFT) build --product lanrage
+	Tests/Scripts/check-service-files.sh .build/debug/lanrage
 
 ## test: everything — unit and lab tests (network namespaces need root), the checked-in charts,
 ## and the footprint budget of the release binary.
