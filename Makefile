@@ -60,7 +60,7 @@ service-files:
 
 ## test: everything — unit and lab tests (network namespaces need root), the checked-in charts,
 ## and the footprint budget of the release binary.
-test: deps unit-tests footprint kernel-tests
+test: deps unit-tests service-files footprint kernel-tests
 	@echo "make test: all passed"
 
 unit-tests:

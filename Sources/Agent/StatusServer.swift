@@ -11,8 +11,10 @@ final class StatusServer {
     private let answer: (String) -> String
 
     init(path: String, loop: EventLoop, answer: @escaping (String) -> String) throws {
-        if let slash = path.lastIndex(of: "/"), slash != path.startIndex {
-            let directory = String(path[..<slash])
+        // The socket's directory and its parents (/run/lanrage, /var/run/lanrage on OpenWrt), 0755.
+        var directory = ""
+        for component in path.split(separator: "/").dropLast() {
+            directory += "/" + component
             if mkdir(directory, 0o755) != 0 && errno != EEXIST { throw SystemError("mkdir", directory) }
         }
         listener = try UnixListener(path: path, mode: 0o660)
