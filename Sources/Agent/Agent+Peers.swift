@@ -176,7 +176,10 @@ extension Agent {
     /// Liveness from WireGuard itself: the last handshake, and whether the receive counter grew.
     func readWireGuard(_ id: MachineID) {
         guard let link = links[id] else { return }
-        let peer = readDevice()?.peer(link.publicKey)
+        // A working tunnel's tick tolerates a read 2 s old (silence counts in tens of seconds); a path
+        // waiting for confirmation wants a fresh one.
+        let maxAge: Duration = scheduler.machine(id)?.state == .keepalive ? .seconds(2) : .milliseconds(200)
+        let peer = readDevice(maxAge: maxAge)?.peer(link.publicKey)
         let now = clock.now
         links[id]?.wireGuard = peer
         if let peer, peer.rxBytes != link.received {

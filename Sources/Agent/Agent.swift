@@ -265,10 +265,11 @@ public final class Agent {
 
     // MARK: WireGuard
 
-    /// The device, read at most every 200 ms (one read serves every peer's liveness tick).
-    func readDevice() -> Device? {
+    /// The device, read again only when the last read is older than `maxAge`: one read serves
+    /// every peer whose liveness tick falls near another's.
+    func readDevice(maxAge: Duration = .milliseconds(200)) -> Device? {
         let now = clock.now
-        if let device, now - device.at < 200_000_000 { return device.read }
+        if let device, now - device.at < maxAge.nanoseconds { return device.read }
         do {
             let read = try backend.device(named: configuration.interfaceName)
             device = (read, now)
