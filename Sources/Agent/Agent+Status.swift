@@ -17,8 +17,10 @@ extension Agent {
             guard let link = findPeer(words[1]) else { return "error=no peer matches '\(words[1])'\n" }
             let state = scheduler.machine(link.machine)
             let address = link.record.addresses.first.map { "\($0.address)" } ?? "-"
+            // WireGuard's own endpoint: it follows the peer when it roams.
+            let endpoint = readDevice()?.peer(link.publicKey)?.endpoint ?? link.endpoint
             return "address=\(address) key=\(link.record.key) state=\(state.map { "\($0.state)" } ?? "closed") "
-                + "path=\(state?.context.path.rawValue ?? "none") endpoint=\(link.endpoint.map { "\($0)" } ?? "-") "
+                + "path=\(state?.context.path.rawValue ?? "none") endpoint=\(endpoint.map { "\($0)" } ?? "-") "
                 + "relay=\(link.relay.map { "\($0.service)" } ?? "-")\n"
         default:
             return "error=unknown request (expected 'status', 'status json' or 'peer QUERY')\n"

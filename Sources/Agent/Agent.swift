@@ -88,7 +88,10 @@ public final class Agent {
             "port": "\(configuration.listenPort)", "public_key": "\(publicKey.base64)",
             "port_socket": "\(port is RawPortSocket ? "raw" : "bound")",
         ])
-        try wire()
+        do { try wire() } catch {
+            if createdInterface { try? backend.deleteInterface(named: name) }
+            throw error
+        }
     }
 
     private func wire() throws {
@@ -239,7 +242,7 @@ public final class Agent {
 
     /// This host's own addresses with the WireGuard port: candidates for peers on the same network.
     func localCandidates() -> [Candidate] {
-        let addresses = (try? LocalAddresses.all()) ?? []
+        let addresses = (try? LocalAddresses.all(reachableOnly: true)) ?? []
         return addresses.compactMap { address -> Candidate? in
             guard case .v4(let v4) = address, v4.octets.0 != 127, !(v4.octets.0 == 169 && v4.octets.1 == 254),
                   let host = IPPrefix(address, 32), !configuration.addresses.contains(where: { $0.contains(host) }) else { return nil }

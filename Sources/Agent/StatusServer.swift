@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Commands
 import EventLoop
 import Net
 
@@ -17,7 +18,13 @@ final class StatusServer {
             directory += "/" + component
             if mkdir(directory, 0o755) != 0 && errno != EEXIST { throw SystemError("mkdir", directory) }
         }
-        listener = try UnixListener(path: path, mode: 0o660)
+        let opened = Result { () throws(SystemError) -> UnixListener in try UnixListener(path: path, mode: 0o660) }
+        switch opened {
+        case .success(let listener): self.listener = listener
+        case .failure(let error) where error.errno == EADDRINUSE:
+            throw AgentFailure("another agent is running: its status socket \(path) answers (stop it, or set another StatusSocket)")
+        case .failure(let error): throw error
+        }
         self.answer = answer
         try loop.register(listener.descriptor) { [unowned self] in self.acceptAll() }
     }
@@ -33,4 +40,11 @@ final class StatusServer {
     }
 
     func close() { listener.close() }
+}
+
+/// Why the agent cannot start, beyond its configuration (exit 69).
+public struct AgentFailure: Error, ExitCodeProviding, CustomStringConvertible {
+    public let description: String
+    public var exitCode: ExitCode { .unavailable }
+    init(_ description: String) { self.description = description }
 }
