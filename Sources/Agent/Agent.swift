@@ -71,7 +71,11 @@ public final class Agent {
             createdInterface = false
         }
         do {
-            try backend.configure(name, DeviceChange(privateKey: configuration.privateKey, listenPort: configuration.listenPort))
+            do {
+                try backend.configure(name, DeviceChange(privateKey: configuration.privateKey, listenPort: configuration.listenPort))
+            } catch {
+                throw AgentFailure("WireGuard interface \(name) cannot take ListenPort \(configuration.listenPort): \(error)")
+            }
             try backend.setAddresses(name, configuration.addresses)
             try backend.setLinkUp(name, true)
             port = try openPortSocket(port: configuration.listenPort)

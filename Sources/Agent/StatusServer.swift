@@ -33,7 +33,7 @@ final class StatusServer {
         // Bounded: a client gets 500 ms to send its line and take the answer.
         for _ in 0..<16 {
             guard let stream = listener.accept() else { return }
-            guard let request = try? stream.read(upTo: 10, limit: 1024) else { continue }
+            guard let request = try? stream.read(upTo: 10, limit: 8192) else { continue }
             let line = String(decoding: request.prefix { $0 != 10 && $0 != 13 }, as: UTF8.self)
             try? stream.write(Array(answer(line).utf8))
         }
