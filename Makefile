@@ -3,7 +3,7 @@ SHELL := /bin/bash
 SWIFT ?= swift
 # Debian packages the build, the tests and the lab need.
 DEB_PACKAGES := libnl-3-dev libnl-genl-3-dev libsodium-dev pkg-config graphviz nftables iproute2 \
-	wireguard-tools wireguard-go socat conntrack coturn stun-client iputils-ping xz-utils binutils bc time
+	wireguard-tools wireguard-go socat conntrack coturn stun-client iputils-ping xz-utils binutils bc time libcap2-bin
 RELEASE_FLAGS := -c release --static-swift-stdlib
 RELEASE_BIN := .build/release/lanrage
 # The stripped release binary may not exceed this: 8 MiB (megabytes as `ls -lh` and `du -h` count).

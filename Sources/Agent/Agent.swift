@@ -58,7 +58,7 @@ public final class Agent {
         self.path = path
         self.logger = logger
         startedAt = clock.now
-        try Privileges.requireNetAdmin("lanrage agent")
+        try Privileges.requireNetAdmin("run the agent")
         let name = configuration.interfaceName
         backend = try Backends.select(configuration.backend, interface: name)
         if if_nametoindex(name) == 0 {
