@@ -71,6 +71,7 @@ extension Agent {
                 ("endpoint", status.peer?.endpoint.map { .string("\($0)") } ?? .null),
                 ("relay", status.link.relay.map { .string("\($0.service)") } ?? .null),
                 ("nat", .string("\(status.link.record.nat)")),
+                ("local_nat", .string("\(natKind)")),
                 ("latest_handshake_seconds", handshakeAge(status.peer).map { .int($0) } ?? .null),
                 ("rx_bytes", .int(Int(status.peer?.rxBytes ?? 0))),
                 ("tx_bytes", .int(Int(status.peer?.txBytes ?? 0))),
@@ -122,7 +123,7 @@ extension Agent {
                   addresses: \(status.link.record.addresses.map { "\($0)" }.joined(separator: ", "))
                   state: \(status.state) for \(Self.seconds(status.seconds))
                   path: \(path)\(status.peer?.endpoint.map { ", endpoint \($0)" } ?? "")
-                  nat: \(status.link.record.nat)
+                  nat: \(status.link.record.nat) (ours: \(natKind))
                   latest handshake: \(handshakeAge(status.peer).map { "\($0) s ago" } ?? "none")
                   transfer: \(status.peer?.rxBytes ?? 0) B received, \(status.peer?.txBytes ?? 0) B sent
 
