@@ -15,7 +15,7 @@ import PackageDescription
 /// client is in the same link, which holds: the modules are linked statically into lanrage, the
 /// tests and the benchmarks, never loaded as shared libraries (-115 KB).
 let optimizeForSize: [SwiftSetting] = [
-    .unsafeFlags(["-Osize", "-function-sections", "-Xfrontend", "-internalize-at-link"], .when(configuration: .release))
+    .unsafeFlags(["-Osize", "-Xfrontend", "-function-sections", "-Xfrontend", "-internalize-at-link"], .when(configuration: .release))
 ]
 
 let package = Package(
