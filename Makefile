@@ -71,17 +71,17 @@ unit-tests:
 
 ## test-kernel: the netlink backend against the real wireguard.ko, in Debian's kernel under qemu (KVM or TCG).
 test-kernel:
-	Tests/Scripts/test-kernel/run.sh
+	RELEASE_FLAGS="$(RELEASE_FLAGS)" Tests/Scripts/test-kernel/run.sh
 
 ## kernel-tests: test-kernel as part of make test — prints a framed SKIPPED line with the reason when it cannot run.
 kernel-tests:
-	SKIP_OK=1 Tests/Scripts/test-kernel/run.sh
+	RELEASE_FLAGS="$(RELEASE_FLAGS)" SKIP_OK=1 Tests/Scripts/test-kernel/run.sh
 
 ## bench-wg: apply and read back 1,000 peers through the UAPI backend vs wg set / wg show dump (root,
 ## wireguard-go), then the same through the netlink backend inside the test VM.
 bench-wg:
 	Tests/Scripts/bench-wg.sh
-	BENCH=1 SKIP_OK=1 Tests/Scripts/test-kernel/run.sh
+	RELEASE_FLAGS="$(RELEASE_FLAGS)" BENCH=1 SKIP_OK=1 Tests/Scripts/test-kernel/run.sh
 
 ## footprint: the release binary keeps to the dependency and size budget (fails otherwise).
 footprint: release
