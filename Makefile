@@ -80,7 +80,7 @@ kernel-tests:
 ## bench-wg: apply and read back 1,000 peers through the UAPI backend vs wg set / wg show dump (root,
 ## wireguard-go), then the same through the netlink backend inside the test VM.
 bench-wg:
-	Tests/Scripts/bench-wg.sh
+	RELEASE_FLAGS="$(RELEASE_FLAGS)" Tests/Scripts/bench-wg.sh
 	RELEASE_FLAGS="$(RELEASE_FLAGS)" BENCH=1 SKIP_OK=1 Tests/Scripts/test-kernel/run.sh
 
 ## footprint: the release binary keeps to the dependency and size budget (fails otherwise).
