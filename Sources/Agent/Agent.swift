@@ -39,6 +39,8 @@ public final class Agent {
     var machines: [MemberKey: MachineID] = [:]
     /// The last NAT behaviour discovery of the WireGuard port.
     var report: NATReport?
+    /// The WireGuard port's public endpoint, known from the first STUN answer (before the report).
+    var reflexive: Endpoint?
     var natKind = NATKind.unknown
     /// The public endpoint the control server saw when last registered (a change means a new address).
     var lastObserved: Endpoint?
@@ -106,6 +108,7 @@ public final class Agent {
         scheduler.onTransition = { [unowned self] record in self.transitioned(record) }
         loop.addTimers(scheduler)
         detector = NATDetector(socket: port) { [unowned self] result in self.detected(result) }
+        detector.mapped = { [unowned self] endpoint in self.mappedEndpointLearned(endpoint) }
         loop.addTimers(detector)
         relays = try RelayClient(loop: loop)
         alarms = Alarms(clock: clock)
@@ -226,10 +229,20 @@ public final class Agent {
 
     // MARK: NAT
 
+    /// The first STUN answer: the peers get the reflexive candidate at once (punches need it), the
+    /// NAT type follows when the behaviour tests end.
+    func mappedEndpointLearned(_ endpoint: Endpoint) {
+        guard endpoint != reflexive else { return }
+        reflexive = endpoint
+        control.update(nat: natKind, candidates: localCandidates() + [Candidate(.reflexive, endpoint)])
+        for (id, _) in links where scheduler.machine(id)?.state == .detecting { decideDirect(id) }
+    }
+
     func detected(_ result: Result<NATReport, DiscoveryFailure>) {
         switch result {
         case .success(let found):
             report = found
+            reflexive = found.publicEndpoint
             natKind = NATKind(found.natType)
             logger.info("NAT detected", metadata: ["nat": "\(found.natType.rawValue)", "public": "\(found.publicEndpoint)",
                                                    "mapping": "\(found.mapping.rawValue)", "filtering": "\(found.filtering.rawValue)"])

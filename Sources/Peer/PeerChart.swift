@@ -30,12 +30,17 @@ public enum PeerChart: ChartSpec {
             Row(.detecting, on: .natKnown, when: directPossible, to: .punching),
             Row(.detecting, on: .natKnown, when: !directPossible, to: .relaying),
             Row(.detecting, on: .detectionTimeout, to: .punching),
+            // The early relay: traffic flows through it while the direct path is sought.
+            Row(.detecting, on: .relayReady, stay: [.setRelayEndpoint, .enableKeepalive]),
+            Row(.detecting, on: .relayFailed, stay: []),
 
             Row(.punching, on: .punchTick, stay: [.sendPunch]),
             Row(.punching, on: .punchAcked, to: .direct),
             Row(.punching, on: .punchTimeout, when: burstsLeft, to: .punching),
             Row(.punching, on: .punchTimeout, when: relayAlive, to: .keepalive, update: { $0.upgradeFailures += 1 }),
             Row(.punching, on: .punchTimeout, to: .relaying),
+            Row(.punching, on: .relayReady, stay: [.setRelayEndpoint, .enableKeepalive]),
+            Row(.punching, on: .relayFailed, stay: []),
 
             Row(.direct, on: .livenessTick, stay: [.readHandshake]),
             Row(.direct, on: .wireGuardRead, when: confirmed, to: .keepalive, do: [.releaseRelay],
@@ -60,7 +65,7 @@ public enum PeerChart: ChartSpec {
 
         let states: [StateInfo<PeerChart>] = [
             StateInfo(.discovering, entry: [.requestCandidates]),
-            StateInfo(.detecting, entry: [.detectNAT]),
+            StateInfo(.detecting, entry: [.detectNAT, .allocateRelay]),
             StateInfo(.punching, entry: [.startPunch], onEntry: { $0.punchBursts += 1 }),
             StateInfo(.direct, entry: [.setDirectEndpoint, .enableKeepalive], onEntry: { $0.pathConfirmed = false }),
             StateInfo(.relaying, entry: [.allocateRelay], onEntry: { $0.pathConfirmed = false; $0.path = .none }),

@@ -6,7 +6,7 @@ import Testing
 /// Every edge of the peer chart, driven through a scheduler in virtual time.
 @Suite struct PeerChartTests {
     @Test func theChartIsValidWithDefaultAndCustomTimings() {
-        #expect(PeerChart.chart().rows.count == 29)
+        #expect(PeerChart.chart().rows.count == 33)
         var timings = PeerTimings()
         timings.punchPackets = 1
         timings.confirmPoll = .seconds(20)
@@ -17,7 +17,7 @@ import Testing
         #expect(peer.state == .discovering)
         #expect(peer.takeActions() == [.requestCandidates])
         peer.send(.candidatesKnown)
-        #expect(peer.state == .detecting && peer.takeActions() == [.detectNAT])
+        #expect(peer.state == .detecting && peer.takeActions() == [.detectNAT, .allocateRelay])
         peer.send(.natKnown(directPossible: true))
         #expect(peer.state == .punching && peer.takeActions() == [.startPunch])
         // The seed's burst: 5 packets 100 ms apart (one on entry, four on the timer).
@@ -112,6 +112,24 @@ import Testing
         #expect(peer.state == .relaying && peer.takeActions().last == .allocateRelay)
     }
 
+    static func earlyRelayCarriesTrafficUntilTheDirectPath(_ peer: PeerHarness) {
+        peer.reach(.detecting)
+        // Detecting asked for a relay on entry; its grant points WireGuard there at once.
+        peer.send(.relayReady)
+        #expect(peer.state == .detecting && peer.takeActions() == [.setRelayEndpoint, .enableKeepalive])
+        peer.send(.relayFailed)
+        #expect(peer.state == .detecting && peer.takeActions().isEmpty, "a refused early relay changes nothing")
+        peer.send(.natKnown(directPossible: true))
+        #expect(peer.state == .punching && peer.takeActions() == [.startPunch])
+        peer.send(.relayReady)
+        #expect(peer.state == .punching && peer.takeActions() == [.setRelayEndpoint, .enableKeepalive], "a grant while punching")
+        peer.send(.relayFailed)
+        #expect(peer.state == .punching && peer.takeActions().isEmpty)
+        // The punch fails: Relaying allocates (the executor reuses the early grant).
+        peer.wait(.milliseconds(4800))
+        #expect(peer.state == .relaying && peer.takeActions().last == .allocateRelay)
+    }
+
     static func directWithoutHandshakeFallsBack(_ peer: PeerHarness) {
         peer.reach(.direct)
         peer.wait(.seconds(10))
@@ -161,6 +179,7 @@ import Testing
     @Test func relayPathWithFailuresAndUpgrades() { Self.relayPathWithFailuresAndUpgrades(PeerHarness()) }
     @Test func directWithoutHandshakeFallsBack() { Self.directWithoutHandshakeFallsBack(PeerHarness()) }
     @Test func deadRelayIsAllocatedAgain() { Self.deadRelayIsAllocatedAgain(PeerHarness()) }
+    @Test func earlyRelayCarriesTrafficUntilTheDirectPath() { Self.earlyRelayCarriesTrafficUntilTheDirectPath(PeerHarness()) }
     @Test func staleHandshakeRepunches() { Self.staleHandshakeRepunches(PeerHarness()) }
     @Test func endpointChangeRepunches() { Self.endpointChangeRepunches(PeerHarness()) }
     @Test(arguments: [PeerState.discovering, .detecting, .punching, .direct, .relaying, .keepalive])
@@ -172,7 +191,7 @@ import Testing
             Self.happyDirectPath, Self.discoveryRetries, Self.detectionTimeoutPunchesAnyway,
             Self.failedPunchesFallBackToTheRelay, Self.relayPathWithFailuresAndUpgrades,
             Self.directWithoutHandshakeFallsBack, Self.staleHandshakeRepunches, Self.endpointChangeRepunches,
-            Self.deadRelayIsAllocatedAgain,
+            Self.deadRelayIsAllocatedAgain, Self.earlyRelayCarriesTrafficUntilTheDirectPath,
         ]
         for scenario in scenarios {
             let peer = PeerHarness()
