@@ -38,7 +38,10 @@ extension Agent {
             links[id]?.relay = nil
             links[id]?.earlyRelay = false
             links[id]?.offers = []
-            if configuration.relaysEnabled { control.requestRelay(with: link.record.key) }
+            // The control server sends the offers to both members: for the early relay the member with
+            // the smaller key asks alone; in Relaying both ask (one may have lost the other's request).
+            let early = scheduler.machine(id)?.state != .relaying
+            if configuration.relaysEnabled, !early || memberKey < link.record.key { control.requestRelay(with: link.record.key) }
         case .setRelayEndpoint:
             if let grant = link.relay { pointWireGuard(id, at: grant.endpoint) }
         case .releaseRelay:

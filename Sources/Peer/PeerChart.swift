@@ -48,7 +48,9 @@ public enum PeerChart: ChartSpec {
             Row(.direct, on: .confirmTimeout, to: .relaying),
 
             Row(.relaying, on: .relayReady, stay: [.setRelayEndpoint, .enableKeepalive]),
-            Row(.relaying, on: .relayFailed, to: .relaying),
+            // No relay granted: wait for the relay timeout before asking again (a party over its relay
+            // quota must not turn into a request storm).
+            Row(.relaying, on: .relayFailed, stay: []),
             Row(.relaying, on: .livenessTick, stay: [.readHandshake]),
             Row(.relaying, on: .wireGuardRead, when: confirmed, to: .keepalive, update: { $0.path = .relayed }),
             Row(.relaying, on: .relayTimeout, to: .relaying),
