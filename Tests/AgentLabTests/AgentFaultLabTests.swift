@@ -161,6 +161,10 @@ struct AgentFaultLabTests {
         let peer = again.waitForPeer(setup.agents[1].overlay, within: 40) { $0["state"] as? String == "keepalive" && $0["path"] as? String == "direct" }
         let seconds = peer == nil ? nil : Date().timeIntervalSince(restarted)
         Self.report("agent SIGKILLed and restarted: back in keepalive", seconds)
+        if ProcessInfo.processInfo.environment["LANRAGE_KEEP_LOGS"] != nil {
+            try? setup.party.log(of: again).write(toFile: "/tmp/restart-again.log", atomically: true, encoding: .utf8)
+            try? setup.party.log(of: setup.agents[1]).write(toFile: "/tmp/restart-other.log", atomically: true, encoding: .utf8)
+        }
         #expect(peer != nil, "\(setup.party.log(of: again).suffix(5000))")
         #expect(again.ping(setup.agents[1].overlay))
     }
