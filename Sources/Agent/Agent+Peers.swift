@@ -43,7 +43,12 @@ extension Agent {
             let early = scheduler.machine(id)?.state != .relaying
             if configuration.relaysEnabled, !early || memberKey < link.record.key { control.requestRelay(with: link.record.key) }
         case .setRelayEndpoint:
-            if let grant = link.relay { pointWireGuard(id, at: grant.endpoint) }
+            if let grant = link.relay {
+                pointWireGuard(id, at: grant.endpoint)
+                // One byte from the WireGuard port latches this side at the relay now, so the peer's first
+                // handshake is forwarded (WireGuard drops the byte as an unknown message on the other side).
+                _ = try? port.send([0], to: grant.endpoint)
+            }
         case .releaseRelay:
             links[id]?.relay = nil
         case .enableKeepalive:
@@ -261,8 +266,13 @@ extension Agent {
         }
         // The machine starts in Discovering; its first action finds no link yet and waits for this post.
         let id = scheduler.add(name: "\(record.key)", context: PeerContext(timings: configuration.timings))
-        links[id] = PeerLink(record: record, pairKey: pairKey, machine: id, now: clock.now)
+        let link = PeerLink(record: record, pairKey: pairKey, machine: id, now: clock.now)
+        links[id] = link
         machines[record.key] = id
+        // WireGuard knows the peer from the start (no endpoint yet): a handshake the peer sends as soon as
+        // it pins is accepted, and WireGuard learns the endpoint from it.
+        configurePeer(PeerChange(publicKey: link.publicKey, replaceAllowedIPs: true, allowedIPs: allowedIPs(record)))
+        installRoutes(id)
         if !record.candidates.isEmpty { scheduler.post(.candidatesKnown, to: id) }
         return id
     }
