@@ -16,6 +16,14 @@ public enum NATBehaviour: String, CaseIterable, Sendable, CustomStringConvertibl
 
     public var description: String { rawValue }
 
+    /// What a client behind a router that behaves as `self`, itself behind one that behaves as
+    /// `outer`, sees: the stricter of the two (the mapping is endpoint-independent only if both
+    /// are; a packet gets in only if both filters let it through).
+    public func behind(_ outer: NATBehaviour) -> NATBehaviour {
+        let all = NATBehaviour.allCases
+        return all[max(all.firstIndex(of: self)!, all.firstIndex(of: outer)!)]
+    }
+
     /// The RFC 4787 pair this behaviour must show: mapping, filtering.
     public var expected: (mapping: String, filtering: String) {
         switch self {
@@ -78,21 +86,35 @@ public enum NATBehaviour: String, CaseIterable, Sendable, CustomStringConvertibl
     }
 }
 
-/// A site: a NAT router and one client host behind it.
+/// A site: a NAT router and one client host behind it — or, for a double NAT, a client behind an
+/// inner NAT router behind the site's router.
 public struct Site: Sendable {
+    /// The behaviour the client sees: for a double NAT, the effective one of both routers.
     public let behaviour: NATBehaviour
+    /// The public-facing router (WAN on the internet side).
     public let router: Namespace
+    /// For a double NAT, the router between `router` and the client; nil for a single NAT.
+    public let innerRouter: Namespace?
     public let client: Namespace
     /// The client's own (inside) address.
     public let clientAddress: IPv4Address
-    /// The router's public (WAN) address.
+    /// The router's public (WAN) address when the site was added (`Lab.changePublicAddress` moves it).
     public let publicAddress: IPv4Address
+    /// The site's number k in the lab: its links and addresses are named after it.
+    let number: Int
+
+    /// Whether the client sits behind two NAT routers.
+    public var isDoubleNAT: Bool { innerRouter != nil }
 }
 
 /// A NAT lab in network namespaces (see DESIGN.md, "The lab"):
 ///
 ///     stun (192.0.2.1, 192.0.2.2) ── inet (192.0.2.254) ── 198.51.100.4k+1/30 ── site k router (198.51.100.4k+2)
 ///                                                                                    └─ 203.0.113.4k+1/30 ── client (203.0.113.4k+2)
+///
+/// A double-NAT site j (j < 4) puts an inner router at 203.0.113.4k+2, with the client behind it on
+/// 198.51.100.240+4j/30. Extra internet hosts (`addHost`) hang off inet with /32 routes; a site's
+/// router moved by `changePublicAddress` takes a /32 from 198.51.100.224/28.
 ///
 /// Every lab has its own namespaces (`ls<pid>-<n>-…`), so labs run in parallel. `shutdown()` (also run
 /// on deinit) stops what the lab started and deletes its namespaces; namespaces left by dead test
@@ -111,6 +133,8 @@ public final class Lab: @unchecked Sendable {
     public let directory: URL
     private var namespaces: [Namespace] = []
     private var processes: [Process] = []
+    /// How many addresses of 198.51.100.224/28 `changePublicAddress` has handed out.
+    private var movedAddresses = 0
     private let lock = NSLock()
 
     private static let counter = Counter()
@@ -144,30 +168,106 @@ public final class Lab: @unchecked Sendable {
     /// Adds a site whose router behaves as `behaviour`, and checks the behaviour with a probe first.
     @discardableResult
     public func addSite(_ behaviour: NATBehaviour, verify: Bool = true) throws -> Site {
-        let k = sites.count + 1
-        guard k < 60 else { throw CommandFailure(command: ["addSite"], status: 1, output: "too many sites") }
+        try addSite(behaviour, behind: nil, verify: verify)
+    }
+
+    /// Adds a site whose client sees `behaviour`; with `outer`, a double NAT: the client sits behind an
+    /// inner router that behaves as `behaviour`, itself behind the site's router that behaves as
+    /// `outer` (neither may be open; at most 4 per lab). The probe checks the effective behaviour
+    /// (`behaviour.behind(outer)`) before the site is returned.
+    @discardableResult
+    public func addSite(_ behaviour: NATBehaviour, behind outer: NATBehaviour?, verify: Bool = true) throws -> Site {
+        let k = sites.count + 1, j = sites.filter(\.isDoubleNAT).count
+        // 198.51.100.224/27 is kept for moved public addresses and inner links.
+        guard k <= 55 else { throw labError("addSite", "at most 55 sites per lab") }
+        if outer != nil {
+            guard j < 4 else { throw labError("addSite", "at most 4 double-NAT sites per lab") }
+            guard behaviour != .open, outer != .open else { throw labError("addSite", "both routers of a double NAT translate") }
+        }
         let router = Namespace(name: "\(prefix)-r\(k)"), client = Namespace(name: "\(prefix)-c\(k)")
+        let innerRouter = outer == nil ? nil : Namespace(name: "\(prefix)-n\(k)")
         let inetSide = IPv4Address(198, 51, 100, UInt8(4 * k + 1)), wan = IPv4Address(198, 51, 100, UInt8(4 * k + 2))
-        let lan = IPv4Address(203, 0, 113, UInt8(4 * k + 1)), host = IPv4Address(203, 0, 113, UInt8(4 * k + 2))
+        let lan = IPv4Address(203, 0, 113, UInt8(4 * k + 1)), lanHost = IPv4Address(203, 0, 113, UInt8(4 * k + 2))
         try add(router)
         try add(client)
         try link(inet, "s\(k)", router, "wan")
-        try link(router, "lan", client, "eth0")
         try inet.run("ip", "addr", "add", "\(inetSide)/30", "dev", "s\(k)")
         try router.run("ip", "addr", "add", "\(wan)/30", "dev", "wan")
-        try router.run("ip", "addr", "add", "\(lan)/30", "dev", "lan")
         try router.run("ip", "route", "add", "default", "via", "\(inetSide)")
         try router.run("sysctl", "-qw", "net.ipv4.ip_forward=1")
+        try router.run(["nft", "-f", "-"], input: (outer ?? behaviour).ruleset)
+        // The client's gateway and address: the site router's LAN, or the inner router's.
+        var gateway = lan, host = lanHost
+        if let innerRouter {
+            gateway = IPv4Address(198, 51, 100, UInt8(240 + 4 * j + 1))
+            host = IPv4Address(198, 51, 100, UInt8(240 + 4 * j + 2))
+            try add(innerRouter)
+            try link(router, "lan", innerRouter, "wan")
+            try link(innerRouter, "lan", client, "eth0")
+            try router.run("ip", "addr", "add", "\(lan)/30", "dev", "lan")
+            try innerRouter.run("ip", "addr", "add", "\(lanHost)/30", "dev", "wan")
+            try innerRouter.run("ip", "addr", "add", "\(gateway)/30", "dev", "lan")
+            try innerRouter.run("ip", "route", "add", "default", "via", "\(lan)")
+            try innerRouter.run("sysctl", "-qw", "net.ipv4.ip_forward=1")
+            try innerRouter.run(["nft", "-f", "-"], input: behaviour.ruleset)
+        } else {
+            try link(router, "lan", client, "eth0")
+            try router.run("ip", "addr", "add", "\(lan)/30", "dev", "lan")
+        }
         try client.run("ip", "addr", "add", "\(host)/30", "dev", "eth0")
-        try client.run("ip", "route", "add", "default", "via", "\(lan)")
+        try client.run("ip", "route", "add", "default", "via", "\(gateway)")
         if behaviour == .open {
             try inet.run("ip", "route", "add", "203.0.113.\(4 * k)/30", "via", "\(wan)")
         }
-        try router.run(["nft", "-f", "-"], input: behaviour.ruleset)
-        let site = Site(behaviour: behaviour, router: router, client: client, clientAddress: host, publicAddress: wan)
+        let site = Site(behaviour: outer.map(behaviour.behind) ?? behaviour, router: router, innerRouter: innerRouter,
+                        client: client, clientAddress: host, publicAddress: wan, number: k)
         sites.append(site)
         if verify { try NATProbe.verify(site, in: self) }
         return site
+    }
+
+    /// Adds a server host on the internet (a relay, say) at `address` in 192.0.2.0/24 — not the STUN
+    /// host's .1 and .2 nor inet's .254. Its namespace is `<prefix>-<name>`; inet reaches it over
+    /// its own link `h<last octet>` with a /32 route, and so does the STUN host, through inet.
+    @discardableResult
+    public func addHost(_ name: String, address: IPv4Address) throws -> Namespace {
+        let (a, b, c, d) = address.octets
+        guard a == 192, b == 0, c == 2, ![0, 1, 2, 254, 255].contains(d) else {
+            throw labError("addHost", "\(address) is not a free host address in 192.0.2.0/24")
+        }
+        let host = Namespace(name: "\(prefix)-\(name)")
+        try add(host)
+        try link(inet, "h\(d)", host, "eth0")
+        try inet.run("ip", "route", "add", "\(address)/32", "dev", "h\(d)")
+        try host.run("ip", "addr", "add", "\(address)/32", "dev", "eth0")
+        try host.run("ip", "route", "add", "192.0.2.254", "dev", "eth0")
+        try host.run("ip", "route", "add", "default", "via", "192.0.2.254")
+        // The STUN host's 192.0.2.0/24 is on its own link: send this address through inet instead.
+        try stunHost.run("ip", "route", "add", "\(address)/32", "via", "192.0.2.254")
+        return host
+    }
+
+    /// Moves the public address of `site`'s router to a new one from 198.51.100.224/28 (a /32) and
+    /// returns it: from then on the router masquerades with it (the kernel drops the NAT mappings of
+    /// the old address). `site.publicAddress` keeps the first address. Not for open sites.
+    public func changePublicAddress(of site: Site) throws -> IPv4Address {
+        guard site.behaviour != .open else { throw labError("changePublicAddress", "an open site's client address is its public one") }
+        guard movedAddresses < 16 else { throw labError("changePublicAddress", "198.51.100.224/28 is used up") }
+        let address = IPv4Address(198, 51, 100, UInt8(224 + movedAddresses))
+        movedAddresses += 1
+        let k = site.number, inetSide = IPv4Address(198, 51, 100, UInt8(4 * k + 1))
+        try inet.run("ip", "route", "add", "\(address)/32", "dev", "s\(k)")
+        try site.router.run("ip", "addr", "flush", "dev", "wan")
+        try site.router.run("ip", "addr", "add", "\(address)/32", "dev", "wan")
+        try site.router.run("ip", "route", "add", "\(inetSide)", "dev", "wan")
+        try site.router.run("ip", "route", "add", "default", "via", "\(inetSide)")
+        return address
+    }
+
+    /// Forgets every connection `site`'s public router tracks (`conntrack -F`), as a router reboot
+    /// would: its NAT mappings and open filters are gone.
+    public func flushConntrack(of site: Site) throws {
+        try site.router.run(["conntrack", "-F"])
     }
 
     /// Starts a program in `namespace`; it is terminated by PID at shutdown. Its output goes to a
@@ -197,6 +297,10 @@ public final class Lab: @unchecked Sendable {
             _ = try? LabSupport.run(["ip", "netns", "del", namespace.name], allowFailure: true)
         }
         try? FileManager.default.removeItem(at: directory)
+    }
+
+    private func labError(_ what: String, _ problem: String) -> CommandFailure {
+        CommandFailure(command: [what], status: 1, output: problem)
     }
 
     private func add(_ namespace: Namespace) throws {

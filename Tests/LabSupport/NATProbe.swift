@@ -24,6 +24,8 @@ public enum NATProbe {
         public var description: String { "lab NAT '\(site)' misbehaves: \(problem) (\(observation))" }
     }
 
+    /// Throws a `Mismatch` unless the site behaves as `site.behaviour` — for a double NAT, the
+    /// effective behaviour of both routers, seen from the client.
     public static func verify(_ site: Site, in lab: Lab) throws {
         let observation = try observe(site, in: lab)
         func fail(_ problem: String) -> Mismatch { Mismatch(site: site.behaviour, observation: observation, problem: problem) }
