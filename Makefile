@@ -12,7 +12,7 @@ SIZE_BUDGET := 8388608
 # fetched with apt-get download into .build/test-kernel, never installed).
 DEB_PACKAGES += qemu-system-x86 busybox-static cpio
 
-.PHONY: all build release deps test unit-tests footprint bench size charts clean fuzz bench-stun lab-bench demo test-kernel kernel-tests bench-wg \
+.PHONY: all build release static size-static service-files deps test unit-tests footprint bench size charts clean fuzz bench-stun lab-bench demo test-kernel kernel-tests bench-wg \
 	fuzz-control fuzz-relay bench-relay bench-control
 
 all: build
@@ -36,9 +36,31 @@ build:
 release:
 	$(SWIFT) build $(RELEASE_FLAGS) --product lanrage
 
+## static: a fully static lanrage (glibc -static-executable; libnl and libsodium from their .a files, which
+## the linker picks in static mode), stripped at .build-static/lanrage-static: runs on any x86-64 Linux with
+## no library installed. Not part of make test (a second release build). The linker warns that libnl's unused
+## helpers and the Swift runtime refer to getaddrinfo, getprotobyname and dlopen; size-static checks that
+## nothing reachable calls an NSS function.
+STATIC_BUILD := .build-static
+STATIC_BIN := $(STATIC_BUILD)/lanrage-static
+static:
+	$(SWIFT) build --scratch-path $(STATIC_BUILD) $(RELEASE_FLAGS) -Xswiftc -static-executable --product lanrage
+	strip -o $(STATIC_BIN) $(STATIC_BUILD)/release/lanrage
+	@ls -l $(STATIC_BIN)
+
+## size-static: the release binary beside the static one (size, idle RSS, threads), and checks of the static one.
+size-static: release static
+	Tests/Scripts/footprint-static.sh $(RELEASE_BIN) $(STATIC_BUILD)/release/lanrage
+
+## service-files: docs/service/ (systemd units, OpenWrt procd script, example agent.conf) checked: systemd-analyze
+## verify, sh/dash/busybox sh -n, required settings, and every subcommand and option they run in lanrage's --help.
+service-files:
+	$(SWIFT) build --product lanrage
+	Tests/Scripts/check-service-files.sh .build/debug/lanrage
+
 ## test: everything — unit and lab tests (network namespaces need root), the checked-in charts,
 ## and the footprint budget of the release binary.
-test: deps unit-tests footprint kernel-tests
+test: deps unit-tests service-files footprint kernel-tests
 	@echo "make test: all passed"
 
 unit-tests:
@@ -63,13 +85,13 @@ bench-wg:
 footprint: release
 	Tests/Scripts/footprint.sh $(RELEASE_BIN) $(SIZE_BUDGET)
 
-## size: build release and report size, compressed size and RSS beside the budget.
-size: footprint
+## size: build release and report size, compressed size and RSS beside the budget, then the static build beside it.
+size: footprint size-static
 
 ## bench: in-process benchmarks (package-benchmark, release), WireGuard apply/read-back, the footprint.
 bench: deps bench-wg
 	$(SWIFT) package --allow-writing-to-package-directory benchmark
-	$(MAKE) --no-print-directory footprint
+	$(MAKE) --no-print-directory footprint size-static
 
 ## charts: regenerate StateCharts/*.dot and *.svg from the code.
 CHARTS := peer detection registration
@@ -108,7 +130,7 @@ bench-relay bench-control: bench-%:
 	taskset -c 1 .build/release/RendezvousBench $* $(RELEASE_BIN)
 
 clean:
-	rm -rf .build .build-fuzz
+	rm -rf .build .build-fuzz .build-static
 
 ## lab-bench: NAT lab benchmarks (root): time to a pinned endpoint per NAT pair, LANRAGE_LAB_RUNS runs each;
 ## then the agent beside Nebula (Tests/AgentLabBench): time to the first ping across the overlay per

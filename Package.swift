@@ -56,6 +56,15 @@ let package = Package(
             swiftSettings: optimizeForSize
         ),
         .target(name: "STUN", dependencies: ["Net", "StateChart"], swiftSettings: optimizeForSize),
+        // The daemon: binds the peer machines to the real world (the only module that knows every other).
+        .target(
+            name: "Agent",
+            dependencies: [
+                "Commands", "Output", "Net", "StateChart", "Peer", "EventLoop", "Punch", "STUN", "WireGuard", "Rendezvous",
+                "Control", "CLinux", .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: optimizeForSize
+        ),
 
         // The command line.
         .executableTarget(
@@ -64,7 +73,7 @@ let package = Package(
                 "Commands", "Output", "Net", "StateChart", "Peer", "EventLoop", "Punch",
                 "STUN",
                 "WireGuard",
-                "Rendezvous", "Relay", "Control",
+                "Rendezvous", "Relay", "Control", "Agent",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: optimizeForSize,
@@ -81,7 +90,7 @@ let package = Package(
         .testTarget(name: "NetTests", dependencies: ["Net"]),
         .testTarget(name: "WireGuardTests", dependencies: ["WireGuard", "CNetlink", "CSodium", "Net"]),
         .testTarget(name: "STUNTests", dependencies: ["STUN", "Net"]),
-        .target(name: "LabSupport", dependencies: ["Net", "WireGuard"], path: "Tests/LabSupport"),
+        .target(name: "LabSupport", dependencies: ["Net", "WireGuard", "Rendezvous"], path: "Tests/LabSupport"),
         // `make demo`: the lab with two members, run end to end.
         .executableTarget(name: "LANrageDemo", dependencies: ["LabSupport", "Net"], path: "Tests/Demo"),
         // `make lab-bench`: the agent beside Nebula in the NAT lab.
@@ -93,7 +102,7 @@ let package = Package(
         .testTarget(name: "ControlTests", dependencies: ["Control", "Relay", "Rendezvous", "STUN", "Net", "EventLoop", "StateChart", "LabSupport"]),
         .executableTarget(name: "ControlFuzz", dependencies: ["Control", "Rendezvous", "Net"], path: "Tests/Fuzz/ControlFuzz"),
         .executableTarget(name: "RelayFuzz", dependencies: ["Rendezvous", "Net"], path: "Tests/Fuzz/RelayFuzz"),
-        .executableTarget(name: "RendezvousBench", dependencies: ["Control", "Rendezvous", "Net"], path: "Tests/Benchmarks/RendezvousBench"),
+        .executableTarget(name: "RendezvousBench", dependencies: ["Control", "Rendezvous", "Net", "LabSupport"], path: "Tests/Benchmarks/RendezvousBench"),
         .executableTarget(name: "STUNFuzz", dependencies: ["STUN", "Net"], path: "Tests/Fuzz/STUNFuzz"),
         .executableTarget(
             name: "STUNBenchmarks",
@@ -106,6 +115,8 @@ let package = Package(
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop", "StateChart", "CLinux"]),
         .testTarget(name: "lanrageTests", dependencies: ["lanrage"]),
         .testTarget(name: "PunchTests", dependencies: ["Punch", "Net", "CLinux", "STUN", "LabSupport"]),
+        .testTarget(name: "AgentTests", dependencies: ["Agent"]),
+        .testTarget(name: "AgentLabTests", dependencies: ["LabSupport", "Net"]),
         .testTarget(name: "PunchLabTests", dependencies: ["Punch", "Net", "STUN", "LabSupport", "Peer", "EventLoop", "StateChart", "WireGuard"]),
 
         // Benchmarks (`make bench`), run through package-benchmark.

@@ -17,6 +17,8 @@ public final class ControlClient {
         public var key: MemberKey
         public var nat: NATKind = .unknown
         public var candidates: [Candidate] = []
+        /// The overlay prefixes this member routes (its tunnel address): the others' allowed IPs.
+        public var addresses: [IPPrefix] = []
 
         public init(server: Endpoint, party: String, key: MemberKey) {
             self.server = server
@@ -81,7 +83,7 @@ public final class ControlClient {
     public func update(nat: NATKind, candidates: [Candidate]) {
         configuration.nat = nat
         configuration.candidates = candidates
-        if state == .registered { send(.register(nat: nat, candidates: candidates)) }
+        if state == .registered { send(registration) }
     }
 
     public func requestPunch(with peer: MemberKey) { send(.punchRequest(target: peer)) }
@@ -89,12 +91,16 @@ public final class ControlClient {
 
     func execute(_ action: RegistrationAction) {
         switch action {
-        case .sendRegister: send(.register(nat: configuration.nat, candidates: configuration.candidates))
+        case .sendRegister: send(registration)
         case .sendHeartbeat: send(.heartbeat(revision: revision))
         case .sendLeave: send(.leave)
         case .reportRegistered: registrations += 1
         case .reportDisconnected: break
         }
+    }
+
+    private var registration: ControlMessage.Body {
+        .register(nat: configuration.nat, candidates: configuration.candidates, addresses: configuration.addresses)
     }
 
     func send(_ body: ControlMessage.Body) {
@@ -153,39 +159,5 @@ public final class ControlClient {
         case .register, .heartbeat, .leave, .punchRequest, .relayRequest:
             dropped += 1
         }
-    }
-}
-
-/// Asking a relay for one side of an allocation (blocking, with a deadline: the agent does it once per pair).
-public enum RelayAllocator {
-    public struct Grant: Sendable, Equatable {
-        public var status: RelayMessage.AllocationStatus
-        public var endpoint: Endpoint
-        public var idleSeconds: UInt16
-    }
-
-    /// Sends the token to the relay's service endpoint from `socket` and waits for the answer,
-    /// authenticated under `replyKey` (from the offer); `nil` when none came (a bad token is not
-    /// answered, a forged answer is ignored). Retries every 300 ms until `timeout`.
-    public static func allocate(token: [UInt8], replyKey: [UInt8], service: Endpoint, socket: UDPSocket,
-                                timeout: Duration = .seconds(2)) -> Grant? {
-        let nonce = Crypto.randomUInt64()
-        let request = RelayMessage.allocate(nonce: nonce, token: token).encoded()
-        let deadline = MonotonicTime.now() + timeout
-        var buffer = [UInt8](repeating: 0, count: 256)
-        while MonotonicTime.now() < deadline {
-            _ = try? socket.send(request, to: service)
-            let retry = min(deadline, MonotonicTime.now() + .milliseconds(300))
-            while MonotonicTime.now() < retry {
-                guard let ready = try? Readiness.readable([socket.descriptor], timeout: retry - MonotonicTime.now()), !ready.isEmpty else { break }
-                while let (count, from) = (try? socket.receive(into: &buffer)) ?? nil {
-                    guard from == service,
-                          let message = try? buffer.withUnsafeBytes({ try RelayMessage(decoding: UnsafeRawBufferPointer(rebasing: $0[..<count]), key: replyKey) }),
-                          case .allocated(let echoed, let status, let port, let idle) = message, echoed == nonce else { continue }
-                    return Grant(status: status, endpoint: Endpoint(service.address, port), idleSeconds: idle)
-                }
-            }
-        }
-        return nil
     }
 }

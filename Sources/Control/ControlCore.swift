@@ -55,6 +55,13 @@ public final class ControlCore {
         public var allocations: UInt16 = 0
         public var capacity: UInt16 = 0
         public var reported = false
+        /// When it last answered a load query (wall ms).
+        public var heardAtMillis: UInt64 = 0
+
+        /// Answered within the last three load queries (they go out every 5 s).
+        func isAlive(at wall: UInt64) -> Bool { wall < heardAtMillis + 15_000 }
+
+        var load: Double { Double(allocations) / Double(max(1, capacity)) }
     }
 
     public let configuration: Configuration
@@ -161,12 +168,12 @@ public final class ControlCore {
         let key = message.sender
         var out: [Outgoing] = []
         switch message.body {
-        case .register(let nat, let candidates):
+        case .register(let nat, let candidates, let addresses):
             counters.registrations += 1
             var member = party.members[key]!
             let wasOnline = member.online
             var record = MemberRecord(key: key, nat: nat, candidates: Array(candidates.filter { $0.kind != .observed }
-                .prefix(MemberRecord.maxCandidates - 1)))
+                .prefix(MemberRecord.maxCandidates - 1)), addresses: addresses)
             record.candidates.append(Candidate(.observed, source))
             let changed = record != member.record || !wasOnline
             member.record = record
@@ -231,7 +238,8 @@ public final class ControlCore {
             let pair = Keys.pairID(party: party.id, key, target)
             let expiry = wall / 1000 + UInt64(configuration.tokenLifetime.components.seconds)
             func offers(side: UInt8, address: IPAddress) -> [RelayOffer] {
-                relays.sorted { Double($0.allocations) / Double(max(1, $0.capacity)) < Double($1.allocations) / Double(max(1, $1.capacity)) }
+                // Relays that answer their load queries first, least loaded first; silent ones last.
+                relays.sorted { ($0.isAlive(at: wall) ? 0 : 1, $0.load) < ($1.isAlive(at: wall) ? 0 : 1, $1.load) }
                     .prefix(RelayOffer.maxCount).map { relay in
                         let token = RelayToken(side: side, address: address, expiresAt: expiry, partyID: party.id, pairID: pair)
                         let bytes = token.encoded(key: relayKey)
@@ -298,5 +306,6 @@ public final class ControlCore {
         relays[index].allocations = allocations
         relays[index].capacity = capacity
         relays[index].reported = true
+        relays[index].heardAtMillis = wall
     }
 }

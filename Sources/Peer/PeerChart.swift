@@ -13,6 +13,7 @@ public enum PeerChart: ChartSpec {
     static let directPossible = Guard<PeerContext>("direct possible") { $0.directPossible != false }
     static let burstsLeft = Guard<PeerContext>("bursts left") { $0.punchBursts < $0.timings.punchAttempts }
     static let relayed = Guard<PeerContext>("relayed") { $0.path == .relayed }
+    static let relayAlive = Guard<PeerContext>("relay alive") { $0.path == .relayed && !$0.handshakeStale }
     static let confirmed = Guard<PeerContext>("confirmed") { $0.pathConfirmed }
     static let stale = Guard<PeerContext>("stale") { $0.handshakeStale }
 
@@ -33,7 +34,7 @@ public enum PeerChart: ChartSpec {
             Row(.punching, on: .punchTick, stay: [.sendPunch]),
             Row(.punching, on: .punchAcked, to: .direct),
             Row(.punching, on: .punchTimeout, when: burstsLeft, to: .punching),
-            Row(.punching, on: .punchTimeout, when: relayed, to: .keepalive, update: { $0.upgradeFailures += 1 }),
+            Row(.punching, on: .punchTimeout, when: relayAlive, to: .keepalive, update: { $0.upgradeFailures += 1 }),
             Row(.punching, on: .punchTimeout, to: .relaying),
 
             Row(.direct, on: .livenessTick, stay: [.readHandshake]),
@@ -60,7 +61,7 @@ public enum PeerChart: ChartSpec {
         let states: [StateInfo<PeerChart>] = [
             StateInfo(.discovering, entry: [.requestCandidates]),
             StateInfo(.detecting, entry: [.detectNAT]),
-            StateInfo(.punching, entry: [.sendPunch], onEntry: { $0.punchBursts += 1 }),
+            StateInfo(.punching, entry: [.startPunch], onEntry: { $0.punchBursts += 1 }),
             StateInfo(.direct, entry: [.setDirectEndpoint, .enableKeepalive], onEntry: { $0.pathConfirmed = false }),
             StateInfo(.relaying, entry: [.allocateRelay], onEntry: { $0.pathConfirmed = false; $0.path = .none }),
             StateInfo(.keepalive, onEntry: { $0.punchBursts = 0 }),

@@ -14,6 +14,9 @@ public struct PeerContext: Sendable, Equatable {
     public var upgradeFailures = 0
     /// Age of WireGuard's last handshake with the peer when last read; `nil` for none yet.
     public var handshakeAge: Duration?
+    /// Time since WireGuard last received anything from the peer (its receive counter grew), when
+    /// last read; `nil` when unknown. The peer's persistent keepalives keep it short on a live path.
+    public var receiveSilence: Duration?
     /// Whether the last read of WireGuard showed the current path working since it was set
     /// (a handshake, or data received, over it).
     public var pathConfirmed = false
@@ -24,9 +27,10 @@ public struct PeerContext: Sendable, Equatable {
         self.timings = timings
     }
 
-    /// No handshake within the stale limit (WireGuard's REJECT_AFTER_TIME, 180 s by default).
+    /// No handshake within the stale limit (WireGuard's REJECT_AFTER_TIME, 180 s by default), or
+    /// nothing received for three keepalive intervals: the path is gone.
     public var handshakeStale: Bool {
         guard let handshakeAge else { return true }
-        return handshakeAge >= timings.staleHandshake
+        return handshakeAge >= timings.staleHandshake || (receiveSilence ?? .zero) >= timings.silenceLimit
     }
 }

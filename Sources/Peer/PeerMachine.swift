@@ -8,9 +8,9 @@ public enum PeerInput: Sendable, Equatable {
     case punchAcked
     case relayReady
     case relayFailed
-    /// WireGuard was read: the age of the last handshake (`nil`: none yet), and whether the
-    /// current path showed a handshake or received data since it was set.
-    case wireGuardRead(handshakeAge: Duration?, pathConfirmed: Bool)
+    /// WireGuard was read: the age of the last handshake (`nil`: none yet), whether the current
+    /// path showed a handshake or received data since it was set, and the time since anything was received.
+    case wireGuardRead(handshakeAge: Duration?, pathConfirmed: Bool, receiveSilence: Duration? = nil)
     case endpointChanged
     case peerLeft
 
@@ -33,9 +33,10 @@ public enum PeerInput: Sendable, Equatable {
         switch self {
         case .natKnown(let directPossible):
             context.directPossible = directPossible
-        case .wireGuardRead(let handshakeAge, let pathConfirmed):
+        case .wireGuardRead(let handshakeAge, let pathConfirmed, let receiveSilence):
             context.handshakeAge = handshakeAge
             context.pathConfirmed = pathConfirmed
+            context.receiveSilence = receiveSilence
         default:
             break
         }

@@ -61,6 +61,9 @@ public enum PeerAction: Sendable, Hashable {
     case requestCandidates
     /// Run (or reuse) NAT behaviour discovery on the WireGuard port.
     case detectNAT
+    /// Begin a punch burst (entering Punching): on the attempt's first burst, a new session with
+    /// the peer (the coordinated one when the control server gave a start time); then as `sendPunch`.
+    case startPunch
     /// Send one authenticated LANRAGE_PUNCH to every candidate, from the WireGuard port.
     case sendPunch
     /// Point the WireGuard peer at the pinned endpoint.

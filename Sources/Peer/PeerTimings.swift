@@ -38,6 +38,9 @@ public struct PeerTimings: Sendable, Equatable {
         punchInterval * (punchPackets - 1) + punchAckTimeout
     }
 
+    /// Silence after which a path counts as gone: three persistent keepalives missed.
+    public var silenceLimit: Duration { persistentKeepalive * 3 }
+
     /// The wait before upgrade attempt `n` (0-based): `upgradeBase · 2ⁿ`, at most `upgradeMax`.
     public func upgradeDelay(attempt: Int) -> Duration {
         var delay = upgradeBase

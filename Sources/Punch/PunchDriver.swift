@@ -35,6 +35,13 @@ public final class PunchDriver<PeerID: Hashable> {
         sessions[peer] = session
     }
 
+    /// Sends PUNCHes toward guessed addresses of `peer` (port prediction); an ACK from one pins it.
+    public func probe(_ peer: PeerID, _ destinations: [Endpoint]) {
+        guard var session = sessions[peer] else { return }
+        for case .send(let bytes, let destination) in session.probe(destinations) { send(bytes, to: destination) }
+        sessions[peer] = session
+    }
+
     /// Reads every queued datagram: punch messages go to their sessions (answers are sent), the
     /// rest is returned. `pinned` lists the peers whose endpoint was pinned by this call.
     public func receive() throws(SystemError) -> (pinned: [(PeerID, Endpoint)], other: [PortDatagram]) {

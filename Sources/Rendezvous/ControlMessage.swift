@@ -23,7 +23,7 @@ public struct ControlMessage: Equatable, Sendable {
 
     public enum Body: Equatable, Sendable {
         // Member → server.
-        case register(nat: NATKind, candidates: [Candidate])
+        case register(nat: NATKind, candidates: [Candidate], addresses: [IPPrefix] = [])
         case heartbeat(revision: UInt64)
         case leave
         case punchRequest(target: MemberKey)
@@ -88,8 +88,8 @@ public struct ControlMessage: Equatable, Sendable {
         writer.u64(partyID); writer.u64(timestampMillis); writer.u64(nonce); writer.raw(sender.bytes)
         writer.u16(0)
         switch body {
-        case .register(let nat, let candidates):
-            MemberRecord(key: sender, nat: nat, candidates: candidates).encodeTail(into: &writer)
+        case .register(let nat, let candidates, let addresses):
+            MemberRecord(key: sender, nat: nat, candidates: candidates, addresses: addresses).encodeTail(into: &writer)
         case .heartbeat(let revision):
             writer.u64(revision)
         case .leave:
@@ -185,8 +185,8 @@ public struct ControlMessage: Equatable, Sendable {
         let body: Body
         switch header.type {
         case 0x01:
-            let nat = try MemberRecord.decodeNAT(&reader)
-            body = .register(nat: nat, candidates: try MemberRecord.decodeCandidates(&reader))
+            let record = try MemberRecord.decodeTail(key: header.sender, from: &reader)
+            body = .register(nat: record.nat, candidates: record.candidates, addresses: record.addresses)
         case 0x02: body = .heartbeat(revision: try reader.u64())
         case 0x03: body = .leave
         case 0x04, 0x05:
@@ -219,19 +219,6 @@ public struct ControlMessage: Equatable, Sendable {
         guard reader.remaining == 0 else { throw .malformed }
         self.init(partyID: header.partyID, timestampMillis: header.timestampMillis, nonce: header.nonce,
                   sender: header.sender, body: body)
-    }
-}
-
-extension MemberRecord {
-    /// NAT and candidates without the key (the key is the message's sender).
-    func encodeTail(into writer: inout ByteWriter) {
-        writer.u8(nat.rawValue)
-        let list = candidates.prefix(MemberRecord.maxCandidates)
-        writer.u8(UInt8(list.count))
-        for candidate in list {
-            writer.u8(candidate.kind.rawValue)
-            writer.endpoint(candidate.endpoint)
-        }
     }
 }
 

@@ -61,23 +61,33 @@ public struct Candidate: Hashable, Sendable, CustomStringConvertible {
     public var description: String { "\(kind)=\(endpoint)" }
 }
 
-/// What the registry knows of a member: key, NAT behaviour, candidates.
+/// What the registry knows of a member: key, NAT behaviour, candidates, and the overlay prefixes
+/// it routes (its tunnel address, and any subnets it announces): the others' WireGuard allowed IPs.
 public struct MemberRecord: Hashable, Sendable {
     public var key: MemberKey
     public var nat: NATKind
     public var candidates: [Candidate]
+    public var addresses: [IPPrefix]
 
     /// At most this many candidates per member.
     public static let maxCandidates = 8
+    /// At most this many overlay prefixes per member.
+    public static let maxAddresses = 8
 
-    public init(key: MemberKey, nat: NATKind, candidates: [Candidate]) {
+    public init(key: MemberKey, nat: NATKind, candidates: [Candidate], addresses: [IPPrefix] = []) {
         self.key = key
         self.nat = nat
         self.candidates = candidates
+        self.addresses = addresses
     }
 
     public func encode(into writer: inout ByteWriter) {
         writer.raw(key.bytes)
+        encodeTail(into: &writer)
+    }
+
+    /// Everything after the key: NAT, candidates, addresses (a `register` carries just this).
+    func encodeTail(into writer: inout ByteWriter) {
         writer.u8(nat.rawValue)
         let list = candidates.prefix(MemberRecord.maxCandidates)
         writer.u8(UInt8(list.count))
@@ -85,11 +95,21 @@ public struct MemberRecord: Hashable, Sendable {
             writer.u8(candidate.kind.rawValue)
             writer.endpoint(candidate.endpoint)
         }
+        let prefixes = addresses.prefix(MemberRecord.maxAddresses)
+        writer.u8(UInt8(prefixes.count))
+        for prefix in prefixes {
+            writer.endpoint(Endpoint(prefix.address, UInt16(prefix.length)))
+        }
     }
 
     public static func decode(from reader: inout ByteReader) throws(WireError) -> MemberRecord {
         guard let key = MemberKey(try reader.raw(MemberKey.count)) else { throw .malformed }
-        return MemberRecord(key: key, nat: try decodeNAT(&reader), candidates: try decodeCandidates(&reader))
+        return try decodeTail(key: key, from: &reader)
+    }
+
+    static func decodeTail(key: MemberKey, from reader: inout ByteReader) throws(WireError) -> MemberRecord {
+        MemberRecord(key: key, nat: try decodeNAT(&reader), candidates: try decodeCandidates(&reader),
+                     addresses: try decodeAddresses(&reader))
     }
 
     static func decodeNAT(_ reader: inout ByteReader) throws(WireError) -> NATKind {
@@ -107,5 +127,19 @@ public struct MemberRecord: Hashable, Sendable {
             candidates.append(Candidate(kind, try reader.endpoint()))
         }
         return candidates
+    }
+
+    /// Prefixes travel as endpoints whose port is the prefix length.
+    static func decodeAddresses(_ reader: inout ByteReader) throws(WireError) -> [IPPrefix] {
+        let count = Int(try reader.u8())
+        guard count <= maxAddresses else { throw .malformed }
+        var addresses: [IPPrefix] = []
+        addresses.reserveCapacity(count)
+        for _ in 0..<count {
+            let encoded = try reader.endpoint()
+            guard encoded.port <= 128, let prefix = IPPrefix(encoded.address, UInt8(encoded.port)) else { throw .malformed }
+            addresses.append(prefix)
+        }
+        return addresses
     }
 }

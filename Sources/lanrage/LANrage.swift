@@ -18,6 +18,9 @@ enum LANrage {
             WGCommand.command,
             ControlCommand.command,
             RelayCommand.command,
+            AgentCommand.command,
+            StatusCommand.command,
+            PingCommand.command,
         ]
     )
 }

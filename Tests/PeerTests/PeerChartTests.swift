@@ -19,7 +19,7 @@ import Testing
         peer.send(.candidatesKnown)
         #expect(peer.state == .detecting && peer.takeActions() == [.detectNAT])
         peer.send(.natKnown(directPossible: true))
-        #expect(peer.state == .punching && peer.takeActions() == [.sendPunch])
+        #expect(peer.state == .punching && peer.takeActions() == [.startPunch])
         // The seed's burst: 5 packets 100 ms apart (one on entry, four on the timer).
         peer.wait(.milliseconds(399))
         #expect(peer.takeActions() == [.sendPunch, .sendPunch, .sendPunch])
@@ -53,14 +53,14 @@ import Testing
         peer.wait(.milliseconds(2999))
         #expect(peer.state == .detecting)
         peer.wait(.milliseconds(1))
-        #expect(peer.state == .punching && peer.takeActions() == [.sendPunch])
+        #expect(peer.state == .punching && peer.takeActions() == [.startPunch])
     }
 
     static func failedPunchesFallBackToTheRelay(_ peer: PeerHarness) {
         peer.reach(.punching)
         peer.wait(.milliseconds(2400))   // first burst: 4 more packets, then the ACK timeout
         #expect(peer.state == .punching, "a second burst is tried")
-        #expect(peer.takeActions() == [.sendPunch, .sendPunch, .sendPunch, .sendPunch, .sendPunch])
+        #expect(peer.takeActions() == [.sendPunch, .sendPunch, .sendPunch, .sendPunch, .startPunch])
         peer.wait(.milliseconds(2400))
         #expect(peer.state == .relaying)
         #expect(peer.takeActions() == [.sendPunch, .sendPunch, .sendPunch, .sendPunch, .allocateRelay])
@@ -102,6 +102,16 @@ import Testing
         #expect(peer.takeActions().suffix(1) == [.releaseRelay])
     }
 
+    static func deadRelayIsAllocatedAgain(_ peer: PeerHarness) {
+        peer.reachRelayedKeepalive()
+        // The relay died: three keepalives without a word. The punch fails, so the relayed path is
+        // not kept (it is dead): a new allocation, possibly on another relay.
+        peer.send(.wireGuardRead(handshakeAge: .seconds(20), pathConfirmed: true, receiveSilence: .seconds(75)))
+        #expect(peer.state == .punching)
+        peer.wait(.milliseconds(4800))
+        #expect(peer.state == .relaying && peer.takeActions().last == .allocateRelay)
+    }
+
     static func directWithoutHandshakeFallsBack(_ peer: PeerHarness) {
         peer.reach(.direct)
         peer.wait(.seconds(10))
@@ -114,14 +124,22 @@ import Testing
         peer.reach(.keepalive)
         peer.send(.wireGuardRead(handshakeAge: .seconds(179), pathConfirmed: true))
         #expect(peer.state == .keepalive)
+        peer.send(.wireGuardRead(handshakeAge: .seconds(20), pathConfirmed: true, receiveSilence: .seconds(74)))
+        #expect(peer.state == .keepalive, "two keepalives missed is not yet stale")
+        peer.send(.wireGuardRead(handshakeAge: .seconds(20), pathConfirmed: true, receiveSilence: .seconds(75)))
+        #expect(peer.state == .punching && peer.takeActions() == [.startPunch], "three keepalives missed: the path is gone")
+        peer.send(.punchAcked)
+        peer.send(.wireGuardRead(handshakeAge: .seconds(1), pathConfirmed: true))
+        #expect(peer.state == .keepalive)
+        _ = peer.takeActions()
         peer.send(.wireGuardRead(handshakeAge: .seconds(180), pathConfirmed: false))
-        #expect(peer.state == .punching && peer.takeActions() == [.sendPunch])
+        #expect(peer.state == .punching && peer.takeActions() == [.startPunch])
     }
 
     static func endpointChangeRepunches(_ peer: PeerHarness) {
         peer.reach(.keepalive)
         peer.send(.endpointChanged)
-        #expect(peer.state == .punching && peer.takeActions() == [.sendPunch])
+        #expect(peer.state == .punching && peer.takeActions() == [.startPunch])
     }
 
     static func peerLeavingClosesFromEveryState(_ state: PeerState) -> PeerHarness {
@@ -142,6 +160,7 @@ import Testing
     @Test func failedPunchesFallBackToTheRelay() { Self.failedPunchesFallBackToTheRelay(PeerHarness()) }
     @Test func relayPathWithFailuresAndUpgrades() { Self.relayPathWithFailuresAndUpgrades(PeerHarness()) }
     @Test func directWithoutHandshakeFallsBack() { Self.directWithoutHandshakeFallsBack(PeerHarness()) }
+    @Test func deadRelayIsAllocatedAgain() { Self.deadRelayIsAllocatedAgain(PeerHarness()) }
     @Test func staleHandshakeRepunches() { Self.staleHandshakeRepunches(PeerHarness()) }
     @Test func endpointChangeRepunches() { Self.endpointChangeRepunches(PeerHarness()) }
     @Test(arguments: [PeerState.discovering, .detecting, .punching, .direct, .relaying, .keepalive])
@@ -153,6 +172,7 @@ import Testing
             Self.happyDirectPath, Self.discoveryRetries, Self.detectionTimeoutPunchesAnyway,
             Self.failedPunchesFallBackToTheRelay, Self.relayPathWithFailuresAndUpgrades,
             Self.directWithoutHandshakeFallsBack, Self.staleHandshakeRepunches, Self.endpointChangeRepunches,
+            Self.deadRelayIsAllocatedAgain,
         ]
         for scenario in scenarios {
             let peer = PeerHarness()

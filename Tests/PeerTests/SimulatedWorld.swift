@@ -43,7 +43,7 @@ final class SimulatedWorld: ActionExecutor {
                 scheduler.updateContext(of: id) { $0.directPossible = possible }
                 scheduler.post(.natKnown, to: id, after: delay(20...800))
             }
-        case .sendPunch:
+        case .startPunch, .sendPunch:
             if directWorks[index], chance(0.3) { scheduler.post(.punchAcked, to: id, after: delay(10...250)) }
         case .setDirectEndpoint, .setRelayEndpoint:
             pathUp[index] = action == .setRelayEndpoint || chance(0.95)

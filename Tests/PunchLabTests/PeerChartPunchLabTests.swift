@@ -49,6 +49,12 @@ struct PeerChartPunchLabTests {
             case .detectNAT:
                 scheduler.updateContext(of: id) { $0.directPossible = directPossible }
                 scheduler.post(.natKnown, to: id)
+            case .startPunch:
+                if driver.pinned(id) == nil, scheduler.machine(id)?.context.punchBursts == 1 {
+                    let pair = PairKey(localPrivateKey: ownKey.bytes, localPublicKey: ownKey.publicKey.bytes, remotePublicKey: peerKey.bytes)!
+                    driver.start(id, PunchSession(key: pair, session: session, candidates: candidates))
+                }
+                driver.burst(id)
             case .sendPunch:
                 if driver.pinned(id) == nil, scheduler.machine(id)?.context.punchBursts == 1 {
                     let pair = PairKey(localPrivateKey: ownKey.bytes, localPublicKey: ownKey.publicKey.bytes, remotePublicKey: peerKey.bytes)!

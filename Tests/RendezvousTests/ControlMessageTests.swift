@@ -9,15 +9,17 @@ import Testing
     static let candidates = [Candidate(.local, Endpoint("203.0.113.2:51820")!), Candidate(.reflexive, Endpoint("198.51.100.6:40000")!),
                              Candidate(.local, Endpoint("[2001:db8::1]:51820")!)]
 
+    static let addresses = [IPPrefix("100.64.0.2/32")!, IPPrefix("100.64.9.0/24")!, IPPrefix("2001:db8:1::/64")!]
+
     static let bodies: [ControlMessage.Body] = [
-        .register(nat: .portRestrictedCone, candidates: candidates),
+        .register(nat: .portRestrictedCone, candidates: candidates, addresses: addresses),
         .register(nat: .unknown, candidates: []),
         .heartbeat(revision: 42),
         .leave,
         .punchRequest(target: bob),
         .relayRequest(target: bob),
         .registered(epoch: 7, revision: 9, heartbeatSeconds: 10, observed: Endpoint("198.51.100.6:40001")!, others: 3),
-        .member(event: .joined, record: MemberRecord(key: bob, nat: .symmetric, candidates: candidates), revision: 10),
+        .member(event: .joined, record: MemberRecord(key: bob, nat: .symmetric, candidates: candidates, addresses: addresses), revision: 10),
         .punch(peer: MemberRecord(key: bob, nat: .fullCone, candidates: candidates), startMillis: 1_790_000_000_123),
         .relays(peer: bob, offers: [RelayOffer(service: Endpoint("192.0.2.1:40000")!, allocations: 3, capacity: 499,
                                                token: [UInt8](repeating: 7, count: RelayToken.count),

@@ -3,6 +3,7 @@
 //   RendezvousBench control LANRAGE — registrations/s and memory with 10,000 members
 import Control
 import Foundation
+import LabSupport
 import Net
 import Rendezvous
 

@@ -4,13 +4,14 @@ import Glibc
 import Commands
 
 /// Reads a secret from a file (trailing newline removed). Refuses files readable by group or others.
-enum SecretFile {
-    struct Problem: Error, ExitCodeProviding, CustomStringConvertible {
-        let description: String
-        var exitCode: ExitCode { .noInput }
+public enum SecretFile {
+    public struct Problem: Error, ExitCodeProviding, CustomStringConvertible {
+        public let description: String
+        public var exitCode: ExitCode { .noInput }
+        public init(description: String) { self.description = description }
     }
 
-    static func read(_ path: String) throws -> [UInt8] {
+    public static func read(_ path: String) throws -> [UInt8] {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw Problem(description: "cannot read secret file \(path): \(String(cString: strerror(errno)))") }
         defer { close(fd) }

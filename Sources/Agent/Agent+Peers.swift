@@ -1,0 +1,301 @@
+import Control
+import EventLoop
+import Logging
+import Net
+import Output
+import Peer
+import Punch
+import Rendezvous
+import StateChart
+import WireGuard
+
+/// The peer machines' actions, and what the control server says about members.
+extension Agent {
+    func execute(_ action: PeerAction, for id: MachineID) {
+        guard let link = links[id] else { return }
+        switch action {
+        case .requestCandidates:
+            // The record came with the registry's push; a member without candidates gets them with its next update.
+            if !link.record.candidates.isEmpty { scheduler.post(.candidatesKnown, to: id) }
+        case .detectNAT:
+            decideDirect(id)
+        case .startPunch:
+            startPunch(id)
+        case .sendPunch:
+            driver.burst(id)
+        case .setDirectEndpoint:
+            if let pinned = driver.pinned(id) { pointWireGuard(id, at: pinned) }
+        case .allocateRelay:
+            links[id]?.relay = nil
+            links[id]?.offers = []
+            // Nothing the old path did counts for the new allocation.
+            links[id]?.endpoint = nil
+            links[id]?.endpointSetAt = Int64(WallClock.milliseconds() / 1000) + 1
+            if configuration.relaysEnabled { control.requestRelay(with: link.record.key) }
+        case .setRelayEndpoint:
+            if let grant = link.relay { pointWireGuard(id, at: grant.endpoint) }
+        case .releaseRelay:
+            links[id]?.relay = nil
+        case .enableKeepalive:
+            // From 0 to the interval: WireGuard sends a keepalive (or a handshake) on the new path at once.
+            // The member with the smaller key goes first: two handshake initiations crossing each other
+            // leave both sides waiting as responders until a retry 5 s later.
+            let key = link.publicKey
+            let seconds = max(1, UInt16(clamping: configuration.timings.persistentKeepalive.components.seconds))
+            let kick = { [unowned self] in
+                self.configurePeer(PeerChange(publicKey: key, updateOnly: true, persistentKeepalive: 0))
+                self.configurePeer(PeerChange(publicKey: key, updateOnly: true, persistentKeepalive: seconds))
+            }
+            if memberKey < link.record.key { kick() } else { alarms.schedule(after: Self.keepaliveLag, kick) }
+        case .readHandshake:
+            readWireGuard(id)
+        case .removePeer:
+            configurePeer(PeerChange(publicKey: link.publicKey, remove: true))
+            for route in link.routes { try? backend.removeRoute(configuration.interfaceName, route) }
+            links[id]?.routes = []
+            driver.stop(id)
+        }
+    }
+
+    // MARK: Detecting and punching
+
+    /// Detecting: both NAT behaviours known → relay at once, or punch at the coordinated instant
+    /// (asking the control server for one when none was announced).
+    func decideDirect(_ id: MachineID) {
+        guard scheduler.machine(id)?.state == .detecting, let link = links[id] else { return }
+        // Wait for both detections (the chart's detection timeout punches anyway).
+        guard !detector.isRunning || natKind != .unknown, link.record.nat != .unknown else { return }
+        let plan = DirectPathPlan(local: natKind.natType, remote: link.record.nat.natType)
+        guard plan.directPossible else {
+            scheduler.updateContext(of: id) { $0.directPossible = false }
+            scheduler.post(.natKnown, to: id)
+            return
+        }
+        scheduler.updateContext(of: id) { $0.directPossible = true }
+        if let coordinated = link.coordinated, coordinated.at >= clock.now - 1_000_000_000 {
+            scheduler.post(.natKnown, to: id, after: .nanoseconds(max(0, coordinated.at - clock.now)))
+        } else {
+            control.requestPunch(with: link.record.key)
+        }
+    }
+
+    /// Punching entered: the attempt's first burst starts a session — the announced one when its
+    /// instant is now, else a fresh one while asking the control server to bring the peer in.
+    func startPunch(_ id: MachineID) {
+        guard let link = links[id], let machine = scheduler.machine(id) else { return }
+        if machine.context.punchBursts <= 1 {
+            let session: UInt64
+            if let coordinated = link.coordinated, abs(coordinated.at - clock.now) < 2_000_000_000 {
+                session = coordinated.session
+            } else {
+                session = Crypto.randomUInt64()
+                control.requestPunch(with: link.record.key)
+            }
+            links[id]?.coordinated = nil
+            begin(id, session: session)
+        }
+        driver.burst(id)
+    }
+
+    /// A new punch session toward the peer's candidates; the port-restricted side of a pair with a
+    /// symmetric NAT also probes guessed ports of the peer's public address.
+    private func begin(_ id: MachineID, session: UInt64) {
+        guard let link = links[id] else { return }
+        links[id]?.session = session
+        driver.start(id, PunchSession(key: link.pairKey, session: session, candidates: link.candidates))
+        if DirectPathPlan(local: natKind.natType, remote: link.record.nat.natType) == .punchWithPortPrediction,
+           natKind == .portRestrictedCone, let observed = link.observed {
+            var generator = SystemRandomNumberGenerator()
+            let guess = PortPrediction(observed: [], budget: Self.predictionBudget, using: &generator)
+            driver.probe(id, guess.ports.map { Endpoint(observed.address, $0) })
+        }
+    }
+
+    static let predictionBudget = 256
+    /// How long the member with the larger key waits before its first keepalive on a new path.
+    static let keepaliveLag: Duration = .milliseconds(300)
+
+    /// The control server announced a coordinated punch with `record`'s member at `startMillis`.
+    func punchAnnounced(_ record: MemberRecord, startMillis: UInt64) {
+        guard let id = upsert(record) else { return }
+        let wait = max(0, min(5_000, Int64(startMillis) - Int64(WallClock.milliseconds())))
+        let at = clock.now + wait * 1_000_000
+        links[id]?.coordinated = (startMillis, at)
+        switch scheduler.machine(id)?.state {
+        case .detecting:
+            decideDirect(id)
+        case .punching where driver.pinned(id) == nil && links[id]?.session != startMillis:
+            // Already punching on our own: join the announced session at its instant.
+            links[id]?.coordinated = nil
+            begin(id, session: startMillis)
+            scheduler.post(.punchTick, to: id, after: .milliseconds(wait))
+        case .keepalive:
+            // The peer lost its path (or upgrades from a relay): punch with it.
+            scheduler.post(.endpointChanged, to: id, after: .milliseconds(wait))
+        default:
+            break
+        }
+    }
+
+    // MARK: WireGuard
+
+    /// Points the WireGuard peer at `endpoint` with the member's addresses as allowed IPs.
+    func pointWireGuard(_ id: MachineID, at endpoint: Endpoint) {
+        guard let link = links[id] else { return }
+        configurePeer(PeerChange(publicKey: link.publicKey, endpoint: endpoint, replaceAllowedIPs: true, allowedIPs: allowedIPs(link.record)))
+        device = nil
+        links[id]?.endpoint = endpoint
+        links[id]?.endpointSetAt = Int64(WallClock.milliseconds() / 1000)
+        links[id]?.receivedAtSet = readDevice()?.peer(link.publicKey)?.rxBytes ?? 0
+        installRoutes(id)
+    }
+
+    /// The member's addresses, without any that overlap this agent's own.
+    func allowedIPs(_ record: MemberRecord) -> [IPPrefix] {
+        record.addresses.filter { prefix in !configuration.addresses.contains { $0.contains(prefix) && $0.length == prefix.length || prefix.contains($0) } }
+    }
+
+    /// Routes to the member's addresses that the interface's own prefixes do not cover.
+    func installRoutes(_ id: MachineID) {
+        guard let link = links[id] else { return }
+        let wanted = allowedIPs(link.record).filter { prefix in !configuration.addresses.contains { $0.contains(prefix) } }
+        let name = configuration.interfaceName
+        for route in link.routes where !wanted.contains(route) { try? backend.removeRoute(name, route) }
+        for route in wanted where !link.routes.contains(route) {
+            do { try backend.addRoute(name, route) } catch { logger.warning("could not add a route", metadata: ["route": "\(route)", "error": "\(error)"]) }
+        }
+        links[id]?.routes = wanted
+    }
+
+    func configurePeer(_ change: PeerChange) {
+        do { try backend.setPeer(configuration.interfaceName, change) } catch {
+            logger.error("configuring WireGuard failed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Liveness from WireGuard itself: the last handshake, and whether the receive counter grew.
+    func readWireGuard(_ id: MachineID) {
+        guard let link = links[id] else { return }
+        let peer = readDevice()?.peer(link.publicKey)
+        let now = clock.now
+        links[id]?.wireGuard = peer
+        if let peer, peer.rxBytes != link.received {
+            links[id]?.received = peer.rxBytes
+            links[id]?.receivedChangedAt = now
+        }
+        let wallSeconds = Int64(WallClock.milliseconds() / 1000)
+        let handshakeAge = peer?.lastHandshake.map { Duration.seconds(max(0, wallSeconds - $0.seconds)) }
+        // A handshake since the path was set confirms it; so does data received on it while a session
+        // exists (an existing session moved to a new path does not handshake again for up to two minutes).
+        var confirmed = false
+        if let peer, let handshake = peer.lastHandshake {
+            confirmed = handshake.seconds >= link.endpointSetAt
+                || (peer.rxBytes > link.receivedAtSet && peer.endpoint == link.endpoint && handshakeAge! < configuration.timings.staleHandshake)
+        }
+        let silence = Duration.nanoseconds(now - (links[id]?.receivedChangedAt ?? now))
+        scheduler.updateContext(of: id) {
+            $0.handshakeAge = handshakeAge
+            $0.pathConfirmed = confirmed
+            $0.receiveSilence = silence
+        }
+        scheduler.post(.wireGuardRead, to: id)
+    }
+
+    // MARK: Members
+
+    func memberChanged(_ event: ControlMessage.MemberEvent, _ record: MemberRecord) {
+        if event == .left {
+            if let id = machines[record.key] { scheduler.post(.peerLeft, to: id) }
+            return
+        }
+        upsert(record)
+    }
+
+    /// Stores a member's record, starting its peer machine on first sight; reacts to changes.
+    @discardableResult
+    func upsert(_ record: MemberRecord) -> MachineID? {
+        guard record.key != memberKey else { return nil }
+        if let id = machines[record.key], let old = links[id]?.record {
+            links[id]?.record = record
+            let state = scheduler.machine(id)?.state
+            if old.addresses != record.addresses, links[id]?.endpoint != nil, let key = links[id]?.publicKey {
+                configurePeer(PeerChange(publicKey: key, updateOnly: true, replaceAllowedIPs: true, allowedIPs: allowedIPs(record)))
+                installRoutes(id)
+            }
+            switch state {
+            case .discovering where !record.candidates.isEmpty:
+                scheduler.post(.candidatesKnown, to: id)
+            case .detecting where old.nat != record.nat:
+                decideDirect(id)
+            case .keepalive where Self.publicEndpoints(old) != Self.publicEndpoints(record):
+                logger.info("peer's public endpoint changed", metadata: ["peer": "\(record.key)"])
+                scheduler.post(.endpointChanged, to: id)
+            default:
+                break
+            }
+            return id
+        }
+        guard let pairKey = PairKey(localPrivateKey: configuration.privateKey.bytes, localPublicKey: publicKey.bytes,
+                                    remotePublicKey: record.key.bytes) else {
+            logger.warning("member with an unusable key ignored", metadata: ["peer": "\(record.key)"])
+            return nil
+        }
+        // The machine starts in Discovering; its first action finds no link yet and waits for this post.
+        let id = scheduler.add(name: "\(record.key)", context: PeerContext(timings: configuration.timings))
+        links[id] = PeerLink(record: record, pairKey: pairKey, machine: id, now: clock.now)
+        machines[record.key] = id
+        if !record.candidates.isEmpty { scheduler.post(.candidatesKnown, to: id) }
+        return id
+    }
+
+    static func publicEndpoints(_ record: MemberRecord) -> Set<Endpoint> {
+        Set(record.candidates.filter { $0.kind != .local }.map(\.endpoint))
+    }
+
+    // MARK: Relays
+
+    /// The control server's relay offers for the pair: preferred relays first, then its order (by load).
+    func relaysOffered(_ key: MemberKey, _ offers: [RelayOffer]) {
+        guard let id = machines[key], scheduler.machine(id)?.state == .relaying else { return }
+        let preferred = configuration.preferredRelays.compactMap { service in offers.first { $0.service == service } }
+        links[id]?.offers = preferred + offers.filter { !configuration.preferredRelays.contains($0.service) }
+        tryNextOffer(id)
+    }
+
+    private func tryNextOffer(_ id: MachineID) {
+        guard let link = links[id] else { return }
+        guard let offer = link.offers.first else {
+            scheduler.post(.relayFailed, to: id)
+            return
+        }
+        links[id]?.offers.removeFirst()
+        relays.allocate(offer) { [unowned self] grant in
+            guard self.links[id] != nil, self.scheduler.machine(id)?.state == .relaying else { return }
+            if let grant {
+                self.links[id]?.relay = grant
+                self.logger.info("relay allocated", metadata: ["peer": "\(link.record.key)", "relay": "\(grant.service)", "endpoint": "\(grant.endpoint)"])
+                self.scheduler.post(.relayReady, to: id)
+            } else {
+                self.logger.warning("relay did not grant an allocation", metadata: ["peer": "\(link.record.key)", "relay": "\(offer.service)"])
+                self.tryNextOffer(id)
+            }
+        }
+    }
+
+    // MARK: Transitions
+
+    func transitioned(_ record: TransitionRecord<PeerChart>) {
+        guard !record.transition.isInternal else { return }
+        links[record.machine]?.stateSince = record.time
+        switch record.transition.to {
+        case .closed:
+            if let link = links.removeValue(forKey: record.machine) { machines[link.record.key] = nil }
+            scheduler.remove(record.machine)
+        case .punching where record.transition.from == .keepalive:
+            // A lost path may mean a new public address: learn it again (at most every 30 s).
+            if let started = detector.startedAt, (MonotonicTime.now() - started) > .seconds(30) { detector.start(servers: configuration.stun) }
+        default:
+            break
+        }
+    }
+}

@@ -1,0 +1,136 @@
+import EventLoop
+import Net
+import Output
+import Peer
+import Rendezvous
+import WireGuard
+
+/// What `lanrage status` and `lanrage ping` ask the agent over its status socket.
+extension Agent {
+    func answer(_ request: String) -> String {
+        let words = request.split(separator: " ", maxSplits: 1).map(String.init)
+        switch words.first {
+        case "status":
+            device = nil
+            return words.count > 1 && words[1] == "json" ? statusJSON().rendered(pretty: true) + "\n" : statusText()
+        case "peer" where words.count == 2:
+            guard let link = findPeer(words[1]) else { return "error=no peer matches '\(words[1])'\n" }
+            let state = scheduler.machine(link.machine)
+            let address = link.record.addresses.first.map { "\($0.address)" } ?? "-"
+            return "address=\(address) key=\(link.record.key) state=\(state.map { "\($0.state)" } ?? "closed") "
+                + "path=\(state?.context.path.rawValue ?? "none") endpoint=\(link.endpoint.map { "\($0)" } ?? "-") "
+                + "relay=\(link.relay.map { "\($0.service)" } ?? "-")\n"
+        default:
+            return "error=unknown request (expected 'status', 'status json' or 'peer QUERY')\n"
+        }
+    }
+
+    /// A peer by overlay address, public key (base64) or key id prefix (hex, as logs show it).
+    func findPeer(_ query: String) -> PeerLink? {
+        if let address = IPAddress(query), let host = IPPrefix(address, address.family == 2 ? 32 : 128) {
+            return links.values.first { $0.record.addresses.contains { $0.contains(host) } }
+        }
+        if let key = Key(base64: query) { return links.values.first { $0.publicKey == key } }
+        let lowered = query.lowercased()
+        let matches = links.values.filter { "\($0.record.key)".hasPrefix(lowered) }
+        return matches.count == 1 && !lowered.isEmpty ? matches[0] : nil
+    }
+
+    private struct PeerStatus {
+        var link: PeerLink
+        var state: PeerState
+        var path: PeerContext.Path
+        var seconds: Double
+        var peer: WireGuard.Peer?
+    }
+
+    private func peerStatuses() -> [PeerStatus] {
+        let current = readDevice()
+        return links.values.sorted { $0.record.key < $1.record.key }.map { link in
+            let machine = scheduler.machine(link.machine)
+            return PeerStatus(link: link, state: machine?.state ?? .closed, path: machine?.context.path ?? .none,
+                              seconds: Double(clock.now - link.stateSince) / 1e9, peer: current?.peer(link.publicKey))
+        }
+    }
+
+    private func handshakeAge(_ peer: WireGuard.Peer?) -> Int? {
+        peer?.lastHandshake.map { max(0, WallClock.milliseconds() / 1000 - Int($0.seconds)) }
+    }
+
+    func statusJSON() -> JSON {
+        let peers: [JSON] = peerStatuses().map { status in
+            .object([
+                ("public_key", .string(status.link.publicKey.base64)),
+                ("id", .string("\(status.link.record.key)")),
+                ("addresses", .array(status.link.record.addresses.map { .string("\($0)") })),
+                ("state", .string("\(status.state)")),
+                ("state_seconds", .double((status.seconds * 10).rounded() / 10)),
+                ("path", .string(status.path.rawValue)),
+                ("endpoint", status.peer?.endpoint.map { .string("\($0)") } ?? .null),
+                ("relay", status.link.relay.map { .string("\($0.service)") } ?? .null),
+                ("nat", .string("\(status.link.record.nat)")),
+                ("latest_handshake_seconds", handshakeAge(status.peer).map { .int($0) } ?? .null),
+                ("rx_bytes", .int(Int(status.peer?.rxBytes ?? 0))),
+                ("tx_bytes", .int(Int(status.peer?.txBytes ?? 0))),
+            ])
+        }
+        return .object([
+            ("interface", .string(configuration.interfaceName)),
+            ("backend", .string(backend.kind.rawValue)),
+            ("public_key", .string(publicKey.base64)),
+            ("listen_port", .int(Int(configuration.listenPort))),
+            ("addresses", .array(configuration.addresses.map { .string("\($0)") })),
+            ("nat", .object([
+                ("type", .string("\(natKind)")),
+                ("public_endpoint", report.map { .string("\($0.publicEndpoint)") } ?? .null),
+                ("mapping", report.map { .string($0.mapping.rawValue) } ?? .null),
+                ("filtering", report.map { .string($0.filtering.rawValue) } ?? .null),
+            ])),
+            ("control", .object([
+                ("server", .string("\(configuration.control)")),
+                ("party", .string(configuration.party)),
+                ("state", .string("\(control.state)")),
+                ("registrations", .int(control.registrations)),
+            ])),
+            ("uptime_seconds", .int(Int((clock.now - startedAt) / 1_000_000_000))),
+            ("peers", .array(peers)),
+        ])
+    }
+
+    func statusText() -> String {
+        var text = """
+            interface: \(configuration.interfaceName) (\(backend.kind.rawValue))
+              public key: \(publicKey.base64)
+              listening port: \(configuration.listenPort)
+              addresses: \(configuration.addresses.map { "\($0)" }.joined(separator: ", "))
+              nat: \(natKind)\(report.map { ", public endpoint \($0.publicEndpoint)" } ?? "")
+              control: \(configuration.control) party \(configuration.party), \(control.state)
+
+            """
+        for status in peerStatuses() {
+            let path: String
+            switch status.path {
+            case .direct: path = "direct"
+            case .relayed: path = "relayed via \(status.link.relay.map { "\($0.service)" } ?? "?")"
+            case .none: path = "none yet"
+            }
+            text += """
+
+                peer: \(status.link.publicKey.base64) (\(status.link.record.key))
+                  addresses: \(status.link.record.addresses.map { "\($0)" }.joined(separator: ", "))
+                  state: \(status.state) for \(Self.seconds(status.seconds))
+                  path: \(path)\(status.peer?.endpoint.map { ", endpoint \($0)" } ?? "")
+                  nat: \(status.link.record.nat)
+                  latest handshake: \(handshakeAge(status.peer).map { "\($0) s ago" } ?? "none")
+                  transfer: \(status.peer?.rxBytes ?? 0) B received, \(status.peer?.txBytes ?? 0) B sent
+
+                """
+        }
+        return text
+    }
+
+    static func seconds(_ value: Double) -> String {
+        let tenths = Int((value * 10).rounded())
+        return "\(tenths / 10).\(tenths % 10) s"
+    }
+}

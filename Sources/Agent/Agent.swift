@@ -1,0 +1,288 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Control
+import EventLoop
+import Logging
+import Net
+import Output
+import Peer
+import Punch
+import Rendezvous
+import STUN
+import WireGuard
+
+/// `lanrage agent`: joins the party, and for every other member drives a peer machine through
+/// Discovering → Detecting → Punching → Direct | Relaying → Keepalive, executing its actions for
+/// real — STUN and punches on the WireGuard port, WireGuard's endpoint, allowed IPs and keepalive,
+/// relay allocations. One thread: the epoll loop runs the control client, the peer machines, the
+/// port socket, relay requests, NAT detection and the status socket.
+public final class Agent {
+    public private(set) var configuration: AgentConfiguration
+    let path: String?
+    let loop: EventLoop
+    let clock = MonotonicClock()
+    let backend: any WireGuardBackend
+    /// Whether the agent created the interface (then it deletes it on shutdown).
+    let createdInterface: Bool
+    let port: any PortSocket
+    let driver: PunchDriver<MachineID>
+    let publicKey: Key
+    let memberKey: MemberKey
+    var control: ControlClient!
+    var scheduler: Scheduler<PeerExecutor>!
+    var detector: NATDetector!
+    var relays: RelayClient!
+    var alarms: Alarms!
+    var status: StatusServer?
+    var links: [MachineID: PeerLink] = [:]
+    var machines: [MemberKey: MachineID] = [:]
+    /// The last NAT behaviour discovery of the WireGuard port.
+    var report: NATReport?
+    var natKind = NATKind.unknown
+    /// The public endpoint the control server saw when last registered (a change means a new address).
+    var lastObserved: Endpoint?
+    var registeredSince: Nanoseconds?
+    var sweptStalePeers = false
+    var device: (read: Device, at: Nanoseconds)?
+    let startedAt: Nanoseconds
+    let logger: Logger
+
+    /// How often housekeeping runs: stale peer sweep, address change check, periodic NAT rediscovery.
+    static let housekeeping: Duration = .seconds(2)
+    static let rediscoveryInterval: Nanoseconds = 600_000_000_000
+
+    /// Sets up the interface, the sockets and the control client; `run()` starts the work.
+    public init(_ configuration: AgentConfiguration, path: String? = nil, logger: Logger = Logger(label: "lanrage.agent")) throws {
+        self.configuration = configuration
+        self.path = path
+        self.logger = logger
+        startedAt = clock.now
+        try Privileges.requireNetAdmin("lanrage agent")
+        let name = configuration.interfaceName
+        backend = try Backends.select(configuration.backend, interface: name)
+        if if_nametoindex(name) == 0 {
+            try backend.createInterface(named: name)
+            createdInterface = true
+        } else {
+            // Adopting: it must be a WireGuard interface this backend can read; its peers stay until the
+            // party's membership is known (a restarted agent keeps tunnels up meanwhile).
+            _ = try backend.device(named: name)
+            createdInterface = false
+        }
+        do {
+            try backend.configure(name, DeviceChange(privateKey: configuration.privateKey, listenPort: configuration.listenPort))
+            try backend.setAddresses(name, configuration.addresses)
+            try backend.setLinkUp(name, true)
+            port = try openPortSocket(port: configuration.listenPort)
+        } catch {
+            if createdInterface { try? backend.deleteInterface(named: name) }
+            throw error
+        }
+        publicKey = configuration.privateKey.publicKey
+        memberKey = MemberKey(publicKey.bytes)!
+        driver = PunchDriver(socket: port)
+        loop = try EventLoop(clock: clock)
+        logger.info("interface ready", metadata: [
+            "interface": "\(name)", "backend": "\(backend.kind)", "created": "\(createdInterface)",
+            "port": "\(configuration.listenPort)", "public_key": "\(publicKey.base64)",
+            "port_socket": "\(port is RawPortSocket ? "raw" : "bound")",
+        ])
+        try wire()
+    }
+
+    private func wire() throws {
+        let executor = PeerExecutor()
+        scheduler = Scheduler(chart: PeerChart.chart(configuration.timings), clock: clock, executor: executor,
+                              logger: Logger(label: "lanrage.peer"))
+        executor.agent = self
+        scheduler.onTransition = { [unowned self] record in self.transitioned(record) }
+        loop.addTimers(scheduler)
+        detector = NATDetector(socket: port) { [unowned self] result in self.detected(result) }
+        loop.addTimers(detector)
+        relays = try RelayClient(loop: loop)
+        alarms = Alarms(clock: clock)
+        loop.addTimers(alarms)
+        try loop.register(port.descriptor) { [unowned self] in self.portReadable() }
+
+        var client = ControlClient.Configuration(server: configuration.control, party: configuration.party, key: memberKey)
+        client.candidates = localCandidates()
+        client.addresses = configuration.addresses
+        control = try ControlClient(client, secret: configuration.secret, loop: loop, clock: clock,
+                                    logger: Logger(label: "lanrage.registration"))
+        control.onChange = { [unowned self] event, record in self.memberChanged(event, record) }
+        control.onPunch = { [unowned self] record, start in self.punchAnnounced(record, startMillis: start) }
+        control.onRelays = { [unowned self] key, offers in self.relaysOffered(key, offers) }
+        control.onRefused = { [unowned self] refusal in
+            self.logger.notice("control server refused a request", metadata: ["reason": "\(refusal)"])
+        }
+        status = try StatusServer(path: configuration.statusSocket, loop: loop) { [unowned self] request in self.answer(request) }
+        loop.addTimers(Ticker(every: Self.housekeeping, clock: clock) { [unowned self] in self.housekeep() })
+        try loop.handleSignals { [unowned self] signal in
+            if signal == SIGHUP { self.reload() } else { self.shutdown(signal: signal) }
+        }
+    }
+
+    /// Registers, detects the NAT and serves until SIGTERM or SIGINT.
+    public func run() throws {
+        control.start()
+        detector.start(servers: configuration.stun)
+        try loop.run()
+    }
+
+    // MARK: Lifecycle
+
+    /// Leaves the party, removes the WireGuard peers (and the interface when the agent created it).
+    func shutdown(signal: Int32) {
+        logger.info("shutting down", metadata: ["signal": "\(signal == SIGTERM ? "SIGTERM" : signal == SIGINT ? "SIGINT" : "\(signal)")"])
+        control.stop()
+        let name = configuration.interfaceName
+        for link in links.values {
+            try? backend.removePeer(name, link.publicKey)
+            for route in link.routes { try? backend.removeRoute(name, route) }
+        }
+        if createdInterface {
+            do { try backend.deleteInterface(named: name) } catch { logger.error("could not delete the interface", metadata: ["error": "\(error)"]) }
+        }
+        status?.close()
+        loop.stop()
+    }
+
+    /// SIGHUP: reads the configuration again. Addresses, relay preferences, STUN servers and timings
+    /// apply at once (NAT detection runs again); a new key, port, interface or party needs a restart.
+    func reload() {
+        guard let path else { return }
+        let fresh: AgentConfiguration
+        do { fresh = try AgentConfiguration.load(path) } catch {
+            logger.error("reload refused, the running configuration stays", metadata: ["error": "\(error)"])
+            return
+        }
+        let old = configuration
+        var needsRestart: [String] = []
+        if fresh.privateKey != old.privateKey { needsRestart.append("PrivateKey") }
+        if fresh.listenPort != old.listenPort { needsRestart.append("ListenPort") }
+        if fresh.interfaceName != old.interfaceName { needsRestart.append("Name") }
+        if fresh.control != old.control || fresh.party != old.party || fresh.secret != old.secret { needsRestart.append("[Party]") }
+        if fresh.statusSocket != old.statusSocket || fresh.backend != old.backend { needsRestart.append("[Agent] Backend/StatusSocket") }
+        var applied = configuration
+        applied.addresses = fresh.addresses
+        applied.relaysEnabled = fresh.relaysEnabled
+        applied.preferredRelays = fresh.preferredRelays
+        applied.stun = fresh.stun
+        applied.timings = fresh.timings
+        configuration = applied
+        if fresh.addresses != old.addresses {
+            do { try backend.setAddresses(configuration.interfaceName, fresh.addresses) } catch {
+                logger.error("could not set the new addresses", metadata: ["error": "\(error)"])
+            }
+            control.configuration.addresses = fresh.addresses
+        }
+        if fresh.timings != old.timings {
+            for id in links.keys { scheduler.updateContext(of: id) { $0.timings = fresh.timings } }
+        }
+        detector.start(servers: configuration.stun)
+        logger.info("configuration reloaded", metadata: needsRestart.isEmpty ? [:] : ["needs_restart": "\(needsRestart.joined(separator: ","))"])
+    }
+
+    func housekeep() {
+        let now = clock.now
+        if control.state == .registered {
+            if registeredSince == nil { registeredSince = now }
+            if let observed = control.observed, observed != lastObserved {
+                if lastObserved != nil {
+                    logger.notice("public address changed", metadata: ["old": "\(lastObserved!)", "new": "\(observed)"])
+                    detector.start(servers: configuration.stun)
+                }
+                lastObserved = observed
+            }
+        } else {
+            registeredSince = nil
+        }
+        if !sweptStalePeers, let since = registeredSince, now - since > 10_000_000_000 {
+            sweptStalePeers = true
+            removeStrangers()
+        }
+        if let started = detector.startedAt, MonotonicTime.now().nanoseconds - started.nanoseconds > Self.rediscoveryInterval {
+            detector.start(servers: configuration.stun)
+        }
+    }
+
+    /// Removes WireGuard peers that are not party members (left over from an earlier run).
+    private func removeStrangers() {
+        guard let current = readDevice() else { return }
+        let members = Set(links.values.map(\.publicKey))
+        for peer in current.peers where !members.contains(peer.publicKey) {
+            try? backend.removePeer(configuration.interfaceName, peer.publicKey)
+            logger.info("removed a WireGuard peer that is not in the party", metadata: ["peer": "\(MemberKey(peer.publicKey.bytes).map { "\($0)" } ?? "?")"])
+        }
+    }
+
+    // MARK: NAT
+
+    func detected(_ result: Result<NATReport, DiscoveryFailure>) {
+        switch result {
+        case .success(let found):
+            report = found
+            natKind = NATKind(found.natType)
+            logger.info("NAT detected", metadata: ["nat": "\(found.natType.rawValue)", "public": "\(found.publicEndpoint)",
+                                                   "mapping": "\(found.mapping.rawValue)", "filtering": "\(found.filtering.rawValue)"])
+        case .failure(let failure):
+            report = nil
+            natKind = .unknown
+            logger.warning("NAT detection failed; punching anyway", metadata: ["reason": "\(failure)"])
+        }
+        var candidates = localCandidates()
+        if let report { candidates.append(Candidate(.reflexive, report.publicEndpoint)) }
+        control.update(nat: natKind, candidates: candidates)
+        for (id, _) in links where scheduler.machine(id)?.state == .detecting { decideDirect(id) }
+    }
+
+    /// This host's own addresses with the WireGuard port: candidates for peers on the same network.
+    func localCandidates() -> [Candidate] {
+        let addresses = (try? LocalAddresses.all()) ?? []
+        return addresses.compactMap { address -> Candidate? in
+            guard case .v4(let v4) = address, v4.octets.0 != 127, !(v4.octets.0 == 169 && v4.octets.1 == 254),
+                  let host = IPPrefix(address, 32), !configuration.addresses.contains(where: { $0.contains(host) }) else { return nil }
+            return Candidate(.local, Endpoint(address, configuration.listenPort))
+        }.prefix(4).map { $0 }
+    }
+
+    // MARK: The port
+
+    /// Punch messages go to their sessions (pins become `punchAcked`); STUN answers to detection.
+    private func portReadable() {
+        let received: (pinned: [(MachineID, Endpoint)], other: [PortDatagram])
+        do { received = try driver.receive() } catch {
+            logger.warning("reading the WireGuard port failed", metadata: ["error": "\(error)"])
+            return
+        }
+        for (id, endpoint) in received.pinned {
+            logger.debug("pinned", metadata: ["peer": "\(links[id].map { "\($0.record.key)" } ?? "?")", "endpoint": "\(endpoint)"])
+            scheduler.post(.punchAcked, to: id)
+        }
+        for datagram in received.other where datagram.payload.count >= 20 { detector.received(datagram) }
+    }
+
+    // MARK: WireGuard
+
+    /// The device, read at most every 200 ms (one read serves every peer's liveness tick).
+    func readDevice() -> Device? {
+        let now = clock.now
+        if let device, now - device.at < 200_000_000 { return device.read }
+        do {
+            let read = try backend.device(named: configuration.interfaceName)
+            device = (read, now)
+            return read
+        } catch {
+            logger.error("reading WireGuard failed", metadata: ["error": "\(error)"])
+            return nil
+        }
+    }
+}
+
+/// Hands the peer machines' actions to the agent.
+final class PeerExecutor: ActionExecutor {
+    typealias Spec = PeerChart
+    weak var agent: Agent?
+    func execute(_ action: PeerAction, for id: MachineID) { agent?.execute(action, for: id) }
+}

@@ -1,0 +1,273 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Commands
+import Net
+import Peer
+import WireGuard
+
+/// `lanrage agent`'s configuration: a wg-quick style file with four sections.
+///
+///     [Interface]
+///     PrivateKeyFile = /etc/lanrage/private.key   # or PrivateKey = … (then the file must be 0600)
+///     ListenPort = 51820
+///     Address = 100.64.0.1/32
+///     Name = lanrage0
+///
+///     [Party]
+///     Control = 192.0.2.1:3478
+///     Name = home
+///     SecretFile = /etc/lanrage/party.secret
+///
+///     [Relay]
+///     Enabled = yes
+///     Prefer = 192.0.2.20:4000
+///
+///     [Agent]
+///     Backend = auto
+///     StatusSocket = /run/lanrage/agent.sock
+///     PersistentKeepalive = 25s
+///
+/// Durations are `250ms`, `2s`, `5m` or a plain number of seconds.
+public struct AgentConfiguration: Sendable {
+    public var interfaceName = "lanrage0"
+    public var privateKey: Key
+    public var listenPort: UInt16 = 51820
+    /// The tunnel addresses (announced to the party as this member's allowed IPs).
+    public var addresses: [IPPrefix]
+    public var control: Endpoint
+    public var party: String
+    public var secret: [UInt8]
+    /// STUN servers for NAT detection; the control server (which answers STUN on its port) by default.
+    public var stun: [Endpoint]
+    public var relaysEnabled = true
+    /// Relays to use first when the control server offers them, in order.
+    public var preferredRelays: [Endpoint] = []
+    /// `nil`: the kernel module when present, else wireguard-go.
+    public var backend: BackendKind?
+    public var statusSocket = "/run/lanrage/agent.sock"
+    public var timings = PeerTimings()
+
+    /// Why a configuration was refused; the message names the file and line.
+    public struct Problem: Error, ExitCodeProviding, CustomStringConvertible {
+        public let description: String
+        public var exitCode: ExitCode { .config }
+        init(_ description: String) { self.description = description }
+    }
+
+    /// Reads and checks the file at `path`; key and secret files it names are read too.
+    public static func load(_ path: String) throws -> AgentConfiguration {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw Problem("cannot read config \(path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { throw Problem("config \(path) is not a regular file") }
+        guard info.st_size <= 1 << 20 else { throw Problem("config \(path) is larger than 1 MiB") }
+        var bytes = [UInt8](repeating: 0, count: Int(info.st_size))
+        var filled = 0
+        while filled < bytes.count {
+            let count = bytes.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress! + filled, $0.count - filled) }
+            guard count > 0 else { break }
+            filled += count
+        }
+        defer { Secrets.wipe(&bytes) }
+        return try AgentConfiguration(parsing: bytes[..<filled], file: path, othersCanRead: info.st_mode & 0o077 != 0)
+    }
+
+    /// Parses a configuration; `othersCanRead` refuses an inline private key in a file others can read.
+    public init(parsing bytes: ArraySlice<UInt8>, file: String, othersCanRead: Bool = false) throws {
+        var section = ""
+        var seen: Set<String> = []
+        var privateKey: Key?, privateKeyLine = 0
+        var control: Endpoint?, party: String?, secret: [UInt8]?
+        var addresses: [IPPrefix] = []
+        var stun: [Endpoint] = []
+        var timings = PeerTimings()
+
+        for line in INILines(bytes) {
+            func problem(_ message: String) -> Problem { Problem("\(file):\(line.number): \(message)") }
+            switch line.content {
+            case .section(let name):
+                guard ["interface", "party", "relay", "agent"].contains(name) else {
+                    throw problem("unknown section [\(name)] (expected [Interface], [Party], [Relay] or [Agent])")
+                }
+                section = name
+            case .invalid:
+                // The line is not echoed: it may hold a private key.
+                throw problem("expected 'Key = Value' or a [Section]")
+            case .entry(let key, let value):
+                guard !section.isEmpty else { throw problem("'\(key)' before any section") }
+                let lowered = key.lowercased()
+                guard seen.insert("\(section).\(lowered)").inserted || lowered == "address" || lowered == "prefer" || lowered == "stun" else {
+                    throw problem("'\(key)' given twice in [\(section)]")
+                }
+                func endpoint() throws -> Endpoint {
+                    guard let parsed = Endpoint(value) else { throw problem("\(key) '\(value)' is not IP:PORT (host names are not resolved)") }
+                    return parsed
+                }
+                func duration() throws -> Duration {
+                    guard let parsed = Self.duration(value), parsed > .zero else {
+                        throw problem("\(key) '\(value)' is not a duration (250ms, 2s, 5m, or seconds)")
+                    }
+                    return parsed
+                }
+                func count() throws -> Int {
+                    guard let parsed = Int(value), parsed > 0, parsed <= 1000 else { throw problem("\(key) '\(value)' is not a number from 1 to 1000") }
+                    return parsed
+                }
+                switch (section, lowered) {
+                case ("interface", "privatekey"):
+                    guard let key = Key(base64: value) else { throw problem("PrivateKey is not a valid key (44 characters of base64, as 'lanrage genkey' prints)") }
+                    privateKey = key
+                    privateKeyLine = line.number
+                case ("interface", "privatekeyfile"):
+                    var text = try SecretFile.read(value)
+                    defer { Secrets.wipe(&text) }
+                    guard let key = Key(base64: String(decoding: text, as: UTF8.self)) else {
+                        throw problem("PrivateKeyFile \(value) does not hold a key (44 characters of base64, as 'lanrage genkey' prints)")
+                    }
+                    privateKey = key
+                case ("interface", "listenport"):
+                    guard let port = UInt16(value), port > 0 else { throw problem("ListenPort '\(value)' is not a port number (1 to 65535)") }
+                    listenPort = port
+                case ("interface", "address"):
+                    for item in value.split(separator: ",") {
+                        let text = item.filter { $0 != " " && $0 != "\t" }
+                        guard let prefix = IPPrefix(text) else { throw problem("Address '\(text)' is not an address with a prefix length") }
+                        addresses.append(prefix)
+                    }
+                case ("interface", "name"):
+                    do { try InterfaceName.validate(value) } catch { throw problem("Name: \(error)") }
+                    interfaceName = value
+                case ("party", "control"):
+                    control = try endpoint()
+                case ("party", "name"):
+                    guard !value.isEmpty, value.utf8.count <= 64 else { throw problem("party Name must be 1 to 64 bytes") }
+                    party = value
+                case ("party", "secretfile"):
+                    secret = try SecretFile.read(value)
+                case ("relay", "enabled"):
+                    guard let flag = Self.flag(value) else { throw problem("Enabled '\(value)' is not yes or no") }
+                    relaysEnabled = flag
+                case ("relay", "prefer"):
+                    preferredRelays.append(try endpoint())
+                case ("agent", "backend"):
+                    switch value.lowercased() {
+                    case "auto": backend = nil
+                    case "netlink", "kernel": backend = .netlink
+                    case "uapi", "userspace", "wireguard-go": backend = .uapi
+                    default: throw problem("Backend '\(value)' is not auto, netlink or uapi")
+                    }
+                case ("agent", "statussocket"):
+                    guard value.hasPrefix("/"), value.utf8.count < 100 else { throw problem("StatusSocket must be an absolute path shorter than 100 bytes") }
+                    statusSocket = value
+                case ("agent", "stun"):
+                    stun.append(try endpoint())
+                case ("agent", "persistentkeepalive"): timings.persistentKeepalive = try duration()
+                case ("agent", "punchpackets"): timings.punchPackets = try count()
+                case ("agent", "punchinterval"): timings.punchInterval = try duration()
+                case ("agent", "punchacktimeout"): timings.punchAckTimeout = try duration()
+                case ("agent", "punchattempts"): timings.punchAttempts = try count()
+                case ("agent", "detectiontimeout"): timings.detection = try duration()
+                case ("agent", "directconfirm"): timings.directConfirm = try duration()
+                case ("agent", "relayconfirm"): timings.relayConfirm = try duration()
+                case ("agent", "livenesspoll"): timings.livenessPoll = try duration()
+                case ("agent", "upgradebase"): timings.upgradeBase = try duration()
+                case ("agent", "upgrademax"): timings.upgradeMax = try duration()
+                default:
+                    throw problem("unknown key '\(key)' in [\(section.prefix(1).uppercased() + section.dropFirst())]")
+                }
+            }
+        }
+        guard let privateKey else { throw Problem("\(file): [Interface] needs PrivateKeyFile (or PrivateKey)") }
+        if privateKeyLine > 0, othersCanRead {
+            throw Problem("\(file):\(privateKeyLine): PrivateKey in a file others can read: chmod 600 \(file), or use PrivateKeyFile")
+        }
+        guard !addresses.isEmpty else { throw Problem("\(file): [Interface] needs an Address (the tunnel address, e.g. 100.64.0.1/32)") }
+        guard let control else { throw Problem("\(file): [Party] needs Control = IP:PORT (the control server)") }
+        guard let party else { throw Problem("\(file): [Party] needs Name") }
+        guard let secret else { throw Problem("\(file): [Party] needs SecretFile") }
+        guard timings.upgradeBase <= timings.upgradeMax else { throw Problem("\(file): UpgradeBase is longer than UpgradeMax") }
+        self.privateKey = privateKey
+        self.addresses = addresses
+        self.control = control
+        self.party = party
+        self.secret = secret
+        self.stun = stun.isEmpty ? [control] : stun
+        self.timings = timings
+    }
+
+    /// `250ms`, `2s`, `5m`, `1h`, or a plain number of seconds.
+    static func duration(_ text: String) -> Duration? {
+        let units: [(String, Int64)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000)]
+        for (suffix, millis) in units where text.hasSuffix(suffix) {
+            let number = text.dropLast(suffix.count)
+            if suffix == "s", number.hasSuffix("m") { continue }
+            guard let value = Int64(number), value >= 0, value < Int64.max / millis / 1_000_000 else { return nil }
+            return .milliseconds(value * millis)
+        }
+        guard let seconds = Int64(text), seconds >= 0, seconds < 1 << 32 else { return nil }
+        return .seconds(seconds)
+    }
+
+    static func flag(_ text: String) -> Bool? {
+        switch text.lowercased() {
+        case "yes", "true", "on", "1": true
+        case "no", "false", "off", "0": false
+        default: nil
+        }
+    }
+}
+
+/// The lines of an INI-style file: sections, `Key = Value` entries (comments after `#` dropped,
+/// spaces trimmed), and lines that are neither. Empty lines are skipped.
+struct INILines: Sequence, IteratorProtocol {
+    enum Content: Equatable {
+        /// A `[Name]` header, the name lowercased.
+        case section(String)
+        case entry(key: String, value: String)
+        case invalid
+    }
+
+    struct Line {
+        let number: Int
+        let content: Content
+    }
+
+    private let bytes: ArraySlice<UInt8>
+    private var start: Int
+    private var number = 0
+
+    init(_ bytes: ArraySlice<UInt8>) {
+        self.bytes = bytes
+        start = bytes.startIndex
+    }
+
+    mutating func next() -> Line? {
+        while start < bytes.endIndex {
+            var end = start
+            while end < bytes.endIndex, bytes[end] != 10 { end += 1 }
+            var line = bytes[start..<end]
+            start = end + 1
+            number += 1
+            if let hash = line.firstIndex(of: UInt8(ascii: "#")) { line = line[..<hash] }
+            line = Self.trimmed(line)
+            guard let first = line.first else { continue }
+            if first == UInt8(ascii: "["), line.last == UInt8(ascii: "]") {
+                return Line(number: number, content: .section(String(decoding: line.dropFirst().dropLast(), as: UTF8.self).lowercased()))
+            }
+            guard let equals = line.firstIndex(of: UInt8(ascii: "=")) else { return Line(number: number, content: .invalid) }
+            let key = String(decoding: Self.trimmed(line[..<equals]), as: UTF8.self)
+            let value = String(decoding: Self.trimmed(line[(equals + 1)...]), as: UTF8.self)
+            guard !key.isEmpty else { return Line(number: number, content: .invalid) }
+            return Line(number: number, content: .entry(key: key, value: value))
+        }
+        return nil
+    }
+
+    private static func trimmed(_ bytes: ArraySlice<UInt8>) -> ArraySlice<UInt8> {
+        let isSpace: (UInt8) -> Bool = { $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }
+        guard let first = bytes.firstIndex(where: { !isSpace($0) }), let last = bytes.lastIndex(where: { !isSpace($0) }) else { return [] }
+        return bytes[first...last]
+    }
+}

@@ -1,0 +1,55 @@
+import EventLoop
+import Net
+import Punch
+import Rendezvous
+import WireGuard
+
+/// What the agent keeps for one remote member beside its peer machine: the registry's record, the
+/// punch session and relay grant in use, and what WireGuard last said about the peer.
+struct PeerLink {
+    var record: MemberRecord
+    let publicKey: Key
+    let pairKey: PairKey
+    let machine: MachineID
+    /// A coordinated punch the control server announced: the session both sides use, and when
+    /// it starts (monotonic).
+    var coordinated: (session: UInt64, at: Nanoseconds)?
+    /// The session of the punch attempt under way or last made.
+    var session: UInt64?
+    var relay: RelayClient.Grant?
+    /// Offers of the last relay answer not tried yet, best first.
+    var offers: [RelayOffer] = []
+    /// The endpoint WireGuard was last pointed at, and when (wall seconds, and the receive
+    /// counter then): a handshake or new data from it since confirms the path.
+    var endpoint: Endpoint?
+    var endpointSetAt: Int64 = 0
+    var receivedAtSet: UInt64 = 0
+    /// The receive counter when last read, and when it last grew (monotonic).
+    var received: UInt64 = 0
+    var receivedChangedAt: Nanoseconds
+    /// The WireGuard peer as last read.
+    var wireGuard: WireGuard.Peer?
+    /// When the machine entered its current state (monotonic).
+    var stateSince: Nanoseconds
+    /// Overlay routes installed for the peer.
+    var routes: [IPPrefix] = []
+
+    init(record: MemberRecord, pairKey: PairKey, machine: MachineID, now: Nanoseconds) {
+        self.record = record
+        publicKey = Key(bytes: record.key.bytes)!
+        self.pairKey = pairKey
+        self.machine = machine
+        receivedChangedAt = now
+        stateSince = now
+    }
+
+    /// Where to punch: every candidate the peer announced or the server observed, no duplicates.
+    var candidates: [Endpoint] {
+        var seen: [Endpoint] = []
+        for candidate in record.candidates where !seen.contains(candidate.endpoint) { seen.append(candidate.endpoint) }
+        return seen
+    }
+
+    /// The peer's public address as the control server sees it.
+    var observed: Endpoint? { record.candidates.first { $0.kind == .observed }?.endpoint }
+}

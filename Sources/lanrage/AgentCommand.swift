@@ -1,0 +1,27 @@
+import Agent
+import Commands
+import Logging
+
+/// `lanrage agent --config FILE`
+enum AgentCommand {
+    static let command = Command(
+        "agent",
+        abstract: "Join the party and keep a WireGuard tunnel to every other member: direct where a punch works, relayed elsewhere.",
+        discussion: """
+            The configuration is a wg-quick style file ([Interface], [Party], [Relay], [Agent]; see the README). \
+            The agent creates the WireGuard interface (or adopts an existing one), registers with the control \
+            server, detects its NAT with STUN on the WireGuard port, and runs one peer machine per member. Every \
+            transition is logged. SIGHUP reloads the configuration; SIGTERM leaves the party, removes the peers, \
+            and deletes the interface if the agent created it. 'lanrage status' reads the agent's state.
+            """,
+        options: [
+            .value("config", "FILE", help: "The configuration file.", default: "/etc/lanrage/agent.conf"),
+        ]
+    ) { invocation in
+        let path = try invocation.value("config", as: String.self) ?? "/etc/lanrage/agent.conf"
+        let configuration = try AgentConfiguration.load(path)
+        let agent = try Agent(configuration, path: path)
+        try agent.run()
+        return .success
+    }
+}

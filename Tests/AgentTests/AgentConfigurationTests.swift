@@ -1,0 +1,161 @@
+import Foundation
+import Testing
+@testable import Agent
+
+/// The agent's configuration file: what it accepts, and the message it gives for what it refuses.
+@Suite struct AgentConfigurationTests {
+    let directory: URL
+    let keyFile: URL
+    let secretFile: URL
+
+    init() throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("agent-config-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        keyFile = directory.appendingPathComponent("private.key")
+        secretFile = directory.appendingPathComponent("party.secret")
+        try "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=\n".write(to: keyFile, atomically: true, encoding: .utf8)
+        try "a party secret\n".write(to: secretFile, atomically: true, encoding: .utf8)
+        chmod(keyFile.path, 0o600)
+        chmod(secretFile.path, 0o600)
+    }
+
+    func parse(_ text: String, othersCanRead: Bool = false) throws -> AgentConfiguration {
+        try AgentConfiguration(parsing: ArraySlice(Array(text.utf8)), file: "agent.conf", othersCanRead: othersCanRead)
+    }
+
+    var minimal: String {
+        """
+        [Interface]
+        PrivateKeyFile = \(keyFile.path)
+        Address = 100.64.0.1/32
+
+        [Party]
+        Control = 192.0.2.1:3478
+        Name = home
+        SecretFile = \(secretFile.path)
+        """
+    }
+
+    @Test func aMinimalFileGetsTheDefaults() throws {
+        let configuration = try parse(minimal)
+        #expect(configuration.interfaceName == "lanrage0")
+        #expect(configuration.listenPort == 51820)
+        #expect(configuration.addresses.map(\.description) == ["100.64.0.1/32"])
+        #expect(configuration.privateKey.publicKey.base64 == "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=")
+        #expect(configuration.stun.map(\.description) == ["192.0.2.1:3478"], "the control server answers STUN")
+        #expect(configuration.secret == Array("a party secret".utf8))
+        #expect(configuration.relaysEnabled && configuration.backend == nil)
+        #expect(configuration.statusSocket == "/run/lanrage/agent.sock")
+        #expect(configuration.timings.punchPackets == 5 && configuration.timings.punchInterval == .milliseconds(100))
+    }
+
+    @Test func everySectionAndKey() throws {
+        let text = minimal.replacingOccurrences(of: "Address = 100.64.0.1/32", with: """
+            Address = 100.64.0.1/32, 100.64.9.0/24   # two prefixes
+            ListenPort = 41641
+            Name = lr-home
+            """) + """
+
+            [Relay]
+            Enabled = no
+            Prefer = 192.0.2.20:4000
+            Prefer = 192.0.2.21:4000
+
+            [Agent]
+            Backend = uapi
+            StatusSocket = /var/run/lanrage/agent.sock
+            STUN = 192.0.2.9:3478
+            PersistentKeepalive = 15s
+            PunchPackets = 3
+            PunchInterval = 50ms
+            PunchAckTimeout = 1s
+            PunchAttempts = 4
+            DetectionTimeout = 2s
+            DirectConfirm = 5
+            RelayConfirm = 20s
+            LivenessPoll = 5s
+            UpgradeBase = 1m
+            UpgradeMax = 1h
+            """
+        let configuration = try parse(text)
+        #expect(configuration.addresses.map(\.description) == ["100.64.0.1/32", "100.64.9.0/24"])
+        #expect(configuration.listenPort == 41641 && configuration.interfaceName == "lr-home")
+        #expect(!configuration.relaysEnabled)
+        #expect(configuration.preferredRelays.map(\.description) == ["192.0.2.20:4000", "192.0.2.21:4000"])
+        #expect(configuration.backend == .uapi && configuration.statusSocket == "/var/run/lanrage/agent.sock")
+        #expect(configuration.stun.map(\.description) == ["192.0.2.9:3478"])
+        let timings = configuration.timings
+        #expect(timings.persistentKeepalive == .seconds(15) && timings.punchPackets == 3 && timings.punchInterval == .milliseconds(50))
+        #expect(timings.punchAckTimeout == .seconds(1) && timings.punchAttempts == 4 && timings.detection == .seconds(2))
+        #expect(timings.directConfirm == .seconds(5) && timings.relayConfirm == .seconds(20) && timings.livenessPoll == .seconds(5))
+        #expect(timings.upgradeBase == .seconds(60) && timings.upgradeMax == .seconds(3600))
+    }
+
+    @Test func durations() {
+        #expect(AgentConfiguration.duration("250ms") == .milliseconds(250))
+        #expect(AgentConfiguration.duration("2s") == .seconds(2))
+        #expect(AgentConfiguration.duration("5m") == .seconds(300))
+        #expect(AgentConfiguration.duration("1h") == .seconds(3600))
+        #expect(AgentConfiguration.duration("7") == .seconds(7))
+        for bad in ["", "s", "-1s", "2 s", "1.5s", "99999999999999999999ms", "ten"] {
+            #expect(AgentConfiguration.duration(bad) == nil, "\(bad)")
+        }
+    }
+
+    @Test(arguments: [
+        ("[Peer]\nPublicKey = x", "agent.conf:1: unknown section [peer]"),
+        ("Address = 100.64.0.1/32", "agent.conf:1: 'Address' before any section"),
+        ("[Interface]\nPrivateKey = secret-material-here", "agent.conf:2: PrivateKey is not a valid key"),
+        ("[Interface]\nthis is not a setting", "agent.conf:2: expected 'Key = Value' or a [Section]"),
+        ("[Interface]\nListenPort = 70000", "agent.conf:2: ListenPort '70000' is not a port number"),
+        ("[Interface]\nAddress = 100.64.0.300/32", "agent.conf:2: Address '100.64.0.300/32' is not an address"),
+        ("[Interface]\nName = this-name-is-far-too-long", "agent.conf:2: Name:"),
+        ("[Party]\nControl = control.example:3478", "agent.conf:2: Control 'control.example:3478' is not IP:PORT"),
+        ("[Agent]\nBackend = kernel-ish", "agent.conf:2: Backend 'kernel-ish' is not auto, netlink or uapi"),
+        ("[Agent]\nPunchInterval = soon", "agent.conf:2: PunchInterval 'soon' is not a duration"),
+        ("[Agent]\nPunchPackets = 0", "agent.conf:2: PunchPackets '0' is not a number from 1 to 1000"),
+        ("[Agent]\nStatusSocket = relative.sock", "agent.conf:2: StatusSocket must be an absolute path"),
+        ("[Agent]\nColour = blue", "agent.conf:2: unknown key 'Colour' in [Agent]"),
+        ("[Relay]\nEnabled = maybe", "agent.conf:2: Enabled 'maybe' is not yes or no"),
+        ("[Party]\nName = a\nName = b", "agent.conf:3: 'Name' given twice in [party]"),
+    ])
+    func refusedLinesAreNamed(_ text: String, _ message: String) {
+        #expect {
+            try parse(text)
+        } throws: { error in
+            "\(error)".hasPrefix(message)
+        }
+    }
+
+    @Test func missingSettingsAreNamed() throws {
+        let withoutAddress = minimal.replacingOccurrences(of: "Address = 100.64.0.1/32\n", with: "")
+        #expect(throws: AgentConfiguration.Problem.self) { try parse(withoutAddress) }
+        #expect { try parse(withoutAddress) } throws: { "\($0)".contains("[Interface] needs an Address") }
+        let withoutControl = minimal.replacingOccurrences(of: "Control = 192.0.2.1:3478\n", with: "")
+        #expect { try parse(withoutControl) } throws: { "\($0)".contains("[Party] needs Control") }
+        let withoutKey = minimal.replacingOccurrences(of: "PrivateKeyFile = \(keyFile.path)\n", with: "")
+        #expect { try parse(withoutKey) } throws: { "\($0)".contains("needs PrivateKeyFile") }
+    }
+
+    @Test func keysStayPrivate() throws {
+        let inline = minimal.replacingOccurrences(of: "PrivateKeyFile = \(keyFile.path)", with: "PrivateKey = yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=")
+        #expect(try parse(inline).privateKey.publicKey.base64 == "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=")
+        #expect { try parse(inline, othersCanRead: true) } throws: { "\($0)".contains("PrivateKey in a file others can read: chmod 600") }
+        chmod(keyFile.path, 0o644)
+        #expect { try parse(minimal) } throws: { "\($0)".contains("is readable by others: chmod 600") }
+        // No message carries the key.
+        #expect { try parse("[Interface]\nPrivateKey = yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBm!") } throws: {
+            !"\($0)".contains("yAnz5TF")
+        }
+    }
+
+    @Test func loadReadsTheFileAndChecksItsMode() throws {
+        let file = directory.appendingPathComponent("agent.conf")
+        try minimal.write(to: file, atomically: true, encoding: .utf8)
+        #expect(try AgentConfiguration.load(file.path).party == "home")
+        #expect { try AgentConfiguration.load(directory.appendingPathComponent("missing.conf").path) } throws: {
+            "\($0)".contains("cannot read config") && "\($0)".contains("No such file")
+        }
+        #expect { try AgentConfiguration.load(directory.path) } throws: { "\($0)".contains("is not a regular file") }
+    }
+}

@@ -1,0 +1,176 @@
+import Foundation
+import Net
+
+/// A party in the lab: `lanrage control` on the STUN host (control and STUN on 192.0.2.1:3478,
+/// alternate 192.0.2.2:3479), `lanrage relay`s, and `lanrage agent`s in site clients, each with its
+/// own configuration, key, WireGuard interface (wireguard-go) and status socket.
+public final class PartyLab {
+    public let lab: Lab
+    public let control = Endpoint("192.0.2.1:3478")!
+    public let partySecret: URL
+    public let relaySecret: URL
+    public private(set) var relays: [Endpoint] = []
+    public private(set) var agents: [AgentHandle] = []
+    public private(set) var controlProcess: Process?
+
+    public init(_ lab: Lab) throws {
+        self.lab = lab
+        partySecret = lab.directory.appendingPathComponent("party.secret")
+        relaySecret = lab.directory.appendingPathComponent("relay.secret")
+        for file in [partySecret, relaySecret] {
+            try Data((0..<32).map { _ in UInt8.random(in: 0...255) }.map { String(format: "%02x", $0) }.joined().utf8).write(to: file)
+            chmod(file.path, 0o600)
+        }
+    }
+
+    /// Starts a relay in `namespace` listening on `address`, ports 4000–4199. Call before `startControl`.
+    @discardableResult
+    public func startRelay(in namespace: Namespace, address: IPv4Address, log: String = "relay.log") throws -> Process {
+        let process = try lab.spawn(in: namespace, [Products.lanrage, "relay", "--listen", "\(address)", "--ports", "4000-4199",
+                                                   "--secret-file", relaySecret.path, "--log-level", "debug"], log: log)
+        let service = Endpoint(.v4(address), 4000)
+        try namespace.waitForUDPListener(service)
+        relays.append(service)
+        return process
+    }
+
+    /// Starts (or restarts) the control server on the STUN host, state kept in the lab directory.
+    @discardableResult
+    public func startControl(heartbeat: Int = 2, memberTimeout: Int = 8) throws -> Process {
+        var arguments = [Products.lanrage, "control", "--listen", "\(control)", "--alternate", "192.0.2.2:3479",
+                         "--state", lab.directory.appendingPathComponent("control-state").path,
+                         "--party", "lab=\(partySecret.path)", "--heartbeat", "\(heartbeat)", "--member-timeout", "\(memberTimeout)"]
+        for relay in relays { arguments += ["--relay", "\(relay)"] }
+        if !relays.isEmpty { arguments += ["--relay-secret-file", relaySecret.path] }
+        let process = try lab.spawn(in: lab.stunHost, arguments, log: "control.log")
+        try lab.stunHost.waitForUDPListener(control)
+        controlProcess = process
+        return process
+    }
+
+    /// Stops the control server with SIGKILL (a crash), waiting until it is gone.
+    public func killControl() {
+        guard let process = controlProcess else { return }
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        controlProcess = nil
+    }
+
+    /// Writes a configuration for agent `index` (overlay 100.64.0.index/32) and starts it in `namespace`.
+    /// `agent` adds lines to the [Agent] section (short lab timings by default).
+    @discardableResult
+    public func startAgent(in namespace: Namespace, index: Int, agent extra: [String] = []) throws -> AgentHandle {
+        let tag = lab.prefix.replacingOccurrences(of: "ls", with: "").replacingOccurrences(of: "-", with: "x")
+        let handle = AgentHandle(
+            namespace: namespace, index: index, interface: "lr\(tag)a\(index)".suffix(15).description,
+            directory: lab.directory.appendingPathComponent("agent\(index)"), overlay: IPv4Address(100, 64, 0, UInt8(index)))
+        try FileManager.default.createDirectory(at: handle.directory, withIntermediateDirectories: true)
+        let key = handle.directory.appendingPathComponent("private.key")
+        if !FileManager.default.fileExists(atPath: key.path) {
+            try LabSupport.run([Products.lanrage, "genkey"]).write(to: key, atomically: true, encoding: .utf8)
+            chmod(key.path, 0o600)
+        }
+        let configuration = """
+            [Interface]
+            PrivateKeyFile = \(key.path)
+            ListenPort = 51820
+            Address = \(handle.overlay)/32
+            Name = \(handle.interface)
+
+            [Party]
+            Control = \(control)
+            Name = lab
+            SecretFile = \(partySecret.path)
+
+            [Agent]
+            Backend = uapi
+            StatusSocket = \(handle.statusSocket)
+            PersistentKeepalive = 5s
+            LivenessPoll = 2s
+            UpgradeBase = 10s
+            \(extra.joined(separator: "\n"))
+
+            """
+        try configuration.write(to: handle.configuration, atomically: true, encoding: .utf8)
+        handle.process = try lab.spawn(in: namespace, ["env", "WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1", Products.lanrage, "agent",
+                                                       "--config", handle.configuration.path, "--log-level", "debug"],
+                                       log: "agent\(index).log")
+        agents.append(handle)
+        return handle
+    }
+
+    /// The agent's log so far (for failure messages).
+    public func log(of handle: AgentHandle) -> String {
+        (try? String(contentsOf: lab.directory.appendingPathComponent("agent\(handle.index).log"), encoding: .utf8)) ?? ""
+    }
+}
+
+/// One running agent in the lab.
+public final class AgentHandle: @unchecked Sendable {
+    public let namespace: Namespace
+    public let index: Int
+    public let interface: String
+    public let directory: URL
+    public let overlay: IPv4Address
+    public var process: Process?
+
+    init(namespace: Namespace, index: Int, interface: String, directory: URL, overlay: IPv4Address) {
+        self.namespace = namespace
+        self.index = index
+        self.interface = interface
+        self.directory = directory
+        self.overlay = overlay
+    }
+
+    public var configuration: URL { directory.appendingPathComponent("agent.conf") }
+    public var statusSocket: String { directory.appendingPathComponent("agent.sock").path }
+
+    /// `lanrage status --json`, decoded; `nil` while the agent does not answer.
+    public func status() -> [String: Any]? {
+        guard let text = try? LabSupport.run([Products.lanrage, "status", "--json", "--socket", statusSocket], allowFailure: true),
+              let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] else { return nil }
+        return object
+    }
+
+    /// The status entry of the peer whose overlay address is `overlay`.
+    public func peer(_ overlay: IPv4Address) -> [String: Any]? {
+        (status()?["peers"] as? [[String: Any]])?.first { ($0["addresses"] as? [String])?.contains("\(overlay)/32") == true }
+    }
+
+    /// Polls (every 100 ms, at most `seconds`) until `condition` holds for the peer at `overlay`.
+    @discardableResult
+    public func waitForPeer(_ overlay: IPv4Address, within seconds: Double, _ condition: ([String: Any]) -> Bool) -> [String: Any]? {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if let peer = peer(overlay), condition(peer) { return peer }
+            usleep(100_000)
+        }
+        return nil
+    }
+
+    /// One ping over the overlay to `overlay` from this agent's namespace (1 s timeout).
+    public func ping(_ overlay: IPv4Address) -> Bool {
+        ((try? namespace.run(["ping", "-c", "1", "-W", "1", "\(overlay)"], allowFailure: true)) ?? "").contains(" 0% packet loss")
+    }
+
+    /// Pings every 200 ms until one answer comes or `seconds` pass; the time it took.
+    public func pingUntilAnswered(_ overlay: IPv4Address, within seconds: Double) -> Double? {
+        let started = Date()
+        while Date().timeIntervalSince(started) < seconds {
+            if ((try? namespace.run(["ping", "-c", "1", "-W", "0.2", "\(overlay)"], allowFailure: true)) ?? "").contains(" 0% packet loss") {
+                return Date().timeIntervalSince(started)
+            }
+        }
+        return nil
+    }
+
+    /// Sends `signal` to the agent and waits (bounded) for it to exit.
+    @discardableResult
+    public func stop(_ signal: Int32 = SIGTERM, within seconds: Double = 10) -> Bool {
+        guard let process, process.isRunning else { return true }
+        kill(process.processIdentifier, signal)
+        let deadline = Date().addingTimeInterval(seconds)
+        while process.isRunning && Date() < deadline { usleep(20_000) }
+        return !process.isRunning
+    }
+}
