@@ -30,7 +30,8 @@ protocol Deployment {
     func cleanUp()
 }
 
-/// SIGINT and SIGTERM stop the bench at the next step, so that it still tears its lab down.
+/// SIGINT and SIGTERM stop the bench at the next step, so that it still tears its lab down; SIGPIPE
+/// (output piped into `head`) is ignored for the same reason.
 enum Interrupt: Error {
     case interrupted
     nonisolated(unsafe) static var requested = false
@@ -38,6 +39,7 @@ enum Interrupt: Error {
     static func install() {
         signal(SIGINT) { _ in Interrupt.requested = true }
         signal(SIGTERM) { _ in Interrupt.requested = true }
+        signal(SIGPIPE, SIG_IGN)
     }
 
     /// Throws once an interrupt has come.

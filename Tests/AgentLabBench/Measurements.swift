@@ -136,7 +136,7 @@ func inLab<Result>(_ body: (Lab, (any Deployment, [Namespace]) throws -> Started
     do {
         return try body(lab, start)
     } catch {
-        printLogTails(of: lab)
+        if !(error is Interrupt) { printLogTails(of: lab) }
         throw error
     }
 }
@@ -151,9 +151,9 @@ func printLogTails(of lab: Lab) {
 }
 
 /// Writes a line to standard output at once (unbuffered, so that each LAB-BENCH line shows as soon
-/// as it is known, through pipes too).
+/// as it is known, through pipes too). A closed pipe (`| head`) loses the line, never the teardown.
 func say(_ line: String) {
-    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+    try? FileHandle.standardOutput.write(contentsOf: Data((line + "\n").utf8))
 }
 
 /// SIGTERM, then SIGKILL if the process is still there after 3 s.
