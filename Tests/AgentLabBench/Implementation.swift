@@ -30,6 +30,11 @@ protocol Deployment {
     func cleanUp()
 }
 
+/// A run that could not be measured, and why.
+struct BenchFailure: Error, CustomStringConvertible {
+    let description: String
+}
+
 /// SIGINT and SIGTERM stop the bench at the next step, so that it still tears its lab down; SIGPIPE
 /// (output piped into `head`) is ignored for the same reason.
 enum Interrupt: Error {

@@ -53,7 +53,7 @@ final class LANrageParty: Deployment {
     func writeSecret(_ file: String) throws -> String {
         let secret = Data((0..<32).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()
         guard FileManager.default.createFile(atPath: path(file), contents: Data(secret.utf8), attributes: [.posixPermissions: 0o600]) else {
-            throw CommandFailure(command: ["write", path(file)], status: 1, output: "cannot write the secret")
+            throw BenchFailure(description: "cannot write \(path(file))")
         }
         return path(file)
     }
@@ -83,11 +83,13 @@ final class LANrageParty: Deployment {
         return ["env", "WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1", binary, "agent", "--config", path("node\(index).conf")]
     }
 
+    /// Direct once the peer's path is (a liveness poll saw WireGuard's handshake on the pinned address),
+    /// or while it is in the `direct` state: WireGuard already sends to the pinned address then.
     func isDirect(node index: Int) throws -> Bool? {
         let output = try LabSupport.run([binary, "status", "--socket", path("node\(index).sock"), "--json"], allowFailure: true)
         let status = (try? JSONSerialization.jsonObject(with: Data(output.utf8))) as? [String: Any]
         let peer = (status?["peers"] as? [[String: Any]])?.first
-        return peer?["path"] as? String == "direct"
+        return peer?["path"] as? String == "direct" || peer?["state"] as? String == "direct"
     }
 
     func dataPlaneProcess(node index: Int) -> pid_t? {

@@ -34,7 +34,8 @@ let runLimit: Duration = .seconds(30)
 /// One run of one cell: times from both nodes started, nil where not reached within `runLimit`.
 struct CellRun {
     var firstPing: Duration?
-    /// When the path was reported direct (the first ping if it already was); nil for Nebula, which does not report it.
+    /// The first answer across the direct path (the first ping if the path already was direct); nil
+    /// for Nebula, which does not report its path.
     var direct: Duration?
 }
 
@@ -52,18 +53,22 @@ func runCell(_ a: SiteKind, _ b: SiteKind, _ implementation: any Implementation)
         let firstPing = answer - party.start
         guard let directAtOnce = try party.deployment.isDirect(node: 0) else { return CellRun(firstPing: firstPing, direct: nil) }
         if directAtOnce { return CellRun(firstPing: firstPing, direct: firstPing) }
+        // Relayed first: poll until the path is direct, then the next answer is the first across it.
         while MonotonicTime.now() < party.start + runLimit {
             try Interrupt.check()
             usleep(100_000)
-            if try party.deployment.isDirect(node: 0) == true { return CellRun(firstPing: firstPing, direct: MonotonicTime.now() - party.start) }
+            if try party.deployment.isDirect(node: 0) == true,
+               let answer = try pinger.firstAnswers(from: [target], every: .milliseconds(50), within: .seconds(1))[target] {
+                return CellRun(firstPing: firstPing, direct: answer - party.start)
+            }
         }
         return CellRun(firstPing: firstPing, direct: nil)
     }
 }
 
-/// One node's footprint in a party of `peers + 1` nodes, all on hosts of their own on the internet
-/// (192.0.2.100 and up): node 0 pings every other node until all have answered.
+/// One node's footprint among `peers` others.
 struct PartyFootprint {
+    /// From the nodes started to the last peer's first answer.
     var connected: Duration
     var residentKiB: Int
     /// wireguard-go's, for LANrage.
@@ -75,6 +80,9 @@ struct PartyFootprint {
 
 let idleWindow: Duration = .seconds(60)
 
+/// Starts a party of `peers + 1` nodes, each on a host of its own on the internet (192.0.2.100 and
+/// up); node 0 pings every other node until all have answered (60 s at most), then its memory is read,
+/// and with `idle` its CPU time over `idleWindow` while nothing is sent.
 func measureParty(_ implementation: any Implementation, peers: Int, idle: Bool) throws -> PartyFootprint {
     try inLab { lab, start in
         let hosts = try (0...peers).map { try lab.addHost("p\($0)", address: IPv4Address(192, 0, 2, UInt8(100 + $0))) }
@@ -83,7 +91,7 @@ func measureParty(_ implementation: any Implementation, peers: Int, idle: Bool) 
         let answers = try Pinger(in: hosts[0]).firstAnswers(from: targets, every: .milliseconds(100), within: .seconds(60))
         try Interrupt.check()
         guard answers.count == peers else {
-            throw CommandFailure(command: [implementation.name], status: 1, output: "only \(answers.count) of \(peers) peers answered in 60 s")
+            throw BenchFailure(description: "only \(answers.count) of \(peers) peers answered in 60 s")
         }
         let pid = party.processes[0].processIdentifier
         var footprint = PartyFootprint(connected: answers.values.max()! - party.start, residentKiB: ProcessFigures.residentKiB(pid) ?? 0,

@@ -25,7 +25,7 @@ struct Nebula: Implementation {
         // Nebula listens on an IPv6 socket, as [::ffff:192.0.2.1]:4242 in `ss`.
         let deadline = Date().addingTimeInterval(5)
         while try !lab.stunHost.run("ss", "-Hunl").contains("[::ffff:\(Lab.stunPrimary)]:4242") {
-            guard Date() < deadline else { throw CommandFailure(command: ["nebula"], status: 1, output: "the lighthouse does not listen after 5 s") }
+            guard Date() < deadline else { throw BenchFailure(description: "the Nebula lighthouse does not listen after 5 s") }
             usleep(20_000)
         }
         return party

@@ -108,7 +108,7 @@ memoryLoop: for implementation in implementations where implementation.key != ne
         } catch Interrupt.interrupted {
             break memoryLoop
         } catch {
-            say("LAB-BENCH memory | \(implementation.name) | \(peers) peers failed: \(error)")
+            say("LAB-BENCH memory | \(implementation.name) | \(peers) peer\(peers == 1 ? "" : "s") | failed: \(error)")
         }
     }
 }
