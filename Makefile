@@ -140,6 +140,7 @@ lab-bench: DEB_PACKAGES += nebula
 lab-bench: deps
 	$(SWIFT) build --build-tests
 	LANRAGE_LAB_BENCH=1 $(SWIFT) test --skip-build --filter PunchMatrixBenchmark 2>&1 | grep -E 'LAB-BENCH|✘|Test run'
+	$(SWIFT) build --product AgentLabBench
 	$(SWIFT) build $(RELEASE_FLAGS) --product lanrage
 	LANRAGE_LAB_IDLE=$(LANRAGE_LAB_IDLE) LANRAGE_BIN=$(RELEASE_BIN) .build/debug/AgentLabBench
 
