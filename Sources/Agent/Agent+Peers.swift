@@ -26,12 +26,22 @@ extension Agent {
         case .setDirectEndpoint:
             if let pinned = driver.pinned(id) { pointWireGuard(id, at: pinned) }
         case .allocateRelay:
-            links[id]?.relay = nil
-            links[id]?.offers = []
-            // Nothing the old path did counts for the new allocation.
+            // Nothing the old path did counts for the new one.
             links[id]?.endpoint = nil
             links[id]?.endpointSetAt = Int64(WallClock.milliseconds() / 1000) + 1
-            if configuration.relaysEnabled { control.requestRelay(with: link.record.key) }
+            if scheduler.machine(id)?.state == .relaying, link.relay != nil, link.earlyRelay {
+                // The early relay granted while detecting or punching carries on.
+                links[id]?.earlyRelay = false
+                scheduler.post(.relayReady, to: id)
+                return
+            }
+            links[id]?.relay = nil
+            links[id]?.earlyRelay = false
+            links[id]?.offers = []
+            // The control server sends the offers to both members: for the early relay the member with
+            // the smaller key asks alone; in Relaying both ask (one may have lost the other's request).
+            let early = scheduler.machine(id)?.state != .relaying
+            if configuration.relaysEnabled, !early || memberKey < link.record.key { control.requestRelay(with: link.record.key) }
         case .setRelayEndpoint:
             if let grant = link.relay { pointWireGuard(id, at: grant.endpoint) }
         case .releaseRelay:
@@ -59,12 +69,16 @@ extension Agent {
 
     // MARK: Detecting and punching
 
-    /// Detecting: both NAT behaviours known → relay at once, or punch at the coordinated instant
-    /// (asking the control server for one when none was announced).
+    /// Detecting: a pair of symmetric NATs goes to the relay at once; any other pair punches at the
+    /// instant the control server announces (the member with the smaller key asks for it). Only when
+    /// the peer is symmetric does the agent wait for its own NAT type (detection decides in about 1 s;
+    /// the early relay carries traffic meanwhile).
     func decideDirect(_ id: MachineID) {
         guard scheduler.machine(id)?.state == .detecting, let link = links[id] else { return }
-        // Wait for both detections (the chart's detection timeout punches anyway).
-        guard !detector.isRunning || natKind != .unknown, link.record.nat != .unknown else { return }
+        guard !(natKind == .unknown && detector.isRunning && link.record.nat == .symmetric) else { return }
+        // Punches go to the public endpoints of both WireGuard ports: wait until each side's first STUN
+        // answer is known to the party (the chart's detection timeout punches anyway).
+        guard reflexive != nil || !detector.isRunning, link.record.candidates.contains(where: { $0.kind == .reflexive }) else { return }
         let plan = DirectPathPlan(local: natKind.natType, remote: link.record.nat.natType)
         guard plan.directPossible else {
             scheduler.updateContext(of: id) { $0.directPossible = false }
@@ -74,7 +88,8 @@ extension Agent {
         scheduler.updateContext(of: id) { $0.directPossible = true }
         if let coordinated = link.coordinated, coordinated.at >= clock.now - 1_000_000_000 {
             scheduler.post(.natKnown, to: id, after: .nanoseconds(max(0, coordinated.at - clock.now)))
-        } else {
+        } else if memberKey < link.record.key, !link.punchRequested {
+            links[id]?.punchRequested = true
             control.requestPunch(with: link.record.key)
         }
     }
@@ -84,24 +99,24 @@ extension Agent {
     func startPunch(_ id: MachineID) {
         guard let link = links[id], let machine = scheduler.machine(id) else { return }
         if machine.context.punchBursts <= 1 {
-            let session: UInt64
+            links[id]?.punchRequested = false
             if let coordinated = link.coordinated, abs(coordinated.at - clock.now) < 2_000_000_000 {
-                session = coordinated.session
+                begin(id, session: coordinated.session, coordinated: true)
             } else {
-                session = Crypto.randomUInt64()
+                begin(id, session: Crypto.randomUInt64(), coordinated: false)
                 control.requestPunch(with: link.record.key)
             }
             links[id]?.coordinated = nil
-            begin(id, session: session)
         }
         driver.burst(id)
     }
 
     /// A new punch session toward the peer's candidates; the port-restricted side of a pair with a
     /// symmetric NAT also probes guessed ports of the peer's public address.
-    private func begin(_ id: MachineID, session: UInt64) {
+    private func begin(_ id: MachineID, session: UInt64, coordinated: Bool) {
         guard let link = links[id] else { return }
         links[id]?.session = session
+        links[id]?.sessionCoordinated = coordinated
         driver.start(id, PunchSession(key: link.pairKey, session: session, candidates: link.candidates))
         if DirectPathPlan(local: natKind.natType, remote: link.record.nat.natType) == .punchWithPortPrediction,
            natKind == .portRestrictedCone, let observed = link.observed {
@@ -124,10 +139,11 @@ extension Agent {
         switch scheduler.machine(id)?.state {
         case .detecting:
             decideDirect(id)
-        case .punching where driver.pinned(id) == nil && links[id]?.session != startMillis:
-            // Already punching on our own: join the announced session at its instant.
+        case .punching where driver.pinned(id) == nil && links[id]?.sessionCoordinated == false:
+            // Punching on our own (a lost path): join the announced session at its instant. A session
+            // that came from an announcement is kept: a second one would split the two sides.
             links[id]?.coordinated = nil
-            begin(id, session: startMillis)
+            begin(id, session: startMillis, coordinated: true)
             scheduler.post(.punchTick, to: id, after: .milliseconds(wait))
         case .keepalive:
             // The peer lost its path (or upgrades from a relay): punch with it.
@@ -176,7 +192,10 @@ extension Agent {
     /// Liveness from WireGuard itself: the last handshake, and whether the receive counter grew.
     func readWireGuard(_ id: MachineID) {
         guard let link = links[id] else { return }
-        let peer = readDevice()?.peer(link.publicKey)
+        // A working tunnel's tick tolerates a read 2 s old (silence counts in tens of seconds); a path
+        // waiting for confirmation wants a fresh one.
+        let maxAge: Duration = scheduler.machine(id)?.state == .keepalive ? .seconds(2) : .milliseconds(200)
+        let peer = readDevice(maxAge: maxAge)?.peer(link.publicKey)
         let now = clock.now
         links[id]?.wireGuard = peer
         if let peer, peer.rxBytes != link.received {
@@ -225,7 +244,7 @@ extension Agent {
             switch state {
             case .discovering where !record.candidates.isEmpty:
                 scheduler.post(.candidatesKnown, to: id)
-            case .detecting where old.nat != record.nat:
+            case .detecting where old.nat != record.nat || old.candidates != record.candidates:
                 decideDirect(id)
             case .keepalive where Self.publicEndpoints(old) != Self.publicEndpoints(record):
                 logger.info("peer's public endpoint changed", metadata: ["peer": "\(record.key)"])
@@ -255,8 +274,12 @@ extension Agent {
     // MARK: Relays
 
     /// The control server's relay offers for the pair: preferred relays first, then its order (by load).
+    /// The states that ask for a relay: Relaying, and Detecting and Punching for the early relay.
+    static let relayStates: Set<PeerState> = [.detecting, .punching, .relaying]
+
     func relaysOffered(_ key: MemberKey, _ offers: [RelayOffer]) {
-        guard let id = machines[key], scheduler.machine(id)?.state == .relaying else { return }
+        guard let id = machines[key], let state = scheduler.machine(id)?.state, Self.relayStates.contains(state),
+              links[id]?.relay == nil else { return }
         let preferred = configuration.preferredRelays.compactMap { service in offers.first { $0.service == service } }
         links[id]?.offers = preferred + offers.filter { !configuration.preferredRelays.contains($0.service) }
         tryNextOffer(id)
@@ -270,9 +293,10 @@ extension Agent {
         }
         links[id]?.offers.removeFirst()
         relays.allocate(offer) { [unowned self] grant in
-            guard self.links[id] != nil, self.scheduler.machine(id)?.state == .relaying else { return }
+            guard self.links[id] != nil, let state = self.scheduler.machine(id)?.state, Self.relayStates.contains(state) else { return }
             if let grant {
                 self.links[id]?.relay = grant
+                self.links[id]?.earlyRelay = state != .relaying
                 self.logger.info("relay allocated", metadata: ["peer": "\(link.record.key)", "relay": "\(grant.service)", "endpoint": "\(grant.endpoint)"])
                 self.scheduler.post(.relayReady, to: id)
             } else {

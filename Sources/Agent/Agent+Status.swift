@@ -17,8 +17,10 @@ extension Agent {
             guard let link = findPeer(words[1]) else { return "error=no peer matches '\(words[1])'\n" }
             let state = scheduler.machine(link.machine)
             let address = link.record.addresses.first.map { "\($0.address)" } ?? "-"
+            // WireGuard's own endpoint: it follows the peer when it roams.
+            let endpoint = readDevice()?.peer(link.publicKey)?.endpoint ?? link.endpoint
             return "address=\(address) key=\(link.record.key) state=\(state.map { "\($0.state)" } ?? "closed") "
-                + "path=\(state?.context.path.rawValue ?? "none") endpoint=\(link.endpoint.map { "\($0)" } ?? "-") "
+                + "path=\(state?.context.path.rawValue ?? "none") endpoint=\(endpoint.map { "\($0)" } ?? "-") "
                 + "relay=\(link.relay.map { "\($0.service)" } ?? "-")\n"
         default:
             return "error=unknown request (expected 'status', 'status json' or 'peer QUERY')\n"
@@ -69,6 +71,7 @@ extension Agent {
                 ("endpoint", status.peer?.endpoint.map { .string("\($0)") } ?? .null),
                 ("relay", status.link.relay.map { .string("\($0.service)") } ?? .null),
                 ("nat", .string("\(status.link.record.nat)")),
+                ("local_nat", .string("\(natKind)")),
                 ("latest_handshake_seconds", handshakeAge(status.peer).map { .int($0) } ?? .null),
                 ("rx_bytes", .int(Int(status.peer?.rxBytes ?? 0))),
                 ("tx_bytes", .int(Int(status.peer?.txBytes ?? 0))),
@@ -120,7 +123,7 @@ extension Agent {
                   addresses: \(status.link.record.addresses.map { "\($0)" }.joined(separator: ", "))
                   state: \(status.state) for \(Self.seconds(status.seconds))
                   path: \(path)\(status.peer?.endpoint.map { ", endpoint \($0)" } ?? "")
-                  nat: \(status.link.record.nat)
+                  nat: \(status.link.record.nat) (ours: \(natKind))
                   latest handshake: \(handshakeAge(status.peer).map { "\($0) s ago" } ?? "none")
                   transfer: \(status.peer?.rxBytes ?? 0) B received, \(status.peer?.txBytes ?? 0) B sent
 

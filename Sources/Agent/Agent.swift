@@ -39,6 +39,8 @@ public final class Agent {
     var machines: [MemberKey: MachineID] = [:]
     /// The last NAT behaviour discovery of the WireGuard port.
     var report: NATReport?
+    /// The WireGuard port's public endpoint, known from the first STUN answer (before the report).
+    var reflexive: Endpoint?
     var natKind = NATKind.unknown
     /// The public endpoint the control server saw when last registered (a change means a new address).
     var lastObserved: Endpoint?
@@ -58,7 +60,7 @@ public final class Agent {
         self.path = path
         self.logger = logger
         startedAt = clock.now
-        try Privileges.requireNetAdmin("lanrage agent")
+        try Privileges.requireNetAdmin("run the agent")
         let name = configuration.interfaceName
         backend = try Backends.select(configuration.backend, interface: name)
         if if_nametoindex(name) == 0 {
@@ -71,7 +73,11 @@ public final class Agent {
             createdInterface = false
         }
         do {
-            try backend.configure(name, DeviceChange(privateKey: configuration.privateKey, listenPort: configuration.listenPort))
+            do {
+                try backend.configure(name, DeviceChange(privateKey: configuration.privateKey, listenPort: configuration.listenPort))
+            } catch {
+                throw AgentFailure("WireGuard interface \(name) cannot take ListenPort \(configuration.listenPort): \(error)")
+            }
             try backend.setAddresses(name, configuration.addresses)
             try backend.setLinkUp(name, true)
             port = try openPortSocket(port: configuration.listenPort)
@@ -88,7 +94,10 @@ public final class Agent {
             "port": "\(configuration.listenPort)", "public_key": "\(publicKey.base64)",
             "port_socket": "\(port is RawPortSocket ? "raw" : "bound")",
         ])
-        try wire()
+        do { try wire() } catch {
+            if createdInterface { try? backend.deleteInterface(named: name) }
+            throw error
+        }
     }
 
     private func wire() throws {
@@ -99,6 +108,7 @@ public final class Agent {
         scheduler.onTransition = { [unowned self] record in self.transitioned(record) }
         loop.addTimers(scheduler)
         detector = NATDetector(socket: port) { [unowned self] result in self.detected(result) }
+        detector.mapped = { [unowned self] endpoint in self.mappedEndpointLearned(endpoint) }
         loop.addTimers(detector)
         relays = try RelayClient(loop: loop)
         alarms = Alarms(clock: clock)
@@ -219,10 +229,20 @@ public final class Agent {
 
     // MARK: NAT
 
+    /// The first STUN answer: the peers get the reflexive candidate at once (punches need it), the
+    /// NAT type follows when the behaviour tests end.
+    func mappedEndpointLearned(_ endpoint: Endpoint) {
+        guard endpoint != reflexive else { return }
+        reflexive = endpoint
+        control.update(nat: natKind, candidates: localCandidates() + [Candidate(.reflexive, endpoint)])
+        for (id, _) in links where scheduler.machine(id)?.state == .detecting { decideDirect(id) }
+    }
+
     func detected(_ result: Result<NATReport, DiscoveryFailure>) {
         switch result {
         case .success(let found):
             report = found
+            reflexive = found.publicEndpoint
             natKind = NATKind(found.natType)
             logger.info("NAT detected", metadata: ["nat": "\(found.natType.rawValue)", "public": "\(found.publicEndpoint)",
                                                    "mapping": "\(found.mapping.rawValue)", "filtering": "\(found.filtering.rawValue)"])
@@ -239,7 +259,7 @@ public final class Agent {
 
     /// This host's own addresses with the WireGuard port: candidates for peers on the same network.
     func localCandidates() -> [Candidate] {
-        let addresses = (try? LocalAddresses.all()) ?? []
+        let addresses = (try? LocalAddresses.all(reachableOnly: true)) ?? []
         return addresses.compactMap { address -> Candidate? in
             guard case .v4(let v4) = address, v4.octets.0 != 127, !(v4.octets.0 == 169 && v4.octets.1 == 254),
                   let host = IPPrefix(address, 32), !configuration.addresses.contains(where: { $0.contains(host) }) else { return nil }
@@ -265,10 +285,11 @@ public final class Agent {
 
     // MARK: WireGuard
 
-    /// The device, read at most every 200 ms (one read serves every peer's liveness tick).
-    func readDevice() -> Device? {
+    /// The device, read again only when the last read is older than `maxAge`: one read serves
+    /// every peer whose liveness tick falls near another's.
+    func readDevice(maxAge: Duration = .milliseconds(200)) -> Device? {
         let now = clock.now
-        if let device, now - device.at < 200_000_000 { return device.read }
+        if let device, now - device.at < maxAge.nanoseconds { return device.read }
         do {
             let read = try backend.device(named: configuration.interfaceName)
             device = (read, now)

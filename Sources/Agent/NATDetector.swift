@@ -14,6 +14,9 @@ final class NATDetector: TimerSource {
     private var discovery: Discovery?
     private var timers: [TransactionID: Duration] = [:]
     private let finished: (Result<NATReport, DiscoveryFailure>) -> Void
+    /// Called once per run with the public endpoint of the first binding answer (before `finished`).
+    var mapped: ((Endpoint) -> Void)?
+    private var mappedReported = false
     /// When the last run started (monotonic), to space reruns out.
     private(set) var startedAt: Duration?
 
@@ -39,6 +42,7 @@ final class NATDetector: TimerSource {
                                 policy: Self.policy)
         let now = MonotonicTime.now()
         startedAt = now
+        mappedReported = false
         let actions = machine.start(at: now)
         discovery = machine
         perform(actions)
@@ -55,6 +59,10 @@ final class NATDetector: TimerSource {
             actions = machine.handle(.undecodable(error, from: datagram.source), at: now)
         }
         discovery = machine
+        if !mappedReported, let endpoint = machine.mappedEndpoint {
+            mappedReported = true
+            mapped?(endpoint)
+        }
         perform(actions)
     }
 

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Commands
 import EventLoop
 import Net
 
@@ -17,7 +18,13 @@ final class StatusServer {
             directory += "/" + component
             if mkdir(directory, 0o755) != 0 && errno != EEXIST { throw SystemError("mkdir", directory) }
         }
-        listener = try UnixListener(path: path, mode: 0o660)
+        let opened = Result { () throws(SystemError) -> UnixListener in try UnixListener(path: path, mode: 0o660) }
+        switch opened {
+        case .success(let listener): self.listener = listener
+        case .failure(let error) where error.errno == EADDRINUSE:
+            throw AgentFailure("another agent is running: its status socket \(path) answers (stop it, or set another StatusSocket)")
+        case .failure(let error): throw error
+        }
         self.answer = answer
         try loop.register(listener.descriptor) { [unowned self] in self.acceptAll() }
     }
@@ -26,11 +33,18 @@ final class StatusServer {
         // Bounded: a client gets 500 ms to send its line and take the answer.
         for _ in 0..<16 {
             guard let stream = listener.accept() else { return }
-            guard let request = try? stream.read(upTo: 10, limit: 1024) else { continue }
+            guard let request = try? stream.read(upTo: 10, limit: 8192) else { continue }
             let line = String(decoding: request.prefix { $0 != 10 && $0 != 13 }, as: UTF8.self)
             try? stream.write(Array(answer(line).utf8))
         }
     }
 
     func close() { listener.close() }
+}
+
+/// Why the agent cannot start, beyond its configuration (exit 69).
+public struct AgentFailure: Error, ExitCodeProviding, CustomStringConvertible {
+    public let description: String
+    public var exitCode: ExitCode { .unavailable }
+    init(_ description: String) { self.description = description }
 }

@@ -10,7 +10,7 @@ public final class ControlCore {
         /// A member silent for this long is marked gone and its leave pushed to the others.
         public var memberTimeout: Duration = .seconds(30)
         /// How far in the future a coordinated punch starts (covers one-way delivery to both sides).
-        public var punchLead: Duration = .milliseconds(500)
+        public var punchLead: Duration = .milliseconds(100)
         public var maxParties = 1024
         public var maxMembersPerParty = 256
         /// Messages per source IP: average per second and burst.

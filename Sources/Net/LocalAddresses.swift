@@ -4,14 +4,20 @@ import Glibc
 
 /// The addresses configured on this host's interfaces (in the current network namespace).
 public enum LocalAddresses {
-    public static func all() throws(SystemError) -> [IPAddress] {
+    /// Every address; with `reachableOnly`, only those of interfaces that are up and neither
+    /// loopback nor point-to-point (WireGuard and other tunnels are point-to-point: a peer reached
+    /// through another tunnel is not a path of its own).
+    public static func all(reachableOnly: Bool = false) throws(SystemError) -> [IPAddress] {
         var list: UnsafeMutablePointer<ifaddrs>?
         guard getifaddrs(&list) == 0 else { throw SystemError("getifaddrs", "local interfaces") }
         defer { freeifaddrs(list) }
         var addresses: [IPAddress] = []
         var cursor = list
         while let entry = cursor {
-            if let address = entry.pointee.ifa_addr {
+            let flags = Int32(bitPattern: entry.pointee.ifa_flags)
+            let skipped = reachableOnly
+                && (flags & Int32(IFF_UP) == 0 || flags & Int32(IFF_LOOPBACK | IFF_POINTOPOINT) != 0)
+            if !skipped, let address = entry.pointee.ifa_addr {
                 let family = Int32(address.pointee.sa_family)
                 if family == AF_INET || family == AF_INET6 {
                     var storage = sockaddr_storage()

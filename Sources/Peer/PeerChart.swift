@@ -30,12 +30,17 @@ public enum PeerChart: ChartSpec {
             Row(.detecting, on: .natKnown, when: directPossible, to: .punching),
             Row(.detecting, on: .natKnown, when: !directPossible, to: .relaying),
             Row(.detecting, on: .detectionTimeout, to: .punching),
+            // The early relay: traffic flows through it while the direct path is sought.
+            Row(.detecting, on: .relayReady, stay: [.setRelayEndpoint, .enableKeepalive]),
+            Row(.detecting, on: .relayFailed, stay: []),
 
             Row(.punching, on: .punchTick, stay: [.sendPunch]),
             Row(.punching, on: .punchAcked, to: .direct),
             Row(.punching, on: .punchTimeout, when: burstsLeft, to: .punching),
             Row(.punching, on: .punchTimeout, when: relayAlive, to: .keepalive, update: { $0.upgradeFailures += 1 }),
             Row(.punching, on: .punchTimeout, to: .relaying),
+            Row(.punching, on: .relayReady, stay: [.setRelayEndpoint, .enableKeepalive]),
+            Row(.punching, on: .relayFailed, stay: []),
 
             Row(.direct, on: .livenessTick, stay: [.readHandshake]),
             Row(.direct, on: .wireGuardRead, when: confirmed, to: .keepalive, do: [.releaseRelay],
@@ -43,7 +48,9 @@ public enum PeerChart: ChartSpec {
             Row(.direct, on: .confirmTimeout, to: .relaying),
 
             Row(.relaying, on: .relayReady, stay: [.setRelayEndpoint, .enableKeepalive]),
-            Row(.relaying, on: .relayFailed, to: .relaying),
+            // No relay granted: wait for the relay timeout before asking again (a party over its relay
+            // quota must not turn into a request storm).
+            Row(.relaying, on: .relayFailed, stay: []),
             Row(.relaying, on: .livenessTick, stay: [.readHandshake]),
             Row(.relaying, on: .wireGuardRead, when: confirmed, to: .keepalive, update: { $0.path = .relayed }),
             Row(.relaying, on: .relayTimeout, to: .relaying),
@@ -60,7 +67,7 @@ public enum PeerChart: ChartSpec {
 
         let states: [StateInfo<PeerChart>] = [
             StateInfo(.discovering, entry: [.requestCandidates]),
-            StateInfo(.detecting, entry: [.detectNAT]),
+            StateInfo(.detecting, entry: [.detectNAT, .allocateRelay]),
             StateInfo(.punching, entry: [.startPunch], onEntry: { $0.punchBursts += 1 }),
             StateInfo(.direct, entry: [.setDirectEndpoint, .enableKeepalive], onEntry: { $0.pathConfirmed = false }),
             StateInfo(.relaying, entry: [.allocateRelay], onEntry: { $0.pathConfirmed = false; $0.path = .none }),

@@ -68,7 +68,8 @@ public enum PeerAction: Sendable, Hashable {
     case sendPunch
     /// Point the WireGuard peer at the pinned endpoint.
     case setDirectEndpoint
-    /// Ask a relay for an allocation for this pair.
+    /// Ask a relay for an allocation for this pair (or reuse the one granted while detecting:
+    /// the early relay carries traffic while the direct path is sought).
     case allocateRelay
     /// Point the WireGuard peer at the relay allocation.
     case setRelayEndpoint

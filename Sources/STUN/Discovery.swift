@@ -57,6 +57,15 @@ public struct Discovery: Sendable {
     public let policy: RetransmissionPolicy
     private var machine = Machine(chart: DetectionChart.chart, context: DetectionContext())
     public var phase: Phase { machine.state }
+
+    /// The public endpoint the first answering server saw, as soon as its binding answer arrived
+    /// (the behaviour tests go on): enough for a peer to punch toward.
+    public var mappedEndpoint: Endpoint? {
+        for index in servers.indices {
+            if case .answered(let message, _, _) = outcomes[.binding(server: index)], let mapped = message.mappedAddress { return mapped }
+        }
+        return nil
+    }
     private var pending: [TransactionID: (probe: Probe, transaction: ClientTransaction)] = [:]
     private var outcomes: [Probe: Outcome] = [:]
     private var malformed: [Endpoint: (count: Int, last: DecodingError)] = [:]

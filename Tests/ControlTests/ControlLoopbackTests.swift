@@ -89,7 +89,7 @@ import Testing
         #expect(try world.spin { punches.count == 2 })
         let fromA = try #require(punches.first { $0.who == 1 }), fromB = try #require(punches.first { $0.who == 2 })
         #expect(fromA.start == fromB.start, "one common start time")
-        #expect(fromA.start >= before + 400 && fromA.start <= UnixTime.millis() + 600, "in the near future")
+        #expect(fromA.start >= before + 100 && fromA.start <= UnixTime.millis() + 200, "in the near future: now + 100 ms")
         #expect(fromA.peer == b.configuration.key && fromB.peer == a.configuration.key)
         // Punching a stranger is refused.
         var refused: [ControlMessage.Refusal] = []

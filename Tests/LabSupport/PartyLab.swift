@@ -60,6 +60,16 @@ public final class PartyLab {
     /// `agent` adds lines to the [Agent] section (short lab timings by default).
     @discardableResult
     public func startAgent(in namespace: Namespace, index: Int, agent extra: [String] = []) throws -> AgentHandle {
+        let handle = try prepareAgent(in: namespace, index: index, agent: extra)
+        handle.process = try lab.spawn(in: namespace, ["env", "WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1", Products.lanrage, "agent",
+                                                       "--config", handle.configuration.path, "--log-level", "debug"],
+                                       log: "agent\(index).log")
+        agents.append(handle)
+        return handle
+    }
+
+    /// Writes agent `index`'s key and configuration without starting it.
+    public func prepareAgent(in namespace: Namespace, index: Int, agent extra: [String] = []) throws -> AgentHandle {
         let tag = lab.prefix.replacingOccurrences(of: "ls", with: "").replacingOccurrences(of: "-", with: "x")
         let handle = AgentHandle(
             namespace: namespace, index: index, interface: "lr\(tag)a\(index)".suffix(15).description,
@@ -92,10 +102,6 @@ public final class PartyLab {
 
             """
         try configuration.write(to: handle.configuration, atomically: true, encoding: .utf8)
-        handle.process = try lab.spawn(in: namespace, ["env", "WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1", Products.lanrage, "agent",
-                                                       "--config", handle.configuration.path, "--log-level", "debug"],
-                                       log: "agent\(index).log")
-        agents.append(handle)
         return handle
     }
 

@@ -6,7 +6,7 @@ import Testing
 /// Every edge of the peer chart, driven through a scheduler in virtual time.
 @Suite struct PeerChartTests {
     @Test func theChartIsValidWithDefaultAndCustomTimings() {
-        #expect(PeerChart.chart().rows.count == 29)
+        #expect(PeerChart.chart().rows.count == 33)
         var timings = PeerTimings()
         timings.punchPackets = 1
         timings.confirmPoll = .seconds(20)
@@ -17,7 +17,7 @@ import Testing
         #expect(peer.state == .discovering)
         #expect(peer.takeActions() == [.requestCandidates])
         peer.send(.candidatesKnown)
-        #expect(peer.state == .detecting && peer.takeActions() == [.detectNAT])
+        #expect(peer.state == .detecting && peer.takeActions() == [.detectNAT, .allocateRelay])
         peer.send(.natKnown(directPossible: true))
         #expect(peer.state == .punching && peer.takeActions() == [.startPunch])
         // The seed's burst: 5 packets 100 ms apart (one on entry, four on the timer).
@@ -71,7 +71,7 @@ import Testing
         peer.send(.natKnown(directPossible: false))
         #expect(peer.state == .relaying && peer.takeActions() == [.allocateRelay])
         peer.send(.relayFailed)
-        #expect(peer.state == .relaying && peer.takeActions() == [.allocateRelay])
+        #expect(peer.state == .relaying && peer.takeActions().isEmpty, "no relay: no new request before the relay timeout")
         peer.wait(.seconds(15))
         #expect(peer.takeActions().filter { $0 == .allocateRelay } == [.allocateRelay], "relay timeout: allocate again")
         peer.send(.relayReady)
@@ -108,6 +108,24 @@ import Testing
         // not kept (it is dead): a new allocation, possibly on another relay.
         peer.send(.wireGuardRead(handshakeAge: .seconds(20), pathConfirmed: true, receiveSilence: .seconds(75)))
         #expect(peer.state == .punching)
+        peer.wait(.milliseconds(4800))
+        #expect(peer.state == .relaying && peer.takeActions().last == .allocateRelay)
+    }
+
+    static func earlyRelayCarriesTrafficUntilTheDirectPath(_ peer: PeerHarness) {
+        peer.reach(.detecting)
+        // Detecting asked for a relay on entry; its grant points WireGuard there at once.
+        peer.send(.relayReady)
+        #expect(peer.state == .detecting && peer.takeActions() == [.setRelayEndpoint, .enableKeepalive])
+        peer.send(.relayFailed)
+        #expect(peer.state == .detecting && peer.takeActions().isEmpty, "a refused early relay changes nothing")
+        peer.send(.natKnown(directPossible: true))
+        #expect(peer.state == .punching && peer.takeActions() == [.startPunch])
+        peer.send(.relayReady)
+        #expect(peer.state == .punching && peer.takeActions() == [.setRelayEndpoint, .enableKeepalive], "a grant while punching")
+        peer.send(.relayFailed)
+        #expect(peer.state == .punching && peer.takeActions().isEmpty)
+        // The punch fails: Relaying allocates (the executor reuses the early grant).
         peer.wait(.milliseconds(4800))
         #expect(peer.state == .relaying && peer.takeActions().last == .allocateRelay)
     }
@@ -161,6 +179,7 @@ import Testing
     @Test func relayPathWithFailuresAndUpgrades() { Self.relayPathWithFailuresAndUpgrades(PeerHarness()) }
     @Test func directWithoutHandshakeFallsBack() { Self.directWithoutHandshakeFallsBack(PeerHarness()) }
     @Test func deadRelayIsAllocatedAgain() { Self.deadRelayIsAllocatedAgain(PeerHarness()) }
+    @Test func earlyRelayCarriesTrafficUntilTheDirectPath() { Self.earlyRelayCarriesTrafficUntilTheDirectPath(PeerHarness()) }
     @Test func staleHandshakeRepunches() { Self.staleHandshakeRepunches(PeerHarness()) }
     @Test func endpointChangeRepunches() { Self.endpointChangeRepunches(PeerHarness()) }
     @Test(arguments: [PeerState.discovering, .detecting, .punching, .direct, .relaying, .keepalive])
@@ -172,7 +191,7 @@ import Testing
             Self.happyDirectPath, Self.discoveryRetries, Self.detectionTimeoutPunchesAnyway,
             Self.failedPunchesFallBackToTheRelay, Self.relayPathWithFailuresAndUpgrades,
             Self.directWithoutHandshakeFallsBack, Self.staleHandshakeRepunches, Self.endpointChangeRepunches,
-            Self.deadRelayIsAllocatedAgain,
+            Self.deadRelayIsAllocatedAgain, Self.earlyRelayCarriesTrafficUntilTheDirectPath,
         ]
         for scenario in scenarios {
             let peer = PeerHarness()

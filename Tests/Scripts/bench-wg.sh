@@ -9,8 +9,9 @@ ROUNDS=${ROUNDS:-5}
 [ "$(id -u)" = 0 ] || { echo "bench-wg: needs root (network namespaces, wireguard-go)"; exit 1; }
 command -v wireguard-go >/dev/null && command -v wg >/dev/null || { echo "bench-wg: needs wireguard-go and wireguard-tools (make deps)"; exit 1; }
 
-swift build -c release --static-swift-stdlib --product lanrage >/dev/null
-L=$(swift build -c release --static-swift-stdlib --product lanrage --show-bin-path)/lanrage
+read -r -a FLAGS <<< "${RELEASE_FLAGS:--c release --static-swift-stdlib}"
+swift build "${FLAGS[@]}" --product lanrage >/dev/null
+L=$(swift build "${FLAGS[@]}" --product lanrage --show-bin-path)/lanrage
 NS="lwbench$$"
 IF="lwb$$"
 TMP=$(mktemp -d)

@@ -16,23 +16,10 @@ fail() { echo "FAIL: $*"; status=1; }
 
 # Prints: stripped-size xz-size idle-RSS-KiB threads
 measure() {
-    local bin="$work/$1" port server rss="?" threads="?"
+    local bin="$work/$1" rss threads
     cp "$2" "$bin" && strip "$bin"
     xz -9e -k -c "$bin" > "$bin.xz"
-    port=$(( 20000 + RANDOM % 20000 ))
-    "$bin" stun-server --listen "127.0.0.1:$port" --log-level error &
-    server=$!
-    for _ in $(seq 50); do
-        if [ -r "/proc/$server/status" ] && ss -Hunl | grep -q "127.0.0.1:$port"; then break; fi
-        sleep 0.1
-    done
-    sleep 1
-    if [ -r "/proc/$server/status" ]; then
-        rss=$(awk '/^VmRSS/ {print $2}' "/proc/$server/status")
-        threads=$(awk '/^Threads/ {print $2}' "/proc/$server/status")
-    fi
-    kill "$server" 2>/dev/null || true
-    wait "$server" 2>/dev/null || true
+    read -r rss threads < <("$(dirname "$0")/idle-rss.sh" "$bin")
     echo "$(stat -c %s "$bin") $(stat -c %s "$bin.xz") $rss $threads"
 }
 

@@ -33,21 +33,7 @@ fi
 # Peak RSS of one short command, and the idle RSS and threads of a long-running one (a STUN
 # server on loopback, its event loop asleep).
 rss_chart=$( { /usr/bin/time -f '%M' "$work/lanrage" chart peer >/dev/null; } 2>&1 | tail -1)
-port=$(( 20000 + RANDOM % 20000 ))
-"$work/lanrage" stun-server --listen "127.0.0.1:$port" --log-level error &
-server=$!
-idle_rss="?"; threads="?"
-for _ in $(seq 50); do
-    if [ -r "/proc/$server/status" ] && ss -Hunl | grep -q "127.0.0.1:$port"; then break; fi
-    sleep 0.1
-done
-sleep 1
-if [ -r "/proc/$server/status" ]; then
-    idle_rss=$(awk '/^VmRSS/ {print $2}' "/proc/$server/status")
-    threads=$(awk '/^Threads/ {print $2}' "/proc/$server/status")
-fi
-kill "$server" 2>/dev/null || true
-wait "$server" 2>/dev/null || true
+read -r idle_rss threads < <("$(dirname "$0")/idle-rss.sh" "$work/lanrage")
 if [ "$threads" != 1 ]; then
     echo "FAIL: the idle server runs $threads threads, not 1"
     status=1

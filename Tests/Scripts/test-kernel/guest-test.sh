@@ -1,7 +1,9 @@
 #!/bin/sh
 # Runs inside the test VM (busybox sh, Debian kernel with the real wireguard.ko): two namespaces
 # joined by veth, one kernel WireGuard interface in each, configured only through `lanrage wg apply`
-# with the netlink backend; a ping crosses; `lanrage wg show` reads back the handshake. Prints one
+# with the netlink backend; a ping crosses; `lanrage wg show` reads back the handshake. Then two
+# `lanrage agent`s (netlink backend) and a control server: the agents create their kernel interfaces,
+# reach keepalive on the direct path, `lanrage ping` crosses, SIGTERM removes the interfaces. Prints one
 # marker line that the Makefile checks: "LANRAGE-KERNEL-TEST: PASS" or "LANRAGE-KERNEL-TEST: FAIL why".
 L=/lanrage
 fail() { echo "LANRAGE-KERNEL-TEST: FAIL $*"; exit 1; }
@@ -137,6 +139,56 @@ if [ "${LANRAGE_BENCH:-0}" = 1 ]; then
     echo "LANRAGE-BENCH: netlink apply 1000 peers: lanrage $(median < /tmp/la)0 ms, wg set $(median < /tmp/wa)0 ms (median of 3, 10 ms resolution, qemu)"
     echo "LANRAGE-BENCH: netlink read back 1000 peers: lanrage $(median < /tmp/ls)0 ms, wg show dump $(median < /tmp/ws)0 ms"
 fi
+
+step "lanrage agent on the kernel module: control server in A, one agent in each namespace (netlink backend)"
+umask 077
+head -c 32 /dev/urandom | base64 > /tmp/party.secret
+$L genkey > /tmp/agent-a.key; $L genkey > /tmp/agent-b.key
+umask 022
+for side in a b; do
+    if [ $side = a ]; then ADDRESS=100.64.1.1; else ADDRESS=100.64.1.2; fi
+    cat > /tmp/agent-$side.conf <<CONF
+[Interface]
+PrivateKeyFile = /tmp/agent-$side.key
+ListenPort = 51830
+Address = $ADDRESS/32
+Name = lrk$side
+[Party]
+Control = 192.0.2.1:3478
+Name = kernel
+SecretFile = /tmp/party.secret
+[Agent]
+Backend = netlink
+StatusSocket = /tmp/agent-$side.sock
+LivenessPoll = 2s
+CONF
+done
+nsenter -t "$A" -n $L control --listen 192.0.2.1:3478 --state /tmp/control-state --party kernel=/tmp/party.secret > /tmp/control.log 2>&1 &
+CONTROL=$!
+sleep 0.5
+# nsenter itself (not the in_a function, which a background job would run in a subshell): the PID is the agent's.
+nsenter -t "$A" -n $L agent --config /tmp/agent-a.conf > /tmp/agent-a.log 2>&1 & AGENT_A=$!
+nsenter -t "$B" -n $L agent --config /tmp/agent-b.conf > /tmp/agent-b.log 2>&1 & AGENT_B=$!
+state=""
+for _ in $(seq 1 150); do
+    state=$($L status --socket /tmp/agent-a.sock 2>/dev/null | grep "state:")
+    case "$state" in *keepalive*) break ;; esac
+    sleep 0.2
+done
+case "$state" in *keepalive*) ;; *) cat /tmp/agent-a.log; fail "agent a never reached keepalive: $state" ;; esac
+$L status --socket /tmp/agent-a.sock
+$L status --socket /tmp/agent-a.sock | grep -q "lrka (netlink)" || fail "agent a does not use the netlink backend"
+in_a $L ping 100.64.1.2 --count 2 --socket /tmp/agent-a.sock | tee /tmp/ping.txt || fail "lanrage ping over the agent's kernel tunnel"
+grep -q "direct to 192.0.2.2:51830" /tmp/ping.txt || fail "the path is not direct to agent b"
+in_b ping -c 1 -W 3 100.64.1.1 >/dev/null || fail "ping b -> a"
+kill -TERM "$AGENT_A" "$AGENT_B"
+wait "$AGENT_A"; STATUS_A=$?
+wait "$AGENT_B"; STATUS_B=$?
+[ "$STATUS_A" = 0 ] && [ "$STATUS_B" = 0 ] || { tail -5 /tmp/agent-a.log; fail "agents exited $STATUS_A and $STATUS_B on SIGTERM"; }
+in_a ip link show lrka 2>/dev/null && { tail -5 /tmp/agent-a.log; fail "agent a left its interface behind"; }
+in_b ip link show lrkb 2>/dev/null && { tail -5 /tmp/agent-b.log; fail "agent b left its interface behind"; }
+kill "$CONTROL" 2>/dev/null
+grep -q "transition" /tmp/agent-a.log || fail "no transition traced"
 
 step "delete"
 in_a $L wg delete lwwa || fail "delete"

@@ -35,8 +35,10 @@ VERSION=${KERNEL##*/vmlinuz-}
 MODULES="$WORK/root/lib/modules/$VERSION"
 
 # The binary under test: the shipped lanrage, release, static Swift stdlib.
-swift build -c release --static-swift-stdlib --product lanrage >/dev/null || fail "release build failed"
-BINARY=$(swift build -c release --static-swift-stdlib --product lanrage --show-bin-path)/lanrage
+# The flags of `make release` (the Makefile passes them), so the binary is the one `make footprint` measured.
+read -r -a FLAGS <<< "${RELEASE_FLAGS:--c release --static-swift-stdlib}"
+swift build "${FLAGS[@]}" --product lanrage >/dev/null || fail "release build failed"
+BINARY=$(swift build "${FLAGS[@]}" --product lanrage --show-bin-path)/lanrage
 
 # The initramfs.
 INITRD="$WORK/initramfs"
