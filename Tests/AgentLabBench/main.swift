@@ -124,7 +124,7 @@ func ratio(_ numerator: Duration??, _ denominator: Duration??, target: Double) -
 func directVerdict(_ direct: Duration??, _ relaysOff: Duration??) -> String {
     switch (direct, relaysOff) {
     case (.some(.some), .some(.none)): "direct, Nebula never ✓"
-    case (.some(.none), .some(.none)): "neither direct"
+    case (.some(.none), .some(.none)): "relay, Nebula never"
     case (.some(.none), .some(.some)): "relay ✗"
     default: ratio(direct, relaysOff, target: 0.5)
     }
