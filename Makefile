@@ -134,10 +134,17 @@ bench-relay bench-control: bench-%:
 clean:
 	rm -rf .build .build-fuzz .build-static
 
-## lab-bench: NAT lab benchmarks (root): time to a pinned endpoint per NAT pair, LANRAGE_LAB_RUNS runs each.
+## lab-bench: NAT lab benchmarks (root): time to a pinned endpoint per NAT pair, LANRAGE_LAB_RUNS runs each;
+## then the agent beside Nebula (Tests/AgentLabBench): time to the first ping across the overlay per
+## pair of site kinds, memory with 1 and 50 peers, CPU over an idle minute (LANRAGE_LAB_IDLE=0 skips it).
+LANRAGE_LAB_IDLE ?= 1
+lab-bench: DEB_PACKAGES += nebula
 lab-bench: deps
 	$(SWIFT) build --build-tests
 	LANRAGE_LAB_BENCH=1 $(SWIFT) test --skip-build --filter PunchMatrixBenchmark 2>&1 | grep -E 'LAB-BENCH|✘|Test run'
+	$(SWIFT) build --product AgentLabBench
+	$(SWIFT) build $(RELEASE_FLAGS) --product lanrage
+	LANRAGE_LAB_IDLE=$(LANRAGE_LAB_IDLE) LANRAGE_BIN=$(RELEASE_BIN) .build/debug/AgentLabBench
 
 ## demo: the main job — two members behind NATs in a lab of namespaces: STUN on the WireGuard port,
 ## a coordinated punch, WireGuard on the pinned endpoints, a ping across the overlay (root).

@@ -104,6 +104,8 @@ let package = Package(
         .target(name: "LabSupport", dependencies: ["Net", "WireGuard", "Rendezvous"], path: "Tests/LabSupport"),
         // `make demo`: the lab with two members, run end to end.
         .executableTarget(name: "LANrageDemo", dependencies: ["LabSupport", "Net"], path: "Tests/Demo"),
+        // `make lab-bench`: the agent beside Nebula in the NAT lab.
+        .executableTarget(name: "AgentLabBench", dependencies: ["LabSupport", "Net"], path: "Tests/AgentLabBench"),
         .testTarget(name: "STUNLabTests", dependencies: ["STUN", "Net", "LabSupport"]),
         .testTarget(name: "RendezvousTests", dependencies: ["Rendezvous", "Net"]),
         .testTarget(name: "RelayTests", dependencies: ["Relay", "Rendezvous", "Net", "EventLoop", "LabSupport"]),
