@@ -53,7 +53,9 @@ public enum PeerChart: ChartSpec {
             Row(.relaying, on: .relayFailed, stay: []),
             Row(.relaying, on: .livenessTick, stay: [.readHandshake]),
             Row(.relaying, on: .wireGuardRead, when: confirmed, to: .keepalive, update: { $0.path = .relayed }),
-            Row(.relaying, on: .relayTimeout, to: .relaying),
+            // Nothing confirmed in time (no relay granted, or none answering): try the direct path again;
+            // a failed punch comes back here for a new allocation.
+            Row(.relaying, on: .relayTimeout, to: .punching),
 
             Row(.keepalive, on: .livenessTick, stay: [.readHandshake]),
             Row(.keepalive, on: .wireGuardRead, when: stale, to: .punching),
