@@ -90,10 +90,11 @@ func measureParty(_ implementation: any Implementation, peers: Int, idle: Bool) 
         let targets = (1...peers).map(party.deployment.overlayAddress)
         let answers = try Pinger(in: hosts[0]).firstAnswers(from: targets, every: .milliseconds(100), within: .seconds(120))
         try Interrupt.check()
-        guard answers.count == peers else {
-            throw BenchFailure(description: "only \(answers.count) of \(peers) peers answered in 120 s")
-        }
         let pid = party.processes[0].processIdentifier
+        guard answers.count == peers else {
+            let resident = ProcessFigures.residentKiB(pid).map { String(format: "%.1f MiB", Double($0) / 1024) } ?? "?"
+            throw BenchFailure(description: "only \(answers.count) of \(peers) peers answered in 120 s (VmRSS then \(resident))")
+        }
         var footprint = PartyFootprint(connected: answers.values.max()! - party.start, residentKiB: ProcessFigures.residentKiB(pid) ?? 0,
                                        dataPlaneKiB: party.deployment.dataPlaneProcess(node: 0).flatMap(ProcessFigures.residentKiB))
         if idle, let before = ProcessFigures.cpuSeconds(pid) {
