@@ -153,6 +153,10 @@ extension Agent {
         case .keepalive:
             // The peer lost its path (or upgrades from a relay): punch with it.
             scheduler.post(.endpointChanged, to: id, after: .milliseconds(wait))
+        case .relaying where links[id]?.relay == nil:
+            // Waiting for a relay that has not come: the peer punches now, so punch with it (the
+            // relay timeout's edge, taken early).
+            scheduler.post(.relayTimeout, to: id, after: .milliseconds(wait))
         default:
             break
         }
