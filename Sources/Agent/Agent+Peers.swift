@@ -24,7 +24,8 @@ extension Agent {
         case .sendPunch:
             driver.burst(id)
         case .setDirectEndpoint:
-            if let pinned = driver.pinned(id) { pointWireGuard(id, at: pinned) }
+            // The punch's pinned address, or (both sides reachable, no punch) the peer's public endpoint.
+            if let endpoint = driver.pinned(id) ?? link.reachable { pointWireGuard(id, at: endpoint) }
         case .allocateRelay:
             // Nothing the old path did counts for the new one.
             links[id]?.endpoint = nil
@@ -41,7 +42,8 @@ extension Agent {
             // The control server sends the offers to both members: for the early relay the member with
             // the smaller key asks alone; in Relaying both ask (one may have lost the other's request).
             let early = scheduler.machine(id)?.state != .relaying
-            if configuration.relaysEnabled, !early || memberKey < link.record.key { control.requestRelay(with: link.record.key) }
+            guard configuration.relaysEnabled, !early || (memberKey < link.record.key && clock.now >= earlyRelaysPausedUntil) else { return }
+            control.requestRelay(with: link.record.key)
         case .setRelayEndpoint:
             if let grant = link.relay {
                 pointWireGuard(id, at: grant.endpoint)
@@ -91,10 +93,15 @@ extension Agent {
             return
         }
         scheduler.updateContext(of: id) { $0.directPossible = true }
-        if let coordinated = link.coordinated, coordinated.at >= clock.now - 1_000_000_000 {
+        if Self.admitsAnyone(natKind), Self.admitsAnyone(link.record.nat), link.reachable != nil {
+            driver.stop(id)
+            scheduler.updateContext(of: id) { $0.bothReachable = true }
+            scheduler.post(.natKnown, to: id)
+        } else if let coordinated = link.coordinated, coordinated.at >= clock.now - 1_000_000_000 {
             scheduler.post(.natKnown, to: id, after: .nanoseconds(max(0, coordinated.at - clock.now)))
         } else if memberKey < link.record.key, !link.punchRequested {
             links[id]?.punchRequested = true
+            logger.debug("punch requested", metadata: ["peer": "\(link.record.key)"])
             control.requestPunch(with: link.record.key)
         }
     }
@@ -121,7 +128,8 @@ extension Agent {
     private func begin(_ id: MachineID, session: UInt64, coordinated: Bool) {
         guard let link = links[id] else { return }
         links[id]?.session = session
-        links[id]?.sessionCoordinated = coordinated
+        logger.debug("punch session", metadata: ["peer": "\(link.record.key)", "session": "\(session)", "coordinated": "\(coordinated)",
+                                                 "candidates": "\(link.candidates.count)"])
         driver.start(id, PunchSession(key: link.pairKey, session: session, candidates: link.candidates))
         if DirectPathPlan(local: natKind.natType, remote: link.record.nat.natType) == .punchWithPortPrediction,
            natKind == .portRestrictedCone, let observed = link.observed {
@@ -131,7 +139,17 @@ extension Agent {
         }
     }
 
+    /// Open and full-cone NATs let in datagrams from anyone to the public endpoint.
+    static func admitsAnyone(_ nat: NATKind) -> Bool { nat == .open || nat == .fullCone }
+
     static let predictionBudget = 256
+    /// How long early relays are not asked for after a relay refused one.
+    static let earlyRelayPause: Duration = .seconds(30)
+    /// How long after reaching Keepalive a punch announcement is taken for a late echo of the
+    /// attempt that just succeeded (both sides ask; the second announcement arrives after the
+    /// first worked) rather than for the peer having lost its path. A peer that did lose it asks
+    /// again with its next attempt, 2.4 s later.
+    static let announcementGrace: Duration = .seconds(3)
     /// How long the member with the larger key waits before its first keepalive on a new path.
     static let keepaliveLag: Duration = .milliseconds(300)
 
@@ -141,15 +159,25 @@ extension Agent {
         let wait = max(0, min(5_000, Int64(startMillis) - Int64(WallClock.milliseconds())))
         let at = clock.now + wait * 1_000_000
         links[id]?.coordinated = (startMillis, at)
+        logger.debug("punch announced", metadata: ["peer": "\(record.key)", "in_ms": "\(wait)",
+                                                   "state": "\(scheduler.machine(id).map { "\($0.state)" } ?? "?")"])
         switch scheduler.machine(id)?.state {
         case .detecting:
             decideDirect(id)
-        case .punching where driver.pinned(id) == nil && links[id]?.sessionCoordinated == false:
-            // Punching on our own (a lost path): join the announced session at its instant. A session
-            // that came from an announcement is kept: a second one would split the two sides.
+        case .punching where driver.pinned(id) == nil && links[id]?.session != startMillis:
+            // Join the announced session at its instant — from punching on our own, and from an
+            // earlier announcement too: the server sends every announcement to both sides, so the
+            // latest is the one both end up in (keeping the first split a pair whose attempts
+            // overlapped: one side stayed in the first session, the other joined the second).
             links[id]?.coordinated = nil
             begin(id, session: startMillis, coordinated: true)
             scheduler.post(.punchTick, to: id, after: .milliseconds(wait))
+        case .direct where driver.pinned(id) == nil && links[id]?.session != startMillis:
+            // Gone direct without a punch (both reachable) while the peer, who learned our NAT type
+            // later, punches: answer its punches, or it would fall back to a relay.
+            begin(id, session: startMillis, coordinated: true)
+        case .keepalive where clock.now - (links[id]?.stateSince ?? 0) < Self.announcementGrace.nanoseconds:
+            break
         case .keepalive:
             // The peer lost its path (or upgrades from a relay): punch with it.
             scheduler.post(.endpointChanged, to: id, after: .milliseconds(wait))
@@ -315,6 +343,7 @@ extension Agent {
                 self.scheduler.post(.relayReady, to: id)
             } else {
                 self.logger.warning("relay did not grant an allocation", metadata: ["peer": "\(link.record.key)", "relay": "\(offer.service)"])
+                self.earlyRelaysPausedUntil = self.clock.now + Self.earlyRelayPause.nanoseconds
                 self.tryNextOffer(id)
             }
         }

@@ -47,6 +47,9 @@ public final class Agent {
     var registeredSince: Nanoseconds?
     var sweptStalePeers = false
     var device: (read: Device, at: Nanoseconds)?
+    /// Until when no early relay is asked for: a relay refused one (its quota for the party is
+    /// full), and a party of 50 asking for one per pair again and again only loads the servers.
+    var earlyRelaysPausedUntil: Nanoseconds = 0
     let startedAt: Nanoseconds
     let logger: Logger
 

@@ -14,10 +14,8 @@ struct PeerLink {
     /// A coordinated punch the control server announced: the session both sides use, and when
     /// it starts (monotonic).
     var coordinated: (session: UInt64, at: Nanoseconds)?
-    /// The session of the punch attempt under way or last made, and whether it came from the
-    /// control server's announcement (else the agent made it up, punching on its own).
+    /// The session of the punch attempt under way or last made.
     var session: UInt64?
-    var sessionCoordinated = false
     /// Whether this side asked the control server for a punch it has not started yet.
     var punchRequested = false
     var relay: RelayClient.Grant?
@@ -55,6 +53,10 @@ struct PeerLink {
         for candidate in record.candidates where !seen.contains(candidate.endpoint) { seen.append(candidate.endpoint) }
         return seen
     }
+
+    /// The peer's WireGuard port as the internet sees it (its first STUN answer), for a peer whose
+    /// NAT lets anyone in.
+    var reachable: Endpoint? { record.candidates.first { $0.kind == .reflexive }?.endpoint }
 
     /// The peer's public address as the control server sees it.
     var observed: Endpoint? { record.candidates.first { $0.kind == .observed }?.endpoint }

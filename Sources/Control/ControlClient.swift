@@ -62,6 +62,8 @@ public final class ControlClient {
         partyID = Keys.partyID(name: configuration.party)
         let any: IPAddress = configuration.server.address.family == AF_INET ? .v4(IPv4Address(0)) : .v6(IPv6Address(bytes: [UInt8](repeating: 0, count: 16))!)
         socket = try UDPSocket(binding: local ?? Endpoint(any, 0))
+        // A resync brings every member's record at once: room for a party of hundreds.
+        socket.enlargeBuffers(to: 1 << 20)
         let executor = Executor()
         scheduler = Scheduler(chart: RegistrationChart.chart, clock: clock, executor: executor, logger: logger)
         executor.client = self
@@ -141,7 +143,9 @@ public final class ControlClient {
         case .member(let event, let record, let revision):
             guard record.key != configuration.key else { return }
             if event == .left { members[record.key] = nil } else { members[record.key] = record }
-            if event != .present { self.revision = revision }
+            // Pushes count the party's revisions one by one: a jump means one was lost, so the
+            // revision stays behind and the next heartbeat's ack asks for a resync.
+            if event != .present, revision == self.revision + 1 { self.revision = revision }
             onChange?(event, record)
         case .heartbeatAck(let epoch, let revision):
             if epoch != self.epoch || revision != self.revision {

@@ -23,6 +23,11 @@ public final class ControlServer {
     private var buffer = [UInt8](repeating: 0, count: 2048)
     private var relayTicks = 0
 
+    /// Each listening socket's receive and send buffer: a party of 50 starting at once sends its
+    /// registrations and STUN tests in one burst, which overflowed the default 208 KiB (a quarter of
+    /// the datagrams were dropped while the server sealed the pushes for the first ones).
+    static let socketBuffer: Int32 = 4 << 20
+
     public init(listen: Endpoint, alternate: Endpoint?, core: ControlCore, store: StateStore?, loop: EventLoop,
                 clock: MonotonicClock = MonotonicClock(), saveInterval: Duration = .milliseconds(200)) throws {
         self.core = core
@@ -30,7 +35,11 @@ public final class ControlServer {
         self.clock = clock
         var responder = BindingResponder(primary: listen, alternate: alternate, software: "lanrage")
         var sockets: [UDPSocket] = []
-        for endpoint in responder.listenEndpoints { sockets.append(try UDPSocket(binding: endpoint)) }
+        for endpoint in responder.listenEndpoints {
+            let socket = try UDPSocket(binding: endpoint)
+            socket.enlargeBuffers(to: Self.socketBuffer)
+            sockets.append(socket)
+        }
         if listen.port == 0 && alternate == nil {
             responder = BindingResponder(primary: sockets[0].local, alternate: nil, software: "lanrage")
         }

@@ -8,6 +8,9 @@ public struct PeerContext: Sendable, Equatable {
     public var timings: PeerTimings
     /// Whether the two NATs allow a direct path (from the compatibility table); `nil` until known.
     public var directPossible: Bool?
+    /// Whether both NATs let in a datagram from anyone (open or full cone): then WireGuard can
+    /// send straight to the peer's public endpoint, with no punch to open a filter first.
+    public var bothReachable = false
     /// Punch bursts made in the current attempt.
     public var punchBursts = 0
     /// Failed upgrade attempts since the path became relayed; sets the upgrade backoff.

@@ -3,8 +3,9 @@ import StateChart
 /// What the outside world tells a peer machine, with the data each event carries.
 public enum PeerInput: Sendable, Equatable {
     case candidatesKnown
-    /// Both NATs' behaviour is known; `directPossible` comes from the NAT compatibility table.
-    case natKnown(directPossible: Bool)
+    /// Both NATs' behaviour is known; `directPossible` comes from the NAT compatibility table,
+    /// `bothReachable` is true when both are open or full cone (no punch needed).
+    case natKnown(directPossible: Bool, bothReachable: Bool = false)
     case punchAcked
     case relayReady
     case relayFailed
@@ -31,8 +32,9 @@ public enum PeerInput: Sendable, Equatable {
     /// Stores the data the input carries in the context, before its event is handled.
     public func apply(to context: inout PeerContext) {
         switch self {
-        case .natKnown(let directPossible):
+        case .natKnown(let directPossible, let bothReachable):
             context.directPossible = directPossible
+            context.bothReachable = bothReachable
         case .wireGuardRead(let handshakeAge, let pathConfirmed, let receiveSilence):
             context.handshakeAge = handshakeAge
             context.pathConfirmed = pathConfirmed

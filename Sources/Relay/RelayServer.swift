@@ -63,6 +63,8 @@ public final class RelayServer {
         self.loop = loop
         self.clock = clock
         service = try UDPSocket(binding: Endpoint(configuration.listen, configuration.ports.lowerBound))
+        // A party starting at once asks for its allocations in one burst: let it wait in the kernel.
+        service.enlargeBuffers(to: 1 << 20)
         freePorts = Array((configuration.ports.lowerBound + 1)...configuration.ports.upperBound).reversed()
         limiter = RateLimiter(perSecond: configuration.requestsPerSecond, burst: configuration.requestBurst, capacity: 4096)
         try loop.register(service.descriptor) { [unowned self] in self.serviceReadable() }

@@ -80,7 +80,8 @@ final class LANrageParty: Deployment {
 
             """
         try config.write(toFile: path("node\(index).conf"), atomically: true, encoding: .utf8)
-        return ["env", "WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1", binary, "agent", "--config", path("node\(index).conf")]
+        let level = ProcessInfo.processInfo.environment["LANRAGE_LAB_LOG_LEVEL"] ?? "info"
+        return ["env", "WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1", binary, "agent", "--config", path("node\(index).conf"), "--log-level", level]
     }
 
     /// Direct once the peer's path is (a liveness poll saw WireGuard's handshake on the pinned address),

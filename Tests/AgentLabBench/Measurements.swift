@@ -40,25 +40,26 @@ struct CellRun {
 }
 
 /// Builds a fresh lab with two sites, starts one node behind each at the same instant and pings from
-/// site A's client to B's overlay address every 50 ms until it answers.
+/// site A's client to B's overlay address every 10 ms until it answers.
 func runCell(_ a: SiteKind, _ b: SiteKind, _ implementation: any Implementation) throws -> CellRun {
     try inLab { lab, start in
         let sites = [try a.add(to: lab), try b.add(to: lab)]
         let party = try start(implementation.deploy(in: lab, size: 2), sites.map(\.client))
         let pinger = try Pinger(in: sites[0].client)
         let target = party.deployment.overlayAddress(1)
-        let answer = try pinger.firstAnswers(from: [target], every: .milliseconds(50), within: runLimit)[target]
+        let answer = try pinger.firstAnswers(from: [target], every: .milliseconds(10), within: runLimit)[target]
         try Interrupt.check()
         guard let answer else { return CellRun(firstPing: nil, direct: nil) }
         let firstPing = answer - party.start
         guard let directAtOnce = try party.deployment.isDirect(node: 0) else { return CellRun(firstPing: firstPing, direct: nil) }
         if directAtOnce { return CellRun(firstPing: firstPing, direct: firstPing) }
-        // Relayed first: poll until the path is direct, then the next answer is the first across it.
+        // Relayed first: poll until the path is direct (every 20 ms: the poll's period adds to the
+        // figure), then the next answer is the first across it.
         while MonotonicTime.now() < party.start + runLimit {
             try Interrupt.check()
-            usleep(100_000)
+            usleep(20_000)
             if try party.deployment.isDirect(node: 0) == true,
-               let answer = try pinger.firstAnswers(from: [target], every: .milliseconds(50), within: .seconds(1))[target] {
+               let answer = try pinger.firstAnswers(from: [target], every: .milliseconds(10), within: .seconds(1))[target] {
                 return CellRun(firstPing: firstPing, direct: answer - party.start)
             }
         }

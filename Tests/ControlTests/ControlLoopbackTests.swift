@@ -198,6 +198,57 @@ import Testing
         #expect(buffer[0] == 0x01 && buffer[1] == 0x01, "binding success response")
         #expect(world.server.stunAnswered == 1)
     }
+
+    /// A scripted server (a plain socket sealing server messages) pushes revisions 6 and 8: the
+    /// push of 7 was lost, so the client keeps revision 6, and when its heartbeat is answered with
+    /// revision 8 it registers again to get every record afresh. Without the gap it stays registered.
+    @Test func aLostPushIsNoticedAndTheClientRegistersAgain() throws {
+        for losing in [true, false] {
+            let world = try World()
+            let server = try UDPSocket(binding: Endpoint(Self.localhost, 0))
+            var configuration = ControlClient.Configuration(server: server.local, party: "lan", key: MemberKey([UInt8](repeating: 1, count: 32))!)
+            configuration.candidates = [Candidate(.local, Endpoint("203.0.113.1:51820")!)]
+            let client = try ControlClient(configuration, secret: Self.secret, loop: world.loop, clock: world.clock,
+                                           local: Endpoint(Self.localhost, 0))
+            let key = Keys.partyKey(name: "lan", secret: Self.secret)
+            var nonce: UInt64 = 0
+            func send(_ body: ControlMessage.Body) throws {
+                nonce += 1
+                let message = ControlMessage(partyID: Keys.partyID(name: "lan"), timestampMillis: UnixTime.millis(), nonce: nonce,
+                                             sender: .server, body: body)
+                try server.send(message.encoded(key: key), to: client.socket.local)
+            }
+            var buffer = [UInt8](repeating: 0, count: 2048)
+            func nextRequest() throws -> ControlMessage.Body? {
+                var request: ControlMessage.Body?
+                _ = try world.spin {
+                    if let (count, _) = try? server.receive(into: &buffer) {
+                        request = try? ControlMessage(authenticating: Array(buffer[..<count]), key: key).body
+                    }
+                    return request != nil
+                }
+                return request
+            }
+            client.start()
+            guard case .register = try #require(try nextRequest()) else { Issue.record("the first request is not a register"); return }
+            try send(.registered(epoch: 1, revision: 5, heartbeatSeconds: 1, observed: client.socket.local, others: 0))
+            func record(_ index: UInt8) -> MemberRecord {
+                MemberRecord(key: MemberKey([UInt8](repeating: index, count: 32))!, nat: .open, candidates: [Candidate(.local, Endpoint("203.0.113.\(index):51820")!)])
+            }
+            try send(.member(event: .joined, record: record(2), revision: 6))
+            try send(.member(event: .joined, record: record(3), revision: losing ? 8 : 7))
+            #expect(try world.spin { client.members.count == 2 })
+            #expect(client.revision == (losing ? 6 : 7))
+            guard case .heartbeat = try #require(try nextRequest()) else { Issue.record("no heartbeat"); return }
+            try send(.heartbeatAck(epoch: 1, revision: losing ? 8 : 7))
+            if losing {
+                guard case .register = try #require(try nextRequest()) else { Issue.record("no register after the gap"); return }
+                #expect(client.state == .registering)
+            } else {
+                #expect(!(try world.spin(upTo: 0.3) { client.state != .registered }), "no gap, no resync")
+            }
+        }
+    }
 }
 
 /// Control server and relay together in one event loop: the control server learns the relay's load

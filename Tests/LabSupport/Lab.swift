@@ -296,7 +296,12 @@ public final class Lab: @unchecked Sendable {
         for namespace in owned.reversed() {
             _ = try? LabSupport.run(["ip", "netns", "del", namespace.name], allowFailure: true)
         }
-        try? FileManager.default.removeItem(at: directory)
+        // LANRAGE_LAB_KEEP=1 keeps the logs and files for a look afterwards.
+        if ProcessInfo.processInfo.environment["LANRAGE_LAB_KEEP"] == "1" {
+            FileHandle.standardError.write(Data("lab files kept in \(directory.path)\n".utf8))
+        } else {
+            try? FileManager.default.removeItem(at: directory)
+        }
     }
 
     private func labError(_ what: String, _ problem: String) -> CommandFailure {

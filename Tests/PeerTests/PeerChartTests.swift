@@ -6,7 +6,7 @@ import Testing
 /// Every edge of the peer chart, driven through a scheduler in virtual time.
 @Suite struct PeerChartTests {
     @Test func theChartIsValidWithDefaultAndCustomTimings() {
-        #expect(PeerChart.chart().rows.count == 33)
+        #expect(PeerChart.chart().rows.count == 34)
         var timings = PeerTimings()
         timings.punchPackets = 1
         timings.confirmPoll = .seconds(20)
@@ -36,6 +36,18 @@ import Testing
         #expect(peer.takeActions() == [.readHandshake, .readHandshake, .readHandshake])
         // A direct path ignores the upgrade timer.
         #expect(peer.state == .keepalive)
+    }
+
+    /// Open or full cone on both sides: straight to Direct, no punch; the early relay is released
+    /// once WireGuard confirms the path.
+    static func bothReachableGoStraightToDirect(_ peer: PeerHarness) {
+        peer.reach(.detecting)
+        peer.send(.natKnown(directPossible: true, bothReachable: true))
+        #expect(peer.state == .direct && peer.takeActions() == [.setDirectEndpoint, .enableKeepalive])
+        peer.wait(.seconds(1))
+        #expect(peer.takeActions() == [.readHandshake])
+        peer.send(.wireGuardRead(handshakeAge: .milliseconds(100), pathConfirmed: true))
+        #expect(peer.state == .keepalive && peer.context.path == .direct && peer.takeActions() == [.releaseRelay])
     }
 
     static func discoveryRetries(_ peer: PeerHarness) {
@@ -176,6 +188,7 @@ import Testing
 
     @Test func happyDirectPath() { Self.happyDirectPath(PeerHarness()) }
     @Test func discoveryRetries() { Self.discoveryRetries(PeerHarness()) }
+    @Test func bothReachableGoStraightToDirect() { Self.bothReachableGoStraightToDirect(PeerHarness()) }
     @Test func detectionTimeoutPunchesAnyway() { Self.detectionTimeoutPunchesAnyway(PeerHarness()) }
     @Test func failedPunchesFallBackToTheRelay() { Self.failedPunchesFallBackToTheRelay(PeerHarness()) }
     @Test func relayPathWithFailuresAndUpgrades() { Self.relayPathWithFailuresAndUpgrades(PeerHarness()) }
@@ -190,7 +203,7 @@ import Testing
     @Test func everyRowOfTheChartIsExercised() {
         var fired = Set<Int>()
         let scenarios: [(PeerHarness) -> Void] = [
-            Self.happyDirectPath, Self.discoveryRetries, Self.detectionTimeoutPunchesAnyway,
+            Self.happyDirectPath, Self.discoveryRetries, Self.detectionTimeoutPunchesAnyway, Self.bothReachableGoStraightToDirect,
             Self.failedPunchesFallBackToTheRelay, Self.relayPathWithFailuresAndUpgrades,
             Self.directWithoutHandshakeFallsBack, Self.staleHandshakeRepunches, Self.endpointChangeRepunches,
             Self.deadRelayIsAllocatedAgain, Self.earlyRelayCarriesTrafficUntilTheDirectPath,
