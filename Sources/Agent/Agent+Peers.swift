@@ -145,11 +145,6 @@ extension Agent {
     static let predictionBudget = 256
     /// How long early relays are not asked for after a relay refused one.
     static let earlyRelayPause: Duration = .seconds(30)
-    /// How long after reaching Keepalive a punch announcement is taken for a late echo of the
-    /// attempt that just succeeded (both sides ask; the second announcement arrives after the
-    /// first worked) rather than for the peer having lost its path. A peer that did lose it asks
-    /// again with its next attempt, 2.4 s later.
-    static let announcementGrace: Duration = .seconds(3)
     /// How long the member with the larger key waits before its first keepalive on a new path.
     static let keepaliveLag: Duration = .milliseconds(300)
 
@@ -176,8 +171,6 @@ extension Agent {
             // Gone direct without a punch (both reachable) while the peer, who learned our NAT type
             // later, punches: answer its punches, or it would fall back to a relay.
             begin(id, session: startMillis, coordinated: true)
-        case .keepalive where clock.now - (links[id]?.stateSince ?? 0) < Self.announcementGrace.nanoseconds:
-            break
         case .keepalive:
             // The peer lost its path (or upgrades from a relay): punch with it.
             scheduler.post(.endpointChanged, to: id, after: .milliseconds(wait))

@@ -69,17 +69,4 @@ enum ProcessFigures {
         guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
         return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
-
-    /// The PID of the process whose command line is exactly `arguments` (the program matched by its last path component).
-    static func find(_ arguments: [String]) -> pid_t? {
-        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-        for entry in entries {
-            guard let pid = pid_t(entry), let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { continue }
-            var words = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
-            guard !words.isEmpty else { continue }
-            words[0] = URL(fileURLWithPath: words[0]).lastPathComponent
-            if words == arguments { return pid }
-        }
-        return nil
-    }
 }

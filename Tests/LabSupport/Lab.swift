@@ -133,6 +133,7 @@ public final class Lab: @unchecked Sendable {
     public let directory: URL
     private var namespaces: [Namespace] = []
     private var processes: [Process] = []
+    private var shutdownHooks: [() -> Void] = []
     /// How many addresses of 198.51.100.224/28 `changePublicAddress` has handed out.
     private var movedAddresses = 0
     private let lock = NSLock()
@@ -280,6 +281,26 @@ public final class Lab: @unchecked Sendable {
     }
 
     /// Stops every process the lab started and deletes its namespaces. Safe to call twice.
+    /// Runs `hook` at shutdown, after the spawned processes are stopped and before the namespaces
+    /// go: for processes the lab's programs started themselves (an agent's wireguard-go).
+    public func atShutdown(_ hook: @escaping () -> Void) {
+        lock.withLock { shutdownHooks.append(hook) }
+    }
+
+    /// The PID of the process whose command line is exactly `arguments` (the program matched by
+    /// the last component of its path), if one runs.
+    public static func processID(running arguments: [String]) -> pid_t? {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        for entry in entries {
+            guard let pid = pid_t(entry), let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { continue }
+            var words = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+            guard !words.isEmpty else { continue }
+            words[0] = URL(fileURLWithPath: words[0]).lastPathComponent
+            if words == arguments { return pid }
+        }
+        return nil
+    }
+
     public func shutdown() {
         let (running, owned) = lock.withLock { () -> ([Process], [Namespace]) in
             defer { processes = []; namespaces = [] }
@@ -293,6 +314,11 @@ public final class Lab: @unchecked Sendable {
             while process.isRunning && Date() < deadline { usleep(10_000) }
             if process.isRunning { kill(process.processIdentifier, SIGKILL) }
         }
+        let hooks = lock.withLock { () -> [() -> Void] in
+            defer { shutdownHooks = [] }
+            return shutdownHooks
+        }
+        for hook in hooks { hook() }
         for namespace in owned.reversed() {
             _ = try? LabSupport.run(["ip", "netns", "del", namespace.name], allowFailure: true)
         }

@@ -12,6 +12,8 @@ public final class PartyLab {
     public private(set) var relays: [Endpoint] = []
     public private(set) var agents: [AgentHandle] = []
     public private(set) var controlProcess: Process?
+    /// Every agent's interface: its wireguard-go outlives an agent killed with SIGKILL.
+    private var interfaces: [String] = []
 
     public init(_ lab: Lab) throws {
         self.lab = lab
@@ -20,6 +22,20 @@ public final class PartyLab {
         for file in [partySecret, relaySecret] {
             try Data((0..<32).map { _ in UInt8.random(in: 0...255) }.map { String(format: "%02x", $0) }.joined().utf8).write(to: file)
             chmod(file.path, 0o600)
+        }
+        lab.atShutdown { [weak self] in self?.stopDataPlanes() }
+    }
+
+    /// Stops the wireguard-go of every agent's interface still running (agents stopped cleanly
+    /// took theirs down): SIGTERM, then SIGKILL after a second. Only processes serving this lab's
+    /// interfaces, found by their exact command line.
+    private func stopDataPlanes() {
+        for interface in interfaces {
+            guard let pid = Lab.processID(running: ["wireguard-go", interface]) else { continue }
+            kill(pid, SIGTERM)
+            let deadline = Date().addingTimeInterval(1)
+            while Lab.processID(running: ["wireguard-go", interface]) == pid, Date() < deadline { usleep(20_000) }
+            if Lab.processID(running: ["wireguard-go", interface]) == pid { kill(pid, SIGKILL) }
         }
     }
 
@@ -75,6 +91,7 @@ public final class PartyLab {
             namespace: namespace, index: index, interface: "lr\(tag)a\(index)".suffix(15).description,
             directory: lab.directory.appendingPathComponent("agent\(index)"), overlay: IPv4Address(100, 64, 0, UInt8(index)))
         try FileManager.default.createDirectory(at: handle.directory, withIntermediateDirectories: true)
+        if !interfaces.contains(handle.interface) { interfaces.append(handle.interface) }
         let key = handle.directory.appendingPathComponent("private.key")
         if !FileManager.default.fileExists(atPath: key.path) {
             try LabSupport.run([Products.lanrage, "genkey"]).write(to: key, atomically: true, encoding: .utf8)
