@@ -200,11 +200,19 @@ public final class RelayServer {
                 continue
             }
             if !Self.same(storage, allocation.destinations[index]) {
+                let first = allocation.destinationLengths[index] == 0
                 if let source = Endpoint(storage) { allocation.latch(index, source) }
+                if first { deliverHeld(allocation, to: index) }
             }
             activity = true
             guard allocation.destinationLengths[other] > 0 else {
-                allocation.sides[index].drops += 1
+                // The other side has not spoken yet: keep the latest small datagram for it.
+                if count <= Allocation.heldLimit {
+                    if allocation.held[other] != nil { allocation.sides[index].drops += 1 }
+                    allocation.held[other] = (Array(buffer[..<count]), clock.now)
+                } else {
+                    allocation.sides[index].drops += 1
+                }
                 continue
             }
             let sent = buffer.withUnsafeBytes { raw in
@@ -222,6 +230,31 @@ public final class RelayServer {
             }
         }
         if activity { allocation.lastActivity = clock.now }
+    }
+
+    /// Sends side `index` the datagram the other side sent before `index` was latched, if it is
+    /// recent (counted as the other side's).
+    private func deliverHeld(_ allocation: Allocation, to index: Int) {
+        guard let held = allocation.held[index] else { return }
+        allocation.held[index] = nil
+        let sender = 1 - index
+        guard clock.now - held.at <= Allocation.heldLifetime else {
+            allocation.sides[sender].drops += 1
+            return
+        }
+        let sent = held.bytes.withUnsafeBytes { raw in
+            withUnsafePointer(to: &allocation.destinations[index]) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    sendto(allocation.sockets[index].descriptor, raw.baseAddress, raw.count, 0, $0, allocation.destinationLengths[index])
+                }
+            }
+        }
+        if sent == held.bytes.count {
+            allocation.sides[sender].packets += 1
+            allocation.sides[sender].bytes += UInt64(sent)
+        } else {
+            allocation.sides[sender].drops += 1
+        }
     }
 
     static func address(of storage: sockaddr_storage, matches address: IPAddress) -> Bool {

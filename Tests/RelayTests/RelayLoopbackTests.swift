@@ -73,11 +73,17 @@ import Testing
         #expect(portA != portB && h.relay.allocationCount == 1)
         let relayA = Endpoint(Self.localhost, portA), relayB = Endpoint(Self.localhost, portB)
 
-        // B must speak first so the relay latches it (WireGuard's handshake does the same).
+        // B speaks first, so the relay latches it; A has not spoken, so B's datagram is held for A.
         try b.send([9], to: relayB)
         #expect(try h.spin { h.relay.allocations.values.first?.sides[1].latched == b.local })
         var buffer = [UInt8](repeating: 0, count: 2048)
         for index in 0..<50 {
+            if index == 1 {
+                // A's first datagram latched A, and B's held one was delivered then.
+                var held: (Int, Endpoint)?
+                #expect(try h.spin { held = try? a.receive(into: &buffer); return held != nil })
+                #expect(held?.1 == relayA && held?.0 == 1 && buffer[0] == 9, "B's first datagram, held until A spoke")
+            }
             let payload = [UInt8](repeating: UInt8(index), count: 100 + index)
             try a.send(payload, to: relayA)
             var got: (Int, Endpoint)?
@@ -93,8 +99,35 @@ import Testing
         let allocation = try #require(h.relay.allocations.values.first)
         #expect(allocation.sides[0].packets == 50)
         #expect(allocation.sides[0].bytes == UInt64((0..<50).reduce(0) { $0 + 100 + $1 }))
-        #expect(allocation.sides[1].packets == 1, "the first datagram of B had no destination yet")
-        #expect(allocation.sides[1].drops == 1)
+        #expect(allocation.sides[1].packets == 2, "B's first datagram was held, then delivered")
+        #expect(allocation.sides[1].drops == 0)
+    }
+
+    /// Only the latest small datagram is held for a side that has not spoken: a larger one is
+    /// dropped, an earlier one replaced (both counted as drops).
+    @Test func onlyTheLatestSmallDatagramIsHeldForASideThatHasNotSpoken() throws {
+        let h = try Harness()
+        let a = try UDPSocket(binding: Endpoint(Self.localhost, 0)), b = try UDPSocket(binding: Endpoint(Self.localhost, 0))
+        let portA = try #require(Self.port(try h.allocate(Self.token(side: 0), from: a)))
+        let portB = try #require(Self.port(try h.allocate(Self.token(side: 1), from: b)))
+        let relayA = Endpoint(Self.localhost, portA), relayB = Endpoint(Self.localhost, portB)
+        let initiation = [UInt8](repeating: 1, count: 148)
+        try b.send([0], to: relayB)
+        try b.send(initiation, to: relayB)
+        try b.send([UInt8](repeating: 2, count: 400), to: relayB)
+        #expect(try h.spin { h.relay.allocations.values.first?.sides[1].drops == 2 }, "the latch byte replaced, the large one dropped")
+        try b.send(initiation, to: relayB)
+        #expect(try h.spin { h.relay.allocations.values.first?.sides[1].drops == 3 }, "the first initiation replaced")
+        try a.send([7], to: relayA)
+        var buffer = [UInt8](repeating: 0, count: 2048)
+        var got: (Int, Endpoint)?
+        #expect(try h.spin { got = try? a.receive(into: &buffer); return got != nil })
+        #expect(got?.0 == 148 && Array(buffer[..<148]) == initiation, "the initiation, held until A spoke")
+        _ = try h.spin(upTo: 0.2) { false }
+        #expect((try? a.receive(into: &buffer)) ?? nil == nil, "nothing else was held")
+        var forwarded: (Int, Endpoint)?
+        #expect(try h.spin { forwarded = try? b.receive(into: &buffer); return forwarded != nil })
+        #expect(forwarded?.0 == 1 && buffer[0] == 7)
     }
 
     @Test func aBadTokenGetsNoAnswerAndNothingIsForwarded() throws {
