@@ -79,7 +79,8 @@ extension Agent {
     /// Detecting: a pair of symmetric NATs goes to the relay at once; any other pair punches at the
     /// instant the control server announces (the member with the smaller key asks for it). Only when
     /// the peer is symmetric does the agent wait for its own NAT type (detection decides in about 1 s;
-    /// the early relay carries traffic meanwhile).
+    /// the early relay carries traffic meanwhile). A pair of open or full-cone NATs needs no punch:
+    /// it goes to Direct at once.
     func decideDirect(_ id: MachineID) {
         guard scheduler.machine(id)?.state == .detecting, let link = links[id] else { return }
         guard !(natKind == .unknown && detector.isRunning && link.record.nat == .symmetric) else { return }

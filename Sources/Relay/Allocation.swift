@@ -15,7 +15,7 @@ public struct RelaySide: Sendable {
     public var bytes: UInt64 = 0
     /// Datagrams dropped on this side's port: from a source the token did not name, or with no
     /// latched destination on the other side yet and not held for it (larger than the held limit,
-    /// replaced by a later one, or stale when the other side spoke).
+    /// replaced by a later one, stale, or not wanted: the other side latched with a message of its own).
     public var drops: UInt64 = 0
 
     init(port: UInt16) { self.port = port }
@@ -33,13 +33,15 @@ public final class Allocation {
     var destinations: [sockaddr_storage] = [sockaddr_storage(), sockaddr_storage()]
     var destinationLengths: [socklen_t] = [0, 0]
     /// For each side not latched yet, the latest small datagram the other side sent it, and when:
-    /// delivered as soon as the side speaks. The side that gets its grant first sends its WireGuard
-    /// handshake initiation before the peer has latched; without this it was lost, and the tunnel
-    /// waited for the peer's own initiation or WireGuard's retry 5 s later.
+    /// delivered when the side latches with a bare latch datagram. The agent that gets its grant
+    /// first sends its WireGuard handshake initiation before the peer has latched; without this it
+    /// was lost, and the tunnel waited 300 ms for the peer's own first initiation.
     var held: [(bytes: [UInt8], at: Int64)?] = [nil, nil]
     /// At most this large (a handshake initiation is 148 bytes), and at most this old when delivered.
     static let heldLimit = 256
     static let heldLifetime: Int64 = 5_000_000_000
+    /// The shortest WireGuard message (a keepalive); a latch datagram is shorter.
+    static let wireGuardMinimum = 32
 
     init(pairID: [UInt8], partyID: UInt64, sockets: [UDPSocket], now: Int64) {
         self.pairID = pairID

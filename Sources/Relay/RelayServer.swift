@@ -202,7 +202,7 @@ public final class RelayServer {
             if !Self.same(storage, allocation.destinations[index]) {
                 let first = allocation.destinationLengths[index] == 0
                 if let source = Endpoint(storage) { allocation.latch(index, source) }
-                if first { deliverHeld(allocation, to: index) }
+                if first { deliverHeld(allocation, to: index, latchedBy: count) }
             }
             activity = true
             guard allocation.destinationLengths[other] > 0 else {
@@ -233,12 +233,15 @@ public final class RelayServer {
     }
 
     /// Sends side `index` the datagram the other side sent before `index` was latched, if it is
-    /// recent (counted as the other side's).
-    private func deliverHeld(_ allocation: Allocation, to index: Int) {
+    /// recent and `index` latched with a bare latch datagram (shorter than any WireGuard message,
+    /// as the agent sends before its first handshake). A side whose first datagram is a WireGuard
+    /// message of its own does not get it: two handshake initiations would cross, and both sides
+    /// would wait as responders for WireGuard's retry 5 s later. Counted as the other side's.
+    private func deliverHeld(_ allocation: Allocation, to index: Int, latchedBy count: Int) {
         guard let held = allocation.held[index] else { return }
         allocation.held[index] = nil
         let sender = 1 - index
-        guard clock.now - held.at <= Allocation.heldLifetime else {
+        guard count < Allocation.wireGuardMinimum, clock.now - held.at <= Allocation.heldLifetime else {
             allocation.sides[sender].drops += 1
             return
         }

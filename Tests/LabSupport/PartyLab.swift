@@ -23,7 +23,9 @@ public final class PartyLab {
             try Data((0..<32).map { _ in UInt8.random(in: 0...255) }.map { String(format: "%02x", $0) }.joined().utf8).write(to: file)
             chmod(file.path, 0o600)
         }
-        lab.atShutdown { [weak self] in self?.stopDataPlanes() }
+        // Strongly held: a test's last use of its PartyLab may come before its lab's shutdown. The
+        // lab drops its hooks when it shuts down, which ends the cycle.
+        lab.atShutdown { self.stopDataPlanes() }
     }
 
     /// Stops the wireguard-go of every agent's interface still running (agents stopped cleanly
