@@ -113,7 +113,7 @@ let package = Package(
         .testTarget(name: "ControlTests", dependencies: ["Control", "Relay", "Rendezvous", "STUN", "Net", "EventLoop", "StateChart", "LabSupport"]),
         .executableTarget(name: "ControlFuzz", dependencies: ["Control", "Rendezvous", "Net"], path: "Tests/Fuzz/ControlFuzz"),
         .executableTarget(name: "RelayFuzz", dependencies: ["Rendezvous", "Net"], path: "Tests/Fuzz/RelayFuzz"),
-        .executableTarget(name: "RendezvousBench", dependencies: ["Control", "Rendezvous", "Net", "LabSupport"], path: "Tests/Benchmarks/RendezvousBench"),
+        .executableTarget(name: "RendezvousBench", dependencies: ["Control", "Rendezvous", "Net", "LabSupport"], path: "Tests/RendezvousBench"),
         .executableTarget(name: "STUNFuzz", dependencies: ["STUN", "Net"], path: "Tests/Fuzz/STUNFuzz"),
         .executableTarget(
             name: "STUNBenchmarks",
