@@ -129,6 +129,7 @@ extension Agent {
     private func begin(_ id: MachineID, session: UInt64, coordinated: Bool) {
         guard let link = links[id] else { return }
         links[id]?.session = session
+        links[id]?.sessionCoordinated = coordinated
         logger.debug("punch session", metadata: ["peer": "\(link.record.key)", "session": "\(session)", "coordinated": "\(coordinated)",
                                                  "candidates": "\(link.candidates.count)"])
         driver.start(id, PunchSession(key: link.pairKey, session: session, candidates: link.candidates))
@@ -160,15 +161,15 @@ extension Agent {
         switch scheduler.machine(id)?.state {
         case .detecting:
             decideDirect(id)
-        case .punching where driver.pinned(id) == nil && links[id]?.session != startMillis:
-            // Join the announced session at its instant — from punching on our own, and from an
-            // earlier announcement too: the server sends every announcement to both sides, so the
-            // latest is the one both end up in (keeping the first split a pair whose attempts
-            // overlapped: one side stayed in the first session, the other joined the second).
+        case .punching where driver.pinned(id) == nil && links[id]?.sessionCoordinated == false:
+            // Punching on our own (a lost path): join the announced session at its instant. A session
+            // that came from an announcement is kept: restarting it on every later announcement
+            // (both sides ask on each attempt) dropped the answers to the running one, and under load
+            // pairs kept restarting and never pinned.
             links[id]?.coordinated = nil
             begin(id, session: startMillis, coordinated: true)
             scheduler.post(.punchTick, to: id, after: .milliseconds(wait))
-        case .direct where driver.pinned(id) == nil && links[id]?.session != startMillis:
+        case .direct where driver.pinned(id) == nil && links[id]?.sessionCoordinated == false:
             // Gone direct without a punch (both reachable) while the peer, who learned our NAT type
             // later, punches: answer its punches, or it would fall back to a relay.
             begin(id, session: startMillis, coordinated: true)

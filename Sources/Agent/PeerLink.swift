@@ -14,8 +14,10 @@ struct PeerLink {
     /// A coordinated punch the control server announced: the session both sides use, and when
     /// it starts (monotonic).
     var coordinated: (session: UInt64, at: Nanoseconds)?
-    /// The session of the punch attempt under way or last made.
+    /// The session of the punch attempt under way or last made, and whether it came from the
+    /// control server's announcement (else the agent made it up, punching on its own).
     var session: UInt64?
+    var sessionCoordinated = false
     /// Whether this side asked the control server for a punch it has not started yet.
     var punchRequested = false
     var relay: RelayClient.Grant?
