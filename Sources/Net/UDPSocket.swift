@@ -39,10 +39,8 @@ public final class UDPSocket: PortSocket {
     /// Raises the socket's receive and send buffers to `bytes` each, so that a burst waits in the
     /// kernel instead of being dropped while the (single-threaded) process is busy. With
     /// CAP_NET_ADMIN the size is forced past `net.core.rmem_max`/`wmem_max`; without it the kernel
-    /// caps it there. Returns the receive buffer the kernel granted (it reports twice the payload
-    /// bytes, its bookkeeping included).
-    @discardableResult
-    public func enlargeBuffers(to bytes: Int32) -> Int32 {
+    /// caps it there.
+    public func enlargeBuffers(to bytes: Int32) {
         var size = bytes
         let length = socklen_t(MemoryLayout<Int32>.size)
         for (forced, plain) in [(SO_RCVBUFFORCE, SO_RCVBUF), (SO_SNDBUFFORCE, SO_SNDBUF)] {
@@ -50,10 +48,6 @@ public final class UDPSocket: PortSocket {
                 setsockopt(descriptor, SOL_SOCKET, plain, &size, length)
             }
         }
-        var granted: Int32 = 0
-        var grantedLength = length
-        getsockopt(descriptor, SOL_SOCKET, SO_RCVBUF, &granted, &grantedLength)
-        return granted
     }
 
     /// The bound port.

@@ -51,6 +51,23 @@ public final class Allocation {
         lastActivity = now
     }
 
+    /// Sends `datagram` to side `index`'s latched endpoint from side `index`'s port, counted as the
+    /// other side's traffic (forwarded, or dropped when the send fails).
+    func send(_ datagram: UnsafeRawBufferPointer, to index: Int) {
+        let sent = withUnsafePointer(to: &destinations[index]) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                sendto(sockets[index].descriptor, datagram.baseAddress, datagram.count, 0, $0, destinationLengths[index])
+            }
+        }
+        let sender = 1 - index
+        if sent == datagram.count {
+            sides[sender].packets += 1
+            sides[sender].bytes += UInt64(datagram.count)
+        } else {
+            sides[sender].drops += 1
+        }
+    }
+
     /// Sets side `index`'s latched endpoint.
     func latch(_ index: Int, _ endpoint: Endpoint) {
         sides[index].latched = endpoint

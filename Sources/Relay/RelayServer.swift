@@ -181,7 +181,7 @@ public final class RelayServer {
     /// the other side's socket to the other side's latched endpoint.
     private func forward(_ allocation: Allocation, from index: Int) {
         let other = 1 - index
-        let inbound = allocation.sockets[index].descriptor, outbound = allocation.sockets[other].descriptor
+        let inbound = allocation.sockets[index].descriptor
         var storage = sockaddr_storage()
         var activity = false
         while true {
@@ -215,19 +215,7 @@ public final class RelayServer {
                 }
                 continue
             }
-            let sent = buffer.withUnsafeBytes { raw in
-                withUnsafePointer(to: &allocation.destinations[other]) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                        sendto(outbound, raw.baseAddress, count, 0, $0, allocation.destinationLengths[other])
-                    }
-                }
-            }
-            if sent == count {
-                allocation.sides[index].packets += 1
-                allocation.sides[index].bytes += UInt64(count)
-            } else {
-                allocation.sides[index].drops += 1
-            }
+            buffer.withUnsafeBytes { allocation.send(UnsafeRawBufferPointer(rebasing: $0[..<count]), to: other) }
         }
         if activity { allocation.lastActivity = clock.now }
     }
@@ -245,19 +233,7 @@ public final class RelayServer {
             allocation.sides[sender].drops += 1
             return
         }
-        let sent = held.bytes.withUnsafeBytes { raw in
-            withUnsafePointer(to: &allocation.destinations[index]) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    sendto(allocation.sockets[index].descriptor, raw.baseAddress, raw.count, 0, $0, allocation.destinationLengths[index])
-                }
-            }
-        }
-        if sent == held.bytes.count {
-            allocation.sides[sender].packets += 1
-            allocation.sides[sender].bytes += UInt64(sent)
-        } else {
-            allocation.sides[sender].drops += 1
-        }
+        held.bytes.withUnsafeBytes { allocation.send($0, to: index) }
     }
 
     static func address(of storage: sockaddr_storage, matches address: IPAddress) -> Bool {
