@@ -126,7 +126,7 @@ let package = Package(
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop", "StateChart", "CLinux"]),
         .testTarget(name: "lanrageTests", dependencies: ["lanrage"]),
         .testTarget(name: "PunchTests", dependencies: ["Punch", "Net", "CLinux", "STUN", "LabSupport"]),
-        .testTarget(name: "AgentTests", dependencies: ["Agent"]),
+        .testTarget(name: "AgentTests", dependencies: ["Agent", "Net"]),
         .testTarget(name: "AgentLabTests", dependencies: ["LabSupport", "Net"]),
         .testTarget(name: "PunchLabTests", dependencies: ["Punch", "Net", "STUN", "LabSupport", "Peer", "EventLoop", "StateChart", "WireGuard"]),
 

@@ -24,8 +24,13 @@ extension Agent {
         case .sendPunch:
             driver.burst(id)
         case .setDirectEndpoint:
-            // The punch's pinned address, or (both sides reachable, no punch) the peer's public endpoint.
-            if let endpoint = driver.pinned(id) ?? link.reachable { pointWireGuard(id, at: endpoint) }
+            // The punch's pinned address (through a fan port: forwarded), or (both sides reachable, no
+            // punch) the peer's public endpoint.
+            if let pinned = driver.pinned(id), let socket = driver.pinnedFanSocket(id) {
+                forward(id, through: socket, to: pinned)
+            } else if let endpoint = driver.pinned(id) ?? link.reachable {
+                pointWireGuard(id, at: endpoint)
+            }
         case .allocateRelay:
             // Nothing the old path did counts for the new one.
             links[id]?.endpoint = nil
@@ -71,6 +76,8 @@ extension Agent {
             for route in link.routes { try? backend.removeRoute(configuration.interfaceName, route) }
             links[id]?.routes = []
             driver.stop(id)
+            closeFan(id)
+            stopForwarding(id)
         }
     }
 
@@ -121,11 +128,14 @@ extension Agent {
             }
             links[id]?.coordinated = nil
         }
+        // Port-restricted ↔ symmetric: every attempt sprays fresh guesses at the symmetric side's fan.
+        if machine.context.punchBursts > 1 { guessPorts(id) }
         driver.burst(id)
     }
 
-    /// A new punch session toward the peer's candidates; the port-restricted side of a pair with a
-    /// symmetric NAT also probes guessed ports of the peer's public address.
+    /// A new punch session toward the peer's candidates. Port-restricted ↔ symmetric: the
+    /// port-restricted side sprays guessed ports of the peer's public address, the symmetric side
+    /// punches from a fan of extra ports (see `Agent+PortFan`).
     private func begin(_ id: MachineID, session: UInt64, coordinated: Bool) {
         guard let link = links[id] else { return }
         links[id]?.session = session
@@ -133,18 +143,13 @@ extension Agent {
         logger.debug("punch session", metadata: ["peer": "\(link.record.key)", "session": "\(session)", "coordinated": "\(coordinated)",
                                                  "candidates": "\(link.candidates.count)"])
         driver.start(id, PunchSession(key: link.pairKey, session: session, candidates: link.candidates))
-        if DirectPathPlan(local: natKind.natType, remote: link.record.nat.natType) == .punchWithPortPrediction,
-           natKind == .portRestrictedCone, let observed = link.observed {
-            var generator = SystemRandomNumberGenerator()
-            let guess = PortPrediction(observed: [], budget: Self.predictionBudget, using: &generator)
-            driver.probe(id, guess.ports.map { Endpoint(observed.address, $0) })
-        }
+        closeFan(id)
+        guessPorts(id)
     }
 
     /// Open and full-cone NATs let in datagrams from anyone to the public endpoint.
     static func admitsAnyone(_ nat: NATKind) -> Bool { nat == .open || nat == .fullCone }
 
-    static let predictionBudget = 256
     /// How long early relays are not asked for after a relay refused one.
     static let earlyRelayPause: Duration = .seconds(30)
     /// How long the member with the larger key waits before its first keepalive on a new path.
@@ -190,11 +195,17 @@ extension Agent {
     /// Points the WireGuard peer at `endpoint` with the member's addresses as allowed IPs.
     func pointWireGuard(_ id: MachineID, at endpoint: Endpoint) {
         guard let link = links[id] else { return }
+        if let forwarder = link.forwarder, forwarder.inside.local != endpoint { stopForwarding(id) }
+        // WireGuard may have roamed there on its own (not pointed there by the agent): an authenticated
+        // packet came from the endpoint before this side pinned it (the peer pinned first). Then the
+        // path is proven already, and data received before the change counts.
+        device = nil
+        let roamed = link.endpoint != endpoint && readDevice()?.peer(link.publicKey)?.endpoint == endpoint
         configurePeer(PeerChange(publicKey: link.publicKey, endpoint: endpoint, replaceAllowedIPs: true, allowedIPs: allowedIPs(link.record)))
         device = nil
         links[id]?.endpoint = endpoint
         links[id]?.endpointSetAt = Int64(WallClock.milliseconds() / 1000)
-        links[id]?.receivedAtSet = readDevice()?.peer(link.publicKey)?.rxBytes ?? 0
+        links[id]?.receivedAtSet = roamed ? 0 : readDevice()?.peer(link.publicKey)?.rxBytes ?? 0
         installRoutes(id)
     }
 
@@ -278,6 +289,9 @@ extension Agent {
                 scheduler.post(.candidatesKnown, to: id)
             case .detecting where old.nat != record.nat || old.candidates != record.candidates:
                 decideDirect(id)
+            case .punching where old.nat != record.nat:
+                guessPorts(id)
+                driver.burst(id)
             case .keepalive where Self.publicEndpoints(old) != Self.publicEndpoints(record):
                 logger.info("peer's public endpoint changed", metadata: ["peer": "\(record.key)"])
                 scheduler.post(.endpointChanged, to: id)
@@ -359,5 +373,7 @@ extension Agent {
         default:
             break
         }
+        // The attempt is over: its fan closes (a fan port that won carries on in a forwarder).
+        if record.transition.from == .punching, record.transition.to != .punching { closeFan(record.machine) }
     }
 }

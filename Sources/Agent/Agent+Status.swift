@@ -17,8 +17,7 @@ extension Agent {
             guard let link = findPeer(words[1]) else { return "error=no peer matches '\(words[1])'\n" }
             let state = scheduler.machine(link.machine)
             let address = link.record.addresses.first.map { "\($0.address)" } ?? "-"
-            // WireGuard's own endpoint: it follows the peer when it roams.
-            let endpoint = readDevice()?.peer(link.publicKey)?.endpoint ?? link.endpoint
+            let endpoint = Self.endpoint(link, readDevice()?.peer(link.publicKey)) ?? link.endpoint
             return "address=\(address) key=\(link.record.key) state=\(state.map { "\($0.state)" } ?? "closed") "
                 + "path=\(state?.context.path.rawValue ?? "none") endpoint=\(endpoint.map { "\($0)" } ?? "-") "
                 + "relay=\(link.relay.map { "\($0.service)" } ?? "-")\n"
@@ -36,6 +35,12 @@ extension Agent {
         let lowered = query.lowercased()
         let matches = links.values.filter { "\($0.record.key)".hasPrefix(lowered) }
         return matches.count == 1 && !lowered.isEmpty ? matches[0] : nil
+    }
+
+    /// The peer's endpoint: WireGuard's own (it follows the peer when it roams), or, when a fan
+    /// port's forwarder carries the peer (WireGuard then sends to loopback), the peer's address.
+    static func endpoint(_ link: PeerLink, _ peer: WireGuard.Peer?) -> Endpoint? {
+        link.forwarder?.remote ?? peer?.endpoint
     }
 
     private struct PeerStatus {
@@ -68,7 +73,8 @@ extension Agent {
                 ("state", .string("\(status.state)")),
                 ("state_seconds", .double((status.seconds * 10).rounded() / 10)),
                 ("path", .string(status.path.rawValue)),
-                ("endpoint", status.peer?.endpoint.map { .string("\($0)") } ?? .null),
+                ("endpoint", Self.endpoint(status.link, status.peer).map { .string("\($0)") } ?? .null),
+                ("fan_port", status.link.forwarder.map { .int(Int($0.outside.port)) } ?? .null),
                 ("relay", status.link.relay.map { .string("\($0.service)") } ?? .null),
                 ("nat", .string("\(status.link.record.nat)")),
                 ("local_nat", .string("\(natKind)")),
@@ -113,7 +119,7 @@ extension Agent {
         for status in peerStatuses() {
             let path: String
             switch status.path {
-            case .direct: path = "direct"
+            case .direct: path = "direct" + (status.link.forwarder.map { " from fan port \($0.outside.port)" } ?? "")
             case .relayed: path = "relayed via \(status.link.relay.map { "\($0.service)" } ?? "?")"
             case .none: path = "none yet"
             }
@@ -122,7 +128,7 @@ extension Agent {
                 peer: \(status.link.publicKey.base64) (\(status.link.record.key))
                   addresses: \(status.link.record.addresses.map { "\($0)" }.joined(separator: ", "))
                   state: \(status.state) for \(Self.seconds(status.seconds))
-                  path: \(path)\(status.peer?.endpoint.map { ", endpoint \($0)" } ?? "")
+                  path: \(path)\(Self.endpoint(status.link, status.peer).map { ", endpoint \($0)" } ?? "")
                   nat: \(status.link.record.nat) (ours: \(natKind))
                   latest handshake: \(handshakeAge(status.peer).map { "\($0) s ago" } ?? "none")
                   transfer: \(status.peer?.rxBytes ?? 0) B received, \(status.peer?.txBytes ?? 0) B sent

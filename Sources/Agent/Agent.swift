@@ -50,6 +50,8 @@ public final class Agent {
     /// Until when no early relay is asked for: a relay refused one (its quota for the party is
     /// full), and a party of 50 asking for one per pair again and again only loads the servers.
     var earlyRelaysPausedUntil: Nanoseconds = 0
+    /// Fan ports open over all peers (port-restricted ↔ symmetric punches).
+    var fanSockets = 0
     let startedAt: Nanoseconds
     let logger: Logger
 
@@ -257,7 +259,17 @@ public final class Agent {
         var candidates = localCandidates()
         if let report { candidates.append(Candidate(.reflexive, report.publicEndpoint)) }
         control.update(nat: natKind, candidates: candidates)
-        for (id, _) in links where scheduler.machine(id)?.state == .detecting { decideDirect(id) }
+        for (id, _) in links {
+            switch scheduler.machine(id)?.state {
+            case .detecting:
+                decideDirect(id)
+            case .punching:
+                guessPorts(id)
+                driver.burst(id)
+            default:
+                break
+            }
+        }
     }
 
     /// This host's own addresses with the WireGuard port: candidates for peers on the same network.

@@ -37,6 +37,9 @@ struct PeerLink {
     var wireGuard: WireGuard.Peer?
     /// When the machine entered its current state (monotonic).
     var stateSince: Nanoseconds
+    /// Carries the peer's WireGuard datagrams through the fan port a punch found open (port-restricted
+    /// ↔ symmetric); WireGuard's endpoint is then its loopback socket.
+    var forwarder: LocalForwarder?
     /// Overlay routes installed for the peer.
     var routes: [IPPrefix] = []
 

@@ -11,14 +11,16 @@ import STUN
 ///   most (open, full cone, restricted cone): the symmetric side's punch arrives from an unknown
 ///   port, passes the other side's filter, and its source becomes a peer-reflexive candidate;
 /// - symmetric against port-restricted: the port-restricted side must send to the symmetric
-///   side's exact new port first, which only port prediction can guess;
+///   side's exact new port first: it sprays guesses, and the symmetric side opens many mappings
+///   at once from a fan of extra ports so that a guess needs to hit only one (the agent's
+///   `Agent+PortFan`; `lanrage punch` has the WireGuard port only and guesses alone);
 /// - symmetric against symmetric: neither side can know the other's port: relay.
 /// Unknown behaviour is tried directly: an attempt costs a few packets, a failure falls back to
 /// the relay regardless.
 public enum DirectPathPlan: String, Sendable, Equatable {
     /// Punch every candidate.
     case punch
-    /// Punch, and the port-restricted side also probes predicted ports of the symmetric side.
+    /// Punch, and the port-restricted side also probes guessed ports of the symmetric side.
     case punchWithPortPrediction = "punch with port prediction"
     /// Go to the relay at once.
     case relay

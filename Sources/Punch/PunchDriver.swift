@@ -4,10 +4,22 @@ import Net
 /// punch messages to the session of their sender, and reports new pins. Other datagrams on the
 /// port (STUN answers) are handed back to the caller. The agent's executor delegates the
 /// Punching state's `sendPunch` actions here; `Peer` stays free of sockets.
+///
+/// A peer's session may also punch from a fan of extra ports (see ``fan(_:_:toward:)``): the
+/// symmetric side of a pair with a port-restricted NAT, where the port-restricted side's guesses
+/// need to hit only one of many mappings.
 public final class PunchDriver<PeerID: Hashable> {
     public let socket: any PortSocket
     private var sessions: [PeerID: PunchSession] = [:]
     private var peers: [KeyID: PeerID] = [:]
+    private var fans: [PeerID: (sockets: [UDPSocket], target: Endpoint)] = [:]
+    /// The fan port a peer's pin came through (none: the WireGuard port).
+    private var pinnedThrough: [PeerID: UDPSocket] = [:]
+    /// Per fan port, the latest small datagram that is not a punch message from one of the peer's
+    /// candidates: the peer's WireGuard, which pinned first, has already sent to the port. It is
+    /// handed to the forwarder, or the first keepalive or handshake would be lost.
+    private var held: [ObjectIdentifier: [UInt8]] = [:]
+    private static var heldLimit: Int { 256 }
 
     public init(socket: any PortSocket) {
         self.socket = socket
@@ -17,21 +29,59 @@ public final class PunchDriver<PeerID: Hashable> {
     public func start(_ peer: PeerID, _ session: PunchSession) {
         sessions[peer] = session
         peers[session.key.remote] = peer
+        forgetPin(peer)
     }
 
-    /// Forgets `peer`'s session.
+    /// Forgets `peer`'s session (its fan stays with the caller, see ``dropFan(_:)``).
     public func stop(_ peer: PeerID) {
+        forgetPin(peer)
         guard let session = sessions.removeValue(forKey: peer) else { return }
         peers[session.key.remote] = nil
+    }
+
+    private func forgetPin(_ peer: PeerID) {
+        if let socket = pinnedThrough.removeValue(forKey: peer) { held[ObjectIdentifier(socket)] = nil }
     }
 
     /// The endpoint pinned for `peer`, once one is.
     public func pinned(_ peer: PeerID) -> Endpoint? { sessions[peer]?.pinned }
 
-    /// Sends one burst toward `peer`'s candidates.
+    /// The fan port the pin of `peer` came through, or `nil` when it came through the WireGuard port.
+    public func pinnedFanSocket(_ peer: PeerID) -> UDPSocket? { pinnedThrough[peer] }
+
+    /// From now on every burst toward `peer` also sends one PUNCH from each of `sockets` to
+    /// `target` (the peer's public endpoint): each socket gets its own mapping in a NAT that maps
+    /// per destination. Answers arriving on them go to ``receive(_:on:)``.
+    public func fan(_ peer: PeerID, _ sockets: [UDPSocket], toward target: Endpoint) {
+        fans[peer] = (sockets, target)
+    }
+
+    /// Forgets `peer`'s fan and returns its sockets, for the caller to stop watching (or to keep the
+    /// one a pin came through).
+    @discardableResult
+    public func dropFan(_ peer: PeerID) -> [UDPSocket] {
+        let sockets = fans.removeValue(forKey: peer)?.sockets ?? []
+        for socket in sockets where socket !== pinnedThrough[peer] { held[ObjectIdentifier(socket)] = nil }
+        return sockets
+    }
+
+    /// Whether `peer` has a fan open.
+    public func hasFan(_ peer: PeerID) -> Bool { fans[peer] != nil }
+
+    /// The datagram held for the fan port `socket` (see `held`), once.
+    public func takeHeld(_ socket: UDPSocket) -> [UInt8]? {
+        held.removeValue(forKey: ObjectIdentifier(socket))
+    }
+
+    /// Sends one burst toward `peer`'s candidates, and from its fan.
     public func burst(_ peer: PeerID) {
         guard var session = sessions[peer] else { return }
         for case .send(let bytes, let destination) in session.burst() { send(bytes, to: destination) }
+        if let fan = fans[peer] {
+            for socket in fan.sockets {
+                for case .send(let bytes, let destination) in session.probe([fan.target]) { _ = try? socket.send(bytes, to: destination) }
+            }
+        }
         sessions[peer] = session
     }
 
@@ -62,6 +112,33 @@ public final class PunchDriver<PeerID: Hashable> {
             sessions[peer] = session
         }
         return (pinned, other)
+    }
+
+    /// Reads every datagram queued on one of `peer`'s fan sockets: its punch messages go to the
+    /// peer's session, answers leave from the same socket. Returns the pinned endpoint when this
+    /// read pinned it (through `socket`, then ``pinnedFanSocket(_:)``).
+    public func receive(_ peer: PeerID, on socket: UDPSocket) throws(SystemError) -> Endpoint? {
+        var pinned: Endpoint?
+        while let datagram = try socket.receive() {
+            guard var session = sessions[peer] else { continue }
+            guard PunchMessage.sender(of: datagram.payload) == session.key.remote else {
+                if PunchMessage.sender(of: datagram.payload) == nil, datagram.payload.count <= Self.heldLimit,
+                   session.candidates.contains(datagram.source) {
+                    held[ObjectIdentifier(socket)] = datagram.payload
+                }
+                continue
+            }
+            for effect in session.receive(datagram.payload, from: datagram.source) {
+                switch effect {
+                case .send(let bytes, let destination): _ = try? socket.send(bytes, to: destination)
+                case .pin(let endpoint):
+                    pinned = endpoint
+                    pinnedThrough[peer] = socket
+                }
+            }
+            sessions[peer] = session
+        }
+        return pinned
     }
 
     private func send(_ bytes: [UInt8], to destination: Endpoint) {

@@ -27,9 +27,10 @@ public struct PunchSession: Sendable {
     public private(set) var pinned: Endpoint?
     /// Messages that were refused, by reason (for counters and logs).
     public private(set) var refused: [PunchMessageError: Int] = [:]
-    /// Nonces of our PUNCHes, newest last; bounded.
+    /// Nonces of our PUNCHes, newest last; bounded. An attempt with a fan or a spray of guessed
+    /// ports sends up to about 1,300 PUNCHes before their answers are read: all are remembered.
     private var nonces: [[UInt8]] = []
-    private static let nonceMemory = 256
+    private static let nonceMemory = 2048
     private static let candidateLimit = 32
 
     public init(key: PairKey, session: UInt64, candidates: [Endpoint]) {

@@ -1,0 +1,107 @@
+import EventLoop
+import Net
+import Punch
+
+/// Port-restricted cone ↔ symmetric NAT, direct: the birthday attack on a random port allocator.
+///
+/// The port-restricted side lets in only datagrams from an address and port it sent to first, and
+/// the symmetric side's NAT gives every new destination a random public port: a single mapping is
+/// one port in 64,512 to guess. So the symmetric side punches from a fan of extra ports (each its
+/// own mapping toward the peer's public endpoint) while the port-restricted side sprays PUNCHes
+/// at random ports of the symmetric side's public address from its WireGuard port: any guess that
+/// hits any fan port opens the path. With 256 fan ports and 1,024 guesses an attempt succeeds with
+/// probability 1 − (1 − 256/64,512)^1,024 ≈ 98 %. The winning fan port then carries the peer's
+/// WireGuard traffic through a ``LocalForwarder`` (WireGuard cannot send from it).
+extension Agent {
+    /// Fan ports per attempt, on the symmetric side.
+    static let fanSize = 256
+    /// Fan ports open at once over all peers (each is a descriptor; the usual limit is 1,024).
+    static let fanSocketLimit = 512
+    /// Guessed ports per attempt, on the port-restricted side.
+    static let sprayBudget = 1024
+
+    /// Port-restricted ↔ symmetric: the port-restricted side sprays guesses at the peer's public
+    /// address, the symmetric side opens its fan (one per session). Called when an attempt starts,
+    /// and when either NAT type becomes known during one (detection often ends after the punch began).
+    func guessPorts(_ id: MachineID) {
+        guard let link = links[id], DirectPathPlan(local: natKind.natType, remote: link.record.nat.natType) == .punchWithPortPrediction else { return }
+        if natKind == .portRestrictedCone, let observed = link.observed {
+            spray(id, at: observed.address)
+        } else if natKind == .symmetric, !driver.hasFan(id), let target = link.reachable {
+            openFan(id, toward: target)
+        }
+    }
+
+    /// Opens up to ``fanSize`` fan ports (within ``fanSocketLimit``) punching toward `target`.
+    private func openFan(_ id: MachineID, toward target: Endpoint) {
+        closeFan(id)
+        let count = min(Self.fanSize, Self.fanSocketLimit - fanSockets)
+        var sockets: [UDPSocket] = []
+        for _ in 0..<max(0, count) {
+            guard let socket = try? UDPSocket(binding: Endpoint(.v4(IPv4Address(0)), 0)) else { break }
+            do { try loop.register(socket.descriptor) { [unowned self, unowned socket] in self.fanReadable(id, socket) } } catch { break }
+            sockets.append(socket)
+        }
+        if sockets.count < Self.fanSize {
+            logger.notice("fewer fan ports than wanted", metadata: ["opened": "\(sockets.count)", "wanted": "\(Self.fanSize)"])
+        }
+        fanSockets += sockets.count
+        driver.fan(id, sockets, toward: target)
+    }
+
+    /// Closes the peer's fan ports (a forwarder keeps its own).
+    func closeFan(_ id: MachineID) {
+        let sockets = driver.dropFan(id)
+        for socket in sockets { loop.unregister(socket.descriptor) }
+        fanSockets -= sockets.count
+    }
+
+    /// Sprays PUNCHes from the WireGuard port at ``sprayBudget`` random ports of `address`.
+    private func spray(_ id: MachineID, at address: IPAddress) {
+        var generator = SystemRandomNumberGenerator()
+        let guess = PortPrediction(observed: [], budget: Self.sprayBudget, using: &generator)
+        driver.probe(id, guess.ports.map { Endpoint(address, $0) })
+    }
+
+    private func fanReadable(_ id: MachineID, _ socket: UDPSocket) {
+        do {
+            guard try driver.receive(id, on: socket) != nil else { return }
+        } catch {
+            logger.warning("reading a fan port failed", metadata: ["error": "\(error)"])
+            return
+        }
+        logger.debug("pinned through a fan port", metadata: ["peer": "\(links[id].map { "\($0.record.key)" } ?? "?")", "port": "\(socket.port)"])
+        scheduler.post(.punchAcked, to: id)
+    }
+
+    /// Direct through the fan port `socket`: WireGuard's endpoint for the peer becomes a forwarder
+    /// that carries its datagrams between loopback and that port.
+    func forward(_ id: MachineID, through socket: UDPSocket, to remote: Endpoint) {
+        closeFan(id)
+        stopForwarding(id)
+        let forwarder: LocalForwarder
+        do {
+            forwarder = try LocalForwarder(outside: socket, remote: remote, wireGuardPort: configuration.listenPort)
+            try loop.register(socket.descriptor) { [unowned forwarder] in forwarder.outsideReadable() }
+            try loop.register(forwarder.inside.descriptor) { [unowned forwarder] in forwarder.insideReadable() }
+        } catch {
+            loop.unregister(socket.descriptor)
+            logger.error("could not forward the fan port", metadata: ["error": "\(error)"])
+            return
+        }
+        links[id]?.forwarder = forwarder
+        logger.info("direct through a fan port", metadata: ["peer": "\(links[id].map { "\($0.record.key)" } ?? "?")",
+                                                            "port": "\(socket.port)", "remote": "\(remote)"])
+        pointWireGuard(id, at: forwarder.inside.local)
+        // After the change, so that WireGuard's receive counter grows on the new path.
+        if let early = driver.takeHeld(socket) { forwarder.deliver(early) }
+    }
+
+    /// Closes the peer's forwarder, if it has one.
+    func stopForwarding(_ id: MachineID) {
+        guard let forwarder = links[id]?.forwarder else { return }
+        loop.unregister(forwarder.outside.descriptor)
+        loop.unregister(forwarder.inside.descriptor)
+        links[id]?.forwarder = nil
+    }
+}
