@@ -3,10 +3,17 @@ SHELL := /bin/bash
 SWIFT ?= swift
 # Debian packages the build, the tests and the lab need.
 DEB_PACKAGES := libnl-3-dev libnl-genl-3-dev libsodium-dev pkg-config graphviz nftables iproute2 \
-	wireguard-tools wireguard-go socat conntrack coturn stun-client iputils-ping xz-utils binutils bc time libcap2-bin
+	wireguard-tools wireguard-go socat conntrack coturn stun-client iputils-ping xz-utils binutils bc time libcap2-bin \
+	libstdc++-12-dev
+# libstdc++ (the Swift runtime's C++ library) is linked statically too: routers seldom ship
+# libstdc++.so, and resolving its dynamic symbols costs ~750 KiB of resident memory. lld takes the
+# first libstdc++ on its search path, and this directory holds only the archive (libstdc++-12-dev).
+STATIC_CXX_DIR := $(CURDIR)/.build/static-cxx
+$(shell archive=$$(gcc -print-file-name=libstdc++.a 2>/dev/null); [ -f "$$archive" ] && mkdir -p $(STATIC_CXX_DIR) && ln -sfn "$$archive" $(STATIC_CXX_DIR)/libstdc++.a)
 # The dependencies (swift-log, swift-collections) compiled like the shipped modules in Package.swift:
 # a section per function, unused public ones droppable (-94 KB; see Package.swift).
-RELEASE_FLAGS := -c release --static-swift-stdlib -Xswiftc -Xfrontend -Xswiftc -function-sections -Xswiftc -Xfrontend -Xswiftc -internalize-at-link
+RELEASE_FLAGS := -c release --static-swift-stdlib -Xswiftc -Xfrontend -Xswiftc -function-sections -Xswiftc -Xfrontend -Xswiftc -internalize-at-link \
+	-Xlinker -L$(STATIC_CXX_DIR)
 RELEASE_BIN := .build/release/lanrage
 # The stripped release binary may not exceed this: 8 MiB (megabytes as `ls -lh` and `du -h` count).
 SIZE_BUDGET := 8388608

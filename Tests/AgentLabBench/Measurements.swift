@@ -96,6 +96,12 @@ func measureParty(_ implementation: any Implementation, peers: Int, idle: Bool) 
             let resident = ProcessFigures.residentKiB(pid).map { String(format: "%.1f MiB", Double($0) / 1024) } ?? "?"
             throw BenchFailure(description: "only \(answers.count) of \(peers) peers answered in 120 s (VmRSS then \(resident))")
         }
+        if let directory = ProcessInfo.processInfo.environment["LANRAGE_LAB_SMAPS"] {
+            // Where the resident memory is, mapping by mapping, for a closer look.
+            // (Read by cat: Foundation stops at the first short read of a /proc file.)
+            try? LabSupport.run(["cat", "/proc/\(pid)/smaps"])
+                .write(toFile: "\(directory)/\(implementation.key)-\(peers)-peers.smaps", atomically: true, encoding: .utf8)
+        }
         var footprint = PartyFootprint(connected: answers.values.max()! - party.start, residentKiB: ProcessFigures.residentKiB(pid) ?? 0,
                                        dataPlaneKiB: party.deployment.dataPlaneProcess(node: 0).flatMap(ProcessFigures.residentKiB))
         if idle, let before = ProcessFigures.cpuSeconds(pid) {

@@ -6,7 +6,8 @@
 // Environment: LANRAGE_LAB_RUNS (runs per cell and implementation, default 3), LANRAGE_LAB_IDLE=1
 // (measure the idle minute), LANRAGE_LAB_CELLS (e.g. "full-symmetric double-restricted"; keys open,
 // full, restricted, port, symmetric, double), LANRAGE_LAB_IMPLS (lanrage, nebula-relays,
-// nebula-direct), LANRAGE_BIN (the lanrage executable; default: the one built beside this one).
+// nebula-direct), LANRAGE_BIN (the lanrage executable; default: the one built beside this one),
+// LANRAGE_LAB_SMAPS (a directory: each party's first node's /proc/PID/smaps goes there).
 import Foundation
 import LabSupport
 

@@ -25,6 +25,10 @@ if ldd "$binary" | grep -q -i foundation; then
     echo "FAIL: the release binary loads a Foundation library: $(ldd "$binary" | grep -i foundation)"
     status=1
 fi
+if ldd "$binary" | grep -q 'libstdc++'; then
+    echo "FAIL: the release binary loads libstdc++.so (make links libstdc++.a; is libstdc++-12-dev installed?)"
+    status=1
+fi
 if [ "$size" -gt "$budget" ]; then
     echo "FAIL: stripped binary is $size bytes, over the budget of $budget"
     status=1
