@@ -200,7 +200,15 @@ extension Agent {
         // packet came from the endpoint before this side pinned it (the peer pinned first). Then the
         // path is proven already, and data received before the change counts.
         device = nil
-        let roamed = link.endpoint != endpoint && readDevice()?.peer(link.publicKey)?.endpoint == endpoint
+        let current = readDevice()?.peer(link.publicKey)
+        let roamed = link.endpoint != endpoint && current?.endpoint == endpoint
+        // A peer that never had an endpoint nor a handshake may have had a packet routed to it: WireGuard
+        // then started a handshake that could not leave, and holds back every handshake toward the peer
+        // for 5 s (REKEY_TIMEOUT), the first one on this path included. It has no session to lose: it is
+        // added afresh.
+        if let current, current.endpoint == nil, current.lastHandshake == nil {
+            configurePeer(PeerChange(publicKey: link.publicKey, remove: true))
+        }
         configurePeer(PeerChange(publicKey: link.publicKey, endpoint: endpoint, replaceAllowedIPs: true, allowedIPs: allowedIPs(link.record)))
         device = nil
         links[id]?.endpoint = endpoint

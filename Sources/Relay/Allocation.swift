@@ -32,8 +32,8 @@ public final class Allocation {
     /// The latched destinations as socket addresses, for the forwarding path (no conversions per packet).
     var destinations: [sockaddr_storage] = [sockaddr_storage(), sockaddr_storage()]
     var destinationLengths: [socklen_t] = [0, 0]
-    /// For each side not latched yet, the latest small datagram the other side sent it, and when:
-    /// delivered when the side latches with a bare latch datagram. The agent that gets its grant
+    /// For each side not latched yet, the latest small WireGuard message (not a latch datagram) the
+    /// other side sent it, and when: delivered when the side latches with a bare latch datagram. The agent that gets its grant
     /// first sends its WireGuard handshake initiation before the peer has latched; without this it
     /// was lost, and the tunnel waited 300 ms for the peer's own first initiation.
     var held: [(bytes: [UInt8], at: Int64)?] = [nil, nil]

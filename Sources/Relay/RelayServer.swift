@@ -206,7 +206,10 @@ public final class RelayServer {
             }
             activity = true
             guard allocation.destinationLengths[other] > 0 else {
-                // The other side has not spoken yet: keep the latest small datagram for it.
+                // The other side has not spoken yet: keep the latest small WireGuard message for it. A bare
+                // latch datagram means nothing to it, and must not replace a handshake held before it (the
+                // agent's latch can arrive after WireGuard's first initiation).
+                if count < Allocation.wireGuardMinimum { continue }
                 if count <= Allocation.heldLimit {
                     if allocation.held[other] != nil { allocation.sides[index].drops += 1 }
                     allocation.held[other] = (Array(buffer[..<count]), clock.now)
