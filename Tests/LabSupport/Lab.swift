@@ -134,6 +134,7 @@ public final class Lab: @unchecked Sendable {
     private var namespaces: [Namespace] = []
     private var processes: [Process] = []
     private var shutdownHooks: [() -> Void] = []
+    private var isShutDown = false
     /// How many addresses of 198.51.100.224/28 `changePublicAddress` has handed out.
     private var movedAddresses = 0
     private let lock = NSLock()
@@ -301,7 +302,14 @@ public final class Lab: @unchecked Sendable {
         return nil
     }
 
+    /// Stops what the lab started, runs the shutdown hooks, deletes its namespaces and files; once
+    /// (the deinit's call after an explicit one does nothing).
     public func shutdown() {
+        let first = lock.withLock { () -> Bool in
+            defer { isShutDown = true }
+            return !isShutDown
+        }
+        guard first else { return }
         let (running, owned) = lock.withLock { () -> ([Process], [Namespace]) in
             defer { processes = []; namespaces = [] }
             return (processes, namespaces)

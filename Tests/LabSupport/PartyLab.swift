@@ -36,7 +36,7 @@ public final class PartyLab {
             guard let pid = Lab.processID(running: ["wireguard-go", interface]) else { continue }
             kill(pid, SIGTERM)
             let deadline = Date().addingTimeInterval(1)
-            while Lab.processID(running: ["wireguard-go", interface]) == pid, Date() < deadline { usleep(20_000) }
+            while kill(pid, 0) == 0, Date() < deadline { usleep(20_000) }
             if Lab.processID(running: ["wireguard-go", interface]) == pid { kill(pid, SIGKILL) }
         }
     }
