@@ -235,8 +235,8 @@ public enum RouteNetlink {
         return message
     }
 
-    static func append<Header>(_ message: OpaquePointer, _ header: inout Header) throws(WireGuardError) {
-        let status = nlmsg_append(message, &header, MemoryLayout<Header>.size, Int32(NLMSG_ALIGNTO))
+    static func append<Header: BitwiseCopyable>(_ message: OpaquePointer, _ header: inout Header) throws(WireGuardError) {
+        let status = withUnsafeMutableBytes(of: &header) { nlmsg_append(message, $0.baseAddress, $0.count, Int32(NLMSG_ALIGNTO)) }
         if status < 0 { throw full(message) }
     }
 
