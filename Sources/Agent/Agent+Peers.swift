@@ -68,7 +68,12 @@ extension Agent {
                 self.configurePeer(PeerChange(publicKey: key, updateOnly: true, persistentKeepalive: 0))
                 self.configurePeer(PeerChange(publicKey: key, updateOnly: true, persistentKeepalive: seconds))
             }
-            if memberKey < link.record.key { kick() } else { alarms.schedule(after: Self.keepaliveLag, kick) }
+            if memberKey < link.record.key { kick() } else {
+                alarms.schedule(after: Self.keepaliveLag) { [unowned self] in
+                    self.restartHandshakeIfStuck(id)
+                    kick()
+                }
+            }
         case .readHandshake:
             readWireGuard(id)
         case .removePeer:
@@ -145,6 +150,21 @@ extension Agent {
         driver.start(id, PunchSession(key: link.pairKey, session: session, candidates: link.candidates))
         closeFan(id)
         guessPorts(id)
+    }
+
+    /// The member with the larger key, when its turn comes: with no handshake yet, the smaller key's
+    /// initiation was lost, or crossed one this side's own traffic had started, and both sides wait
+    /// as responders — WireGuard would retry after 5 s (REKEY_TIMEOUT), and holds back any handshake
+    /// until then. Added afresh, the peer initiates at once (a responder's handshake completes
+    /// within a round trip of its initiation, well inside the lag).
+    private func restartHandshakeIfStuck(_ id: MachineID) {
+        guard let link = links[id], let endpoint = link.endpoint else { return }
+        device = nil
+        guard let peer = readDevice()?.peer(link.publicKey), peer.lastHandshake == nil else { return }
+        logger.debug("no handshake yet: peer added afresh", metadata: ["peer": "\(link.record.key)"])
+        configurePeer(PeerChange(publicKey: link.publicKey, remove: true))
+        configurePeer(PeerChange(publicKey: link.publicKey, endpoint: endpoint, replaceAllowedIPs: true, allowedIPs: allowedIPs(link.record)))
+        device = nil
     }
 
     /// Open and full-cone NATs let in datagrams from anyone to the public endpoint.
