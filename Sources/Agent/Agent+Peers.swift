@@ -70,7 +70,7 @@ extension Agent {
             }
             if memberKey < link.record.key { kick() } else {
                 alarms.schedule(after: Self.keepaliveLag) { [unowned self] in
-                    self.restartHandshakeIfStuck(id)
+                    self.takeTurn(id)
                     kick()
                 }
             }
@@ -152,18 +152,25 @@ extension Agent {
         guessPorts(id)
     }
 
-    /// The member with the larger key, when its turn comes: with no handshake yet, the smaller key's
-    /// initiation was lost, or crossed one this side's own traffic had started, and both sides wait
-    /// as responders — WireGuard would retry after 5 s (REKEY_TIMEOUT), and holds back any handshake
-    /// until then. Added afresh, the peer initiates at once (a responder's handshake completes
-    /// within a round trip of its initiation, well inside the lag).
-    private func restartHandshakeIfStuck(_ id: MachineID) {
+    /// The member with the larger key, when its turn comes. With no handshake yet the smaller key's
+    /// initiation was lost (or, with an endpoint set earlier, crossed one this side's own traffic had
+    /// started, and both sides wait as responders) — WireGuard would retry after 5 s (REKEY_TIMEOUT),
+    /// and holds back any handshake until then: added afresh with the endpoint, the peer initiates at
+    /// once (a responder's handshake completes within a round trip of its initiation, well inside the
+    /// lag). With a handshake, an endpoint held back (see `pointWireGuard`) is set now.
+    private func takeTurn(_ id: MachineID) {
         guard let link = links[id], let endpoint = link.endpoint else { return }
+        let deferred = link.endpointDeferred
+        links[id]?.endpointDeferred = false
         device = nil
-        guard let peer = readDevice()?.peer(link.publicKey), peer.lastHandshake == nil else { return }
-        logger.debug("no handshake yet: peer added afresh", metadata: ["peer": "\(link.record.key)"])
-        configurePeer(PeerChange(publicKey: link.publicKey, remove: true))
-        configurePeer(PeerChange(publicKey: link.publicKey, endpoint: endpoint, replaceAllowedIPs: true, allowedIPs: allowedIPs(link.record)))
+        guard let peer = readDevice()?.peer(link.publicKey) else { return }
+        if peer.lastHandshake == nil {
+            logger.debug("no handshake yet: peer added afresh", metadata: ["peer": "\(link.record.key)"])
+            configurePeer(PeerChange(publicKey: link.publicKey, remove: true))
+            configurePeer(PeerChange(publicKey: link.publicKey, endpoint: endpoint, replaceAllowedIPs: true, allowedIPs: allowedIPs(link.record)))
+        } else if deferred, peer.endpoint != endpoint {
+            configurePeer(PeerChange(publicKey: link.publicKey, updateOnly: true, endpoint: endpoint))
+        }
         device = nil
     }
 
@@ -222,14 +229,19 @@ extension Agent {
         device = nil
         let current = readDevice()?.peer(link.publicKey)
         let roamed = link.endpoint != endpoint && current?.endpoint == endpoint
-        // A peer that never had an endpoint nor a handshake may have had a packet routed to it: WireGuard
-        // then started a handshake that could not leave, and holds back every handshake toward the peer
-        // for 5 s (REKEY_TIMEOUT), the first one on this path included. It has no session to lose: it is
-        // added afresh.
-        if let current, current.endpoint == nil, current.lastHandshake == nil {
-            configurePeer(PeerChange(publicKey: link.publicKey, remove: true))
+        // A peer that never had an endpoint nor a handshake: the member with the larger key leaves
+        // WireGuard without one until its turn (`enableKeepalive`, 300 ms later). The smaller key's
+        // initiation comes first and is answered without an endpoint of this side's own, while this
+        // side's traffic cannot start a second initiation that would cross it (both sides would wait
+        // as responders). The smaller key's side adds the peer afresh: a packet routed to it before may
+        // have made WireGuard start a handshake that could not leave, and hold back every handshake
+        // toward the peer for 5 s (REKEY_TIMEOUT). It has no session to lose.
+        let fresh = current.map { $0.endpoint == nil && $0.lastHandshake == nil } ?? false
+        links[id]?.endpointDeferred = fresh && memberKey > link.record.key
+        if links[id]?.endpointDeferred != true {
+            if fresh { configurePeer(PeerChange(publicKey: link.publicKey, remove: true)) }
+            configurePeer(PeerChange(publicKey: link.publicKey, endpoint: endpoint, replaceAllowedIPs: true, allowedIPs: allowedIPs(link.record)))
         }
-        configurePeer(PeerChange(publicKey: link.publicKey, endpoint: endpoint, replaceAllowedIPs: true, allowedIPs: allowedIPs(link.record)))
         device = nil
         links[id]?.endpoint = endpoint
         links[id]?.endpointSetAt = Int64(WallClock.milliseconds() / 1000)

@@ -28,6 +28,9 @@ struct PeerLink {
     /// The endpoint WireGuard was last pointed at, and when (wall seconds, and the receive
     /// counter then): a handshake or new data from it since confirms the path.
     var endpoint: Endpoint?
+    /// WireGuard has not been given `endpoint` yet: the member with the larger key waits for its
+    /// turn on a peer without a handshake (see `Agent.pointWireGuard`).
+    var endpointDeferred = false
     var endpointSetAt: Int64 = 0
     var receivedAtSet: UInt64 = 0
     /// The receive counter when last read, and when it last grew (monotonic).
