@@ -166,8 +166,7 @@ extension Agent {
         guard let peer = readDevice()?.peer(link.publicKey) else { return }
         if peer.lastHandshake == nil {
             logger.debug("no handshake yet: peer added afresh", metadata: ["peer": "\(link.record.key)"])
-            configurePeer(PeerChange(publicKey: link.publicKey, remove: true))
-            configurePeer(PeerChange(publicKey: link.publicKey, endpoint: endpoint, replaceAllowedIPs: true, allowedIPs: allowedIPs(link.record)))
+            setEndpoint(link, endpoint, afresh: true)
         } else if deferred, peer.endpoint != endpoint {
             configurePeer(PeerChange(publicKey: link.publicKey, updateOnly: true, endpoint: endpoint))
         }
@@ -238,15 +237,19 @@ extension Agent {
         // toward the peer for 5 s (REKEY_TIMEOUT). It has no session to lose.
         let fresh = current.map { $0.endpoint == nil && $0.lastHandshake == nil } ?? false
         links[id]?.endpointDeferred = fresh && memberKey > link.record.key
-        if links[id]?.endpointDeferred != true {
-            if fresh { configurePeer(PeerChange(publicKey: link.publicKey, remove: true)) }
-            configurePeer(PeerChange(publicKey: link.publicKey, endpoint: endpoint, replaceAllowedIPs: true, allowedIPs: allowedIPs(link.record)))
-        }
+        if links[id]?.endpointDeferred != true { setEndpoint(link, endpoint, afresh: fresh) }
         device = nil
         links[id]?.endpoint = endpoint
         links[id]?.endpointSetAt = Int64(WallClock.milliseconds() / 1000)
         links[id]?.receivedAtSet = roamed ? 0 : readDevice()?.peer(link.publicKey)?.rxBytes ?? 0
         installRoutes(id)
+    }
+
+    /// Gives WireGuard the peer's endpoint and allowed IPs; `afresh` removes the peer first (a new
+    /// WireGuard peer holds back no handshake and initiates at once).
+    private func setEndpoint(_ link: PeerLink, _ endpoint: Endpoint, afresh: Bool) {
+        if afresh { configurePeer(PeerChange(publicKey: link.publicKey, remove: true)) }
+        configurePeer(PeerChange(publicKey: link.publicKey, endpoint: endpoint, replaceAllowedIPs: true, allowedIPs: allowedIPs(link.record)))
     }
 
     /// The member's addresses, without any that overlap this agent's own.

@@ -34,8 +34,7 @@ extension Agent {
 
     /// Opens up to ``fanSize`` fan ports (within ``fanSocketLimit``) punching toward `target`.
     private func openFan(_ id: MachineID, toward target: Endpoint) {
-        closeFan(id)
-        let count = min(Self.fanSize, Self.fanSocketLimit - fanSockets)
+        let count = min(Self.fanSize, Self.fanSocketLimit - driver.fanSocketCount)
         var sockets: [UDPSocket] = []
         for _ in 0..<max(0, count) {
             guard let socket = try? UDPSocket(binding: Endpoint(.v4(IPv4Address(0)), 0)) else { break }
@@ -45,15 +44,12 @@ extension Agent {
         if sockets.count < Self.fanSize {
             logger.notice("fewer fan ports than wanted", metadata: ["opened": "\(sockets.count)", "wanted": "\(Self.fanSize)"])
         }
-        fanSockets += sockets.count
         driver.fan(id, sockets, toward: target)
     }
 
     /// Closes the peer's fan ports (a forwarder keeps its own).
     func closeFan(_ id: MachineID) {
-        let sockets = driver.dropFan(id)
-        for socket in sockets { loop.unregister(socket.descriptor) }
-        fanSockets -= sockets.count
+        for socket in driver.dropFan(id) { loop.unregister(socket.descriptor) }
     }
 
     /// Sprays PUNCHes from the WireGuard port at ``sprayBudget`` random ports of `address`.
@@ -94,7 +90,7 @@ extension Agent {
                                                             "port": "\(socket.port)", "remote": "\(remote)"])
         pointWireGuard(id, at: forwarder.inside.local)
         // After the change, so that WireGuard's receive counter grows on the new path.
-        if let early = driver.takeHeld(socket) { forwarder.deliver(early) }
+        if let early = driver.takeHeld(id, on: socket) { forwarder.deliver(early) }
     }
 
     /// Closes the peer's forwarder, if it has one.

@@ -50,8 +50,6 @@ public final class Agent {
     /// Until when no early relay is asked for: a relay refused one (its quota for the party is
     /// full), and a party of 50 asking for one per pair again and again only loads the servers.
     var earlyRelaysPausedUntil: Nanoseconds = 0
-    /// Fan ports open over all peers (port-restricted ↔ symmetric punches).
-    var fanSockets = 0
     let startedAt: Nanoseconds
     let logger: Logger
 

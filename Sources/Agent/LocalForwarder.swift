@@ -42,7 +42,7 @@ final class LocalForwarder {
         for _ in 0..<Self.batch {
             guard let (count, from) = (try? inside.receive(into: &buffer)) ?? nil else { return }
             guard from == wireGuard else { continue }
-            if (try? outside.send(Array(buffer[..<count]), to: remote)) == true { toPeer += 1 }
+            if buffer.withUnsafeBytes({ try? outside.send(UnsafeRawBufferPointer(rebasing: $0[..<count]), to: remote) }) == true { toPeer += 1 }
         }
     }
 
@@ -51,7 +51,7 @@ final class LocalForwarder {
         for _ in 0..<Self.batch {
             guard let (count, from) = (try? outside.receive(into: &buffer)) ?? nil else { return }
             guard from == remote else { continue }
-            if (try? inside.send(Array(buffer[..<count]), to: wireGuard)) == true { fromPeer += 1 }
+            if buffer.withUnsafeBytes({ try? inside.send(UnsafeRawBufferPointer(rebasing: $0[..<count]), to: wireGuard) }) == true { fromPeer += 1 }
         }
     }
 }

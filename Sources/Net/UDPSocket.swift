@@ -56,9 +56,21 @@ public final class UDPSocket: PortSocket {
     /// Sends one datagram; returns `false` when the send would block (the datagram is dropped, as UDP allows).
     @discardableResult
     public func send(_ bytes: [UInt8], to destination: Endpoint) throws(SystemError) -> Bool {
-        let sent = bytes.withUnsafeBytes { buffer in
-            destination.withSockAddr { sendto(descriptor, buffer.baseAddress, buffer.count, 0, $0, $1) }
-        }
+        try outcome(bytes.withUnsafeBytes { transmit($0, to: destination) }, destination)
+    }
+
+    /// Sends one datagram straight from `datagram` (no copy: for forwarding paths).
+    @discardableResult
+    public func send(_ datagram: UnsafeRawBufferPointer, to destination: Endpoint) throws(SystemError) -> Bool {
+        try outcome(transmit(datagram, to: destination), destination)
+    }
+
+    private func transmit(_ datagram: UnsafeRawBufferPointer, to destination: Endpoint) -> Int {
+        destination.withSockAddr { sendto(descriptor, datagram.baseAddress, datagram.count, 0, $0, $1) }
+    }
+
+    /// `sendto`'s result (read right after it, while `errno` is its own).
+    private func outcome(_ sent: Int, _ destination: Endpoint) throws(SystemError) -> Bool {
         if sent >= 0 { return true }
         if errno == EAGAIN || errno == EWOULDBLOCK { return false }
         throw SystemError("sendto", destination.description)

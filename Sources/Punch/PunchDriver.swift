@@ -15,10 +15,10 @@ public final class PunchDriver<PeerID: Hashable> {
     private var fans: [PeerID: (sockets: [UDPSocket], target: Endpoint)] = [:]
     /// The fan port a peer's pin came through (none: the WireGuard port).
     private var pinnedThrough: [PeerID: UDPSocket] = [:]
-    /// Per fan port, the latest small datagram that is not a punch message from one of the peer's
-    /// candidates: the peer's WireGuard, which pinned first, has already sent to the port. It is
-    /// handed to the forwarder, or the first keepalive or handshake would be lost.
-    private var held: [ObjectIdentifier: [UInt8]] = [:]
+    /// Per peer, the latest small datagram on a fan port that is not a punch message, from one of
+    /// the peer's candidates (and which port): the peer's WireGuard, which pinned first, has already
+    /// sent to the port. It is handed to the forwarder, or the first keepalive or handshake would be lost.
+    private var held: [PeerID: (port: ObjectIdentifier, bytes: [UInt8])] = [:]
     private static var heldLimit: Int { 256 }
 
     public init(socket: any PortSocket) {
@@ -29,18 +29,16 @@ public final class PunchDriver<PeerID: Hashable> {
     public func start(_ peer: PeerID, _ session: PunchSession) {
         sessions[peer] = session
         peers[session.key.remote] = peer
-        forgetPin(peer)
+        pinnedThrough[peer] = nil
+        held[peer] = nil
     }
 
     /// Forgets `peer`'s session (its fan stays with the caller, see ``dropFan(_:)``).
     public func stop(_ peer: PeerID) {
-        forgetPin(peer)
+        pinnedThrough[peer] = nil
+        held[peer] = nil
         guard let session = sessions.removeValue(forKey: peer) else { return }
         peers[session.key.remote] = nil
-    }
-
-    private func forgetPin(_ peer: PeerID) {
-        if let socket = pinnedThrough.removeValue(forKey: peer) { held[ObjectIdentifier(socket)] = nil }
     }
 
     /// The endpoint pinned for `peer`, once one is.
@@ -60,17 +58,19 @@ public final class PunchDriver<PeerID: Hashable> {
     /// one a pin came through).
     @discardableResult
     public func dropFan(_ peer: PeerID) -> [UDPSocket] {
-        let sockets = fans.removeValue(forKey: peer)?.sockets ?? []
-        for socket in sockets where socket !== pinnedThrough[peer] { held[ObjectIdentifier(socket)] = nil }
-        return sockets
+        fans.removeValue(forKey: peer)?.sockets ?? []
     }
 
     /// Whether `peer` has a fan open.
     public func hasFan(_ peer: PeerID) -> Bool { fans[peer] != nil }
 
-    /// The datagram held for the fan port `socket` (see `held`), once.
-    public func takeHeld(_ socket: UDPSocket) -> [UInt8]? {
-        held.removeValue(forKey: ObjectIdentifier(socket))
+    /// Fan sockets open over all peers.
+    public var fanSocketCount: Int { fans.values.reduce(0) { $0 + $1.sockets.count } }
+
+    /// The datagram held for `peer` if it came on the fan port `socket` (see `held`), once.
+    public func takeHeld(_ peer: PeerID, on socket: UDPSocket) -> [UInt8]? {
+        guard let entry = held.removeValue(forKey: peer), entry.port == ObjectIdentifier(socket) else { return nil }
+        return entry.bytes
     }
 
     /// Sends one burst toward `peer`'s candidates, and from its fan.
@@ -121,10 +121,10 @@ public final class PunchDriver<PeerID: Hashable> {
         var pinned: Endpoint?
         while let datagram = try socket.receive() {
             guard var session = sessions[peer] else { continue }
-            guard PunchMessage.sender(of: datagram.payload) == session.key.remote else {
-                if PunchMessage.sender(of: datagram.payload) == nil, datagram.payload.count <= Self.heldLimit,
-                   session.candidates.contains(datagram.source) {
-                    held[ObjectIdentifier(socket)] = datagram.payload
+            let sender = PunchMessage.sender(of: datagram.payload)
+            guard sender == session.key.remote else {
+                if sender == nil, datagram.payload.count <= Self.heldLimit, session.candidates.contains(datagram.source) {
+                    held[peer] = (ObjectIdentifier(socket), datagram.payload)
                 }
                 continue
             }
