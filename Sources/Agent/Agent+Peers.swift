@@ -119,7 +119,7 @@ extension Agent {
         }
     }
 
-    /// Punching entered: the attempt's first burst starts a session — the announced one when its
+    /// Punching entered: a round's first attempt starts a session — the announced one when its
     /// instant is now, else a fresh one while asking the control server to bring the peer in.
     func startPunch(_ id: MachineID) {
         guard let link = links[id], let machine = scheduler.machine(id) else { return }

@@ -75,7 +75,9 @@ public enum PeerChart: ChartSpec {
             StateInfo(.detecting, entry: [.detectNAT, .allocateRelay]),
             StateInfo(.punching, entry: [.startPunch], onEntry: { $0.punchBursts += 1 }),
             StateInfo(.direct, entry: [.setDirectEndpoint, .enableKeepalive], onEntry: { $0.pathConfirmed = false }),
-            StateInfo(.relaying, entry: [.allocateRelay], onEntry: { $0.pathConfirmed = false; $0.path = .none }),
+            // Relaying ends a round of punch attempts: the next round (the relay timeout's) starts afresh,
+            // with a new session both sides agree on through the control server.
+            StateInfo(.relaying, entry: [.allocateRelay], onEntry: { $0.pathConfirmed = false; $0.path = .none; $0.punchBursts = 0 }),
             StateInfo(.keepalive, onEntry: { $0.punchBursts = 0 }),
             StateInfo(.closed, entry: [.removePeer, .releaseRelay], final: true),
         ]

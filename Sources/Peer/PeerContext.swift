@@ -11,7 +11,7 @@ public struct PeerContext: Sendable, Equatable {
     /// Whether both NATs let in a datagram from anyone (open or full cone): then WireGuard can
     /// send straight to the peer's public endpoint, with no punch to open a filter first.
     public var bothReachable = false
-    /// Punch bursts made in the current attempt.
+    /// Punch attempts made in the current round (Keepalive and Relaying end a round).
     public var punchBursts = 0
     /// Failed upgrade attempts since the path became relayed; sets the upgrade backoff.
     public var upgradeFailures = 0

@@ -76,6 +76,16 @@ import Testing
         peer.wait(.milliseconds(2400))
         #expect(peer.state == .relaying)
         #expect(peer.takeActions() == [.sendPunch, .sendPunch, .sendPunch, .sendPunch, .allocateRelay])
+        // No relay granted: the relay timeout starts a new round of two attempts, its first burst a
+        // fresh session (the agent starts one when `punchBursts` is 1). Continuing the old session, a
+        // pair whose first punches were lost under load punched past each other for good.
+        peer.send(.relayFailed)
+        peer.wait(.seconds(15))
+        #expect(peer.state == .punching && peer.context.punchBursts == 1 && peer.takeActions().last == .startPunch)
+        peer.wait(.milliseconds(2400))
+        #expect(peer.state == .punching && peer.context.punchBursts == 2, "the new round has its second attempt too")
+        peer.wait(.milliseconds(2400))
+        #expect(peer.state == .relaying && peer.takeActions().last == .allocateRelay)
     }
 
     static func relayPathWithFailuresAndUpgrades(_ peer: PeerHarness) {
