@@ -11,6 +11,8 @@ public final class ControlCore {
         public var memberTimeout: Duration = .seconds(30)
         /// How far in the future a coordinated punch starts (covers one-way delivery to both sides).
         public var punchLead: Duration = .milliseconds(100)
+        /// How long after its start a punch still takes a side that asks (an attempt lasts 2.4 s).
+        public var punchJoinWindow: Duration = .seconds(1)
         public var maxParties = 1024
         public var maxMembersPerParty = 256
         /// Messages per source IP: average per second and burst.
@@ -222,7 +224,7 @@ public final class ControlCore {
                 counters.refused += 1
                 return [reply(party, to: source, .refused(.peerUnknown), wall)]
             }
-            let start = wall + UInt64(configuration.punchLead.nanoseconds / 1_000_000)
+            let start = punchStart(party, key, target, wall: wall)
             out.append(reply(party, to: source, .punch(peer: peer.record, startMillis: start), wall))
             out.append(reply(party, to: peerSource, .punch(peer: me.record, startMillis: start), wall))
         case .relayRequest(let target):
@@ -254,6 +256,24 @@ public final class ControlCore {
             counters.malformed += 1
         }
         return out
+    }
+
+    /// When the pair's punch starts. Both sides ask at the start of their own attempts, often within
+    /// a few milliseconds of each other: a request made at most `punchJoinWindow` after the start of
+    /// the pair's last punch gets that punch again (its start is its session), so the two sides
+    /// punch in one session. Two announcements 70 ms apart put the sides in different sessions
+    /// before: each answered only its own, and the pair fell back to a relay. Entries older than the
+    /// window are dropped as new ones come (at most one per pair of online members).
+    private func punchStart(_ party: Party, _ one: MemberKey, _ other: MemberKey, wall: UInt64) -> UInt64 {
+        let window = UInt64(configuration.punchJoinWindow.nanoseconds / 1_000_000)
+        let pair = PunchPair(one, other)
+        if let start = party.punches[pair], wall <= start + window { return start }
+        if party.punches.count >= party.members.count {
+            party.punches = party.punches.filter { wall <= $0.value + window }
+        }
+        let start = wall + UInt64(configuration.punchLead.nanoseconds / 1_000_000)
+        party.punches[pair] = start
+        return start
     }
 
     private func reply(_ party: Party, to destination: Endpoint, _ body: ControlMessage.Body, _ wall: UInt64) -> Outgoing {

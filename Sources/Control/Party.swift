@@ -9,6 +9,9 @@ public final class Party {
     let key: [UInt8]
     public internal(set) var members: [MemberKey: Member] = [:]
     public internal(set) var revision: UInt64 = 0
+    /// The start (wall milliseconds) of the last punch announced to each pair, smaller key first:
+    /// a request that crosses its peer's joins the punch under way (see `ControlCore`).
+    var punches: [PunchPair: UInt64] = [:]
 
     init(name: String, key: [UInt8]) {
         self.name = name
@@ -31,4 +34,14 @@ public struct Member: Sendable {
     var replay = ReplayWindow()
 
     init(record: MemberRecord) { self.record = record }
+}
+
+/// Two members, smaller key first: one entry per pair whichever side asks.
+struct PunchPair: Hashable {
+    let first: MemberKey
+    let second: MemberKey
+
+    init(_ one: MemberKey, _ other: MemberKey) {
+        (first, second) = one < other ? (one, other) : (other, one)
+    }
 }

@@ -76,6 +76,32 @@ import Testing
         #expect(world.core.counters.dropped == 0)
     }
 
+    /// Both sides ask at the start of their own attempts: requests that cross get one punch (one
+    /// session); a request after the join window starts a new one.
+    @Test func crossingPunchRequestsGetOnePunch() throws {
+        var configuration = ControlCore.Configuration()
+        configuration.punchJoinWindow = .milliseconds(300)
+        let world = try World(configuration: configuration)
+        let a = try world.client(1), b = try world.client(2)
+        var starts: [UInt64] = []
+        a.onPunch = { starts.append($1) }
+        b.onPunch = { starts.append($1) }
+        a.start(); b.start()
+        #expect(try world.spin { a.members.count == 1 && b.members.count == 1 })
+        a.requestPunch(with: b.configuration.key)
+        #expect(try world.spin { starts.count == 2 })
+        let first = starts[0]
+        // b asks 5 ms later (its own start would differ), before a's punch began.
+        #expect(try world.spin { UnixTime.millis() >= first - 95 })
+        b.requestPunch(with: a.configuration.key)
+        #expect(try world.spin { starts.count == 4 })
+        #expect(Set(starts).count == 1, "four announcements of one punch: \(starts)")
+        #expect(try world.spin { UnixTime.millis() > first + 300 })
+        b.requestPunch(with: a.configuration.key)
+        #expect(try world.spin { starts.count == 6 })
+        #expect(starts[4] == starts[5] && starts[4] > first + 300, "after the window, a new punch")
+    }
+
     @Test func punchCoordinationGivesBothTheSameStartTime() throws {
         let world = try World()
         let a = try world.client(1), b = try world.client(2)
