@@ -21,7 +21,7 @@ SIZE_BUDGET := 8388608
 # fetched with apt-get download into .build/test-kernel, never installed).
 DEB_PACKAGES += qemu-system-x86 busybox-static cpio
 
-.PHONY: all build release static size-static service-files deps test unit-tests footprint bench size charts clean fuzz bench-stun lab-bench demo test-kernel kernel-tests bench-wg \
+.PHONY: all build release static size-static service-files deps test unit-tests footprint bench size charts clean fuzz bench-stun lab-bench order-file demo test-kernel kernel-tests bench-wg \
 	fuzz-control fuzz-relay bench-relay bench-control
 
 all: build
@@ -152,6 +152,16 @@ lab-bench: deps
 	$(SWIFT) build --product AgentLabBench
 	$(SWIFT) build $(RELEASE_FLAGS) --product lanrage
 	LANRAGE_LAB_IDLE=$(LANRAGE_LAB_IDLE) LANRAGE_BIN=$(RELEASE_BIN) .build/debug/AgentLabBench
+
+## order-file: regenerate the release link's code order (Package.swift; README, "Footprint") from a lab
+## run with node 0's agent under callgrind (root, ~5 min). A stale list costs resident memory, nothing else.
+ORDER_FILE := Sources/lanrage/lanrage.order
+order-file: DEB_PACKAGES += valgrind
+order-file: deps
+	$(SWIFT) build --product AgentLabBench
+	RELEASE_FLAGS="$(RELEASE_FLAGS)" Tests/Scripts/order-file.sh $(ORDER_FILE) .build/debug/AgentLabBench
+	rm -f $(RELEASE_BIN)
+	$(SWIFT) build $(RELEASE_FLAGS) --product lanrage
 
 ## demo: the main job — two members behind NATs in a lab of namespaces: STUN on the WireGuard port,
 ## a coordinated punch, WireGuard on the pinned endpoints, a ping across the overlay (root).

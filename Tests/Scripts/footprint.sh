@@ -43,6 +43,10 @@ if [ "$threads" != 1 ]; then
     status=1
 fi
 libraries=$(ldd "$binary" | awk '{print $1}' | tr '\n' ' ')
+# The link order of the agent's code (make order-file): how much of it still names this binary's
+# functions. A stale list costs resident memory only; regenerate it when this falls.
+order=$(dirname "$0")/../../Sources/lanrage/lanrage.order
+ordered=$(nm "$binary" | awk '{print $NF}' | sort -u | comm -12 - <(sort -u "$order") | wc -l)
 
 printf 'binary (stripped):      %8d bytes  (%.2f MiB, %.2f MB; budget %d bytes = %.2f MiB)\n' "$size" "$(echo "$size/1048576" | bc -l)" "$(echo "$size/1000000" | bc -l)" "$budget" "$(echo "$budget/1048576" | bc -l)"
 printf 'binary (xz -9e):        %8d bytes  (%.1f MB)\n' "$compressed" "$(echo "$compressed/1000000" | bc -l)"
@@ -50,4 +54,5 @@ printf 'peak RSS, chart peer:   %8d KiB\n' "$rss_chart"
 printf 'idle RSS, stun-server:  %8s KiB  (threads: %s)\n' "$idle_rss" "$threads"
 echo "shared libraries:       $libraries"
 echo "Foundation symbols:     $foundation"
+echo "code order:             $ordered of $(wc -l < "$order") functions of make order-file's list found"
 exit $status
