@@ -173,34 +173,11 @@ extension Agent {
         device = nil
     }
 
-    /// Whether the direct path WireGuard uses carries the peer's traffic: its receive counter grew
-    /// within ``liveWindow`` (read afresh), on the peer's own endpoint (no fan port in between).
-    private func carriesTraffic(_ id: MachineID) -> Bool {
-        guard let link = links[id], link.forwarder == nil, scheduler.machine(id)?.context.path == .direct,
-              let peer = readDevice(maxAge: .milliseconds(200))?.peer(link.publicKey) else { return false }
-        if peer.rxBytes != link.received {
-            links[id]?.received = peer.rxBytes
-            links[id]?.receivedChangedAt = clock.now
-        }
-        return clock.now - (links[id]?.receivedChangedAt ?? 0) < Self.liveWindow.nanoseconds
-    }
-
-    /// Answers the peer's punches of `session` (ACKs from the WireGuard port) without punching.
-    private func answerPunches(_ id: MachineID, session: UInt64) {
-        guard let link = links[id] else { return }
-        links[id]?.session = session
-        links[id]?.sessionCoordinated = true
-        logger.debug("answering punches", metadata: ["peer": "\(link.record.key)", "session": "\(session)"])
-        driver.start(id, PunchSession(key: link.pairKey, session: session, candidates: link.candidates))
-    }
-
     /// Open and full-cone NATs let in datagrams from anyone to the public endpoint.
     static func admitsAnyone(_ nat: NATKind) -> Bool { nat == .open || nat == .fullCone }
 
     /// How long early relays are not asked for after a relay refused one.
     static let earlyRelayPause: Duration = .seconds(30)
-    /// A direct path that received from the peer this recently is working (see `carriesTraffic`).
-    static let liveWindow: Duration = .seconds(3)
     /// How long the member with the larger key waits before its first keepalive on a new path.
     static let keepaliveLag: Duration = .milliseconds(300)
 
@@ -227,11 +204,6 @@ extension Agent {
             // Gone direct without a punch (both reachable) while the peer, who learned our NAT type
             // later, punches: answer its punches, or it would fall back to a relay.
             begin(id, session: startMillis, coordinated: true)
-        case .keepalive where carriesTraffic(id):
-            // The peer's request crossed the punch that found this path (it asked before its own
-            // side pinned): answer its punches on the working path rather than leave it — leaving
-            // it for a punch the peer no longer makes cost a relay round (15 s) in the party bench.
-            answerPunches(id, session: startMillis)
         case .keepalive:
             // The peer lost its path (or upgrades from a relay): punch with it.
             scheduler.post(.endpointChanged, to: id, after: .milliseconds(wait))
