@@ -50,6 +50,8 @@ public enum PeerChart: ChartSpec {
                 update: { $0.path = .direct; $0.upgradeFailures = 0 }),
             Row(.direct, on: .confirmTimeout, to: .relaying),
 
+            // The last attempt's ACK came after its timeout (the peer joined late): the direct path is open.
+            Row(.relaying, on: .punchAcked, to: .direct),
             Row(.relaying, on: .relayReady, stay: [.setRelayEndpoint, .enableKeepalive]),
             // No relay granted: wait for the relay timeout before asking again (a party over its relay
             // quota must not turn into a request storm).

@@ -6,7 +6,7 @@ import Testing
 /// Every edge of the peer chart, driven through a scheduler in virtual time.
 @Suite struct PeerChartTests {
     @Test func theChartIsValidWithDefaultAndCustomTimings() {
-        #expect(PeerChart.chart().rows.count == 34)
+        #expect(PeerChart.chart().rows.count == 35)
         var timings = PeerTimings()
         timings.punchPackets = 1
         timings.confirmPoll = .seconds(20)
@@ -86,6 +86,20 @@ import Testing
         #expect(peer.state == .punching && peer.context.punchBursts == 2, "the new round has its second attempt too")
         peer.wait(.milliseconds(2400))
         #expect(peer.state == .relaying && peer.takeActions().last == .allocateRelay)
+    }
+
+    /// The peer joined the attempt late (its announcement came 0.4 s after ours, under load): the ACK
+    /// arrives after the timeout sent this side to Relaying. The direct path is open: take it (else
+    /// both sides waited 15 s for the next round with the path open, in the party bench).
+    static func lateAckTakesTheDirectPath(_ peer: PeerHarness) {
+        peer.reach(.punching)
+        peer.wait(.milliseconds(4800))
+        #expect(peer.state == .relaying)
+        _ = peer.takeActions()
+        peer.send(.punchAcked)
+        #expect(peer.state == .direct && peer.takeActions() == [.setDirectEndpoint, .enableKeepalive])
+        peer.send(.wireGuardRead(handshakeAge: .milliseconds(100), pathConfirmed: true))
+        #expect(peer.state == .keepalive && peer.context.path == .direct)
     }
 
     static func relayPathWithFailuresAndUpgrades(_ peer: PeerHarness) {
@@ -202,6 +216,7 @@ import Testing
     @Test func detectionTimeoutPunchesAnyway() { Self.detectionTimeoutPunchesAnyway(PeerHarness()) }
     @Test func failedPunchesFallBackToTheRelay() { Self.failedPunchesFallBackToTheRelay(PeerHarness()) }
     @Test func relayPathWithFailuresAndUpgrades() { Self.relayPathWithFailuresAndUpgrades(PeerHarness()) }
+    @Test func lateAckTakesTheDirectPath() { Self.lateAckTakesTheDirectPath(PeerHarness()) }
     @Test func directWithoutHandshakeFallsBack() { Self.directWithoutHandshakeFallsBack(PeerHarness()) }
     @Test func deadRelayIsAllocatedAgain() { Self.deadRelayIsAllocatedAgain(PeerHarness()) }
     @Test func earlyRelayCarriesTrafficUntilTheDirectPath() { Self.earlyRelayCarriesTrafficUntilTheDirectPath(PeerHarness()) }
@@ -214,7 +229,7 @@ import Testing
         var fired = Set<Int>()
         let scenarios: [(PeerHarness) -> Void] = [
             Self.happyDirectPath, Self.discoveryRetries, Self.detectionTimeoutPunchesAnyway, Self.bothReachableGoStraightToDirect,
-            Self.failedPunchesFallBackToTheRelay, Self.relayPathWithFailuresAndUpgrades,
+            Self.failedPunchesFallBackToTheRelay, Self.relayPathWithFailuresAndUpgrades, Self.lateAckTakesTheDirectPath,
             Self.directWithoutHandshakeFallsBack, Self.staleHandshakeRepunches, Self.endpointChangeRepunches,
             Self.deadRelayIsAllocatedAgain, Self.earlyRelayCarriesTrafficUntilTheDirectPath,
         ]
