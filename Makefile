@@ -154,7 +154,7 @@ lab-bench: deps
 	LANRAGE_LAB_IDLE=$(LANRAGE_LAB_IDLE) LANRAGE_BIN=$(RELEASE_BIN) .build/debug/AgentLabBench
 
 ## order-file: regenerate the release link's code order (Package.swift; README, "Footprint") from a lab
-## run with node 0's agent under callgrind (root, ~5 min). A stale list costs resident memory, nothing else.
+## run with node 0's agent under callgrind (root, ~3 min). A stale list costs resident memory, nothing else.
 ORDER_FILE := Sources/lanrage/lanrage.order
 order-file: DEB_PACKAGES += valgrind
 order-file: deps
