@@ -41,7 +41,7 @@ let package = Package(
         .target(name: "Output", dependencies: [.product(name: "Logging", package: "swift-log")], swiftSettings: optimizeForSize),
         .target(name: "Commands", dependencies: ["Output"], swiftSettings: optimizeForSize),
         .target(name: "Net", dependencies: ["CLinux"], swiftSettings: optimizeForSize),
-        .target(name: "WireGuard", dependencies: ["CSodium", "CNetlink", "Net"], swiftSettings: optimizeForSize),
+        .target(name: "WireGuard", dependencies: ["CSodium", "CNetlink", "CLinux", "Net"], swiftSettings: optimizeForSize),
         .target(name: "StateChart", dependencies: ["Output"], swiftSettings: optimizeForSize),
         .target(name: "Peer", dependencies: ["StateChart"], swiftSettings: optimizeForSize),
         .target(name: "Punch", dependencies: ["Net", "CLinux", "CSodium", "STUN"], swiftSettings: optimizeForSize),

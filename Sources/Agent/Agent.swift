@@ -51,13 +51,18 @@ public final class Agent {
     /// full), and a party of 50 asking for one per pair again and again only loads the servers.
     var earlyRelaysPausedUntil: Nanoseconds = 0
     let startedAt: Nanoseconds
+    /// The interface the agent created (and wireguard-go serving it), nil when adopted.
+    private var creation: InterfaceCreation?
+    /// Why the agent stopped on its own, thrown by `run()`.
+    private var failure: AgentFailure?
     let logger: Logger
 
     /// How often housekeeping runs: stale peer sweep, address change check, periodic NAT rediscovery.
     static let housekeeping: Duration = .seconds(2)
     static let rediscoveryInterval: Nanoseconds = 600_000_000_000
 
-    /// Sets up the interface, the sockets and the control client; `run()` starts the work.
+    /// Starts creating the interface (or adopts it), sets up the sockets and the control client;
+    /// `run()` starts the work.
     public init(_ configuration: AgentConfiguration, path: String? = nil, logger: Logger = Logger(label: "lanrage.agent")) throws {
         self.configuration = configuration
         self.path = path
@@ -67,7 +72,9 @@ public final class Agent {
         let name = configuration.interfaceName
         backend = try Backends.select(configuration.backend, interface: name)
         if if_nametoindex(name) == 0 {
-            try backend.createInterface(named: name)
+            // WireGuard will bind the port: nothing is created when something else holds it.
+            try requireFreePort(configuration.listenPort, for: name)
+            creation = try backend.beginCreatingInterface(named: name)
             createdInterface = true
         } else {
             // Adopting: it must be a WireGuard interface this backend can read; its peers stay until the
@@ -75,32 +82,28 @@ public final class Agent {
             _ = try backend.device(named: name)
             createdInterface = false
         }
-        do {
-            do {
-                try backend.configure(name, DeviceChange(privateKey: configuration.privateKey, listenPort: configuration.listenPort))
-            } catch {
-                throw AgentFailure("WireGuard interface \(name) cannot take ListenPort \(configuration.listenPort): \(error)")
-            }
-            try backend.setAddresses(name, configuration.addresses)
-            try backend.setLinkUp(name, true)
-            port = try openPortSocket(port: configuration.listenPort)
-        } catch {
-            if createdInterface { try? backend.deleteInterface(named: name) }
-            throw error
-        }
         publicKey = configuration.privateKey.publicKey
         memberKey = MemberKey(publicKey.bytes)!
-        driver = PunchDriver(socket: port)
-        loop = try EventLoop(clock: clock)
-        logger.info("interface ready", metadata: [
-            "interface": "\(name)", "backend": "\(backend.kind)", "created": "\(createdInterface)",
-            "port": "\(configuration.listenPort)", "public_key": "\(publicKey.base64)",
-            "port_socket": "\(port is RawPortSocket ? "raw" : "bound")",
-        ])
-        do { try wire() } catch {
-            if createdInterface { try? backend.deleteInterface(named: name) }
+        do {
+            // WireGuard owns the port (or will, once configured): LANrage's datagrams take the raw path.
+            port = try RawPortSocket(port: configuration.listenPort)
+            driver = PunchDriver(socket: port)
+            loop = try EventLoop(clock: clock)
+        } catch {
+            if createdInterface { Self.remove(name, creation, from: backend) }
             throw error
         }
+        do { try wire() } catch {
+            if createdInterface { Self.remove(name, creation, from: backend) }
+            throw error
+        }
+    }
+
+    /// Deletes an interface the agent created, once its creation has finished (a wireguard-go still
+    /// starting would create it after the deletion).
+    private static func remove(_ name: String, _ creation: InterfaceCreation?, from backend: any WireGuardBackend) {
+        try? creation?.wait()
+        try? backend.deleteInterface(named: name)
     }
 
     private func wire() throws {
@@ -132,29 +135,57 @@ public final class Agent {
         status = try StatusServer(path: configuration.statusSocket, loop: loop) { [unowned self] request in self.answer(request) }
         loop.addTimers(Ticker(every: Self.housekeeping, clock: clock) { [unowned self] in self.housekeep() })
         try loop.handleSignals { [unowned self] signal in
-            if signal == SIGHUP { self.reload() } else { self.shutdown(signal: signal) }
+            if signal == SIGHUP { self.reload() } else { self.shutdown(reason: signal == SIGTERM ? "SIGTERM" : signal == SIGINT ? "SIGINT" : "signal \(signal)") }
         }
     }
 
-    /// Registers, detects the NAT and serves until SIGTERM or SIGINT.
+    /// Registers, detects the NAT and serves until SIGTERM or SIGINT. The registration and the first
+    /// STUN requests leave before the interface is ready: wireguard-go starts meanwhile, and their
+    /// answers wait in the sockets.
     public func run() throws {
         control.start()
         detector.start(servers: configuration.stun)
+        try readyInterface()
         try loop.run()
+        if let failure { throw failure }
+    }
+
+    /// Waits for the interface being created, then gives it the key, the port and the addresses.
+    private func readyInterface() throws {
+        let name = configuration.interfaceName
+        do {
+            try creation?.wait()
+            do {
+                try backend.configure(name, DeviceChange(privateKey: configuration.privateKey, listenPort: configuration.listenPort))
+            } catch {
+                throw AgentFailure("WireGuard interface \(name) cannot take ListenPort \(configuration.listenPort): \(error)")
+            }
+            try backend.setAddresses(name, configuration.addresses)
+            try backend.setLinkUp(name, true)
+        } catch {
+            control.stop()
+            status?.close()
+            if createdInterface { Self.remove(name, creation, from: backend) }
+            throw error
+        }
+        logger.info("interface ready", metadata: [
+            "interface": "\(name)", "backend": "\(backend.kind)", "created": "\(createdInterface)",
+            "port": "\(configuration.listenPort)", "public_key": "\(publicKey.base64)",
+        ])
     }
 
     // MARK: Lifecycle
 
     /// Leaves the party, removes the WireGuard peers (and the interface when the agent created it).
-    func shutdown(signal: Int32) {
-        logger.info("shutting down", metadata: ["signal": "\(signal == SIGTERM ? "SIGTERM" : signal == SIGINT ? "SIGINT" : "\(signal)")"])
+    func shutdown(reason: String) {
+        logger.info("shutting down", metadata: ["reason": "\(reason)"])
         control.stop()
         let name = configuration.interfaceName
         for link in links.values {
             try? backend.removePeer(name, link.publicKey)
             for route in link.routes { try? backend.removeRoute(name, route) }
         }
-        if createdInterface {
+        if createdInterface, if_nametoindex(name) != 0 {
             do { try backend.deleteInterface(named: name) } catch { logger.error("could not delete the interface", metadata: ["error": "\(error)"]) }
         }
         status?.close()
@@ -198,6 +229,14 @@ public final class Agent {
     }
 
     func housekeep() {
+        if let status = creation?.exitStatus() {
+            // The interface went with it: exit non-zero, a supervisor's restart builds everything afresh.
+            failure = AgentFailure("\(creation?.program ?? "wireguard-go") serving \(configuration.interfaceName) exited with status \(status)")
+            logger.critical("WireGuard is gone", metadata: ["error": "\(failure!)"])
+            creation = nil
+            shutdown(reason: "WireGuard is gone")
+            return
+        }
         let now = clock.now
         if control.state == .registered {
             if registeredSince == nil { registeredSince = now }

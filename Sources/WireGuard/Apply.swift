@@ -88,7 +88,7 @@ public struct ApplyResult: Sendable {
 
 /// Fails when another socket holds UDP `port` (IPv4 or IPv6), before anything is changed: wireguard-go
 /// drops its current port when a new one cannot be bound, which would cut the tunnel.
-func requireFreePort(_ port: UInt16, for name: String) throws(WireGuardError) {
+public func requireFreePort(_ port: UInt16, for name: String) throws(WireGuardError) {
     for text in ["[::]:\(port)", "0.0.0.0:\(port)"] {
         do {
             _ = try UDPSocket(binding: Endpoint(text)!)

@@ -17,8 +17,10 @@ public protocol WireGuardBackend: AnyObject {
     var kind: BackendKind { get }
     /// The WireGuard interfaces this backend sees, sorted.
     func interfaceNames() throws(WireGuardError) -> [String]
-    /// Creates the interface; fails with `.exists` when a link of that name exists.
-    func createInterface(named name: String) throws(WireGuardError)
+    /// Starts creating the interface (fails with `.exists` when a link of that name exists) and returns
+    /// what waits until it can be configured: the kernel's is ready at once, wireguard-go starts in the
+    /// background while the caller goes on (the agent sends its first packets meanwhile).
+    func beginCreatingInterface(named name: String) throws(WireGuardError) -> InterfaceCreation
     func deleteInterface(named name: String) throws(WireGuardError)
     /// Reads the device with its peers and counters.
     func device(named name: String) throws(WireGuardError) -> Device
@@ -55,9 +57,36 @@ public enum Backends {
     }
 }
 
+/// An interface being created; `wait()` returns once it can be configured, or names why it cannot.
+public struct InterfaceCreation {
+    private let process: BackgroundProcess?
+    private let waitUntilReady: () throws(WireGuardError) -> Void
+
+    init(process: BackgroundProcess? = nil, waitUntilReady: @escaping () throws(WireGuardError) -> Void) {
+        self.process = process
+        self.waitUntilReady = waitUntilReady
+    }
+
+    /// One that is ready already (the kernel's).
+    static var ready: InterfaceCreation { InterfaceCreation {} }
+
+    public func wait() throws(WireGuardError) { try waitUntilReady() }
+
+    /// The program serving the interface (wireguard-go), nil for the kernel's.
+    public var program: String? { process?.arguments.first }
+
+    /// How that program exited, once it has (reaping it); nil while it runs, and for the kernel's.
+    public func exitStatus() -> Int32? { process?.exitStatus() }
+}
+
 /// The single operations, in terms of `configure` (one change each) and rtnetlink (the overlay side,
 /// the same for both backends: wireguard-go's TUN device is an ordinary link).
 extension WireGuardBackend {
+    /// Creates the interface and waits until it can be configured.
+    public func createInterface(named name: String) throws(WireGuardError) {
+        try beginCreatingInterface(named: name).wait()
+    }
+
     public func setPrivateKey(_ name: String, _ key: Key) throws(WireGuardError) {
         try configure(name, DeviceChange(privateKey: key))
     }

@@ -36,8 +36,9 @@ public final class NetlinkBackend: WireGuardBackend {
         try RouteNetlink.links(kind: "wireguard").sorted()
     }
 
-    public func createInterface(named name: String) throws(WireGuardError) {
+    public func beginCreatingInterface(named name: String) throws(WireGuardError) -> InterfaceCreation {
         try RouteNetlink.createLink(name, kind: "wireguard")
+        return .ready
     }
 
     public func deleteInterface(named name: String) throws(WireGuardError) {

@@ -52,7 +52,10 @@ public final class UAPIBackend: WireGuardBackend {
         return names.sorted()
     }
 
-    public func createInterface(named name: String) throws(WireGuardError) {
+    /// Starts wireguard-go in its foreground mode (one Go runtime to start, not two as when it forks
+    /// itself into the background), in a session of its own; the creation's `wait()` waits (bounded)
+    /// until its UAPI socket answers, or reports how it exited and what it printed.
+    public func beginCreatingInterface(named name: String) throws(WireGuardError) -> InterfaceCreation {
         try InterfaceName.validate(name)
         if if_nametoindex(name) != 0 {
             throw WireGuardError(.exists, "interface \(name) already exists (delete it with 'ip link del \(name)' or choose another name)")
@@ -60,22 +63,23 @@ public final class UAPIBackend: WireGuardBackend {
         guard let program = Self.findInPath(userspaceProgram) else {
             throw WireGuardError(.unavailable, "no WireGuard kernel module and '\(userspaceProgram)' is not installed (apt-get install wireguard-go)")
         }
-        // wireguard-go creates the TUN device and the UAPI socket, then forks into the background and exits 0.
-        let (status, output) = try Self.spawnAndWait(
-            [program, name], environment: ["WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1"], timeout: timeout)
-        guard status == 0 else {
-            let detail = output.split(separator: "\n").filter { !$0.contains("│") && !$0.contains("─") }.suffix(3).joined(separator: " / ")
-            throw WireGuardError(Privileges.hasNetAdmin() ? .failed : .permission,
-                                 "\(program) \(name) exited with status \(status): \(detail)" + (Privileges.hasNetAdmin() ? "" : " (run as root or grant CAP_NET_ADMIN)"))
-        }
-        // Wait (bounded) until the socket answers.
-        let deadline = MonotonicTime.nanoseconds() + Int64(timeout) * 1_000_000_000
-        while true {
-            if (try? device(named: name)) != nil { return }
-            if MonotonicTime.nanoseconds() > deadline {
-                throw WireGuardError(.failed, "\(program) \(name) started but \(socketPath(name)) does not answer")
+        let process = try BackgroundProcess([program, "-f", name], environment: ["WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1"])
+        return InterfaceCreation(process: process) { [self] () throws(WireGuardError) in
+            let deadline = MonotonicTime.nanoseconds() + Int64(timeout) * 1_000_000_000
+            while true {
+                if let status = process.exitStatus() {
+                    let detail = process.printed().split(separator: "\n").filter { !$0.contains("│") && !$0.contains("─") }
+                        .suffix(3).joined(separator: " / ")
+                    throw WireGuardError(Privileges.hasNetAdmin() ? .failed : .permission,
+                                         "\(program) \(name) exited with status \(status): \(detail)" + (Privileges.hasNetAdmin() ? "" : " (run as root or grant CAP_NET_ADMIN)"))
+                }
+                if (try? device(named: name)) != nil { return }
+                if MonotonicTime.nanoseconds() > deadline {
+                    kill(process.pid, SIGTERM)
+                    throw WireGuardError(.failed, "\(program) \(name) started but \(socketPath(name)) does not answer within \(timeout) s")
+                }
+                usleep(1_000)
             }
-            usleep(10_000)
         }
     }
 
@@ -156,20 +160,6 @@ public final class UAPIBackend: WireGuardBackend {
         return reply
     }
 
-    /// Sets FD_CLOEXEC on every descriptor above standard error.
-    static func markDescriptorsCloseOnExec() {
-        guard let directory = opendir("/proc/self/fd") else { return }
-        defer { closedir(directory) }
-        let own = dirfd(directory)
-        for _ in 0..<65536 {
-            guard let entry = readdir(directory) else { break }
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            guard let fd = Int32(name), fd > 2, fd != own else { continue }
-            let flags = fcntl(fd, F_GETFD)
-            if flags >= 0 { _ = fcntl(fd, F_SETFD, flags | FD_CLOEXEC) }
-        }
-    }
-
     static func findInPath(_ program: String) -> String? {
         if program.contains("/") { return access(program, X_OK) == 0 ? program : nil }
         let path = getenv("PATH").map { String(cString: $0) } ?? "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
@@ -178,68 +168,5 @@ public final class UAPIBackend: WireGuardBackend {
             if access(candidate, X_OK) == 0 { return candidate }
         }
         return nil
-    }
-
-    /// Runs `arguments` with extra environment entries and waits (bounded) for it to exit; returns its status
-    /// and what it wrote to standard output and error (a pipe, so it never mixes with ours).
-    static func spawnAndWait(_ arguments: [String], environment extra: [String], timeout: Int) throws(WireGuardError) -> (Int32, String) {
-        var environment = extra
-        var index = 0
-        while let entry = environ[index] {
-            environment.append(String(cString: entry))
-            index += 1
-        }
-        let argv = arguments.map { strdup($0) } + [nil]
-        let envp = environment.map { strdup($0) } + [nil]
-        defer {
-            argv.forEach { free($0) }
-            envp.forEach { free($0) }
-        }
-        var pipeEnds: [Int32] = [0, 0]
-        guard pipe(&pipeEnds) == 0 else { throw WireGuardError(.failed, SystemError("pipe", arguments[0]).description) }
-        _ = fcntl(pipeEnds[0], F_SETFL, O_NONBLOCK)
-        _ = fcntl(pipeEnds[0], F_SETFD, FD_CLOEXEC)
-        _ = fcntl(pipeEnds[1], F_SETFD, FD_CLOEXEC)
-        defer { close(pipeEnds[0]) }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_adddup2(&actions, pipeEnds[1], 1)
-        posix_spawn_file_actions_adddup2(&actions, pipeEnds[1], 2)
-        // The daemon it forks must not keep any descriptor we inherited (a caller's pipe would never close).
-        markDescriptorsCloseOnExec()
-        var pid: pid_t = 0
-        let spawned = posix_spawn(&pid, arguments[0], &actions, nil, argv, envp)
-        close(pipeEnds[1])
-        var output = [UInt8]()
-        func drain() {
-            var buffer = [UInt8](repeating: 0, count: 4096)
-            for _ in 0..<64 {
-                let count = buffer.withUnsafeMutableBytes { read(pipeEnds[0], $0.baseAddress!, $0.count) }
-                guard count > 0 else { return }
-                if output.count < 65536 { output += buffer[0..<count] }
-            }
-        }
-        guard spawned == 0 else {
-            throw WireGuardError(.failed, SystemError("posix_spawn", arguments[0], errno: spawned).description)
-        }
-        let deadline = MonotonicTime.nanoseconds() + Int64(timeout) * 1_000_000_000
-        var status: Int32 = 0
-        while true {
-            let done = waitpid(pid, &status, WNOHANG)
-            drain()
-            if done == pid { break }
-            if done < 0, errno != EINTR { throw WireGuardError(.failed, SystemError("waitpid", arguments[0]).description) }
-            if MonotonicTime.nanoseconds() > deadline {
-                kill(pid, SIGTERM)
-                waitpid(pid, &status, 0)
-                throw WireGuardError(.failed, "\(arguments.joined(separator: " ")) did not finish within \(timeout) s")
-            }
-            usleep(5_000)
-        }
-        drain()
-        // WIFEXITED / WEXITSTATUS are macros.
-        return (status & 0x7F == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F), String(decoding: output, as: UTF8.self))
     }
 }

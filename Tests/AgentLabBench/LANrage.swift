@@ -94,7 +94,7 @@ final class LANrageParty: Deployment {
     }
 
     func dataPlaneProcess(node index: Int) -> pid_t? {
-        interfaces[index].flatMap { Lab.processID(running: ["wireguard-go", $0.1]) }
+        interfaces[index].flatMap { Lab.wireguardGo(serving: $0.1) }
     }
 
     func cleanUp() {

@@ -191,6 +191,26 @@ struct AgentFaultLabTests {
         #expect(shown.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty, "\(shown)")
     }
 
+    @Test func wireguardGoDyingStopsTheAgentForItsSupervisor() throws {
+        let setup = try Self.connect(.fullCone, .restrictedCone)
+        defer { setup.lab.shutdown() }
+        let agent = setup.agents[0]
+        // The agent started it, in the foreground, as its own child.
+        let pid = try #require(Lab.wireguardGo(serving: agent.interface))
+        #expect(kill(pid, SIGKILL) == 0)
+        // Noticed at the next housekeeping (every 2 s): the agent leaves and exits non-zero, naming it,
+        // so that systemd's or procd's restart builds the interface afresh.
+        let deadline = Date().addingTimeInterval(10)
+        while agent.process?.isRunning == true && Date() < deadline { usleep(50_000) }
+        let log = setup.party.log(of: agent)
+        #expect(agent.process?.isRunning == false, "\(log.suffix(3000))")
+        #expect(agent.process?.terminationStatus == 69)
+        #expect(log.contains("serving \(agent.interface) exited with status 137"), "\(log.suffix(3000))")
+        let restarted = try setup.party.startAgent(in: setup.sites[0].client, index: 1)
+        let peer = restarted.waitForPeer(setup.agents[1].overlay, within: 40) { $0["state"] as? String == "keepalive" }
+        #expect(peer != nil, "\(setup.party.log(of: restarted).suffix(3000))")
+    }
+
     @Test func sighupReloadsAddresses() throws {
         let setup = try Self.connect(.fullCone, .fullCone)
         defer { setup.lab.shutdown() }

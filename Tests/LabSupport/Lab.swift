@@ -288,6 +288,11 @@ public final class Lab: @unchecked Sendable {
         lock.withLock { shutdownHooks.append(hook) }
     }
 
+    /// The PID of the wireguard-go serving `interface`, as LANrage starts it (in the foreground).
+    public static func wireguardGo(serving interface: String) -> pid_t? {
+        processID(running: ["wireguard-go", "-f", interface])
+    }
+
     /// The PID of the process whose command line is exactly `arguments` (the program matched by
     /// the last component of its path), if one runs.
     public static func processID(running arguments: [String]) -> pid_t? {

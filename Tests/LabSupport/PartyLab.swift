@@ -33,11 +33,11 @@ public final class PartyLab {
     /// interfaces, found by their exact command line.
     private func stopDataPlanes() {
         for interface in interfaces {
-            guard let pid = Lab.processID(running: ["wireguard-go", interface]) else { continue }
+            guard let pid = Lab.wireguardGo(serving: interface) else { continue }
             kill(pid, SIGTERM)
             let deadline = Date().addingTimeInterval(1)
             while kill(pid, 0) == 0, Date() < deadline { usleep(20_000) }
-            if Lab.processID(running: ["wireguard-go", interface]) == pid { kill(pid, SIGKILL) }
+            if Lab.wireguardGo(serving: interface) == pid { kill(pid, SIGKILL) }
         }
     }
 
