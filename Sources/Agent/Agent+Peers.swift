@@ -192,11 +192,8 @@ extension Agent {
         switch scheduler.machine(id)?.state {
         case .detecting:
             decideDirect(id)
-        case .punching where driver.pinned(id) == nil && links[id]?.sessionCoordinated == false:
-            // Punching on our own (a lost path): join the announced session at its instant. A session
-            // that came from an announcement is kept: restarting it on every later announcement
-            // (both sides ask on each attempt) dropped the answers to the running one, and under load
-            // pairs kept restarting and never pinned.
+        case .punching where driver.pinned(id) == nil && links[id]?.isReplaced(byPunchAt: startMillis) == true:
+            // Join the announced punch at its instant.
             links[id]?.coordinated = nil
             begin(id, session: startMillis, coordinated: true)
             scheduler.post(.punchTick, to: id, after: .milliseconds(wait))

@@ -55,6 +55,17 @@ struct PeerLink {
         stateSince = now
     }
 
+    /// Whether a punch the control server announced, starting at `startMillis`, replaces the session
+    /// under way. One this side made up (punching on its own, the announcement lost) always is. An
+    /// announced one is replaced by a later punch only: the server gives both sides' requests within
+    /// its join window the same punch, so a later start is a new punch the peer is in (its
+    /// announcement of ours was lost, or ours timed out first). The same punch announced again is not
+    /// restarted: that dropped the answers to the running one, and under load pairs never pinned.
+    func isReplaced(byPunchAt startMillis: UInt64) -> Bool {
+        guard sessionCoordinated, let session else { return true }
+        return startMillis > session
+    }
+
     /// Where to punch: every candidate the peer announced or the server observed, no duplicates.
     var candidates: [Endpoint] {
         var seen: [Endpoint] = []

@@ -50,6 +50,9 @@ struct AgentFaultLabTests {
                     $0["state"] as? String == "keepalive" && $0["path"] as? String == path
                 }
                 guard peer != nil else {
+                    if ProcessInfo.processInfo.environment["LANRAGE_KEEP_LOGS"] != nil {
+                        for agent in agents { try? party.log(of: agent).write(toFile: "/tmp/fault-unconnected-agent\(agent.index).log", atomically: true, encoding: .utf8) }
+                    }
                     throw CommandFailure(command: ["connect"], status: 1, output: "agent \(agent.index) not connected: \(party.log(of: agent).suffix(4000))")
                 }
             }
@@ -146,6 +149,11 @@ struct AgentFaultLabTests {
         let setup = try Self.connect(.restrictedCone, .symmetric, loss: true, within: 60)
         defer { setup.lab.shutdown() }
         print("AGENT-FAULT 10% loss on every internet link: direct after \(Int(Date().timeIntervalSince(started) * 1000)) ms (lab setup included)")
+        if ProcessInfo.processInfo.environment["LANRAGE_KEEP_LOGS"] != nil {
+            let ms = Int(Date().timeIntervalSince(started) * 1000)
+            for agent in setup.agents { try? setup.party.log(of: agent).write(toFile: "/tmp/loss-\(ms)-agent\(agent.index).log", atomically: true, encoding: .utf8) }
+            try? String(contentsOf: setup.lab.directory.appendingPathComponent("control.log"), encoding: .utf8).write(toFile: "/tmp/loss-\(ms)-control.log", atomically: true, encoding: .utf8)
+        }
         let output = try setup.agents[0].namespace.run(["ping", "-c", "10", "-i", "0.2", "-W", "1", "\(setup.agents[1].overlay)"], allowFailure: true)
         #expect(!output.contains(" 100% packet loss"), "\(output)")
     }
