@@ -9,6 +9,10 @@ import Net
 ///   address it came from. From an address that is not a candidate (the peer is behind a NAT
 ///   that maps per destination), the address becomes a peer-reflexive candidate: it is punched
 ///   too, but not pinned on the PUNCH alone.
+/// - An authenticated PUNCH of another session is answered too, in its own session, so that the
+///   peer pins: the sides punch in different sessions when one of them missed the control server's
+///   announcement (one datagram, lost under packet loss). It pins nothing here: it may be an old
+///   session's, replayed; this side pins on the peer's answer to its own PUNCHes.
 /// - The first authenticated ACK echoing one of our nonces, or authenticated PUNCH from a
 ///   candidate, pins its source address as the peer's endpoint. Later messages never move it:
 ///   a replayed or forged message cannot steer WireGuard elsewhere.
@@ -67,8 +71,10 @@ public struct PunchSession: Sendable {
             refused[error, default: 0] += 1
             return []
         }
-        guard message.session == session else { return [] }
         switch message.kind {
+        case .punch where message.session != session:
+            let ack = PunchMessage(kind: .ack, sender: key.local, receiver: key.remote, session: message.session, nonce: message.nonce)
+            return [.send(ack.encoded(with: key), to: source)]
         case .punch:
             let ack = PunchMessage(kind: .ack, sender: key.local, receiver: key.remote, session: session, nonce: message.nonce)
             var effects: [Effect] = [.send(ack.encoded(with: key), to: source)]
@@ -80,7 +86,7 @@ public struct PunchSession: Sendable {
             }
             return effects
         case .ack:
-            guard nonces.contains(message.nonce) else { return [] }
+            guard message.session == session, nonces.contains(message.nonce) else { return [] }
             return pin(source)
         }
     }

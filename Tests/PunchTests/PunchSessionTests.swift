@@ -47,6 +47,23 @@ import Testing
         #expect(b.receive(aliceAck.bytes, from: mappedByASymmetricNAT) == [.pin(mappedByASymmetricNAT)])
     }
 
+    @Test func sidesInDifferentSessionsAnswerEachOtherAndBothPin() throws {
+        // Bob missed the announcement of session 7 and punches in one of his own.
+        var a = PunchSession(key: alice.pairKey(with: bob), session: 7, candidates: [bobAddress])
+        var b = PunchSession(key: bob.pairKey(with: alice), session: 90_210, candidates: [aliceAddress])
+        let alicesPunch = try #require(sends(a.burst()).first)
+        let bobsAnswer = b.receive(alicesPunch.bytes, from: aliceAddress)
+        #expect(b.pinned == nil, "a PUNCH of another session pins nothing")
+        let ackForAlice = try #require(sends(bobsAnswer).first)
+        #expect(sends(bobsAnswer).count == 1 && ackForAlice.to == aliceAddress)
+        #expect(try PunchMessage.decode(ackForAlice.bytes, key: a.key).session == 7, "answered in Alice's session")
+        #expect(a.receive(ackForAlice.bytes, from: bobAddress) == [.pin(bobAddress)])
+        let bobsPunch = try #require(sends(b.burst()).first)
+        let ackForBob = try #require(sends(a.receive(bobsPunch.bytes, from: bobAddress)).first)
+        #expect(b.receive(ackForBob.bytes, from: aliceAddress) == [.pin(aliceAddress)])
+        #expect(a.pinned == bobAddress && b.pinned == aliceAddress)
+    }
+
     @Test func forgedReplayedAndStaleMessagesNeverMoveThePin() throws {
         var a = PunchSession(key: alice.pairKey(with: bob), session: 5, candidates: [bobAddress])
         var b = PunchSession(key: bob.pairKey(with: alice), session: 5, candidates: [aliceAddress])
