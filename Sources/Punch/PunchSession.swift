@@ -11,8 +11,9 @@ import Net
 ///   too, but not pinned on the PUNCH alone.
 /// - An authenticated PUNCH of another session is answered too, in its own session, so that the
 ///   peer pins: the sides punch in different sessions when one of them missed the control server's
-///   announcement (one datagram, lost under packet loss). It pins nothing here: it may be an old
-///   session's, replayed; this side pins on the peer's answer to its own PUNCHes.
+///   announcement (one datagram, lost under packet loss). Its address becomes a candidate as above,
+///   but it pins nothing here: it may be an old session's, replayed; this side pins on the peer's
+///   answer to its own PUNCHes (to a symmetric NAT's fresh mapping too, only known from this PUNCH).
 /// - The first authenticated ACK echoing one of our nonces, or authenticated PUNCH from a
 ///   candidate, pins its source address as the peer's endpoint. Later messages never move it:
 ///   a replayed or forged message cannot steer WireGuard elsewhere.
@@ -74,7 +75,12 @@ public struct PunchSession: Sendable {
         switch message.kind {
         case .punch where message.session != session:
             let ack = PunchMessage(kind: .ack, sender: key.local, receiver: key.remote, session: message.session, nonce: message.nonce)
-            return [.send(ack.encoded(with: key), to: source)]
+            var effects: [Effect] = [.send(ack.encoded(with: key), to: source)]
+            if !candidates.contains(source), candidates.count < PunchSession.candidateLimit {
+                candidates.append(source)
+                effects.append(punch(to: source))
+            }
+            return effects
         case .punch:
             let ack = PunchMessage(kind: .ack, sender: key.local, receiver: key.remote, session: session, nonce: message.nonce)
             var effects: [Effect] = [.send(ack.encoded(with: key), to: source)]

@@ -64,6 +64,21 @@ import Testing
         #expect(a.pinned == bobAddress && b.pinned == aliceAddress)
     }
 
+    @Test func aPunchOfAnotherSessionFromASymmetricNATsMappingIsPunchedBack() throws {
+        // Bob is behind a symmetric NAT: Alice knows his mapping toward her only from his PUNCH.
+        var a = PunchSession(key: alice.pairKey(with: bob), session: 90_210, candidates: [bobAddress])
+        var b = PunchSession(key: bob.pairKey(with: alice), session: 7, candidates: [aliceAddress])
+        let mappedByASymmetricNAT = Endpoint("198.51.100.20:61001")!
+        let bobsPunch = try #require(sends(b.burst()).first)
+        let answer = sends(a.receive(bobsPunch.bytes, from: mappedByASymmetricNAT))
+        #expect(a.pinned == nil)
+        #expect(answer.map(\.to) == [mappedByASymmetricNAT, mappedByASymmetricNAT], "ACK in Bob's session, then our own PUNCH")
+        #expect(b.receive(answer[0].bytes, from: aliceAddress) == [.pin(aliceAddress)])
+        // Bob answers Alice's PUNCH (her session) through the same mapping: Alice pins it.
+        let ackForAlice = try #require(sends(b.receive(answer[1].bytes, from: aliceAddress)).first)
+        #expect(a.receive(ackForAlice.bytes, from: mappedByASymmetricNAT) == [.pin(mappedByASymmetricNAT)])
+    }
+
     @Test func forgedReplayedAndStaleMessagesNeverMoveThePin() throws {
         var a = PunchSession(key: alice.pairKey(with: bob), session: 5, candidates: [bobAddress])
         var b = PunchSession(key: bob.pairKey(with: alice), session: 5, candidates: [aliceAddress])
