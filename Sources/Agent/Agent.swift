@@ -89,11 +89,8 @@ public final class Agent {
             port = try RawPortSocket(port: configuration.listenPort)
             driver = PunchDriver(socket: port)
             loop = try EventLoop(clock: clock)
+            try wire()
         } catch {
-            if createdInterface { Self.remove(name, creation, from: backend) }
-            throw error
-        }
-        do { try wire() } catch {
             if createdInterface { Self.remove(name, creation, from: backend) }
             throw error
         }

@@ -73,19 +73,12 @@ public struct PunchSession: Sendable {
             return []
         }
         switch message.kind {
-        case .punch where message.session != session:
+        case .punch:
+            // Answered in its own session: ours, or the one a side that missed an announcement punches in.
             let ack = PunchMessage(kind: .ack, sender: key.local, receiver: key.remote, session: message.session, nonce: message.nonce)
             var effects: [Effect] = [.send(ack.encoded(with: key), to: source)]
-            if !candidates.contains(source), candidates.count < PunchSession.candidateLimit {
-                candidates.append(source)
-                effects.append(punch(to: source))
-            }
-            return effects
-        case .punch:
-            let ack = PunchMessage(kind: .ack, sender: key.local, receiver: key.remote, session: session, nonce: message.nonce)
-            var effects: [Effect] = [.send(ack.encoded(with: key), to: source)]
             if candidates.contains(source) {
-                effects += pin(source)
+                if message.session == session { effects += pin(source) }
             } else if candidates.count < PunchSession.candidateLimit {
                 candidates.append(source)
                 effects.append(punch(to: source))
