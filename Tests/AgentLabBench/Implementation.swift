@@ -10,8 +10,14 @@ protocol Implementation {
     var key: String { get }
     /// Why it cannot run here, or nil when it can.
     func unavailability() -> String?
+    /// Whether it runs in the cell of sites `a` and `b` (the reference configured in advance needs open sites).
+    func supports(_ a: SiteKind, _ b: SiteKind) -> Bool
     /// Starts the servers a party of `size` nodes needs in `lab`.
     func deploy(in lab: Lab, size: Int) throws -> any Deployment
+}
+
+extension Implementation {
+    func supports(_ a: SiteKind, _ b: SiteKind) -> Bool { true }
 }
 
 /// One party of an implementation in one lab.
@@ -28,6 +34,18 @@ protocol Deployment {
     /// Removes what would outlive the stopped nodes (LANrage: its WireGuard links, whose wireguard-go
     /// would outlive the namespace). Runs after the nodes are stopped, before the lab is shut down.
     func cleanUp()
+}
+
+/// Deletes each node's WireGuard link (in its namespace) and waits, 3 s at most, until its
+/// wireguard-go has exited and removed its UAPI socket: a wireguard-go would outlive the namespace.
+func removeWireGuardLinks(_ interfaces: [(Namespace, String)]) {
+    for (namespace, interface) in interfaces {
+        _ = try? namespace.run(["ip", "link", "del", interface], allowFailure: true)
+    }
+    let deadline = Date().addingTimeInterval(3)
+    while interfaces.contains(where: { FileManager.default.fileExists(atPath: "/var/run/wireguard/\($0.1).sock") }), Date() < deadline {
+        usleep(20_000)
+    }
 }
 
 /// A run that could not be measured, and why.

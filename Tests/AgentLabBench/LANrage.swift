@@ -97,15 +97,5 @@ final class LANrageParty: Deployment {
         interfaces[index].flatMap { Lab.wireguardGo(serving: $0.1) }
     }
 
-    func cleanUp() {
-        for (namespace, interface) in interfaces.values {
-            _ = try? namespace.run(["ip", "link", "del", interface], allowFailure: true)
-        }
-        // Deleting the link makes wireguard-go exit and remove its socket: wait for that, bounded.
-        let deadline = Date().addingTimeInterval(3)
-        while interfaces.values.contains(where: { FileManager.default.fileExists(atPath: "/var/run/wireguard/\($0.1).sock") }),
-              Date() < deadline {
-            usleep(20_000)
-        }
-    }
+    func cleanUp() { removeWireGuardLinks(Array(interfaces.values)) }
 }

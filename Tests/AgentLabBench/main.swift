@@ -6,7 +6,8 @@
 // Environment: LANRAGE_LAB_RUNS (runs per cell and implementation, default 3), LANRAGE_LAB_IDLE=1
 // (measure the idle minute), LANRAGE_LAB_CELLS (e.g. "full-symmetric double-restricted"; keys open,
 // full, restricted, port, symmetric, double), LANRAGE_LAB_IMPLS (lanrage, nebula-relays,
-// nebula-direct), LANRAGE_BIN (the lanrage executable; default: the one built beside this one),
+// nebula-direct, wireguard-go: two wireguard-go configured in advance, open ↔ open only, the floor),
+// LANRAGE_BIN (the lanrage executable; default: the one built beside this one),
 // LANRAGE_LAB_SMAPS (a directory: each party's first node's /proc/PID/smaps goes there).
 import Foundation
 import LabSupport
@@ -24,8 +25,8 @@ let wantedCells = Set((environment["LANRAGE_LAB_CELLS"] ?? "").split(whereSepara
 let wantedImplementations = Set((environment["LANRAGE_LAB_IMPLS"] ?? "").split(whereSeparator: { $0 == " " || $0 == "," }).map(String.init))
 
 let lanrage = LANrage(binary: environment["LANRAGE_BIN"] ?? Products.lanrage)
-let nebulaRelays = Nebula(relays: true), nebulaDirect = Nebula(relays: false)
-let implementations: [any Implementation] = [lanrage, nebulaRelays, nebulaDirect].filter { implementation in
+let nebulaRelays = Nebula(relays: true), nebulaDirect = Nebula(relays: false), configured = ConfiguredWireGuard()
+let implementations: [any Implementation] = [lanrage, nebulaRelays, nebulaDirect, configured].filter { implementation in
     guard wantedImplementations.isEmpty || wantedImplementations.contains(implementation.key) else { return false }
     if let reason = implementation.unavailability() {
         say("LAB-BENCH \(implementation.name): skipped, \(reason)")
@@ -71,7 +72,7 @@ var results: [String: [String: [CellRun]]] = [:]
 cellLoop: for (a, b) in cells {
     let cell = "\(a) ↔ \(b)"
     for run in 1...runs {
-        for implementation in implementations {
+        for implementation in implementations where implementation.supports(a, b) {
             do {
                 results[cell, default: [:]][implementation.key, default: []].append(try runCell(a, b, implementation))
             } catch Interrupt.interrupted {
@@ -81,7 +82,7 @@ cellLoop: for (a, b) in cells {
             }
         }
     }
-    for implementation in implementations {
+    for implementation in implementations where implementation.supports(a, b) {
         let cellRuns = results[cell]?[implementation.key] ?? []
         var line = "LAB-BENCH \(cell) | \(implementation.name) | first ping \(text(median(cellRuns.map(\.firstPing)))) "
             + "(\(cellRuns.map { text(.some($0.firstPing)) }.joined(separator: ", ")))"
@@ -94,7 +95,7 @@ cellLoop: for (a, b) in cells {
 
 // Memory and idle CPU: one node with 1 peer and with 50, for LANrage and Nebula (relays on).
 var footprints: [String: [Int: PartyFootprint]] = [:]
-memoryLoop: for implementation in implementations where implementation.key != nebulaDirect.key && !Interrupt.requested {
+memoryLoop: for implementation in implementations where ![nebulaDirect.key, configured.key].contains(implementation.key) && !Interrupt.requested {
     for peers in [1, 50] {
         do {
             let footprint = try measureParty(implementation, peers: peers, idle: measureIdle && peers == 50)
@@ -133,8 +134,8 @@ func directVerdict(_ direct: Duration??, _ relaysOff: Duration??) -> String {
 
 say("""
 
-    | pair | LANrage first ping | LANrage direct | Nebula relays on | Nebula relays off | LANrage / Nebula on, first ping (≤ 1) | LANrage direct / Nebula off (≤ 0.5) |
-    |---|---|---|---|---|---|---|
+    | pair | LANrage first ping | LANrage direct | Nebula relays on | Nebula relays off | LANrage / Nebula on, first ping (≤ 1) | LANrage direct / Nebula off (≤ 0.5) | wireguard-go configured in advance / Nebula off |
+    |---|---|---|---|---|---|---|---|
     """)
 for (a, b) in cells {
     let cell = "\(a) ↔ \(b)"
@@ -142,8 +143,10 @@ for (a, b) in cells {
     let first = median(lanrageRuns.map(\.firstPing)), direct = median(lanrageRuns.map(\.direct))
     let relaysOn = median((results[cell]?[nebulaRelays.key] ?? []).map(\.firstPing))
     let relaysOff = median((results[cell]?[nebulaDirect.key] ?? []).map(\.firstPing))
+    let floor = results[cell]?[configured.key].map { median($0.map(\.firstPing)) } ?? .none
+    let floorText = floor == nil ? "—" : "\(text(floor)) (\(ratio(floor, relaysOff, target: 0.5)))"
     say("| \(cell) | \(text(first)) | \(text(direct, never: "relay")) | \(text(relaysOn)) | \(text(relaysOff)) | "
-        + "\(ratio(first, relaysOn, target: 1)) | \(directVerdict(direct, relaysOff)) |")
+        + "\(ratio(first, relaysOn, target: 1)) | \(directVerdict(direct, relaysOff)) | \(floorText) |")
 }
 say("""
 
