@@ -63,15 +63,10 @@ extension Agent {
             // The member with the smaller key goes first: two handshake initiations crossing each other
             // leave both sides waiting as responders until a retry 5 s later.
             let key = link.publicKey
-            let seconds = max(1, UInt16(clamping: configuration.timings.persistentKeepalive.components.seconds))
-            let kick = { [unowned self] in
-                self.configurePeer(PeerChange(publicKey: key, updateOnly: true, persistentKeepalive: 0))
-                self.configurePeer(PeerChange(publicKey: key, updateOnly: true, persistentKeepalive: seconds))
-            }
-            if memberKey < link.record.key { kick() } else {
+            if memberKey < link.record.key { kick(key) } else {
                 alarms.schedule(after: Self.keepaliveLag) { [unowned self] in
                     self.takeTurn(id)
-                    kick()
+                    self.kick(key)
                 }
             }
         case .readHandshake:
@@ -145,9 +140,10 @@ extension Agent {
         guard let link = links[id] else { return }
         links[id]?.session = session
         links[id]?.sessionCoordinated = coordinated
+        let learned = driver.learned(id)
         logger.debug("punch session", metadata: ["peer": "\(link.record.key)", "session": "\(session)", "coordinated": "\(coordinated)",
-                                                 "candidates": "\(link.candidates.count)"])
-        driver.start(id, PunchSession(key: link.pairKey, session: session, candidates: link.candidates))
+                                                 "candidates": "\(link.candidates.count)", "learned": "\(learned.count)"])
+        driver.start(id, PunchSession(key: link.pairKey, session: session, candidates: link.candidates, learned: learned))
         closeFan(id)
         guessPorts(id)
     }
@@ -170,6 +166,33 @@ extension Agent {
         } else if deferred, peer.endpoint != endpoint {
             configurePeer(PeerChange(publicKey: link.publicKey, updateOnly: true, endpoint: endpoint))
         }
+        device = nil
+    }
+
+    /// Persistent keepalive from 0 to the interval: WireGuard sends a keepalive at once, or starts a
+    /// handshake when it has no session with the peer.
+    private func kick(_ key: Key) {
+        configurePeer(PeerChange(publicKey: key, updateOnly: true, persistentKeepalive: 0))
+        configurePeer(PeerChange(publicKey: key, updateOnly: true,
+                                 persistentKeepalive: max(1, UInt16(clamping: configuration.timings.persistentKeepalive.components.seconds))))
+    }
+
+    /// Direct and not confirmed yet: WireGuard's packets from the peer were lost, or never sent — a
+    /// peer that confirmed its side sends nothing but persistent keepalives, and none of those while
+    /// it receives ours (a packet either way resets WireGuard's keepalive timer). A handshake settles
+    /// it: re-added, the peer initiates at once (no 5 s hold), and the answer confirms the path (the
+    /// other side's too, when it waits as well). Seconds 2 and 6 in Direct for the member with the
+    /// smaller key, 4 and 8 for the larger: two initiations crossing would leave both sides waiting as
+    /// responders, so the sides ask at different times unless they went Direct 2 s apart.
+    private func askForHandshake(_ id: MachineID) {
+        guard let link = links[id], let endpoint = link.endpoint, !link.endpointDeferred else { return }
+        let second = (clock.now - link.stateSince) / 1_000_000_000
+        guard (memberKey < link.record.key ? [2, 6] : [4, 8]).contains(second) else { return }
+        logger.debug("direct path not confirmed: handshake asked", metadata: ["peer": "\(link.record.key)", "second": "\(second)"])
+        setEndpoint(link, endpoint, afresh: true)
+        kick(link.publicKey)
+        // A new WireGuard peer counts from 0.
+        links[id]?.receivedAtSet = 0
         device = nil
     }
 
@@ -287,13 +310,21 @@ extension Agent {
         }
         let wallSeconds = Int64(WallClock.milliseconds() / 1000)
         let handshakeAge = peer?.lastHandshake.map { Duration.seconds(max(0, wallSeconds - $0.seconds)) }
-        // A handshake since the path was set confirms it; so does data received on it while a session
-        // exists (an existing session moved to a new path does not handshake again for up to two minutes).
+        // A handshake since the path was set confirms it; so does what WireGuard received from the path
+        // since (its endpoint follows the last authenticated packet): data while a session exists (one
+        // moved to a new path does not handshake again for up to two minutes), or, with no session yet,
+        // the peer's initiation — this side answered it, and its handshake completes only with the
+        // peer's first packet, which may be lost while the initiator, complete, sends nothing for 25 s.
         var confirmed = false
-        if let peer, let handshake = peer.lastHandshake {
-            confirmed = handshake.seconds >= link.endpointSetAt
-                || (peer.rxBytes > link.receivedAtSet && peer.endpoint == link.endpoint && handshakeAge! < configuration.timings.staleHandshake)
+        if let peer {
+            let receivedHere = peer.rxBytes > link.receivedAtSet && peer.endpoint == link.endpoint
+            if let handshake = peer.lastHandshake {
+                confirmed = handshake.seconds >= link.endpointSetAt || receivedHere && handshakeAge! < configuration.timings.staleHandshake
+            } else {
+                confirmed = receivedHere
+            }
         }
+        if !confirmed, scheduler.machine(id)?.state == .direct { askForHandshake(id) }
         let silence = Duration.nanoseconds(now - (links[id]?.receivedChangedAt ?? now))
         scheduler.updateContext(of: id) {
             $0.handshakeAge = handshakeAge

@@ -66,6 +66,9 @@ public enum PeerChart: ChartSpec {
             Row(.keepalive, on: .wireGuardRead, when: stale, to: .punching),
             Row(.keepalive, on: .endpointChanged, to: .punching),
             Row(.keepalive, on: .upgradeDue, when: relayed, to: .punching),
+            // Relayed after this side's attempt ended, the peer's PUNCHes (its upgrade, or its late
+            // answer) pinned the direct path: take it now, not at the next upgrade.
+            Row(.keepalive, on: .punchAcked, when: relayed, to: .direct),
             Row(.keepalive, on: .upgradeDue, stay: []),
         ]
         for state in [PeerState.discovering, .detecting, .punching, .direct, .relaying, .keepalive] {

@@ -14,6 +14,9 @@ import Net
 ///   announcement (one datagram, lost under packet loss). Its address becomes a candidate as above,
 ///   but it pins nothing here: it may be an old session's, replayed; this side pins on the peer's
 ///   answer to its own PUNCHes (to a symmetric NAT's fresh mapping too, only known from this PUNCH).
+/// - Addresses learned that way are kept (``learned``) for the next session with the peer to punch
+///   from its first burst: a symmetric NAT keeps its mapping toward us while it is used, and the
+///   peer's PUNCHes through it may all have been answered by the session this one replaces.
 /// - The first authenticated ACK echoing one of our nonces, or authenticated PUNCH from a
 ///   candidate, pins its source address as the peer's endpoint. Later messages never move it:
 ///   a replayed or forged message cannot steer WireGuard elsewhere.
@@ -30,6 +33,8 @@ public struct PunchSession: Sendable {
     public let session: UInt64
     public private(set) var candidates: [Endpoint]
     public private(set) var pinned: Endpoint?
+    /// Candidates learned from PUNCHes (peer-reflexive), newest last, at most `learnedMemory`.
+    public private(set) var learned: [Endpoint] = []
     /// Messages that were refused, by reason (for counters and logs).
     public private(set) var refused: [PunchMessageError: Int] = [:]
     /// Nonces of our PUNCHes, newest last; bounded. An attempt with a fan or a spray of guessed
@@ -37,11 +42,14 @@ public struct PunchSession: Sendable {
     private var nonces: [[UInt8]] = []
     private static let nonceMemory = 2048
     private static let candidateLimit = 32
+    private static let learnedMemory = 4
 
-    public init(key: PairKey, session: UInt64, candidates: [Endpoint]) {
+    /// A session punching `candidates`, then the addresses an earlier session with the peer `learned`.
+    public init(key: PairKey, session: UInt64, candidates: [Endpoint], learned: [Endpoint] = []) {
         self.key = key
         self.session = session
         self.candidates = Array(candidates.prefix(PunchSession.candidateLimit))
+        for endpoint in learned.filter({ !self.candidates.contains($0) }).suffix(PunchSession.learnedMemory) { learn(endpoint) }
     }
 
     /// One burst: a PUNCH to every candidate.
@@ -79,8 +87,7 @@ public struct PunchSession: Sendable {
             var effects: [Effect] = [.send(ack.encoded(with: key), to: source)]
             if candidates.contains(source) {
                 if message.session == session { effects += pin(source) }
-            } else if candidates.count < PunchSession.candidateLimit {
-                candidates.append(source)
+            } else if learn(source) {
                 effects.append(punch(to: source))
             }
             return effects
@@ -88,6 +95,15 @@ public struct PunchSession: Sendable {
             guard message.session == session, nonces.contains(message.nonce) else { return [] }
             return pin(source)
         }
+    }
+
+    /// Adds a peer-reflexive candidate; false when it is one already or there is no room.
+    @discardableResult
+    private mutating func learn(_ endpoint: Endpoint) -> Bool {
+        guard !candidates.contains(endpoint), candidates.count < PunchSession.candidateLimit else { return false }
+        candidates.append(endpoint)
+        learned = (learned + [endpoint]).suffix(PunchSession.learnedMemory)
+        return true
     }
 
     private mutating func pin(_ endpoint: Endpoint) -> [Effect] {

@@ -6,7 +6,7 @@ import Testing
 /// Every edge of the peer chart, driven through a scheduler in virtual time.
 @Suite struct PeerChartTests {
     @Test func theChartIsValidWithDefaultAndCustomTimings() {
-        #expect(PeerChart.chart().rows.count == 35)
+        #expect(PeerChart.chart().rows.count == 36)
         var timings = PeerTimings()
         timings.punchPackets = 1
         timings.confirmPoll = .seconds(20)
@@ -192,6 +192,14 @@ import Testing
         #expect(peer.state == .punching && peer.takeActions() == [.startPunch])
     }
 
+    static func aPinWhileRelayedTakesTheDirectPath(_ peer: PeerHarness) {
+        peer.reachRelayedKeepalive()
+        peer.send(.punchAcked)
+        #expect(peer.state == .direct && peer.takeActions() == [.setDirectEndpoint, .enableKeepalive])
+        peer.send(.wireGuardRead(handshakeAge: .milliseconds(200), pathConfirmed: true))
+        #expect(peer.state == .keepalive && peer.context.path == .direct && peer.takeActions() == [.releaseRelay])
+    }
+
     static func endpointChangeRepunches(_ peer: PeerHarness) {
         peer.reach(.keepalive)
         peer.send(.endpointChanged)
@@ -222,6 +230,13 @@ import Testing
     @Test func earlyRelayCarriesTrafficUntilTheDirectPath() { Self.earlyRelayCarriesTrafficUntilTheDirectPath(PeerHarness()) }
     @Test func staleHandshakeRepunches() { Self.staleHandshakeRepunches(PeerHarness()) }
     @Test func endpointChangeRepunches() { Self.endpointChangeRepunches(PeerHarness()) }
+    @Test func aPinWhileRelayedTakesTheDirectPath() {
+        Self.aPinWhileRelayedTakesTheDirectPath(PeerHarness())
+        let direct = PeerHarness()
+        direct.reach(.keepalive)
+        direct.send(.punchAcked)
+        #expect(direct.state == .keepalive && direct.takeActions().isEmpty, "on the direct path already: nothing to take")
+    }
     @Test(arguments: [PeerState.discovering, .detecting, .punching, .direct, .relaying, .keepalive])
     func peerLeavingCloses(from state: PeerState) { _ = Self.peerLeavingClosesFromEveryState(state) }
 
@@ -231,7 +246,7 @@ import Testing
             Self.happyDirectPath, Self.discoveryRetries, Self.detectionTimeoutPunchesAnyway, Self.bothReachableGoStraightToDirect,
             Self.failedPunchesFallBackToTheRelay, Self.relayPathWithFailuresAndUpgrades, Self.lateAckTakesTheDirectPath,
             Self.directWithoutHandshakeFallsBack, Self.staleHandshakeRepunches, Self.endpointChangeRepunches,
-            Self.deadRelayIsAllocatedAgain, Self.earlyRelayCarriesTrafficUntilTheDirectPath,
+            Self.deadRelayIsAllocatedAgain, Self.earlyRelayCarriesTrafficUntilTheDirectPath, Self.aPinWhileRelayedTakesTheDirectPath,
         ]
         for scenario in scenarios {
             let peer = PeerHarness()

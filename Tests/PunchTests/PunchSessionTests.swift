@@ -79,6 +79,29 @@ import Testing
         #expect(a.receive(ackForAlice.bytes, from: mappedByASymmetricNAT) == [.pin(mappedByASymmetricNAT)])
     }
 
+    @Test func aNewSessionPunchesWhatTheLastOneLearned() throws {
+        // Bob, behind a symmetric NAT, punched Alice's session 7 through his mapping toward her.
+        var old = PunchSession(key: alice.pairKey(with: bob), session: 7, candidates: [bobAddress])
+        var b = PunchSession(key: bob.pairKey(with: alice), session: 7, candidates: [aliceAddress])
+        let mappedByASymmetricNAT = Endpoint("198.51.100.20:61001")!
+        let bobsPunch = try #require(sends(b.burst()).first)
+        _ = old.receive(bobsPunch.bytes, from: mappedByASymmetricNAT)
+        #expect(old.learned == [mappedByASymmetricNAT])
+        // An announcement replaces the session: the new one punches the mapping from its first burst,
+        // and Bob's answer through it pins.
+        var next = PunchSession(key: alice.pairKey(with: bob), session: 8, candidates: [bobAddress], learned: old.learned)
+        let burst = sends(next.burst())
+        #expect(burst.map(\.to) == [bobAddress, mappedByASymmetricNAT])
+        var bobNext = PunchSession(key: bob.pairKey(with: alice), session: 8, candidates: [aliceAddress])
+        let ack = try #require(sends(bobNext.receive(burst[1].bytes, from: aliceAddress)).first)
+        #expect(next.receive(ack.bytes, from: mappedByASymmetricNAT) == [.pin(mappedByASymmetricNAT)])
+        // What is carried over is bounded: the four newest, none twice.
+        let mappings = (1...6).map { Endpoint(.v4(IPv4Address(198, 51, 100, 20)), UInt16(61_000 + $0)) }
+        let carried = PunchSession(key: alice.pairKey(with: bob), session: 9, candidates: [bobAddress], learned: mappings + [bobAddress])
+        #expect(carried.learned == Array(mappings.suffix(4)))
+        #expect(carried.candidates == [bobAddress] + mappings.suffix(4))
+    }
+
     @Test func forgedReplayedAndStaleMessagesNeverMoveThePin() throws {
         var a = PunchSession(key: alice.pairKey(with: bob), session: 5, candidates: [bobAddress])
         var b = PunchSession(key: bob.pairKey(with: alice), session: 5, candidates: [aliceAddress])
