@@ -36,7 +36,7 @@ import Testing
         #expect(result.status == 0)
         let object = try JSONSerialization.jsonObject(with: Data(result.out.utf8)) as? [String: Any]
         #expect(object?["name"] as? String == "peer")
-        #expect((object?["rows"] as? [Any])?.count == 35)
+        #expect((object?["rows"] as? [Any])?.count == 36)
     }
 
     @Test func anUnknownChartIsAUsageError() throws {
