@@ -34,7 +34,7 @@ extension Agent {
         case .allocateRelay:
             // Nothing the old path did counts for the new one.
             links[id]?.endpoint = nil
-            links[id]?.endpointSetAt = Int64(WallClock.milliseconds() / 1000) + 1
+            links[id]?.endpointSetAt = Int64(WallClock.milliseconds())
             if scheduler.machine(id)?.state == .relaying, link.relay != nil, link.earlyRelay {
                 // The early relay granted while detecting or punching carries on.
                 links[id]?.earlyRelay = false
@@ -216,10 +216,13 @@ extension Agent {
         case .detecting:
             decideDirect(id)
         case .punching where driver.pinned(id) == nil && links[id]?.isReplaced(byPunchAt: startMillis) == true:
-            // Join the announced punch at its instant.
+            // Join the announced punch at its instant, with a whole burst: the attempt's own ticks
+            // may all have gone (a single PUNCH per candidate lost under loss was the whole round).
             links[id]?.coordinated = nil
             begin(id, session: startMillis, coordinated: true)
-            scheduler.post(.punchTick, to: id, after: .milliseconds(wait))
+            for packet in 0..<configuration.timings.punchPackets {
+                scheduler.post(.punchTick, to: id, after: .milliseconds(wait) + configuration.timings.punchInterval * packet)
+            }
         case .direct where driver.pinned(id) == nil && links[id]?.sessionCoordinated == false:
             // Gone direct without a punch (both reachable) while the peer, who learned our NAT type
             // later, punches: answer its punches, or it would fall back to a relay.
@@ -260,8 +263,10 @@ extension Agent {
         if links[id]?.endpointDeferred != true { setEndpoint(link, endpoint, afresh: fresh) }
         device = nil
         links[id]?.endpoint = endpoint
-        links[id]?.endpointSetAt = Int64(WallClock.milliseconds() / 1000)
-        links[id]?.receivedAtSet = roamed ? 0 : readDevice()?.peer(link.publicKey)?.rxBytes ?? 0
+        links[id]?.endpointSetAt = Int64(WallClock.milliseconds())
+        // The counter as read before the change: the peer, turning to this path at the same moment,
+        // may have sent its one packet on it already (a peer added afresh counts from 0).
+        links[id]?.receivedAtSet = roamed || fresh ? 0 : current?.rxBytes ?? 0
         installRoutes(id)
     }
 
@@ -319,7 +324,8 @@ extension Agent {
         if let peer {
             let receivedHere = peer.rxBytes > link.receivedAtSet && peer.endpoint == link.endpoint
             if let handshake = peer.lastHandshake {
-                confirmed = handshake.seconds >= link.endpointSetAt || receivedHere && handshakeAge! < configuration.timings.staleHandshake
+                confirmed = handshake.seconds * 1000 + handshake.nanoseconds / 1_000_000 >= link.endpointSetAt
+                    || receivedHere && handshakeAge! < configuration.timings.staleHandshake
             } else {
                 confirmed = receivedHere
             }

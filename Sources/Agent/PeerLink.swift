@@ -25,8 +25,10 @@ struct PeerLink {
     var earlyRelay = false
     /// Offers of the last relay answer not tried yet, best first.
     var offers: [RelayOffer] = []
-    /// The endpoint WireGuard was last pointed at, and when (wall seconds, and the receive
-    /// counter then): a handshake or new data from it since confirms the path.
+    /// The endpoint WireGuard was last pointed at, and when (wall milliseconds, and the receive
+    /// counter then): a handshake or new data from it since confirms the path. Milliseconds: a
+    /// handshake through the early relay a moment before the switch, in the same second, proves
+    /// nothing about the direct path.
     var endpoint: Endpoint?
     /// WireGuard has not been given `endpoint` yet: the member with the larger key waits for its
     /// turn on a peer without a handshake (see `Agent.pointWireGuard`).

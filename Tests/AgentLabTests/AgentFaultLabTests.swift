@@ -19,10 +19,11 @@ struct AgentFaultLabTests {
     }
 
     static func connect(_ a: NATBehaviour, _ b: NATBehaviour, relays: Int = 1, loss: Bool = false,
-                        within seconds: Double = 40) throws -> Setup {
+                        within seconds: Double = 40, prepare: ([Site]) throws -> Void = { _ in }) throws -> Setup {
         let lab = try Lab()
         do {
             let sites = [try lab.addSite(a), try lab.addSite(b)]
+            try prepare(sites)
             if loss {
                 // 10% of every packet crossing the internet, both ways, control and STUN included.
                 try lab.inet.run(["nft", "-f", "-"], input: """
@@ -121,7 +122,7 @@ struct AgentFaultLabTests {
     }
 
     @Test func controlServerRestartKeepsTunnels() throws {
-        var setup = try Self.connect(.portRestrictedCone, .fullCone)
+        let setup = try Self.connect(.portRestrictedCone, .fullCone)
         defer { setup.lab.shutdown() }
         setup.party.killControl()
         // Tunnels do not need the control server: pings keep crossing while it is down.
@@ -156,6 +157,37 @@ struct AgentFaultLabTests {
         }
         let output = try setup.agents[0].namespace.run(["ping", "-c", "10", "-i", "0.2", "-W", "1", "\(setup.agents[1].overlay)"], allowFailure: true)
         #expect(!output.contains(" 100% packet loss"), "\(output)")
+    }
+
+    /// The first WireGuard transport packets (keepalives, data) from site A's public address to site
+    /// B are lost — B's router drops them, 240 bytes' worth; handshakes pass. B's side of the new
+    /// direct path sees none of A's packets on it (A, confirmed, sends nothing more for a keepalive
+    /// interval, and not at all while B's packets reach it), so B asks for a handshake and confirms
+    /// the path within its first Direct window instead of falling back to the relay.
+    @Test func lostKeepalivesOnANewDirectPathAreAnsweredWithAHandshake() throws {
+        let setup = try Self.connect(.restrictedCone, .symmetric, within: 20) { sites in
+            // WireGuard's type 4 (transport) is the payload's first 4 bytes, little-endian: 04 00 00 00.
+            try sites[1].router.run(["nft", "-f", "-"], input: """
+                table ip firstkeepalives {
+                  chain forward {
+                    type filter hook forward priority -10; policy accept;
+                    ip saddr \(sites[0].publicAddress) udp dport 51820 @th,64,32 0x04000000 quota until 240 bytes drop
+                  }
+                }
+
+                """)
+        }
+        defer { setup.lab.shutdown() }
+        let dropped = try setup.sites[1].router.run("nft", "list", "table", "ip", "firstkeepalives")
+        let log = setup.party.log(of: setup.agents[1])
+        if ProcessInfo.processInfo.environment["LANRAGE_KEEP_LOGS"] != nil {
+            for agent in setup.agents { try? setup.party.log(of: agent).write(toFile: "/tmp/asked-agent\(agent.index).log", atomically: true, encoding: .utf8) }
+        }
+        #expect(!dropped.contains("used 0 bytes"), "A's packets on the new path were dropped: \(dropped)")
+        #expect(log.contains("direct path not confirmed: handshake asked"))
+        #expect(!log.contains("event=confirmTimeout"), "B fell back to the relay: \(log.suffix(3000))")
+        // Once the quota is used up, A's packets pass.
+        #expect(setup.agents[0].pingUntilAnswered(setup.agents[1].overlay, within: 5) != nil, "\(dropped)")
     }
 
     @Test func agentKilledAndRestartedRejoins() throws {
