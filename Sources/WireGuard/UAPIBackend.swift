@@ -53,7 +53,7 @@ public final class UAPIBackend: WireGuardBackend {
     }
 
     /// Starts wireguard-go in its foreground mode (one Go runtime to start, not two as when it forks
-    /// itself into the background), in a session of its own; the creation's `wait()` waits (bounded)
+    /// itself into the background), in a process group of its own; the creation's `wait()` waits (bounded)
     /// until its UAPI socket answers, or reports how it exited and what it printed.
     public func beginCreatingInterface(named name: String) throws(WireGuardError) -> InterfaceCreation {
         try InterfaceName.validate(name)

@@ -51,9 +51,7 @@ struct AgentFaultLabTests {
                     $0["state"] as? String == "keepalive" && $0["path"] as? String == path
                 }
                 guard peer != nil else {
-                    if ProcessInfo.processInfo.environment["LANRAGE_KEEP_LOGS"] != nil {
-                        for agent in agents { try? party.log(of: agent).write(toFile: "/tmp/fault-unconnected-agent\(agent.index).log", atomically: true, encoding: .utf8) }
-                    }
+                    party.keepLogs(of: agents, as: "fault-unconnected")
                     throw CommandFailure(command: ["connect"], status: 1, output: "agent \(agent.index) not connected: \(party.log(of: agent).suffix(4000))")
                 }
             }
@@ -150,11 +148,7 @@ struct AgentFaultLabTests {
         let setup = try Self.connect(.restrictedCone, .symmetric, loss: true, within: 60)
         defer { setup.lab.shutdown() }
         print("AGENT-FAULT 10% loss on every internet link: direct after \(Int(Date().timeIntervalSince(started) * 1000)) ms (lab setup included)")
-        if ProcessInfo.processInfo.environment["LANRAGE_KEEP_LOGS"] != nil {
-            let ms = Int(Date().timeIntervalSince(started) * 1000)
-            for agent in setup.agents { try? setup.party.log(of: agent).write(toFile: "/tmp/loss-\(ms)-agent\(agent.index).log", atomically: true, encoding: .utf8) }
-            try? String(contentsOf: setup.lab.directory.appendingPathComponent("control.log"), encoding: .utf8).write(toFile: "/tmp/loss-\(ms)-control.log", atomically: true, encoding: .utf8)
-        }
+        setup.party.keepLogs(of: setup.agents, as: "loss-\(Int(Date().timeIntervalSince(started) * 1000))", control: true)
         let output = try setup.agents[0].namespace.run(["ping", "-c", "10", "-i", "0.2", "-W", "1", "\(setup.agents[1].overlay)"], allowFailure: true)
         #expect(!output.contains(" 100% packet loss"), "\(output)")
     }
@@ -180,9 +174,7 @@ struct AgentFaultLabTests {
         defer { setup.lab.shutdown() }
         let dropped = try setup.sites[1].router.run("nft", "list", "table", "ip", "firstkeepalives")
         let log = setup.party.log(of: setup.agents[1])
-        if ProcessInfo.processInfo.environment["LANRAGE_KEEP_LOGS"] != nil {
-            for agent in setup.agents { try? setup.party.log(of: agent).write(toFile: "/tmp/asked-agent\(agent.index).log", atomically: true, encoding: .utf8) }
-        }
+        setup.party.keepLogs(of: setup.agents, as: "asked")
         #expect(!dropped.contains("used 0 bytes"), "A's packets on the new path were dropped: \(dropped)")
         #expect(log.contains("direct path not confirmed: handshake asked"))
         #expect(!log.contains("event=confirmTimeout"), "B fell back to the relay: \(log.suffix(3000))")
@@ -201,10 +193,7 @@ struct AgentFaultLabTests {
         let peer = again.waitForPeer(setup.agents[1].overlay, within: 40) { $0["state"] as? String == "keepalive" && $0["path"] as? String == "direct" }
         let seconds = peer == nil ? nil : Date().timeIntervalSince(restarted)
         Self.report("agent SIGKILLed and restarted: back in keepalive", seconds)
-        if ProcessInfo.processInfo.environment["LANRAGE_KEEP_LOGS"] != nil {
-            try? setup.party.log(of: again).write(toFile: "/tmp/restart-again.log", atomically: true, encoding: .utf8)
-            try? setup.party.log(of: setup.agents[1]).write(toFile: "/tmp/restart-other.log", atomically: true, encoding: .utf8)
-        }
+        setup.party.keepLogs(of: [again, setup.agents[1]], as: "restart")
         #expect(peer != nil, "\(setup.party.log(of: again).suffix(5000))")
         #expect(again.ping(setup.agents[1].overlay))
     }

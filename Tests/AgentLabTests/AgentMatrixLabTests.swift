@@ -71,9 +71,7 @@ struct AgentMatrixLabTests {
         let elapsed = Date().timeIntervalSince(started)
         #expect(agents[0].ping(agents[1].overlay), "\(a) ↔ \(b): no ping 1 → 2")
         #expect(agents[1].ping(agents[0].overlay), "\(a) ↔ \(b): no ping 2 → 1")
-        if ProcessInfo.processInfo.environment["LANRAGE_KEEP_LOGS"] != nil {
-            for agent in agents { try? party.log(of: agent).write(toFile: "/tmp/matrix-\(a)-\(b)-\(agent.index).log", atomically: true, encoding: .utf8) }
-        }
+        party.keepLogs(of: agents, as: "matrix-\(a)-\(b)")
         print("AGENT-MATRIX \(a) ↔ \(b): \(path) after \(Int(elapsed * 1000)) ms")
     }
 }

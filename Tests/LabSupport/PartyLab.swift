@@ -128,6 +128,17 @@ public final class PartyLab {
     public func log(of handle: AgentHandle) -> String {
         (try? String(contentsOf: lab.directory.appendingPathComponent("agent\(handle.index).log"), encoding: .utf8)) ?? ""
     }
+
+    /// With `LANRAGE_KEEP_LOGS` set, copies each agent's log to `/tmp/<name>-agent<index>.log` (and,
+    /// with `control`, the control server's to `/tmp/<name>-control.log`), to be read after the run.
+    public func keepLogs(of agents: [AgentHandle], as name: String, control: Bool = false) {
+        guard ProcessInfo.processInfo.environment["LANRAGE_KEEP_LOGS"] != nil else { return }
+        for agent in agents { try? log(of: agent).write(toFile: "/tmp/\(name)-agent\(agent.index).log", atomically: true, encoding: .utf8) }
+        if control {
+            try? String(contentsOf: lab.directory.appendingPathComponent("control.log"), encoding: .utf8)
+                .write(toFile: "/tmp/\(name)-control.log", atomically: true, encoding: .utf8)
+        }
+    }
 }
 
 /// One running agent in the lab.
