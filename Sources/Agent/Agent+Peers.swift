@@ -57,6 +57,12 @@ extension Agent {
                 _ = try? port.send([0], to: grant.endpoint)
             }
         case .releaseRelay:
+            // Given back, not just forgotten: a relay still forwarding could carry a late packet that
+            // takes WireGuard back to it.
+            if let grant = link.relay {
+                relays.release(grant)
+                logger.info("relay released", metadata: ["peer": "\(link.record.key)", "relay": "\(grant.service)"])
+            }
             links[id]?.relay = nil
         case .enableKeepalive:
             // From 0 to the interval: WireGuard sends a keepalive (or a handshake) on the new path at once.
@@ -302,11 +308,15 @@ extension Agent {
 
     /// Liveness from WireGuard itself: the last handshake, and whether the receive counter grew.
     func readWireGuard(_ id: MachineID) {
-        guard let link = links[id] else { return }
+        guard let key = links[id]?.publicKey, let machine = scheduler.machine(id) else { return }
         // A working tunnel's tick tolerates a read 2 s old (silence counts in tens of seconds); a path
         // waiting for confirmation wants a fresh one.
-        let maxAge: Duration = scheduler.machine(id)?.state == .keepalive ? .seconds(2) : .milliseconds(200)
-        let peer = readDevice(maxAge: maxAge)?.peer(link.publicKey)
+        let maxAge: Duration = machine.state == .keepalive ? .seconds(2) : .milliseconds(200)
+        let peer = readDevice(maxAge: maxAge)?.peer(key)
+        if let peer, machine.state == .direct || machine.state == .keepalive && machine.context.path == .direct {
+            keepDirect(id, peer)
+        }
+        guard let link = links[id] else { return }
         let now = clock.now
         links[id]?.wireGuard = peer
         if let peer, peer.rxBytes != link.received {
@@ -320,9 +330,11 @@ extension Agent {
         // moved to a new path does not handshake again for up to two minutes), or, with no session yet,
         // the peer's initiation — this side answered it, and its handshake completes only with the
         // peer's first packet, which may be lost while the initiator, complete, sends nothing for 25 s.
+        // Only what came over the chosen path counts: WireGuard's endpoint is the source of the latest
+        // packet it authenticated, so a handshake made through the relay after the switch leaves it there.
         var confirmed = false
-        if let peer {
-            let receivedHere = peer.rxBytes > link.receivedAtSet && peer.endpoint == link.endpoint
+        if let peer, peer.endpoint == link.endpoint {
+            let receivedHere = peer.rxBytes > link.receivedAtSet
             if let handshake = peer.lastHandshake {
                 confirmed = handshake.seconds * 1000 + handshake.nanoseconds / 1_000_000 >= link.endpointSetAt
                     || receivedHere && handshakeAge! < configuration.timings.staleHandshake
@@ -338,6 +350,31 @@ extension Agent {
             $0.receiveSilence = silence
         }
         scheduler.post(.wireGuardRead, to: id)
+    }
+
+    /// On the direct path, WireGuard stays on it. WireGuard follows the source of the latest packet
+    /// it authenticates: a packet that crossed the relay before the switch and arrives after it takes
+    /// WireGuard back to the relay, and each side, receiving from the relay, keeps sending to it. Such
+    /// an endpoint is set back to the direct one at once (what came before counts for nothing); any
+    /// other move is the peer's own (a NAT rebinding), and the path follows it.
+    private func keepDirect(_ id: MachineID, _ peer: WireGuard.Peer) {
+        guard let link = links[id], let chosen = link.endpoint, !link.endpointDeferred, link.forwarder == nil,
+              let current = peer.endpoint, current != chosen else { return }
+        guard isRelay(current, of: link) else {
+            if scheduler.machine(id)?.state == .keepalive { links[id]?.endpoint = current }
+            return
+        }
+        logger.notice("WireGuard roamed to the relay: direct endpoint set again",
+                      metadata: ["peer": "\(link.record.key)", "relay": "\(current)", "endpoint": "\(chosen)"])
+        configurePeer(PeerChange(publicKey: link.publicKey, updateOnly: true, endpoint: chosen))
+        device = nil
+        links[id]?.endpointSetAt = Int64(WallClock.milliseconds())
+        links[id]?.receivedAtSet = peer.rxBytes
+    }
+
+    /// Whether `endpoint` is at a relay: the pair's own allocation, or any relay the control server offered.
+    func isRelay(_ endpoint: Endpoint, of link: PeerLink) -> Bool {
+        link.relay?.endpoint.address == endpoint.address || relayAddresses.contains(endpoint.address)
     }
 
     // MARK: Members
@@ -404,8 +441,14 @@ extension Agent {
     /// The control server's relay offers for the pair: preferred relays first, then its order (by load).
     /// The states that ask for a relay: Relaying, and Detecting and Punching for the early relay.
     static let relayStates: Set<PeerState> = [.detecting, .punching, .relaying]
+    /// The relay addresses remembered (the control server offers at most eight at a time).
+    static let relayAddressLimit = 16
 
     func relaysOffered(_ key: MemberKey, _ offers: [RelayOffer]) {
+        for offer in offers where !relayAddresses.contains(offer.service.address) {
+            if relayAddresses.count == Self.relayAddressLimit { relayAddresses.removeFirst() }
+            relayAddresses.append(offer.service.address)
+        }
         guard let id = machines[key], let state = scheduler.machine(id)?.state, Self.relayStates.contains(state),
               links[id]?.relay == nil else { return }
         let preferred = configuration.preferredRelays.compactMap { service in offers.first { $0.service == service } }

@@ -17,9 +17,10 @@ extension Agent {
             guard let link = findPeer(words[1]) else { return "error=no peer matches '\(words[1])'\n" }
             let state = scheduler.machine(link.machine)
             let address = link.record.addresses.first.map { "\($0.address)" } ?? "-"
-            let endpoint = Self.endpoint(link, readDevice()?.peer(link.publicKey)) ?? link.endpoint
+            let peer = readDevice()?.peer(link.publicKey)
+            let endpoint = Self.endpoint(link, peer) ?? link.endpoint
             return "address=\(address) key=\(link.record.key) state=\(state.map { "\($0.state)" } ?? "closed") "
-                + "path=\(state?.context.path.rawValue ?? "none") endpoint=\(endpoint.map { "\($0)" } ?? "-") "
+                + "path=\(path(link, state?.context.path ?? .none, peer).rawValue) endpoint=\(endpoint.map { "\($0)" } ?? "-") "
                 + "relay=\(link.relay.map { "\($0.service)" } ?? "-")\n"
         default:
             return "error=unknown request (expected 'status', 'status json' or 'peer QUERY')\n"
@@ -55,9 +56,17 @@ extension Agent {
         let current = readDevice()
         return links.values.sorted { $0.record.key < $1.record.key }.map { link in
             let machine = scheduler.machine(link.machine)
-            return PeerStatus(link: link, state: machine?.state ?? .closed, path: machine?.context.path ?? .none,
-                              seconds: Double(clock.now - link.stateSince) / 1e9, peer: current?.peer(link.publicKey))
+            let peer = current?.peer(link.publicKey)
+            return PeerStatus(link: link, state: machine?.state ?? .closed, path: path(link, machine?.context.path ?? .none, peer),
+                              seconds: Double(clock.now - link.stateSince) / 1e9, peer: peer)
         }
+    }
+
+    /// The path as WireGuard takes it: an endpoint at a relay is relayed whatever the machine chose
+    /// (WireGuard roams to the source of the latest packet it authenticates).
+    private func path(_ link: PeerLink, _ chosen: PeerContext.Path, _ peer: WireGuard.Peer?) -> PeerContext.Path {
+        guard link.forwarder == nil, let endpoint = peer?.endpoint, isRelay(endpoint, of: link) else { return chosen }
+        return .relayed
     }
 
     private func handshakeAge(_ peer: WireGuard.Peer?) -> Int? {
@@ -120,7 +129,7 @@ extension Agent {
             let path: String
             switch status.path {
             case .direct: path = "direct" + (status.link.forwarder.map { " from fan port \($0.outside.port)" } ?? "")
-            case .relayed: path = "relayed via \(status.link.relay.map { "\($0.service)" } ?? "?")"
+            case .relayed: path = "relayed" + (status.link.relay.map { " via \($0.service)" } ?? "")
             case .none: path = "none yet"
             }
             text += """

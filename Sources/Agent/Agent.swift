@@ -50,6 +50,9 @@ public final class Agent {
     /// Until when no early relay is asked for: a relay refused one (its quota for the party is
     /// full), and a party of 50 asking for one per pair again and again only loads the servers.
     var earlyRelaysPausedUntil: Nanoseconds = 0
+    /// The addresses of the relays the control server offered, oldest first (at most
+    /// `relayAddressLimit`): a WireGuard endpoint there is relayed, whatever the machine chose.
+    var relayAddresses: [IPAddress] = []
     let startedAt: Nanoseconds
     /// The interface the agent created (and wireguard-go serving it), nil when adopted.
     private var creation: InterfaceCreation?

@@ -5,16 +5,19 @@ import EventLoop
 import Net
 import Rendezvous
 
-/// Asks relays for allocations without blocking the agent's loop: one UDP socket, requests resent
-/// every 300 ms until 2 s have passed, answers matched by nonce and authenticated with the offer's
-/// reply key. The relay latches a side by its source IP, which the member's NAT shares between
-/// this socket and the WireGuard port.
+/// Asks relays for allocations, and gives them back, without blocking the agent's loop: one UDP
+/// socket, requests resent every 300 ms until 2 s have passed, answers matched by nonce and
+/// authenticated with the offer's reply key. The relay latches a side by its source IP, which the
+/// member's NAT shares between this socket and the WireGuard port.
 final class RelayClient: TimerSource {
     /// An allocation the relay granted.
     struct Grant: Equatable {
-        var service: Endpoint
+        /// The offer it was granted under (its token and reply key release it).
+        var offer: RelayOffer
         /// Where WireGuard sends to reach the peer through the relay.
         var endpoint: Endpoint
+
+        var service: Endpoint { offer.service }
     }
 
     private struct Request {
@@ -22,7 +25,8 @@ final class RelayClient: TimerSource {
         var bytes: [UInt8]
         var resendAt: Nanoseconds
         var deadline: Nanoseconds
-        var done: (Grant?) -> Void
+        /// The relay's authenticated answer, or nil when none came in time.
+        var done: (RelayMessage?) -> Void
     }
 
     let socket: UDPSocket
@@ -40,7 +44,22 @@ final class RelayClient: TimerSource {
     /// Requests an allocation under `offer`; `done` gets the grant, or `nil` (refused, no answer).
     func allocate(_ offer: RelayOffer, done: @escaping (Grant?) -> Void) {
         let nonce = Crypto.randomUInt64()
-        let bytes = RelayMessage.allocate(nonce: nonce, token: offer.token).encoded()
+        send(RelayMessage.allocate(nonce: nonce, token: offer.token).encoded(), nonce: nonce, under: offer) { answer in
+            guard case .allocated(_, .granted, let port, _) = answer else { return done(nil) }
+            done(Grant(offer: offer, endpoint: Endpoint(offer.service.address, port)))
+        }
+    }
+
+    /// Gives `grant` back: the relay frees the allocation, so nothing more crosses it (WireGuard
+    /// follows the source of the latest packet it authenticates, and a relayed one arriving after
+    /// the switch to a direct path would take it back to the relay). Sent until the relay answers.
+    func release(_ grant: Grant) {
+        let nonce = Crypto.randomUInt64()
+        send(RelayMessage.release(nonce: nonce, token: grant.offer.token).encoded(key: grant.offer.replyKey), nonce: nonce,
+             under: grant.offer) { _ in }
+    }
+
+    private func send(_ bytes: [UInt8], nonce: UInt64, under offer: RelayOffer, done: @escaping (RelayMessage?) -> Void) {
         let now = MonotonicTime.nanoseconds()
         requests[nonce] = Request(offer: offer, bytes: bytes, resendAt: now + Self.resend, deadline: now + Self.timeout, done: done)
         _ = try? socket.send(bytes, to: offer.service)
@@ -74,10 +93,13 @@ final class RelayClient: TimerSource {
             guard let request = requests[nonce], from == request.offer.service,
                   let message = try? buffer.withUnsafeBytes({
                       try RelayMessage(decoding: UnsafeRawBufferPointer(rebasing: $0[..<count]), key: request.offer.replyKey)
-                  }),
-                  case .allocated(let echoed, let status, let port, _) = message, echoed == nonce else { continue }
+                  }) else { continue }
+            switch message {
+            case .allocated(nonce, _, _, _), .released(nonce): break
+            default: continue
+            }
             requests[nonce] = nil
-            request.done(status == .granted ? Grant(service: request.offer.service, endpoint: Endpoint(from.address, port)) : nil)
+            request.done(message)
         }
     }
 }

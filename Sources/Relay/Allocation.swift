@@ -8,6 +8,8 @@ public struct RelaySide: Sendable {
     public var port: UInt16
     /// Set when this side's token was presented: only datagrams from this IP are accepted.
     public var allowed: IPAddress?
+    /// The token that granted this side last: a release must present it.
+    var token: [UInt8]?
     /// The source endpoint latched from the first datagram of `allowed` (follows a NAT rebinding
     /// within the same IP).
     public var latched: Endpoint?

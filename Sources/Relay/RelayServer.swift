@@ -42,6 +42,7 @@ public final class RelayServer {
         public var malformed = 0
         public var rateLimited = 0
         public var expiredAllocations = 0
+        public var releasedAllocations = 0
         public var loadQueries = 0
     }
 
@@ -115,7 +116,7 @@ public final class RelayServer {
                 counters.malformed += 1
                 return
             }
-            let (status, port) = allocate(token)
+            let (status, port) = allocate(token, bytes: tokenBytes)
             let idle = UInt16(clamping: configuration.idleTimeout.components.seconds)
             let replyKey = Keys.relayReplyKey(relayKey: configuration.key, token: tokenBytes)
             _ = try? service.send(RelayMessage.allocated(nonce: nonce, status: status, port: port, idleSeconds: idle)
@@ -130,18 +131,33 @@ public final class RelayServer {
             let load = RelayMessage.load(timestampMillis: now, nonce: nonce, allocations: UInt16(clamping: allocations.count),
                                          capacity: UInt16(clamping: configuration.capacity))
             _ = try? service.send(load.encoded(key: configuration.key), to: from)
-        case .allocated, .load:
+        case .release(let nonce, let tokenBytes):
+            // The message's tag (under the token's reply key) proves the member the token was issued to
+            // sent it; the token may have expired since the grant.
+            guard let token = try? tokenBytes.withUnsafeBytes({ try RelayToken(verifying: $0, key: configuration.key, nowSeconds: 0) }) else {
+                counters.unauthenticated += 1
+                return
+            }
+            if let allocation = allocations[token.pairID], allocation.sides[Int(token.side)].token == tokenBytes {
+                counters.releasedAllocations += 1
+                release(token.pairID, allocation, reason: "released")
+            }
+            let replyKey = Keys.relayReplyKey(relayKey: configuration.key, token: tokenBytes)
+            _ = try? service.send(RelayMessage.released(nonce: nonce).encoded(key: replyKey), to: from)
+        case .allocated, .load, .released:
             counters.malformed += 1
         }
     }
 
-    /// Grants side `token.side` of the pair's allocation (creating the allocation on first use).
-    func allocate(_ token: RelayToken) -> (RelayMessage.AllocationStatus, UInt16) {
+    /// Grants side `token.side` of the pair's allocation (creating the allocation on first use);
+    /// `bytes` is the token as presented, which a release of this side must present again.
+    func allocate(_ token: RelayToken, bytes: [UInt8]) -> (RelayMessage.AllocationStatus, UInt16) {
         let side = Int(token.side)
         if let existing = allocations[token.pairID] {
             if existing.sides[side].allowed == nil { counters.granted += 1 } else { counters.refreshed += 1 }
             if existing.sides[side].allowed != token.address { existing.sides[side].latched = nil }
             existing.sides[side].allowed = token.address
+            existing.sides[side].token = bytes
             existing.lastActivity = clock.now
             return (.granted, existing.sides[side].port)
         }
@@ -162,6 +178,7 @@ public final class RelayServer {
         }
         let allocation = Allocation(pairID: token.pairID, partyID: token.partyID, sockets: sockets, now: clock.now)
         allocation.sides[side].allowed = token.address
+        allocation.sides[side].token = bytes
         allocations[token.pairID] = allocation
         perParty[token.partyID, default: 0] += 1
         counters.granted += 1
@@ -278,12 +295,13 @@ public final class RelayServer {
     public func expireIdle() {
         let limit = clock.now - configuration.idleTimeout.nanoseconds
         for (pair, allocation) in allocations where allocation.lastActivity < limit {
-            release(pair, allocation)
+            release(pair, allocation, reason: "expired")
             counters.expiredAllocations += 1
         }
     }
 
-    private func release(_ pair: [UInt8], _ allocation: Allocation) {
+    /// Closes the allocation's ports: nothing more is forwarded for the pair.
+    private func release(_ pair: [UInt8], _ allocation: Allocation, reason: Logger.Message) {
         for socket in allocation.sockets {
             loop.unregister(socket.descriptor)
             freePorts.append(socket.local.port)
@@ -291,7 +309,7 @@ public final class RelayServer {
         allocations[pair] = nil
         perParty[allocation.partyID, default: 1] -= 1
         if perParty[allocation.partyID] == 0 { perParty[allocation.partyID] = nil }
-        logger.info("expired", metadata: Self.report(allocation))
+        logger.info(reason, metadata: Self.report(allocation))
     }
 
     /// One allocation's counters, per side (side 0, side 1).
@@ -312,7 +330,7 @@ public final class RelayServer {
             "refused_full": "\(counters.refusedFull)", "refused_party_limit": "\(counters.refusedPartyLimit)",
             "unauthenticated": "\(counters.unauthenticated)", "expired_tokens": "\(counters.expiredTokens)",
             "malformed": "\(counters.malformed)", "rate_limited": "\(counters.rateLimited)",
-            "expired_allocations": "\(counters.expiredAllocations)",
+            "expired_allocations": "\(counters.expiredAllocations)", "released_allocations": "\(counters.releasedAllocations)",
         ]
         let sides = allocations.values.flatMap(\.sides)
         metadata["forwarded_packets"] = "\(sides.reduce(0) { $0 + $1.packets })"

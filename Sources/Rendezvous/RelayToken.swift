@@ -81,13 +81,20 @@ public struct RelayToken: Equatable, Sendable {
 ///     allocated:  'L' 'R' 1 0x02 | nonce (u64) | status (u8) | port (u16) | idle timeout s (u16) | HMAC (32)
 ///     load query: 'L' 'R' 1 0x03 | timestamp ms (u64) | nonce (u64) | HMAC (32)       = 52 bytes
 ///     load:       'L' 'R' 1 0x04 | timestamp ms (u64) | nonce (u64) | allocations (u16) | capacity (u16) | HMAC (32)
-/// Load queries and reports are authenticated with the relay key; `allocated` echoes the request's
-/// nonce and is authenticated with the reply key of the token it answers (`Keys.relayReplyKey`).
+///     release:    'L' 'R' 1 0x05 | nonce (u64) | token (83) | HMAC (32)                = 127 bytes
+///     released:   'L' 'R' 1 0x06 | nonce (u64) | HMAC (32)                             = 44 bytes
+/// Load queries and reports are authenticated with the relay key; `allocated`, `release` and
+/// `released` with the reply key of the token they concern (`Keys.relayReplyKey`), which only the
+/// relay and the member the token was issued to know.
 public enum RelayMessage: Equatable, Sendable {
     case allocate(nonce: UInt64, token: [UInt8])
     case allocated(nonce: UInt64, status: AllocationStatus, port: UInt16, idleSeconds: UInt16)
     case loadQuery(timestampMillis: UInt64, nonce: UInt64)
     case load(timestampMillis: UInt64, nonce: UInt64, allocations: UInt16, capacity: UInt16)
+    /// The member no longer uses the allocation its token granted: the relay frees it.
+    case release(nonce: UInt64, token: [UInt8])
+    /// The grant of the release's token is gone (freed now, or earlier).
+    case released(nonce: UInt64)
 
     public static let magic: (UInt8, UInt8) = (0x4C, 0x52)  // "LR"
     public static let maximumCount = 128
@@ -98,8 +105,8 @@ public enum RelayMessage: Equatable, Sendable {
         case partyLimit = 2
     }
 
-    /// Encodes; `key` is needed for the authenticated kinds (allocated: the reply key; load query and
-    /// load: the relay key).
+    /// Encodes; `key` is needed for the authenticated kinds (allocated, release, released: the reply
+    /// key; load query and load: the relay key).
     public func encoded(key: [UInt8]? = nil) -> [UInt8] {
         var writer = ByteWriter(capacity: 96)
         writer.u8(Self.magic.0); writer.u8(Self.magic.1); writer.u8(1)
@@ -112,9 +119,13 @@ public enum RelayMessage: Equatable, Sendable {
             writer.u8(0x03); writer.u64(timestamp); writer.u64(nonce)
         case .load(let timestamp, let nonce, let allocations, let capacity):
             writer.u8(0x04); writer.u64(timestamp); writer.u64(nonce); writer.u16(allocations); writer.u16(capacity)
+        case .release(let nonce, let token):
+            writer.u8(0x05); writer.u64(nonce); writer.raw(token)
+        case .released(let nonce):
+            writer.u8(0x06); writer.u64(nonce)
         }
         switch self {
-        case .allocated, .loadQuery, .load:
+        case .allocated, .loadQuery, .load, .release, .released:
             let signed = writer.bytes.count
             writer.bytes.append(contentsOf: repeatElement(0, count: Crypto.tagCount))
             writer.bytes.withUnsafeMutableBytes { raw in
@@ -132,7 +143,8 @@ public enum RelayMessage: Equatable, Sendable {
     }
 
     /// Decodes; authenticated kinds are verified under `key` (and refused without one): the reply
-    /// key for `allocated`, the relay key for load queries and reports.
+    /// key for `allocated` and `released`, the relay key for load queries and reports. A `release`
+    /// is verified under the reply key its token gives with `key`, the relay key (the relay's side).
     public init(decoding bytes: UnsafeRawBufferPointer, key: [UInt8]?) throws(WireError) {
         guard bytes.count <= Self.maximumCount else { throw .oversized }
         guard bytes.count >= 4 else { throw .truncated }
@@ -142,6 +154,25 @@ public enum RelayMessage: Equatable, Sendable {
         switch bytes[3] {
         case 0x01:
             self = .allocate(nonce: try reader.u64(), token: try reader.raw(RelayToken.count))
+        case 0x05:
+            let nonce = try reader.u64(), token = try reader.raw(RelayToken.count)
+            guard reader.remaining == Crypto.tagCount else { throw .malformed }
+            let signed = bytes.count - Crypto.tagCount
+            guard let key, Crypto.verify(tag: UnsafeRawBufferPointer(rebasing: bytes[signed...]),
+                                         of: UnsafeRawBufferPointer(rebasing: bytes[..<signed]),
+                                         key: Keys.relayReplyKey(relayKey: key, token: token))
+            else { throw .unauthenticated }
+            self = .release(nonce: nonce, token: token)
+            return
+        case 0x06:
+            let nonce = try reader.u64()
+            guard reader.remaining == Crypto.tagCount else { throw .malformed }
+            let signed = bytes.count - Crypto.tagCount
+            guard let key, Crypto.verify(tag: UnsafeRawBufferPointer(rebasing: bytes[signed...]),
+                                         of: UnsafeRawBufferPointer(rebasing: bytes[..<signed]), key: key)
+            else { throw .unauthenticated }
+            self = .released(nonce: nonce)
+            return
         case 0x02, 0x03, 0x04:
             let signed = bytes.count - Crypto.tagCount
             guard signed >= 4 else { throw .truncated }

@@ -166,6 +166,49 @@ import Testing
         #expect(h.relay.allocations.values.first?.sides[0].packets == 0)
     }
 
+    /// A member that went direct gives its allocation back: the relay closes both ports at once, and
+    /// nothing crosses any more. Only the token that granted a side releases it, signed with that
+    /// token's reply key; a release of an earlier grant leaves the current one alone.
+    @Test func aReleaseFreesTheAllocationAndStopsForwarding() throws {
+        let h = try Harness()
+        let a = try UDPSocket(binding: Endpoint(Self.localhost, 0)), b = try UDPSocket(binding: Endpoint(Self.localhost, 0))
+        let earlier = Self.token(side: 0, expires: UnixTime.seconds() + 30)
+        let tokenA = Self.token(side: 0), tokenB = Self.token(side: 1)
+        _ = try #require(Self.port(try h.allocate(earlier, from: a)))
+        let portA = try #require(Self.port(try h.allocate(tokenA, from: a)))
+        let portB = try #require(Self.port(try h.allocate(tokenB, from: b)))
+        try a.send([0], to: Endpoint(Self.localhost, portA))
+        try b.send([0], to: Endpoint(Self.localhost, portB))
+        #expect(try h.spin { h.relay.allocations.values.first?.sides.allSatisfy { $0.latched != nil } == true })
+
+        func release(_ token: [UInt8], key: [UInt8]) throws -> RelayMessage? {
+            try a.send(RelayMessage.release(nonce: 7, token: token).encoded(key: key), to: h.relay.service.local)
+            var answer: RelayMessage?
+            var buffer = [UInt8](repeating: 0, count: 256)
+            _ = try h.spin(upTo: 0.3) {
+                if let (count, _) = try? a.receive(into: &buffer) {
+                    answer = try? buffer.withUnsafeBytes { try RelayMessage(decoding: UnsafeRawBufferPointer(rebasing: $0[..<count]), key: key) }
+                }
+                return answer != nil
+            }
+            return answer
+        }
+        // Signed with the wrong key: no answer, nothing freed. An earlier grant's token: answered, nothing freed.
+        #expect(try release(tokenA, key: Keys.relayReplyKey(relayKey: Self.key, token: tokenB)) == nil)
+        #expect(h.relay.counters.unauthenticated == 1)
+        #expect(try release(earlier, key: Keys.relayReplyKey(relayKey: Self.key, token: earlier)) == .released(nonce: 7))
+        #expect(h.relay.allocationCount == 1)
+        // The current grant's token: freed, both ports closed.
+        #expect(try release(tokenA, key: Keys.relayReplyKey(relayKey: Self.key, token: tokenA)) == .released(nonce: 7))
+        #expect(h.relay.allocationCount == 0 && h.relay.counters.releasedAllocations == 1)
+        #expect((try? UDPSocket(binding: Endpoint(Self.localhost, portA))) != nil)
+        #expect((try? UDPSocket(binding: Endpoint(Self.localhost, portB))) != nil)
+        try b.send([UInt8](repeating: 5, count: 40), to: Endpoint(Self.localhost, portB))
+        var buffer = [UInt8](repeating: 0, count: 64)
+        _ = try h.spin(upTo: 0.2) { false }
+        #expect((try a.receive(into: &buffer)) == nil)
+    }
+
     @Test func anIdleAllocationExpiresAndItsPortsAreFreed() throws {
         let h = try Harness(idle: .milliseconds(300))
         let a = try UDPSocket(binding: Endpoint(Self.localhost, 0))

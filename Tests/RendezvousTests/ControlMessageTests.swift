@@ -220,4 +220,28 @@ import Testing
         }
         #expect(throws: WireError.unauthenticated) { try load.withUnsafeBytes { try RelayMessage(decoding: $0, key: nil) } }
     }
+
+    /// A release is signed with its token's reply key, which the relay derives from its own key; the
+    /// answer with the same reply key. Neither verifies under any other key, nor with a byte changed.
+    @Test func releasesAreAuthenticatedByTheirTokensReplyKey() throws {
+        let token = Self.token.encoded(key: Self.key)
+        let replyKey = Keys.relayReplyKey(relayKey: Self.key, token: token)
+        let release = RelayMessage.release(nonce: 8, token: token)
+        let bytes = release.encoded(key: replyKey)
+        #expect(bytes.count == 127)
+        #expect(try bytes.withUnsafeBytes { try RelayMessage(decoding: $0, key: Self.key) } == release)
+        // Signed with the relay key itself, or with another token's reply key: refused.
+        #expect(throws: WireError.unauthenticated) { try release.encoded(key: Self.key).withUnsafeBytes { try RelayMessage(decoding: $0, key: Self.key) } }
+        let other = Keys.relayReplyKey(relayKey: Self.key, token: token.map { $0 ^ 1 })
+        #expect(throws: WireError.unauthenticated) { try release.encoded(key: other).withUnsafeBytes { try RelayMessage(decoding: $0, key: Self.key) } }
+        for index in bytes.indices {
+            var tampered = bytes
+            tampered[index] ^= 0x01
+            #expect(throws: WireError.self) { try tampered.withUnsafeBytes { try RelayMessage(decoding: $0, key: Self.key) } }
+        }
+        let released = RelayMessage.released(nonce: 8)
+        #expect(released.encoded(key: replyKey).count == 44)
+        #expect(try released.encoded(key: replyKey).withUnsafeBytes { try RelayMessage(decoding: $0, key: replyKey) } == released)
+        #expect(throws: WireError.unauthenticated) { try released.encoded(key: other).withUnsafeBytes { try RelayMessage(decoding: $0, key: replyKey) } }
+    }
 }
