@@ -107,7 +107,7 @@ let package = Package(
         .testTarget(name: "NetTests", dependencies: ["Net"]),
         .testTarget(name: "WireGuardTests", dependencies: ["WireGuard", "CNetlink", "CSodium", "Net"]),
         .testTarget(name: "STUNTests", dependencies: ["STUN", "Net"]),
-        .target(name: "LabSupport", dependencies: ["Net", "WireGuard", "Rendezvous"], path: "Tests/LabSupport"),
+        .target(name: "LabSupport", dependencies: ["Net", "WireGuard", "Rendezvous", "Control"], path: "Tests/LabSupport"),
         // `make demo`: the lab with two members, run end to end.
         .executableTarget(name: "LANrageDemo", dependencies: ["LabSupport", "Net"], path: "Tests/Demo"),
         // `make lab-bench`: the agent beside Nebula in the NAT lab.
@@ -119,7 +119,7 @@ let package = Package(
         .testTarget(name: "ControlTests", dependencies: ["Control", "Relay", "Rendezvous", "STUN", "Net", "EventLoop", "StateChart", "LabSupport"]),
         .executableTarget(name: "ControlFuzz", dependencies: ["Control", "Rendezvous", "Net"], path: "Tests/Fuzz/ControlFuzz"),
         .executableTarget(name: "RelayFuzz", dependencies: ["Rendezvous", "Net"], path: "Tests/Fuzz/RelayFuzz"),
-        .executableTarget(name: "RendezvousBench", dependencies: ["Control", "Rendezvous", "Net", "LabSupport"], path: "Tests/RendezvousBench"),
+        .executableTarget(name: "RendezvousBench", dependencies: ["Control", "Rendezvous", "Net", "LabSupport", "WireGuard"], path: "Tests/RendezvousBench"),
         .executableTarget(name: "STUNFuzz", dependencies: ["STUN", "Net"], path: "Tests/Fuzz/STUNFuzz"),
         .executableTarget(
             name: "STUNBenchmarks",
@@ -132,7 +132,7 @@ let package = Package(
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop", "StateChart", "CLinux"]),
         .testTarget(name: "lanrageTests", dependencies: ["lanrage"]),
         .testTarget(name: "PunchTests", dependencies: ["Punch", "Net", "CLinux", "STUN", "LabSupport"]),
-        .testTarget(name: "AgentTests", dependencies: ["Agent", "Net"]),
+        .testTarget(name: "AgentTests", dependencies: ["Agent", "Net", "Rendezvous"]),
         .testTarget(name: "AgentLabTests", dependencies: ["LabSupport", "Net"]),
         .testTarget(name: "PunchLabTests", dependencies: ["Punch", "Net", "STUN", "LabSupport", "Peer", "EventLoop", "StateChart", "WireGuard"]),
 

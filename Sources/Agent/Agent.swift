@@ -121,16 +121,24 @@ public final class Agent {
         loop.addTimers(alarms)
         try loop.register(port.descriptor) { [unowned self] in self.portReadable() }
 
-        var client = ControlClient.Configuration(server: configuration.control, party: configuration.party, key: memberKey)
+        var client = ControlClient.Configuration(server: configuration.control, serverKey: configuration.controlKey, party: configuration.party,
+                                                 authority: configuration.authority, key: memberKey,
+                                                 certificate: configuration.certificate.encoded)
         client.candidates = localCandidates()
-        client.addresses = configuration.addresses
-        control = try ControlClient(client, secret: configuration.secret, loop: loop, clock: clock,
+        control = try ControlClient(client, privateKey: configuration.privateKey.bytes, loop: loop, clock: clock,
                                     logger: Logger(label: "lanrage.registration"))
         control.onChange = { [unowned self] event, record in self.memberChanged(event, record) }
         control.onPunch = { [unowned self] record, start in self.punchAnnounced(record, startMillis: start) }
         control.onRelays = { [unowned self] key, offers in self.relaysOffered(key, offers) }
         control.onRefused = { [unowned self] refusal in
             self.logger.notice("control server refused a request", metadata: ["reason": "\(refusal)"])
+        }
+        control.onBadCertificate = { [unowned self] key, problem in
+            self.logger.warning("member ignored: its certificate does not verify", metadata: ["peer": "\(key)", "reason": "\(problem)"])
+        }
+        control.onVersionMismatch = { [unowned self] lowest, highest in
+            self.logger.error("the control server speaks another protocol version", metadata: [
+                "server_versions": "\(lowest)-\(highest)", "agent_version": "\(ControlMessage.version)"])
         }
         status = try StatusServer(path: configuration.statusSocket, loop: loop) { [unowned self] request in self.answer(request) }
         loop.addTimers(Ticker(every: Self.housekeeping, clock: clock) { [unowned self] in self.housekeep() })
@@ -206,7 +214,9 @@ public final class Agent {
         if fresh.privateKey != old.privateKey { needsRestart.append("PrivateKey") }
         if fresh.listenPort != old.listenPort { needsRestart.append("ListenPort") }
         if fresh.interfaceName != old.interfaceName { needsRestart.append("Name") }
-        if fresh.control != old.control || fresh.party != old.party || fresh.secret != old.secret { needsRestart.append("[Party]") }
+        if fresh.control != old.control || fresh.controlKey != old.controlKey || fresh.party != old.party || fresh.authority != old.authority {
+            needsRestart.append("[Party]")
+        }
         if fresh.statusSocket != old.statusSocket || fresh.backend != old.backend { needsRestart.append("[Agent] Backend/StatusSocket") }
         var applied = configuration
         applied.addresses = fresh.addresses
@@ -214,12 +224,17 @@ public final class Agent {
         applied.preferredRelays = fresh.preferredRelays
         applied.stun = fresh.stun
         applied.timings = fresh.timings
+        applied.certificate = fresh.certificate
         configuration = applied
+        if fresh.certificate != old.certificate {
+            // A renewed certificate: the server takes it with the next registration, sent now.
+            control.configuration.certificate = fresh.certificate.encoded
+            control.update(nat: control.configuration.nat, candidates: control.configuration.candidates)
+        }
         if fresh.addresses != old.addresses {
             do { try backend.setAddresses(configuration.interfaceName, fresh.addresses) } catch {
                 logger.error("could not set the new addresses", metadata: ["error": "\(error)"])
             }
-            control.configuration.addresses = fresh.addresses
         }
         if fresh.timings != old.timings {
             for id in links.keys { scheduler.updateContext(of: id) { $0.timings = fresh.timings } }

@@ -4,6 +4,7 @@ import Glibc
 import Commands
 import Net
 import Peer
+import Rendezvous
 import WireGuard
 
 /// `lanrage agent`'s configuration: a wg-quick style file with four sections.
@@ -11,13 +12,15 @@ import WireGuard
 ///     [Interface]
 ///     PrivateKeyFile = /etc/lanrage/private.key   # or PrivateKey = … (then the file must be 0600)
 ///     ListenPort = 51820
-///     Address = 100.64.0.1/32
+///     Address = 100.64.0.1/24                      # optional: the certificate's addresses by default
 ///     Name = lanrage0
 ///
 ///     [Party]
 ///     Control = 192.0.2.1:3478
+///     ControlKey = …                               # the control server's public key
 ///     Name = home
-///     SecretFile = /etc/lanrage/party.secret
+///     Authority = …                                # the party authority's public key
+///     Certificate = /etc/lanrage/member.cert       # this member's, from 'lanrage ca sign'
 ///
 ///     [Relay]
 ///     Enabled = yes
@@ -33,11 +36,16 @@ public struct AgentConfiguration: Sendable {
     public var interfaceName = "lanrage0"
     public var privateKey: Key
     public var listenPort: UInt16 = 51820
-    /// The tunnel addresses (announced to the party as this member's allowed IPs).
+    /// The tunnel addresses: the certificate's (all of them, or those `Address` names).
     public var addresses: [IPPrefix]
     public var control: Endpoint
+    /// The control server's public key, pinned.
+    public var controlKey: MemberKey
     public var party: String
-    public var secret: [UInt8]
+    /// The party authority's public key (Ed25519): it signed every member's certificate.
+    public var authority: [UInt8]
+    /// This member's certificate (verified against the authority and the private key's public key).
+    public var certificate: MemberCertificate
     /// STUN servers for NAT detection; the control server (which answers STUN on its port) by default.
     public var stun: [Endpoint]
     public var relaysEnabled = true
@@ -79,7 +87,8 @@ public struct AgentConfiguration: Sendable {
         var section = ""
         var seen: Set<String> = []
         var privateKey: Key?, privateKeyLine = 0
-        var control: Endpoint?, party: String?, secret: [UInt8]?
+        var control: Endpoint?, party: String?, controlKey: MemberKey?, authority: [UInt8]?
+        var certificate: (bytes: [UInt8], line: Int)?
         var addresses: [IPPrefix] = []
         var stun: [Endpoint] = []
         var timings = PeerTimings()
@@ -144,8 +153,20 @@ public struct AgentConfiguration: Sendable {
                 case ("party", "name"):
                     guard !value.isEmpty, value.utf8.count <= 64 else { throw problem("party Name must be 1 to 64 bytes") }
                     party = value
+                case ("party", "controlkey"):
+                    guard let key = Key(base64: value), let member = MemberKey(key.bytes) else {
+                        throw problem("ControlKey is not a public key (44 characters of base64: the key the control server logs at start)")
+                    }
+                    controlKey = member
+                case ("party", "authority"):
+                    guard let key = Crypto.bytes(base64: value, limit: 32), key.count == 32 else {
+                        throw problem("Authority is not a public key (44 characters of base64, as 'lanrage ca pubkey' prints)")
+                    }
+                    authority = key
+                case ("party", "certificate"):
+                    do { certificate = (try CertificateFile.read(value), line.number) } catch { throw problem(error.description) }
                 case ("party", "secretfile"):
-                    secret = try SecretFile.read(value)
+                    throw problem("SecretFile is no longer used: members are admitted by certificate (Certificate, Authority and ControlKey in [Party])")
                 case ("relay", "enabled"):
                     guard let flag = Self.flag(value) else { throw problem("Enabled '\(value)' is not yes or no") }
                     relaysEnabled = flag
@@ -183,16 +204,29 @@ public struct AgentConfiguration: Sendable {
         if privateKeyLine > 0, othersCanRead {
             throw Problem("\(file):\(privateKeyLine): PrivateKey in a file others can read: chmod 600 \(file), or use PrivateKeyFile")
         }
-        guard !addresses.isEmpty else { throw Problem("\(file): [Interface] needs an Address (the tunnel address, e.g. 100.64.0.1/32)") }
         guard let control else { throw Problem("\(file): [Party] needs Control = IP:PORT (the control server)") }
+        guard let controlKey else { throw Problem("\(file): [Party] needs ControlKey (the control server's public key)") }
         guard let party else { throw Problem("\(file): [Party] needs Name") }
-        guard let secret else { throw Problem("\(file): [Party] needs SecretFile") }
+        guard let authority else { throw Problem("\(file): [Party] needs Authority (the party authority's public key)") }
+        guard let certificate else { throw Problem("\(file): [Party] needs Certificate (this member's, from 'lanrage ca sign')") }
+        let verified: MemberCertificate
+        do {
+            verified = try MemberCertificate.verified(certificate.bytes, authority: authority, party: Keys.partyID(name: party),
+                                                      member: MemberKey(privateKey.publicKey.bytes), now: UnixTime.seconds())
+        } catch {
+            throw Problem("\(file):\(certificate.line): Certificate: \(error)")
+        }
+        for address in addresses where !verified.addresses.contains(address) {
+            throw Problem("\(file): Address \(address) is not granted by the certificate (it grants \(verified.addresses.map { "\($0)" }.joined(separator: ", ")))")
+        }
         guard timings.upgradeBase <= timings.upgradeMax else { throw Problem("\(file): UpgradeBase is longer than UpgradeMax") }
         self.privateKey = privateKey
-        self.addresses = addresses
+        self.addresses = addresses.isEmpty ? verified.addresses : addresses
         self.control = control
+        self.controlKey = controlKey
         self.party = party
-        self.secret = secret
+        self.authority = authority
+        self.certificate = verified
         self.stun = stun.isEmpty ? [control] : stun
         self.timings = timings
     }

@@ -7,44 +7,67 @@ import Net
 import Rendezvous
 import StateChart
 
-/// A member's connection to a control server: registers its candidates, keeps the registry's view
-/// of the party up to date from the pushes, asks for punches and relays. Its states are the
+/// A member's connection to a control server: registers its candidates and certificate, keeps the
+/// registry's view of the party up to date from the pushes, asks for punches and relays. Every
+/// message both ways is authenticated under the member's control key (X25519 of its WireGuard key
+/// and the server's pinned key); the members the server introduces are taken only with a
+/// certificate signed by the party's authority, and only the prefixes it grants. Its states are the
 /// ``RegistrationChart``, run by a ``Scheduler``; sockets and timers are the event loop's.
 public final class ControlClient {
     public struct Configuration: Sendable {
         public var server: Endpoint
+        /// The control server's public key (X25519), pinned: only it can speak as the server.
+        public var serverKey: MemberKey
         public var party: String
+        /// The party's authority (Ed25519 public key): it signed every member's certificate.
+        public var authority: [UInt8]
         public var key: MemberKey
+        /// This member's certificate, as signed.
+        public var certificate: [UInt8]
         public var nat: NATKind = .unknown
         public var candidates: [Candidate] = []
-        /// The overlay prefixes this member routes (its tunnel address): the others' allowed IPs.
-        public var addresses: [IPPrefix] = []
 
-        public init(server: Endpoint, party: String, key: MemberKey) {
+        public init(server: Endpoint, serverKey: MemberKey, party: String, authority: [UInt8], key: MemberKey, certificate: [UInt8]) {
             self.server = server
+            self.serverKey = serverKey
             self.party = party
+            self.authority = authority
             self.key = key
+            self.certificate = certificate
         }
     }
 
     public var configuration: Configuration
     public let socket: UDPSocket
+    /// The other members, with verified certificates (their `addresses` are what those grant).
     public private(set) var members: [MemberKey: MemberRecord] = [:]
     public private(set) var observed: Endpoint?
     public private(set) var epoch: UInt64?
     public private(set) var revision: UInt64 = 0
     /// Messages from the server dropped (unauthentic, replayed, malformed).
     public private(set) var dropped = 0
+    /// Members dropped because their certificate did not verify.
+    public private(set) var refusedCertificates = 0
     /// Times the client got registered (the first time and after every reconnect).
     public private(set) var registrations = 0
+    /// The protocol versions the server said it speaks, when they do not include this one.
+    public private(set) var serverVersions: (lowest: UInt8, highest: UInt8)?
     public var onPunch: ((MemberRecord, UInt64) -> Void)?
     public var onRelays: ((MemberKey, [RelayOffer]) -> Void)?
     public var onChange: ((ControlMessage.MemberEvent, MemberRecord) -> Void)?
     public var onRefused: ((ControlMessage.Refusal) -> Void)?
+    /// A member the server introduced was dropped: its certificate did not verify (why).
+    public var onBadCertificate: ((MemberKey, MemberCertificate.Problem) -> Void)?
+    /// The server speaks other protocol versions (lowest, highest).
+    public var onVersionMismatch: ((UInt8, UInt8) -> Void)?
 
-    let partyKey: [UInt8]
     let partyID: UInt64
+    private let controlKey: [UInt8]
     private var replay = ReplayWindow()
+    /// The cookie the server last gave (under load it asks strangers to echo one), and the nonce of
+    /// the last register sent (a cookie answers that one).
+    private var cookie = [UInt8](repeating: 0, count: ControlNotice.cookieCount)
+    private var registerNonce: UInt64 = 0
     private var buffer = [UInt8](repeating: 0, count: 2048)
     private(set) var scheduler: Scheduler<Executor>!
     private var machine = MachineID(0)
@@ -55,11 +78,21 @@ public final class ControlClient {
         public func execute(_ action: RegistrationAction, for id: MachineID) { client?.execute(action) }
     }
 
-    public init(_ configuration: Configuration, secret: [UInt8], loop: EventLoop, clock: any SchedulerClock = MonotonicClock(),
+    /// Why a client cannot be made.
+    public struct Problem: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    /// A client for the member whose WireGuard private key is `privateKey`.
+    public init(_ configuration: Configuration, privateKey: [UInt8], loop: EventLoop, clock: any SchedulerClock = MonotonicClock(),
                 local: Endpoint? = nil, logger: Logger = Logger(label: "lanrage.control-client")) throws {
         self.configuration = configuration
-        partyKey = Keys.partyKey(name: configuration.party, secret: secret)
         partyID = Keys.partyID(name: configuration.party)
+        guard let controlKey = Keys.controlKey(privateKey: privateKey, publicKey: configuration.serverKey.bytes, member: configuration.key,
+                                               server: configuration.serverKey, party: partyID) else {
+            throw Problem(description: "the control server's key \(configuration.serverKey) is not a usable public key")
+        }
+        self.controlKey = controlKey
         let any: IPAddress = configuration.server.address.family == AF_INET ? .v4(IPv4Address(0)) : .v6(IPv6Address(bytes: [UInt8](repeating: 0, count: 16))!)
         socket = try UDPSocket(binding: local ?? Endpoint(any, 0))
         // A resync brings every member's record at once: room for a party of hundreds.
@@ -85,7 +118,7 @@ public final class ControlClient {
     public func update(nat: NATKind, candidates: [Candidate]) {
         configuration.nat = nat
         configuration.candidates = candidates
-        if state == .registered { send(registration) }
+        if state == .registered { sendRegister() }
     }
 
     public func requestPunch(with peer: MemberKey) { send(.punchRequest(target: peer)) }
@@ -93,7 +126,7 @@ public final class ControlClient {
 
     func execute(_ action: RegistrationAction) {
         switch action {
-        case .sendRegister: send(registration)
+        case .sendRegister: sendRegister()
         case .sendHeartbeat: send(.heartbeat(revision: revision))
         case .sendLeave: send(.leave)
         case .reportRegistered: registrations += 1
@@ -101,37 +134,80 @@ public final class ControlClient {
         }
     }
 
-    private var registration: ControlMessage.Body {
-        .register(nat: configuration.nat, candidates: configuration.candidates, addresses: configuration.addresses)
+    private func sendRegister() {
+        registerNonce = send(.register(cookie: cookie, nat: configuration.nat, candidates: configuration.candidates,
+                                       certificate: configuration.certificate))
     }
 
-    func send(_ body: ControlMessage.Body) {
+    /// Sends `body` to the server; returns the message's nonce.
+    @discardableResult
+    func send(_ body: ControlMessage.Body) -> UInt64 {
         let message = ControlMessage(partyID: partyID, timestampMillis: UnixTime.millis(), nonce: Crypto.randomUInt64(),
                                      sender: configuration.key, body: body)
-        _ = try? socket.send(message.encoded(key: partyKey), to: configuration.server)
+        _ = try? socket.send(message.encoded(key: controlKey), to: configuration.server)
+        return message.nonce
     }
 
     private func readable() {
         while true {
             guard let (count, from) = (try? socket.receive(into: &buffer)) ?? nil else { return }
             guard from == configuration.server else { dropped += 1; continue }
-            let message: ControlMessage
-            do {
-                message = try buffer.withUnsafeBytes { raw in
-                    try ControlMessage(authenticating: UnsafeRawBufferPointer(rebasing: raw[..<count]), key: partyKey)
+            let received: Received = buffer.withUnsafeBytes { raw in
+                let datagram = UnsafeRawBufferPointer(rebasing: raw[..<count])
+                if let notice = ControlNotice(decoding: datagram) { return .notice(notice) }
+                if count >= 4, raw[0] == ControlMessage.magic.0, raw[1] == ControlMessage.magic.1, raw[2] != ControlMessage.version {
+                    return .notice(.version(lowest: raw[2], highest: raw[2]))
                 }
-            } catch {
-                dropped += 1
-                continue
+                return (try? ControlMessage(authenticating: datagram, key: controlKey)).map { .message($0) } ?? .dropped
             }
-            guard message.sender == .server, message.partyID == partyID,
+            let message: ControlMessage
+            switch received {
+            case .notice(let notice): handle(notice); continue
+            case .dropped: dropped += 1; continue
+            case .message(let authentic): message = authentic
+            }
+            guard message.sender == configuration.serverKey, message.partyID == partyID,
                   replay.check(timestamp: message.timestampMillis, nonce: message.nonce, now: UnixTime.millis()) == .fresh
             else { dropped += 1; continue }
             handle(message.body)
         }
     }
 
+    private enum Received { case notice(ControlNotice), message(ControlMessage), dropped }
+
+    /// Unauthenticated answers: they change nothing but what the client sends next.
+    private func handle(_ notice: ControlNotice) {
+        switch notice {
+        case .cookie(let nonce, let cookie):
+            // Only the answer to the register just sent counts; the register goes again at once with it.
+            guard nonce == registerNonce, state != .registered else { dropped += 1; return }
+            self.cookie = cookie
+            sendRegister()
+        case .version(let lowest, let highest):
+            guard !(lowest...max(lowest, highest)).contains(ControlMessage.version) else { return }
+            if serverVersions == nil || serverVersions! != (lowest, highest) { onVersionMismatch?(lowest, highest) }
+            serverVersions = (lowest, highest)
+        }
+    }
+
+    /// A record the server introduced, with its certificate verified and its granted prefixes; nil
+    /// (reported) when the certificate does not verify.
+    private func verified(_ record: MemberRecord) -> MemberRecord? {
+        do {
+            let certificate = try MemberCertificate.verified(record.certificate, authority: configuration.authority, party: partyID,
+                                                             member: record.key, now: UnixTime.seconds())
+            var record = record
+            record.addresses = certificate.allowedPrefixes
+            return record
+        } catch {
+            refusedCertificates += 1
+            onBadCertificate?(record.key, error)
+            return nil
+        }
+    }
+
     private func handle(_ body: ControlMessage.Body) {
+        serverVersions = nil
         switch body {
         case .registered(let epoch, let revision, let heartbeat, let observed, _):
             self.epoch = epoch
@@ -142,10 +218,16 @@ public final class ControlClient {
             scheduler.post(.registeredAck, to: machine)
         case .member(let event, let record, let revision):
             guard record.key != configuration.key else { return }
-            if event == .left { members[record.key] = nil } else { members[record.key] = record }
             // Pushes count the party's revisions one by one: a jump means one was lost, so the
             // revision stays behind and the next heartbeat's ack asks for a resync.
-            if event != .present, revision == self.revision + 1 { self.revision = revision }
+            if event != .present, revision == self.revision &+ 1 { self.revision = revision }
+            if event == .left {
+                guard let known = members.removeValue(forKey: record.key) else { return }
+                onChange?(event, known)
+                return
+            }
+            guard let record = verified(record) else { return }
+            members[record.key] = record
             onChange?(event, record)
         case .heartbeatAck(let epoch, let revision):
             if epoch != self.epoch || revision != self.revision {
@@ -157,9 +239,20 @@ public final class ControlClient {
             if refusal == .registerAgain { scheduler.post(.resync, to: machine) }
             onRefused?(refusal)
         case .punch(let peer, let start):
-            onPunch?(peer, start)
+            // Only with a member the server introduced (certificate verified): the announcement
+            // brings its current candidates, the certificate stays the one verified.
+            guard var known = members[peer.key] else { dropped += 1; return }
+            known.nat = peer.nat
+            known.candidates = peer.candidates
+            members[peer.key] = known
+            onPunch?(known, start)
         case .relays(let peer, let offers):
-            onRelays?(peer, offers)
+            let unmasked = offers.map { offer in
+                var offer = offer
+                offer.replyKey = zip(offer.replyKey, Keys.replyKeyMask(controlKey: controlKey, token: offer.token)).map { $0 ^ $1 }
+                return offer
+            }
+            onRelays?(peer, unmasked)
         case .register, .heartbeat, .leave, .punchRequest, .relayRequest:
             dropped += 1
         }

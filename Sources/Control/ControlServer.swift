@@ -83,6 +83,9 @@ public final class ControlServer {
         for datagram in out { _ = try? socket.send(datagram.bytes, to: datagram.to) }
     }
 
+    /// Sends what the core produced outside a datagram's handling (pushes after a revocation).
+    public func send(_ out: [ControlCore.Outgoing]) { send(out, from: sockets[0]) }
+
     private func tick() {
         send(core.expireSilent(now: clock.now, wall: UnixTime.millis()), from: sockets[0])
         if core.dirty { save() }
@@ -112,9 +115,11 @@ public final class ControlServer {
             "online": "\(core.parties.values.reduce(0) { $0 + $1.onlineCount })",
             "received": "\(c.received)", "accepted": "\(c.accepted)", "sent": "\(c.sent)", "stun_answered": "\(stunAnswered)",
             "oversized": "\(c.oversized)", "truncated": "\(c.truncated)", "malformed": "\(c.malformed)",
-            "unknown_party": "\(c.unknownParty)", "unauthenticated": "\(c.unauthenticated)", "replayed": "\(c.replayed)",
-            "expired": "\(c.expired)", "rate_limited": "\(c.rateLimited)", "refused": "\(c.refused)",
-            "expired_members": "\(c.expiredMembers)", "saves": "\(saves)",
+            "bad_version": "\(c.badVersion)", "unknown_party": "\(c.unknownParty)", "unauthenticated": "\(c.unauthenticated)",
+            "replayed": "\(c.replayed)", "expired": "\(c.expired)", "rate_limited": "\(c.rateLimited)",
+            "cookies_sent": "\(c.cookiesSent)", "refused": "\(c.refused)", "refused_certificates": "\(c.refusedCertificates)",
+            "expired_members": "\(c.expiredMembers)", "forgotten_members": "\(c.forgottenMembers)",
+            "revoked_members": "\(c.revokedMembers)", "saves": "\(saves)",
         ]
     }
 }

@@ -4,12 +4,12 @@ import Glibc
 import Net
 import Rendezvous
 
-/// The control server's persistent state — parties (name, derived key, revision) and their members
-/// (key, NAT behaviour, candidates) — in one binary file, `DIR/control.state`, mode 0600, replaced
-/// atomically (temporary file in the same directory, fsync, rename, fsync of the directory).
+/// The control server's persistent state — parties (name, authority, revision) and their members
+/// (record with certificate, last seen) — in one binary file, `DIR/control.state`, mode 0600,
+/// replaced atomically (temporary file in the same directory, fsync, rename, fsync of the directory).
 ///
-///     "LRST" version(1) | parties (u16) | per party: name length (u8) name, key (32), revision (u64),
-///     members (u16), per member: key (32) NAT (u8) candidates (u8) [kind (u8) endpoint]…
+///     "LRST" version(2) | parties (u16) | per party: name length (u8) name, authority (32), revision (u64),
+///     members (u16), per member: last seen (u64, s since 1970), record (key, NAT, candidates, certificate)
 public struct StateStore {
     public let directory: String
     public var path: String { directory + "/control.state" }
@@ -20,50 +20,60 @@ public struct StateStore {
         public let description: String
     }
 
+    public struct SavedMember: Sendable, Equatable {
+        public var record: MemberRecord
+        public var lastSeen: UInt64
+    }
+
     public struct SavedParty: Sendable {
         public var name: String
-        public var key: [UInt8]
+        public var authority: [UInt8]
         public var revision: UInt64
-        public var members: [MemberRecord]
+        public var members: [SavedMember]
     }
 
     static let magic: [UInt8] = Array("LRST".utf8)
+    static let version: UInt8 = 2
 
     public static func encode(_ parties: [SavedParty]) -> [UInt8] {
         var writer = ByteWriter(capacity: 4096)
-        writer.raw(magic); writer.u8(1)
+        writer.raw(magic); writer.u8(version)
         writer.u16(UInt16(clamping: parties.count))
         for party in parties.prefix(Int(UInt16.max)) {
             let name = Array(party.name.utf8.prefix(255))
             writer.u8(UInt8(name.count)); writer.raw(name)
-            writer.raw(party.key); writer.u64(party.revision)
+            writer.raw(party.authority); writer.u64(party.revision)
             writer.u16(UInt16(clamping: party.members.count))
-            for member in party.members.prefix(Int(UInt16.max)) { member.encode(into: &writer) }
+            for member in party.members.prefix(Int(UInt16.max)) {
+                writer.u64(member.lastSeen)
+                member.record.encode(into: &writer)
+            }
         }
         return writer.bytes
     }
 
     public static func decode(_ bytes: [UInt8]) throws(WireError) -> [SavedParty] {
-        do {
-            return try bytes.withUnsafeBytes { raw in
-                var reader = ByteReader(raw)
-                guard try reader.raw(4) == magic, try reader.u8() == 1 else { throw WireError.badMagic }
-                var parties: [SavedParty] = []
-                for _ in 0..<Int(try reader.u16()) {
-                    let name = String(decoding: try reader.raw(Int(try reader.u8())), as: UTF8.self)
-                    let key = try reader.raw(32), revision = try reader.u64()
-                    var members: [MemberRecord] = []
-                    for _ in 0..<Int(try reader.u16()) { members.append(try MemberRecord.decode(from: &reader)) }
-                    parties.append(SavedParty(name: name, key: key, revision: revision, members: members))
-                }
-                guard reader.remaining == 0 else { throw WireError.malformed }
-                return parties
+        let decoded = bytes.withUnsafeBytes { raw in Result { () throws(WireError) in try decode(raw) } }
+        return try decoded.get()
+    }
+
+    private static func decode(_ raw: UnsafeRawBufferPointer) throws(WireError) -> [SavedParty] {
+        var reader = ByteReader(raw)
+        guard try reader.raw(4) == magic else { throw .badMagic }
+        guard try reader.u8() == version else { throw .badVersion }
+        var parties: [SavedParty] = []
+        for _ in 0..<Int(try reader.u16()) {
+            let name = String(decoding: try reader.raw(Int(try reader.u8())), as: UTF8.self)
+            let authority = try reader.raw(32), revision = try reader.u64()
+            var members: [SavedMember] = []
+            for _ in 0..<Int(try reader.u16()) {
+                let lastSeen = try reader.u64()
+                members.append(SavedMember(record: try MemberRecord.decode(from: &reader), lastSeen: lastSeen))
             }
-        } catch let error as WireError {
-            throw error
-        } catch {
-            throw .malformed
+            parties.append(SavedParty(name: name, authority: authority, revision: revision, members: members))
         }
+        guard reader.remaining == 0 else { throw .malformed }
+        return parties
     }
 
     /// The saved parties, or an empty list when there is no state file yet.
@@ -120,13 +130,15 @@ extension ControlCore {
     /// The state to persist.
     public func snapshot() -> [StateStore.SavedParty] {
         parties.values.sorted { $0.name < $1.name }.map { party in
-            StateStore.SavedParty(name: party.name, key: party.key, revision: party.revision,
-                                  members: party.members.values.map(\.record).sorted { $0.key < $1.key })
+            StateStore.SavedParty(name: party.name, authority: party.authority, revision: party.revision,
+                                  members: party.members.values.sorted { $0.record.key < $1.record.key }
+                                      .map { StateStore.SavedMember(record: $0.record, lastSeen: $0.lastSeen) })
         }
     }
 
-    /// Restores saved parties and members (members stay offline until they speak again).
-    public func restore(_ saved: [StateStore.SavedParty]) {
-        for party in saved { restore(name: party.name, key: party.key, revision: party.revision, members: party.members) }
+    /// Restores saved parties and members (members stay offline until they speak again; those
+    /// whose certificate no longer verifies at `wall`, ms since 1970, are left out).
+    public func restore(_ saved: [StateStore.SavedParty], wall: UInt64) {
+        for party in saved { restore(party, wall: wall) }
     }
 }

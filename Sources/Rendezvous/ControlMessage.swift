@@ -1,10 +1,12 @@
 import Net
 
 /// A message of the control protocol (docs/PROTOCOL.md). Every message is authenticated with
-/// HMAC-SHA256 under the party key and carries a timestamp and a random nonce against replay.
+/// HMAC-SHA256 under the control key of the member it is from or for (``Keys/controlKey``: X25519
+/// of the member's WireGuard key and the server's key), and carries a timestamp and a random nonce
+/// against replay. The sender is the member's key, or the server's own on messages from the server.
 ///
 ///     0  'L' 'C'   magic              12 timestamp (ms since 1970, u64)   28 sender key (32)
-///     2  version (1)                  20 nonce (u64, random)              60 body length (u16)
+///     2  version (2)                  20 nonce (u64, random)              60 body length (u16)
 ///     3  type                         62 body … then HMAC-SHA256 tag (32) over bytes 0 ..< 62+length
 ///     4  party id (u64)
 public struct ControlMessage: Equatable, Sendable {
@@ -15,7 +17,7 @@ public struct ControlMessage: Equatable, Sendable {
     public var body: Body
 
     public static let magic: (UInt8, UInt8) = (0x4C, 0x43)  // "LC"
-    public static let version: UInt8 = 1
+    public static let version: UInt8 = 2
     public static let headerCount = 62
     public static let minimumCount = headerCount + 32
     /// Larger datagrams are dropped unread (and counted as oversized).
@@ -23,7 +25,9 @@ public struct ControlMessage: Equatable, Sendable {
 
     public enum Body: Equatable, Sendable {
         // Member → server.
-        case register(nat: NATKind, candidates: [Candidate], addresses: [IPPrefix] = [])
+        /// Joins (or updates the record): the cookie the server gave under load (zeros without one),
+        /// the member's NAT and candidates, and its certificate.
+        case register(cookie: [UInt8], nat: NATKind, candidates: [Candidate], certificate: [UInt8])
         case heartbeat(revision: UInt64)
         case leave
         case punchRequest(target: MemberKey)
@@ -71,6 +75,10 @@ public struct ControlMessage: Equatable, Sendable {
         case partyFull = 2
         case peerUnknown = 3
         case noRelay = 4
+        /// The member's certificate is not valid for the party (signature, party, key, dates).
+        case certificateRefused = 5
+        /// The administrator removed the member.
+        case revoked = 6
     }
 
     public init(partyID: UInt64, timestampMillis: UInt64, nonce: UInt64, sender: MemberKey, body: Body) {
@@ -88,8 +96,9 @@ public struct ControlMessage: Equatable, Sendable {
         writer.u64(partyID); writer.u64(timestampMillis); writer.u64(nonce); writer.raw(sender.bytes)
         writer.u16(0)
         switch body {
-        case .register(let nat, let candidates, let addresses):
-            MemberRecord(key: sender, nat: nat, candidates: candidates, addresses: addresses).encodeTail(into: &writer)
+        case .register(let cookie, let nat, let candidates, let certificate):
+            writer.raw(cookie.count == ControlNotice.cookieCount ? cookie : [UInt8](repeating: 0, count: ControlNotice.cookieCount))
+            MemberRecord(key: sender, nat: nat, candidates: candidates, certificate: certificate).encodeTail(into: &writer)
         case .heartbeat(let revision):
             writer.u64(revision)
         case .leave:
@@ -104,7 +113,12 @@ public struct ControlMessage: Equatable, Sendable {
             writer.u64(start); peer.encode(into: &writer)
         case .relays(let peer, let offers):
             writer.raw(peer.bytes)
-            let list = offers.prefix(RelayOffer.maxCount)
+            // As many offers as the datagram holds (eight IPv6 offers would not fit 1,200 bytes).
+            var room = Self.maximumCount - Self.headerCount - Crypto.tagCount - MemberKey.count - 1
+            let list = offers.prefix(RelayOffer.maxCount).prefix { offer in
+                room -= offer.encodedCount
+                return room >= 0
+            }
             writer.u8(UInt8(list.count))
             for offer in list { offer.encode(into: &writer) }
         case .heartbeatAck(let epoch, let revision):
@@ -185,8 +199,9 @@ public struct ControlMessage: Equatable, Sendable {
         let body: Body
         switch header.type {
         case 0x01:
+            let cookie = try reader.raw(ControlNotice.cookieCount)
             let record = try MemberRecord.decodeTail(key: header.sender, from: &reader)
-            body = .register(nat: record.nat, candidates: record.candidates, addresses: record.addresses)
+            body = .register(cookie: cookie, nat: record.nat, candidates: record.candidates, certificate: record.certificate)
         case 0x02: body = .heartbeat(revision: try reader.u64())
         case 0x03: body = .leave
         case 0x04, 0x05:
@@ -243,9 +258,12 @@ public struct RelayOffer: Equatable, Sendable {
         self.replyKey = replyKey
     }
 
+    /// Its size in a `relays` message.
+    var encodedCount: Int { (service.address.family == 2 ? 7 : 19) + 5 + min(token.count, 255) + 32 }
+
     func encode(into writer: inout ByteWriter) {
         writer.endpoint(service); writer.u16(allocations); writer.u16(capacity)
-        writer.u8(UInt8(token.count)); writer.raw(token)
+        writer.u8(UInt8(clamping: token.count)); writer.raw(token.prefix(255))
         writer.raw(replyKey.prefix(32))
     }
 

@@ -4,15 +4,11 @@ import Net
 public struct MemberKey: Hashable, Sendable, Comparable, CustomStringConvertible {
     public let bytes: [UInt8]
     public static let count = 32
-    /// The sender of messages from the server.
-    public static let server = MemberKey(unchecked: [UInt8](repeating: 0, count: 32))
 
     public init?(_ bytes: [UInt8]) {
         guard bytes.count == MemberKey.count else { return nil }
         self.bytes = bytes
     }
-
-    init(unchecked bytes: [UInt8]) { self.bytes = bytes }
 
     public static func < (lhs: MemberKey, rhs: MemberKey) -> Bool { lhs.bytes.lexicographicallyPrecedes(rhs.bytes) }
 
@@ -61,23 +57,26 @@ public struct Candidate: Hashable, Sendable, CustomStringConvertible {
     public var description: String { "\(kind)=\(endpoint)" }
 }
 
-/// What the registry knows of a member: key, NAT behaviour, candidates, and the overlay prefixes
-/// it routes (its tunnel address, and any subnets it announces): the others' WireGuard allowed IPs.
+/// What the registry knows of a member: key, NAT behaviour, candidates, and its certificate (see
+/// ``MemberCertificate``), which alone says what the member may route.
 public struct MemberRecord: Hashable, Sendable {
     public var key: MemberKey
     public var nat: NATKind
     public var candidates: [Candidate]
+    /// The member's certificate as signed; empty where a message carries none (a punch announcement).
+    public var certificate: [UInt8]
+    /// The prefixes the member's certificate grants (its addresses as host prefixes, its subnets):
+    /// set only by whoever verified the certificate, never read from the wire.
     public var addresses: [IPPrefix]
 
     /// At most this many candidates per member.
     public static let maxCandidates = 8
-    /// At most this many overlay prefixes per member.
-    public static let maxAddresses = 8
 
-    public init(key: MemberKey, nat: NATKind, candidates: [Candidate], addresses: [IPPrefix] = []) {
+    public init(key: MemberKey, nat: NATKind, candidates: [Candidate], certificate: [UInt8] = [], addresses: [IPPrefix] = []) {
         self.key = key
         self.nat = nat
         self.candidates = candidates
+        self.certificate = certificate
         self.addresses = addresses
     }
 
@@ -86,7 +85,7 @@ public struct MemberRecord: Hashable, Sendable {
         encodeTail(into: &writer)
     }
 
-    /// Everything after the key: NAT, candidates, addresses (a `register` carries just this).
+    /// Everything after the key: NAT, candidates, certificate (a `register` carries just this).
     func encodeTail(into writer: inout ByteWriter) {
         writer.u8(nat.rawValue)
         let list = candidates.prefix(MemberRecord.maxCandidates)
@@ -95,11 +94,9 @@ public struct MemberRecord: Hashable, Sendable {
             writer.u8(candidate.kind.rawValue)
             writer.endpoint(candidate.endpoint)
         }
-        let prefixes = addresses.prefix(MemberRecord.maxAddresses)
-        writer.u8(UInt8(prefixes.count))
-        for prefix in prefixes {
-            writer.endpoint(Endpoint(prefix.address, UInt16(prefix.length)))
-        }
+        let certificate = certificate.count <= MemberCertificate.maximumCount ? certificate : []
+        writer.u16(UInt16(certificate.count))
+        writer.raw(certificate)
     }
 
     public static func decode(from reader: inout ByteReader) throws(WireError) -> MemberRecord {
@@ -108,8 +105,15 @@ public struct MemberRecord: Hashable, Sendable {
     }
 
     static func decodeTail(key: MemberKey, from reader: inout ByteReader) throws(WireError) -> MemberRecord {
-        MemberRecord(key: key, nat: try decodeNAT(&reader), candidates: try decodeCandidates(&reader),
-                     addresses: try decodeAddresses(&reader))
+        let nat = try decodeNAT(&reader), candidates = try decodeCandidates(&reader)
+        let length = Int(try reader.u16())
+        guard length <= MemberCertificate.maximumCount else { throw .malformed }
+        return MemberRecord(key: key, nat: nat, candidates: candidates, certificate: try reader.raw(length))
+    }
+
+    /// The record without its certificate and granted prefixes (what a punch announcement carries).
+    public var withoutCertificate: MemberRecord {
+        MemberRecord(key: key, nat: nat, candidates: candidates)
     }
 
     static func decodeNAT(_ reader: inout ByteReader) throws(WireError) -> NATKind {
@@ -129,17 +133,4 @@ public struct MemberRecord: Hashable, Sendable {
         return candidates
     }
 
-    /// Prefixes travel as endpoints whose port is the prefix length.
-    static func decodeAddresses(_ reader: inout ByteReader) throws(WireError) -> [IPPrefix] {
-        let count = Int(try reader.u8())
-        guard count <= maxAddresses else { throw .malformed }
-        var addresses: [IPPrefix] = []
-        addresses.reserveCapacity(count)
-        for _ in 0..<count {
-            let encoded = try reader.endpoint()
-            guard encoded.port <= 128, let prefix = IPPrefix(encoded.address, UInt8(encoded.port)) else { throw .malformed }
-            addresses.append(prefix)
-        }
-        return addresses
-    }
 }

@@ -1,38 +1,57 @@
 import Net
 
-/// Per-source token buckets in a bounded table: each source may send `burst` messages at once and
-/// `perSecond` on average. When the table is full, buckets idle long enough to be full again are
-/// evicted; if none is, the new source is refused (and the caller counts it).
+/// A token bucket: `burst` messages at once, `perSecond` on average.
+public struct TokenBucket: Sendable {
+    public private(set) var tokens: Double
+    private var at: Int64
+
+    /// A full bucket at `now` (monotonic ns).
+    public init(burst: Double, now: Int64) {
+        tokens = burst
+        at = now
+    }
+
+    /// Takes one token at `now` if there is one.
+    public mutating func take(now: Int64, perSecond: Double, burst: Double) -> Bool {
+        tokens = min(burst, tokens + Double(max(0, now - at)) / 1e9 * perSecond)
+        at = now
+        guard tokens >= 1 else { return false }
+        tokens -= 1
+        return true
+    }
+}
+
+/// Per-source token buckets in a table of at most `capacity` sources. A new source always gets a
+/// bucket: when the table is full, the source that entered it longest ago is evicted, in O(1) (a ring
+/// of the sources in the order they entered). A flood of spoofed sources then costs each datagram
+/// the same small work and locks nobody out — an evicted source only starts again with a full
+/// bucket; what the servers must not do for strangers under load is decided elsewhere (cookies).
 public struct RateLimiter: Sendable {
     public let perSecond: Double
     public let burst: Double
     public let capacity: Int
-    private var buckets: [IPAddress: (tokens: Double, at: Int64)] = [:]
+    private var buckets: [IPAddress: TokenBucket] = [:]
+    private var ring: [IPAddress?]
+    private var next = 0
 
     public init(perSecond: Double, burst: Double, capacity: Int) {
         self.perSecond = perSecond
         self.burst = burst
-        self.capacity = capacity
+        self.capacity = max(1, capacity)
+        ring = [IPAddress?](repeating: nil, count: max(1, capacity))
     }
 
     public var count: Int { buckets.count }
 
     /// Whether `source` may send one more message at `now` (monotonic ns).
     public mutating func allow(_ source: IPAddress, now: Int64) -> Bool {
-        if var bucket = buckets[source] {
-            bucket.tokens = min(burst, bucket.tokens + Double(now - bucket.at) / 1e9 * perSecond)
-            bucket.at = now
-            guard bucket.tokens >= 1 else { buckets[source] = bucket; return false }
-            bucket.tokens -= 1
-            buckets[source] = bucket
-            return true
-        }
-        if buckets.count >= capacity {
-            let refill = Int64(burst / perSecond * 1e9)
-            buckets = buckets.filter { now - $0.value.at < refill }
-            guard buckets.count < capacity else { return false }
-        }
-        buckets[source] = (burst - 1, now)
-        return true
+        if buckets[source] != nil { return buckets[source]!.take(now: now, perSecond: perSecond, burst: burst) }
+        if let oldest = ring[next] { buckets[oldest] = nil }
+        ring[next] = source
+        next = next + 1 == capacity ? 0 : next + 1
+        var bucket = TokenBucket(burst: burst, now: now)
+        let allowed = bucket.take(now: now, perSecond: perSecond, burst: burst)
+        buckets[source] = bucket
+        return allowed
     }
 }

@@ -8,28 +8,35 @@ import EventLoop
 import Logging
 import Net
 import Rendezvous
+import WireGuard
 
-/// `lanrage control --listen IP:PORT [--alternate IP:PORT] --state DIR [--relay IP:PORT …]`
+/// `lanrage control --listen IP:PORT --key FILE --party NAME=AUTHORITY … --state DIR [--relay IP:PORT …]`
 enum ControlCommand {
     static let command = Command(
         "control",
         abstract: "Run the rendezvous server: parties, registry with pushes, punch coordination, relay offers, STUN on the same port.",
         discussion: """
-            Parties are created (or their secret changed) with --party NAME=SECRET_FILE and kept in DIR/control.state \
-            with their members; a restarted server restores them and members re-register by themselves. Every \
-            message is authenticated with HMAC-SHA256 under a key derived from the party secret and carries a \
-            timestamp and nonce; anything else is dropped and counted. SIGHUP logs the counters.
+            Each party is given by its name and its authority's public key (--party NAME=KEY, from 'lanrage ca \
+            pubkey'); only members with a certificate that authority signed are admitted. The server has a key of \
+            its own (--key, from 'lanrage genkey'), whose public key every agent pins ([Party] ControlKey): every \
+            message both ways is authenticated under a key only the member and the server can derive, and carries \
+            a timestamp and nonce; anything else is dropped and counted. Parties and members are kept in \
+            DIR/control.state; a restarted server restores them and members re-register by themselves. Members \
+            listed in --revoked are removed at once and refused; SIGHUP reads that file again and logs the counters.
             """,
         options: [
             .value("listen", "IP:PORT", help: "Address and port for control and STUN."),
             .value("alternate", "IP:PORT", help: "Alternate address and port for RFC 5780 STUN (OTHER-ADDRESS)."),
+            .value("key", "FILE", help: "The server's private key (mode 0600, from 'lanrage genkey')."),
             .value("state", "DIR", help: "Directory holding the persistent state (created 0700 if missing)."),
-            .repeated("party", "NAME=FILE", help: "Create the party NAME with the secret in FILE (mode 0600), or change its secret."),
+            .repeated("party", "NAME=KEY", help: "Serve the party NAME, whose authority's public key is KEY."),
+            .value("revoked", "FILE", help: "Member public keys the administrator removed, one per line (read again on SIGHUP)."),
             .repeated("relay", "IP:PORT", help: "A relay's service endpoint (the first port of its range)."),
             .value("relay-secret-file", "FILE", help: "Secret shared with the relays, for their tokens."),
             .value("heartbeat", "SECONDS", help: "Heartbeat interval given to members.", default: "10"),
             .value("member-timeout", "SECONDS", help: "A member silent this long is gone.", default: "30"),
-            .value("rate-limit", "N", help: "Messages per second accepted from one source IP (burst 2N).", default: "50"),
+            .value("forget-after", "SECONDS", help: "A member offline this long is removed from the registry.", default: "604800"),
+            .value("rate-limit", "N", help: "Messages per second accepted from one member (burst 2N).", default: "50"),
         ]
     ) { invocation in
         guard let listen = try invocation.value("listen", as: Endpoint.self) else { throw invocation.usageError("missing --listen IP:PORT") }
@@ -38,16 +45,34 @@ enum ControlCommand {
             throw invocation.usageError("--alternate must differ from --listen in both IP and port")
         }
         guard let directory = try invocation.value("state", as: String.self) else { throw invocation.usageError("missing --state DIR") }
+        guard let keyPath = try invocation.value("key", as: String.self) else {
+            throw invocation.usageError("missing --key FILE (the server's private key: lanrage genkey -o FILE)")
+        }
         var configuration = ControlCore.Configuration()
         let heartbeat = try invocation.value("heartbeat", as: Int.self) ?? 10
         let timeout = try invocation.value("member-timeout", as: Int.self) ?? 30
         guard heartbeat > 0, timeout > heartbeat else { throw invocation.usageError("need 0 < --heartbeat < --member-timeout") }
         configuration.heartbeat = .seconds(heartbeat)
         configuration.memberTimeout = .seconds(timeout)
+        let forget = try invocation.value("forget-after", as: Int.self) ?? 604_800
+        guard forget >= timeout else { throw invocation.usageError("--forget-after must be at least --member-timeout") }
+        configuration.forgetAfter = .seconds(forget)
         let rate = try invocation.value("rate-limit", as: Int.self) ?? 50
-        guard rate > 0 else { throw invocation.usageError("--rate-limit must be positive") }
+        guard rate > 0, rate <= 1_000_000 else { throw invocation.usageError("--rate-limit must be from 1 to 1000000") }
         configuration.messagesPerSecond = Double(rate)
         configuration.messageBurst = Double(2 * rate)
+        var parties: [(String, [UInt8])] = []
+        for spec in try invocation.values("party", as: String.self) {
+            guard let equals = spec.firstIndex(of: "="), equals != spec.startIndex else {
+                throw invocation.usageError("invalid --party '\(spec)' (expected NAME=KEY, KEY from 'lanrage ca pubkey')")
+            }
+            let name = String(spec[..<equals]), keyText = String(spec[spec.index(after: equals)...])
+            guard name.utf8.count <= 64 else { throw invocation.usageError("party name '\(name)' is longer than 64 bytes") }
+            guard let authority = Crypto.bytes(base64: keyText, limit: 32), authority.count == 32 else {
+                throw invocation.usageError("--party \(name): '\(keyText)' is not an authority public key (44 characters of base64, from 'lanrage ca pubkey')")
+            }
+            parties.append((name, authority))
+        }
         let relays = try invocation.values("relay", as: Endpoint.self)
         var relayKey: [UInt8]?
         if let path = try invocation.value("relay-secret-file", as: String.self) {
@@ -57,30 +82,43 @@ enum ControlCommand {
         } else if !relays.isEmpty {
             throw invocation.usageError("--relay needs --relay-secret-file")
         }
+        let revokedPath = try invocation.value("revoked", as: String.self)
+        var keyText = try SecretFile.read(keyPath)
+        defer { Crypto.wipe(&keyText) }
+        guard var privateKey = Key(base64: String(decoding: keyText, as: UTF8.self)) else {
+            throw SecretFile.Problem(description: "\(keyPath) does not hold a key (44 characters of base64, as 'lanrage genkey' prints)")
+        }
+        defer { privateKey.wipe() }
 
         if mkdir(directory, 0o700) != 0 && errno != EEXIST {
             throw SecretFile.Problem(description: "cannot create state directory \(directory): \(String(cString: strerror(errno)))")
         }
         let store = StateStore(directory: directory)
-        let core = ControlCore(configuration: configuration, relays: relays, relayKey: relayKey)
-        core.restore(try store.load())
-        for spec in try invocation.values("party", as: String.self) {
-            guard let equals = spec.firstIndex(of: "="), equals != spec.startIndex else {
-                throw invocation.usageError("invalid --party '\(spec)' (expected NAME=FILE)")
-            }
-            var secret = try SecretFile.read(String(spec[spec.index(after: equals)...]))
-            guard core.addParty(name: String(spec[..<equals]), secret: secret) else { throw invocation.usageError("too many parties") }
-            Crypto.wipe(&secret)
+        let clock = MonotonicClock()
+        let core = ControlCore(configuration: configuration, privateKey: privateKey.bytes, relays: relays, relayKey: relayKey, now: clock.now)
+        core.restore(try store.load(), wall: UnixTime.millis())
+        for (name, authority) in parties {
+            guard core.addParty(name: name, authority: authority, wall: UnixTime.millis()) else { throw invocation.usageError("too many parties") }
         }
-        let loop = try EventLoop()
-        let server = try ControlServer(listen: listen, alternate: alternate, core: core, store: store, loop: loop)
-        if core.dirty { server.save() }
         let logger = Logger(label: "lanrage.control")
+        if let revokedPath { _ = core.revoke(try RevokedFile.read(revokedPath), wall: UnixTime.millis()) }
+        let loop = try EventLoop(clock: clock)
+        let server = try ControlServer(listen: listen, alternate: alternate, core: core, store: store, loop: loop, clock: clock)
+        if core.dirty { server.save() }
         try loop.handleSignals { signal in
-            if signal == SIGHUP { logger.info("counters", metadata: server.summary) } else { loop.stop() }
+            guard signal == SIGHUP else { return loop.stop() }
+            if let revokedPath {
+                do {
+                    server.send(core.revoke(try RevokedFile.read(revokedPath), wall: UnixTime.millis()))
+                } catch {
+                    logger.error("revoked members not read again, the list stays", metadata: ["error": "\(error)"])
+                }
+            }
+            logger.info("counters", metadata: server.summary)
         }
         logger.info("listening", metadata: [
             "endpoints": "\(server.sockets.map(\.local.description).joined(separator: ","))",
+            "key": "\(Crypto.base64(core.serverKey.bytes))",
             "parties": "\(core.parties.count)",
             "members": "\(core.parties.values.reduce(0) { $0 + $1.members.count })",
             "relays": "\(relays.count)", "state": "\(store.path)",
@@ -89,5 +127,34 @@ enum ControlCommand {
         server.save()
         logger.info("counters", metadata: server.summary)
         return .success
+    }
+}
+
+/// The administrator's list of removed members: WireGuard public keys in base64, one per line
+/// (`#` starts a comment).
+enum RevokedFile {
+    static func read(_ path: String) throws -> Set<MemberKey> {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw SecretFile.Problem(description: "cannot read \(path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65_536)
+        while bytes.count <= 1 << 22 {
+            let count = Glibc.read(fd, &chunk, chunk.count)
+            if count < 0, errno == EINTR { continue }
+            guard count > 0 else { break }
+            bytes += chunk[..<count]
+        }
+        guard bytes.count <= 1 << 22 else { throw SecretFile.Problem(description: "\(path) is larger than 4 MiB") }
+        var keys: Set<MemberKey> = []
+        for (number, line) in bytes.split(separator: 10, omittingEmptySubsequences: false).enumerated() {
+            let text = String(decoding: line.prefix { $0 != UInt8(ascii: "#") }, as: UTF8.self).filter { !$0.isWhitespace }
+            guard !text.isEmpty else { continue }
+            guard let key = Key(base64: text), let member = MemberKey(key.bytes) else {
+                throw SecretFile.Problem(description: "\(path):\(number + 1): not a WireGuard public key (44 characters of base64)")
+            }
+            keys.insert(member)
+        }
+        return keys
     }
 }

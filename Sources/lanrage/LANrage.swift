@@ -16,6 +16,7 @@ enum LANrage {
             KeyCommands.genpsk,
             KeyCommands.pubkey,
             WGCommand.command,
+            CACommand.command,
             ControlCommand.command,
             RelayCommand.command,
             AgentCommand.command,

@@ -20,13 +20,14 @@ struct LANrage: Implementation {
     func deploy(in lab: Lab, size: Int) throws -> any Deployment {
         let party = LANrageParty(binary: binary, directory: lab.directory.appendingPathComponent("lanrage"), lab: lab)
         try FileManager.default.createDirectory(at: party.directory, withIntermediateDirectories: true)
-        let partySecret = try party.writeSecret("party.secret"), relaySecret = try party.writeSecret("relay.secret")
+        let relaySecret = try party.writeSecret("relay.secret")
+        try party.createAuthorityAndServerKey()
         let relayHost = try lab.addHost("relay", address: Self.relay)
         try lab.spawn(in: relayHost, [binary, "relay", "--listen", "\(Self.relay)", "--ports", "4000-4200", "--secret-file", relaySecret],
                       log: "relay.log")
         try relayHost.waitForUDPListener(Endpoint(.v4(Self.relay), 4000))
         try lab.spawn(in: lab.stunHost, [binary, "control", "--listen", "\(Lab.stunPrimary):3478", "--alternate", "\(Lab.stunAlternate):3479",
-                                         "--state", party.path("state"), "--party", "bench=\(partySecret)",
+                                         "--key", party.path("server.key"), "--state", party.path("state"), "--party", "bench=\(party.authority)",
                                          "--relay", "\(Self.relay):4000", "--relay-secret-file", relaySecret], log: "control.log")
         try lab.stunHost.waitForUDPListener(Endpoint(.v4(Lab.stunAlternate), 3479))
         return party
@@ -49,6 +50,17 @@ final class LANrageParty: Deployment {
 
     func path(_ file: String) -> String { directory.appendingPathComponent(file).path }
 
+    /// The party authority's public key and the control server's, once made.
+    private(set) var authority = "", serverKey = ""
+
+    /// Makes the party's authority key and the control server's key, as an administrator does.
+    func createAuthorityAndServerKey() throws {
+        try LabSupport.run([binary, "ca", "genkey", "--output", path("authority.key")])
+        authority = try LabSupport.run(["sh", "-c", "\(binary) ca pubkey < \(path("authority.key"))"]).trimmingCharacters(in: .whitespacesAndNewlines)
+        try LabSupport.run([binary, "genkey", "--output", path("server.key")])
+        serverKey = try LabSupport.run(["sh", "-c", "\(binary) pubkey < \(path("server.key"))"]).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
     /// Writes 32 random bytes, base64, with mode 0600; returns the path.
     func writeSecret(_ file: String) throws -> String {
         let secret = Data((0..<32).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()
@@ -64,16 +76,20 @@ final class LANrageParty: Deployment {
         let interface = "\(interfacePrefix)-\(index)"
         interfaces[index] = (namespace, interface)
         try LabSupport.run([binary, "genkey", "--output", path("node\(index).key")])
+        let publicKey = try LabSupport.run(["sh", "-c", "\(binary) pubkey < \(path("node\(index).key"))"]).trimmingCharacters(in: .whitespacesAndNewlines)
+        try LabSupport.run([binary, "ca", "sign", "--key", path("authority.key"), "--party", "bench", "--member", publicKey,
+                            "--address", "\(overlayAddress(index))/32", "--output", path("node\(index).cert")])
         let config = """
             [Interface]
             PrivateKeyFile = \(path("node\(index).key"))
             ListenPort = 51820
-            Address = \(overlayAddress(index))/32
             Name = \(interface)
             [Party]
             Control = \(Lab.stunPrimary):3478
+            ControlKey = \(serverKey)
             Name = bench
-            SecretFile = \(path("party.secret"))
+            Authority = \(authority)
+            Certificate = \(path("node\(index).cert"))
             [Agent]
             Backend = uapi
             StatusSocket = \(path("node\(index).sock"))

@@ -240,7 +240,7 @@ struct AgentFaultLabTests {
         #expect(peer != nil, "\(setup.party.log(of: restarted).suffix(3000))")
     }
 
-    @Test func sighupReloadsAddresses() throws {
+    @Test func sighupReloadsARenewedCertificate() throws {
         let setup = try Self.connect(.fullCone, .fullCone)
         defer { setup.lab.shutdown() }
         let agent = setup.agents[0]
@@ -251,9 +251,10 @@ struct AgentFaultLabTests {
         let deadline = Date().addingTimeInterval(10)
         while !setup.party.log(of: agent).contains("reload refused"), Date() < deadline { usleep(50_000) }
         #expect(setup.party.log(of: agent).contains("reload refused"))
-        // A second address: the agent takes it, and the other member learns it as an allowed IP.
-        try original.replacingOccurrences(of: "Address = 100.64.0.1/32", with: "Address = 100.64.0.1/32, 100.64.1.1/32")
-            .write(to: agent.configuration, atomically: true, encoding: .utf8)
+        // The administrator grants a second address (a renewed certificate): the agent takes it, and
+        // the other member learns it as an allowed IP.
+        try original.write(to: agent.configuration, atomically: true, encoding: .utf8)
+        try setup.party.certify(agent, addresses: ["100.64.0.1/32", "100.64.1.1/32"])
         kill(agent.process!.processIdentifier, SIGHUP)
         let peer = setup.agents[1].waitForPeer(agent.overlay, within: 20) { ($0["addresses"] as? [String])?.contains("100.64.1.1/32") == true }
         #expect(peer != nil)

@@ -1,4 +1,6 @@
 import Foundation
+import Net
+import Rendezvous
 import Testing
 @testable import Agent
 
@@ -6,17 +8,29 @@ import Testing
 @Suite struct AgentConfigurationTests {
     let directory: URL
     let keyFile: URL
-    let secretFile: URL
+    let certificateFile: URL
+    static let authority = Crypto.signingKeyPair(seed: [UInt8](repeating: 0xCA, count: 32))
+    static let publicKey = "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw="
+    static let controlKey = "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw="
 
     init() throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("agent-config-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         keyFile = directory.appendingPathComponent("private.key")
-        secretFile = directory.appendingPathComponent("party.secret")
+        certificateFile = directory.appendingPathComponent("member.cert")
         try "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=\n".write(to: keyFile, atomically: true, encoding: .utf8)
-        try "a party secret\n".write(to: secretFile, atomically: true, encoding: .utf8)
         chmod(keyFile.path, 0o600)
-        chmod(secretFile.path, 0o600)
+        try Self.certificate().write(to: certificateFile, atomically: true, encoding: .utf8)
+    }
+
+    /// A certificate for the test key in party "home": 100.64.0.1/24 and 100.64.9.1/24.
+    static func certificate(member: String = publicKey, secretKey: [UInt8] = authority.secretKey, party: String = "home") throws -> String {
+        let now = UnixTime.seconds()
+        let certificate = try MemberCertificate.issue(party: Keys.partyID(name: party), member: MemberKey(Crypto.bytes(base64: member)!)!,
+                                                      notBefore: now - 60, notAfter: now + 3600,
+                                                      addresses: [IPPrefix("100.64.0.1/24")!, IPPrefix("100.64.9.1/24")!], subnets: [],
+                                                      name: "test", authority: secretKey)
+        return Crypto.base64(certificate.encoded) + "\n"
     }
 
     func parse(_ text: String, othersCanRead: Bool = false) throws -> AgentConfiguration {
@@ -27,12 +41,13 @@ import Testing
         """
         [Interface]
         PrivateKeyFile = \(keyFile.path)
-        Address = 100.64.0.1/32
 
         [Party]
         Control = 192.0.2.1:3478
+        ControlKey = \(Self.controlKey)
         Name = home
-        SecretFile = \(secretFile.path)
+        Authority = \(Crypto.base64(Self.authority.publicKey))
+        Certificate = \(certificateFile.path)
         """
     }
 
@@ -40,18 +55,19 @@ import Testing
         let configuration = try parse(minimal)
         #expect(configuration.interfaceName == "lanrage0")
         #expect(configuration.listenPort == 51820)
-        #expect(configuration.addresses.map(\.description) == ["100.64.0.1/32"])
+        #expect(configuration.addresses.map(\.description) == ["100.64.0.1/24", "100.64.9.1/24"], "the certificate's addresses")
+        #expect(configuration.certificate.name == "test")
         #expect(configuration.privateKey.publicKey.base64 == "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=")
         #expect(configuration.stun.map(\.description) == ["192.0.2.1:3478"], "the control server answers STUN")
-        #expect(configuration.secret == Array("a party secret".utf8))
         #expect(configuration.relaysEnabled && configuration.backend == nil)
         #expect(configuration.statusSocket == "/run/lanrage/agent.sock")
         #expect(configuration.timings.punchPackets == 5 && configuration.timings.punchInterval == .milliseconds(100))
     }
 
     @Test func everySectionAndKey() throws {
-        let text = minimal.replacingOccurrences(of: "Address = 100.64.0.1/32", with: """
-            Address = 100.64.0.1/32, 100.64.9.0/24   # two prefixes
+        let text = minimal.replacingOccurrences(of: "PrivateKeyFile = \(keyFile.path)", with: """
+            PrivateKeyFile = \(keyFile.path)
+            Address = 100.64.9.1/24   # one of the certificate's two
             ListenPort = 41641
             Name = lr-home
             """) + """
@@ -78,7 +94,7 @@ import Testing
             UpgradeMax = 1h
             """
         let configuration = try parse(text)
-        #expect(configuration.addresses.map(\.description) == ["100.64.0.1/32", "100.64.9.0/24"])
+        #expect(configuration.addresses.map(\.description) == ["100.64.9.1/24"])
         #expect(configuration.listenPort == 41641 && configuration.interfaceName == "lr-home")
         #expect(!configuration.relaysEnabled)
         #expect(configuration.preferredRelays.map(\.description) == ["192.0.2.20:4000", "192.0.2.21:4000"])
@@ -128,13 +144,38 @@ import Testing
     }
 
     @Test func missingSettingsAreNamed() throws {
-        let withoutAddress = minimal.replacingOccurrences(of: "Address = 100.64.0.1/32\n", with: "")
-        #expect(throws: AgentConfiguration.Problem.self) { try parse(withoutAddress) }
-        #expect { try parse(withoutAddress) } throws: { "\($0)".contains("[Interface] needs an Address") }
+        for (key, message) in [("Authority", "[Party] needs Authority"), ("Certificate", "[Party] needs Certificate"),
+                               ("ControlKey", "[Party] needs ControlKey")] {
+            let without = minimal.split(separator: "\n").filter { !$0.hasPrefix("\(key) =") }.joined(separator: "\n")
+            #expect(throws: AgentConfiguration.Problem.self) { try parse(without) }
+            #expect { try parse(without) } throws: { "\($0)".contains(message) }
+        }
         let withoutControl = minimal.replacingOccurrences(of: "Control = 192.0.2.1:3478\n", with: "")
         #expect { try parse(withoutControl) } throws: { "\($0)".contains("[Party] needs Control") }
         let withoutKey = minimal.replacingOccurrences(of: "PrivateKeyFile = \(keyFile.path)\n", with: "")
         #expect { try parse(withoutKey) } throws: { "\($0)".contains("needs PrivateKeyFile") }
+    }
+
+    /// The certificate must be this member's, for this party, from this authority; an Address must be
+    /// one it grants; a party secret is refused with what replaces it.
+    @Test func theCertificateIsCheckedAtLoad() throws {
+        let other = Crypto.signingKeyPair(seed: [UInt8](repeating: 0x66, count: 32))
+        let cases: [(String, String)] = [
+            (try Self.certificate(secretKey: other.secretKey), "Certificate: certificate not signed by the party's authority"),
+            (try Self.certificate(member: "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="), "Certificate: certificate of another member's key"),
+            (try Self.certificate(party: "work"), "Certificate: certificate of another party"),
+        ]
+        for (certificate, message) in cases {
+            try certificate.write(to: certificateFile, atomically: true, encoding: .utf8)
+            #expect { try parse(minimal) } throws: { "\($0)".contains(message) }
+        }
+        try "not base64 at all".write(to: certificateFile, atomically: true, encoding: .utf8)
+        #expect { try parse(minimal) } throws: { "\($0)".contains("does not hold a certificate") }
+        try Self.certificate().write(to: certificateFile, atomically: true, encoding: .utf8)
+        let ungranted = minimal.replacingOccurrences(of: "PrivateKeyFile = \(keyFile.path)", with: "PrivateKeyFile = \(keyFile.path)\nAddress = 100.64.0.2/24")
+        #expect { try parse(ungranted) } throws: { "\($0)".contains("Address 100.64.0.2/24 is not granted by the certificate") }
+        let secret = minimal + "\nSecretFile = /etc/lanrage/party.secret"
+        #expect { try parse(secret) } throws: { "\($0)".contains("SecretFile is no longer used: members are admitted by certificate") }
     }
 
     @Test func keysStayPrivate() throws {

@@ -1,5 +1,6 @@
 import Control
 import EventLoop
+import LabSupport
 import Net
 import Relay
 import STUN
@@ -7,11 +8,11 @@ import Rendezvous
 import Testing
 
 /// The control server and several clients on loopback, in one event loop (one thread, as in the
-/// agent): joining, seeing each other's candidates, pushes, punch coordination, relay offers,
-/// refusal of wrong secrets and replays.
+/// agent): joining, seeing each other's candidates, pushes, punch coordination, relay offers, and
+/// what nobody may do: join without a certificate, speak for another member or as the server, replay.
 @Suite(.serialized) struct ControlLoopbackTests {
     static let localhost = IPAddress.v4(IPv4Address(127, 0, 0, 1))
-    static let secret = Array("correct horse battery staple".utf8)
+    static let party = TestParty()
 
     final class World {
         let loop: EventLoop
@@ -23,18 +24,23 @@ import Testing
         init(configuration: ControlCore.Configuration = ControlCore.Configuration(), relays: [Endpoint] = [],
              relayKey: [UInt8]? = nil) throws {
             loop = try EventLoop()
-            core = ControlCore(configuration: configuration, relays: relays, relayKey: relayKey)
-            core.addParty(name: "lan", secret: ControlLoopbackTests.secret)
-            server = try ControlServer(listen: Endpoint(ControlLoopbackTests.localhost, 0), alternate: nil, core: core, store: nil, loop: loop)
+            core = ControlCore(configuration: configuration, privateKey: ControlLoopbackTests.party.serverPrivate, relays: relays,
+                               relayKey: relayKey, now: clock.now)
+            core.addParty(name: "lan", authority: ControlLoopbackTests.party.authority.publicKey)
+            server = try ControlServer(listen: Endpoint(ControlLoopbackTests.localhost, 0), alternate: nil, core: core, store: nil, loop: loop,
+                                       clock: clock)
         }
 
-        func client(_ index: Int, secret: [UInt8] = ControlLoopbackTests.secret, party: String = "lan") throws -> ControlClient {
-            var configuration = ControlClient.Configuration(server: server.sockets[0].local, party: party,
-                                                            key: MemberKey([UInt8](repeating: UInt8(index), count: 32))!)
+        var endpoint: Endpoint { server.sockets[0].local }
+
+        func client(_ index: Int, member: TestMember? = nil, party: String = "lan") throws -> ControlClient {
+            let member = member ?? ControlLoopbackTests.party.member(index)
+            var configuration = ControlLoopbackTests.party.configuration(member, server: endpoint)
+            configuration.party = party
             configuration.nat = .portRestrictedCone
             configuration.candidates = [Candidate(.local, Endpoint("203.0.113.\(index):51820")!),
                                         Candidate(.reflexive, Endpoint("198.51.100.\(index):40\(index)00")!)]
-            let client = try ControlClient(configuration, secret: secret, loop: loop, clock: clock,
+            let client = try ControlClient(configuration, privateKey: member.privateKey, loop: loop, clock: clock,
                                            local: Endpoint(ControlLoopbackTests.localhost, 0))
             clients.append(client)
             return client
@@ -49,6 +55,15 @@ import Testing
             return condition()
         }
     }
+
+    /// A message from `member`, sealed with the control key of `sealer` (the member's own by default).
+    static func message(_ body: ControlMessage.Body, from member: TestMember, sealedBy sealer: TestMember? = nil, nonce: UInt64 = 1,
+                        at wall: UInt64 = UnixTime.millis()) -> [UInt8] {
+        ControlMessage(partyID: party.id, timestampMillis: wall, nonce: nonce, sender: member.key, body: body)
+            .encoded(key: party.controlKey(sealer ?? member))
+    }
+
+    static let noCookie = [UInt8](repeating: 0, count: ControlNotice.cookieCount)
 
     @Test func membersJoinAndSeeEachOthersCandidates() throws {
         let world = try World()
@@ -146,70 +161,217 @@ import Testing
         #expect(tokens.allSatisfy { $0.address == ControlLoopbackTests.localhost })
     }
 
-    @Test func aWrongSecretIsRefusedAndCounted() throws {
+    @Test func aMemberWithoutAValidCertificateIsRefusedAndCounted() throws {
         let world = try World()
         let honest = try world.client(1)
-        let impostor = try world.client(2, secret: Array("wrong".utf8))
-        honest.start(); impostor.start()
+        // A certificate from another authority, and one for another key.
+        let rogue = Crypto.signingKeyPair(seed: [UInt8](repeating: 0x66, count: 32))
+        let uncertified = try world.client(2, member: Self.party.member(2, certifiedBy: rogue.secretKey))
+        let borrowed = Self.party.member(3)
+        let thief = try world.client(4, member: TestMember(privateKey: Self.party.member(4).privateKey, key: Self.party.member(4).key,
+                                                           certificate: borrowed.certificate))
+        var refusals: [ControlMessage.Refusal] = []
+        uncertified.onRefused = { refusals.append($0) }
+        thief.onRefused = { refusals.append($0) }
+        for client in [honest, uncertified, thief] { client.start() }
         #expect(try world.spin { honest.state == .registered })
-        // The impostor never gets registered (bounded wait: three attempts, then it backs off).
-        #expect(try world.spin(upTo: 3.5) { impostor.state == .backingOff })
-        #expect(impostor.registrations == 0)
-        #expect(world.core.counters.unauthenticated >= 3)
-        #expect(honest.members.isEmpty, "the impostor is not in the registry")
+        #expect(try world.spin { refusals.filter { $0 == .certificateRefused }.count >= 2 })
+        #expect(uncertified.registrations == 0 && thief.registrations == 0)
+        #expect(world.core.counters.refusedCertificates >= 2)
+        #expect(honest.members.isEmpty, "nobody uncertified is in the registry")
         #expect(world.core.party(named: "lan")?.members.count == 1)
         // An unknown party is dropped too.
-        let stranger = try world.client(3, party: "other")
+        let stranger = try world.client(5, party: "other")
         stranger.start()
         #expect(try world.spin { world.core.counters.unknownParty >= 1 })
+    }
+
+    /// Register, heartbeat and leave for a member's key, sealed by another member (who holds a valid
+    /// certificate of its own): all refused as unauthenticated, and the member stays as it was.
+    @Test func nobodySpeaksForAnotherMember() throws {
+        let world = try World()
+        let victim = try world.client(1), attacker = try world.client(2)
+        victim.start(); attacker.start()
+        #expect(try world.spin { victim.members.count == 1 && attacker.members.count == 1 })
+        let socket = try UDPSocket(binding: Endpoint(Self.localhost, 0))
+        let victimMember = Self.party.member(1), attackerMember = Self.party.member(2)
+        let forged: [ControlMessage.Body] = [
+            .leave,
+            .heartbeat(revision: 0),
+            .register(cookie: Self.noCookie, nat: .open, candidates: [Candidate(.reflexive, Endpoint("192.0.2.99:1")!)],
+                      certificate: victimMember.certificate),
+        ]
+        for (index, body) in forged.enumerated() {
+            try socket.send(Self.message(body, from: victimMember, sealedBy: attackerMember, nonce: UInt64(100 + index)), to: world.endpoint)
+        }
+        #expect(try world.spin { world.core.counters.unauthenticated >= 3 })
+        _ = try world.spin(upTo: 0.3) { false }
+        let record = try #require(world.core.party(named: "lan")?.members[victimMember.key])
+        #expect(record.online)
+        #expect(!record.record.candidates.contains(Candidate(.reflexive, Endpoint("192.0.2.99:1")!)))
+        #expect(attacker.members[victimMember.key] != nil, "no leave was pushed")
+    }
+
+    /// A message claiming to come from the server but sealed by a member (who knows the server's
+    /// public key and its own control key) is dropped by the other members.
+    @Test func nobodySpeaksAsTheServer() throws {
+        let world = try World()
+        let victim = try world.client(1), attacker = try world.client(2)
+        victim.start(); attacker.start()
+        #expect(try world.spin { victim.members.count == 1 })
+        let dropped = victim.dropped
+        let attackerMember = Self.party.member(2)
+        // The attacker's own control key (the only one it has), and a spoofed source: the server's.
+        let fake = ControlMessage(partyID: Self.party.id, timestampMillis: UnixTime.millis(), nonce: 5, sender: Self.party.serverKey,
+                                  body: .member(event: .left, record: MemberRecord(key: attackerMember.key, nat: .open, candidates: []), revision: 99))
+            .encoded(key: Self.party.controlKey(attackerMember))
+        try world.server.sockets[0].send(fake, to: victim.socket.local)
+        #expect(try world.spin { victim.dropped > dropped })
+        #expect(victim.members[attackerMember.key] != nil)
     }
 
     @Test func aReplayedMessageIsRefusedAndCounted() throws {
         let world = try World()
         let socket = try UDPSocket(binding: Endpoint(Self.localhost, 0))
-        let key = Keys.partyKey(name: "lan", secret: Self.secret)
-        let member = MemberKey([UInt8](repeating: 7, count: 32))!
-        let register = ControlMessage(partyID: Keys.partyID(name: "lan"), timestampMillis: UnixTime.millis(), nonce: 1234,
-                                      sender: member, body: .register(nat: .open, candidates: [])).encoded(key: key)
+        let member = Self.party.member(7)
+        let register = Self.message(.register(cookie: Self.noCookie, nat: .open, candidates: [], certificate: member.certificate),
+                                    from: member, nonce: 1234)
         var buffer = [UInt8](repeating: 0, count: 2048)
         func answers() -> Int {
             var count = 0
             while (try? socket.receive(into: &buffer)) ?? nil != nil { count += 1 }
             return count
         }
-        try socket.send(register, to: world.server.sockets[0].local)
+        try socket.send(register, to: world.endpoint)
         var first = 0
         #expect(try world.spin { first += answers(); return first == 1 })
-        try socket.send(register, to: world.server.sockets[0].local)
+        try socket.send(register, to: world.endpoint)
         #expect(try world.spin { world.core.counters.replayed == 1 })
         _ = try world.spin(upTo: 0.2) { false }
         #expect(answers() == 0, "a replay gets no answer")
         // An old message (outside the window) is refused as expired.
-        let old = ControlMessage(partyID: Keys.partyID(name: "lan"), timestampMillis: UnixTime.millis() - 60_000, nonce: 99,
-                                 sender: member, body: .heartbeat(revision: 0)).encoded(key: key)
-        try socket.send(old, to: world.server.sockets[0].local)
+        try socket.send(Self.message(.heartbeat(revision: 0), from: member, nonce: 99, at: UnixTime.millis() - 60_000), to: world.endpoint)
         #expect(try world.spin { world.core.counters.expired == 1 })
     }
 
     @Test func garbageAndFloodsAreDroppedCountedAndTheServerKeepsServing() throws {
         var configuration = ControlCore.Configuration()
-        configuration.messagesPerSecond = 20
-        configuration.messageBurst = 40
+        configuration.strangerPerSecond = 20
+        configuration.strangerBurst = 40
         let world = try World(configuration: configuration)
         let flooder = try UDPSocket(binding: Endpoint(Self.localhost, 0))
-        let target = world.server.sockets[0].local
-        try flooder.send([0x4C, 0x43, 1], to: target)                                     // truncated
+        let target = world.endpoint
+        try flooder.send([0x4C, 0x43, 2], to: target)                                     // truncated
         try flooder.send([UInt8](repeating: 0x4C, count: 1300), to: target)                  // oversized
-        try flooder.send([0x4C, 0x43, 9] + [UInt8](repeating: 0, count: 100), to: target)    // bad version
-        for _ in 0..<200 { try flooder.send([0x4C, 0x43, 1] + [UInt8](repeating: 1, count: 200), to: target) }
+        try flooder.send([0x4C, 0x43, 9] + [UInt8](repeating: 0, count: 100), to: target)    // another version
+        // Registers of strangers (random keys, no valid tag), from one source: limited per source.
+        for index in 0..<200 {
+            var bytes = Self.message(.register(cookie: Self.noCookie, nat: .open, candidates: [], certificate: []),
+                                     from: Self.party.member(100 + index % 50), nonce: UInt64(index))
+            bytes[bytes.count - 1] ^= 1
+            try flooder.send(bytes, to: target)
+        }
         #expect(try world.spin { world.core.counters.received >= 150 })
         let c = world.core.counters
-        #expect(c.truncated == 1 && c.oversized == 1 && c.malformed >= 1)
+        #expect(c.truncated == 1 && c.oversized == 1 && c.badVersion == 1)
         #expect(c.rateLimited > 100, "the flood is rate limited: \(c.rateLimited)")
         // A member from another address is served meanwhile.
         let member = try world.client(1)
         member.start()
         #expect(try world.spin { member.state == .registered })
+    }
+
+    /// Strangers above the threshold must echo a cookie: spoofed registers cost the server no X25519
+    /// and no state, a real member (which receives its cookie) still joins, and members already known
+    /// are served as before.
+    @Test func underLoadStrangersMustEchoACookie() throws {
+        var configuration = ControlCore.Configuration()
+        configuration.cookieThreshold = 20
+        configuration.strangerPerSecond = 1e6
+        configuration.strangerBurst = 1e6
+        let world = try World(configuration: configuration)
+        let known = try world.client(1)
+        known.start()
+        #expect(try world.spin { known.state == .registered })
+        let flooder = try UDPSocket(binding: Endpoint(Self.localhost, 0))
+        for index in 0..<100 {
+            let member = Self.party.member(100 + index)
+            try flooder.send(Self.message(.register(cookie: Self.noCookie, nat: .open, candidates: [], certificate: member.certificate),
+                                          from: member, nonce: UInt64(index)), to: world.endpoint)
+        }
+        #expect(try world.spin { world.core.counters.cookiesSent >= 70 })
+        #expect((world.core.party(named: "lan")?.members.count ?? 0) < 40, "strangers past the threshold did not get in without a cookie")
+        // A member that echoes its cookie joins; the known member's heartbeats go on.
+        let newcomer = try world.client(2)
+        newcomer.start()
+        #expect(try world.spin { newcomer.state == .registered && known.members.count >= 1 })
+        #expect(known.state == .registered)
+    }
+
+    /// A datagram of another protocol version gets the version notice, and the client reports it.
+    @Test func anotherProtocolVersionIsNamed() throws {
+        let world = try World()
+        let socket = try UDPSocket(binding: Endpoint(Self.localhost, 0))
+        var old = Self.message(.heartbeat(revision: 0), from: Self.party.member(1))
+        old[2] = 1
+        try socket.send(old, to: world.endpoint)
+        var buffer = [UInt8](repeating: 0, count: 64)
+        var notice: ControlNotice?
+        #expect(try world.spin {
+            if let (count, _) = try? socket.receive(into: &buffer) { notice = buffer.withUnsafeBytes { ControlNotice(decoding: UnsafeRawBufferPointer(rebasing: $0[..<count])) } }
+            return notice != nil
+        })
+        #expect(notice == .version(lowest: 2, highest: 2))
+        // A client facing a server that speaks version 3 says so.
+        let fakeServer = try UDPSocket(binding: Endpoint(Self.localhost, 0))
+        var configuration = Self.party.configuration(Self.party.member(1), server: fakeServer.local)
+        configuration.candidates = []
+        let client = try ControlClient(configuration, privateKey: Self.party.member(1).privateKey, loop: world.loop, clock: world.clock,
+                                       local: Endpoint(Self.localhost, 0))
+        var mismatch: (UInt8, UInt8)?
+        client.onVersionMismatch = { mismatch = ($0, $1) }
+        client.start()
+        try fakeServer.send(ControlNotice.version(lowest: 3, highest: 3).encoded().enumerated().map { $0.offset == 2 ? 3 : $0.element },
+                            to: client.socket.local)
+        #expect(try world.spin { mismatch != nil })
+        #expect(mismatch?.0 == 3 && client.serverVersions?.lowest == 3)
+    }
+
+    /// The administrator removes a member: it leaves at once (pushed) and cannot come back.
+    @Test func aRevokedMemberLeavesAndIsRefused() throws {
+        let world = try World()
+        let a = try world.client(1), b = try world.client(2)
+        var refusals: [ControlMessage.Refusal] = []
+        b.onRefused = { refusals.append($0) }
+        a.start(); b.start()
+        #expect(try world.spin { a.members.count == 1 })
+        world.server.send(world.core.revoke([Self.party.member(2).key], wall: UnixTime.millis()))
+        #expect(try world.spin { a.members.isEmpty })
+        #expect(world.core.counters.revokedMembers == 1)
+        b.stop()
+        _ = try world.spin(upTo: 0.2) { false }
+        let again = try world.client(2)
+        again.onRefused = { refusals.append($0) }
+        again.start()
+        #expect(try world.spin { refusals.contains(.revoked) })
+        #expect(a.members.isEmpty)
+    }
+
+    /// Members offline for longer than the forget time are removed: the party cannot be filled for good.
+    @Test func offlineMembersAreForgotten() throws {
+        var configuration = ControlCore.Configuration()
+        configuration.forgetAfter = .seconds(60)
+        let world = try World(configuration: configuration)
+        let a = try world.client(1)
+        a.start()
+        #expect(try world.spin { a.state == .registered })
+        a.stop()
+        #expect(try world.spin { world.core.party(named: "lan")?.members[Self.party.member(1).key]?.online == false })
+        _ = world.core.expireSilent(now: world.clock.now, wall: UnixTime.millis() + 30_000)
+        #expect(world.core.party(named: "lan")?.members.count == 1, "not yet")
+        _ = world.core.expireSilent(now: world.clock.now, wall: UnixTime.millis() + 62_000)
+        #expect(world.core.party(named: "lan")?.members.isEmpty == true)
+        #expect(world.core.counters.forgottenMembers == 1)
     }
 
     @Test func stunIsAnsweredOnTheControlPort() throws {
@@ -232,16 +394,17 @@ import Testing
         for losing in [true, false] {
             let world = try World()
             let server = try UDPSocket(binding: Endpoint(Self.localhost, 0))
-            var configuration = ControlClient.Configuration(server: server.local, party: "lan", key: MemberKey([UInt8](repeating: 1, count: 32))!)
+            let member = Self.party.member(1)
+            var configuration = Self.party.configuration(member, server: server.local)
             configuration.candidates = [Candidate(.local, Endpoint("203.0.113.1:51820")!)]
-            let client = try ControlClient(configuration, secret: Self.secret, loop: world.loop, clock: world.clock,
+            let client = try ControlClient(configuration, privateKey: member.privateKey, loop: world.loop, clock: world.clock,
                                            local: Endpoint(Self.localhost, 0))
-            let key = Keys.partyKey(name: "lan", secret: Self.secret)
+            let key = Self.party.controlKey(member)
             var nonce: UInt64 = 0
             func send(_ body: ControlMessage.Body) throws {
                 nonce += 1
-                let message = ControlMessage(partyID: Keys.partyID(name: "lan"), timestampMillis: UnixTime.millis(), nonce: nonce,
-                                             sender: .server, body: body)
+                let message = ControlMessage(partyID: Self.party.id, timestampMillis: UnixTime.millis(), nonce: nonce,
+                                             sender: Self.party.serverKey, body: body)
                 try server.send(message.encoded(key: key), to: client.socket.local)
             }
             var buffer = [UInt8](repeating: 0, count: 2048)
@@ -258,8 +421,10 @@ import Testing
             client.start()
             guard case .register = try #require(try nextRequest()) else { Issue.record("the first request is not a register"); return }
             try send(.registered(epoch: 1, revision: 5, heartbeatSeconds: 1, observed: client.socket.local, others: 0))
-            func record(_ index: UInt8) -> MemberRecord {
-                MemberRecord(key: MemberKey([UInt8](repeating: index, count: 32))!, nat: .open, candidates: [Candidate(.local, Endpoint("203.0.113.\(index):51820")!)])
+            func record(_ index: Int) -> MemberRecord {
+                let other = Self.party.member(index)
+                return MemberRecord(key: other.key, nat: .open, candidates: [Candidate(.local, Endpoint("203.0.113.\(index):51820")!)],
+                                    certificate: other.certificate)
             }
             try send(.member(event: .joined, record: record(2), revision: 6))
             try send(.member(event: .joined, record: record(3), revision: losing ? 8 : 7))
@@ -328,7 +493,7 @@ import Testing
         let port = try { try UDPSocket(binding: Endpoint(ControlLoopbackTests.localhost, 0)).local.port }()
         let base = port < 60_000 ? port : 43_000
         let primary = Endpoint(ControlLoopbackTests.localhost, base), alternate = Endpoint(.v4(IPv4Address(127, 0, 0, 2)), base + 1)
-        let core = ControlCore()
+        let core = ControlCore(privateKey: ControlLoopbackTests.party.serverPrivate)
         let server = try ControlServer(listen: primary, alternate: alternate, core: core, store: nil, loop: loop)
         #expect(server.sockets.count == 4)
         let client = try UDPSocket(binding: Endpoint(ControlLoopbackTests.localhost, 0))

@@ -44,25 +44,26 @@ import Testing
         try? FileManager.default.removeItem(at: directory)
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
-        let secret = "a party secret"
-        let secretFile = directory.appendingPathComponent("lan.secret")
-        try secret.write(to: secretFile, atomically: true, encoding: .utf8)
-        chmod(secretFile.path, 0o600)
+        let party = TestParty()
+        let keyFile = directory.appendingPathComponent("server.key")
+        let serverKeyText = Crypto.base64(party.serverPrivate)
+        try (serverKeyText + "\n").write(to: keyFile, atomically: true, encoding: .utf8)
+        chmod(keyFile.path, 0o600)
         let state = directory.appendingPathComponent("state")
         let log = directory.appendingPathComponent("control.log")
         let port = try { try UDPSocket(binding: Endpoint(Self.localhost, 0)).local.port }()
         let server = Endpoint(Self.localhost, port)
-        let common = ["control", "--listen", "\(server)", "--state", state.path, "--heartbeat", "1", "--member-timeout", "5"]
+        let common = ["control", "--listen", "\(server)", "--key", keyFile.path, "--state", state.path, "--heartbeat", "1", "--member-timeout", "5"]
 
-        var process = try start(common + ["--party", "lan=\(secretFile.path)"], log: log)
+        var process = try start(common + ["--party", "lan=\(Crypto.base64(party.authority.publicKey))"], log: log)
         defer { if process.isRunning { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() } }
         #expect(try waitForServer(server), "control server did not come up")
 
         let loop = try EventLoop()
         let clock = MonotonicClock()
         let clients = try (1...3).map { index in
-            try ControlClient(ControlClient.Configuration(server: server, party: "lan", key: MemberKey([UInt8](repeating: UInt8(index), count: 32))!),
-                              secret: Array(secret.utf8), loop: loop, clock: clock, local: Endpoint(Self.localhost, 0))
+            try ControlClient(party.configuration(party.member(index), server: server), privateKey: party.member(index).privateKey,
+                              loop: loop, clock: clock, local: Endpoint(Self.localhost, 0))
         }
         func spin(upTo seconds: Double, until condition: () -> Bool) throws -> Bool {
             let deadline = clock.now + Int64(seconds * 1e9)
@@ -80,7 +81,7 @@ import Testing
         #expect(try spin(upTo: 3) { ((try? store.load())?.first?.members.count ?? 0) == 3 })
         let attributes = try FileManager.default.attributesOfItem(atPath: store.path)
         #expect((attributes[.posixPermissions] as? Int) == 0o600)
-        #expect(!(try String(contentsOf: log, encoding: .utf8)).contains(secret), "the secret is never logged")
+        #expect(!(try String(contentsOf: log, encoding: .utf8)).contains(serverKeyText), "the server's private key is never logged")
 
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()

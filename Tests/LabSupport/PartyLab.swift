@@ -3,11 +3,17 @@ import Net
 
 /// A party in the lab: `lanrage control` on the STUN host (control and STUN on 192.0.2.1:3478,
 /// alternate 192.0.2.2:3479), `lanrage relay`s, and `lanrage agent`s in site clients, each with its
-/// own configuration, key, WireGuard interface (wireguard-go) and status socket.
+/// own configuration, key, certificate, WireGuard interface (wireguard-go) and status socket. The
+/// party's authority and the server's key are made with the CLI, as an administrator would.
 public final class PartyLab {
     public let lab: Lab
     public let control = Endpoint("192.0.2.1:3478")!
-    public let partySecret: URL
+    /// The party authority's key (`lanrage ca genkey`) and public key.
+    public let authorityKey: URL
+    public let authority: String
+    /// The control server's key (`lanrage genkey`) and public key.
+    public let serverKey: URL
+    public let serverPublicKey: String
     public let relaySecret: URL
     public private(set) var relays: [Endpoint] = []
     public private(set) var agents: [AgentHandle] = []
@@ -17,12 +23,15 @@ public final class PartyLab {
 
     public init(_ lab: Lab) throws {
         self.lab = lab
-        partySecret = lab.directory.appendingPathComponent("party.secret")
+        authorityKey = lab.directory.appendingPathComponent("authority.key")
+        serverKey = lab.directory.appendingPathComponent("server.key")
         relaySecret = lab.directory.appendingPathComponent("relay.secret")
-        for file in [partySecret, relaySecret] {
-            try Data((0..<32).map { _ in UInt8.random(in: 0...255) }.map { String(format: "%02x", $0) }.joined().utf8).write(to: file)
-            chmod(file.path, 0o600)
-        }
+        try LabSupport.run([Products.lanrage, "ca", "genkey", "-o", authorityKey.path])
+        authority = try LabSupport.run(["sh", "-c", "\(Products.lanrage) ca pubkey < \(authorityKey.path)"]).trimmingCharacters(in: .whitespacesAndNewlines)
+        try LabSupport.run([Products.lanrage, "genkey", "-o", serverKey.path])
+        serverPublicKey = try LabSupport.run(["sh", "-c", "\(Products.lanrage) pubkey < \(serverKey.path)"]).trimmingCharacters(in: .whitespacesAndNewlines)
+        try Data((0..<32).map { _ in UInt8.random(in: 0...255) }.map { String(format: "%02x", $0) }.joined().utf8).write(to: relaySecret)
+        chmod(relaySecret.path, 0o600)
         // Strongly held: a test's last use of its PartyLab may come before its lab's shutdown. The
         // lab drops its hooks when it shuts down, which ends the cycle.
         lab.atShutdown { self.stopDataPlanes() }
@@ -55,9 +64,9 @@ public final class PartyLab {
     /// Starts (or restarts) the control server on the STUN host, state kept in the lab directory.
     @discardableResult
     public func startControl(heartbeat: Int = 2, memberTimeout: Int = 8) throws -> Process {
-        var arguments = [Products.lanrage, "control", "--listen", "\(control)", "--alternate", "192.0.2.2:3479",
+        var arguments = [Products.lanrage, "control", "--listen", "\(control)", "--alternate", "192.0.2.2:3479", "--key", serverKey.path,
                          "--state", lab.directory.appendingPathComponent("control-state").path,
-                         "--party", "lab=\(partySecret.path)", "--heartbeat", "\(heartbeat)", "--member-timeout", "\(memberTimeout)"]
+                         "--party", "lab=\(authority)", "--heartbeat", "\(heartbeat)", "--member-timeout", "\(memberTimeout)"]
         for relay in relays { arguments += ["--relay", "\(relay)"] }
         if !relays.isEmpty { arguments += ["--relay-secret-file", relaySecret.path] }
         let process = try lab.spawn(in: lab.stunHost, arguments, log: "control.log")
@@ -86,8 +95,9 @@ public final class PartyLab {
         return handle
     }
 
-    /// Writes agent `index`'s key and configuration without starting it.
-    public func prepareAgent(in namespace: Namespace, index: Int, agent extra: [String] = []) throws -> AgentHandle {
+    /// Writes agent `index`'s key, certificate (`lanrage ca sign`: its overlay address and `subnets`)
+    /// and configuration without starting it.
+    public func prepareAgent(in namespace: Namespace, index: Int, agent extra: [String] = [], subnets: [String] = []) throws -> AgentHandle {
         let tag = lab.prefix.replacingOccurrences(of: "ls", with: "").replacingOccurrences(of: "-", with: "x")
         let handle = AgentHandle(
             namespace: namespace, index: index, interface: "lr\(tag)a\(index)".suffix(15).description,
@@ -99,17 +109,19 @@ public final class PartyLab {
             try LabSupport.run([Products.lanrage, "genkey"]).write(to: key, atomically: true, encoding: .utf8)
             chmod(key.path, 0o600)
         }
+        try certify(handle, addresses: ["\(handle.overlay)/32"], subnets: subnets)
         let configuration = """
             [Interface]
             PrivateKeyFile = \(key.path)
             ListenPort = 51820
-            Address = \(handle.overlay)/32
             Name = \(handle.interface)
 
             [Party]
             Control = \(control)
+            ControlKey = \(serverPublicKey)
             Name = lab
-            SecretFile = \(partySecret.path)
+            Authority = \(authority)
+            Certificate = \(handle.certificate.path)
 
             [Agent]
             Backend = uapi
@@ -122,6 +134,16 @@ public final class PartyLab {
             """
         try configuration.write(to: handle.configuration, atomically: true, encoding: .utf8)
         return handle
+    }
+
+    /// Signs (again) the certificate of `handle`'s key with the party's authority (`lanrage ca sign`):
+    /// what the administrator grants it.
+    public func certify(_ handle: AgentHandle, addresses: [String], subnets: [String] = []) throws {
+        let key = handle.directory.appendingPathComponent("private.key")
+        let publicKey = try LabSupport.run(["sh", "-c", "\(Products.lanrage) pubkey < \(key.path)"]).trimmingCharacters(in: .whitespacesAndNewlines)
+        try LabSupport.run([Products.lanrage, "ca", "sign", "--key", authorityKey.path, "--party", "lab", "--member", publicKey,
+                            "--name", "agent\(handle.index)", "-o", handle.certificate.path]
+                           + addresses.flatMap { ["--address", $0] } + subnets.flatMap { ["--subnet", $0] })
     }
 
     /// The agent's log so far (for failure messages).
@@ -159,6 +181,7 @@ public final class AgentHandle: @unchecked Sendable {
     }
 
     public var configuration: URL { directory.appendingPathComponent("agent.conf") }
+    public var certificate: URL { directory.appendingPathComponent("member.cert") }
     public var statusSocket: String { directory.appendingPathComponent("agent.sock").path }
 
     /// `lanrage status --json`, decoded; `nil` while the agent does not answer.

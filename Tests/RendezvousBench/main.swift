@@ -6,6 +6,7 @@ import Foundation
 import LabSupport
 import Net
 import Rendezvous
+import WireGuard
 
 let localhost = IPAddress.v4(IPv4Address(127, 0, 0, 1))
 let arguments = CommandLine.arguments
@@ -146,37 +147,47 @@ func socatRun(size: Int, seconds: Double) throws -> (Double, Double) {
 
 func controlBench() throws {
     let parties = 40, perParty = 250
-    var partyArguments: [String] = []
-    for index in 0..<parties {
-        let file = work.appendingPathComponent("p\(index).secret")
-        try "secret \(index)".write(to: file, atomically: true, encoding: .utf8)
-        chmod(file.path, 0o600)
-        partyArguments += ["--party", "party\(index)=\(file.path)"]
+    let total = parties * perParty
+    // Each party's authority, the server's key, and per member a key, its certificate and its control key.
+    let authorities = (0..<parties).map { Crypto.signingKeyPair(seed: [UInt8](repeating: UInt8($0), count: 31) + [0xCA]) }
+    let ids = (0..<parties).map { Keys.partyID(name: "party\($0)") }
+    let serverPrivate = Key.generatePrivate()
+    let serverKey = MemberKey(serverPrivate.publicKey.bytes)!
+    let keyFile = work.appendingPathComponent("server.key")
+    try (serverPrivate.base64 + "\n").write(to: keyFile, atomically: true, encoding: .utf8)
+    chmod(keyFile.path, 0o600)
+    struct BenchMember { let key: MemberKey; let controlKey: [UInt8]; let certificate: [UInt8] }
+    let members: [BenchMember] = try (0..<total).map { index in
+        var seed = [UInt8](repeating: 0, count: 32)
+        withUnsafeBytes(of: UInt64(index).bigEndian) { seed.replaceSubrange(0..<8, with: $0) }
+        seed[31] = 1
+        let key = MemberKey(Crypto.publicKey(ofPrivate: seed))!
+        let party = index % parties
+        let certificate = try MemberCertificate.issue(party: ids[party], member: key, notBefore: 0, notAfter: UInt64.max,
+                                                      addresses: [IPPrefix(.v4(IPv4Address(UInt32(0x6440_0000) + UInt32(index))), 16)!],
+                                                      subnets: [], name: "m\(index)", authority: authorities[party].secretKey)
+        return BenchMember(key: key, controlKey: Keys.controlKey(privateKey: seed, publicKey: serverKey.bytes, member: key, server: serverKey,
+                                                                 party: ids[party])!, certificate: certificate.encoded)
     }
+    let partyArguments = (0..<parties).flatMap { ["--party", "party\($0)=\(Crypto.base64(authorities[$0].publicKey))"] }
     let port = try { try UDPSocket(binding: Endpoint(localhost, 0)).local.port }()
     let server = Endpoint(localhost, port)
-    let process = try spawn([lanrage, "control", "--listen", "\(server)", "--state", work.appendingPathComponent("state").path,
-                             "--rate-limit", "10000000", "--heartbeat", "300", "--member-timeout", "900"] + partyArguments,
+    let process = try spawn([lanrage, "control", "--listen", "\(server)", "--key", keyFile.path, "--state", work.appendingPathComponent("state").path,
+                             "--rate-limit", "1000000", "--heartbeat", "300", "--member-timeout", "900"] + partyArguments,
                              log: work.appendingPathComponent("control.log"))
     defer { stop(process) }
     usleep(500_000)
     let idle = rss(process.processIdentifier)
     let socket = try UDPSocket(binding: Endpoint(localhost, 0))
     bigBuffers(socket)
-    let keys = (0..<parties).map { Keys.partyKey(name: "party\($0)", secret: Array("secret \($0)".utf8)) }
-    let ids = (0..<parties).map { Keys.partyID(name: "party\($0)") }
-    func register(_ member: Int) -> [UInt8] {
-        let party = member % parties
-        var key = [UInt8](repeating: 0, count: 32)
-        withUnsafeBytes(of: UInt64(member).bigEndian) { key.replaceSubrange(0..<8, with: $0) }
-        key[31] = 1
-        return ControlMessage(partyID: ids[party], timestampMillis: UnixTime.millis(), nonce: UInt64(member), sender: MemberKey(key)!,
-                              body: .register(nat: .portRestrictedCone, candidates: [
-                                  Candidate(.local, Endpoint(.v4(IPv4Address(203, 0, 113, UInt8(member % 250 + 1))), 51820)),
-                                  Candidate(.reflexive, Endpoint(.v4(IPv4Address(198, 51, 100, UInt8(member % 250 + 1))), UInt16(20_000 + member % 40_000))),
-                              ])).encoded(key: keys[party])
+    func register(_ index: Int) -> [UInt8] {
+        let member = members[index]
+        return ControlMessage(partyID: ids[index % parties], timestampMillis: UnixTime.millis(), nonce: UInt64(index), sender: member.key,
+                              body: .register(cookie: [UInt8](repeating: 0, count: ControlNotice.cookieCount), nat: .portRestrictedCone, candidates: [
+                                  Candidate(.local, Endpoint(.v4(IPv4Address(203, 0, 113, UInt8(index % 250 + 1))), 51820)),
+                                  Candidate(.reflexive, Endpoint(.v4(IPv4Address(198, 51, 100, UInt8(index % 250 + 1))), UInt16(20_000 + index % 40_000))),
+                              ], certificate: member.certificate)).encoded(key: member.controlKey)
     }
-    let total = parties * perParty
     var acked = 0, pushes = 0, next = 0
     var buffer = [UInt8](repeating: 0, count: 2048)
     let window = 32
@@ -194,13 +205,12 @@ func controlBench() throws {
         while let (count, _) = try socket.receive(into: &buffer) {
             guard count > 20 else { continue }
             if buffer[3] == 0x81 {
-                // Which member: the acknowledgement goes to the party; decode with each key until one fits.
+                // The acknowledgement is under the control key of the member it answers (one of ours).
                 let bytes = Array(buffer[..<count])
-                for party in 0..<parties where ids[party] == bytes[4..<12].reduce(0, { $0 << 8 | UInt64($1) }) {
-                    if (try? ControlMessage(authenticating: bytes, key: keys[party])) != nil {
-                        acked += 1  // the server answers in order; a resent member may be counted twice (checked below)
-                        lastProgress = Date()
-                    }
+                for member in members[acked..<next] where (try? ControlMessage(authenticating: bytes, key: member.controlKey)) != nil {
+                    acked += 1  // the server answers in order; a resent member may be counted twice (checked below)
+                    lastProgress = Date()
+                    break
                 }
             } else {
                 pushes += 1
@@ -216,15 +226,16 @@ func controlBench() throws {
     let online = log.split(separator: " ").last(where: { $0.hasPrefix("online=") }) ?? "online=?"
     print("  server counters: \(online) (expected \(total))")
     print("control server, \(total) members in \(parties) parties of \(perParty), one sender, window \(window), server pinned to CPU 0")
-    print("  registrations/s (end to end, with pushes to the party): \(Int(Double(total) / elapsed))  (\(String(format: "%.2f", elapsed)) s; \(pushes) pushes received)")
+    print("  registrations/s (end to end, with pushes to the party; an X25519 and a certificate check each): \(Int(Double(total) / elapsed))  (\(String(format: "%.2f", elapsed)) s; \(pushes) pushes received)")
     print("  server RSS: idle \(idle) KiB, with \(total) members \(loaded) KiB (\((loaded - idle) * 1024 / total) bytes per member)")
 
     // The core alone, in this process: the server's CPU cost per registration without the network.
     var configuration = ControlCore.Configuration()
-    configuration.messagesPerSecond = 1e9  // one process stands for 10,000 members: no per-source limit here
-    configuration.messageBurst = 1e9
-    let core = ControlCore(configuration: configuration)
-    for index in 0..<parties { core.addParty(name: "party\(index)", secret: Array("secret \(index)".utf8)) }
+    configuration.strangerPerSecond = 1e9  // one process stands for 10,000 members: no per-source limit here
+    configuration.strangerBurst = 1e9
+    configuration.cookieThreshold = Int.max
+    let core = ControlCore(configuration: configuration, privateKey: serverPrivate.bytes)
+    for index in 0..<parties { core.addParty(name: "party\(index)", authority: authorities[index].publicKey) }
     let messages = (0..<total).map(register)
     let coreStart = Date()
     var replies = 0
@@ -235,13 +246,9 @@ func controlBench() throws {
     let coreElapsed = Date().timeIntervalSince(coreStart)
     print("  core only: \(Int(Double(total) / coreElapsed)) registrations/s, \(replies) datagrams out; accepted \(core.counters.accepted)")
     // Steady state: every member's heartbeat (one datagram in, one out).
-    let heartbeats = (0..<total).map { member -> [UInt8] in
-        let party = member % parties
-        var key = [UInt8](repeating: 0, count: 32)
-        withUnsafeBytes(of: UInt64(member).bigEndian) { key.replaceSubrange(0..<8, with: $0) }
-        key[31] = 1
-        return ControlMessage(partyID: ids[party], timestampMillis: UnixTime.millis(), nonce: UInt64(member) + 1_000_000,
-                              sender: MemberKey(key)!, body: .heartbeat(revision: 0)).encoded(key: keys[party])
+    let heartbeats = (0..<total).map { index -> [UInt8] in
+        ControlMessage(partyID: ids[index % parties], timestampMillis: UnixTime.millis(), nonce: UInt64(index) + 1_000_000,
+                       sender: members[index].key, body: .heartbeat(revision: 0)).encoded(key: members[index].controlKey)
     }
     let beatStart = Date()
     var acks = 0

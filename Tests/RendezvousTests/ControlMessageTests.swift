@@ -3,29 +3,35 @@ import Rendezvous
 import Testing
 
 @Suite struct ControlMessageTests {
-    static let key = Keys.partyKey(name: "lan", secret: Array("secret".utf8))
-    static let alice = MemberKey([UInt8](repeating: 0xA1, count: 32))!
+    static let alicePrivate = [UInt8](repeating: 0xA1, count: 32)
+    static let serverPrivate = [UInt8](repeating: 0x5E, count: 32)
+    static let alice = MemberKey(Crypto.publicKey(ofPrivate: alicePrivate))!
+    static let server = MemberKey(Crypto.publicKey(ofPrivate: serverPrivate))!
     static let bob = MemberKey([UInt8](repeating: 0xB2, count: 32))!
+    static let key = Keys.controlKey(privateKey: alicePrivate, publicKey: server.bytes, member: alice, server: server,
+                                     party: Keys.partyID(name: "lan"))!
     static let candidates = [Candidate(.local, Endpoint("203.0.113.2:51820")!), Candidate(.reflexive, Endpoint("198.51.100.6:40000")!),
                              Candidate(.local, Endpoint("[2001:db8::1]:51820")!)]
-
-    static let addresses = [IPPrefix("100.64.0.2/32")!, IPPrefix("100.64.9.0/24")!, IPPrefix("2001:db8:1::/64")!]
+    static let certificate = [UInt8](repeating: 0x4C, count: 180)
+    static let cookie = [UInt8](repeating: 0xC0, count: ControlNotice.cookieCount)
+    static let noCookie = [UInt8](repeating: 0, count: ControlNotice.cookieCount)
 
     static let bodies: [ControlMessage.Body] = [
-        .register(nat: .portRestrictedCone, candidates: candidates, addresses: addresses),
-        .register(nat: .unknown, candidates: []),
+        .register(cookie: cookie, nat: .portRestrictedCone, candidates: candidates, certificate: certificate),
+        .register(cookie: noCookie, nat: .unknown, candidates: [], certificate: []),
         .heartbeat(revision: 42),
         .leave,
         .punchRequest(target: bob),
         .relayRequest(target: bob),
         .registered(epoch: 7, revision: 9, heartbeatSeconds: 10, observed: Endpoint("198.51.100.6:40001")!, others: 3),
-        .member(event: .joined, record: MemberRecord(key: bob, nat: .symmetric, candidates: candidates, addresses: addresses), revision: 10),
+        .member(event: .joined, record: MemberRecord(key: bob, nat: .symmetric, candidates: candidates, certificate: certificate), revision: 10),
         .punch(peer: MemberRecord(key: bob, nat: .fullCone, candidates: candidates), startMillis: 1_790_000_000_123),
         .relays(peer: bob, offers: [RelayOffer(service: Endpoint("192.0.2.1:40000")!, allocations: 3, capacity: 499,
                                                token: [UInt8](repeating: 7, count: RelayToken.count),
                                                replyKey: [UInt8](repeating: 9, count: 32))]),
         .heartbeatAck(epoch: 7, revision: 11),
         .refused(.registerAgain),
+        .refused(.certificateRefused),
     ]
 
     static func message(_ body: ControlMessage.Body, nonce: UInt64 = 1) -> ControlMessage {
@@ -43,19 +49,29 @@ import Testing
     @Test func headerLayoutIsAsDocumented() {
         let bytes = Self.message(.leave).encoded(key: Self.key)
         #expect(bytes.count == ControlMessage.minimumCount)
-        #expect(Array(bytes[0..<4]) == [0x4C, 0x43, 1, 0x03])
+        #expect(Array(bytes[0..<4]) == [0x4C, 0x43, 2, 0x03])
         #expect(Array(bytes[28..<60]) == Self.alice.bytes)
         #expect(bytes[60] == 0 && bytes[61] == 0)
     }
 
     @Test func wrongKeyIsUnauthenticated() {
         let bytes = Self.message(.heartbeat(revision: 1)).encoded(key: Self.key)
-        let wrong = Keys.partyKey(name: "lan", secret: Array("guess".utf8))
-        #expect(throws: WireError.unauthenticated) { try ControlMessage(authenticating: bytes, key: wrong) }
+        // Another member's key, or the same member's in another party, or another server's: all refused.
+        let mallory = [UInt8](repeating: 0x33, count: 32)
+        let wrongKeys = [
+            Keys.controlKey(privateKey: mallory, publicKey: Self.server.bytes, member: Self.alice, server: Self.server, party: Keys.partyID(name: "lan"))!,
+            Keys.controlKey(privateKey: Self.alicePrivate, publicKey: Self.server.bytes, member: Self.alice, server: Self.server, party: 9)!,
+            Keys.controlKey(privateKey: Self.alicePrivate, publicKey: Crypto.publicKey(ofPrivate: mallory), member: Self.alice,
+                            server: Self.server, party: Keys.partyID(name: "lan"))!,
+        ]
+        for wrong in wrongKeys {
+            #expect(throws: WireError.unauthenticated) { try ControlMessage(authenticating: bytes, key: wrong) }
+        }
     }
 
     @Test func everyFlippedBitIsRefused() {
-        let bytes = Self.message(.register(nat: .open, candidates: Self.candidates)).encoded(key: Self.key)
+        let bytes = Self.message(.register(cookie: Self.cookie, nat: .open, candidates: Self.candidates, certificate: Self.certificate))
+            .encoded(key: Self.key)
         for index in bytes.indices {
             for bit in 0..<8 {
                 var tampered = bytes
@@ -79,7 +95,7 @@ import Testing
 
     @Test func wrongMagicAndVersionAreNamed() {
         var bytes = Self.message(.leave).encoded(key: Self.key)
-        bytes[2] = 2
+        bytes[2] = 1
         #expect(throws: WireError.badVersion) { try ControlMessage(authenticating: bytes, key: Self.key) }
         bytes[0] = 0
         #expect(throws: WireError.badMagic) { try ControlMessage(authenticating: bytes, key: Self.key) }
@@ -91,7 +107,7 @@ import Testing
         for type: UInt8 in [0x01, 0x02, 0x04, 0x81, 0x82, 0x83, 0x84, 0x86, 0x99] {
             for length in [0, 1, 5, 33, 40, 200] {
                 var writer = ByteWriter()
-                writer.raw([0x4C, 0x43, 1, type])
+                writer.raw([0x4C, 0x43, 2, type])
                 writer.u64(1); writer.u64(2); writer.u64(3); writer.raw(Self.alice.bytes)
                 writer.u16(UInt16(length))
                 writer.raw((0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) })
@@ -106,12 +122,12 @@ import Testing
         }
         // A candidate count above the limit is malformed even when authentic.
         var writer = ByteWriter()
-        writer.raw([0x4C, 0x43, 1, 0x01]); writer.u64(1); writer.u64(2); writer.u64(3); writer.raw(Self.alice.bytes)
-        writer.u16(2); writer.u8(0); writer.u8(200)
+        writer.raw([0x4C, 0x43, 2, 0x01]); writer.u64(1); writer.u64(2); writer.u64(3); writer.raw(Self.alice.bytes)
+        writer.u16(18); writer.raw(Self.cookie); writer.u8(0); writer.u8(200)
         var bytes = writer.bytes + [UInt8](repeating: 0, count: 32)
         bytes.withUnsafeMutableBytes { raw in
-            Crypto.authenticate(UnsafeRawBufferPointer(rebasing: raw[..<64]), key: Self.key,
-                                into: UnsafeMutableRawBufferPointer(rebasing: raw[64...]))
+            Crypto.authenticate(UnsafeRawBufferPointer(rebasing: raw[..<80]), key: Self.key,
+                                into: UnsafeMutableRawBufferPointer(rebasing: raw[80...]))
         }
         #expect(throws: WireError.malformed) { try ControlMessage(authenticating: bytes, key: Self.key) }
     }
@@ -121,20 +137,26 @@ import Testing
         for _ in 0..<3_000 {
             let count = Int.random(in: 0...1400, using: &generator)
             var bytes = (0..<count).map { _ in UInt8.random(in: 0...255, using: &generator) }
-            if count > 4, Bool.random(using: &generator) { bytes[0] = 0x4C; bytes[1] = 0x43; bytes[2] = 1 }
+            if count > 4, Bool.random(using: &generator) { bytes[0] = 0x4C; bytes[1] = 0x43; bytes[2] = 2 }
             _ = try? ControlMessage(authenticating: bytes, key: Self.key)
             _ = bytes.withUnsafeBytes { try? RelayMessage(decoding: $0, key: Self.key) }
             _ = bytes.withUnsafeBytes { try? RelayToken(decoding: $0) }
+            _ = bytes.withUnsafeBytes { ControlNotice(decoding: $0) }
+            _ = try? MemberCertificate(decoding: bytes)
         }
     }
 
-    @Test func derivedKeysAreDistinctPerNameAndSecret() {
-        let a = Keys.partyKey(name: "lan", secret: Array("s".utf8))
-        #expect(a.count == 32)
-        #expect(a != Keys.partyKey(name: "lan2", secret: Array("s".utf8)))
-        #expect(a != Keys.partyKey(name: "lan", secret: Array("t".utf8)))
-        #expect(a == Keys.partyKey(name: "lan", secret: Array("s".utf8)))
-        #expect(Keys.relayKey(secret: Array("s".utf8)) != a)
+    /// The member and the server derive the same control key, each from its own private key and the
+    /// other's public key; a low-order public key gives none.
+    @Test func bothSidesDeriveOneControlKeyPerMemberAndParty() {
+        let party = Keys.partyID(name: "lan")
+        let fromServer = Keys.controlKey(privateKey: Self.serverPrivate, publicKey: Self.alice.bytes, member: Self.alice,
+                                         server: Self.server, party: party)
+        #expect(fromServer == Self.key)
+        #expect(Self.key.count == 32)
+        #expect(Keys.controlKey(privateKey: Self.alicePrivate, publicKey: [UInt8](repeating: 0, count: 32), member: Self.alice,
+                                server: Self.server, party: party) == nil)
+        #expect(Keys.relayKey(secret: Array("s".utf8)) != Self.key)
         #expect(Keys.partyID(name: "lan") != Keys.partyID(name: "lan2"))
         #expect(Keys.pairID(party: 1, Self.alice, Self.bob) == Keys.pairID(party: 1, Self.bob, Self.alice))
         #expect(Keys.pairID(party: 1, Self.alice, Self.bob) != Keys.pairID(party: 2, Self.alice, Self.bob))

@@ -142,28 +142,33 @@ fi
 
 step "lanrage agent on the kernel module: control server in A, one agent in each namespace (netlink backend)"
 umask 077
-head -c 32 /dev/urandom | base64 > /tmp/party.secret
+$L ca genkey > /tmp/authority.key; $L genkey > /tmp/server.key
 $L genkey > /tmp/agent-a.key; $L genkey > /tmp/agent-b.key
 umask 022
+AUTHORITY=$($L ca pubkey < /tmp/authority.key)
+SERVER_KEY=$($L pubkey < /tmp/server.key)
 for side in a b; do
     if [ $side = a ]; then ADDRESS=100.64.1.1; else ADDRESS=100.64.1.2; fi
+    $L ca sign --key /tmp/authority.key --party kernel --member "$($L pubkey < /tmp/agent-$side.key)" \
+        --address $ADDRESS/32 --name $side -o /tmp/agent-$side.cert || fail "ca sign"
     cat > /tmp/agent-$side.conf <<CONF
 [Interface]
 PrivateKeyFile = /tmp/agent-$side.key
 ListenPort = 51830
-Address = $ADDRESS/32
 Name = lrk$side
 [Party]
 Control = 192.0.2.1:3478
+ControlKey = $SERVER_KEY
 Name = kernel
-SecretFile = /tmp/party.secret
+Authority = $AUTHORITY
+Certificate = /tmp/agent-$side.cert
 [Agent]
 Backend = netlink
 StatusSocket = /tmp/agent-$side.sock
 LivenessPoll = 2s
 CONF
 done
-nsenter -t "$A" -n $L control --listen 192.0.2.1:3478 --state /tmp/control-state --party kernel=/tmp/party.secret > /tmp/control.log 2>&1 &
+nsenter -t "$A" -n $L control --listen 192.0.2.1:3478 --key /tmp/server.key --state /tmp/control-state --party kernel="$AUTHORITY" > /tmp/control.log 2>&1 &
 CONTROL=$!
 sleep 0.5
 # nsenter itself (not the in_a function, which a background job would run in a subshell): the PID is the agent's.
