@@ -24,12 +24,11 @@ extension Agent {
         case .sendPunch:
             driver.burst(id)
         case .setDirectEndpoint:
-            // The punch's pinned address (through a fan port: forwarded), or (both sides reachable, no
-            // punch) the peer's public endpoint.
+            // The punch's pinned address — it answered this side's own nonce — through a fan port: forwarded.
             if let pinned = driver.pinned(id), let socket = driver.pinnedFanSocket(id) {
                 forward(id, through: socket, to: pinned)
-            } else if let endpoint = driver.pinned(id) ?? link.reachable {
-                pointWireGuard(id, at: endpoint)
+            } else if let pinned = driver.pinned(id) {
+                pointWireGuard(id, at: pinned)
             }
         case .allocateRelay:
             // Nothing the old path did counts for the new one.
@@ -92,8 +91,9 @@ extension Agent {
     /// Detecting: a pair of symmetric NATs goes to the relay at once; any other pair punches at the
     /// instant the control server announces (the member with the smaller key asks for it). Only when
     /// the peer is symmetric does the agent wait for its own NAT type (detection decides in about 1 s;
-    /// the early relay carries traffic meanwhile). A pair of open or full-cone NATs needs no punch:
-    /// it goes to Direct at once.
+    /// the early relay carries traffic meanwhile). A pair of open or full-cone NATs needs no
+    /// coordinated instant: both punch at once, and each goes Direct on the ACK of its own PUNCH
+    /// (a peer's claimed endpoint is used only once it answered).
     func decideDirect(_ id: MachineID) {
         guard scheduler.machine(id)?.state == .detecting, let link = links[id] else { return }
         guard !(natKind == .unknown && detector.isRunning && link.record.nat == .symmetric) else { return }
@@ -108,7 +108,6 @@ extension Agent {
         }
         scheduler.updateContext(of: id) { $0.directPossible = true }
         if Self.admitsAnyone(natKind), Self.admitsAnyone(link.record.nat), link.reachable != nil {
-            driver.stop(id)
             scheduler.updateContext(of: id) { $0.bothReachable = true }
             scheduler.post(.natKnown, to: id)
         } else if let coordinated = link.coordinated, coordinated.at >= clock.now - 1_000_000_000 {
@@ -128,6 +127,9 @@ extension Agent {
             links[id]?.punchRequested = false
             if let coordinated = link.coordinated, abs(coordinated.at - clock.now) < 2_000_000_000 {
                 begin(id, session: coordinated.session, coordinated: true)
+            } else if machine.context.bothReachable {
+                // No filter to open on either side: no instant to agree on, the PUNCHes cross at once.
+                begin(id, session: Crypto.randomUInt64(), coordinated: false)
             } else {
                 begin(id, session: Crypto.randomUInt64(), coordinated: false)
                 control.requestPunch(with: link.record.key)
@@ -149,7 +151,8 @@ extension Agent {
         let learned = driver.learned(id)
         logger.debug("punch session", metadata: ["peer": "\(link.record.key)", "session": "\(session)", "coordinated": "\(coordinated)",
                                                  "candidates": "\(link.candidates.count)", "learned": "\(learned.count)"])
-        driver.start(id, PunchSession(key: link.pairKey, session: session, candidates: link.candidates, learned: learned))
+        driver.start(id, PunchSession(key: link.pairKey, session: session, candidates: link.candidates, learned: learned),
+                     observed: link.observed?.address)
         closeFan(id)
         guessPorts(id)
     }
@@ -213,7 +216,9 @@ extension Agent {
     /// The control server announced a coordinated punch with `record`'s member at `startMillis`.
     func punchAnnounced(_ record: MemberRecord, startMillis: UInt64) {
         guard let id = upsert(record) else { return }
-        let wait = max(0, min(5_000, Int64(startMillis) - Int64(WallClock.milliseconds())))
+        // The start is the server's wall clock, at most 5 s ahead (a start further off, or past, is now).
+        let now = UInt64(max(0, WallClock.milliseconds()))
+        let wait = Int64(startMillis > now ? min(5_000, startMillis - now) : 0)
         let at = clock.now + wait * 1_000_000
         links[id]?.coordinated = (startMillis, at)
         logger.debug("punch announced", metadata: ["peer": "\(record.key)", "in_ms": "\(wait)",
@@ -229,10 +234,6 @@ extension Agent {
             for packet in 0..<configuration.timings.punchPackets {
                 scheduler.post(.punchTick, to: id, after: .milliseconds(wait) + configuration.timings.punchInterval * packet)
             }
-        case .direct where driver.pinned(id) == nil && links[id]?.sessionCoordinated == false:
-            // Gone direct without a punch (both reachable) while the peer, who learned our NAT type
-            // later, punches: answer its punches, or it would fall back to a relay.
-            begin(id, session: startMillis, coordinated: true)
         case .keepalive:
             // The peer lost its path (or upgrades from a relay): punch with it.
             scheduler.post(.endpointChanged, to: id, after: .milliseconds(wait))

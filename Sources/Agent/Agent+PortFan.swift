@@ -25,9 +25,11 @@ extension Agent {
     /// and when either NAT type becomes known during one (detection often ends after the punch began).
     func guessPorts(_ id: MachineID) {
         guard let link = links[id], DirectPathPlan(local: natKind.natType, remote: link.record.nat.natType) == .punchWithPortPrediction else { return }
+        // Only toward the address the control server saw the peer's messages come from: a claimed
+        // endpoint elsewhere would have this side fan or spray at a third party.
         if natKind == .portRestrictedCone, let observed = link.observed {
             spray(id, at: observed.address)
-        } else if natKind == .symmetric, !driver.hasFan(id), let target = link.reachable {
+        } else if natKind == .symmetric, !driver.hasFan(id), let target = link.reachable, target.address == link.observed?.address {
             openFan(id, toward: target)
         }
     }

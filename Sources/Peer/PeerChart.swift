@@ -11,7 +11,6 @@ public enum PeerChart: ChartSpec {
 
     // Guards, named as the picture shows them.
     static let directPossible = Guard<PeerContext>("direct possible") { $0.directPossible != false }
-    static let bothReachable = Guard<PeerContext>("both reachable") { $0.bothReachable }
     static let burstsLeft = Guard<PeerContext>("bursts left") { $0.punchBursts < $0.timings.punchAttempts }
     static let relayed = Guard<PeerContext>("relayed") { $0.path == .relayed }
     static let relayAlive = Guard<PeerContext>("relay alive") { $0.path == .relayed && !$0.handshakeStale }
@@ -28,8 +27,8 @@ public enum PeerChart: ChartSpec {
             Row(.discovering, on: .candidatesKnown, to: .detecting),
             Row(.discovering, on: .discoveryRetry, to: .discovering),
 
-            // Open or full cone on both sides: no filter to open, WireGuard goes straight to the peer.
-            Row(.detecting, on: .natKnown, when: bothReachable, to: .direct),
+            // Open or full cone on both sides punch too, at once (no instant to agree on): a claimed
+            // endpoint is used only after it answered.
             Row(.detecting, on: .natKnown, when: directPossible, to: .punching),
             Row(.detecting, on: .natKnown, when: !directPossible, to: .relaying),
             Row(.detecting, on: .detectionTimeout, to: .punching),

@@ -8,8 +8,8 @@ public struct PeerContext: Sendable, Equatable {
     public var timings: PeerTimings
     /// Whether the two NATs allow a direct path (from the compatibility table); `nil` until known.
     public var directPossible: Bool?
-    /// Whether both NATs let in a datagram from anyone (open or full cone): then WireGuard can
-    /// send straight to the peer's public endpoint, with no punch to open a filter first.
+    /// Whether both NATs let in a datagram from anyone (open or full cone): no filter to open, so
+    /// the punch starts at once, with no instant agreed through the control server.
     public var bothReachable = false
     /// Punch attempts made in the current round (Keepalive and Relaying end a round).
     public var punchBursts = 0

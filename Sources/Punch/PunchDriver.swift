@@ -8,8 +8,13 @@ import Net
 /// A peer's session may also punch from a fan of extra ports (see ``fan(_:_:toward:)``): the
 /// symmetric side of a pair with a port-restricted NAT, where the port-restricted side's guesses
 /// need to hit only one of many mappings.
+///
+/// Everything sent toward a peer is within its ``ProbeBudget``: addresses that have not answered
+/// get a bounded number of PUNCHes a minute.
 public final class PunchDriver<PeerID: Hashable> {
     public let socket: any PortSocket
+    private let clock: () -> Int64
+    private var budgets: [PeerID: ProbeBudget] = [:]
     private var sessions: [PeerID: PunchSession] = [:]
     private var peers: [KeyID: PeerID] = [:]
     private var fans: [PeerID: (sockets: [UDPSocket], target: Endpoint)] = [:]
@@ -21,22 +26,27 @@ public final class PunchDriver<PeerID: Hashable> {
     private var held: [PeerID: (port: ObjectIdentifier, bytes: [UInt8])] = [:]
     private static var heldLimit: Int { 256 }
 
-    public init(socket: any PortSocket) {
+    public init(socket: any PortSocket, clock: @escaping () -> Int64 = MonotonicTime.nanoseconds) {
         self.socket = socket
+        self.clock = clock
     }
 
-    /// Starts (or restarts, with a new session) punching toward `peer`.
-    public func start(_ peer: PeerID, _ session: PunchSession) {
+    /// Starts (or restarts, with a new session) punching toward `peer`, whose public address as the
+    /// control server saw it is `observed` (the fan and the spray may go there).
+    public func start(_ peer: PeerID, _ session: PunchSession, observed: IPAddress?) {
+        if budgets[peer] == nil { budgets[peer] = ProbeBudget(observed: observed, now: clock()) }
+        budgets[peer]?.observed = observed
         sessions[peer] = session
         peers[session.key.remote] = peer
         pinnedThrough[peer] = nil
         held[peer] = nil
     }
 
-    /// Forgets `peer`'s session (its fan stays with the caller, see ``dropFan(_:)``).
+    /// Forgets `peer`'s session and budget (its fan stays with the caller, see ``dropFan(_:)``).
     public func stop(_ peer: PeerID) {
         pinnedThrough[peer] = nil
         held[peer] = nil
+        budgets[peer] = nil
         guard let session = sessions.removeValue(forKey: peer) else { return }
         peers[session.key.remote] = nil
     }
@@ -76,12 +86,15 @@ public final class PunchDriver<PeerID: Hashable> {
         return entry.bytes
     }
 
+    /// PUNCHes toward `peer` not sent for want of budget.
+    public func withheld(_ peer: PeerID) -> Int { budgets[peer]?.withheld ?? 0 }
+
     /// Sends one burst toward `peer`'s candidates, and from its fan.
     public func burst(_ peer: PeerID) {
         guard var session = sessions[peer] else { return }
-        for case .send(let bytes, let destination) in session.burst() { send(bytes, to: destination) }
+        for case .send(let bytes, let destination) in session.burst() { send(bytes, to: destination, for: peer) }
         if let fan = fans[peer] {
-            for socket in fan.sockets {
+            for socket in fan.sockets where allow(peer, fan.target) {
                 for case .send(let bytes, let destination) in session.probe([fan.target]) { _ = try? socket.send(bytes, to: destination) }
             }
         }
@@ -91,7 +104,7 @@ public final class PunchDriver<PeerID: Hashable> {
     /// Sends PUNCHes toward guessed addresses of `peer` (port prediction); an ACK from one pins it.
     public func probe(_ peer: PeerID, _ destinations: [Endpoint]) {
         guard var session = sessions[peer] else { return }
-        for case .send(let bytes, let destination) in session.probe(destinations) { send(bytes, to: destination) }
+        for case .send(let bytes, let destination) in session.probe(destinations) { send(bytes, to: destination, for: peer) }
         sessions[peer] = session
     }
 
@@ -108,8 +121,10 @@ public final class PunchDriver<PeerID: Hashable> {
             guard let peer = peers[sender], var session = sessions[peer] else { continue }
             for effect in session.receive(datagram.payload, from: datagram.source) {
                 switch effect {
-                case .send(let bytes, let destination): send(bytes, to: destination)
-                case .pin(let endpoint): pinned.append((peer, endpoint))
+                case .send(let bytes, let destination): send(bytes, to: destination, for: peer)
+                case .pin(let endpoint):
+                    budgets[peer]?.verify(endpoint.address)
+                    pinned.append((peer, endpoint))
                 }
             }
             sessions[peer] = session
@@ -133,8 +148,10 @@ public final class PunchDriver<PeerID: Hashable> {
             }
             for effect in session.receive(datagram.payload, from: datagram.source) {
                 switch effect {
-                case .send(let bytes, let destination): _ = try? socket.send(bytes, to: destination)
+                case .send(let bytes, let destination) where allow(peer, destination): _ = try? socket.send(bytes, to: destination)
+                case .send: break
                 case .pin(let endpoint):
+                    budgets[peer]?.verify(endpoint.address)
                     pinned = endpoint
                     pinnedThrough[peer] = socket
                 }
@@ -144,8 +161,13 @@ public final class PunchDriver<PeerID: Hashable> {
         return pinned
     }
 
-    private func send(_ bytes: [UInt8], to destination: Endpoint) {
+    private func send(_ bytes: [UInt8], to destination: Endpoint, for peer: PeerID) {
+        guard allow(peer, destination) else { return }
         // An unreachable candidate is not fatal: the others may work.
         _ = try? socket.send(bytes, to: destination)
+    }
+
+    private func allow(_ peer: PeerID, _ destination: Endpoint) -> Bool {
+        budgets[peer]?.allow(destination.address, now: clock()) ?? false
     }
 }

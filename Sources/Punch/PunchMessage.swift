@@ -110,4 +110,6 @@ public enum PunchMessageError: Error, Hashable, Sendable {
     case unknownSender
     case wrongReceiver
     case badMAC
+    /// An authentic PUNCH answered before (a replay).
+    case replayed
 }

@@ -6,9 +6,9 @@ import Net
 /// - A burst sends one PUNCH, with a fresh nonce, to every candidate (local addresses first,
 ///   then reflexive ones, in the order given).
 /// - An authenticated PUNCH of this session is answered with an ACK echoing its nonce, to the
-///   address it came from. From an address that is not a candidate (the peer is behind a NAT
-///   that maps per destination), the address becomes a peer-reflexive candidate: it is punched
-///   too, but not pinned on the PUNCH alone.
+///   address it came from, and (once per address) with a PUNCH of our own: the path it came by is
+///   open, and the peer's ACK to our PUNCH pins it. From an address that is not a candidate (the
+///   peer is behind a NAT that maps per destination), the address becomes a peer-reflexive candidate.
 /// - An authenticated PUNCH of another session is answered too, in its own session, so that the
 ///   peer pins: the sides punch in different sessions when one of them missed the control server's
 ///   announcement (one datagram, lost under packet loss). Its address becomes a candidate as above,
@@ -17,9 +17,12 @@ import Net
 /// - Addresses learned that way are kept (``learned``) for the next session with the peer to punch
 ///   from its first burst: a symmetric NAT keeps its mapping toward us while it is used, and the
 ///   peer's PUNCHes through it may all have been answered by the session this one replaces.
-/// - The first authenticated ACK echoing one of our nonces, or authenticated PUNCH from a
-///   candidate, pins its source address as the peer's endpoint. Later messages never move it:
-///   a replayed or forged message cannot steer WireGuard elsewhere.
+/// - Only the first authenticated ACK echoing one of our own nonces pins its source address as the
+///   peer's endpoint: the address answered this side. A PUNCH pins nothing, even from a candidate
+///   (it may be a captured one, replayed from a third address). Later messages never move the pin.
+/// - A PUNCH is answered once: its nonce is remembered (the newest `answeredMemory`), so a replayed
+///   PUNCH gets no second ACK — a captured one cannot make this side send to an address of the
+///   replayer's choosing again and again.
 public struct PunchSession: Sendable {
     /// What the caller must do.
     public enum Effect: Equatable, Sendable {
@@ -41,6 +44,12 @@ public struct PunchSession: Sendable {
     /// ports sends up to about 1,300 PUNCHes before their answers are read: all are remembered.
     private var nonces: [[UInt8]] = []
     private static let nonceMemory = 2048
+    /// Nonces of the PUNCHes answered, in a set and in the order answered (the oldest forgotten first).
+    private var answered: Set<[UInt8]> = []
+    private var answeredOrder: [[UInt8]] = []
+    private static let answeredMemory = 512
+    /// The addresses a PUNCH came from that got one of ours back (candidates and learned ones: bounded).
+    private var punchedBack: Set<Endpoint> = []
     private static let candidateLimit = 32
     private static let learnedMemory = 4
 
@@ -82,14 +91,17 @@ public struct PunchSession: Sendable {
         }
         switch message.kind {
         case .punch:
+            guard answered.insert(message.nonce).inserted else {
+                refused[.replayed, default: 0] += 1
+                return []
+            }
+            answeredOrder.append(message.nonce)
+            if answeredOrder.count > PunchSession.answeredMemory { answered.remove(answeredOrder.removeFirst()) }
             // Answered in its own session: ours, or the one a side that missed an announcement punches in.
             let ack = PunchMessage(kind: .ack, sender: key.local, receiver: key.remote, session: message.session, nonce: message.nonce)
             var effects: [Effect] = [.send(ack.encoded(with: key), to: source)]
-            if candidates.contains(source) {
-                if message.session == session { effects += pin(source) }
-            } else if learn(source) {
-                effects.append(punch(to: source))
-            }
+            learn(source)
+            if pinned == nil, candidates.contains(source), punchedBack.insert(source).inserted { effects.append(punch(to: source)) }
             return effects
         case .ack:
             guard message.session == session, nonces.contains(message.nonce) else { return [] }

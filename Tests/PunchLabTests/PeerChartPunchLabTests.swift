@@ -52,13 +52,13 @@ struct PeerChartPunchLabTests {
             case .startPunch:
                 if driver.pinned(id) == nil, scheduler.machine(id)?.context.punchBursts == 1 {
                     let pair = PairKey(localPrivateKey: ownKey.bytes, localPublicKey: ownKey.publicKey.bytes, remotePublicKey: peerKey.bytes)!
-                    driver.start(id, PunchSession(key: pair, session: session, candidates: candidates))
+                    driver.start(id, PunchSession(key: pair, session: session, candidates: candidates), observed: candidates.last?.address)
                 }
                 driver.burst(id)
             case .sendPunch:
                 if driver.pinned(id) == nil, scheduler.machine(id)?.context.punchBursts == 1 {
                     let pair = PairKey(localPrivateKey: ownKey.bytes, localPublicKey: ownKey.publicKey.bytes, remotePublicKey: peerKey.bytes)!
-                    driver.start(id, PunchSession(key: pair, session: session, candidates: candidates))
+                    driver.start(id, PunchSession(key: pair, session: session, candidates: candidates), observed: candidates.last?.address)
                 }
                 driver.burst(id)
             case .setDirectEndpoint:

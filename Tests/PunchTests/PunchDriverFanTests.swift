@@ -23,7 +23,7 @@ struct PunchDriverFanTests {
         let alice = Member(), bob = Member()
         let target = try UDPSocket(binding: Self.loopback)
         let driver = PunchDriver<Int>(socket: try UDPSocket(binding: Self.loopback))
-        driver.start(1, PunchSession(key: alice.pairKey(with: bob), session: 7, candidates: []))
+        driver.start(1, PunchSession(key: alice.pairKey(with: bob), session: 7, candidates: []), observed: target.local.address)
         let fan = try (0..<8).map { _ in try UDPSocket(binding: Self.loopback) }
         driver.fan(1, fan, toward: target.local)
 
@@ -42,35 +42,30 @@ struct PunchDriverFanTests {
         let aliceDriver = PunchDriver<Int>(socket: try UDPSocket(binding: Self.loopback))
         let bobPort = try UDPSocket(binding: Self.loopback)
         let bobDriver = PunchDriver<Int>(socket: bobPort)
-        aliceDriver.start(1, PunchSession(key: alice.pairKey(with: bob), session: 9, candidates: [bobPort.local]))
-        bobDriver.start(2, PunchSession(key: bob.pairKey(with: alice), session: 9, candidates: []))
+        aliceDriver.start(1, PunchSession(key: alice.pairKey(with: bob), session: 9, candidates: [bobPort.local]), observed: bobPort.local.address)
+        bobDriver.start(2, PunchSession(key: bob.pairKey(with: alice), session: 9, candidates: []), observed: Self.loopback.address)
         let fan = try (0..<8).map { _ in try UDPSocket(binding: Self.loopback) }
         aliceDriver.fan(1, fan, toward: bobPort.local)
         let hit = fan[5]
 
-        // Bob guesses one port of Alice's fan; Alice's fan socket answers it.
+        // Bob guesses one port of Alice's fan; Alice's fan socket answers it, with an ACK and a PUNCH of
+        // her own: Bob pins on the ACK, Alice on Bob's ACK of her PUNCH, both through that port.
         bobDriver.probe(2, [hit.local])
         var alicePinned: Endpoint?
+        var bobPinned: [(Int, Endpoint)] = []
         let deadline = MonotonicTime.now() + .seconds(2)
-        while alicePinned == nil, MonotonicTime.now() < deadline {
-            _ = try Readiness.readable([hit.descriptor], timeout: .milliseconds(50))
-            alicePinned = try aliceDriver.receive(1, on: hit)
+        while alicePinned == nil || bobPinned.isEmpty, MonotonicTime.now() < deadline {
+            _ = try Readiness.readable([hit.descriptor, bobPort.descriptor], timeout: .milliseconds(50))
+            if let pinned = try aliceDriver.receive(1, on: hit) { alicePinned = pinned }
+            bobPinned += try bobDriver.receive().pinned
         }
         #expect(alicePinned == bobPort.local)
         #expect(aliceDriver.pinnedFanSocket(1) === hit)
         #expect(aliceDriver.pinned(1) == bobPort.local)
-
-        // Bob gets the ACK from the fan port's address and pins it.
-        var bobPinned: [(Int, Endpoint)] = []
-        let bobDeadline = MonotonicTime.now() + .seconds(2)
-        while bobPinned.isEmpty, MonotonicTime.now() < bobDeadline {
-            _ = try Readiness.readable([bobPort.descriptor], timeout: .milliseconds(50))
-            bobPinned = try bobDriver.receive().pinned
-        }
         #expect(bobPinned.first?.1 == hit.local)
 
         // A new session forgets the fan port the old pin came through.
-        aliceDriver.start(1, PunchSession(key: alice.pairKey(with: bob), session: 10, candidates: [bobPort.local]))
+        aliceDriver.start(1, PunchSession(key: alice.pairKey(with: bob), session: 10, candidates: [bobPort.local]), observed: bobPort.local.address)
         #expect(aliceDriver.pinnedFanSocket(1) == nil)
     }
 }

@@ -19,16 +19,34 @@ import Testing
         #expect(effects.allSatisfy { $0.bytes.starts(with: Array("LANRAGE_PUNCH\0".utf8)) })
     }
 
-    @Test func punchAndAckPinBothSides() throws {
+    /// Each side pins only on the ACK of its own PUNCH: a PUNCH, even from a candidate, pins nothing.
+    @Test func eachSidePinsOnTheAckOfItsOwnPunch() throws {
         var a = PunchSession(key: alice.pairKey(with: bob), session: 5, candidates: [bobAddress])
         var b = PunchSession(key: bob.pairKey(with: alice), session: 5, candidates: [aliceAddress])
         let punch = try #require(sends(a.burst()).first)
         let answer = b.receive(punch.bytes, from: aliceAddress)
-        #expect(answer.contains(.pin(aliceAddress)), "a PUNCH from a candidate pins it")
-        let ack = try #require(sends(answer).first)
-        #expect(ack.to == aliceAddress)
+        #expect(!answer.contains(.pin(aliceAddress)), "a PUNCH pins nothing")
+        #expect(sends(answer).map(\.to) == [aliceAddress, aliceAddress], "an ACK, and a PUNCH of Bob's own back")
+        let ack = sends(answer)[0], bobsPunch = sends(answer)[1]
         #expect(a.receive(ack.bytes, from: bobAddress) == [.pin(bobAddress)])
+        let aliceAnswer = sends(a.receive(bobsPunch.bytes, from: bobAddress))
+        #expect(aliceAnswer.count == 1, "pinned already: only the ACK")
+        #expect(b.receive(aliceAnswer[0].bytes, from: aliceAddress) == [.pin(aliceAddress)])
         #expect(a.pinned == bobAddress && b.pinned == aliceAddress)
+    }
+
+    /// A PUNCH captured and replayed from a third address, twice: answered once, never pinned — the
+    /// replayer cannot make this side point WireGuard, or keep sending, where it likes.
+    @Test func aReplayedPunchIsAnsweredOnceAndPinsNothing() throws {
+        var a = PunchSession(key: alice.pairKey(with: bob), session: 5, candidates: [bobAddress])
+        var b = PunchSession(key: bob.pairKey(with: alice), session: 5, candidates: [aliceAddress])
+        let victim = Endpoint("203.0.113.99:5353")!
+        let captured = try #require(sends(a.burst()).first)
+        let first = b.receive(captured.bytes, from: victim)
+        #expect(sends(first).count == 2, "answered, and the new address punched (it may be a symmetric NAT's mapping)")
+        #expect(b.receive(captured.bytes, from: victim).isEmpty)
+        #expect(b.receive(captured.bytes, from: victim).isEmpty)
+        #expect(b.pinned == nil && b.refused[.replayed] == 2)
     }
 
     @Test func aPunchFromANewAddressIsAnsweredAndPunchedButNotPinned() throws {
@@ -55,7 +73,7 @@ import Testing
         let bobsAnswer = b.receive(alicesPunch.bytes, from: aliceAddress)
         #expect(b.pinned == nil, "a PUNCH of another session pins nothing")
         let ackForAlice = try #require(sends(bobsAnswer).first)
-        #expect(sends(bobsAnswer).count == 1 && ackForAlice.to == aliceAddress)
+        #expect(sends(bobsAnswer).count == 2 && ackForAlice.to == aliceAddress)
         #expect(try PunchMessage.decode(ackForAlice.bytes, key: a.key).session == 7, "answered in Alice's session")
         #expect(a.receive(ackForAlice.bytes, from: bobAddress) == [.pin(bobAddress)])
         let bobsPunch = try #require(sends(b.burst()).first)
