@@ -7,8 +7,9 @@ import Rendezvous
 
 /// Asks relays for allocations, and gives them back, without blocking the agent's loop: one UDP
 /// socket, requests resent every 300 ms until 2 s have passed, answers matched by nonce and
-/// authenticated with the offer's reply key. The relay latches a side by its source IP, which the
-/// member's NAT shares between this socket and the WireGuard port.
+/// authenticated with the offer's reply key. Builds the latch datagrams the agent sends from the
+/// WireGuard port: the relay forwards a side's traffic only from, and to, the source of its latest
+/// authenticated latch.
 final class RelayClient: TimerSource {
     /// An allocation the relay granted.
     struct Grant: Equatable {
@@ -32,6 +33,8 @@ final class RelayClient: TimerSource {
     let socket: UDPSocket
     private var requests: [UInt64: Request] = [:]
     private var buffer = [UInt8](repeating: 0, count: 256)
+    /// The counter of the last latch built.
+    private var latchCounter: UInt64 = 0
     static let resend: Nanoseconds = 300_000_000
     static let timeout: Nanoseconds = 2_000_000_000
 
@@ -48,6 +51,16 @@ final class RelayClient: TimerSource {
             guard case .allocated(_, .granted, let port, _) = answer else { return done(nil) }
             done(Grant(offer: offer, endpoint: Endpoint(offer.service.address, port)))
         }
+    }
+
+    /// The latch datagram for `grant`, to send from the WireGuard port to `grant.endpoint`: the relay
+    /// then sends the peer's traffic to, and takes this side's traffic only from, the source it came
+    /// from. Authenticated with the offer's reply key; each latch has a larger counter than the last
+    /// (the wall clock in microseconds, or one more), so the relay takes none twice, and a restarted
+    /// agent's latches still count up.
+    func latch(_ grant: Grant) -> [UInt8] {
+        latchCounter = max(latchCounter + 1, UnixTime.millis() * 1000)
+        return RelayMessage.latch(port: grant.endpoint.port, counter: latchCounter).encoded(key: grant.offer.replyKey)
     }
 
     /// Gives `grant` back: the relay frees the allocation, so nothing more crosses it (WireGuard

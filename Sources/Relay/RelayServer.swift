@@ -8,7 +8,8 @@ import Rendezvous
 import StateChart
 
 /// `lanrage relay`: allocates per pair of members one UDP port for each side, granted only with a
-/// token from the control server, and forwards datagrams between the two sides with no framing.
+/// token from the control server, and forwards datagrams between the two sides
+/// with no framing, from and to the source each side latched with an authenticated latch datagram.
 public final class RelayServer {
     public struct Configuration: Sendable {
         public var listen: IPAddress
@@ -116,9 +117,9 @@ public final class RelayServer {
                 counters.malformed += 1
                 return
             }
-            let (status, port) = allocate(token, bytes: tokenBytes)
-            let idle = UInt16(clamping: configuration.idleTimeout.components.seconds)
             let replyKey = Keys.relayReplyKey(relayKey: configuration.key, token: tokenBytes)
+            let (status, port) = allocate(token, bytes: tokenBytes, replyKey: replyKey)
+            let idle = UInt16(clamping: configuration.idleTimeout.components.seconds)
             _ = try? service.send(RelayMessage.allocated(nonce: nonce, status: status, port: port, idleSeconds: idle)
                 .encoded(key: replyKey), to: from)
         case .loadQuery(let timestamp, let nonce):
@@ -144,20 +145,19 @@ public final class RelayServer {
             }
             let replyKey = Keys.relayReplyKey(relayKey: configuration.key, token: tokenBytes)
             _ = try? service.send(RelayMessage.released(nonce: nonce).encoded(key: replyKey), to: from)
-        case .allocated, .load, .released:
+        case .allocated, .load, .released, .latch:
             counters.malformed += 1
         }
     }
 
     /// Grants side `token.side` of the pair's allocation (creating the allocation on first use);
-    /// `bytes` is the token as presented, which a release of this side must present again.
-    func allocate(_ token: RelayToken, bytes: [UInt8]) -> (RelayMessage.AllocationStatus, UInt16) {
+    /// `bytes` is the token as presented, which a release of this side must present again, and
+    /// `replyKey` its reply key, which authenticates the side's latches.
+    func allocate(_ token: RelayToken, bytes: [UInt8], replyKey: [UInt8]) -> (RelayMessage.AllocationStatus, UInt16) {
         let side = Int(token.side)
         if let existing = allocations[token.pairID] {
             if existing.sides[side].allowed == nil { counters.granted += 1 } else { counters.refreshed += 1 }
-            if existing.sides[side].allowed != token.address { existing.sides[side].latched = nil }
-            existing.sides[side].allowed = token.address
-            existing.sides[side].token = bytes
+            existing.grant(side, address: token.address, token: bytes, replyKey: replyKey)
             existing.lastActivity = clock.now
             return (.granted, existing.sides[side].port)
         }
@@ -177,8 +177,7 @@ public final class RelayServer {
             return (.full, 0)
         }
         let allocation = Allocation(pairID: token.pairID, partyID: token.partyID, sockets: sockets, now: clock.now)
-        allocation.sides[side].allowed = token.address
-        allocation.sides[side].token = bytes
+        allocation.grant(side, address: token.address, token: bytes, replyKey: replyKey)
         allocations[token.pairID] = allocation
         perParty[token.partyID, default: 0] += 1
         counters.granted += 1
@@ -194,8 +193,11 @@ public final class RelayServer {
 
     // MARK: Forwarding
 
-    /// Drains side `index`'s socket: each datagram from the side's named address is sent on from
-    /// the other side's socket to the other side's latched endpoint.
+    /// Drains side `index`'s socket. A latch datagram latches the side and goes no further; any other
+    /// datagram is sent on only when it comes from the side's latched endpoint (address and port),
+    /// from the other side's socket to the other side's latched endpoint, or held for the other side
+    /// until it latches. Everything else is dropped: a neighbour sharing the member's public address
+    /// gets nothing by sending here.
     private func forward(_ allocation: Allocation, from index: Int) {
         let other = 1 - index
         let inbound = allocation.sockets[index].descriptor
@@ -212,21 +214,17 @@ public final class RelayServer {
                 if errno == EINTR || errno == ECONNREFUSED { continue }
                 break
             }
-            guard let allowed = allocation.sides[index].allowed, Self.address(of: storage, matches: allowed) else {
+            if buffer.withUnsafeBytes({ RelayMessage.looksLikeLatch(UnsafeRawBufferPointer(rebasing: $0[..<count])) }) {
+                if acceptLatch(allocation, index, from: storage, count: count) { activity = true }
+                continue
+            }
+            guard allocation.destinationLengths[index] > 0, Self.same(storage, allocation.destinations[index]) else {
                 allocation.sides[index].drops += 1
                 continue
             }
-            if !Self.same(storage, allocation.destinations[index]) {
-                let first = allocation.destinationLengths[index] == 0
-                if let source = Endpoint(storage) { allocation.latch(index, source) }
-                if first { deliverHeld(allocation, to: index, latchedBy: count) }
-            }
             activity = true
             guard allocation.destinationLengths[other] > 0 else {
-                // The other side has not spoken yet: keep the latest small WireGuard message for it. A bare
-                // latch datagram means nothing to it, and must not replace a handshake held before it (the
-                // agent's latch can arrive after WireGuard's first initiation).
-                if count < Allocation.wireGuardMinimum { continue }
+                // The other side has not latched yet: keep the latest small datagram for it.
                 if count <= Allocation.heldLimit {
                     if allocation.held[other] != nil { allocation.sides[index].drops += 1 }
                     allocation.held[other] = (Array(buffer[..<count]), clock.now)
@@ -240,16 +238,44 @@ public final class RelayServer {
         if activity { allocation.lastActivity = clock.now }
     }
 
-    /// Sends side `index` the datagram the other side sent before `index` was latched, if it is
-    /// recent and `index` latched with a bare latch datagram (shorter than any WireGuard message,
-    /// as the agent sends before its first handshake). A side whose first datagram is a WireGuard
-    /// message of its own does not get it: two handshake initiations would cross, and both sides
-    /// would wait as responders for WireGuard's retry 5 s later. Counted as the other side's.
-    private func deliverHeld(_ allocation: Allocation, to index: Int, latchedBy count: Int) {
+    /// A latch datagram (`count` bytes in the buffer) on side `index`'s port, from `storage`. It
+    /// latches the side at its source when it comes from the address the side's token names, is
+    /// authenticated under one of the side's reply keys (known only to the relay and the member),
+    /// names the side's port, and carries a counter above the last latch's: a replayed latch does
+    /// nothing. Returns whether it was accepted (refusals are counted).
+    private func acceptLatch(_ allocation: Allocation, _ index: Int, from storage: sockaddr_storage, count: Int) -> Bool {
+        let side = allocation.sides[index]
+        let counter = buffer.withUnsafeBytes { raw in
+            side.latchKeys.lazy.compactMap { key -> UInt64? in
+                guard case .latch(side.port, let counter) = try? RelayMessage(decoding: UnsafeRawBufferPointer(rebasing: raw[..<count]), key: key)
+                else { return nil }
+                return counter
+            }.first
+        }
+        guard let allowed = side.allowed, Self.address(of: storage, matches: allowed), let counter, counter > side.latchCounter,
+              let source = Endpoint(storage) else {
+            allocation.sides[index].refusedLatches += 1
+            return false
+        }
+        allocation.sides[index].latchCounter = counter
+        if !Self.same(storage, allocation.destinations[index]) {
+            let first = allocation.destinationLengths[index] == 0
+            allocation.latch(index, source)
+            if first { deliverHeld(allocation, to: index) }
+        }
+        return true
+    }
+
+    /// Sends side `index`, which has just latched, the datagram the other side sent it before, if it
+    /// is recent. Only a latch latches a side: a WireGuard message the side sent before its latch was
+    /// dropped here and reached nobody, so the held message (the peer's first handshake initiation)
+    /// crosses no initiation of the side's own — two crossing would leave both sides waiting as
+    /// responders for WireGuard's retry 5 s later. Counted as the other side's.
+    private func deliverHeld(_ allocation: Allocation, to index: Int) {
         guard let held = allocation.held[index] else { return }
         allocation.held[index] = nil
         let sender = 1 - index
-        guard count < Allocation.wireGuardMinimum, clock.now - held.at <= Allocation.heldLifetime else {
+        guard clock.now - held.at <= Allocation.heldLifetime else {
             allocation.sides[sender].drops += 1
             return
         }
@@ -320,6 +346,7 @@ public final class RelayServer {
             "packets": "\(allocation.sides[0].packets),\(allocation.sides[1].packets)",
             "bytes": "\(allocation.sides[0].bytes),\(allocation.sides[1].bytes)",
             "drops": "\(allocation.sides[0].drops),\(allocation.sides[1].drops)",
+            "refused_latches": "\(allocation.sides[0].refusedLatches),\(allocation.sides[1].refusedLatches)",
         ]
     }
 
@@ -336,6 +363,7 @@ public final class RelayServer {
         metadata["forwarded_packets"] = "\(sides.reduce(0) { $0 + $1.packets })"
         metadata["forwarded_bytes"] = "\(sides.reduce(0) { $0 + $1.bytes })"
         metadata["dropped_packets"] = "\(sides.reduce(0) { $0 + $1.drops })"
+        metadata["refused_latches"] = "\(sides.reduce(0) { $0 + $1.refusedLatches })"
         return metadata
     }
 }
