@@ -23,6 +23,8 @@ final class RelayClient: TimerSource {
 
     private struct Request {
         var offer: RelayOffer
+        /// An allocation request (else a release).
+        var allocating: Bool
         var bytes: [UInt8]
         var resendAt: Nanoseconds
         var deadline: Nanoseconds
@@ -46,11 +48,23 @@ final class RelayClient: TimerSource {
 
     /// Requests an allocation under `offer`; `done` gets the grant, or `nil` (refused, no answer).
     func allocate(_ offer: RelayOffer, done: @escaping (Grant?) -> Void) {
-        let nonce = Crypto.randomUInt64()
-        send(RelayMessage.allocate(nonce: nonce, token: offer.token).encoded(), nonce: nonce, under: offer) { answer in
+        let granted: (RelayMessage?) -> Void = { answer in
             guard case .allocated(_, .granted, let port, _) = answer else { return done(nil) }
             done(Grant(offer: offer, endpoint: Endpoint(offer.service.address, port)))
         }
+        // The relay answers a token once, to one nonce: a request with a token already under way
+        // (the same offer came twice) joins that request.
+        if let (nonce, pending) = requests.first(where: {
+            $0.value.allocating && $0.value.offer.token == offer.token && $0.value.offer.service == offer.service
+        }) {
+            requests[nonce]?.done = { answer in
+                pending.done(answer)
+                granted(answer)
+            }
+            return
+        }
+        let nonce = Crypto.randomUInt64()
+        send(RelayMessage.allocate(nonce: nonce, token: offer.token).encoded(), nonce: nonce, under: offer, allocating: true, done: granted)
     }
 
     /// The latch datagram for `grant`, to send from the WireGuard port to `grant.endpoint`: the relay
@@ -69,12 +83,13 @@ final class RelayClient: TimerSource {
     func release(_ grant: Grant) {
         let nonce = Crypto.randomUInt64()
         send(RelayMessage.release(nonce: nonce, token: grant.offer.token).encoded(key: grant.offer.replyKey), nonce: nonce,
-             under: grant.offer) { _ in }
+             under: grant.offer, allocating: false) { _ in }
     }
 
-    private func send(_ bytes: [UInt8], nonce: UInt64, under offer: RelayOffer, done: @escaping (RelayMessage?) -> Void) {
+    private func send(_ bytes: [UInt8], nonce: UInt64, under offer: RelayOffer, allocating: Bool, done: @escaping (RelayMessage?) -> Void) {
         let now = MonotonicTime.nanoseconds()
-        requests[nonce] = Request(offer: offer, bytes: bytes, resendAt: now + Self.resend, deadline: now + Self.timeout, done: done)
+        requests[nonce] = Request(offer: offer, allocating: allocating, bytes: bytes, resendAt: now + Self.resend,
+                                  deadline: now + Self.timeout, done: done)
         _ = try? socket.send(bytes, to: offer.service)
     }
 

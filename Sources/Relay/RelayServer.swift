@@ -8,7 +8,7 @@ import Rendezvous
 import StateChart
 
 /// `lanrage relay`: allocates per pair of members one UDP port for each side, granted only with a
-/// token from the control server, and forwards datagrams between the two sides
+/// token from the control server (each token once), and forwards datagrams between the two sides
 /// with no framing, from and to the source each side latched with an authenticated latch datagram.
 public final class RelayServer {
     public struct Configuration: Sendable {
@@ -21,6 +21,9 @@ public final class RelayServer {
         /// Allocation requests per source IP: average per second and burst.
         public var requestsPerSecond = 10.0
         public var requestBurst = 20.0
+        /// Used tokens remembered until they expire (see `UsedTokens`): about 540 allocation requests
+        /// a second with tokens of 120 s.
+        public var usedTokenCapacity = 65_536
 
         public init(listen: IPAddress, ports: ClosedRange<UInt16>, key: [UInt8]) {
             self.listen = listen
@@ -45,6 +48,8 @@ public final class RelayServer {
         public var expiredAllocations = 0
         public var releasedAllocations = 0
         public var loadQueries = 0
+        /// Allocation requests refused: their token was used by another request (another nonce).
+        public var replayedTokens = 0
     }
 
     public let configuration: Configuration
@@ -54,6 +59,7 @@ public final class RelayServer {
     private var freePorts: [UInt16]
     private var perParty: [UInt64: Int] = [:]
     private var limiter: RateLimiter
+    private var usedTokens: UsedTokens
     private let loop: EventLoop
     private let clock: MonotonicClock
     private var buffer = [UInt8](repeating: 0, count: 65_536)
@@ -69,6 +75,7 @@ public final class RelayServer {
         service.enlargeBuffers(to: 1 << 20)
         freePorts = Array((configuration.ports.lowerBound + 1)...configuration.ports.upperBound).reversed()
         limiter = RateLimiter(perSecond: configuration.requestsPerSecond, burst: configuration.requestBurst, capacity: 4096)
+        usedTokens = UsedTokens(capacity: configuration.usedTokenCapacity)
         try loop.register(service.descriptor) { [unowned self] in self.serviceReadable() }
         let sweep = min(Duration.seconds(1), configuration.idleTimeout / 4)
         loop.addTimers(Ticker(every: sweep, clock: clock) { [unowned self] in self.expireIdle() })
@@ -104,8 +111,9 @@ public final class RelayServer {
         switch message {
         case .allocate(let nonce, let tokenBytes):
             let token: RelayToken
+            let nowSeconds = UnixTime.seconds()
             do {
-                token = try tokenBytes.withUnsafeBytes { try RelayToken(verifying: $0, key: configuration.key, nowSeconds: UnixTime.seconds()) }
+                token = try tokenBytes.withUnsafeBytes { try RelayToken(verifying: $0, key: configuration.key, nowSeconds: nowSeconds) }
             } catch WireError.expired {
                 counters.expiredTokens += 1
                 return
@@ -117,10 +125,25 @@ public final class RelayServer {
                 counters.malformed += 1
                 return
             }
+            // A token grants its side once: the same request again (a client resending until answered)
+            // gets the same answer and changes nothing; another request with the token is a replay.
+            let tag = Array(tokenBytes.suffix(Crypto.tagCount))
             let replyKey = Keys.relayReplyKey(relayKey: configuration.key, token: tokenBytes)
-            let (status, port) = allocate(token, bytes: tokenBytes, replyKey: replyKey)
+            let use: UsedTokens.Use
+            if let used = usedTokens.use(of: tag) {
+                guard used.nonce == nonce else {
+                    counters.replayedTokens += 1
+                    logger.debug("allocation refused", metadata: ["from": "\(from)", "reason": "token used"])
+                    return
+                }
+                use = used
+            } else {
+                let (status, port) = allocate(token, bytes: tokenBytes, replyKey: replyKey)
+                use = UsedTokens.Use(nonce: nonce, status: status, port: port)
+                usedTokens.insert(use, tag: tag, expiresAt: token.expiresAt, nowSeconds: nowSeconds)
+            }
             let idle = UInt16(clamping: configuration.idleTimeout.components.seconds)
-            _ = try? service.send(RelayMessage.allocated(nonce: nonce, status: status, port: port, idleSeconds: idle)
+            _ = try? service.send(RelayMessage.allocated(nonce: nonce, status: use.status, port: use.port, idleSeconds: idle)
                 .encoded(key: replyKey), to: from)
         case .loadQuery(let timestamp, let nonce):
             let now = UnixTime.millis()
@@ -358,6 +381,7 @@ public final class RelayServer {
             "unauthenticated": "\(counters.unauthenticated)", "expired_tokens": "\(counters.expiredTokens)",
             "malformed": "\(counters.malformed)", "rate_limited": "\(counters.rateLimited)",
             "expired_allocations": "\(counters.expiredAllocations)", "released_allocations": "\(counters.releasedAllocations)",
+            "replayed_tokens": "\(counters.replayedTokens)",
         ]
         let sides = allocations.values.flatMap(\.sides)
         metadata["forwarded_packets"] = "\(sides.reduce(0) { $0 + $1.packets })"

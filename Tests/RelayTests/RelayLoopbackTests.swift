@@ -304,6 +304,29 @@ import Testing
         #expect(try Self.receive(moved, h)?.0 == [5], "held for the side until it latched again")
     }
 
+    /// A token grants its side once. The same request again (the client resends until answered) gets
+    /// the same answer and changes nothing; the token under another nonce (a captured allocate
+    /// replayed) gets no answer, and neither refreshes nor, once released, recreates the allocation.
+    @Test func aReplayedAllocateFromAnotherNonceIsRefused() throws {
+        let h = try Harness()
+        let a = try UDPSocket(binding: Endpoint(Self.localhost, 0)), replayer = try UDPSocket(binding: Endpoint(Self.stranger, 0))
+        let token = Self.token(side: 0)
+        let first = try h.allocate(token, from: a, nonce: 1)
+        let port = try #require(Self.port(first))
+        #expect(try h.allocate(token, from: a, nonce: 1) == first, "a resent request: the same answer")
+        #expect(h.relay.counters.granted == 1 && h.relay.counters.refreshed == 0)
+        #expect(try h.allocate(token, from: replayer, nonce: 2) == nil)
+        #expect(h.relay.counters.replayedTokens == 1 && h.relay.counters.refreshed == 0)
+
+        let replyKey = Keys.relayReplyKey(relayKey: Self.key, token: token)
+        try a.send(RelayMessage.release(nonce: 3, token: token).encoded(key: replyKey), to: h.relay.service.local)
+        #expect(try h.spin { h.relay.allocationCount == 0 })
+        #expect(try h.allocate(token, from: replayer, nonce: 4) == nil)
+        #expect(try h.allocate(token, from: replayer, nonce: 1) == first, "the first request again: its answer, nothing more")
+        #expect(h.relay.allocationCount == 0 && h.relay.counters.replayedTokens == 2 && h.relay.counters.granted == 1)
+        #expect((try? UDPSocket(binding: Endpoint(Self.localhost, port))) != nil, "the port stays free")
+    }
+
     /// A member that went direct gives its allocation back: the relay closes both ports at once, and
     /// nothing crosses any more. Only the token that granted a side releases it, signed with that
     /// token's reply key; a release of an earlier grant leaves the current one alone.
@@ -372,8 +395,8 @@ import Testing
             Issue.record("allocation beyond the port range not refused"); return
         }
         #expect(h.relay.allocationCount == 4)
-        // The same token again refreshes, it does not allocate.
-        #expect(Self.port(try h.allocate(Self.token(side: 0, pair: 1, party: 1), from: a)) != nil)
+        // Another token for a granted side refreshes it, it does not allocate.
+        #expect(Self.port(try h.allocate(Self.token(side: 0, pair: 1, party: 1, expires: UnixTime.seconds() + 90), from: a)) != nil)
         #expect(h.relay.allocationCount == 4 && h.relay.counters.refreshed == 1)
     }
 
