@@ -50,6 +50,8 @@ public final class RelayServer {
         public var loadQueries = 0
         /// Allocation requests refused: their token was used by another request (another nonce).
         public var replayedTokens = 0
+        /// Load queries refused: the same query was answered before.
+        public var replayedLoadQueries = 0
     }
 
     public let configuration: Configuration
@@ -60,6 +62,7 @@ public final class RelayServer {
     private var perParty: [UInt64: Int] = [:]
     private var limiter: RateLimiter
     private var usedTokens: UsedTokens
+    private var loadQueryWindow = ReplayWindow()
     private let loop: EventLoop
     private let clock: MonotonicClock
     private var buffer = [UInt8](repeating: 0, count: 65_536)
@@ -147,8 +150,13 @@ public final class RelayServer {
                 .encoded(key: replyKey), to: from)
         case .loadQuery(let timestamp, let nonce):
             let now = UnixTime.millis()
-            guard (timestamp > now ? timestamp - now : now - timestamp) <= ReplayWindow.skewMillis else {
+            switch loadQueryWindow.check(timestamp: timestamp, nonce: nonce, now: now) {
+            case .fresh: break
+            case .expired:
                 counters.expiredTokens += 1
+                return
+            case .replayed:
+                counters.replayedLoadQueries += 1
                 return
             }
             counters.loadQueries += 1
@@ -381,7 +389,7 @@ public final class RelayServer {
             "unauthenticated": "\(counters.unauthenticated)", "expired_tokens": "\(counters.expiredTokens)",
             "malformed": "\(counters.malformed)", "rate_limited": "\(counters.rateLimited)",
             "expired_allocations": "\(counters.expiredAllocations)", "released_allocations": "\(counters.releasedAllocations)",
-            "replayed_tokens": "\(counters.replayedTokens)",
+            "replayed_tokens": "\(counters.replayedTokens)", "replayed_load_queries": "\(counters.replayedLoadQueries)",
         ]
         let sides = allocations.values.flatMap(\.sides)
         metadata["forwarded_packets"] = "\(sides.reduce(0) { $0 + $1.packets })"

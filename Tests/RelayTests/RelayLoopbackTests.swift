@@ -327,6 +327,24 @@ import Testing
         #expect((try? UDPSocket(binding: Endpoint(Self.localhost, port))) != nil, "the port stays free")
     }
 
+    /// A load query (authenticated with the relay key) is answered once: the same query again is
+    /// refused and counted.
+    @Test func aReplayedLoadQueryIsAnsweredOnce() throws {
+        let h = try Harness()
+        let socket = try UDPSocket(binding: Endpoint(Self.localhost, 0))
+        let query = RelayMessage.loadQuery(timestampMillis: UnixTime.millis(), nonce: 42).encoded(key: Self.key)
+        for _ in 0..<3 { try socket.send(query, to: h.relay.service.local) }
+        let answer = try Self.receive(socket, h)
+        let load = try answer.map { bytes, _ in try bytes.withUnsafeBytes { try RelayMessage(decoding: $0, key: Self.key) } }
+        guard case .load(_, 42, 0, _) = load else { Issue.record("no load answer"); return }
+        #expect(try h.spin { h.relay.counters.replayedLoadQueries == 2 })
+        #expect(try Self.receive(socket, h, upTo: 0.2) == nil, "answered once")
+        #expect(h.relay.counters.loadQueries == 1)
+        // A new query (another nonce) is answered.
+        try socket.send(RelayMessage.loadQuery(timestampMillis: UnixTime.millis(), nonce: 43).encoded(key: Self.key), to: h.relay.service.local)
+        #expect(try Self.receive(socket, h) != nil)
+    }
+
     /// A member that went direct gives its allocation back: the relay closes both ports at once, and
     /// nothing crosses any more. Only the token that granted a side releases it, signed with that
     /// token's reply key; a release of an earlier grant leaves the current one alone.
