@@ -50,10 +50,10 @@ extension Agent {
             control.requestRelay(with: link.record.key)
         case .setRelayEndpoint:
             if let grant = link.relay {
+                // The latch goes first: the relay forwards nothing from this side's WireGuard port before it
+                // latched the port, and with it delivers the peer's first handshake, held for this side.
+                _ = try? port.send(relays.latch(grant), to: grant.endpoint)
                 pointWireGuard(id, at: grant.endpoint)
-                // One byte from the WireGuard port latches this side at the relay now, so the peer's first
-                // handshake is forwarded (WireGuard drops the byte as an unknown message on the other side).
-                _ = try? port.send([0], to: grant.endpoint)
             }
         case .releaseRelay:
             // Given back, not just forgotten: a relay still forwarding could carry a late packet that
@@ -75,6 +75,8 @@ extension Agent {
                 }
             }
         case .readHandshake:
+            // Relayed, each read latches again: the relay follows a NAT rebinding only on a latch.
+            if let grant = link.relay, link.endpoint == grant.endpoint { _ = try? port.send(relays.latch(grant), to: grant.endpoint) }
             readWireGuard(id)
         case .removePeer:
             configurePeer(PeerChange(publicKey: link.publicKey, remove: true))

@@ -7,8 +7,9 @@ import Rendezvous
 
 /// Asks relays for allocations, and gives them back, without blocking the agent's loop: one UDP
 /// socket, requests resent every 300 ms until 2 s have passed, answers matched by nonce and
-/// authenticated with the offer's reply key. The relay latches a side by its source IP, which the
-/// member's NAT shares between this socket and the WireGuard port.
+/// authenticated with the offer's reply key. Builds the latch datagrams the agent sends from the
+/// WireGuard port: the relay forwards a side's traffic only from, and to, the source of its latest
+/// authenticated latch.
 final class RelayClient: TimerSource {
     /// An allocation the relay granted.
     struct Grant: Equatable {
@@ -22,6 +23,8 @@ final class RelayClient: TimerSource {
 
     private struct Request {
         var offer: RelayOffer
+        /// An allocation request (else a release).
+        var allocating: Bool
         var bytes: [UInt8]
         var resendAt: Nanoseconds
         var deadline: Nanoseconds
@@ -32,6 +35,8 @@ final class RelayClient: TimerSource {
     let socket: UDPSocket
     private var requests: [UInt64: Request] = [:]
     private var buffer = [UInt8](repeating: 0, count: 256)
+    /// The counter of the last latch built.
+    private var latchCounter: UInt64 = 0
     static let resend: Nanoseconds = 300_000_000
     static let timeout: Nanoseconds = 2_000_000_000
 
@@ -43,11 +48,33 @@ final class RelayClient: TimerSource {
 
     /// Requests an allocation under `offer`; `done` gets the grant, or `nil` (refused, no answer).
     func allocate(_ offer: RelayOffer, done: @escaping (Grant?) -> Void) {
-        let nonce = Crypto.randomUInt64()
-        send(RelayMessage.allocate(nonce: nonce, token: offer.token).encoded(), nonce: nonce, under: offer) { answer in
+        let granted: (RelayMessage?) -> Void = { answer in
             guard case .allocated(_, .granted, let port, _) = answer else { return done(nil) }
             done(Grant(offer: offer, endpoint: Endpoint(offer.service.address, port)))
         }
+        // The relay answers a token once, to one nonce: a request with a token already under way
+        // (the same offer came twice) joins that request.
+        if let (nonce, pending) = requests.first(where: {
+            $0.value.allocating && $0.value.offer.token == offer.token && $0.value.offer.service == offer.service
+        }) {
+            requests[nonce]?.done = { answer in
+                pending.done(answer)
+                granted(answer)
+            }
+            return
+        }
+        let nonce = Crypto.randomUInt64()
+        send(RelayMessage.allocate(nonce: nonce, token: offer.token).encoded(), nonce: nonce, under: offer, allocating: true, done: granted)
+    }
+
+    /// The latch datagram for `grant`, to send from the WireGuard port to `grant.endpoint`: the relay
+    /// then sends the peer's traffic to, and takes this side's traffic only from, the source it came
+    /// from. Authenticated with the offer's reply key; each latch has a larger counter than the last
+    /// (the wall clock in microseconds, or one more), so the relay takes none twice, and a restarted
+    /// agent's latches still count up.
+    func latch(_ grant: Grant) -> [UInt8] {
+        latchCounter = max(latchCounter + 1, UnixTime.millis() * 1000)
+        return RelayMessage.latch(port: grant.endpoint.port, counter: latchCounter).encoded(key: grant.offer.replyKey)
     }
 
     /// Gives `grant` back: the relay frees the allocation, so nothing more crosses it (WireGuard
@@ -56,12 +83,13 @@ final class RelayClient: TimerSource {
     func release(_ grant: Grant) {
         let nonce = Crypto.randomUInt64()
         send(RelayMessage.release(nonce: nonce, token: grant.offer.token).encoded(key: grant.offer.replyKey), nonce: nonce,
-             under: grant.offer) { _ in }
+             under: grant.offer, allocating: false) { _ in }
     }
 
-    private func send(_ bytes: [UInt8], nonce: UInt64, under offer: RelayOffer, done: @escaping (RelayMessage?) -> Void) {
+    private func send(_ bytes: [UInt8], nonce: UInt64, under offer: RelayOffer, allocating: Bool, done: @escaping (RelayMessage?) -> Void) {
         let now = MonotonicTime.nanoseconds()
-        requests[nonce] = Request(offer: offer, bytes: bytes, resendAt: now + Self.resend, deadline: now + Self.timeout, done: done)
+        requests[nonce] = Request(offer: offer, allocating: allocating, bytes: bytes, resendAt: now + Self.resend,
+                                  deadline: now + Self.timeout, done: done)
         _ = try? socket.send(bytes, to: offer.service)
     }
 

@@ -8,7 +8,8 @@ import Rendezvous
 import StateChart
 
 /// `lanrage relay`: allocates per pair of members one UDP port for each side, granted only with a
-/// token from the control server, and forwards datagrams between the two sides with no framing.
+/// token from the control server (each token once), and forwards datagrams between the two sides
+/// with no framing, from and to the source each side latched with an authenticated latch datagram.
 public final class RelayServer {
     public struct Configuration: Sendable {
         public var listen: IPAddress
@@ -20,6 +21,9 @@ public final class RelayServer {
         /// Allocation requests per source IP: average per second and burst.
         public var requestsPerSecond = 10.0
         public var requestBurst = 20.0
+        /// Used tokens remembered until they expire (see `UsedTokens`): about 540 allocation requests
+        /// a second with tokens of 120 s.
+        public var usedTokenCapacity = 65_536
 
         public init(listen: IPAddress, ports: ClosedRange<UInt16>, key: [UInt8]) {
             self.listen = listen
@@ -44,6 +48,10 @@ public final class RelayServer {
         public var expiredAllocations = 0
         public var releasedAllocations = 0
         public var loadQueries = 0
+        /// Allocation requests refused: their token was used by another request (another nonce).
+        public var replayedTokens = 0
+        /// Load queries refused: the same query was answered before.
+        public var replayedLoadQueries = 0
     }
 
     public let configuration: Configuration
@@ -53,6 +61,8 @@ public final class RelayServer {
     private var freePorts: [UInt16]
     private var perParty: [UInt64: Int] = [:]
     private var limiter: RateLimiter
+    private var usedTokens: UsedTokens
+    private var loadQueryWindow = ReplayWindow()
     private let loop: EventLoop
     private let clock: MonotonicClock
     private var buffer = [UInt8](repeating: 0, count: 65_536)
@@ -68,6 +78,7 @@ public final class RelayServer {
         service.enlargeBuffers(to: 1 << 20)
         freePorts = Array((configuration.ports.lowerBound + 1)...configuration.ports.upperBound).reversed()
         limiter = RateLimiter(perSecond: configuration.requestsPerSecond, burst: configuration.requestBurst, capacity: 4096)
+        usedTokens = UsedTokens(capacity: configuration.usedTokenCapacity)
         try loop.register(service.descriptor) { [unowned self] in self.serviceReadable() }
         let sweep = min(Duration.seconds(1), configuration.idleTimeout / 4)
         loop.addTimers(Ticker(every: sweep, clock: clock) { [unowned self] in self.expireIdle() })
@@ -103,8 +114,9 @@ public final class RelayServer {
         switch message {
         case .allocate(let nonce, let tokenBytes):
             let token: RelayToken
+            let nowSeconds = UnixTime.seconds()
             do {
-                token = try tokenBytes.withUnsafeBytes { try RelayToken(verifying: $0, key: configuration.key, nowSeconds: UnixTime.seconds()) }
+                token = try tokenBytes.withUnsafeBytes { try RelayToken(verifying: $0, key: configuration.key, nowSeconds: nowSeconds) }
             } catch WireError.expired {
                 counters.expiredTokens += 1
                 return
@@ -116,15 +128,35 @@ public final class RelayServer {
                 counters.malformed += 1
                 return
             }
-            let (status, port) = allocate(token, bytes: tokenBytes)
-            let idle = UInt16(clamping: configuration.idleTimeout.components.seconds)
+            // A token grants its side once: the same request again (a client resending until answered)
+            // gets the same answer and changes nothing; another request with the token is a replay.
+            let tag = Array(tokenBytes.suffix(Crypto.tagCount))
             let replyKey = Keys.relayReplyKey(relayKey: configuration.key, token: tokenBytes)
-            _ = try? service.send(RelayMessage.allocated(nonce: nonce, status: status, port: port, idleSeconds: idle)
+            let use: UsedTokens.Use
+            if let used = usedTokens.use(of: tag) {
+                guard used.nonce == nonce else {
+                    counters.replayedTokens += 1
+                    logger.debug("allocation refused", metadata: ["from": "\(from)", "reason": "token used"])
+                    return
+                }
+                use = used
+            } else {
+                let (status, port) = allocate(token, bytes: tokenBytes, replyKey: replyKey)
+                use = UsedTokens.Use(nonce: nonce, status: status, port: port)
+                usedTokens.insert(use, tag: tag, expiresAt: token.expiresAt, nowSeconds: nowSeconds)
+            }
+            let idle = UInt16(clamping: configuration.idleTimeout.components.seconds)
+            _ = try? service.send(RelayMessage.allocated(nonce: nonce, status: use.status, port: use.port, idleSeconds: idle)
                 .encoded(key: replyKey), to: from)
         case .loadQuery(let timestamp, let nonce):
             let now = UnixTime.millis()
-            guard (timestamp > now ? timestamp - now : now - timestamp) <= ReplayWindow.skewMillis else {
+            switch loadQueryWindow.check(timestamp: timestamp, nonce: nonce, now: now) {
+            case .fresh: break
+            case .expired:
                 counters.expiredTokens += 1
+                return
+            case .replayed:
+                counters.replayedLoadQueries += 1
                 return
             }
             counters.loadQueries += 1
@@ -144,20 +176,19 @@ public final class RelayServer {
             }
             let replyKey = Keys.relayReplyKey(relayKey: configuration.key, token: tokenBytes)
             _ = try? service.send(RelayMessage.released(nonce: nonce).encoded(key: replyKey), to: from)
-        case .allocated, .load, .released:
+        case .allocated, .load, .released, .latch:
             counters.malformed += 1
         }
     }
 
     /// Grants side `token.side` of the pair's allocation (creating the allocation on first use);
-    /// `bytes` is the token as presented, which a release of this side must present again.
-    func allocate(_ token: RelayToken, bytes: [UInt8]) -> (RelayMessage.AllocationStatus, UInt16) {
+    /// `bytes` is the token as presented, which a release of this side must present again, and
+    /// `replyKey` its reply key, which authenticates the side's latches.
+    func allocate(_ token: RelayToken, bytes: [UInt8], replyKey: [UInt8]) -> (RelayMessage.AllocationStatus, UInt16) {
         let side = Int(token.side)
         if let existing = allocations[token.pairID] {
             if existing.sides[side].allowed == nil { counters.granted += 1 } else { counters.refreshed += 1 }
-            if existing.sides[side].allowed != token.address { existing.sides[side].latched = nil }
-            existing.sides[side].allowed = token.address
-            existing.sides[side].token = bytes
+            existing.grant(side, address: token.address, token: bytes, replyKey: replyKey)
             existing.lastActivity = clock.now
             return (.granted, existing.sides[side].port)
         }
@@ -177,8 +208,7 @@ public final class RelayServer {
             return (.full, 0)
         }
         let allocation = Allocation(pairID: token.pairID, partyID: token.partyID, sockets: sockets, now: clock.now)
-        allocation.sides[side].allowed = token.address
-        allocation.sides[side].token = bytes
+        allocation.grant(side, address: token.address, token: bytes, replyKey: replyKey)
         allocations[token.pairID] = allocation
         perParty[token.partyID, default: 0] += 1
         counters.granted += 1
@@ -194,8 +224,11 @@ public final class RelayServer {
 
     // MARK: Forwarding
 
-    /// Drains side `index`'s socket: each datagram from the side's named address is sent on from
-    /// the other side's socket to the other side's latched endpoint.
+    /// Drains side `index`'s socket. A latch datagram latches the side and goes no further; any other
+    /// datagram is sent on only when it comes from the side's latched endpoint (address and port),
+    /// from the other side's socket to the other side's latched endpoint, or held for the other side
+    /// until it latches. Everything else is dropped: a neighbour sharing the member's public address
+    /// gets nothing by sending here.
     private func forward(_ allocation: Allocation, from index: Int) {
         let other = 1 - index
         let inbound = allocation.sockets[index].descriptor
@@ -212,21 +245,17 @@ public final class RelayServer {
                 if errno == EINTR || errno == ECONNREFUSED { continue }
                 break
             }
-            guard let allowed = allocation.sides[index].allowed, Self.address(of: storage, matches: allowed) else {
+            if buffer.withUnsafeBytes({ RelayMessage.looksLikeLatch(UnsafeRawBufferPointer(rebasing: $0[..<count])) }) {
+                if acceptLatch(allocation, index, from: storage, count: count) { activity = true }
+                continue
+            }
+            guard allocation.destinationLengths[index] > 0, Self.same(storage, allocation.destinations[index]) else {
                 allocation.sides[index].drops += 1
                 continue
             }
-            if !Self.same(storage, allocation.destinations[index]) {
-                let first = allocation.destinationLengths[index] == 0
-                if let source = Endpoint(storage) { allocation.latch(index, source) }
-                if first { deliverHeld(allocation, to: index, latchedBy: count) }
-            }
             activity = true
             guard allocation.destinationLengths[other] > 0 else {
-                // The other side has not spoken yet: keep the latest small WireGuard message for it. A bare
-                // latch datagram means nothing to it, and must not replace a handshake held before it (the
-                // agent's latch can arrive after WireGuard's first initiation).
-                if count < Allocation.wireGuardMinimum { continue }
+                // The other side has not latched yet: keep the latest small datagram for it.
                 if count <= Allocation.heldLimit {
                     if allocation.held[other] != nil { allocation.sides[index].drops += 1 }
                     allocation.held[other] = (Array(buffer[..<count]), clock.now)
@@ -240,16 +269,44 @@ public final class RelayServer {
         if activity { allocation.lastActivity = clock.now }
     }
 
-    /// Sends side `index` the datagram the other side sent before `index` was latched, if it is
-    /// recent and `index` latched with a bare latch datagram (shorter than any WireGuard message,
-    /// as the agent sends before its first handshake). A side whose first datagram is a WireGuard
-    /// message of its own does not get it: two handshake initiations would cross, and both sides
-    /// would wait as responders for WireGuard's retry 5 s later. Counted as the other side's.
-    private func deliverHeld(_ allocation: Allocation, to index: Int, latchedBy count: Int) {
+    /// A latch datagram (`count` bytes in the buffer) on side `index`'s port, from `storage`. It
+    /// latches the side at its source when it comes from the address the side's token names, is
+    /// authenticated under one of the side's reply keys (known only to the relay and the member),
+    /// names the side's port, and carries a counter above the last latch's: a replayed latch does
+    /// nothing. Returns whether it was accepted (refusals are counted).
+    private func acceptLatch(_ allocation: Allocation, _ index: Int, from storage: sockaddr_storage, count: Int) -> Bool {
+        let side = allocation.sides[index]
+        let counter = buffer.withUnsafeBytes { raw in
+            side.latchKeys.lazy.compactMap { key -> UInt64? in
+                guard case .latch(side.port, let counter) = try? RelayMessage(decoding: UnsafeRawBufferPointer(rebasing: raw[..<count]), key: key)
+                else { return nil }
+                return counter
+            }.first
+        }
+        guard let allowed = side.allowed, Self.address(of: storage, matches: allowed), let counter, counter > side.latchCounter,
+              let source = Endpoint(storage) else {
+            allocation.sides[index].refusedLatches += 1
+            return false
+        }
+        allocation.sides[index].latchCounter = counter
+        if !Self.same(storage, allocation.destinations[index]) {
+            let first = allocation.destinationLengths[index] == 0
+            allocation.latch(index, source)
+            if first { deliverHeld(allocation, to: index) }
+        }
+        return true
+    }
+
+    /// Sends side `index`, which has just latched, the datagram the other side sent it before, if it
+    /// is recent. Only a latch latches a side: a WireGuard message the side sent before its latch was
+    /// dropped here and reached nobody, so the held message (the peer's first handshake initiation)
+    /// crosses no initiation of the side's own — two crossing would leave both sides waiting as
+    /// responders for WireGuard's retry 5 s later. Counted as the other side's.
+    private func deliverHeld(_ allocation: Allocation, to index: Int) {
         guard let held = allocation.held[index] else { return }
         allocation.held[index] = nil
         let sender = 1 - index
-        guard count < Allocation.wireGuardMinimum, clock.now - held.at <= Allocation.heldLifetime else {
+        guard clock.now - held.at <= Allocation.heldLifetime else {
             allocation.sides[sender].drops += 1
             return
         }
@@ -320,6 +377,7 @@ public final class RelayServer {
             "packets": "\(allocation.sides[0].packets),\(allocation.sides[1].packets)",
             "bytes": "\(allocation.sides[0].bytes),\(allocation.sides[1].bytes)",
             "drops": "\(allocation.sides[0].drops),\(allocation.sides[1].drops)",
+            "refused_latches": "\(allocation.sides[0].refusedLatches),\(allocation.sides[1].refusedLatches)",
         ]
     }
 
@@ -331,11 +389,13 @@ public final class RelayServer {
             "unauthenticated": "\(counters.unauthenticated)", "expired_tokens": "\(counters.expiredTokens)",
             "malformed": "\(counters.malformed)", "rate_limited": "\(counters.rateLimited)",
             "expired_allocations": "\(counters.expiredAllocations)", "released_allocations": "\(counters.releasedAllocations)",
+            "replayed_tokens": "\(counters.replayedTokens)", "replayed_load_queries": "\(counters.replayedLoadQueries)",
         ]
         let sides = allocations.values.flatMap(\.sides)
         metadata["forwarded_packets"] = "\(sides.reduce(0) { $0 + $1.packets })"
         metadata["forwarded_bytes"] = "\(sides.reduce(0) { $0 + $1.bytes })"
         metadata["dropped_packets"] = "\(sides.reduce(0) { $0 + $1.drops })"
+        metadata["refused_latches"] = "\(sides.reduce(0) { $0 + $1.refusedLatches })"
         return metadata
     }
 }

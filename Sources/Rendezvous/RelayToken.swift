@@ -83,9 +83,11 @@ public struct RelayToken: Equatable, Sendable {
 ///     load:       'L' 'R' 1 0x04 | timestamp ms (u64) | nonce (u64) | allocations (u16) | capacity (u16) | HMAC (32)
 ///     release:    'L' 'R' 1 0x05 | nonce (u64) | token (83) | HMAC (32)                = 127 bytes
 ///     released:   'L' 'R' 1 0x06 | nonce (u64) | HMAC (32)                             = 44 bytes
-/// Load queries and reports are authenticated with the relay key; `allocated`, `release` and
-/// `released` with the reply key of the token they concern (`Keys.relayReplyKey`), which only the
-/// relay and the member the token was issued to know.
+///     latch:      'L' 'R' 1 0x07 | port (u16) | counter (u64) | HMAC (32)               = 46 bytes
+/// Load queries and reports are authenticated with the relay key; `allocated`, `release`,
+/// `released` and `latch` with the reply key of the token they concern (`Keys.relayReplyKey`),
+/// which only the relay and the member the token was issued to know. A latch goes to an allocation
+/// port, not the service port; its first byte (`L`) is no WireGuard message type (1 to 4).
 public enum RelayMessage: Equatable, Sendable {
     case allocate(nonce: UInt64, token: [UInt8])
     case allocated(nonce: UInt64, status: AllocationStatus, port: UInt16, idleSeconds: UInt16)
@@ -95,9 +97,15 @@ public enum RelayMessage: Equatable, Sendable {
     case release(nonce: UInt64, token: [UInt8])
     /// The grant of the release's token is gone (freed now, or earlier).
     case released(nonce: UInt64)
+    /// Sent from the member's WireGuard port to its allocation port `port`: the relay sends the
+    /// side's traffic to the datagram's source from now on. `counter` grows with every latch the
+    /// member sends, so a latch replayed from elsewhere is refused.
+    case latch(port: UInt16, counter: UInt64)
 
     public static let magic: (UInt8, UInt8) = (0x4C, 0x52)  // "LR"
     public static let maximumCount = 128
+    /// The size of a latch datagram.
+    public static let latchCount = 46
 
     public enum AllocationStatus: UInt8, Sendable {
         case granted = 0
@@ -105,8 +113,8 @@ public enum RelayMessage: Equatable, Sendable {
         case partyLimit = 2
     }
 
-    /// Encodes; `key` is needed for the authenticated kinds (allocated, release, released: the reply
-    /// key; load query and load: the relay key).
+    /// Encodes; `key` is needed for the authenticated kinds (allocated, release, released, latch: the
+    /// reply key; load query and load: the relay key).
     public func encoded(key: [UInt8]? = nil) -> [UInt8] {
         var writer = ByteWriter(capacity: 96)
         writer.u8(Self.magic.0); writer.u8(Self.magic.1); writer.u8(1)
@@ -123,9 +131,11 @@ public enum RelayMessage: Equatable, Sendable {
             writer.u8(0x05); writer.u64(nonce); writer.raw(token)
         case .released(let nonce):
             writer.u8(0x06); writer.u64(nonce)
+        case .latch(let port, let counter):
+            writer.u8(0x07); writer.u16(port); writer.u64(counter)
         }
         switch self {
-        case .allocated, .loadQuery, .load, .release, .released:
+        case .allocated, .loadQuery, .load, .release, .released, .latch:
             let signed = writer.bytes.count
             writer.bytes.append(contentsOf: repeatElement(0, count: Crypto.tagCount))
             writer.bytes.withUnsafeMutableBytes { raw in
@@ -142,8 +152,13 @@ public enum RelayMessage: Equatable, Sendable {
         bytes.count >= 4 && bytes[0] == magic.0 && bytes[1] == magic.1
     }
 
+    /// Whether a datagram has the size and header of a latch (cheap check before decoding).
+    public static func looksLikeLatch(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        bytes.count == latchCount && bytes[0] == magic.0 && bytes[1] == magic.1 && bytes[2] == 1 && bytes[3] == 0x07
+    }
+
     /// Decodes; authenticated kinds are verified under `key` (and refused without one): the reply
-    /// key for `allocated` and `released`, the relay key for load queries and reports. A `release`
+    /// key for `allocated`, `released` and `latch`, the relay key for load queries and reports. A `release`
     /// is verified under the reply key its token gives with `key`, the relay key (the relay's side).
     public init(decoding bytes: UnsafeRawBufferPointer, key: [UInt8]?) throws(WireError) {
         guard bytes.count <= Self.maximumCount else { throw .oversized }
@@ -173,12 +188,17 @@ public enum RelayMessage: Equatable, Sendable {
             else { throw .unauthenticated }
             self = .released(nonce: nonce)
             return
-        case 0x02, 0x03, 0x04:
+        case 0x02, 0x03, 0x04, 0x07:
             let signed = bytes.count - Crypto.tagCount
             guard signed >= 4 else { throw .truncated }
             guard let key, Crypto.verify(tag: UnsafeRawBufferPointer(rebasing: bytes[signed...]),
                                          of: UnsafeRawBufferPointer(rebasing: bytes[..<signed]), key: key)
             else { throw .unauthenticated }
+            if bytes[3] == 0x07 {
+                self = .latch(port: try reader.u16(), counter: try reader.u64())
+                guard reader.remaining == Crypto.tagCount else { throw .malformed }
+                return
+            }
             if bytes[3] == 0x02 {
                 let nonce = try reader.u64()
                 guard let status = AllocationStatus(rawValue: try reader.u8()) else { throw .malformed }

@@ -28,8 +28,9 @@ enum RelayCommand {
         discussion: """
             The first port of the range is the service port (allocation requests, load queries; name it in \
             lanrage control --relay IP:PORT); the others are allocated two per pair. An allocation is granted \
-            only for a token issued by the control server under the shared secret, latches each side's source \
-            only from the address its token names, and is freed after --idle-timeout seconds without traffic. \
+            only for a token issued by the control server under the shared secret (each token once), forwards \
+            each side's traffic only from the source that latched the side with a latch datagram authenticated \
+            for its token, from the address the token names, and is freed after --idle-timeout seconds without traffic. \
             SIGHUP logs the counters, and each allocation's packets, bytes and drops per side.
             """,
         options: [

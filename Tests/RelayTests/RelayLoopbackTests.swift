@@ -5,7 +5,8 @@ import Rendezvous
 import Testing
 
 /// The relay on loopback, in-process on its event loop: two "WireGuard" sockets allocate their
-/// sides with tokens, and datagrams cross from one side's port to the other's, unframed.
+/// sides with tokens, latch them with authenticated latch datagrams, and datagrams cross from one
+/// side's port to the other's, unframed.
 @Suite(.serialized) struct RelayLoopbackTests {
     static let key = Keys.relayKey(secret: Array("relay secret".utf8))
     static let localhost = IPAddress.v4(IPv4Address(127, 0, 0, 1))
@@ -39,8 +40,8 @@ import Testing
         }
 
         /// Sends an allocation request and runs the loop until the answer arrives.
-        func allocate(_ token: [UInt8], from socket: UDPSocket) throws -> RelayMessage? {
-            try socket.send(RelayMessage.allocate(nonce: 99, token: token).encoded(), to: relay.service.local)
+        func allocate(_ token: [UInt8], from socket: UDPSocket, nonce: UInt64 = 99) throws -> RelayMessage? {
+            try socket.send(RelayMessage.allocate(nonce: nonce, token: token).encoded(), to: relay.service.local)
             var answer: RelayMessage?
             var buffer = [UInt8](repeating: 0, count: 256)
             _ = try spin(upTo: 0.5) {
@@ -53,6 +54,18 @@ import Testing
             }
             return answer
         }
+
+        /// Sends the latch of `token`'s side, numbered `counter`, from `socket` to the side's `port`.
+        func latch(_ socket: UDPSocket, port: UInt16, token: [UInt8], counter: UInt64) throws {
+            try socket.send(RelayLoopbackTests.latch(port: port, token: token, counter: counter), to: Endpoint(RelayLoopbackTests.localhost, port))
+        }
+
+        var allocation: Allocation? { relay.allocations.values.first }
+    }
+
+    /// A latch datagram for the side `token` grants, at `port`.
+    static func latch(port: UInt16, token: [UInt8], counter: UInt64) -> [UInt8] {
+        RelayMessage.latch(port: port, counter: counter).encoded(key: Keys.relayReplyKey(relayKey: key, token: token))
     }
 
     static func token(side: UInt8, address: IPAddress = localhost, pair: UInt8 = 1, party: UInt64 = 1, key: [UInt8] = key,
@@ -61,23 +74,54 @@ import Testing
     }
 
     static func port(_ message: RelayMessage?) -> UInt16? {
-        guard case .allocated(99, .granted, let port, _) = message else { return nil }
+        guard case .allocated(_, .granted, let port, _) = message else { return nil }
         return port
+    }
+
+    /// Waits for a datagram on `socket`: its bytes and source, or nil.
+    static func receive(_ socket: UDPSocket, _ h: Harness, upTo seconds: Double = 2) throws -> ([UInt8], Endpoint)? {
+        var buffer = [UInt8](repeating: 0, count: 2048)
+        var got: (Int, Endpoint)?
+        _ = try h.spin(upTo: seconds) { got = try? socket.receive(into: &buffer); return got != nil }
+        return got.map { (Array(buffer[..<$0.0]), $0.1) }
+    }
+
+    /// Two latched sides: A and B, with their tokens and relay ports.
+    struct Pair {
+        let a: UDPSocket, b: UDPSocket
+        let tokenA: [UInt8], tokenB: [UInt8]
+        let portA: UInt16, portB: UInt16
+        var relayA: Endpoint { Endpoint(RelayLoopbackTests.localhost, portA) }
+        var relayB: Endpoint { Endpoint(RelayLoopbackTests.localhost, portB) }
+    }
+
+    static func latchedPair(_ h: Harness) throws -> Pair {
+        let a = try UDPSocket(binding: Endpoint(localhost, 0)), b = try UDPSocket(binding: Endpoint(localhost, 0))
+        let tokenA = token(side: 0), tokenB = token(side: 1)
+        let portA = try #require(port(try h.allocate(tokenA, from: a)))
+        let portB = try #require(port(try h.allocate(tokenB, from: b)))
+        try h.latch(a, port: portA, token: tokenA, counter: 1)
+        try h.latch(b, port: portB, token: tokenB, counter: 1)
+        #expect(try h.spin { h.allocation?.sides[0].latched == a.local && h.allocation?.sides[1].latched == b.local })
+        return Pair(a: a, b: b, tokenA: tokenA, tokenB: tokenB, portA: portA, portB: portB)
     }
 
     @Test func datagramsCrossUnframedBothWaysAndAreCounted() throws {
         let h = try Harness()
         let a = try UDPSocket(binding: Endpoint(Self.localhost, 0)), b = try UDPSocket(binding: Endpoint(Self.localhost, 0))
-        let portA = try #require(Self.port(try h.allocate(Self.token(side: 0), from: a)))
-        let portB = try #require(Self.port(try h.allocate(Self.token(side: 1), from: b)))
+        let tokenA = Self.token(side: 0), tokenB = Self.token(side: 1)
+        let portA = try #require(Self.port(try h.allocate(tokenA, from: a)))
+        let portB = try #require(Self.port(try h.allocate(tokenB, from: b)))
         #expect(portA != portB && h.relay.allocationCount == 1)
         let relayA = Endpoint(Self.localhost, portA), relayB = Endpoint(Self.localhost, portB)
 
-        // B must speak first so the relay latches it (WireGuard's handshake does the same). Its
-        // datagram (WireGuard-sized) is held for A, but A's first datagram is a message of its own:
-        // not delivered.
-        try b.send([UInt8](repeating: 9, count: 40), to: relayB)
-        #expect(try h.spin { h.relay.allocations.values.first?.sides[1].latched == b.local })
+        // Only a latch latches a side: A's datagram before its latch is dropped, and B's latch is not forwarded.
+        try a.send([UInt8](repeating: 8, count: 40), to: relayA)
+        try h.latch(b, port: portB, token: tokenB, counter: 1)
+        #expect(try h.spin { h.allocation?.sides[1].latched == b.local })
+        #expect(h.allocation?.sides[0].latched == nil && h.allocation?.sides[0].drops == 1)
+        try h.latch(a, port: portA, token: tokenA, counter: 1)
+        #expect(try h.spin { h.allocation?.sides[0].latched == a.local })
         var buffer = [UInt8](repeating: 0, count: 2048)
         for index in 0..<50 {
             let payload = [UInt8](repeating: UInt8(index), count: 100 + index)
@@ -92,42 +136,43 @@ import Testing
         #expect(try h.spin { back = try? a.receive(into: &buffer); return back != nil })
         #expect(back?.1 == relayA && Array(buffer[..<3]) == [1, 2, 3])
 
-        let allocation = try #require(h.relay.allocations.values.first)
+        let allocation = try #require(h.allocation)
         #expect(allocation.sides[0].packets == 50)
         #expect(allocation.sides[0].bytes == UInt64((0..<50).reduce(0) { $0 + 100 + $1 }))
-        #expect(allocation.sides[1].packets == 1, "the first datagram of B had no destination yet")
-        #expect(allocation.sides[1].drops == 1)
+        #expect(allocation.sides[1].packets == 1 && allocation.sides[1].drops == 0)
+        #expect(allocation.sides.allSatisfy { $0.refusedLatches == 0 })
     }
 
-    /// Only the latest small datagram is held for a side that has not spoken: a larger one is
+    /// Only the latest small datagram is held for a side that has not latched: a larger one is
     /// dropped, an earlier one replaced (both counted as drops); it is delivered when the side
-    /// latches with a bare latch byte (the agent's), as the first test shows it is not when the side's
-    /// first datagram is a message of its own.
-    @Test func onlyTheLatestSmallDatagramIsHeldForASideThatHasNotSpoken() throws {
+    /// latches. The side's own datagrams before its latch are dropped (they latch nothing, and reach
+    /// nobody: the held initiation crosses none of its own).
+    @Test func onlyTheLatestSmallDatagramIsHeldForASideThatHasNotLatched() throws {
         let h = try Harness()
         let a = try UDPSocket(binding: Endpoint(Self.localhost, 0)), b = try UDPSocket(binding: Endpoint(Self.localhost, 0))
-        let portA = try #require(Self.port(try h.allocate(Self.token(side: 0), from: a)))
-        let portB = try #require(Self.port(try h.allocate(Self.token(side: 1), from: b)))
+        let tokenA = Self.token(side: 0), tokenB = Self.token(side: 1)
+        let portA = try #require(Self.port(try h.allocate(tokenA, from: a)))
+        let portB = try #require(Self.port(try h.allocate(tokenB, from: b)))
         let relayA = Endpoint(Self.localhost, portA), relayB = Endpoint(Self.localhost, portB)
         let initiation = [UInt8](repeating: 1, count: 148)
-        try b.send([0], to: relayB)
+        try h.latch(b, port: portB, token: tokenB, counter: 1)
         try b.send(initiation, to: relayB)
         try b.send([UInt8](repeating: 2, count: 400), to: relayB)
-        #expect(try h.spin { h.relay.allocations.values.first?.sides[1].drops == 1 }, "the large one dropped (the latch byte is not held)")
-        // A latch byte after the initiation (WireGuard was quicker than the agent) does not replace it.
-        try b.send([0], to: relayB)
+        #expect(try h.spin { h.allocation?.sides[1].drops == 1 }, "the large one dropped (the latch is not held)")
+        // A later latch of B (its next liveness read) does not replace the held initiation; a second initiation does.
+        try h.latch(b, port: portB, token: tokenB, counter: 2)
         try b.send(initiation, to: relayB)
-        #expect(try h.spin { h.relay.allocations.values.first?.sides[1].drops == 2 }, "the first initiation replaced by the second")
+        #expect(try h.spin { h.allocation?.sides[1].drops == 2 }, "the first initiation replaced by the second")
+        // A's own initiation before its latch reaches nobody.
+        try a.send([UInt8](repeating: 3, count: 148), to: relayA)
+        #expect(try h.spin { h.allocation?.sides[0].drops == 1 })
+        try h.latch(a, port: portA, token: tokenA, counter: 1)
+        let held = try Self.receive(a, h)
+        #expect(held?.0 == initiation && held?.1 == relayA, "the initiation, held until A latched")
+        #expect(try Self.receive(a, h, upTo: 0.2) == nil, "nothing else was held")
+        #expect(try Self.receive(b, h, upTo: 0.2) == nil, "B got neither A's latch nor its early initiation")
         try a.send([7], to: relayA)
-        var buffer = [UInt8](repeating: 0, count: 2048)
-        var got: (Int, Endpoint)?
-        #expect(try h.spin { got = try? a.receive(into: &buffer); return got != nil })
-        #expect(got?.0 == 148 && Array(buffer[..<148]) == initiation, "the initiation, held until A spoke")
-        _ = try h.spin(upTo: 0.2) { false }
-        #expect((try? a.receive(into: &buffer)) ?? nil == nil, "nothing else was held")
-        var forwarded: (Int, Endpoint)?
-        #expect(try h.spin { forwarded = try? b.receive(into: &buffer); return forwarded != nil })
-        #expect(forwarded?.0 == 1 && buffer[0] == 7)
+        #expect(try Self.receive(b, h)?.0 == [7])
     }
 
     @Test func aBadTokenGetsNoAnswerAndNothingIsForwarded() throws {
@@ -153,17 +198,151 @@ import Testing
         let h = try Harness()
         let a = try UDPSocket(binding: Endpoint(Self.localhost, 0)), b = try UDPSocket(binding: Endpoint(Self.localhost, 0))
         let intruder = try UDPSocket(binding: Endpoint(Self.stranger, 0))
-        let portA = try #require(Self.port(try h.allocate(Self.token(side: 0), from: a)))
-        let portB = try #require(Self.port(try h.allocate(Self.token(side: 1), from: b)))
-        try b.send([0], to: Endpoint(Self.localhost, portB))
-        #expect(try h.spin { h.relay.allocations.values.first?.sides[1].latched != nil })
-        // The intruder (another address) sends into A's port: dropped and counted, B receives nothing.
+        let tokenA = Self.token(side: 0), tokenB = Self.token(side: 1)
+        let portA = try #require(Self.port(try h.allocate(tokenA, from: a)))
+        let portB = try #require(Self.port(try h.allocate(tokenB, from: b)))
+        try h.latch(b, port: portB, token: tokenB, counter: 1)
+        #expect(try h.spin { h.allocation?.sides[1].latched != nil })
+        // The intruder (another address) sends into A's port, a valid latch of A's among its datagrams:
+        // dropped and counted, B receives nothing.
+        try intruder.send(Self.latch(port: portA, token: tokenA, counter: 1), to: Endpoint(Self.localhost, portA))
         for _ in 0..<5 { try intruder.send([6, 6, 6], to: Endpoint(Self.localhost, portA)) }
-        #expect(try h.spin { h.relay.allocations.values.first?.sides[0].drops == 5 })
+        #expect(try h.spin { h.allocation?.sides[0].drops == 5 && h.allocation?.sides[0].refusedLatches == 1 })
         var buffer = [UInt8](repeating: 0, count: 64)
         #expect((try b.receive(into: &buffer)) == nil)
-        #expect(h.relay.allocations.values.first?.sides[0].latched == nil)
-        #expect(h.relay.allocations.values.first?.sides[0].packets == 0)
+        #expect(h.allocation?.sides[0].latched == nil)
+        #expect(h.allocation?.sides[0].packets == 0)
+    }
+
+    /// The CGNAT neighbour: another port of the member's own public address. Its datagrams into the
+    /// member's allocation port (WireGuard-like, or latches it cannot authenticate) neither latch the
+    /// side nor reach the peer, and it receives none of the peer's traffic, which still reaches the member.
+    @Test func anotherPortOfTheSameAddressNeitherLatchesNorReceives() throws {
+        let h = try Harness()
+        let pair = try Self.latchedPair(h)
+        let neighbour = try UDPSocket(binding: Endpoint(Self.localhost, 0))
+        let keepalive = [4, 0, 0, 0] + [UInt8](repeating: 0, count: 28)
+        for _ in 0..<3 { try neighbour.send(keepalive, to: pair.relayA) }
+        try neighbour.send(RelayMessage.latch(port: pair.portA, counter: 99).encoded(key: Keys.relayReplyKey(relayKey: Self.key, token: pair.tokenB)),
+                           to: pair.relayA)
+        var forged = Self.latch(port: pair.portA, token: pair.tokenA, counter: 100)
+        forged[12] ^= 1
+        try neighbour.send(forged, to: pair.relayA)
+        #expect(try h.spin { h.allocation?.sides[0].drops == 3 && h.allocation?.sides[0].refusedLatches == 2 })
+        #expect(h.allocation?.sides[0].latched == pair.a.local)
+        #expect(try Self.receive(pair.b, h, upTo: 0.2) == nil, "the neighbour's datagrams reach nobody")
+        for index in 0..<5 { try pair.b.send([UInt8](repeating: UInt8(index), count: 60), to: pair.relayB) }
+        for index in 0..<5 { #expect(try Self.receive(pair.a, h)?.0 == [UInt8](repeating: UInt8(index), count: 60)) }
+        #expect(try Self.receive(neighbour, h, upTo: 0.3) == nil, "the neighbour receives nothing")
+    }
+
+    /// A NAT rebinding: the member's WireGuard port gets a new public port, and its next latch (a
+    /// fresh counter) moves the side there. A latch seen before, sent again from anywhere (the old
+    /// port, or a neighbour's), does nothing.
+    @Test func aFreshLatchFromANewPortReLatchesAndAReplayedOneDoesNothing() throws {
+        let h = try Harness()
+        let pair = try Self.latchedPair(h)
+        let rebound = try UDPSocket(binding: Endpoint(Self.localhost, 0)), neighbour = try UDPSocket(binding: Endpoint(Self.localhost, 0))
+        let latch = Self.latch(port: pair.portA, token: pair.tokenA, counter: 2)
+        try rebound.send(latch, to: pair.relayA)
+        #expect(try h.spin { h.allocation?.sides[0].latched == rebound.local })
+        try pair.b.send([1, 1], to: pair.relayB)
+        #expect(try Self.receive(rebound, h)?.0 == [1, 1], "the peer's traffic follows the rebinding")
+        try rebound.send([2, 2], to: pair.relayA)
+        #expect(try Self.receive(pair.b, h)?.0 == [2, 2])
+
+        // The same latch, and the first one, replayed from another port: refused, the side stays.
+        try neighbour.send(latch, to: pair.relayA)
+        try neighbour.send(Self.latch(port: pair.portA, token: pair.tokenA, counter: 1), to: pair.relayA)
+        try pair.a.send(latch, to: pair.relayA)
+        #expect(try h.spin { h.allocation?.sides[0].refusedLatches == 3 })
+        #expect(h.allocation?.sides[0].latched == rebound.local)
+        try pair.b.send([3, 3], to: pair.relayB)
+        #expect(try Self.receive(rebound, h)?.0 == [3, 3])
+        #expect(try Self.receive(neighbour, h, upTo: 0.2) == nil && Self.receive(pair.a, h, upTo: 0.1) == nil)
+        // A latch for the other side's port, under this side's key: refused.
+        try rebound.send(Self.latch(port: pair.portB, token: pair.tokenA, counter: 10), to: pair.relayA)
+        #expect(try h.spin { h.allocation?.sides[0].refusedLatches == 4 })
+    }
+
+    /// A side granted again with another token for the same address takes latches under either
+    /// token's reply key (the member keeps the grant whose answer reached it last, which may be the
+    /// earlier one), and no older one; the counter goes on across them.
+    @Test func latchesCountUnderTheLastTwoGrantsOfASide() throws {
+        let h = try Harness()
+        let pair = try Self.latchedPair(h)
+        let second = Self.token(side: 0, expires: UnixTime.seconds() + 90), third = Self.token(side: 0, expires: UnixTime.seconds() + 100)
+        #expect(Self.port(try h.allocate(second, from: pair.a)) == pair.portA)
+        #expect(h.allocation?.sides[0].latched == pair.a.local, "the same address: still latched")
+        let moved = try UDPSocket(binding: Endpoint(Self.localhost, 0))
+        try moved.send(Self.latch(port: pair.portA, token: pair.tokenA, counter: 2), to: pair.relayA)
+        #expect(try h.spin { h.allocation?.sides[0].latched == moved.local }, "under the first token's key")
+        try pair.a.send(Self.latch(port: pair.portA, token: second, counter: 2), to: pair.relayA)
+        try pair.a.send(Self.latch(port: pair.portA, token: second, counter: 3), to: pair.relayA)
+        #expect(try h.spin { h.allocation?.sides[0].latched == pair.a.local && h.allocation?.sides[0].refusedLatches == 1 },
+                "under the second token's key, counting on")
+        #expect(Self.port(try h.allocate(third, from: pair.a)) == pair.portA)
+        try moved.send(Self.latch(port: pair.portA, token: pair.tokenA, counter: 4), to: pair.relayA)
+        #expect(try h.spin { h.allocation?.sides[0].refusedLatches == 2 }, "the first token's key no longer counts")
+        try moved.send(Self.latch(port: pair.portA, token: second, counter: 5), to: pair.relayA)
+        #expect(try h.spin { h.allocation?.sides[0].latched == moved.local })
+    }
+
+    /// A side granted again with a token naming another address is unlatched: nothing more goes to
+    /// the old endpoint, and the side latches again from the new address under the new token.
+    @Test func aTokenForAnotherAddressUnlatchesTheSide() throws {
+        let h = try Harness()
+        let pair = try Self.latchedPair(h)
+        let moved = try UDPSocket(binding: Endpoint(Self.stranger, 0))
+        let tokenMoved = Self.token(side: 0, address: Self.stranger)
+        #expect(Self.port(try h.allocate(tokenMoved, from: moved)) == pair.portA)
+        #expect(h.allocation?.sides[0].latched == nil)
+        try pair.b.send([5], to: pair.relayB)
+        #expect(try Self.receive(pair.a, h, upTo: 0.2) == nil)
+        try moved.send(Self.latch(port: pair.portA, token: tokenMoved, counter: 1), to: pair.relayA)
+        #expect(try h.spin { h.allocation?.sides[0].latched == moved.local })
+        #expect(try Self.receive(moved, h)?.0 == [5], "held for the side until it latched again")
+    }
+
+    /// A token grants its side once. The same request again (the client resends until answered) gets
+    /// the same answer and changes nothing; the token under another nonce (a captured allocate
+    /// replayed) gets no answer, and neither refreshes nor, once released, recreates the allocation.
+    @Test func aReplayedAllocateFromAnotherNonceIsRefused() throws {
+        let h = try Harness()
+        let a = try UDPSocket(binding: Endpoint(Self.localhost, 0)), replayer = try UDPSocket(binding: Endpoint(Self.stranger, 0))
+        let token = Self.token(side: 0)
+        let first = try h.allocate(token, from: a, nonce: 1)
+        let port = try #require(Self.port(first))
+        #expect(try h.allocate(token, from: a, nonce: 1) == first, "a resent request: the same answer")
+        #expect(h.relay.counters.granted == 1 && h.relay.counters.refreshed == 0)
+        #expect(try h.allocate(token, from: replayer, nonce: 2) == nil)
+        #expect(h.relay.counters.replayedTokens == 1 && h.relay.counters.refreshed == 0)
+
+        let replyKey = Keys.relayReplyKey(relayKey: Self.key, token: token)
+        try a.send(RelayMessage.release(nonce: 3, token: token).encoded(key: replyKey), to: h.relay.service.local)
+        #expect(try h.spin { h.relay.allocationCount == 0 })
+        #expect(try h.allocate(token, from: replayer, nonce: 4) == nil)
+        #expect(try h.allocate(token, from: replayer, nonce: 1) == first, "the first request again: its answer, nothing more")
+        #expect(h.relay.allocationCount == 0 && h.relay.counters.replayedTokens == 2 && h.relay.counters.granted == 1)
+        #expect((try? UDPSocket(binding: Endpoint(Self.localhost, port))) != nil, "the port stays free")
+    }
+
+    /// A load query (authenticated with the relay key) is answered once: the same query again is
+    /// refused and counted.
+    @Test func aReplayedLoadQueryIsAnsweredOnce() throws {
+        let h = try Harness()
+        let socket = try UDPSocket(binding: Endpoint(Self.localhost, 0))
+        let query = RelayMessage.loadQuery(timestampMillis: UnixTime.millis(), nonce: 42).encoded(key: Self.key)
+        for _ in 0..<3 { try socket.send(query, to: h.relay.service.local) }
+        let answer = try Self.receive(socket, h)
+        let load = try answer.map { bytes, _ in try bytes.withUnsafeBytes { try RelayMessage(decoding: $0, key: Self.key) } }
+        guard case .load(_, 42, 0, _) = load else { Issue.record("no load answer"); return }
+        #expect(try h.spin { h.relay.counters.replayedLoadQueries == 2 })
+        #expect(try Self.receive(socket, h, upTo: 0.2) == nil, "answered once")
+        #expect(h.relay.counters.loadQueries == 1)
+        // A new query (another nonce) is answered.
+        try socket.send(RelayMessage.loadQuery(timestampMillis: UnixTime.millis(), nonce: 43).encoded(key: Self.key), to: h.relay.service.local)
+        #expect(try Self.receive(socket, h) != nil)
     }
 
     /// A member that went direct gives its allocation back: the relay closes both ports at once, and
@@ -177,8 +356,8 @@ import Testing
         _ = try #require(Self.port(try h.allocate(earlier, from: a)))
         let portA = try #require(Self.port(try h.allocate(tokenA, from: a)))
         let portB = try #require(Self.port(try h.allocate(tokenB, from: b)))
-        try a.send([0], to: Endpoint(Self.localhost, portA))
-        try b.send([0], to: Endpoint(Self.localhost, portB))
+        try h.latch(a, port: portA, token: tokenA, counter: 1)
+        try h.latch(b, port: portB, token: tokenB, counter: 1)
         #expect(try h.spin { h.relay.allocations.values.first?.sides.allSatisfy { $0.latched != nil } == true })
 
         func release(_ token: [UInt8], key: [UInt8]) throws -> RelayMessage? {
@@ -234,8 +413,8 @@ import Testing
             Issue.record("allocation beyond the port range not refused"); return
         }
         #expect(h.relay.allocationCount == 4)
-        // The same token again refreshes, it does not allocate.
-        #expect(Self.port(try h.allocate(Self.token(side: 0, pair: 1, party: 1), from: a)) != nil)
+        // Another token for a granted side refreshes it, it does not allocate.
+        #expect(Self.port(try h.allocate(Self.token(side: 0, pair: 1, party: 1, expires: UnixTime.seconds() + 90), from: a)) != nil)
         #expect(h.relay.allocationCount == 4 && h.relay.counters.refreshed == 1)
     }
 

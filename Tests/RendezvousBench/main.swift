@@ -129,8 +129,10 @@ func relayRun(size: Int, seconds: Double, key: [UInt8], secretFile: URL) throws 
         for _ in 0..<20 where grant == nil { grant = RelayAllocator.allocate(token: token, replyKey: Keys.relayReplyKey(relayKey: key, token: token), service: service, socket: socket, timeout: .milliseconds(250)) }
         guard let grant else { print("relay did not answer"); exit(1) }
         ports.append(grant.endpoint)
+        // Each side latches its port: the relay forwards only from, and to, the latched sources.
+        try socket.send(RelayMessage.latch(port: grant.endpoint.port, counter: 1).encoded(key: Keys.relayReplyKey(relayKey: key, token: token)),
+                        to: grant.endpoint)
     }
-    try b.send([0], to: ports[1])  // latch B
     usleep(100_000)
     return blast(from: a, to: ports[0], receiver: b, size: size, seconds: seconds)
 }

@@ -266,4 +266,38 @@ import Testing
         #expect(try released.encoded(key: replyKey).withUnsafeBytes { try RelayMessage(decoding: $0, key: replyKey) } == released)
         #expect(throws: WireError.unauthenticated) { try released.encoded(key: other).withUnsafeBytes { try RelayMessage(decoding: $0, key: replyKey) } }
     }
+
+    /// A latch is signed with its token's reply key and verifies under no other key, nor with a byte
+    /// changed. It fits the relay's size limit, and never looks like a WireGuard message (a type byte
+    /// 1 to 4, then three zero bytes), whatever its port and counter.
+    @Test func latchesAreAuthenticatedAndNeverLookLikeWireGuard() throws {
+        let token = Self.token.encoded(key: Self.key)
+        let replyKey = Keys.relayReplyKey(relayKey: Self.key, token: token)
+        let latch = RelayMessage.latch(port: 40_003, counter: 1_700_000_000_000_123)
+        let bytes = latch.encoded(key: replyKey)
+        #expect(bytes.count == RelayMessage.latchCount && bytes.count == 46 && bytes.count <= RelayMessage.maximumCount)
+        #expect(Array(bytes[..<4]) == [0x4C, 0x52, 1, 0x07] && Array(bytes[4..<6]) == [0x9C, 0x43])
+        #expect(try bytes.withUnsafeBytes { try RelayMessage(decoding: $0, key: replyKey) } == latch)
+        #expect(bytes.withUnsafeBytes { RelayMessage.looksLikeLatch($0) })
+        let other = Keys.relayReplyKey(relayKey: Self.key, token: token.map { $0 ^ 1 })
+        #expect(throws: WireError.unauthenticated) { try latch.encoded(key: other).withUnsafeBytes { try RelayMessage(decoding: $0, key: replyKey) } }
+        #expect(throws: WireError.unauthenticated) { try bytes.withUnsafeBytes { try RelayMessage(decoding: $0, key: nil) } }
+        for index in bytes.indices {
+            var tampered = bytes
+            tampered[index] ^= 0x01
+            #expect(throws: WireError.self) { try tampered.withUnsafeBytes { try RelayMessage(decoding: $0, key: replyKey) } }
+        }
+        #expect(throws: WireError.self) { try Array(bytes.dropLast()).withUnsafeBytes { try RelayMessage(decoding: $0, key: replyKey) } }
+        for port: UInt16 in [0, 1, 40_000, .max] {
+            for counter: UInt64 in [0, 1, 1 << 32, .max] {
+                let encoded = RelayMessage.latch(port: port, counter: counter).encoded(key: replyKey)
+                #expect(!(1...4).contains(encoded[0]) && encoded.count == RelayMessage.latchCount)
+            }
+        }
+        // WireGuard's messages (initiation 148, response 92, cookie 64, data from 32 bytes) are no latches.
+        for (type, count) in [(1, 148), (2, 92), (3, 64), (4, 32), (4, 46)] {
+            let message = [UInt8(type), 0, 0, 0] + [UInt8](repeating: 0x4C, count: count - 4)
+            #expect(!message.withUnsafeBytes { RelayMessage.looksLikeLatch($0) })
+        }
+    }
 }
