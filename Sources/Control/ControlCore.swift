@@ -307,6 +307,7 @@ public final class ControlCore {
         var out: [Outgoing] = []
         switch message.body {
         case .register(_, let nat, let candidates, let certificateBytes):
+            let previous = member.record
             // A member already known may bring a renewed certificate; it must verify like the first.
             if certificateBytes != member.record.certificate {
                 guard let certificate = try? MemberCertificate.verified(certificateBytes, authority: party.authority, party: party.id,
@@ -323,7 +324,7 @@ public final class ControlCore {
             var record = MemberRecord(key: key, nat: nat, candidates: Array(candidates.filter { $0.kind != .observed }
                 .prefix(MemberRecord.maxCandidates - 1)), certificate: member.record.certificate, addresses: member.record.addresses)
             record.candidates.append(Candidate(.observed, source))
-            let changed = record != member.record || !wasOnline
+            let changed = record != previous || !wasOnline
             member.record = record
             member.online = true
             member.source = source

@@ -357,6 +357,27 @@ import Testing
         #expect(a.members.isEmpty)
     }
 
+    /// A renewed certificate (the administrator granted another address) is taken with the next
+    /// register, and the others learn the new prefixes; one from another authority is refused and
+    /// the old one stays.
+    @Test func aRenewedCertificateIsPushed() throws {
+        let world = try World()
+        let a = try world.client(1), b = try world.client(2)
+        a.start(); b.start()
+        #expect(try world.spin { b.members[Self.party.member(1).key] != nil })
+        let member = Self.party.member(1)
+        a.configuration.certificate = Self.party.certificate(for: member.key, addresses: [IPPrefix("100.64.0.1/24")!, IPPrefix("100.64.1.1/24")!])
+        a.update(nat: a.configuration.nat, candidates: a.configuration.candidates)
+        #expect(try world.spin { b.members[member.key]?.addresses.contains(IPPrefix("100.64.1.1/32")!) == true })
+        var refusals: [ControlMessage.Refusal] = []
+        a.onRefused = { refusals.append($0) }
+        let rogue = Crypto.signingKeyPair(seed: [UInt8](repeating: 0x66, count: 32))
+        a.configuration.certificate = Self.party.certificate(for: member.key, addresses: [IPPrefix("100.64.9.9/24")!], secretKey: rogue.secretKey)
+        a.update(nat: a.configuration.nat, candidates: a.configuration.candidates)
+        #expect(try world.spin { refusals.contains(.certificateRefused) })
+        #expect(b.members[member.key]?.addresses.contains(IPPrefix("100.64.9.9/32")!) == false)
+    }
+
     /// Members offline for longer than the forget time are removed: the party cannot be filled for good.
     @Test func offlineMembersAreForgotten() throws {
         var configuration = ControlCore.Configuration()
