@@ -52,6 +52,19 @@ struct RouteNetlinkTests {
         }
         #expect(try ipShows(["route", "show", "dev", veth]).contains("203.0.113.0/24"))
         #expect(try ipShows(["-6", "route", "show", "dev", veth]).contains("2001:db8:77::/48"))
+
+        // The kernel's routes as values: the main table, and the local table's own addresses.
+        let kernel = try InNamespace.run(ns) { try RouteNetlink.kernelRoutes() }
+        let index = try InNamespace.run(ns) { try RouteNetlink.index(veth) }
+        #expect(kernel.contains(KernelRoute(IPPrefix("198.51.100.0/25")!, interfaceIndex: index, interfaceName: veth, routingProtocol: 2,
+                                            scope: 253)), "\(kernel)")
+        #expect(kernel.contains(KernelRoute(IPPrefix("203.0.113.0/24")!, interfaceIndex: index, interfaceName: veth, routingProtocol: 4,
+                                            scope: 253)), "\(kernel)")
+        #expect(kernel.contains(KernelRoute(IPPrefix("198.51.100.7/32")!, interfaceIndex: index, interfaceName: veth, routingProtocol: 2,
+                                            scope: 254, type: KernelRoute.local, table: KernelRoute.localTable)), "\(kernel)")
+        #expect(kernel.contains { $0.prefix == IPPrefix("2001:db8:77::/48")! && $0.interfaceName == veth && $0.metric == 1024 }, "\(kernel)")
+        #expect(!kernel.contains { $0.table == KernelRoute.localTable && $0.type != KernelRoute.local }, "broadcast routes left out")
+
         try InNamespace.run(ns) { try RouteNetlink.deleteRoute(veth, IPPrefix("203.0.113.0/24")!) }
         #expect(!(try ipShows(["route", "show", "dev", veth]).contains("203.0.113.0/24")))
 
