@@ -127,11 +127,22 @@ public enum RouteNetlink {
         return (added, removed)
     }
 
-    /// Routes `prefix` to the link `name` in the main table (replacing any route to the same prefix).
+    /// Routes `prefix` to the link `name` in the main table. Never replaces a route: fails with
+    /// `.exists` when the main table routes the same prefix already (with the same metric), through
+    /// whichever interface.
     public static func addRoute(_ name: String, _ prefix: IPPrefix) throws(WireGuardError) {
-        try changeRoute(RTM_NEWROUTE, name, prefix, flags: NLM_F_CREATE | NLM_F_REPLACE)
+        do {
+            try changeRoute(RTM_NEWROUTE, name, prefix, flags: NLM_F_CREATE | NLM_F_EXCL)
+        } catch where error.kind == .exists {
+            throw WireGuardError(.exists, """
+                a route to \(prefix.network) exists already and was left as it is ('ip route show \(prefix.network)' shows it; \
+                delete it first if \(name) should carry that traffic)
+                """)
+        }
     }
 
+    /// Deletes the route to `prefix` through `name` that `addRoute` made (static, main table); a
+    /// route to the same prefix through another interface, or of another protocol, stays.
     public static func deleteRoute(_ name: String, _ prefix: IPPrefix) throws(WireGuardError) {
         try changeRoute(RTM_DELROUTE, name, prefix, flags: 0)
     }
