@@ -220,6 +220,8 @@ public final class Agent {
                 logger.error("could not set the new addresses", metadata: ["error": "\(error)"])
             }
             control.configuration.addresses = fresh.addresses
+            // Prefixes that overlapped the old addresses may be free now, and new ones may be refused.
+            reinstallRoutes(links.keys.sorted())
         }
         if fresh.timings != old.timings {
             for id in links.keys { scheduler.updateContext(of: id) { $0.timings = fresh.timings } }
