@@ -75,10 +75,11 @@ public final class PartyLab {
     }
 
     /// Writes a configuration for agent `index` (overlay 100.64.0.index/32) and starts it in `namespace`.
-    /// `agent` adds lines to the [Agent] section (short lab timings by default).
+    /// `agent` adds lines to the [Agent] section (short lab timings by default); `addresses` adds
+    /// prefixes to its `Address` line, which the agent announces to the party.
     @discardableResult
-    public func startAgent(in namespace: Namespace, index: Int, agent extra: [String] = []) throws -> AgentHandle {
-        let handle = try prepareAgent(in: namespace, index: index, agent: extra)
+    public func startAgent(in namespace: Namespace, index: Int, agent extra: [String] = [], addresses: [String] = []) throws -> AgentHandle {
+        let handle = try prepareAgent(in: namespace, index: index, agent: extra, addresses: addresses)
         handle.process = try lab.spawn(in: namespace, ["env", "WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1", Products.lanrage, "agent",
                                                        "--config", handle.configuration.path, "--log-level", "debug"],
                                        log: "agent\(index).log")
@@ -87,7 +88,7 @@ public final class PartyLab {
     }
 
     /// Writes agent `index`'s key and configuration without starting it.
-    public func prepareAgent(in namespace: Namespace, index: Int, agent extra: [String] = []) throws -> AgentHandle {
+    public func prepareAgent(in namespace: Namespace, index: Int, agent extra: [String] = [], addresses: [String] = []) throws -> AgentHandle {
         let tag = lab.prefix.replacingOccurrences(of: "ls", with: "").replacingOccurrences(of: "-", with: "x")
         let handle = AgentHandle(
             namespace: namespace, index: index, interface: "lr\(tag)a\(index)".suffix(15).description,
@@ -103,7 +104,7 @@ public final class PartyLab {
             [Interface]
             PrivateKeyFile = \(key.path)
             ListenPort = 51820
-            Address = \(handle.overlay)/32
+            Address = \((["\(handle.overlay)/32"] + addresses).joined(separator: ", "))
             Name = \(handle.interface)
 
             [Party]
