@@ -346,7 +346,7 @@ extension Agent {
 
     /// The peers with a refused prefix but `id`, in the order they came: a prefix `id` held may be
     /// free now.
-    func peersRefused(besides id: MachineID) -> [MachineID] {
+    private func peersRefused(besides id: MachineID) -> [MachineID] {
         links.filter { $0.key != id && !$0.value.refused.isEmpty }.keys.sorted()
     }
 

@@ -13,8 +13,8 @@ import WireGuard
 /// 3. Addresses that are never routed to a peer: loopback (`127.0.0.0/8`, `::1`), link-local
 ///    (`169.254.0.0/16`, `fe80::/10`), multicast (`224.0.0.0/4`, `ff00::/8`), unspecified
 ///    (`0.0.0.0/8`, `::`) and broadcast (`255.255.255.255`) — a prefix inside one or containing
-///    one. Containing takes the halves of the address space (`0.0.0.0/1`, `128.0.0.0/1`, `8000::/1`)
-///    with it: installed beside a default route they would take all traffic, as wg-quick's do.
+///    one. That refuses the halves of the address space too (`0.0.0.0/1`, `128.0.0.0/1`, `::/1`,
+///    `8000::/1`), with which wg-quick takes all traffic without replacing the default route.
 /// 4. The agent's own addresses: a prefix that contains one (the agent's own subnet included).
 ///    A prefix inside the agent's own subnet is the normal case: allowed, and routed by the
 ///    kernel's route for that subnet already.
