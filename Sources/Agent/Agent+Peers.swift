@@ -80,8 +80,7 @@ extension Agent {
             readWireGuard(id)
         case .removePeer:
             configurePeer(PeerChange(publicKey: link.publicKey, remove: true))
-            for route in link.routes { try? backend.removeRoute(configuration.interfaceName, route) }
-            links[id]?.routes = []
+            releasePrefixes(id)
             driver.stop(id)
             closeFan(id)
             stopForwarding(id)
@@ -276,7 +275,7 @@ extension Agent {
         // The counter as read before the change: the peer, turning to this path at the same moment,
         // may have sent its one packet on it already (a peer added afresh counts from 0).
         links[id]?.receivedAtSet = roamed || fresh ? 0 : current?.rxBytes ?? 0
-        installRoutes(id)
+        reinstallRoutes([id])
     }
 
     /// Gives WireGuard the peer's endpoint and allowed IPs; `afresh` removes the peer first (a new
@@ -286,21 +285,97 @@ extension Agent {
         configurePeer(PeerChange(publicKey: link.publicKey, endpoint: endpoint, replaceAllowedIPs: true, allowedIPs: allowedIPs(link.record)))
     }
 
-    /// The member's addresses, without any that overlap this agent's own.
+    /// The member's prefixes WireGuard may take as the peer's allowed IPs: those `installRoutes`
+    /// accepted last (it runs before every change of them).
     func allowedIPs(_ record: MemberRecord) -> [IPPrefix] {
-        record.addresses.filter { prefix in !configuration.addresses.contains { $0.contains(prefix) && $0.length == prefix.length || prefix.contains($0) } }
+        machines[record.key].flatMap { links[$0]?.allowedIPs } ?? []
     }
 
-    /// Routes to the member's addresses that the interface's own prefixes do not cover.
-    func installRoutes(_ id: MachineID) {
-        guard let link = links[id] else { return }
-        let wanted = allowedIPs(link.record).filter { prefix in !configuration.addresses.contains { $0.contains(prefix) } }
+    /// Decides the member's prefixes with `RoutePolicy` over one read of the kernel's routes, keeps
+    /// the accepted ones as the peer's allowed IPs (see `allowedIPs`), and makes the peer's routes
+    /// through the interface the accepted ones: adds those missing (never replacing a route; one
+    /// through the interface already, left by an earlier run, is used as it is), removes only those
+    /// it added. Each refused prefix is logged once, with its reason. When the kernel's routes
+    /// cannot be read, everything stays as it was. Returns whether the allowed IPs changed.
+    @discardableResult
+    func installRoutes(_ id: MachineID) -> Bool {
+        guard let link = links[id] else { return false }
         let name = configuration.interfaceName
-        for route in link.routes where !wanted.contains(route) { try? backend.removeRoute(name, route) }
-        for route in wanted where !link.routes.contains(route) {
-            do { try backend.addRoute(name, route) } catch { logger.warning("could not add a route", metadata: ["route": "\(route)", "error": "\(error)"]) }
+        let kernel: [KernelRoute]
+        do { kernel = try RouteNetlink.kernelRoutes() } catch {
+            logger.error("could not read the kernel's routes: the peer's allowed IPs and routes stay as they were",
+                         metadata: ["peer": "\(link.record.key)", "error": "\(error)"])
+            return false
         }
-        links[id]?.routes = wanted
+        let decision = routePolicy(for: id, kernel).decide(link.record.addresses)
+        for (index, prefix) in link.record.addresses.enumerated() where link.record.addresses.firstIndex(of: prefix) == index {
+            guard let reason = decision.refused[prefix], reason != link.refused[prefix] else { continue }
+            logger.warning("prefix refused", metadata: ["peer": "\(link.record.key)", "prefix": "\(prefix)", "reason": "\(reason)"])
+        }
+        let present = kernel.filter { $0.interfaceName == name && $0.table == KernelRoute.mainTable }.map(\.prefix)
+        var routes: [IPPrefix] = []
+        for route in link.routes {
+            if decision.routes.contains(route) {
+                if present.contains(route) { routes.append(route) }  // else deleted by someone else: added again below
+                continue
+            }
+            do { try backend.removeRoute(name, route) } catch {
+                guard error.kind != .notFound else { continue }  // deleted by someone else: not the agent's any more
+                logger.warning("could not remove a route", metadata: ["peer": "\(link.record.key)", "route": "\(route)", "error": "\(error)"])
+                routes.append(route)
+            }
+        }
+        for route in decision.routes where !routes.contains(route) && !present.contains(route) {
+            do {
+                try backend.addRoute(name, route)
+                routes.append(route)
+            } catch {
+                logger.warning("could not add a route", metadata: ["peer": "\(link.record.key)", "route": "\(route)", "error": "\(error)"])
+            }
+        }
+        links[id]?.routes = routes
+        links[id]?.refused = decision.refused
+        links[id]?.allowedIPs = decision.allowedIPs
+        return decision.allowedIPs != link.allowedIPs
+    }
+
+    /// `installRoutes` for each of `ids` in turn, and WireGuard told the allowed IPs that changed.
+    func reinstallRoutes(_ ids: [MachineID]) {
+        for id in ids where installRoutes(id) {
+            guard let link = links[id] else { continue }
+            configurePeer(PeerChange(publicKey: link.publicKey, updateOnly: true, replaceAllowedIPs: true, allowedIPs: link.allowedIPs))
+        }
+    }
+
+    /// The peers with a refused prefix but `id`, in the order they came: a prefix `id` held may be
+    /// free now.
+    private func peersRefused(besides id: MachineID) -> [MachineID] {
+        links.filter { $0.key != id && !$0.value.refused.isEmpty }.keys.sorted()
+    }
+
+    /// The peer is gone: removes the routes the agent added for it, and gives what it held to the
+    /// peers that were refused it.
+    private func releasePrefixes(_ id: MachineID) {
+        guard let link = links[id] else { return }
+        for route in link.routes { try? backend.removeRoute(configuration.interfaceName, route) }
+        links[id]?.routes = []
+        links[id]?.allowedIPs = []
+        links[id]?.refused = [:]
+        reinstallRoutes(peersRefused(besides: id))
+    }
+
+    /// The policy for `id`'s prefixes: the other peers' allowed IPs are theirs, and the addresses
+    /// the agent reaches outside the tunnel stay outside.
+    private func routePolicy(for id: MachineID, _ kernel: [KernelRoute]) -> RoutePolicy {
+        var held: [(peer: String, prefix: IPPrefix)] = []
+        var underlay = [configuration.control.address] + configuration.stun.map(\.address) + configuration.preferredRelays.map(\.address)
+            + relayAddresses
+        for (other, link) in links {
+            underlay += Self.publicEndpoints(link.record).map(\.address)
+            if other != id { held += link.allowedIPs.map { ("\(link.record.key)", $0) } }
+        }
+        return RoutePolicy(interfaceName: configuration.interfaceName, ownAddresses: configuration.addresses, kernelRoutes: kernel,
+                           held: held, underlay: underlay)
     }
 
     func configurePeer(_ change: PeerChange) {
@@ -397,10 +472,7 @@ extension Agent {
         if let id = machines[record.key], let old = links[id]?.record {
             links[id]?.record = record
             let state = scheduler.machine(id)?.state
-            if old.addresses != record.addresses, links[id]?.endpoint != nil, let key = links[id]?.publicKey {
-                configurePeer(PeerChange(publicKey: key, updateOnly: true, replaceAllowedIPs: true, allowedIPs: allowedIPs(record)))
-                installRoutes(id)
-            }
+            if old.addresses != record.addresses { reinstallRoutes([id] + peersRefused(besides: id)) }
             switch state {
             case .discovering where !record.candidates.isEmpty:
                 scheduler.post(.candidatesKnown, to: id)
@@ -429,8 +501,8 @@ extension Agent {
         machines[record.key] = id
         // WireGuard knows the peer from the start (no endpoint yet): a handshake the peer sends as soon as
         // it pins is accepted, and WireGuard learns the endpoint from it.
-        configurePeer(PeerChange(publicKey: link.publicKey, replaceAllowedIPs: true, allowedIPs: allowedIPs(record)))
         installRoutes(id)
+        configurePeer(PeerChange(publicKey: link.publicKey, replaceAllowedIPs: true, allowedIPs: allowedIPs(record)))
         if !record.candidates.isEmpty { scheduler.post(.candidatesKnown, to: id) }
         return id
     }

@@ -235,6 +235,8 @@ public final class Agent {
             do { try backend.setAddresses(configuration.interfaceName, fresh.addresses) } catch {
                 logger.error("could not set the new addresses", metadata: ["error": "\(error)"])
             }
+            // Prefixes that overlapped the old addresses may be free now, and new ones may be refused.
+            reinstallRoutes(links.keys.sorted())
         }
         if fresh.timings != old.timings {
             for id in links.keys { scheduler.updateContext(of: id) { $0.timings = fresh.timings } }

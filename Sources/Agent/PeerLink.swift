@@ -45,8 +45,12 @@ struct PeerLink {
     /// Carries the peer's WireGuard datagrams through the fan port a punch found open (port-restricted
     /// ↔ symmetric); WireGuard's endpoint is then its loopback socket.
     var forwarder: LocalForwarder?
-    /// Overlay routes installed for the peer.
+    /// The member's prefixes WireGuard has as the peer's allowed IPs: what `RoutePolicy` accepted.
+    var allowedIPs: [IPPrefix] = []
+    /// The routes through the interface this agent added for the peer (and removes with it).
     var routes: [IPPrefix] = []
+    /// The member's prefixes `RoutePolicy` refused, with the reason logged.
+    var refused: [IPPrefix: RoutePolicy.Reason] = [:]
 
     init(record: MemberRecord, pairKey: PairKey, machine: MachineID, now: Nanoseconds) {
         self.record = record

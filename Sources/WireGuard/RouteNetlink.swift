@@ -127,43 +127,76 @@ public enum RouteNetlink {
         return (added, removed)
     }
 
-    /// Routes `prefix` to the link `name` in the main table (replacing any route to the same prefix).
+    /// Routes `prefix` to the link `name` in the main table. Never replaces a route: fails with
+    /// `.exists` when the main table routes the same prefix already (with the same metric), through
+    /// whichever interface.
     public static func addRoute(_ name: String, _ prefix: IPPrefix) throws(WireGuardError) {
-        try changeRoute(RTM_NEWROUTE, name, prefix, flags: NLM_F_CREATE | NLM_F_REPLACE)
+        do {
+            try changeRoute(RTM_NEWROUTE, name, prefix, flags: NLM_F_CREATE | NLM_F_EXCL)
+        } catch where error.kind == .exists {
+            throw WireGuardError(.exists, """
+                a route to \(prefix.network) exists already and was left as it is ('ip route show \(prefix.network)' shows it; \
+                delete it first if \(name) should carry that traffic)
+                """)
+        }
     }
 
+    /// Deletes the route to `prefix` through `name` that `addRoute` made (static, main table); a
+    /// route to the same prefix through another interface, or of another protocol, stays.
     public static func deleteRoute(_ name: String, _ prefix: IPPrefix) throws(WireGuardError) {
         try changeRoute(RTM_DELROUTE, name, prefix, flags: 0)
     }
 
-    /// The destinations routed to `name` in the main table.
+    /// The destinations routed to `name` in the main table (IPv6 link-local and multicast left out).
     public static func routes(_ name: String) throws(WireGuardError) -> [IPPrefix] {
-        try NetlinkSocket.retryingInterruptedDumps { () throws(WireGuardError) -> [IPPrefix] in
-            let index = try index(name)
-            var result: [IPPrefix] = []
+        let index = try index(name)
+        return try kernelRoutes().compactMap { route in
+            guard route.table == KernelRoute.mainTable, route.interfaceIndex == index else { return nil }
+            if case .v6(let v6) = route.prefix.address, v6.bytes[0] == 0xFF || v6.bytes[0] == 0xFE && v6.bytes[1] & 0xC0 == 0x80 { return nil }
+            return route.prefix
+        }
+    }
+
+    /// The kernel's IPv4 and IPv6 routes that decide where this host sends a packet: every route of
+    /// the main table, and the local table's `local` routes (the host's own addresses). One dump
+    /// per family (it spans as many messages as the tables need), retried when the kernel
+    /// interrupts it because a table changed meanwhile. Cached IPv6 routes are left out.
+    public static func kernelRoutes() throws(WireGuardError) -> [KernelRoute] {
+        try NetlinkSocket.retryingInterruptedDumps { () throws(WireGuardError) -> [KernelRoute] in
+            var result: [KernelRoute] = []
             for family in [AF_INET, AF_INET6] {
                 let socket = try NetlinkSocket(protocol: NETLINK_ROUTE)
                 let message = try newMessage(RTM_GETROUTE, flags: NLM_F_DUMP)
                 var info = rtmsg()
                 info.rtm_family = UInt8(family)
                 try append(message, &info)
-                try socket.dump(message, "list routes of \(name)") { header in
+                try socket.dump(message, "list the kernel's routes") { header in
                     guard header.pointee.nlmsg_type == UInt16(RTM_NEWROUTE) else { return }
                     let route = nlmsg_data(header).assumingMemoryBound(to: rtmsg.self).pointee
-                    guard route.rtm_table == UInt8(RT_TABLE_MAIN.rawValue) else { return }
+                    guard route.rtm_flags & UInt32(RTM_F_CLONED) == 0 else { return }
                     var table = [UnsafeMutablePointer<nlattr>?](repeating: nil, count: Int(RTA_MAX_) + 1)
-                    guard nlmsg_parse(header, Int32(MemoryLayout<rtmsg>.size), &table, RTA_MAX_, nil) == 0,
-                          let oif = table[Int(RTA_OIF.rawValue)], nla_get_u32(oif) == UInt32(index)
-                    else { return }
+                    guard nlmsg_parse(header, Int32(MemoryLayout<rtmsg>.size), &table, RTA_MAX_, nil) == 0 else { return }
+                    // Tables above 255 are named in RTA_TABLE only.
+                    let tableID = table[Int(RTA_TABLE.rawValue)].map { nla_get_u32($0) } ?? UInt32(route.rtm_table)
+                    guard tableID == KernelRoute.mainTable || tableID == KernelRoute.localTable && route.rtm_type == KernelRoute.local else { return }
                     let bytes = table[Int(RTA_DST.rawValue)].map(Attributes.bytes) ?? [UInt8](repeating: 0, count: family == AF_INET ? 4 : 16)
                     guard let ip = IPAddress(bytes: bytes), let prefix = IPPrefix(ip, route.rtm_dst_len) else { return }
-                    if case .v6(let v6) = ip, v6.bytes[0] == 0xFE, v6.bytes[1] & 0xC0 == 0x80 { return }
-                    if case .v6(let v6) = ip, v6.bytes[0] == 0xFF { return }
-                    result.append(prefix)
+                    let index = table[Int(RTA_OIF.rawValue)].map { Int32(bitPattern: nla_get_u32($0)) } ?? 0
+                    result.append(KernelRoute(prefix.network, interfaceIndex: index, interfaceName: interfaceName(index),
+                                              routingProtocol: route.rtm_protocol, scope: route.rtm_scope, type: route.rtm_type,
+                                              table: tableID, metric: table[Int(RTA_PRIORITY.rawValue)].map { nla_get_u32($0) } ?? 0))
                 }
             }
             return result
         }
+    }
+
+    /// The name of the interface with `index`; empty for 0 or an interface gone meanwhile.
+    private static func interfaceName(_ index: Int32) -> String {
+        guard index > 0 else { return "" }
+        var buffer = [CChar](repeating: 0, count: Int(IF_NAMESIZE) + 1)
+        guard if_indextoname(UInt32(index), &buffer) != nil else { return "" }
+        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     /// The names of the links whose kind (IFLA_INFO_KIND) is `kind`.

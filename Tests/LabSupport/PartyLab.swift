@@ -84,10 +84,11 @@ public final class PartyLab {
     }
 
     /// Writes a configuration for agent `index` (overlay 100.64.0.index/32) and starts it in `namespace`.
-    /// `agent` adds lines to the [Agent] section (short lab timings by default).
+    /// `agent` adds lines to the [Agent] section (short lab timings by default); `addresses` adds
+    /// prefixes to its `Address` line, which the agent announces to the party.
     @discardableResult
-    public func startAgent(in namespace: Namespace, index: Int, agent extra: [String] = []) throws -> AgentHandle {
-        let handle = try prepareAgent(in: namespace, index: index, agent: extra)
+    public func startAgent(in namespace: Namespace, index: Int, agent extra: [String] = [], subnets: [String] = []) throws -> AgentHandle {
+        let handle = try prepareAgent(in: namespace, index: index, agent: extra, subnets: subnets)
         handle.process = try lab.spawn(in: namespace, ["env", "WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1", Products.lanrage, "agent",
                                                        "--config", handle.configuration.path, "--log-level", "debug"],
                                        log: "agent\(index).log")

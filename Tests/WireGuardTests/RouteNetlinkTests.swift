@@ -45,15 +45,40 @@ struct RouteNetlinkTests {
         // Routes to the link, IPv4 and IPv6.
         try InNamespace.run(ns) {
             try RouteNetlink.addRoute(veth, IPPrefix("203.0.113.0/24")!)
-            try RouteNetlink.addRoute(veth, IPPrefix("203.0.113.0/24")!)  // replace: idempotent
             try RouteNetlink.addRoute(veth, IPPrefix("2001:db8:77::/48")!)
             let routes = try RouteNetlink.routes(veth)
             #expect(routes.contains(IPPrefix("203.0.113.0/24")!) && routes.contains(IPPrefix("2001:db8:77::/48")!))
         }
         #expect(try ipShows(["route", "show", "dev", veth]).contains("203.0.113.0/24"))
         #expect(try ipShows(["-6", "route", "show", "dev", veth]).contains("2001:db8:77::/48"))
+
+        // A route is never replaced: not its own, nor another link's connected route.
+        let connected = try ipShows(["route", "show", "198.51.100.0/25"])
+        #expect(connected.contains("dev \(veth) proto kernel scope link"), "\(connected)")
+        try InNamespace.run(ns) {
+            #expect { try RouteNetlink.addRoute(veth, IPPrefix("203.0.113.0/24")!) } throws: { ($0 as? WireGuardError)?.kind == .exists }
+            #expect { try RouteNetlink.addRoute(other, IPPrefix("198.51.100.0/25")!) } throws: { error in
+                let error = error as? WireGuardError
+                return error?.kind == .exists && error!.message.contains("a route to 198.51.100.0/25 exists already")
+            }
+        }
+        #expect(try ipShows(["route", "show", "198.51.100.0/25"]) == connected)
+
+        // The kernel's routes as values: the main table, and the local table's own addresses.
+        let kernel = try InNamespace.run(ns) { try RouteNetlink.kernelRoutes() }
+        let index = try InNamespace.run(ns) { try RouteNetlink.index(veth) }
+        #expect(kernel.contains(KernelRoute(IPPrefix("198.51.100.0/25")!, interfaceIndex: index, interfaceName: veth, routingProtocol: 2,
+                                            scope: 253)), "\(kernel)")
+        #expect(kernel.contains(KernelRoute(IPPrefix("203.0.113.0/24")!, interfaceIndex: index, interfaceName: veth, routingProtocol: 4,
+                                            scope: 253)), "\(kernel)")
+        #expect(kernel.contains(KernelRoute(IPPrefix("198.51.100.7/32")!, interfaceIndex: index, interfaceName: veth, routingProtocol: 2,
+                                            scope: 254, type: KernelRoute.local, table: KernelRoute.localTable)), "\(kernel)")
+        #expect(kernel.contains { $0.prefix == IPPrefix("2001:db8:77::/48")! && $0.interfaceName == veth && $0.metric == 1024 }, "\(kernel)")
+        #expect(!kernel.contains { $0.table == KernelRoute.localTable && $0.type != KernelRoute.local }, "broadcast routes left out")
+
         try InNamespace.run(ns) { try RouteNetlink.deleteRoute(veth, IPPrefix("203.0.113.0/24")!) }
         #expect(!(try ipShows(["route", "show", "dev", veth]).contains("203.0.113.0/24")))
+        #expect(try ipShows(["route", "show", "198.51.100.0/25"]) == connected, "deleting the static route leaves the connected one")
 
         // Down again, then errors: a missing link, a taken name, a kind this kernel lacks.
         try InNamespace.run(ns) {
