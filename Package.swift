@@ -133,7 +133,7 @@ let package = Package(
         .testTarget(name: "lanrageTests", dependencies: ["lanrage"]),
         .testTarget(name: "PunchTests", dependencies: ["Punch", "Net", "CLinux", "STUN", "LabSupport"]),
         .testTarget(name: "AgentTests", dependencies: ["Agent", "Net", "Rendezvous"]),
-        .testTarget(name: "AgentLabTests", dependencies: ["LabSupport", "Net", "Rendezvous", "Agent", "WireGuard"]),
+        .testTarget(name: "AgentLabTests", dependencies: ["LabSupport", "Net", "Rendezvous", "Agent", "WireGuard", "Control", "EventLoop"]),
         .testTarget(name: "PunchLabTests", dependencies: ["Punch", "Net", "STUN", "LabSupport", "Peer", "EventLoop", "StateChart", "WireGuard"]),
 
         // Benchmarks (`make bench`), run through package-benchmark.

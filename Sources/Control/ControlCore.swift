@@ -212,25 +212,28 @@ public final class ControlCore {
     }
 
     /// A sender whose key the server has not derived yet: a new member registering, or a member the
-    /// server restored (or forgot) speaking for the first time. Limited per source IP; under load, a
-    /// register must carry the cookie of its source before any X25519 or signature check is made.
+    /// server restored (or forgot) speaking for the first time. Under load (more stranger datagrams a
+    /// second than the threshold), a register must first carry the cookie of its source: one without
+    /// gets the cookie, at the cost of a hash, unlimited (the answer is smaller than the register, and
+    /// a per-address limit there would let a spoofed flood take a real newcomer's address's turn);
+    /// anything else from a stranger is dropped. Then, and always when not under load, strangers are
+    /// limited per source address before any X25519 or signature check is made.
     private func stranger(_ bytes: UnsafeRawBufferPointer, _ header: ControlMessage.Header, in party: Party, from source: Endpoint,
                           now: Int64, wall: UInt64) -> [Outgoing] {
-        guard strangers.allow(source.address, now: now) else { counters.rateLimited += 1; return [] }
         let second = now / 1_000_000_000
         if second != strangerCount.second {
             strangerCount = (0, second == strangerCount.second + 1 ? strangerCount.current : 0, second)
         }
         strangerCount.current += 1
-        let known = party.members[header.sender] != nil
-        if !known && max(strangerCount.current, strangerCount.previous) > configuration.cookieThreshold {
-            guard header.type == 0x01 else { return [] }
+        if party.members[header.sender] == nil && max(strangerCount.current, strangerCount.previous) > configuration.cookieThreshold {
+            guard header.type == 0x01 else { counters.rateLimited += 1; return [] }
             let cookie = Array(UnsafeRawBufferPointer(rebasing: bytes[ControlMessage.headerCount..<(ControlMessage.headerCount + ControlNotice.cookieCount)]))
             guard cookies.isValid(cookie, for: source, now: now) else {
                 counters.cookiesSent += 1
                 return [Outgoing(bytes: ControlNotice.cookie(nonce: header.nonce, cookie: cookies.cookie(for: source, now: now)).encoded(), to: source)]
             }
         }
+        guard strangers.allow(source.address, now: now) else { counters.rateLimited += 1; return [] }
         guard let key = Keys.controlKey(privateKey: privateKey, publicKey: header.sender.bytes, member: header.sender, server: serverKey,
                                         party: party.id),
               let message = authenticate(bytes, key: key) else { return [] }
