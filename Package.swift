@@ -2,8 +2,9 @@
 //
 // LANrage: NAT traversal for WireGuard on Linux routers.
 //
-// The shipped `lanrage` executable links only the Swift stdlib (static), swift-log,
-// HeapModule, libnl and libsodium — see ../shared/DESIGN.md, "Dependencies and footprint".
+// The shipped `lanrage` executable links only the Swift stdlib (static), swift-collections'
+// HeapModule, libnl and libsodium. Its logger and command line are its own: swift-log cannot be
+// built in Embedded Swift (the ARM router builds), and swift-argument-parser pulls in Foundation.
 // Tests and benchmarks may use anything: they are not shipped.
 import PackageDescription
 
@@ -27,7 +28,6 @@ let package = Package(
         .executable(name: "StateChartBenchmarks", targets: ["StateChartBenchmarks"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
         .package(url: "https://github.com/ordo-one/benchmark.git", from: "1.38.1", traits: ["MallocInterposer"]),
     ],
@@ -38,7 +38,7 @@ let package = Package(
         .systemLibrary(name: "CNetlink", pkgConfig: "libnl-genl-3.0"),
 
         // Libraries, one concern each.
-        .target(name: "Output", dependencies: [.product(name: "Logging", package: "swift-log")], swiftSettings: optimizeForSize),
+        .target(name: "Output", swiftSettings: optimizeForSize),
         .target(name: "Commands", dependencies: ["Output"], swiftSettings: optimizeForSize),
         .target(name: "Net", dependencies: ["CLinux"], swiftSettings: optimizeForSize),
         .target(name: "WireGuard", dependencies: ["CSodium", "CNetlink", "CLinux", "Net"], swiftSettings: optimizeForSize),
@@ -46,11 +46,11 @@ let package = Package(
         .target(name: "Peer", dependencies: ["StateChart"], swiftSettings: optimizeForSize),
         .target(name: "Punch", dependencies: ["Net", "CLinux", "CSodium", "STUN"], swiftSettings: optimizeForSize),
         .target(name: "Rendezvous", dependencies: ["CSodium", "Net"], swiftSettings: optimizeForSize),
-        .target(name: "Relay", dependencies: ["Rendezvous", "Net", "EventLoop", "StateChart", .product(name: "Logging", package: "swift-log")],
+        .target(name: "Relay", dependencies: ["Rendezvous", "Net", "EventLoop", "StateChart"],
                 swiftSettings: optimizeForSize),
         .target(
             name: "Control",
-            dependencies: ["Rendezvous", "Net", "EventLoop", "StateChart", "STUN", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["Rendezvous", "Net", "EventLoop", "StateChart", "STUN"],
             swiftSettings: optimizeForSize
         ),
         .target(
@@ -58,7 +58,6 @@ let package = Package(
             dependencies: [
                 "CLinux", "Net", "StateChart",
                 .product(name: "HeapModule", package: "swift-collections"),
-                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: optimizeForSize
         ),
@@ -68,7 +67,7 @@ let package = Package(
             name: "Agent",
             dependencies: [
                 "Commands", "Output", "Net", "StateChart", "Peer", "EventLoop", "Punch", "STUN", "WireGuard", "Rendezvous",
-                "Control", "CLinux", .product(name: "Logging", package: "swift-log"),
+                "Control", "CLinux",
             ],
             swiftSettings: optimizeForSize
         ),
@@ -81,7 +80,6 @@ let package = Package(
                 "STUN",
                 "WireGuard",
                 "Rendezvous", "Relay", "Control", "Agent",
-                .product(name: "Logging", package: "swift-log"),
             ],
             // The release link's code order (make order-file), read by the linker only.
             exclude: ["lanrage.order"],
@@ -142,7 +140,6 @@ let package = Package(
             dependencies: [
                 "StateChart", "EventLoop", "Peer",
                 .product(name: "Benchmark", package: "benchmark"),
-                .product(name: "Logging", package: "swift-log"),
             ],
             path: "Tests/Benchmarks/StateChartBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]

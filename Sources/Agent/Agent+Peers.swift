@@ -1,8 +1,7 @@
 import Control
 import EventLoop
-import Logging
-import Net
 import Output
+import Net
 import Peer
 import Punch
 import Rendezvous
@@ -54,6 +53,14 @@ extension Agent {
                 // latched the port, and with it delivers the peer's first handshake, held for this side.
                 _ = try? port.send(relays.latch(grant), to: grant.endpoint)
                 pointWireGuard(id, at: grant.endpoint)
+                // Twice more, in case the first is lost: Detecting and Punching read WireGuard (which
+                // latches again) only once they are done, and until then the early relay carries nothing.
+                for delay in Self.latchRepeats {
+                    alarms.schedule(after: delay) { [unowned self] in
+                        guard let current = self.links[id]?.relay, current == grant else { return }
+                        _ = try? self.port.send(self.relays.latch(grant), to: grant.endpoint)
+                    }
+                }
             }
         case .releaseRelay:
             // Given back, not just forgotten: a relay still forwarding could carry a late packet that
@@ -211,6 +218,8 @@ extension Agent {
 
     /// How long early relays are not asked for after a relay refused one.
     static let earlyRelayPause: Duration = .seconds(30)
+    /// When the latch of a new relay grant is sent again (a lost one would leave the early relay idle).
+    static let latchRepeats: [Duration] = [.milliseconds(300), .seconds(1)]
     /// How long the member with the larger key waits before its first keepalive on a new path.
     static let keepaliveLag: Duration = .milliseconds(300)
 

@@ -3,9 +3,8 @@ import Glibc
 #endif
 import Control
 import EventLoop
-import Logging
-import Net
 import Output
+import Net
 import Peer
 import Punch
 import Rendezvous

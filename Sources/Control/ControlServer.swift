@@ -2,7 +2,7 @@
 import Glibc
 #endif
 import EventLoop
-import Logging
+import Output
 import Net
 import Rendezvous
 import STUN

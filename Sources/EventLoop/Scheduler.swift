@@ -1,5 +1,5 @@
 import HeapModule
-import Logging
+import Output
 import StateChart
 
 /// Runs many machines of one chart on one thread: delivers their events, arms and fires their

@@ -1,6 +1,6 @@
 import Agent
 import Commands
-import Logging
+import Output
 
 /// `lanrage agent --config FILE`
 enum AgentCommand {

@@ -5,7 +5,7 @@ import Agent
 import Commands
 import Control
 import EventLoop
-import Logging
+import Output
 import Net
 import Rendezvous
 import WireGuard

@@ -1,5 +1,4 @@
 import Commands
-import Logging
 import Output
 
 /// Options every subcommand accepts: how and how much to log.
@@ -9,11 +8,10 @@ enum GlobalOptions {
         .value("log-format", "FORMAT", help: "Log line format: logfmt or json.", default: "logfmt"),
     ]
 
-    /// Sets up swift-log from `--log-level` and `--log-format`; call once, before logging.
+    /// Sets the process's log output from `--log-level` and `--log-format`; call once, before logging.
     static func bootstrapLogging(_ invocation: Invocation) throws(UsageError) {
-        let level = try invocation.value("log-level", as: Logger.Level.self) ?? .info
-        let format = try invocation.value("log-format", as: LogFormat.self) ?? .logfmt
-        LoggingSystem.bootstrap { label in LineLogHandler(label: label, format: format, level: level) }
+        LogOutput.standard.level = try invocation.value("log-level", as: Logger.Level.self) ?? .info
+        LogOutput.standard.format = try invocation.value("log-format", as: LogFormat.self) ?? .logfmt
     }
 }
 

@@ -4,7 +4,7 @@ import Glibc
 import Agent
 import Commands
 import EventLoop
-import Logging
+import Output
 import Net
 import Relay
 import Rendezvous

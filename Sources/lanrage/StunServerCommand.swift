@@ -1,7 +1,6 @@
 import Commands
-import Logging
-import Net
 import Output
+import Net
 import STUN
 
 /// `lanrage stun-server --listen IP:PORT [--alternate IP:PORT]`

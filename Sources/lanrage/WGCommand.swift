@@ -1,7 +1,6 @@
 import Commands
-import Logging
-import Net
 import Output
+import Net
 import WireGuard
 #if canImport(Glibc)
 import Glibc

@@ -1,4 +1,5 @@
-import Logging
+import Foundation
+import Output
 import StateChart
 import Testing
 @testable import EventLoop
@@ -90,34 +91,26 @@ import Testing
 
     @Test func transitionsAreTracedAsOneStructuredLineEach() {
         let lines = Lines()
-        var logger = Logger(label: "test") { _ in CapturingHandler(lines: lines) }
-        logger.logLevel = .info
+        let logger = Logger(label: "test", output: LogOutput(level: .info) { lines.append($0) })
         let clock = VirtualClock()
         let scheduler = Scheduler(chart: Blinker.chart(ticks: 1), clock: clock, executor: RecordingExecutor<Blinker>(),
                                   coalescingWindow: .zero, logger: logger)
         scheduler.add(name: "peer-a", context: .init())
         scheduler.runVirtual(clock, until: 5_000_000_000)
         #expect(lines.all == [
-            "transition actions= elapsed_ms=1000.000 event=start from=off peer=peer-a to=blinking",
+            "transition actions=\"\" elapsed_ms=1000.000 event=start from=off peer=peer-a to=blinking",
             "transition actions=finish elapsed_ms=1000.000 event=giveUp from=blinking peer=peer-a to=done",
         ], "internal transitions (tick) are traced at debug level only")
     }
 }
 
+/// The lines a logger wrote, without time and logger name: `msg field=value …`.
 final class Lines: @unchecked Sendable {
     var all: [String] = []
-}
 
-struct CapturingHandler: LogHandler {
-    let lines: Lines
-    var logLevel: Logger.Level = .trace
-    var metadata: Logger.Metadata = [:]
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
-    func log(event: LogEvent) {
-        let fields = (event.metadata ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
-        lines.all.append(([event.message.description] + fields).joined(separator: " "))
+    func append(_ line: String) {
+        let fields = line.split(separator: " ").filter { !$0.hasPrefix("time=") && !$0.hasPrefix("level=") && !$0.hasPrefix("logger=") }
+        all.append(fields.map { $0.hasPrefix("msg=") ? String($0.dropFirst(4)) : String($0) }.joined(separator: " ")
+            .trimmingCharacters(in: .newlines))
     }
 }

@@ -1,4 +1,4 @@
-import Logging
+import Output
 import Testing
 @testable import Output
 
@@ -20,21 +20,21 @@ import Testing
     }
 
     @Test func logfmtQuotesOnlyWhatNeedsIt() {
-        let line = LineLogHandler.line(
+        let line = Logger.line(
             time: "T", level: .info, label: "lanrage", message: "transition",
             fields: [("peer", "p1"), ("note", "two words"), ("empty", "")], format: .logfmt)
         #expect(line == "time=T level=info logger=lanrage msg=transition peer=p1 note=\"two words\" empty=\"\"\n")
     }
 
     @Test func jsonLinesAreOneObjectPerLine() {
-        let line = LineLogHandler.line(
+        let line = Logger.line(
             time: "T", level: .debug, label: "x", message: "m", fields: [("k", "v")], format: .json)
         #expect(line == #"{"time":"T","level":"debug","logger":"x","msg":"m","k":"v"}"# + "\n")
     }
 
     @Test func handlerWritesMetadataSorted() {
         let lines = LockedLines()
-        var logger = Logger(label: "t") { LineLogHandler(label: $0, format: .logfmt, level: .info, sink: lines.append) }
+        var logger = Logger(label: "t", output: LogOutput(level: .info, format: .logfmt, sink: lines.append))
         logger[metadataKey: "z"] = "last"
         logger.info("hello", metadata: ["a": "first"])
         logger.debug("filtered out")

@@ -1,6 +1,6 @@
 import Benchmark
 import EventLoop
-import Logging
+import Output
 import Peer
 import StateChart
 
@@ -52,8 +52,7 @@ let benchmarks: @Sendable () -> Void = {
     Benchmark("Scheduler timer firing (10,000 machines)", configuration: .init(scalingFactor: .kilo)) { benchmark in
         let clock = VirtualClock()
         let executor = DiscardingExecutor()
-        var logger = Logger(label: "bench")
-        logger.logLevel = .critical
+        let logger = Logger(label: "bench", output: LogOutput(level: .critical))
         let scheduler = Scheduler(chart: PeerChart.chart(), clock: clock, executor: executor,
                                   coalescingWindow: .zero, logger: logger)
         for index in 0..<10_000 {
