@@ -64,6 +64,19 @@ public enum RegistrationState: Int, ChartState {
     case stopped
 }
 
+extension RegistrationState: CustomStringConvertible {
+    /// The case's name, as charts, logs and status show it.
+    public var description: String {
+        switch self {
+        case .idle: "idle"
+        case .registering: "registering"
+        case .registered: "registered"
+        case .backingOff: "backingOff"
+        case .stopped: "stopped"
+        }
+    }
+}
+
 public enum RegistrationEvent: Int, ChartEvent {
     case start
     case registeredAck
@@ -76,12 +89,41 @@ public enum RegistrationEvent: Int, ChartEvent {
     case stop
 }
 
+extension RegistrationEvent: CustomStringConvertible {
+    /// The case's name, as charts, logs and status show it.
+    public var description: String {
+        switch self {
+        case .start: "start"
+        case .registeredAck: "registeredAck"
+        case .attemptTimedOut: "attemptTimedOut"
+        case .heartbeatDue: "heartbeatDue"
+        case .heartbeatAcked: "heartbeatAcked"
+        case .resync: "resync"
+        case .backoffElapsed: "backoffElapsed"
+        case .stop: "stop"
+        }
+    }
+}
+
 public enum RegistrationAction: Sendable, Hashable {
     case sendRegister
     case sendHeartbeat
     case sendLeave
     case reportRegistered
     case reportDisconnected
+}
+
+extension RegistrationAction: CustomStringConvertible {
+    /// The case's name, as charts, logs and status show it.
+    public var description: String {
+        switch self {
+        case .sendRegister: "sendRegister"
+        case .sendHeartbeat: "sendHeartbeat"
+        case .sendLeave: "sendLeave"
+        case .reportRegistered: "reportRegistered"
+        case .reportDisconnected: "reportDisconnected"
+        }
+    }
 }
 
 public struct RegistrationContext: Sendable, Equatable {

@@ -18,6 +18,21 @@ public enum PeerState: Int, ChartState {
     case closed
 }
 
+extension PeerState: CustomStringConvertible {
+    /// The case's name, as charts, logs and status show it.
+    public var description: String {
+        switch self {
+        case .discovering: "discovering"
+        case .detecting: "detecting"
+        case .punching: "punching"
+        case .direct: "direct"
+        case .relaying: "relaying"
+        case .keepalive: "keepalive"
+        case .closed: "closed"
+        }
+    }
+}
+
 /// What can happen to a peer connection. Timer events come from the chart's timeouts.
 public enum PeerEvent: Int, ChartEvent {
     /// The control server sent the peer's candidates.
@@ -54,6 +69,30 @@ public enum PeerEvent: Int, ChartEvent {
     case peerLeft
 }
 
+extension PeerEvent: CustomStringConvertible {
+    /// The case's name, as charts, logs and status show it.
+    public var description: String {
+        switch self {
+        case .candidatesKnown: "candidatesKnown"
+        case .discoveryRetry: "discoveryRetry"
+        case .natKnown: "natKnown"
+        case .detectionTimeout: "detectionTimeout"
+        case .punchTick: "punchTick"
+        case .punchAcked: "punchAcked"
+        case .punchTimeout: "punchTimeout"
+        case .livenessTick: "livenessTick"
+        case .wireGuardRead: "wireGuardRead"
+        case .confirmTimeout: "confirmTimeout"
+        case .relayReady: "relayReady"
+        case .relayFailed: "relayFailed"
+        case .relayTimeout: "relayTimeout"
+        case .endpointChanged: "endpointChanged"
+        case .upgradeDue: "upgradeDue"
+        case .peerLeft: "peerLeft"
+        }
+    }
+}
+
 /// What the agent must do for a peer connection. The data each action needs is in the
 /// machine's context and in the agent's own tables (candidates, pinned endpoint, relay).
 public enum PeerAction: Sendable, Hashable {
@@ -81,4 +120,23 @@ public enum PeerAction: Sendable, Hashable {
     case readHandshake
     /// Remove the WireGuard peer.
     case removePeer
+}
+
+extension PeerAction: CustomStringConvertible {
+    /// The case's name, as charts, logs and status show it.
+    public var description: String {
+        switch self {
+        case .requestCandidates: "requestCandidates"
+        case .detectNAT: "detectNAT"
+        case .startPunch: "startPunch"
+        case .sendPunch: "sendPunch"
+        case .setDirectEndpoint: "setDirectEndpoint"
+        case .allocateRelay: "allocateRelay"
+        case .setRelayEndpoint: "setRelayEndpoint"
+        case .releaseRelay: "releaseRelay"
+        case .enableKeepalive: "enableKeepalive"
+        case .readHandshake: "readHandshake"
+        case .removePeer: "removePeer"
+        }
+    }
 }

@@ -53,10 +53,34 @@ public enum DetectionState: Int, ChartState {
     case failed
 }
 
+extension DetectionState: CustomStringConvertible {
+    /// The case's name, as charts, logs and status show it.
+    public var description: String {
+        switch self {
+        case .idle: "idle"
+        case .binding: "binding"
+        case .filtering: "filtering"
+        case .mapping: "mapping"
+        case .done: "done"
+        case .failed: "failed"
+        }
+    }
+}
+
 public enum DetectionEvent: Int, ChartEvent {
     case start
     /// Every transaction of the current phase was answered or timed out.
     case settled
+}
+
+extension DetectionEvent: CustomStringConvertible {
+    /// The case's name, as charts, logs and status show it.
+    public var description: String {
+        switch self {
+        case .start: "start"
+        case .settled: "settled"
+        }
+    }
 }
 
 public enum DetectionAction: Sendable, Hashable {
@@ -68,6 +92,20 @@ public enum DetectionAction: Sendable, Hashable {
     /// Report what the binding tests alone can tell.
     case reportPartial
     case reportFailure
+}
+
+extension DetectionAction: CustomStringConvertible {
+    /// The case's name, as charts, logs and status show it.
+    public var description: String {
+        switch self {
+        case .sendBindingTests: "sendBindingTests"
+        case .sendFilteringTests: "sendFilteringTests"
+        case .sendMappingTests: "sendMappingTests"
+        case .reportBehaviour: "reportBehaviour"
+        case .reportPartial: "reportPartial"
+        case .reportFailure: "reportFailure"
+        }
+    }
 }
 
 public struct DetectionContext: Sendable, Equatable {

@@ -3,9 +3,15 @@ import StateChart
 /// A chart for scheduler tests: a light that blinks on a repeating timer until told to stop or
 /// until it gives up after a one-shot timeout.
 enum Blinker: ChartSpec {
-    enum State: Int, ChartState { case off, blinking, done }
-    enum Event: Int, ChartEvent { case start, tick, stop, giveUp, poke }
-    enum Action: Sendable, Equatable { case flash, finish, poked }
+    enum State: Int, ChartState { case off, blinking, done
+        var description: String { switch self { case .off: "off"; case .blinking: "blinking"; case .done: "done" } }
+    }
+    enum Event: Int, ChartEvent { case start, tick, stop, giveUp, poke
+        var description: String { switch self { case .start: "start"; case .tick: "tick"; case .stop: "stop"; case .giveUp: "giveUp"; case .poke: "poke" } }
+    }
+    enum Action: Sendable, Equatable, CustomStringConvertible { case flash, finish, poked
+        var description: String { switch self { case .flash: "flash"; case .finish: "finish"; case .poked: "poked" } }
+    }
     struct Context: Sendable { var wait: Duration = .seconds(1) }
 
     static func chart(interval: Duration = .milliseconds(100), ticks: Int = 4, giveUp: Duration = .seconds(1)) -> Chart<Blinker> {

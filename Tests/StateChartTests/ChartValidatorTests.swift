@@ -68,8 +68,12 @@ import Testing
 
     @Test func rawValuesMustBeDense() {
         enum Sparse: ChartSpec {
-            enum State: Int, ChartState { case a = 0, b = 2 }
-            enum Event: Int, ChartEvent { case go }
+            enum State: Int, ChartState { case a = 0, b = 2
+        var description: String { switch self { case .a: "a"; case .b: "b" } }
+    }
+            enum Event: Int, ChartEvent { case go
+        var description: String { switch self { case .go: "go" } }
+    }
             typealias Action = Int
             typealias Context = Int
         }

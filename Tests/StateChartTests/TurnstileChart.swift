@@ -2,9 +2,15 @@ import StateChart
 
 /// A small chart for engine tests: a coin-operated turnstile with a timeout and a counter.
 enum Turnstile: ChartSpec {
-    enum State: Int, ChartState { case locked, unlocked, broken }
-    enum Event: Int, ChartEvent { case coin, push, kick, idle, repair }
-    enum Action: Sendable, Equatable { case unlock, lock, thank, alarm, beep, exitLocked, enterLocked }
+    enum State: Int, ChartState { case locked, unlocked, broken
+        var description: String { switch self { case .locked: "locked"; case .unlocked: "unlocked"; case .broken: "broken" } }
+    }
+    enum Event: Int, ChartEvent { case coin, push, kick, idle, repair
+        var description: String { switch self { case .coin: "coin"; case .push: "push"; case .kick: "kick"; case .idle: "idle"; case .repair: "repair" } }
+    }
+    enum Action: Sendable, Equatable, CustomStringConvertible { case unlock, lock, thank, alarm, beep, exitLocked, enterLocked
+        var description: String { switch self { case .unlock: "unlock"; case .lock: "lock"; case .thank: "thank"; case .alarm: "alarm"; case .beep: "beep"; case .exitLocked: "exitLocked"; case .enterLocked: "enterLocked" } }
+    }
     struct Context: Sendable { var coins = 0; var entries = 0 }
 
     static let paid = Guard<Context>("paid") { $0.coins > 0 }
