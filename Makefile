@@ -10,8 +10,8 @@ DEB_PACKAGES := libnl-3-dev libnl-genl-3-dev libsodium-dev pkg-config graphviz n
 # first libstdc++ on its search path, and this directory holds only the archive (libstdc++-12-dev).
 STATIC_CXX_DIR := $(CURDIR)/.build/static-cxx
 $(shell archive=$$(gcc -print-file-name=libstdc++.a 2>/dev/null); [ -f "$$archive" ] && mkdir -p $(STATIC_CXX_DIR) && ln -sfn "$$archive" $(STATIC_CXX_DIR)/libstdc++.a)
-# The dependency (swift-collections) compiled like the shipped modules in Package.swift:
-# a section per function, unused public ones droppable (-94 KB; see Package.swift).
+# Every module compiled like the shipped ones in Package.swift: a section per function, unused
+# public ones droppable (see Package.swift).
 RELEASE_FLAGS := -c release --static-swift-stdlib -Xswiftc -Xfrontend -Xswiftc -function-sections -Xswiftc -Xfrontend -Xswiftc -internalize-at-link \
 	-Xlinker -L$(STATIC_CXX_DIR)
 RELEASE_BIN := .build/release/lanrage

@@ -2,9 +2,9 @@
 //
 // LANrage: NAT traversal for WireGuard on Linux routers.
 //
-// The shipped `lanrage` executable links only the Swift stdlib (static), swift-collections'
-// HeapModule, libnl and libsodium. Its logger and command line are its own: swift-log cannot be
-// built in Embedded Swift (the ARM router builds), and swift-argument-parser pulls in Foundation.
+// The shipped `lanrage` executable links only the Swift stdlib (static), libnl and libsodium. Its
+// logger, command line and timer heap are its own: swift-log cannot be built in Embedded Swift
+// (the ARM router builds), swift-argument-parser pulls in Foundation, and a binary heap is 50 lines.
 // Tests and benchmarks may use anything: they are not shipped.
 import PackageDescription
 
@@ -28,7 +28,6 @@ let package = Package(
         .executable(name: "StateChartBenchmarks", targets: ["StateChartBenchmarks"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
         .package(url: "https://github.com/ordo-one/benchmark.git", from: "1.38.1", traits: ["MallocInterposer"]),
     ],
     targets: [
@@ -46,18 +45,17 @@ let package = Package(
         .target(name: "Peer", dependencies: ["StateChart"], swiftSettings: optimizeForSize),
         .target(name: "Punch", dependencies: ["Net", "CLinux", "CSodium", "STUN"], swiftSettings: optimizeForSize),
         .target(name: "Rendezvous", dependencies: ["CSodium", "Net"], swiftSettings: optimizeForSize),
-        .target(name: "Relay", dependencies: ["Rendezvous", "Net", "EventLoop", "StateChart"],
+        .target(name: "Relay", dependencies: ["Rendezvous", "Net", "EventLoop", "StateChart", "Output"],
                 swiftSettings: optimizeForSize),
         .target(
             name: "Control",
-            dependencies: ["Rendezvous", "Net", "EventLoop", "StateChart", "STUN"],
+            dependencies: ["Rendezvous", "Net", "EventLoop", "StateChart", "STUN", "Output"],
             swiftSettings: optimizeForSize
         ),
         .target(
             name: "EventLoop",
             dependencies: [
-                "CLinux", "Net", "StateChart",
-                .product(name: "HeapModule", package: "swift-collections"),
+                "CLinux", "Net", "StateChart", "Output",
             ],
             swiftSettings: optimizeForSize
         ),

@@ -1,4 +1,3 @@
-import HeapModule
 import Output
 import StateChart
 
@@ -39,7 +38,7 @@ public final class Scheduler<Executor: ActionExecutor>: TimerSource {
     @usableFromInline var machines: [Machine<Spec>?] = []
     @usableFromInline var names: [String] = []
     @usableFromInline var enteredAt: [Nanoseconds] = []
-    @usableFromInline var timers = Heap<TimerEntry>()
+    @usableFromInline var timers = MinHeap<TimerEntry>()
     @usableFromInline var sequence: UInt64 = 0
     @usableFromInline var queue: [(machine: MachineID, event: Spec.Event)] = []
     @usableFromInline var queueHead = 0
