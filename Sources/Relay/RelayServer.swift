@@ -78,7 +78,7 @@ public final class RelayServer {
     // MARK: Service port
 
     private func serviceReadable() {
-        while true {
+        for _ in 0..<ReadBatch.datagrams {
             let received: (count: Int, from: Endpoint)?
             do { received = try service.receive(into: &buffer) } catch { continue }
             guard let (count, from) = received else { return }
@@ -194,14 +194,14 @@ public final class RelayServer {
 
     // MARK: Forwarding
 
-    /// Drains side `index`'s socket: each datagram from the side's named address is sent on from
+    /// Reads side `index`'s socket (at most ``ReadBatch/datagrams`` a round): each datagram from the side's named address is sent on from
     /// the other side's socket to the other side's latched endpoint.
     private func forward(_ allocation: Allocation, from index: Int) {
         let other = 1 - index
         let inbound = allocation.sockets[index].descriptor
         var storage = sockaddr_storage()
         var activity = false
-        while true {
+        for _ in 0..<ReadBatch.datagrams {
             var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
             let count = buffer.withUnsafeMutableBytes { raw in
                 withUnsafeMutablePointer(to: &storage) {
