@@ -111,8 +111,9 @@ public final class ControlClient {
         _ = try? socket.send(message.encoded(key: partyKey), to: configuration.server)
     }
 
+    /// Handles at most ``ReadBatch/datagrams`` datagrams; the rest wait for the next round.
     private func readable() {
-        while true {
+        for _ in 0..<ReadBatch.datagrams {
             guard let (count, from) = (try? socket.receive(into: &buffer)) ?? nil else { return }
             guard from == configuration.server else { dropped += 1; continue }
             let message: ControlMessage
