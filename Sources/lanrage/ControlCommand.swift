@@ -68,6 +68,8 @@ enum ControlCommand {
             guard let equals = spec.firstIndex(of: "="), equals != spec.startIndex else {
                 throw invocation.usageError("invalid --party '\(spec)' (expected NAME=FILE)")
             }
+            // The state file keeps a party's name in at most 255 bytes.
+            guard spec[..<equals].utf8.count <= 255 else { throw invocation.usageError("--party NAME is longer than 255 bytes") }
             var secret = try SecretFile.read(String(spec[spec.index(after: equals)...]))
             guard core.addParty(name: String(spec[..<equals]), secret: secret) else { throw invocation.usageError("too many parties") }
             Crypto.wipe(&secret)
