@@ -102,7 +102,8 @@ let package = Package(
         .testTarget(name: "CommandsTests", dependencies: ["Commands"]),
         .testTarget(name: "NetTests", dependencies: ["Net"]),
         .testTarget(name: "WireGuardTests", dependencies: ["WireGuard", "CNetlink", "CSodium", "Net"]),
-        .testTarget(name: "STUNTests", dependencies: ["STUN", "Net"]),
+        .systemLibrary(name: "CMalloc", path: "Tests/CMalloc"),
+        .testTarget(name: "STUNTests", dependencies: ["STUN", "Net", "CMalloc"]),
         .target(name: "LabSupport", dependencies: ["Net", "WireGuard", "Rendezvous", "Control"], path: "Tests/LabSupport"),
         // `make demo`: the lab with two members, run end to end.
         .executableTarget(name: "LANrageDemo", dependencies: ["LabSupport", "Net"], path: "Tests/Demo"),

@@ -139,7 +139,7 @@ public final class Agent {
             self.logger.error("the control server speaks another protocol version", metadata: [
                 "server_versions": "\(lowest)-\(highest)", "agent_version": "\(ControlMessage.version)"])
         }
-        status = try StatusServer(path: configuration.statusSocket, loop: loop) { [unowned self] request in self.answer(request) }
+        status = try StatusServer(path: configuration.statusSocket, loop: loop, clock: clock) { [unowned self] request in self.answer(request) }
         loop.addTimers(Ticker(every: Self.housekeeping, clock: clock) { [unowned self] in self.housekeep() })
         try loop.handleSignals { [unowned self] signal in
             if signal == SIGHUP { self.reload() } else { self.shutdown(reason: signal == SIGTERM ? "SIGTERM" : signal == SIGINT ? "SIGINT" : "signal \(signal)") }

@@ -113,7 +113,8 @@ final class RelayClient: TimerSource {
     }
 
     private func readable() {
-        while let (count, from) = (try? socket.receive(into: &buffer)) ?? nil {
+        for _ in 0..<ReadBatch.datagrams {
+            guard let (count, from) = (try? socket.receive(into: &buffer)) ?? nil else { return }
             guard count >= 12 else { continue }
             // The nonce sits right after the 4-byte header; the tag is checked with that request's key.
             var nonce: UInt64 = 0

@@ -7,11 +7,26 @@ import Net
 
 /// The agent's local status socket: a unix stream socket (0660) where each connection sends one
 /// request line and reads one answer. Requests: `status`, `status json`, `peer QUERY`.
-final class StatusServer {
-    private let listener: UnixListener
-    private let answer: (String) -> String
+///
+/// It shares the agent's one thread, so it never waits on a client: each connection is read as its
+/// bytes arrive and answered as its socket takes the answer (the rest when it becomes writable).
+/// A connection has ``deadline`` from its acceptance to send its request and take the answer, and
+/// is closed then whatever it got to; a request line has at most ``requestLimit`` bytes. At most
+/// ``connectionLimit`` connections are open at once: one more is told it is busy and closed.
+final class StatusServer: TimerSource {
+    static let deadline: Duration = .seconds(1)
+    static let requestLimit = 8192
+    static let connectionLimit = 8
 
-    init(path: String, loop: EventLoop, answer: @escaping (String) -> String) throws {
+    private let listener: UnixListener
+    private unowned let loop: EventLoop
+    private let clock: MonotonicClock
+    private let answer: (String) -> String
+    private var connections: [Int32: StatusConnection] = [:]
+    private var buffer = [UInt8](repeating: 0, count: 4096)
+    private var closed = false
+
+    init(path: String, loop: EventLoop, clock: MonotonicClock, answer: @escaping (String) -> String) throws {
         // The socket's directory and its parents (/run/lanrage, /var/run/lanrage on OpenWrt), 0755.
         var directory = ""
         for component in path.split(separator: "/").dropLast() {
@@ -25,21 +40,101 @@ final class StatusServer {
             throw AgentFailure("another agent is running: its status socket \(path) answers (stop it, or set another StatusSocket)")
         case .failure(let error): throw error
         }
+        self.loop = loop
+        self.clock = clock
         self.answer = answer
-        try loop.register(listener.descriptor) { [unowned self] in self.acceptAll() }
+        try loop.register(listener.descriptor) { [unowned self] in self.acceptWaiting() }
+        loop.addTimers(self)
     }
 
-    private func acceptAll() {
-        // Bounded: a client gets 500 ms to send its line and take the answer.
-        for _ in 0..<16 {
+    /// Accepts what is waiting, a bounded number per round.
+    private func acceptWaiting() {
+        for _ in 0..<Self.connectionLimit {
             guard let stream = listener.accept() else { return }
-            guard let request = try? stream.read(upTo: 10, limit: 8192) else { continue }
-            let line = String(decoding: request.prefix { $0 != 10 && $0 != 13 }, as: UTF8.self)
-            try? stream.write(Array(answer(line).utf8))
+            let descriptor = stream.descriptor
+            guard connections.count < Self.connectionLimit else {
+                _ = try? stream.send(ArraySlice("error=the agent is busy with other status requests, try again\n".utf8))
+                continue
+            }
+            do {
+                try loop.register(descriptor) { [unowned self] in self.readable(descriptor) }
+            } catch {
+                continue
+            }
+            connections[descriptor] = StatusConnection(stream, deadline: clock.now + Self.deadline.nanoseconds)
         }
     }
 
-    func close() { listener.close() }
+    private func readable(_ descriptor: Int32) {
+        guard let connection = connections[descriptor] else { return }
+        switch connection.read(using: &buffer, limit: Self.requestLimit) {
+        case .request(let line):
+            switch connection.answer(with: Array(answer(line).utf8)) {
+            case .waiting:
+                // The rest when the socket has room: writability only, the request is complete.
+                loop.unregister(descriptor)
+                do {
+                    try loop.register(descriptor, for: .writable) { [unowned self] in self.writable(descriptor) }
+                } catch {
+                    drop(descriptor)
+                }
+            case .answered:
+                finish(descriptor)
+            case .request, .gone:
+                drop(descriptor)
+            }
+        case .waiting:
+            break
+        case .answered, .gone:
+            drop(descriptor)
+        }
+    }
+
+    private func writable(_ descriptor: Int32) {
+        guard let connection = connections[descriptor] else { return }
+        switch connection.write() {
+        case .waiting: break
+        case .answered: finish(descriptor)
+        case .request, .gone: drop(descriptor)
+        }
+    }
+
+    /// Closes an answered connection, after dropping what the client sent beyond its request.
+    private func finish(_ descriptor: Int32) {
+        connections[descriptor]?.discardInput(using: &buffer, limit: Self.requestLimit)
+        drop(descriptor)
+    }
+
+    /// Stops watching the connection and closes it.
+    private func drop(_ descriptor: Int32) {
+        loop.unregister(descriptor)
+        connections[descriptor] = nil
+    }
+
+    var nextDeadline: Nanoseconds? {
+        var earliest: Nanoseconds?
+        for connection in connections.values { earliest = min(earliest ?? connection.deadline, connection.deadline) }
+        return earliest
+    }
+
+    /// Closes the connections whose deadline has passed.
+    @discardableResult
+    func fireDueTimers() -> Int {
+        guard !connections.isEmpty else { return 0 }
+        let now = clock.now
+        let due = connections.filter { $0.value.deadline <= now }.map(\.key)
+        for descriptor in due { drop(descriptor) }
+        return due.count
+    }
+
+    /// Closes the connections and the socket (and removes its file).
+    func close() {
+        guard !closed else { return }
+        closed = true
+        for descriptor in Array(connections.keys) { drop(descriptor) }
+        loop.unregister(listener.descriptor)
+        listener.close()
+    }
 }
 
 /// Why the agent cannot start, beyond its configuration (exit 69).

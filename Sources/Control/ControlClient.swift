@@ -148,8 +148,9 @@ public final class ControlClient {
         return message.nonce
     }
 
+    /// Handles at most ``ReadBatch/datagrams`` datagrams; the rest wait for the next round.
     private func readable() {
-        while true {
+        for _ in 0..<ReadBatch.datagrams {
             guard let (count, from) = (try? socket.receive(into: &buffer)) ?? nil else { return }
             guard from == configuration.server else { dropped += 1; continue }
             let received: Received = buffer.withUnsafeBytes { raw in

@@ -146,7 +146,7 @@ public final class ControlCore {
     /// verifies are left out).
     func restore(_ saved: StateStore.SavedParty, wall: UInt64) {
         let party = Party(name: saved.name, authority: saved.authority)
-        party.revision = saved.revision == UInt64.max ? 0 : saved.revision + 1
+        party.revision = min(saved.revision, StateStore.revisionLimit) + 1
         for member in saved.members {
             guard let certificate = try? MemberCertificate.verified(member.record.certificate, authority: saved.authority, party: party.id,
                                                                      member: member.record.key, now: wall / 1000) else { continue }

@@ -57,8 +57,9 @@ public final class ControlServer {
         queryRelays()
     }
 
+    /// Handles at most ``ReadBatch/datagrams`` datagrams; the rest wait for the next round.
     private func readable(_ socket: UDPSocket) {
-        while true {
+        for _ in 0..<ReadBatch.datagrams {
             guard let (count, from) = (try? socket.receive(into: &buffer)) ?? nil else { return }
             if count > 0 && buffer[0] == 0x4C {
                 let isRelay = count > 1 && buffer[1] == RelayMessage.magic.1

@@ -3,7 +3,7 @@ import Glibc
 #endif
 
 /// A connected unix stream socket with bounded blocking reads and writes: one request, one
-/// answer, as the agent's status socket speaks.
+/// answer, as the agent's status socket speaks (the client's side).
 public final class UnixStream {
     public let descriptor: Int32
 
@@ -98,14 +98,14 @@ public final class UnixListener {
         self.path = path
     }
 
-    /// The next waiting connection, if any.
-    public func accept(timeout: Duration = .milliseconds(500)) -> UnixStream? {
+    /// The next waiting connection, if any, non-blocking like the listener.
+    public func accept() -> UnixConnection? {
         let fd = Glibc.accept(descriptor, nil, nil)
         guard fd >= 0 else { return nil }
         _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-        // The accepted socket inherits O_NONBLOCK from the listener: make reads wait (bounded by the timeout).
-        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
-        return UnixStream(descriptor: fd, timeout: timeout)
+        // Linux does not pass O_NONBLOCK on to the accepted socket.
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        return UnixConnection(descriptor: fd)
     }
 
     /// Closes the socket and removes its file.

@@ -108,12 +108,14 @@ public final class PunchDriver<PeerID: Hashable> {
         sessions[peer] = session
     }
 
-    /// Reads every queued datagram: punch messages go to their sessions (answers are sent), the
-    /// rest is returned. `pinned` lists the peers whose endpoint was pinned by this call.
+    /// Reads the queued datagrams, at most ``ReadBatch/datagrams`` (the rest wait for the next
+    /// round of the loop): punch messages go to their sessions (answers are sent), the rest is
+    /// returned. `pinned` lists the peers whose endpoint was pinned by this call.
     public func receive() throws(SystemError) -> (pinned: [(PeerID, Endpoint)], other: [PortDatagram]) {
         var pinned: [(PeerID, Endpoint)] = []
         var other: [PortDatagram] = []
-        while let datagram = try socket.receive() {
+        for _ in 0..<ReadBatch.datagrams {
+            guard let datagram = try socket.receive() else { break }
             guard let sender = PunchMessage.sender(of: datagram.payload) else {
                 other.append(datagram)
                 continue
@@ -132,12 +134,13 @@ public final class PunchDriver<PeerID: Hashable> {
         return (pinned, other)
     }
 
-    /// Reads every datagram queued on one of `peer`'s fan sockets: its punch messages go to the
-    /// peer's session, answers leave from the same socket. Returns the pinned endpoint when this
-    /// read pinned it (through `socket`, then ``pinnedFanSocket(_:)``).
+    /// Reads the datagrams queued on one of `peer`'s fan sockets, at most ``ReadBatch/datagrams``:
+    /// its punch messages go to the peer's session, answers leave from the same socket. Returns the
+    /// pinned endpoint when this read pinned it (through `socket`, then ``pinnedFanSocket(_:)``).
     public func receive(_ peer: PeerID, on socket: UDPSocket) throws(SystemError) -> Endpoint? {
         var pinned: Endpoint?
-        while let datagram = try socket.receive() {
+        for _ in 0..<ReadBatch.datagrams {
+            guard let datagram = try socket.receive() else { break }
             guard var session = sessions[peer] else { continue }
             let sender = PunchMessage.sender(of: datagram.payload)
             guard sender == session.key.remote else {

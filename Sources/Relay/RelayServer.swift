@@ -89,7 +89,7 @@ public final class RelayServer {
     // MARK: Service port
 
     private func serviceReadable() {
-        while true {
+        for _ in 0..<ReadBatch.datagrams {
             let received: (count: Int, from: Endpoint)?
             do { received = try service.receive(into: &buffer) } catch { continue }
             guard let (count, from) = received else { return }
@@ -224,7 +224,7 @@ public final class RelayServer {
 
     // MARK: Forwarding
 
-    /// Drains side `index`'s socket. A latch datagram latches the side and goes no further; any other
+    /// Reads side `index`'s socket (at most ``ReadBatch/datagrams`` a round). A latch datagram latches the side and goes no further; any other
     /// datagram is sent on only when it comes from the side's latched endpoint (address and port),
     /// from the other side's socket to the other side's latched endpoint, or held for the other side
     /// until it latches. Everything else is dropped: a neighbour sharing the member's public address
@@ -234,7 +234,7 @@ public final class RelayServer {
         let inbound = allocation.sockets[index].descriptor
         var storage = sockaddr_storage()
         var activity = false
-        while true {
+        for _ in 0..<ReadBatch.datagrams {
             var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
             let count = buffer.withUnsafeMutableBytes { raw in
                 withUnsafeMutablePointer(to: &storage) {

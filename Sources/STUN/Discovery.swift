@@ -68,7 +68,11 @@ public struct Discovery: Sendable {
     }
     private var pending: [TransactionID: (probe: Probe, transaction: ClientTransaction)] = [:]
     private var outcomes: [Probe: Outcome] = [:]
-    private var malformed: [Endpoint: (count: Int, last: DecodingError)] = [:]
+    /// Malformed datagrams per destination of a request, for the failure of a silent transaction.
+    /// Its entries are made when a request is first sent somewhere, so it holds at most one per
+    /// server and two for the alternate address; datagrams from anywhere else are not recorded
+    /// (they could not name a silent server), and no flood of sources makes it grow.
+    private var malformed: [Endpoint: (count: Int, last: DecodingError?)] = [:]
     private var primary: (index: Int, server: Endpoint, other: Endpoint, mapped: Endpoint)?
     private var generator: any RandomNumberGenerator & Sendable
 
@@ -140,7 +144,8 @@ public struct Discovery: Sendable {
             return [.cancelTimer(message.transactionID)] + advance(at: now)
 
         case .undecodable(let error, let from):
-            malformed[from, default: (0, error)].count += 1
+            guard malformed[from] != nil else { return [] }
+            malformed[from]?.count += 1
             malformed[from]?.last = error
             return []
 
@@ -159,7 +164,7 @@ public struct Discovery: Sendable {
 
     private func silence(_ transaction: ClientTransaction) -> String {
         var text = "no response from \(transaction.destination) after \(transaction.attemptsSent) tries"
-        if let (count, last) = malformed[transaction.destination] {
+        if let (count, last) = malformed[transaction.destination], let last {
             text += " (it sent \(count) malformed datagram\(count == 1 ? "" : "s"): \(last))"
         }
         return text
@@ -172,6 +177,7 @@ public struct Discovery: Sendable {
         var transaction = ClientTransaction(request: request, to: destination, policy: policy)
         let wait = transaction.sent(at: now)
         pending[transaction.id] = (probe, transaction)
+        if malformed[destination] == nil { malformed[destination] = (0, nil) }
         return [.send(transaction.request, to: destination), .armTimer(transaction.id, after: wait)]
     }
 

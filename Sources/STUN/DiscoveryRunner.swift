@@ -40,7 +40,9 @@ public enum DiscoveryRunner {
             }
             let wait = timers.values.min().map { $0 - now } ?? .seconds(1)
             guard try !Readiness.readable([socket.descriptor], timeout: wait).isEmpty else { continue }
-            while actions.isEmpty, let datagram = try socket.receive() {
+            // A bounded batch, so that a flood of strays cannot hold back the retransmission timers.
+            for _ in 0..<ReadBatch.datagrams where actions.isEmpty {
+                guard let datagram = try socket.receive() else { break }
                 let at = MonotonicTime.now()
                 do {
                     let message = try Message(decoding: datagram.payload)
@@ -78,8 +80,9 @@ public final class STUNServer {
         while !shouldStop() {
             let ready = try Readiness.readable(sockets.map(\.descriptor), timeout: tick)
             for socket in sockets where ready.contains(socket.descriptor) {
-                while let received = try? socket.receive(into: &buffer) {
-                    let (count, from) = received
+                // A bounded batch: a flood on one socket cannot starve the other or `shouldStop`.
+                for _ in 0..<ReadBatch.datagrams {
+                    guard let (count, from) = (try? socket.receive(into: &buffer)) ?? nil else { break }
                     guard let reply = responder.respond(to: Array(buffer[..<count]), from: from, on: socket.local),
                           let out = sockets.first(where: { $0.local == reply.from }) else { continue }
                     _ = try? out.send(reply.bytes, to: reply.to)

@@ -1,3 +1,4 @@
+import CMalloc
 import Net
 import Testing
 @testable import STUN
@@ -231,5 +232,39 @@ import Testing
         let actions = discovery.start(at: .zero)
         #expect(discovery.phase == .failed)
         #expect(actions.contains { if case .finished(.failure) = $0 { true } else { false } })
+    }
+}
+
+/// Malformed datagrams are kept per destination of a request only: a flood from many sources
+/// leaves the discovery's memory as it was, and a silent server's own garbage is still named.
+@Suite struct DiscoveryBoundTests {
+    /// Bytes the allocator has handed out, in its arenas and in chunks of their own (mmap).
+    static func allocatedBytes() -> Int {
+        let info = mallinfo2()
+        return Int(info.uordblks) + Int(info.hblkhd)
+    }
+
+    @Test func malformedDatagramsFromStrangersAreNotKept() throws {
+        let server = Endpoint("192.0.2.1:3478")!
+        var discovery = Discovery(servers: [server], localEndpoint: Endpoint("0.0.0.0:51820")!, localAddresses: [])
+        let started = discovery.start(at: .zero)
+        guard case .armTimer(let id, _) = started.last else { Issue.record("no timer armed: \(started)"); return }
+        let before = Self.allocatedBytes()
+        for index in 0..<500_000 {
+            let stranger = Endpoint(.v4(IPv4Address(203, 0, 113, UInt8(index & 0xFF))), UInt16(index >> 8 + 1))
+            _ = discovery.handle(.undecodable(.notSTUN, from: stranger), at: .milliseconds(1))
+        }
+        let grown = Self.allocatedBytes() - before
+        #expect(grown < 16 << 20, "500 000 strangers' datagrams took \(grown) bytes (other tests allocate meanwhile)")
+
+        _ = discovery.handle(.undecodable(.notSTUN, from: server), at: .milliseconds(2))
+        var failure: DiscoveryFailure?
+        for attempt in 1...20 where failure == nil {
+            for action in discovery.handle(.timerFired(id), at: .seconds(attempt)) {
+                if case .finished(.failure(let found)) = action { failure = found }
+            }
+        }
+        let text = try #require(failure, "the silent server's transaction never failed").description
+        #expect(text.contains("after 7 tries (it sent 1 malformed datagram: "), "\(text)")
     }
 }
