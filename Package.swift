@@ -37,8 +37,8 @@ let package = Package(
         .systemLibrary(name: "CNetlink", pkgConfig: "libnl-genl-3.0"),
 
         // Libraries, one concern each.
-        .target(name: "Output", swiftSettings: optimizeForSize),
-        .target(name: "Commands", dependencies: ["Output"], swiftSettings: optimizeForSize),
+        .target(name: "Output", dependencies: ["CLinux"], swiftSettings: optimizeForSize),
+        .target(name: "Commands", dependencies: ["Output", "CLinux"], swiftSettings: optimizeForSize),
         .target(name: "Net", dependencies: ["CLinux"], swiftSettings: optimizeForSize),
         .target(name: "WireGuard", dependencies: ["CSodium", "CNetlink", "CLinux", "Net"], swiftSettings: optimizeForSize),
         .target(name: "StateChart", dependencies: ["Output"], swiftSettings: optimizeForSize),
@@ -126,7 +126,7 @@ let package = Package(
         ),
         .testTarget(name: "StateChartTests", dependencies: ["StateChart"]),
         .testTarget(name: "PeerTests", dependencies: ["Peer", "StateChart", "EventLoop"]),
-        .testTarget(name: "EventLoopTests", dependencies: ["EventLoop", "StateChart", "CLinux"]),
+        .testTarget(name: "EventLoopTests", dependencies: ["EventLoop", "StateChart", "CLinux", "Net"]),
         .testTarget(name: "lanrageTests", dependencies: ["lanrage"]),
         .testTarget(name: "PunchTests", dependencies: ["Punch", "Net", "CLinux", "STUN", "LabSupport"]),
         .testTarget(name: "AgentTests", dependencies: ["Agent", "Net", "Rendezvous"]),

@@ -56,7 +56,7 @@ extension Agent {
                 // Twice more, in case the first is lost: Detecting and Punching read WireGuard (which
                 // latches again) only once they are done, and until then the early relay carries nothing.
                 for delay in Self.latchRepeats {
-                    alarms.schedule(after: delay) { [unowned self] in
+                    alarms.schedule(after: delay) { [unowned(unsafe) self] in
                         guard let current = self.links[id]?.relay, current == grant else { return }
                         _ = try? self.port.send(self.relays.latch(grant), to: grant.endpoint)
                     }
@@ -76,7 +76,7 @@ extension Agent {
             // leave both sides waiting as responders until a retry 5 s later.
             let key = link.publicKey
             if memberKey < link.record.key { kick(key) } else {
-                alarms.schedule(after: Self.keepaliveLag) { [unowned self] in
+                alarms.schedule(after: Self.keepaliveLag) { [unowned(unsafe) self] in
                     self.takeTurn(id)
                     self.kick(key)
                 }
@@ -321,7 +321,7 @@ extension Agent {
             guard let reason = decision.refused[prefix], reason != link.refused[prefix] else { continue }
             logger.warning("prefix refused", metadata: ["peer": "\(link.record.key)", "prefix": "\(prefix)", "reason": "\(reason)"])
         }
-        let present = kernel.filter { $0.interfaceName == name && $0.table == KernelRoute.mainTable }.map(\.prefix)
+        let present = kernel.filter { $0.interfaceName == name && $0.table == KernelRoute.mainTable }.map { $0.prefix }
         var routes: [IPPrefix] = []
         for route in link.routes {
             if decision.routes.contains(route) {
@@ -377,10 +377,10 @@ extension Agent {
     /// the agent reaches outside the tunnel stay outside.
     private func routePolicy(for id: MachineID, _ kernel: [KernelRoute]) -> RoutePolicy {
         var held: [(peer: String, prefix: IPPrefix)] = []
-        var underlay = [configuration.control.address] + configuration.stun.map(\.address) + configuration.preferredRelays.map(\.address)
+        var underlay = [configuration.control.address] + configuration.stun.map { $0.address } + configuration.preferredRelays.map { $0.address }
             + relayAddresses
         for (other, link) in links {
-            underlay += Self.publicEndpoints(link.record).map(\.address)
+            underlay += Self.publicEndpoints(link.record).map { $0.address }
             if other != id { held += link.allowedIPs.map { ("\(link.record.key)", $0) } }
         }
         return RoutePolicy(interfaceName: configuration.interfaceName, ownAddresses: configuration.addresses, kernelRoutes: kernel,
@@ -517,7 +517,7 @@ extension Agent {
     }
 
     static func publicEndpoints(_ record: MemberRecord) -> Set<Endpoint> {
-        Set(record.candidates.filter { $0.kind != .local }.map(\.endpoint))
+        Set(record.candidates.filter { $0.kind != .local }.map { $0.endpoint })
     }
 
     // MARK: Relays
@@ -547,7 +547,7 @@ extension Agent {
             return
         }
         links[id]?.offers.removeFirst()
-        relays.allocate(offer) { [unowned self] grant in
+        relays.allocate(offer) { [unowned(unsafe) self] grant in
             guard self.links[id] != nil, let state = self.scheduler.machine(id)?.state, Self.relayStates.contains(state) else { return }
             if let grant {
                 self.links[id]?.relay = grant

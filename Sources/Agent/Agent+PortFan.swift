@@ -40,7 +40,7 @@ extension Agent {
         var sockets: [UDPSocket] = []
         for _ in 0..<max(0, count) {
             guard let socket = try? UDPSocket(binding: Endpoint(.v4(IPv4Address(0)), 0)) else { break }
-            do { try loop.register(socket.descriptor) { [unowned self, unowned socket] in self.fanReadable(id, socket) } } catch { break }
+            do { try loop.register(socket.descriptor) { [unowned(unsafe) self, unowned(unsafe) socket] in self.fanReadable(id, socket) } } catch { break }
             sockets.append(socket)
         }
         if sockets.count < Self.fanSize {
@@ -80,8 +80,8 @@ extension Agent {
         let forwarder: LocalForwarder
         do {
             forwarder = try LocalForwarder(outside: socket, remote: remote, wireGuardPort: configuration.listenPort)
-            try loop.register(socket.descriptor) { [unowned forwarder] in forwarder.outsideReadable() }
-            try loop.register(forwarder.inside.descriptor) { [unowned forwarder] in forwarder.insideReadable() }
+            try loop.register(socket.descriptor) { [unowned(unsafe) forwarder] in forwarder.outsideReadable() }
+            try loop.register(forwarder.inside.descriptor) { [unowned(unsafe) forwarder] in forwarder.insideReadable() }
         } catch {
             loop.unregister(socket.descriptor)
             logger.error("could not forward the fan port", metadata: ["error": "\(error)"])

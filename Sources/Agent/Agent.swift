@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import CLinux
 import Control
 import EventLoop
 import Output
@@ -65,32 +63,35 @@ public final class Agent {
 
     /// Starts creating the interface (or adopts it), sets up the sockets and the control client;
     /// `run()` starts the work.
-    public init(_ configuration: AgentConfiguration, path: String? = nil, logger: Logger = Logger(label: "lanrage.agent")) throws {
+    public init(_ configuration: AgentConfiguration, path: String? = nil, logger: Logger = Logger(label: "lanrage.agent")) throws(AgentFailure) {
         self.configuration = configuration
         self.path = path
         self.logger = logger
         startedAt = clock.now
-        try Privileges.requireNetAdmin("run the agent")
+        try starting { () throws(WireGuardError) in try Privileges.requireNetAdmin("run the agent") }
         let name = configuration.interfaceName
-        backend = try Backends.select(configuration.backend, interface: name)
+        let backend = try starting { () throws(WireGuardError) in try Backends.select(configuration.backend, interface: name) }
+        self.backend = backend
         if if_nametoindex(name) == 0 {
             // WireGuard will bind the port: nothing is created when something else holds it.
-            try requireFreePort(configuration.listenPort, for: name)
-            creation = try backend.beginCreatingInterface(named: name)
+            try starting { () throws(WireGuardError) in try requireFreePort(configuration.listenPort, for: name) }
+            creation = try starting { () throws(WireGuardError) in try backend.beginCreatingInterface(named: name) }
             createdInterface = true
         } else {
             // Adopting: it must be a WireGuard interface this backend can read; its peers stay until the
             // party's membership is known (a restarted agent keeps tunnels up meanwhile).
-            _ = try backend.device(named: name)
+            _ = try starting { () throws(WireGuardError) in try backend.device(named: name) }
             createdInterface = false
         }
         publicKey = configuration.privateKey.publicKey
         memberKey = MemberKey(publicKey.bytes)!
-        do {
+        do throws(AgentFailure) {
             // WireGuard owns the port (or will, once configured): LANrage's datagrams take the raw path.
-            port = try RawPortSocket(port: configuration.listenPort)
+            let port = try starting { () throws(SystemError) in try RawPortSocket(port: configuration.listenPort) }
+            self.port = port
             driver = PunchDriver(socket: port)
-            loop = try EventLoop(clock: clock)
+            let clock = clock
+            loop = try starting { () throws(SystemError) in try EventLoop(clock: clock) }
             try wire()
         } catch {
             if createdInterface { Self.remove(name, creation, from: backend) }
@@ -105,70 +106,79 @@ public final class Agent {
         try? backend.deleteInterface(named: name)
     }
 
-    private func wire() throws {
+    private func wire() throws(AgentFailure) {
         let executor = PeerExecutor()
         scheduler = Scheduler(chart: PeerChart.chart(configuration.timings), clock: clock, executor: executor,
                               logger: Logger(label: "lanrage.peer"))
         executor.agent = self
-        scheduler.onTransition = { [unowned self] record in self.transitioned(record) }
+        scheduler.onTransition = { [unowned(unsafe) self] record in self.transitioned(record) }
         loop.addTimers(scheduler)
-        detector = NATDetector(socket: port) { [unowned self] result in self.detected(result) }
-        detector.mapped = { [unowned self] endpoint in self.mappedEndpointLearned(endpoint) }
+        detector = NATDetector(socket: port) { [unowned(unsafe) self] result in self.detected(result) }
+        detector.mapped = { [unowned(unsafe) self] endpoint in self.mappedEndpointLearned(endpoint) }
         loop.addTimers(detector)
-        relays = try RelayClient(loop: loop)
+        let loop = loop
+        relays = try starting { () throws(SystemError) in try RelayClient(loop: loop) }
         alarms = Alarms(clock: clock)
         loop.addTimers(alarms)
-        try loop.register(port.descriptor) { [unowned self] in self.portReadable() }
+        try starting { () throws(SystemError) in try loop.register(port.descriptor) { [unowned(unsafe) self] in self.portReadable() } }
 
         var client = ControlClient.Configuration(server: configuration.control, serverKey: configuration.controlKey, party: configuration.party,
                                                  authority: configuration.authority, key: memberKey,
                                                  certificate: configuration.certificate.encoded)
         client.candidates = localCandidates()
-        control = try ControlClient(client, privateKey: configuration.privateKey.bytes, loop: loop, clock: clock,
-                                    logger: Logger(label: "lanrage.registration"))
-        control.onChange = { [unowned self] event, record in self.memberChanged(event, record) }
-        control.onPunch = { [unowned self] record, start in self.punchAnnounced(record, startMillis: start) }
-        control.onRelays = { [unowned self] key, offers in self.relaysOffered(key, offers) }
-        control.onRefused = { [unowned self] refusal in
+        let privateKey = configuration.privateKey.bytes, clock = clock
+        control = try starting { () throws(SystemError) in
+            try ControlClient(client, privateKey: privateKey, loop: loop, clock: clock, logger: Logger(label: "lanrage.registration"))
+        }
+        control.onChange = { [unowned(unsafe) self] event, record in self.memberChanged(event, record) }
+        control.onPunch = { [unowned(unsafe) self] record, start in self.punchAnnounced(record, startMillis: start) }
+        control.onRelays = { [unowned(unsafe) self] key, offers in self.relaysOffered(key, offers) }
+        control.onRefused = { [unowned(unsafe) self] refusal in
             self.logger.notice("control server refused a request", metadata: ["reason": "\(refusal)"])
         }
-        control.onBadCertificate = { [unowned self] key, problem in
+        control.onBadCertificate = { [unowned(unsafe) self] key, problem in
             self.logger.warning("member ignored: its certificate does not verify", metadata: ["peer": "\(key)", "reason": "\(problem)"])
         }
-        control.onVersionMismatch = { [unowned self] lowest, highest in
+        control.onVersionMismatch = { [unowned(unsafe) self] lowest, highest in
             self.logger.error("the control server speaks another protocol version", metadata: [
                 "server_versions": "\(lowest)-\(highest)", "agent_version": "\(ControlMessage.version)"])
         }
-        status = try StatusServer(path: configuration.statusSocket, loop: loop, clock: clock) { [unowned self] request in self.answer(request) }
-        loop.addTimers(Ticker(every: Self.housekeeping, clock: clock) { [unowned self] in self.housekeep() })
-        try loop.handleSignals { [unowned self] signal in
-            if signal == SIGHUP { self.reload() } else { self.shutdown(reason: signal == SIGTERM ? "SIGTERM" : signal == SIGINT ? "SIGINT" : "signal \(signal)") }
+        status = try StatusServer(path: configuration.statusSocket, loop: loop, clock: clock) { [unowned(unsafe) self] request in self.answer(request) }
+        loop.addTimers(Ticker(every: Self.housekeeping, clock: clock) { [unowned(unsafe) self] in self.housekeep() })
+        try starting { () throws(SystemError) in
+            try loop.handleSignals { [unowned(unsafe) self] signal in
+                if signal == SIGHUP { self.reload() } else { self.shutdown(reason: signal == SIGTERM ? "SIGTERM" : signal == SIGINT ? "SIGINT" : "signal \(signal)") }
+            }
         }
     }
 
     /// Registers, detects the NAT and serves until SIGTERM or SIGINT. The registration and the first
     /// STUN requests leave before the interface is ready: wireguard-go starts meanwhile, and their
     /// answers wait in the sockets.
-    public func run() throws {
+    public func run() throws(AgentFailure) {
         control.start()
         detector.start(servers: configuration.stun)
         try readyInterface()
-        try loop.run()
+        let loop = loop
+        try starting { () throws(SystemError) in try loop.run() }
         if let failure { throw failure }
     }
 
     /// Waits for the interface being created, then gives it the key, the port and the addresses.
-    private func readyInterface() throws {
+    private func readyInterface() throws(AgentFailure) {
         let name = configuration.interfaceName
-        do {
-            try creation?.wait()
-            do {
+        do throws(AgentFailure) {
+            let (backend, creation, configuration) = (backend, creation, configuration)
+            try starting { () throws(WireGuardError) in try creation?.wait() }
+            do throws(WireGuardError) {
                 try backend.configure(name, DeviceChange(privateKey: configuration.privateKey, listenPort: configuration.listenPort))
             } catch {
-                throw AgentFailure("WireGuard interface \(name) cannot take ListenPort \(configuration.listenPort): \(error)")
+                throw AgentFailure("WireGuard interface \(name) cannot take ListenPort \(configuration.listenPort): \(error)", exitCode: error.exitCode)
             }
-            try backend.setAddresses(name, configuration.addresses)
-            try backend.setLinkUp(name, true)
+            try starting { () throws(WireGuardError) in
+                try backend.setAddresses(name, configuration.addresses)
+                try backend.setLinkUp(name, true)
+            }
         } catch {
             control.stop()
             status?.close()
@@ -278,7 +288,7 @@ public final class Agent {
     /// Removes WireGuard peers that are not party members (left over from an earlier run).
     private func removeStrangers() {
         guard let current = readDevice() else { return }
-        let members = Set(links.values.map(\.publicKey))
+        let members = Set(links.values.map { $0.publicKey })
         for peer in current.peers where !members.contains(peer.publicKey) {
             try? backend.removePeer(configuration.interfaceName, peer.publicKey)
             logger.info("removed a WireGuard peer that is not in the party", metadata: ["peer": "\(MemberKey(peer.publicKey.bytes).map { "\($0)" } ?? "?")"])
@@ -372,6 +382,6 @@ public final class Agent {
 /// Hands the peer machines' actions to the agent.
 final class PeerExecutor: ActionExecutor {
     typealias Spec = PeerChart
-    weak var agent: Agent?
+    unowned(unsafe) var agent: Agent?
     func execute(_ action: PeerAction, for id: MachineID) { agent?.execute(action, for: id) }
 }

@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import CLinux
 import Commands
 import Net
 import Peer
@@ -64,17 +62,17 @@ public struct AgentConfiguration: Sendable {
     }
 
     /// Reads and checks the file at `path`; key and secret files it names are read too.
-    public static func load(_ path: String) throws -> AgentConfiguration {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw Problem("cannot read config \(path): \(String(cString: strerror(errno)))") }
+    public static func load(_ path: String) throws(Problem) -> AgentConfiguration {
+        let fd = lanrage_open(path, O_RDONLY | O_CLOEXEC, 0)
+        guard fd >= 0 else { throw Problem("cannot read config \(path): \(String(cString: strerror(lanrage_errno())))") }
         defer { close(fd) }
         var info = stat()
-        guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { throw Problem("config \(path) is not a regular file") }
+        guard fstat(fd, &info) == 0, info.st_mode & mode_t(S_IFMT) == mode_t(S_IFREG) else { throw Problem("config \(path) is not a regular file") }
         guard info.st_size <= 1 << 20 else { throw Problem("config \(path) is larger than 1 MiB") }
         var bytes = [UInt8](repeating: 0, count: Int(info.st_size))
         var filled = 0
         while filled < bytes.count {
-            let count = bytes.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress! + filled, $0.count - filled) }
+            let count = bytes.withUnsafeMutableBytes { CLinux.read(fd, $0.baseAddress! + filled, $0.count - filled) }
             guard count > 0 else { break }
             filled += count
         }
@@ -83,7 +81,7 @@ public struct AgentConfiguration: Sendable {
     }
 
     /// Parses a configuration; `othersCanRead` refuses an inline private key in a file others can read.
-    public init(parsing bytes: ArraySlice<UInt8>, file: String, othersCanRead: Bool = false) throws {
+    public init(parsing bytes: ArraySlice<UInt8>, file: String, othersCanRead: Bool = false) throws(Problem) {
         var section = ""
         var seen: Set<String> = []
         var privateKey: Key?, privateKeyLine = 0
@@ -110,17 +108,17 @@ public struct AgentConfiguration: Sendable {
                 guard seen.insert("\(section).\(lowered)").inserted || lowered == "address" || lowered == "prefer" || lowered == "stun" else {
                     throw problem("'\(key)' given twice in [\(section)]")
                 }
-                func endpoint() throws -> Endpoint {
+                func endpoint() throws(Problem) -> Endpoint {
                     guard let parsed = Endpoint(value) else { throw problem("\(key) '\(value)' is not IP:PORT (host names are not resolved)") }
                     return parsed
                 }
-                func duration() throws -> Duration {
+                func duration() throws(Problem) -> Duration {
                     guard let parsed = Self.duration(value), parsed > .zero else {
                         throw problem("\(key) '\(value)' is not a duration (250ms, 2s, 5m, or seconds)")
                     }
                     return parsed
                 }
-                func count() throws -> Int {
+                func count() throws(Problem) -> Int {
                     guard let parsed = Int(value), parsed > 0, parsed <= 1000 else { throw problem("\(key) '\(value)' is not a number from 1 to 1000") }
                     return parsed
                 }
@@ -130,7 +128,8 @@ public struct AgentConfiguration: Sendable {
                     privateKey = key
                     privateKeyLine = line.number
                 case ("interface", "privatekeyfile"):
-                    var text = try SecretFile.read(value)
+                    var text: [UInt8]
+                    do { text = try SecretFile.read(value) } catch { throw problem("PrivateKeyFile: \(error)") }
                     defer { Secrets.wipe(&text) }
                     guard let key = Key(base64: String(decoding: text, as: UTF8.self)) else {
                         throw problem("PrivateKeyFile \(value) does not hold a key (44 characters of base64, as 'lanrage genkey' prints)")

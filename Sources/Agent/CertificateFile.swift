@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import CLinux
 import Commands
 import Rendezvous
 
@@ -15,14 +13,14 @@ public enum CertificateFile {
 
     /// The certificate's bytes (its form is not checked here).
     public static func read(_ path: String) throws(Problem) -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw Problem("cannot read certificate \(path): \(String(cString: strerror(errno)))") }
+        let fd = lanrage_open(path, O_RDONLY | O_CLOEXEC, 0)
+        guard fd >= 0 else { throw Problem("cannot read certificate \(path): \(String(cString: strerror(lanrage_errno())))") }
         defer { close(fd) }
         var text = [UInt8](repeating: 0, count: 4096)
         var filled = 0
         while filled < text.count {
-            let count = text.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress! + filled, $0.count - filled) }
-            if count < 0, errno == EINTR { continue }
+            let count = text.withUnsafeMutableBytes { CLinux.read(fd, $0.baseAddress! + filled, $0.count - filled) }
+            if count < 0, lanrage_errno() == EINTR { continue }
             guard count > 0 else { break }
             filled += count
         }

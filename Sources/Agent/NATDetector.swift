@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import CLinux
 import EventLoop
 import Net
 import Rendezvous
@@ -71,7 +69,7 @@ final class NATDetector: TimerSource {
     @discardableResult
     func fireDueTimers() -> Int {
         let now = MonotonicTime.now()
-        let due = timers.filter { $0.value <= now }.map(\.key)
+        let due = timers.filter { $0.value <= now }.map { $0.key }
         for id in due where timers.removeValue(forKey: id) != nil {
             guard var machine = discovery else { break }
             let actions = machine.handle(.timerFired(id), at: now)

@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import CLinux
 import EventLoop
 import Net
 import Rendezvous
@@ -40,9 +38,9 @@ final class RelayClient: TimerSource {
     static let resend: Nanoseconds = 300_000_000
     static let timeout: Nanoseconds = 2_000_000_000
 
-    init(loop: EventLoop) throws {
+    init(loop: EventLoop) throws(SystemError) {
         socket = try UDPSocket(binding: Endpoint(.v4(IPv4Address(0)), 0))
-        try loop.register(socket.descriptor) { [unowned self] in self.readable() }
+        try loop.register(socket.descriptor) { [unowned(unsafe) self] in self.readable() }
         loop.addTimers(self)
     }
 
@@ -120,8 +118,8 @@ final class RelayClient: TimerSource {
             var nonce: UInt64 = 0
             for index in 4..<12 { nonce = nonce << 8 | UInt64(buffer[index]) }
             guard let request = requests[nonce], from == request.offer.service,
-                  let message = try? buffer.withUnsafeBytes({
-                      try RelayMessage(decoding: UnsafeRawBufferPointer(rebasing: $0[..<count]), key: request.offer.replyKey)
+                  let message = try? buffer.withBytes({ raw throws(WireError) in
+                      try RelayMessage(decoding: UnsafeRawBufferPointer(rebasing: raw[..<count]), key: request.offer.replyKey)
                   }) else { continue }
             switch message {
             case .allocated(nonce, _, _, _), .released(nonce): break

@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import CLinux
 import Commands
 
 /// Reads a secret from a file (trailing newline removed). Refuses files readable by group or others.
@@ -11,9 +9,9 @@ public enum SecretFile {
         public init(description: String) { self.description = description }
     }
 
-    public static func read(_ path: String) throws -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw Problem(description: "cannot read secret file \(path): \(String(cString: strerror(errno)))") }
+    public static func read(_ path: String) throws(Problem) -> [UInt8] {
+        let fd = lanrage_open(path, O_RDONLY | O_CLOEXEC, 0)
+        guard fd >= 0 else { throw Problem(description: "cannot read secret file \(path): \(String(cString: strerror(lanrage_errno())))") }
         defer { close(fd) }
         var info = stat()
         guard fstat(fd, &info) == 0 else { throw Problem(description: "cannot stat secret file \(path)") }
@@ -23,7 +21,7 @@ public enum SecretFile {
         var bytes: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 4096)
         while true {
-            let count = Glibc.read(fd, &chunk, chunk.count)
+            let count = CLinux.read(fd, &chunk, chunk.count)
             if count <= 0 { break }
             bytes += chunk[..<count]
             if bytes.count > 65_536 { throw Problem(description: "secret file \(path) is larger than 64 KiB") }

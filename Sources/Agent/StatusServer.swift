@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import CLinux
 import Commands
 import EventLoop
 import Net
@@ -19,31 +17,32 @@ final class StatusServer: TimerSource {
     static let connectionLimit = 8
 
     private let listener: UnixListener
-    private unowned let loop: EventLoop
+    private unowned(unsafe) let loop: EventLoop
     private let clock: MonotonicClock
     private let answer: (String) -> String
     private var connections: [Int32: StatusConnection] = [:]
     private var buffer = [UInt8](repeating: 0, count: 4096)
     private var closed = false
 
-    init(path: String, loop: EventLoop, clock: MonotonicClock, answer: @escaping (String) -> String) throws {
+    init(path: String, loop: EventLoop, clock: MonotonicClock, answer: @escaping (String) -> String) throws(AgentFailure) {
         // The socket's directory and its parents (/run/lanrage, /var/run/lanrage on OpenWrt), 0755.
         var directory = ""
         for component in path.split(separator: "/").dropLast() {
             directory += "/" + component
-            if mkdir(directory, 0o755) != 0 && errno != EEXIST { throw SystemError("mkdir", directory) }
+            if mkdir(directory, 0o755) != 0 && lanrage_errno() != EEXIST { throw AgentFailure(SystemError("mkdir", directory)) }
         }
         let opened = Result { () throws(SystemError) -> UnixListener in try UnixListener(path: path, mode: 0o660) }
         switch opened {
         case .success(let listener): self.listener = listener
         case .failure(let error) where error.errno == EADDRINUSE:
             throw AgentFailure("another agent is running: its status socket \(path) answers (stop it, or set another StatusSocket)")
-        case .failure(let error): throw error
+        case .failure(let error): throw AgentFailure(error)
         }
         self.loop = loop
         self.clock = clock
         self.answer = answer
-        try loop.register(listener.descriptor) { [unowned self] in self.acceptWaiting() }
+        let listener = listener
+        try starting { () throws(SystemError) in try loop.register(listener.descriptor) { [unowned(unsafe) self] in self.acceptWaiting() } }
         loop.addTimers(self)
     }
 
@@ -57,7 +56,7 @@ final class StatusServer: TimerSource {
                 continue
             }
             do {
-                try loop.register(descriptor) { [unowned self] in self.readable(descriptor) }
+                try loop.register(descriptor) { [unowned(unsafe) self] in self.readable(descriptor) }
             } catch {
                 continue
             }
@@ -74,7 +73,7 @@ final class StatusServer: TimerSource {
                 // The rest when the socket has room: writability only, the request is complete.
                 loop.unregister(descriptor)
                 do {
-                    try loop.register(descriptor, for: .writable) { [unowned self] in self.writable(descriptor) }
+                    try loop.register(descriptor, for: .writable) { [unowned(unsafe) self] in self.writable(descriptor) }
                 } catch {
                     drop(descriptor)
                 }
@@ -122,7 +121,7 @@ final class StatusServer: TimerSource {
     func fireDueTimers() -> Int {
         guard !connections.isEmpty else { return 0 }
         let now = clock.now
-        let due = connections.filter { $0.value.deadline <= now }.map(\.key)
+        let due = connections.filter { $0.value.deadline <= now }.map { $0.key }
         for descriptor in due { drop(descriptor) }
         return due.count
     }
@@ -135,11 +134,4 @@ final class StatusServer: TimerSource {
         loop.unregister(listener.descriptor)
         listener.close()
     }
-}
-
-/// Why the agent cannot start, beyond its configuration (exit 69).
-public struct AgentFailure: Error, ExitCodeProviding, CustomStringConvertible {
-    public let description: String
-    public var exitCode: ExitCode { .unavailable }
-    init(_ description: String) { self.description = description }
 }

@@ -1,5 +1,30 @@
-// Linux headers that Glibc's Swift module map does not export.
+// The C library and the Linux headers LANrage uses, in one module: the hosted build and the
+// Embedded one (which has no Glibc module) import the same declarations.
 #pragma once
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <poll.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <sys/uio.h>
+#include <sys/ioctl.h>
+#include <netinet/in.h>
+#include <netinet/ip.h>
+#include <netinet/udp.h>
+#include <arpa/inet.h>
+#include <net/if.h>
+#include <ifaddrs.h>
+#include <dirent.h>
+#include <pthread.h>
+#include <linux/if_packet.h>
+#include <linux/if_ether.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <sys/timerfd.h>
@@ -19,3 +44,15 @@ static inline int lanrage_memfd_create(const char *name) {
 static inline int lanrage_seal_size(int fd) {
     return fcntl(fd, 1033 /* F_ADD_SEALS */, 0x0002 /* F_SEAL_SHRINK */ | 0x0004 /* F_SEAL_GROW */);
 }
+
+/// The calling thread's errno (a macro in C, so not visible to Swift as a variable).
+static inline int lanrage_errno(void) { return errno; }
+
+// open, openat and fcntl are variadic in C, and Swift cannot call a variadic function.
+static inline int lanrage_open(const char *path, int flags, mode_t mode) { return open(path, flags, mode); }
+static inline int lanrage_openat(int directory, const char *path, int flags, mode_t mode) { return openat(directory, path, flags, mode); }
+static inline int lanrage_fcntl(int fd, int command, int argument) { return fcntl(fd, command, argument); }
+
+/// The process's environment (declared by unistd.h only for GNU sources).
+extern char **environ;
+static inline char **lanrage_environ(void) { return environ; }

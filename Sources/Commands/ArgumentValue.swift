@@ -24,7 +24,7 @@ extension UInt16: ArgumentValue {
 extension ArgumentValue where Self: RawRepresentable & CaseIterable, RawValue == String {
     public init?(argument: String) { self.init(rawValue: argument) }
     public static var expectation: String {
-        let names = allCases.map(\.rawValue)
+        let names = allCases.map { $0.rawValue }
         guard names.count > 1 else { return names.first ?? "" }
         return names.dropLast().joined(separator: ", ") + " or " + names.last!
     }

@@ -10,12 +10,12 @@ public struct Command: Sendable {
     public var arguments: [Argument]
     public var subcommands: [Command]
     /// Runs the command; `nil` for a command that only groups subcommands.
-    public var run: (@Sendable (Invocation) throws -> ExitCode)?
+    public var run: (@Sendable (Invocation) throws(CommandError) -> ExitCode)?
 
     public init(
         _ name: String, abstract: String, discussion: String = "", options: [Option] = [],
         arguments: [Argument] = [], subcommands: [Command] = [],
-        run: (@Sendable (Invocation) throws -> ExitCode)? = nil
+        run: (@Sendable (Invocation) throws(CommandError) -> ExitCode)? = nil
     ) {
         self.name = name
         self.abstract = abstract

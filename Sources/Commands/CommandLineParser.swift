@@ -13,7 +13,7 @@ extension Command {
         var positionals: [String] = []
         var tokens = arguments[...]
         var onlyPositionals = false
-        func pathName() -> String { path.map(\.name).joined(separator: " ") }
+        func pathName() -> String { path.map { $0.name }.joined(separator: " ") }
         func error(_ message: String) -> UsageError { UsageError(command: pathName(), message: message) }
         func findOption(_ match: (Option) -> Bool) -> Option? {
             for command in path.reversed() { if let option = command.options.first(where: match) { return option } }
@@ -90,7 +90,7 @@ extension Command {
     }
 
     var subcommandList: String {
-        let names = subcommands.map(\.name)
+        let names = subcommands.map { $0.name }
         guard names.count > 1 else { return names.first ?? "nothing" }
         return names.dropLast().joined(separator: ", ") + " or " + names.last!
     }

@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import CLinux
 import Output
 
 extension Command {
@@ -8,11 +6,13 @@ extension Command {
     /// runs the chosen command and returns its exit status. Usage errors and failures are printed
     /// to standard error as `lanrage: message`.
     public func main(
-        _ arguments: [String] = Array(CommandLine.arguments.dropFirst()),
-        prepare: (Invocation) throws -> Void = { _ in }
+        _ arguments: [String] = ProcessArguments.current(),
+        prepare: (Invocation) throws(CommandError) -> Void = { _ in }
     ) -> Int32 {
-        do {
-            switch try parse(arguments) {
+        do throws(CommandError) {
+            let parsed: ParsedCommandLine
+            do { parsed = try parse(arguments) } catch { throw CommandError(error) }
+            switch parsed {
             case .help(let text):
                 StandardStreams.out(text)
                 return ExitCode.success.rawValue
@@ -20,12 +20,9 @@ extension Command {
                 try prepare(invocation)
                 return try command.run!(invocation).rawValue
             }
-        } catch let error as UsageError {
-            StandardStreams.error("\(error)\n")
-            return error.exitCode.rawValue
         } catch {
-            StandardStreams.error("\(name): \(error)\n")
-            return ((error as? ExitCodeProviding)?.exitCode ?? .failure).rawValue
+            StandardStreams.error(error.isUsage ? "\(error)\n" : "\(name): \(error)\n")
+            return error.exitCode.rawValue
         }
     }
 }

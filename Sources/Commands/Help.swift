@@ -2,10 +2,10 @@ extension Command {
     /// The `--help` text for the last command of `path`, listing its own options and those it inherits.
     public static func help(for path: [Command]) -> String {
         let command = path[path.count - 1]
-        let name = path.map(\.name).joined(separator: " ")
+        let name = path.map { $0.name }.joined(separator: " ")
         var usage = "USAGE: \(name)"
         if !command.subcommands.isEmpty { usage += " <command>" }
-        let options = path.reversed().flatMap(\.options)
+        let options = path.reversed().flatMap { $0.options }
         if !options.isEmpty { usage += " [options]" }
         for argument in command.arguments { usage += argument.isOptional ? " [\(argument.name)]" : " \(argument.name)" }
 
@@ -33,7 +33,7 @@ extension Command {
     }
 
     private static func table(_ rows: [(String, String)]) -> String {
-        let width = min(30, rows.map(\.0.count).max() ?? 0)
+        let width = min(30, rows.map { $0.0.count }.max() ?? 0)
         return rows.map { left, right in
             let padding = left.count < width ? String(repeating: " ", count: width - left.count) : ""
             let separator = left.count > width ? "\n  " + String(repeating: " ", count: width) + "  " : "  "

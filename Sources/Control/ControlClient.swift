@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import CLinux
 import EventLoop
 import Output
 import Net
@@ -74,23 +72,20 @@ public final class ControlClient {
 
     public final class Executor: ActionExecutor {
         public typealias Spec = RegistrationChart
-        unowned var client: ControlClient?
+        unowned(unsafe) var client: ControlClient?
         public func execute(_ action: RegistrationAction, for id: MachineID) { client?.execute(action) }
     }
 
-    /// Why a client cannot be made.
-    public struct Problem: Error, CustomStringConvertible {
-        public let description: String
-    }
-
-    /// A client for the member whose WireGuard private key is `privateKey`.
+    /// A client for the member whose WireGuard private key is `privateKey`. Fails when its socket
+    /// cannot be opened, or when the server's key is a low-order point (no key can be derived).
     public init(_ configuration: Configuration, privateKey: [UInt8], loop: EventLoop, clock: any SchedulerClock = MonotonicClock(),
-                local: Endpoint? = nil, logger: Logger = Logger(label: "lanrage.control-client")) throws {
+                local: Endpoint? = nil, logger: Logger = Logger(label: "lanrage.control-client")) throws(SystemError) {
         self.configuration = configuration
         partyID = Keys.partyID(name: configuration.party)
         guard let controlKey = Keys.controlKey(privateKey: privateKey, publicKey: configuration.serverKey.bytes, member: configuration.key,
                                                server: configuration.serverKey, party: partyID) else {
-            throw Problem(description: "the control server's key \(configuration.serverKey) is not a usable public key")
+            throw SystemError("derive the control key from", "the control server's key \(configuration.serverKey) (not a usable public key)",
+                              errno: EINVAL)
         }
         self.controlKey = controlKey
         let any: IPAddress = configuration.server.address.family == AF_INET ? .v4(IPv4Address(0)) : .v6(IPv6Address(bytes: [UInt8](repeating: 0, count: 16))!)
@@ -100,7 +95,7 @@ public final class ControlClient {
         let executor = Executor()
         scheduler = Scheduler(chart: RegistrationChart.chart, clock: clock, executor: executor, logger: logger)
         executor.client = self
-        try loop.register(socket.descriptor) { [unowned self] in self.readable() }
+        try loop.register(socket.descriptor) { [unowned(unsafe) self] in self.readable() }
         loop.addTimers(scheduler)
     }
 

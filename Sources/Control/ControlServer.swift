@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import CLinux
 import EventLoop
 import Output
 import Net
@@ -29,7 +27,7 @@ public final class ControlServer {
     static let socketBuffer: Int32 = 4 << 20
 
     public init(listen: Endpoint, alternate: Endpoint?, core: ControlCore, store: StateStore?, loop: EventLoop,
-                clock: MonotonicClock = MonotonicClock(), saveInterval: Duration = .milliseconds(200)) throws {
+                clock: MonotonicClock = MonotonicClock(), saveInterval: Duration = .milliseconds(200)) throws(SystemError) {
         self.core = core
         self.store = store
         self.clock = clock
@@ -46,10 +44,10 @@ public final class ControlServer {
         self.responder = responder
         self.sockets = sockets
         for socket in sockets {
-            try loop.register(socket.descriptor) { [unowned self, unowned socket] in self.readable(socket) }
+            try loop.register(socket.descriptor) { [unowned(unsafe) self, unowned(unsafe) socket] in self.readable(socket) }
         }
-        loop.addTimers(Ticker(every: saveInterval, clock: clock) { [unowned self] in self.tick() })
-        loop.addTimers(Ticker(every: .seconds(1), clock: clock) { [unowned self] in
+        loop.addTimers(Ticker(every: saveInterval, clock: clock) { [unowned(unsafe) self] in self.tick() })
+        loop.addTimers(Ticker(every: .seconds(1), clock: clock) { [unowned(unsafe) self] in
             // Every 5 s, and every second while a relay has not answered yet.
             self.relayTicks += 1
             if self.relayTicks % 5 == 0 || self.core.relays.contains(where: { !$0.reported }) { self.queryRelays() }

@@ -19,7 +19,7 @@ public final class Party {
         self.authority = authority
     }
 
-    public var onlineCount: Int { members.values.lazy.filter(\.online).count }
+    public var onlineCount: Int { members.values.lazy.filter { $0.online }.count }
 }
 
 /// A member of a party, as the server keeps it.

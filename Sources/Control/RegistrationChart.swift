@@ -16,7 +16,7 @@ public enum RegistrationChart: ChartSpec {
     static let attemptsLeft = Guard<RegistrationContext>("attempts < 3") { $0.attempts < 2 }
     static let serverSilent = Guard<RegistrationContext>("3 heartbeats missed") { $0.missedHeartbeats >= 3 }
 
-    public static let chart: Chart<RegistrationChart> = {
+    public static let chart: Chart<RegistrationChart> = { () -> Chart<RegistrationChart> in
         let rows: [Row<RegistrationChart>] = [
             Row(.idle, on: .start, to: .registering),
             Row(.registering, on: .registeredAck, to: .registered,
@@ -46,7 +46,7 @@ public enum RegistrationChart: ChartSpec {
             }, fire: .backoffElapsed),
             Timeout(.registered, every: .computed("heartbeat") { $0.heartbeat }, fire: .heartbeatDue),
         ]
-        do {
+        do throws(ChartValidationError) {
             return try Chart(name: "registration", initial: .idle, states: states, rows: rows, timeouts: timeouts)
         } catch {
             preconditionFailure("the registration chart is checked by its tests: \(error)")

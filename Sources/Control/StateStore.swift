@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import CLinux
 import Net
 import Rendezvous
 
@@ -158,22 +156,22 @@ public struct StateStore {
     public func load() throws(Failure) -> [SavedParty] {
         let directoryFD = try openDirectory()
         defer { close(directoryFD) }
-        let fd = openat(directoryFD, Self.fileName, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
+        let fd = lanrage_openat(directoryFD, Self.fileName, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0)
         if fd < 0 {
-            if errno == ENOENT { return [] }
-            if errno == ELOOP { throw Failure("\(path) is a symbolic link, not the state file the server writes: remove it") }
+            if lanrage_errno() == ENOENT { return [] }
+            if lanrage_errno() == ELOOP { throw Failure("\(path) is a symbolic link, not the state file the server writes: remove it") }
             throw Failure("cannot read \(path): \(Self.reason())")
         }
         defer { close(fd) }
         var info = stat()
         guard fstat(fd, &info) == 0 else { throw Failure("cannot read \(path): \(Self.reason())") }
-        guard info.st_mode & S_IFMT == S_IFREG else { throw Failure("\(path) is not a regular file: move it away") }
+        guard info.st_mode & mode_t(S_IFMT) == mode_t(S_IFREG) else { throw Failure("\(path) is not a regular file: move it away") }
         var bytes: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 65_536)
         while true {
             let count = read(fd, &chunk, chunk.count)
             if count < 0 {
-                if errno == EINTR { continue }
+                if lanrage_errno() == EINTR { continue }
                 throw Failure("cannot read \(path): \(Self.reason())")
             }
             if count == 0 { break }
@@ -198,16 +196,16 @@ public struct StateStore {
         let temporary = directory + "/" + Self.temporaryName
         // One left by a crash goes first (a link is removed, not followed); the new one is created
         // afresh, never through a link.
-        if unlinkat(directoryFD, Self.temporaryName, 0) != 0 && errno != ENOENT {
+        if unlinkat(directoryFD, Self.temporaryName, 0) != 0 && lanrage_errno() != ENOENT {
             throw Failure("cannot remove \(temporary): \(Self.reason()) (move it away)")
         }
-        let fd = openat(directoryFD, Self.temporaryName, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        let fd = lanrage_openat(directoryFD, Self.temporaryName, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw Failure("cannot create \(temporary): \(Self.reason())") }
         var written = 0
         while written < bytes.count {
             let count = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + written, $0.count - written) }
             if count < 0 {
-                if errno == EINTR { continue }
+                if lanrage_errno() == EINTR { continue }
                 let reason = Self.reason()
                 close(fd)
                 throw Failure("cannot write \(temporary): \(reason)")
@@ -229,7 +227,7 @@ public struct StateStore {
 
     /// Opens the state directory after checking that only the server's user can change it.
     private func openDirectory() throws(Failure) -> Int32 {
-        let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        let fd = lanrage_open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0)
         guard fd >= 0 else { throw Failure("cannot open the state directory \(directory): \(Self.reason())") }
         var info = stat()
         guard fstat(fd, &info) == 0 else {
@@ -252,7 +250,7 @@ public struct StateStore {
         return fd
     }
 
-    private static func reason() -> String { String(cString: strerror(errno)) }
+    private static func reason() -> String { String(cString: strerror(lanrage_errno())) }
 }
 
 extension ControlCore {

@@ -13,7 +13,7 @@ public final class Alarms: TimerSource {
         pending.append((clock.now + delay.nanoseconds, body))
     }
 
-    public var nextDeadline: Nanoseconds? { pending.map(\.deadline).min() }
+    public var nextDeadline: Nanoseconds? { pending.map { $0.deadline }.min() }
 
     @discardableResult
     public func fireDueTimers() -> Int {

@@ -1,7 +1,5 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import CLinux
+import Net
 import StateChart
 
 /// The agent's one thread: `epoll` over registered file descriptors (UDP and raw sockets,
@@ -31,9 +29,9 @@ public final class EventLoop {
     /// Counts of what the loop did.
     public private(set) var wakeups = 0
 
-    public init(clock: any SchedulerClock = MonotonicClock()) throws(EventLoopError) {
+    public init(clock: any SchedulerClock = MonotonicClock()) throws(SystemError) {
         let fd = epoll_create1(Int32(EPOLL_CLOEXEC))
-        guard fd >= 0 else { throw EventLoopError(operation: "epoll_create1", errno: errno) }
+        guard fd >= 0 else { throw SystemError("epoll_create1", "the event loop") }
         epoll = fd
         self.clock = clock
     }
@@ -47,12 +45,12 @@ public final class EventLoop {
     }
 
     /// Calls `handler` on the loop's thread whenever `descriptor` is ready.
-    public func register(_ descriptor: Int32, for interest: Interest = .readable, handler: @escaping () -> Void) throws(EventLoopError) {
+    public func register(_ descriptor: Int32, for interest: Interest = .readable, handler: @escaping () -> Void) throws(SystemError) {
         var event = epoll_event()
         event.events = interest.rawValue
         event.data.fd = descriptor
         guard epoll_ctl(epoll, EPOLL_CTL_ADD, descriptor, &event) == 0 else {
-            throw EventLoopError(operation: "epoll_ctl(ADD, fd \(descriptor))", errno: errno)
+            throw SystemError("epoll_ctl(ADD)", "descriptor \(descriptor)")
         }
         handlers[descriptor] = handler
     }
@@ -70,18 +68,17 @@ public final class EventLoop {
 
     /// Blocks SIGINT, SIGTERM and SIGHUP for this thread and delivers them to `handler` through a
     /// `signalfd`, on the loop's thread, between other events.
-    public func handleSignals(_ handler: @escaping (Int32) -> Void) throws(EventLoopError) {
+    public func handleSignals(_ handler: @escaping (Int32) -> Void) throws(SystemError) {
         var mask = sigset_t()
         sigemptyset(&mask)
         for signal in EventLoop.handledSignals { sigaddset(&mask, signal) }
-        guard pthread_sigmask(SIG_BLOCK, &mask, &previousSignalMask) == 0 else {
-            throw EventLoopError(operation: "pthread_sigmask", errno: errno)
-        }
+        let result = pthread_sigmask(SIG_BLOCK, &mask, &previousSignalMask)
+        guard result == 0 else { throw SystemError("pthread_sigmask", "the event loop", errno: result) }
         let fd = signalfd(-1, &mask, Int32(SFD_NONBLOCK | SFD_CLOEXEC))
-        guard fd >= 0 else { throw EventLoopError(operation: "signalfd", errno: errno) }
+        guard fd >= 0 else { throw SystemError("signalfd", "the event loop") }
         signalDescriptor = fd
         signalHandler = handler
-        try register(fd) { [unowned self] in self.readSignals() }
+        try register(fd) { [unowned(unsafe) self] in self.readSignals() }
     }
 
     private func readSignals() {
@@ -97,7 +94,7 @@ public final class EventLoop {
 
     /// Runs until ``stop()`` is called, or `deadline` (monotonic nanoseconds) passes.
     /// Each round waits for the earliest of: a ready descriptor, the next timer, the deadline.
-    public func run(until deadline: Nanoseconds? = nil) throws(EventLoopError) {
+    public func run(until deadline: Nanoseconds? = nil) throws(SystemError) {
         running = true
         var events = [epoll_event](repeating: epoll_event(), count: 64)
         while running {
@@ -116,8 +113,8 @@ public final class EventLoop {
             }
             let count = epoll_wait(epoll, &events, Int32(events.count), timeout)
             if count < 0 {
-                if errno == EINTR { continue }
-                throw EventLoopError(operation: "epoll_wait", errno: errno)
+                if lanrage_errno() == EINTR { continue }
+                throw SystemError("epoll_wait", "the event loop")
             }
             wakeups += 1
             for index in 0..<Int(count) {
@@ -127,12 +124,4 @@ public final class EventLoop {
         }
         running = false
     }
-}
-
-/// A system call of the event loop failed.
-public struct EventLoopError: Error, CustomStringConvertible {
-    public let operation: String
-    public let errno: Int32
-
-    public var description: String { "\(operation): \(String(cString: strerror(errno)))" }
 }

@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import CLinux
 
 /// A UDP endpoint: an address and a port. Written `192.0.2.1:3478` or `[2001:db8::1]:3478`.
 public struct Endpoint: Hashable, Sendable, CustomStringConvertible {
@@ -29,7 +27,7 @@ public struct Endpoint: Hashable, Sendable, CustomStringConvertible {
             portText = text[text.index(after: colon)...]
             guard IPv4Address(host) != nil else { return nil }
         }
-        guard let address = IPAddress(host), !portText.isEmpty, portText.allSatisfy(\.isASCII),
+        guard let address = IPAddress(host), !portText.isEmpty, portText.allSatisfy { $0.isASCII },
               let port = UInt16(portText)
         else { return nil }
         self.init(address, port)

@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import CLinux
 
 /// An IPv4 or IPv6 address, stored in network byte order.
 public enum IPAddress: Hashable, Sendable, CustomStringConvertible {

@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import CLinux
 
 /// The addresses configured on this host's interfaces (in the current network namespace).
 public enum LocalAddresses {

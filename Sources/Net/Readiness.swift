@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import CLinux
 
 /// Waiting for sockets without an event loop: `poll(2)` over a few descriptors with a deadline.
 /// For commands and tests that run one job; the agent uses the event loop instead.
@@ -20,10 +18,10 @@ public enum Readiness {
         while true {
             let count = poll(&fds, nfds_t(fds.count), milliseconds)
             if count >= 0 { break }
-            if errno == EINTR { continue }
+            if lanrage_errno() == EINTR { continue }
             throw SystemError("poll", descriptors.map(String.init).joined(separator: ","))
         }
-        return fds.filter { $0.revents & Int16(POLLIN | POLLERR | POLLHUP) != 0 }.map(\.fd)
+        return fds.filter { $0.revents & Int16(POLLIN | POLLERR | POLLHUP) != 0 }.map { $0.fd }
     }
 }
 

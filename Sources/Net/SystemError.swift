@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import CLinux
 
 /// A failed system call, with what was being done and on what, for a message a person can act on.
 public struct SystemError: Error, Equatable, Sendable, CustomStringConvertible {
@@ -10,7 +8,7 @@ public struct SystemError: Error, Equatable, Sendable, CustomStringConvertible {
     public var subject: String
     public var errno: Int32
 
-    public init(_ operation: String, _ subject: String, errno: Int32 = Glibc.errno) {
+    public init(_ operation: String, _ subject: String, errno: Int32 = lanrage_errno()) {
         self.operation = operation
         self.subject = subject
         self.errno = errno

@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import CLinux
 
 /// A non-blocking UDP socket bound to one local endpoint. Closed when released.
 /// As a ``PortSocket`` it serves LANrage's datagrams on a port nothing else listens on.
@@ -72,7 +70,7 @@ public final class UDPSocket: PortSocket {
     /// `sendto`'s result (read right after it, while `errno` is its own).
     private func outcome(_ sent: Int, _ destination: Endpoint) throws(SystemError) -> Bool {
         if sent >= 0 { return true }
-        if errno == EAGAIN || errno == EWOULDBLOCK { return false }
+        if lanrage_errno() == EAGAIN || lanrage_errno() == EWOULDBLOCK { return false }
         throw SystemError("sendto", destination.description)
     }
 
@@ -89,10 +87,10 @@ public final class UDPSocket: PortSocket {
                 }
             }
             if count < 0 {
-                if errno == EAGAIN || errno == EWOULDBLOCK { return nil }
+                if lanrage_errno() == EAGAIN || lanrage_errno() == EWOULDBLOCK { return nil }
                 // An ICMP port unreachable for an earlier send surfaces here as ECONNREFUSED: it is
                 // not a datagram, and neither is an interrupted call.
-                if errno == ECONNREFUSED || errno == EINTR { continue }
+                if lanrage_errno() == ECONNREFUSED || lanrage_errno() == EINTR { continue }
                 throw SystemError("recvfrom", local.description)
             }
             guard let from = Endpoint(storage) else { return nil }

@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import CLinux
 
 /// An accepted unix stream connection, non-blocking: for a server on an event loop, which reads
 /// what has arrived and writes what the socket takes, and never waits. Closed when released.
@@ -18,8 +16,8 @@ public final class UnixConnection {
         while true {
             let count = buffer.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress!, wanted, 0) }
             if count >= 0 { return count }
-            if errno == EAGAIN || errno == EWOULDBLOCK { return nil }
-            if errno == EINTR { continue }
+            if lanrage_errno() == EAGAIN || lanrage_errno() == EWOULDBLOCK { return nil }
+            if lanrage_errno() == EINTR { continue }
             throw SystemError("recv", "unix socket")
         }
     }
@@ -27,10 +25,10 @@ public final class UnixConnection {
     /// Sends as much of `bytes` as the socket takes now: the count sent (0 when it is full).
     public func send(_ bytes: ArraySlice<UInt8>) throws(SystemError) -> Int {
         while true {
-            let sent = bytes.withUnsafeBytes { Glibc.send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            let sent = bytes.withUnsafeBytes { CLinux.send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
             if sent >= 0 { return sent }
-            if errno == EAGAIN || errno == EWOULDBLOCK { return 0 }
-            if errno == EINTR { continue }
+            if lanrage_errno() == EAGAIN || lanrage_errno() == EWOULDBLOCK { return 0 }
+            if lanrage_errno() == EINTR { continue }
             throw SystemError("send", "unix socket")
         }
     }

@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import CLinux
 
 /// A connected unix stream socket with bounded blocking reads and writes: one request, one
 /// answer, as the agent's status socket speaks (the client's side).
@@ -23,7 +21,7 @@ public final class UnixStream {
         let stream = UnixStream(descriptor: fd, timeout: timeout)
         var address = try UnixStream.address(path)
         let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { CLinux.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
         guard connected == 0 else { throw SystemError("connect", path) }
         return stream
@@ -35,7 +33,7 @@ public final class UnixStream {
         while offset < bytes.count {
             let sent = bytes.withUnsafeBytes { send(descriptor, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL)) }
             if sent < 0 {
-                if errno == EINTR { continue }
+                if lanrage_errno() == EINTR { continue }
                 throw SystemError("send", "unix socket")
             }
             offset += sent
@@ -49,7 +47,7 @@ public final class UnixStream {
         while bytes.count < limit {
             let count = buffer.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress!, $0.count, 0) }
             if count < 0 {
-                if errno == EINTR { continue }
+                if lanrage_errno() == EINTR { continue }
                 throw SystemError("recv", "unix socket")
             }
             if count == 0 { break }
@@ -91,7 +89,7 @@ public final class UnixListener {
         umask(previous)
         guard bound == 0, listen(fd, 16) == 0 else {
             let error = SystemError(bound == 0 ? "listen" : "bind", path)
-            Glibc.close(fd)
+            CLinux.close(fd)
             throw error
         }
         descriptor = fd
@@ -100,17 +98,17 @@ public final class UnixListener {
 
     /// The next waiting connection, if any, non-blocking like the listener.
     public func accept() -> UnixConnection? {
-        let fd = Glibc.accept(descriptor, nil, nil)
+        let fd = CLinux.accept(descriptor, nil, nil)
         guard fd >= 0 else { return nil }
-        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        _ = lanrage_fcntl(fd, F_SETFD, FD_CLOEXEC)
         // Linux does not pass O_NONBLOCK on to the accepted socket.
-        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        _ = lanrage_fcntl(fd, F_SETFL, lanrage_fcntl(fd, F_GETFL, 0) | O_NONBLOCK)
         return UnixConnection(descriptor: fd)
     }
 
     /// Closes the socket and removes its file.
     public func close() {
-        Glibc.close(descriptor)
+        CLinux.close(descriptor)
         unlink(path)
     }
 }

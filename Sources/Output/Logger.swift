@@ -79,7 +79,7 @@ public struct Logger: Sendable {
     public func log(level: Level, _ message: @autoclosure () -> Message, metadata: @autoclosure () -> Metadata? = nil) {
         guard level >= logLevel else { return }
         var fields = self.metadata
-        if let extra = metadata() { fields.merge(extra) { $1 } }
+        for (key, value) in metadata() ?? [:] { fields[key] = value }
         // Keys in a stable order: the record's own keys are unordered, so sort them.
         output.sink(Self.line(time: WallClock.timestamp(), level: level, label: label, message: message().description,
                               fields: fields.sorted { $0.key < $1.key }.map { ($0.key, $0.value.description) }, format: output.format))

@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import CLinux
 
 /// Writing whole strings to standard output and standard error without Foundation.
 public enum StandardStreams {
@@ -16,9 +14,9 @@ public enum StandardStreams {
         text.withUTF8 { buffer in
             var offset = 0
             while offset < buffer.count {
-                let written = Glibc.write(descriptor, buffer.baseAddress! + offset, buffer.count - offset)
+                let written = CLinux.write(descriptor, buffer.baseAddress! + offset, buffer.count - offset)
                 if written < 0 {
-                    if errno == EINTR { continue }
+                    if lanrage_errno() == EINTR { continue }
                     return
                 }
                 offset += written

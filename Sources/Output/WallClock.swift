@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import CLinux
 
 /// Real (calendar) time, for timestamps in logs only: scheduling uses the monotonic clock.
 public enum WallClock {

@@ -103,7 +103,7 @@ public enum PeerChart: ChartSpec {
             timeouts.insert(Timeout(.punching, every: .fixed(timings.punchInterval), times: timings.punchPackets - 1,
                                     fire: .punchTick), at: 2)
         }
-        do {
+        do throws(ChartValidationError) {
             return try Chart(name: "peer", initial: .discovering, states: states, rows: rows, timeouts: timeouts)
         } catch {
             preconditionFailure("the peer chart is checked by its tests: \(error)")

@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import CLinux
 import Net
 
 /// Opens the right socket for LANrage's datagrams on `port`: a plain UDP socket bound to it when

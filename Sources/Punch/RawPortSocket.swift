@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import CLinux
 import Net
 
@@ -73,7 +70,7 @@ public final class RawPortSocket: PortSocket {
             Endpoint(destination.address, 0).withSockAddr { sendto(descriptor, bytes.baseAddress, bytes.count, 0, $0, $1) }
         }
         if sent >= 0 { return true }
-        if errno == EAGAIN || errno == EWOULDBLOCK { return false }
+        if lanrage_errno() == EAGAIN || lanrage_errno() == EWOULDBLOCK { return false }
         throw SystemError("sendto (raw, from port \(port))", destination.description)
     }
 
@@ -98,8 +95,8 @@ public final class RawPortSocket: PortSocket {
         while true {
             let count = recv(descriptor, &buffer, buffer.count, 0)
             if count < 0 {
-                if errno == EAGAIN || errno == EWOULDBLOCK { return nil }
-                if errno == EINTR { continue }
+                if lanrage_errno() == EAGAIN || lanrage_errno() == EWOULDBLOCK { return nil }
+                if lanrage_errno() == EINTR { continue }
                 throw SystemError("recv (raw, port \(port))", "")
             }
             // The filter already checked port and prefix; parse defensively all the same.

@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import CLinux
 import EventLoop
 import Output
 import Net
@@ -68,7 +66,7 @@ public final class RelayServer {
     private var buffer = [UInt8](repeating: 0, count: 65_536)
     public var logger = Logger(label: "lanrage.relay")
 
-    public init(_ configuration: Configuration, loop: EventLoop, clock: MonotonicClock = MonotonicClock()) throws {
+    public init(_ configuration: Configuration, loop: EventLoop, clock: MonotonicClock = MonotonicClock()) throws(SystemError) {
         precondition(configuration.ports.count >= 3, "a relay needs its service port and at least one pair of ports")
         self.configuration = configuration
         self.loop = loop
@@ -79,9 +77,9 @@ public final class RelayServer {
         freePorts = Array((configuration.ports.lowerBound + 1)...configuration.ports.upperBound).reversed()
         limiter = RateLimiter(perSecond: configuration.requestsPerSecond, burst: configuration.requestBurst, capacity: 4096)
         usedTokens = UsedTokens(capacity: configuration.usedTokenCapacity)
-        try loop.register(service.descriptor) { [unowned self] in self.serviceReadable() }
+        try loop.register(service.descriptor) { [unowned(unsafe) self] in self.serviceReadable() }
         let sweep = min(Duration.seconds(1), configuration.idleTimeout / 4)
-        loop.addTimers(Ticker(every: sweep, clock: clock) { [unowned self] in self.expireIdle() })
+        loop.addTimers(Ticker(every: sweep, clock: clock) { [unowned(unsafe) self] in self.expireIdle() })
     }
 
     public var allocationCount: Int { allocations.count }
@@ -100,11 +98,11 @@ public final class RelayServer {
     private func handleService(count: Int, from: Endpoint) {
         guard limiter.allow(from.address, now: clock.now) else { counters.rateLimited += 1; return }
         let message: RelayMessage
-        do {
-            message = try buffer.withUnsafeBytes { raw in
+        do throws(WireError) {
+            message = try buffer.withBytes { raw throws(WireError) in
                 try RelayMessage(decoding: UnsafeRawBufferPointer(rebasing: raw[..<count]), key: configuration.key)
             }
-        } catch WireError.unauthenticated {
+        } catch .unauthenticated {
             counters.unauthenticated += 1
             return
         } catch {
@@ -115,12 +113,12 @@ public final class RelayServer {
         case .allocate(let nonce, let tokenBytes):
             let token: RelayToken
             let nowSeconds = UnixTime.seconds()
-            do {
-                token = try tokenBytes.withUnsafeBytes { try RelayToken(verifying: $0, key: configuration.key, nowSeconds: nowSeconds) }
-            } catch WireError.expired {
+            do throws(WireError) {
+                token = try tokenBytes.withBytes { raw throws(WireError) in try RelayToken(verifying: raw, key: configuration.key, nowSeconds: nowSeconds) }
+            } catch .expired {
                 counters.expiredTokens += 1
                 return
-            } catch WireError.unauthenticated {
+            } catch .unauthenticated {
                 counters.unauthenticated += 1
                 logger.debug("allocation refused", metadata: ["from": "\(from)", "reason": "bad token"])
                 return
@@ -166,7 +164,7 @@ public final class RelayServer {
         case .release(let nonce, let tokenBytes):
             // The message's tag (under the token's reply key) proves the member the token was issued to
             // sent it; the token may have expired since the grant.
-            guard let token = try? tokenBytes.withUnsafeBytes({ try RelayToken(verifying: $0, key: configuration.key, nowSeconds: 0) }) else {
+            guard let token = try? tokenBytes.withBytes({ raw throws(WireError) in try RelayToken(verifying: raw, key: configuration.key, nowSeconds: 0) }) else {
                 counters.unauthenticated += 1
                 return
             }
@@ -203,7 +201,7 @@ public final class RelayServer {
             }
         }
         guard sockets.count == 2 else {
-            freePorts.append(contentsOf: sockets.map(\.local.port))
+            freePorts.append(contentsOf: sockets.map { $0.local.port })
             counters.refusedFull += 1
             return (.full, 0)
         }
@@ -213,7 +211,7 @@ public final class RelayServer {
         perParty[token.partyID, default: 0] += 1
         counters.granted += 1
         for index in 0..<2 {
-            try? loop.register(sockets[index].descriptor) { [unowned self, unowned allocation] in
+            try? loop.register(sockets[index].descriptor) { [unowned(unsafe) self, unowned(unsafe) allocation] in
                 self.forward(allocation, from: index)
             }
         }
@@ -242,7 +240,7 @@ public final class RelayServer {
                 }
             }
             if count < 0 {
-                if errno == EINTR || errno == ECONNREFUSED { continue }
+                if lanrage_errno() == EINTR || lanrage_errno() == ECONNREFUSED { continue }
                 break
             }
             if buffer.withUnsafeBytes({ RelayMessage.looksLikeLatch(UnsafeRawBufferPointer(rebasing: $0[..<count])) }) {
@@ -373,7 +371,7 @@ public final class RelayServer {
     public static func report(_ allocation: Allocation) -> Logger.Metadata {
         [
             "ports": "\(allocation.sides[0].port),\(allocation.sides[1].port)",
-            "latched": "\(allocation.sides[0].latched.map(\.description) ?? "-"),\(allocation.sides[1].latched.map(\.description) ?? "-")",
+            "latched": "\(allocation.sides[0].latched.map { $0.description } ?? "-"),\(allocation.sides[1].latched.map { $0.description } ?? "-")",
             "packets": "\(allocation.sides[0].packets),\(allocation.sides[1].packets)",
             "bytes": "\(allocation.sides[0].bytes),\(allocation.sides[1].bytes)",
             "drops": "\(allocation.sides[0].drops),\(allocation.sides[1].drops)",
@@ -391,7 +389,7 @@ public final class RelayServer {
             "expired_allocations": "\(counters.expiredAllocations)", "released_allocations": "\(counters.releasedAllocations)",
             "replayed_tokens": "\(counters.replayedTokens)", "replayed_load_queries": "\(counters.replayedLoadQueries)",
         ]
-        let sides = allocations.values.flatMap(\.sides)
+        let sides = allocations.values.flatMap { $0.sides }
         metadata["forwarded_packets"] = "\(sides.reduce(0) { $0 + $1.packets })"
         metadata["forwarded_bytes"] = "\(sides.reduce(0) { $0 + $1.bytes })"
         metadata["dropped_packets"] = "\(sides.reduce(0) { $0 + $1.drops })"

@@ -184,13 +184,7 @@ public struct ControlMessage: Equatable, Sendable {
     }
 
     public init(authenticating bytes: [UInt8], key: [UInt8]) throws(WireError) {
-        do {
-            self = try bytes.withUnsafeBytes { raw in try Self(authenticating: raw, key: key) }
-        } catch let error as WireError {
-            throw error
-        } catch {
-            throw .malformed
-        }
+        self = try bytes.withUnsafeBytes { raw in Result { () throws(WireError) in try Self(authenticating: raw, key: key) } }.get()
     }
 
     /// Decodes the body of an already authenticated message (also the fuzz target's entry point).

@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import CLinux
 import Net
 
 /// The right to allocate one side of a pair's relay allocation, issued by the control server under

@@ -16,7 +16,7 @@ public enum DetectionChart: ChartSpec {
     static let answered = Guard<DetectionContext>("a server answered") { $0.anyAnswered }
     static let twoAddresses = Guard<DetectionContext>("server with two addresses") { $0.rfc5780Server }
 
-    public static let chart: Chart<DetectionChart> = {
+    public static let chart: Chart<DetectionChart> = { () -> Chart<DetectionChart> in
         let rows: [Row<DetectionChart>] = [
             Row(.idle, on: .start, to: .binding),
             Row(.binding, on: .settled, when: !answered, to: .failed),
@@ -32,7 +32,7 @@ public enum DetectionChart: ChartSpec {
             StateInfo(.done, final: true),
             StateInfo(.failed, entry: [.reportFailure], final: true),
         ]
-        do {
+        do throws(ChartValidationError) {
             return try Chart(name: "detection", initial: .idle, states: states, rows: rows)
         } catch {
             preconditionFailure("the detection chart is checked by its tests: \(error)")

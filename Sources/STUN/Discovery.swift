@@ -74,18 +74,16 @@ public struct Discovery: Sendable {
     /// (they could not name a silent server), and no flood of sources makes it grow.
     private var malformed: [Endpoint: (count: Int, last: DecodingError?)] = [:]
     private var primary: (index: Int, server: Endpoint, other: Endpoint, mapped: Endpoint)?
-    private var generator: any RandomNumberGenerator & Sendable
+    private var generator = SystemRandomNumberGenerator()
 
     public init(
         servers: [Endpoint], localEndpoint: Endpoint, localAddresses: [IPAddress],
-        policy: RetransmissionPolicy = RetransmissionPolicy(),
-        generator: any RandomNumberGenerator & Sendable = SystemRandomNumberGenerator()
+        policy: RetransmissionPolicy = RetransmissionPolicy()
     ) {
         self.servers = servers
         self.localEndpoint = localEndpoint
         self.localAddresses = localAddresses
         self.policy = policy
-        self.generator = generator
     }
 
     /// Starts discovery at `now`: binding requests to every server.
@@ -253,16 +251,16 @@ public struct Discovery: Sendable {
     /// No server with two addresses: what the binding tests alone can tell.
     private func partialReport() -> NATReport {
         let reports = serverReports()
-        let mappedAll = reports.compactMap(\.mappedAddress)
+        let mappedAll = reports.compactMap { $0.mappedAddress }
         var report = base(mapped: mappedAll[0])
         report.notes.append("no server gave a usable OTHER-ADDRESS (RFC 5780 needs a server with two IP addresses): filtering not tested")
-        let contacted = Set(reports.filter { $0.mappedAddress != nil }.map(\.server.address))
+        let contacted = Set(reports.filter { $0.mappedAddress != nil }.map { $0.server.address })
         if isLocal(report.publicEndpoint) {
             report.mapping = .endpointIndependent
             report.natType = .open
             report.notes.append("the mapped address is local: no NAT")
         } else if Set(mappedAll).count > 1 {
-            report.mapping = Set(mappedAll.map(\.address)).count > 1 || contacted.count > 1 ? .dependent : .addressAndPortDependent
+            report.mapping = Set(mappedAll.map { $0.address }).count > 1 || contacted.count > 1 ? .dependent : .addressAndPortDependent
             report.natType = .symmetric
             report.notes.append("servers saw different public endpoints: the mapping depends on the destination")
         } else if contacted.count > 1 {

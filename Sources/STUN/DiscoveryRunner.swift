@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import CLinux
 import Net
 
 /// Runs a `Discovery` against the real network: one port socket (a bound UDP socket, or the raw
@@ -78,7 +76,7 @@ public final class STUNServer {
     public func serve(tick: Duration = .milliseconds(200), shouldStop: () -> Bool = { false }) throws(SystemError) {
         var buffer = [UInt8](repeating: 0, count: 2048)
         while !shouldStop() {
-            let ready = try Readiness.readable(sockets.map(\.descriptor), timeout: tick)
+            let ready = try Readiness.readable(sockets.map { $0.descriptor }, timeout: tick)
             for socket in sockets where ready.contains(socket.descriptor) {
                 // A bounded batch: a flood on one socket cannot starve the other or `shouldStop`.
                 for _ in 0..<ReadBatch.datagrams {

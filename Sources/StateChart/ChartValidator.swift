@@ -7,11 +7,11 @@ extension Chart {
         func name(_ value: some Any) -> String { "\(value)" }
 
         let allStates = Array(Spec.State.allCases)
-        if allStates.map(\.rawValue) != Array(0..<allStates.count) {
+        if allStates.map { $0.rawValue } != Array(0..<allStates.count) {
             problems.append(.rawValuesNotDense(type: name(Spec.State.self)))
         }
         let allEvents = Array(Spec.Event.allCases)
-        if allEvents.map(\.rawValue) != Array(0..<allEvents.count) {
+        if allEvents.map { $0.rawValue } != Array(0..<allEvents.count) {
             problems.append(.rawValuesNotDense(type: name(Spec.Event.self)))
         }
         guard problems.isEmpty else { return problems }

@@ -1,7 +1,5 @@
 import Net
-#if canImport(Glibc)
-import Glibc
-#endif
+import CLinux
 
 /// What applying a configuration to a device must change: computed from what the device reports,
 /// so re-applying the same file changes nothing and a peer missing from the file is removed.
@@ -53,7 +51,7 @@ public struct ApplyPlan: Sendable, Equatable {
                 peerChange.persistentKeepalive = wanted.persistentKeepalive
                 changed = true
             }
-            if existing.allowedIPs.map(\.network.description).sorted() != wanted.allowedIPs.map(\.network.description).sorted() {
+            if existing.allowedIPs.map { $0.network.description }.sorted() != wanted.allowedIPs.map { $0.network.description }.sorted() {
                 peerChange.replaceAllowedIPs = true
                 peerChange.allowedIPs = wanted.allowedIPs
                 changed = true

@@ -1,7 +1,5 @@
 import Net
-#if canImport(Glibc)
-import Glibc
-#endif
+import CLinux
 
 /// Which implementation talks to WireGuard.
 public enum BackendKind: String, Sendable, CaseIterable {
@@ -42,7 +40,7 @@ public enum Backends {
             if let name {
                 let uapi = UAPIBackend()
                 var info = stat()
-                if stat(uapi.socketPath(name), &info) == 0, info.st_mode & S_IFMT == S_IFSOCK, if_nametoindex(name) != 0 {
+                if stat(uapi.socketPath(name), &info) == 0, info.st_mode & mode_t(S_IFMT) == mode_t(S_IFSOCK), if_nametoindex(name) != 0 {
                     return uapi
                 }
             }

@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import CLinux
 import Net
 
@@ -23,7 +20,7 @@ final class BackgroundProcess {
     init(_ arguments: [String], environment extra: [String]) throws(WireGuardError) {
         var environment = extra
         var index = 0
-        while let entry = environ[index] {
+        while let entry = lanrage_environ()[index] {
             environment.append(String(cString: entry))
             index += 1
         }
@@ -94,8 +91,8 @@ final class BackgroundProcess {
             guard let entry = readdir(directory) else { break }
             let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
             guard let fd = Int32(name), fd > 2, fd != own else { continue }
-            let flags = fcntl(fd, F_GETFD)
-            if flags >= 0 { _ = fcntl(fd, F_SETFD, flags | FD_CLOEXEC) }
+            let flags = lanrage_fcntl(fd, F_GETFD, 0)
+            if flags >= 0 { _ = lanrage_fcntl(fd, F_SETFD, flags | FD_CLOEXEC) }
         }
     }
 }

@@ -12,7 +12,7 @@ public enum DeviceReport {
             lines.append("peer: \(peer.publicKey.base64)")
             if peer.presharedKey != nil { lines.append("  preshared key: (hidden)") }
             if let endpoint = peer.endpoint { lines.append("  endpoint: \(endpoint)") }
-            lines.append("  allowed ips: \(peer.allowedIPs.isEmpty ? "(none)" : peer.allowedIPs.map(\.description).joined(separator: ", "))")
+            lines.append("  allowed ips: \(peer.allowedIPs.isEmpty ? "(none)" : peer.allowedIPs.map { $0.description }.joined(separator: ", "))")
             if let handshake = peer.lastHandshake { lines.append("  latest handshake: \(ago(now - handshake.seconds))") }
             if peer.rxBytes != 0 || peer.txBytes != 0 {
                 lines.append("  transfer: \(bytes(peer.rxBytes)) received, \(bytes(peer.txBytes)) sent")

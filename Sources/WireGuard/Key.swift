@@ -1,7 +1,5 @@
 import CSodium
-#if canImport(Glibc)
-import Glibc
-#endif
+import CLinux
 
 /// A 32-byte WireGuard key (Curve25519 private or public key, or a preshared key).
 /// Shown in base64 like `wg`; compared in constant time (`sodium_memcmp`); its bytes live in storage

@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import CLinux
 import Net
 
 /// Writing key files: atomically (a temporary file in the same folder, fsync, rename) with mode 0600,
@@ -24,9 +22,9 @@ public enum KeyFile {
             var bytes = Array(text.utf8)
             var offset = 0
             while offset < bytes.count {
-                let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + offset, $0.count - offset) }
+                let written = bytes.withUnsafeBytes { CLinux.write(fd, $0.baseAddress! + offset, $0.count - offset) }
                 if written < 0 {
-                    if errno == EINTR { continue }
+                    if lanrage_errno() == EINTR { continue }
                     failure = SystemError("write", temporary)
                     break
                 }
@@ -42,7 +40,7 @@ public enum KeyFile {
             throw failure
         }
         // Make the rename durable too.
-        let directoryFD = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        let directoryFD = lanrage_open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0)
         if directoryFD >= 0 {
             fsync(directoryFD)
             close(directoryFD)

@@ -1,8 +1,6 @@
 import CNetlink
 import Net
-#if canImport(Glibc)
-import Glibc
-#endif
+import CLinux
 
 /// The kernel module over generic netlink (family `wireguard`), built with libnl-genl:
 /// `WG_CMD_GET_DEVICE` dumps reassembled into one device, `WG_CMD_SET_DEVICE` split across as

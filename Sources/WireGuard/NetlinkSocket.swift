@@ -1,8 +1,6 @@
 import CNetlink
 import CSodium
-#if canImport(Glibc)
-import Glibc
-#endif
+import CLinux
 
 /// A libnl socket for one netlink protocol (rtnetlink or generic netlink), freed when released.
 /// Requests are acknowledged (`nl_send_sync`); dumps call a Swift closure per message.

@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import CLinux
 
 /// Checking for CAP_NET_ADMIN before changing anything, so the error is clear and nothing is half done.
 public enum Privileges {

@@ -1,8 +1,6 @@
 import CNetlink
 import Net
-#if canImport(Glibc)
-import Glibc
-#endif
+import CLinux
 
 /// Links, addresses and routes over rtnetlink, built with libnl-3 core: the overlay side of a
 /// WireGuard interface (for both backends) and the `wireguard` link itself for the kernel backend.

@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import CLinux
 import Net
 
 /// Userspace WireGuard (wireguard-go, boringtun) over the cross-platform UAPI text protocol on
@@ -31,7 +29,7 @@ public final class UAPIBackend: WireGuardBackend {
 
     public func interfaceNames() throws(WireGuardError) -> [String] {
         guard let directory = opendir(socketFolder) else {
-            if errno == ENOENT { return [] }
+            if lanrage_errno() == ENOENT { return [] }
             throw WireGuardError(.failed, SystemError("opendir", socketFolder).description)
         }
         defer { closedir(directory) }
@@ -43,7 +41,7 @@ public final class UAPIBackend: WireGuardBackend {
             }
             guard fileName.hasSuffix(".sock") else { continue }
             var info = stat()
-            guard stat(socketFolder + "/" + fileName, &info) == 0, info.st_mode & S_IFMT == S_IFSOCK else { continue }
+            guard stat(socketFolder + "/" + fileName, &info) == 0, info.st_mode & mode_t(S_IFMT) == mode_t(S_IFSOCK) else { continue }
             let name = String(fileName.dropLast(5))
             // A socket whose interface is gone in this namespace belongs to another namespace or a dead daemon.
             guard if_nametoindex(name) != 0 else { continue }
@@ -122,7 +120,7 @@ public final class UAPIBackend: WireGuardBackend {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
         guard connected == 0 else {
-            let error = errno
+            let error = lanrage_errno()
             switch error {
             case ENOENT, ECONNREFUSED:
                 throw WireGuardError(.notFound, "no userspace WireGuard interface \(name): \(path) \(error == ENOENT ? "does not exist" : "refuses connections") (create it with 'lanrage wg apply' or start wireguard-go \(name))")
@@ -138,7 +136,7 @@ public final class UAPIBackend: WireGuardBackend {
         while offset < bytes.count {
             let sent = bytes.withUnsafeBytes { send(fd, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL)) }
             if sent < 0 {
-                if errno == EINTR { continue }
+                if lanrage_errno() == EINTR { continue }
                 throw WireGuardError(.failed, SystemError("send", path).description)
             }
             offset += sent
@@ -150,7 +148,7 @@ public final class UAPIBackend: WireGuardBackend {
         while reply.count < limit {
             let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress!, $0.count, 0) }
             if count < 0 {
-                if errno == EINTR { continue }
+                if lanrage_errno() == EINTR { continue }
                 throw WireGuardError(.failed, SystemError("recv", path).description)
             }
             if count == 0 { break }

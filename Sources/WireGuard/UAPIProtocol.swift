@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import CLinux
 import Net
 
 /// The UAPI text protocol, without I/O (tested on its own).

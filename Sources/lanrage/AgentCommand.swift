@@ -17,11 +17,11 @@ enum AgentCommand {
         options: [
             .value("config", "FILE", help: "The configuration file.", default: "/etc/lanrage/agent.conf"),
         ]
-    ) { invocation in
+    ) { (invocation: Invocation) throws(CommandError) -> ExitCode in
         let path = try invocation.value("config", as: String.self) ?? "/etc/lanrage/agent.conf"
-        let configuration = try AgentConfiguration.load(path)
-        let agent = try Agent(configuration, path: path)
-        try agent.run()
+        let configuration = try failing { () throws(AgentConfiguration.Problem) in try AgentConfiguration.load(path) }
+        let agent = try failing { () throws(AgentFailure) in try Agent(configuration, path: path) }
+        try failing { () throws(AgentFailure) in try agent.run() }
         return .success
     }
 }

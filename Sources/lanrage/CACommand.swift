@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import CLinux
 import Agent
 import Commands
 import Net
@@ -29,11 +27,12 @@ enum CACommand {
         "genkey",
         abstract: "Print a new authority key in base64 (keep it secret: it admits members).",
         options: [.value("output", short: "o", "FILE", help: "Write the key to FILE (mode 0600, atomic) instead of standard output.")]
-    ) { invocation in
+    ) { (invocation: Invocation) throws(CommandError) -> ExitCode in
         var key = Key.generatePreshared()
         defer { key.wipe() }
         if let path = try invocation.value("output", as: String.self) {
-            try KeyFile.write(key.base64 + "\n", to: path)
+            let text = key.base64 + "\n"
+            try failing { () throws(SystemError) in try KeyFile.write(text, to: path) }
         } else {
             StandardStreams.out(key.base64 + "\n")
         }
@@ -43,7 +42,7 @@ enum CACommand {
     static let pubkey = Command(
         "pubkey",
         abstract: "Read an authority key on standard input, print its public key (for --party and [Party] Authority)."
-    ) { _ in
+    ) { (_: Invocation) throws(CommandError) -> ExitCode in
         var input = [UInt8](repeating: 0, count: 256)
         let count = read(STDIN_FILENO, &input, input.count)
         defer { Secrets.wipe(&input) }
@@ -77,7 +76,7 @@ enum CACommand {
             .value("days", "N", help: "How long the certificate is valid.", default: "365"),
             .value("output", short: "o", "FILE", help: "Write the certificate to FILE instead of standard output."),
         ]
-    ) { invocation in
+    ) { (invocation: Invocation) throws(CommandError) -> ExitCode in
         guard let keyPath = try invocation.value("key", as: String.self) else { throw invocation.usageError("missing --key FILE") }
         guard let party = try invocation.value("party", as: String.self), !party.isEmpty, party.utf8.count <= 64 else {
             throw invocation.usageError("missing --party NAME (1 to 64 bytes)")
@@ -101,10 +100,11 @@ enum CACommand {
         }
         let days = try invocation.value("days", as: Int.self) ?? 365
         guard (1...36_500).contains(days) else { throw invocation.usageError("--days must be from 1 to 36500") }
-        var seedText = try SecretFile.read(keyPath)
+        var seedText = try failing { () throws(SecretFile.Problem) in try SecretFile.read(keyPath) }
         defer { Secrets.wipe(&seedText) }
         guard var seed = Key(base64: String(decoding: seedText, as: UTF8.self)) else {
-            throw SecretFile.Problem(description: "\(keyPath) does not hold an authority key (44 characters of base64, as 'lanrage ca genkey' prints)")
+            throw CommandError("\(keyPath) does not hold an authority key (44 characters of base64, as 'lanrage ca genkey' prints)",
+                               exitCode: .dataError)
         }
         defer { seed.wipe() }
         var pair = Crypto.signingKeyPair(seed: seed.bytes)
@@ -112,7 +112,7 @@ enum CACommand {
         // Valid from a minute ago: a member whose clock is a little behind is not refused.
         let now = UnixTime.seconds()
         let certificate: MemberCertificate
-        do {
+        do throws(MemberCertificate.Problem) {
             certificate = try MemberCertificate.issue(party: Keys.partyID(name: party), member: member, notBefore: now - 60,
                                                       notAfter: now + UInt64(days) * 86_400, addresses: addresses, subnets: subnets,
                                                       name: name, authority: pair.secretKey)
@@ -121,7 +121,7 @@ enum CACommand {
         }
         let text = Crypto.base64(certificate.encoded) + "\n"
         if let path = try invocation.value("output", as: String.self) {
-            try KeyFile.write(text, to: path)
+            try failing { () throws(SystemError) in try KeyFile.write(text, to: path) }
         } else {
             StandardStreams.out(text)
         }
@@ -136,11 +136,11 @@ enum CACommand {
             .value("party", "NAME", help: "The party it must be for (with --authority)."),
         ],
         arguments: [Argument("FILE", help: "The certificate file.")]
-    ) { invocation in
+    ) { (invocation: Invocation) throws(CommandError) -> ExitCode in
         guard let path = try invocation.argument("FILE", as: String.self) else { throw invocation.usageError("missing FILE") }
-        let bytes = try CertificateFile.read(path)
+        let bytes = try failing { () throws(CertificateFile.Problem) in try CertificateFile.read(path) }
         let certificate: MemberCertificate
-        do { certificate = try MemberCertificate(decoding: bytes) } catch {
+        do throws(MemberCertificate.Problem) { certificate = try MemberCertificate(decoding: bytes) } catch {
             StandardStreams.error("lanrage: \(path): \(error)\n")
             return .dataError
         }
@@ -157,7 +157,7 @@ enum CACommand {
         guard let authority = Crypto.bytes(base64: authorityText, limit: 32), authority.count == 32 else {
             throw invocation.usageError("--authority '\(authorityText)' is not a public key (44 characters of base64)")
         }
-        do {
+        do throws(MemberCertificate.Problem) {
             _ = try MemberCertificate.verified(bytes, authority: authority, party: Keys.partyID(name: party), now: UnixTime.seconds())
             StandardStreams.out("verified: signed by the authority, for party \(party), valid now\n")
             return .success

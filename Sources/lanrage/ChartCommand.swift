@@ -19,15 +19,15 @@ enum ChartCommand {
     static let command = Command(
         "chart",
         abstract: "Print a state chart as Graphviz DOT or JSON.",
-        discussion: "Charts: \(catalog.map(\.name).joined(separator: ", ")). Render with: lanrage chart peer | dot -Tsvg > peer.svg",
+        discussion: "Charts: \(catalog.map { $0.name }.joined(separator: ", ")). Render with: lanrage chart peer | dot -Tsvg > peer.svg",
         options: [.value("format", "FORMAT", help: "Output format: dot or json.", default: "dot")],
         arguments: [Argument("NAME", help: "The chart to print.", optional: true)]
-    ) { invocation in
+    ) { (invocation: Invocation) throws(CommandError) -> ExitCode in
         let name = try invocation.argument("NAME", as: String.self) ?? "peer"
         let format = try invocation.value("format", as: Format.self) ?? .dot
         guard let entry = catalog.first(where: { $0.name == name }) else {
             throw invocation.usageError(
-                "unknown chart '\(name)' (expected \(catalog.map(\.name).joined(separator: ", ")))")
+                "unknown chart '\(name)' (expected \(catalog.map { $0.name }.joined(separator: ", ")))")
         }
         StandardStreams.out(entry.render(format))
         return .success

@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import CLinux
 import Agent
 import Commands
 import Control
@@ -38,7 +36,7 @@ enum ControlCommand {
             .value("forget-after", "SECONDS", help: "A member offline this long is removed from the registry.", default: "604800"),
             .value("rate-limit", "N", help: "Messages per second accepted from one member (burst 2N).", default: "50"),
         ]
-    ) { invocation in
+    ) { (invocation: Invocation) throws(CommandError) -> ExitCode in
         guard let listen = try invocation.value("listen", as: Endpoint.self) else { throw invocation.usageError("missing --listen IP:PORT") }
         let alternate = try invocation.value("alternate", as: Endpoint.self)
         if let alternate, alternate.address == listen.address || alternate.port == listen.port {
@@ -76,54 +74,56 @@ enum ControlCommand {
         let relays = try invocation.values("relay", as: Endpoint.self)
         var relayKey: [UInt8]?
         if let path = try invocation.value("relay-secret-file", as: String.self) {
-            var secret = try SecretFile.read(path)
+            var secret = try failing { () throws(SecretFile.Problem) in try SecretFile.read(path) }
             relayKey = Keys.relayKey(secret: secret)
             Crypto.wipe(&secret)
         } else if !relays.isEmpty {
             throw invocation.usageError("--relay needs --relay-secret-file")
         }
         let revokedPath = try invocation.value("revoked", as: String.self)
-        var keyText = try SecretFile.read(keyPath)
+        var keyText = try failing { () throws(SecretFile.Problem) in try SecretFile.read(keyPath) }
         defer { Crypto.wipe(&keyText) }
         guard var privateKey = Key(base64: String(decoding: keyText, as: UTF8.self)) else {
-            throw SecretFile.Problem(description: "\(keyPath) does not hold a key (44 characters of base64, as 'lanrage genkey' prints)")
+            throw CommandError("\(keyPath) does not hold a key (44 characters of base64, as 'lanrage genkey' prints)", exitCode: .dataError)
         }
         defer { privateKey.wipe() }
 
-        if mkdir(directory, 0o700) != 0 && errno != EEXIST {
-            throw SecretFile.Problem(description: "cannot create state directory \(directory): \(String(cString: strerror(errno)))")
+        if mkdir(directory, 0o700) != 0 && lanrage_errno() != EEXIST {
+            throw CommandError(SystemError("mkdir", "the state directory \(directory)"))
         }
         let store = StateStore(directory: directory)
         let clock = MonotonicClock()
         let core = ControlCore(configuration: configuration, privateKey: privateKey.bytes, relays: relays, relayKey: relayKey, now: clock.now)
-        core.restore(try store.load(), wall: UnixTime.millis())
+        core.restore(try failing(.failure) { () throws(StateStore.Failure) in try store.load() }, wall: UnixTime.millis())
         for (name, authority) in parties {
             guard core.addParty(name: name, authority: authority, wall: UnixTime.millis()) else { throw invocation.usageError("too many parties") }
         }
         let logger = Logger(label: "lanrage.control")
-        if let revokedPath { _ = core.revoke(try RevokedFile.read(revokedPath), wall: UnixTime.millis()) }
-        let loop = try EventLoop(clock: clock)
-        let server = try ControlServer(listen: listen, alternate: alternate, core: core, store: store, loop: loop, clock: clock)
+        if let revokedPath { _ = core.revoke(try failing { () throws(SecretFile.Problem) in try RevokedFile.read(revokedPath) }, wall: UnixTime.millis()) }
+        let loop = try failing { () throws(SystemError) in try EventLoop(clock: clock) }
+        let server = try failing { () throws(SystemError) in
+            try ControlServer(listen: listen, alternate: alternate, core: core, store: store, loop: loop, clock: clock)
+        }
         if core.dirty { server.save() }
-        try loop.handleSignals { signal in
+        try failing { () throws(SystemError) in try loop.handleSignals { signal in
             guard signal == SIGHUP else { return loop.stop() }
             if let revokedPath {
-                do {
+                do throws(SecretFile.Problem) {
                     server.send(core.revoke(try RevokedFile.read(revokedPath), wall: UnixTime.millis()))
                 } catch {
                     logger.error("revoked members not read again, the list stays", metadata: ["error": "\(error)"])
                 }
             }
             logger.info("counters", metadata: server.summary)
-        }
+        } }
         logger.info("listening", metadata: [
-            "endpoints": "\(server.sockets.map(\.local.description).joined(separator: ","))",
+            "endpoints": "\(server.sockets.map { $0.local.description }.joined(separator: ","))",
             "key": "\(Crypto.base64(core.serverKey.bytes))",
             "parties": "\(core.parties.count)",
             "members": "\(core.parties.values.reduce(0) { $0 + $1.members.count })",
             "relays": "\(relays.count)", "state": "\(store.path)",
         ])
-        try loop.run()
+        try failing { () throws(SystemError) in try loop.run() }
         server.save()
         logger.info("counters", metadata: server.summary)
         return .success
@@ -133,15 +133,15 @@ enum ControlCommand {
 /// The administrator's list of removed members: WireGuard public keys in base64, one per line
 /// (`#` starts a comment).
 enum RevokedFile {
-    static func read(_ path: String) throws -> Set<MemberKey> {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw SecretFile.Problem(description: "cannot read \(path): \(String(cString: strerror(errno)))") }
+    static func read(_ path: String) throws(SecretFile.Problem) -> Set<MemberKey> {
+        let fd = lanrage_open(path, O_RDONLY | O_CLOEXEC, 0)
+        guard fd >= 0 else { throw SecretFile.Problem(description: "cannot read \(path): \(String(cString: strerror(lanrage_errno())))") }
         defer { close(fd) }
         var bytes: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 65_536)
         while bytes.count <= 1 << 22 {
-            let count = Glibc.read(fd, &chunk, chunk.count)
-            if count < 0, errno == EINTR { continue }
+            let count = CLinux.read(fd, &chunk, chunk.count)
+            if count < 0, lanrage_errno() == EINTR { continue }
             guard count > 0 else { break }
             bytes += chunk[..<count]
         }

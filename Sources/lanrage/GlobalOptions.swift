@@ -9,7 +9,7 @@ enum GlobalOptions {
     ]
 
     /// Sets the process's log output from `--log-level` and `--log-format`; call once, before logging.
-    static func bootstrapLogging(_ invocation: Invocation) throws(UsageError) {
+    static func bootstrapLogging(_ invocation: Invocation) throws(CommandError) {
         LogOutput.standard.level = try invocation.value("log-level", as: Logger.Level.self) ?? .info
         LogOutput.standard.format = try invocation.value("log-format", as: LogFormat.self) ?? .logfmt
     }

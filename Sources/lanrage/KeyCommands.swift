@@ -1,9 +1,8 @@
 import Commands
+import Net
 import Output
 import WireGuard
-#if canImport(Glibc)
-import Glibc
-#endif
+import CLinux
 
 /// `lanrage genkey`, `lanrage genpsk` and `lanrage pubkey`: the same bytes in and out as
 /// `wg genkey`, `wg genpsk` and `wg pubkey`.
@@ -13,7 +12,7 @@ enum KeyCommands {
         abstract: "Print a new private key in base64 (like 'wg genkey').",
         discussion: "With --output, the key is written to FILE atomically with mode 0600 instead of being printed.",
         options: [.value("output", short: "o", "FILE", help: "Write the key to FILE (mode 0600, atomic) instead of standard output.")]
-    ) { invocation in
+    ) { (invocation: Invocation) throws(CommandError) -> ExitCode in
         try emit(Key.generatePrivate(), invocation)
     }
 
@@ -21,14 +20,14 @@ enum KeyCommands {
         "genpsk",
         abstract: "Print a new preshared key in base64 (like 'wg genpsk').",
         options: [.value("output", short: "o", "FILE", help: "Write the key to FILE (mode 0600, atomic) instead of standard output.")]
-    ) { invocation in
+    ) { (invocation: Invocation) throws(CommandError) -> ExitCode in
         try emit(Key.generatePreshared(), invocation)
     }
 
     static let pubkey = Command(
         "pubkey",
         abstract: "Read a private key in base64 on standard input, print its public key (like 'wg pubkey')."
-    ) { _ in
+    ) { (_: Invocation) throws(CommandError) -> ExitCode in
         var input = readStandardInput(limit: 1 << 16)
         defer { Secrets.wipe(&input) }
         guard input.count >= Key.base64Count else {
@@ -49,15 +48,16 @@ enum KeyCommands {
         return .success
     }
 
-    private static func emit(_ key: Key, _ invocation: Invocation) throws -> ExitCode {
+    private static func emit(_ key: Key, _ invocation: Invocation) throws(CommandError) -> ExitCode {
         var key = key
         defer { key.wipe() }
         if let path = try invocation.value("output", as: String.self) {
-            try KeyFile.write(key.base64 + "\n", to: path)
+            let text = key.base64 + "\n"
+            try failing { () throws(SystemError) in try KeyFile.write(text, to: path) }
             return .success
         }
         var info = stat()
-        if fstat(STDOUT_FILENO, &info) == 0, info.st_mode & S_IFMT == S_IFREG, info.st_mode & 0o007 != 0 {
+        if fstat(STDOUT_FILENO, &info) == 0, info.st_mode & mode_t(S_IFMT) == mode_t(S_IFREG), info.st_mode & 0o007 != 0 {
             StandardStreams.error("Warning: writing to world accessible file.\nConsider setting the umask to 077 and trying again.\n")
         }
         StandardStreams.out(key.base64 + "\n")
@@ -70,7 +70,7 @@ enum KeyCommands {
         var buffer = [UInt8](repeating: 0, count: 4096)
         while data.count <= limit {
             let count = buffer.withUnsafeMutableBytes { read(STDIN_FILENO, $0.baseAddress!, $0.count) }
-            if count < 0, errno == EINTR { continue }
+            if count < 0, lanrage_errno() == EINTR { continue }
             if count <= 0 { break }
             data += buffer[0..<count]
         }

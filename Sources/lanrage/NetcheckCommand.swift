@@ -1,3 +1,4 @@
+import Agent
 import Commands
 import Net
 import Output
@@ -22,7 +23,7 @@ enum NetcheckCommand {
             .value("rto", "MS", help: "First retransmission timeout in milliseconds; doubles up to 4× this.", default: "100"),
             .value("tries", "N", help: "Sends per request before giving up.", default: "7"),
         ]
-    ) { invocation in
+    ) { (invocation: Invocation) throws(CommandError) -> ExitCode in
         let servers = try invocation.values("stun", as: Endpoint.self)
         guard let first = servers.first else { throw invocation.usageError("missing --stun IP:PORT") }
         guard servers.allSatisfy({ $0.address.family == first.address.family }) else {
@@ -37,10 +38,12 @@ enum NetcheckCommand {
                                           finalWait: .milliseconds(4 * rto))
         // On a port WireGuard already owns, the probes go through the raw path, so the public
         // endpoint found is the one WireGuard's own traffic gets.
-        let socket = try openPortSocket(port: port, family: first.address.family)
-        let local = try LocalAddresses.all()
         let json = invocation.flag("json")
-        switch try DiscoveryRunner.run(servers: servers, socket: socket, localAddresses: local, policy: policy) {
+        let outcome = try failing { () throws(SystemError) in
+            let socket = try openPortSocket(port: port, family: first.address.family)
+            return try DiscoveryRunner.run(servers: servers, socket: socket, localAddresses: try LocalAddresses.all(), policy: policy)
+        }
+        switch outcome {
         case .success(let report):
             StandardStreams.out(json ? render(report).rendered(pretty: true) + "\n" : text(report))
             return .success
@@ -51,15 +54,7 @@ enum NetcheckCommand {
                     ("servers", .array(failure.servers.map(render))),
                 ]).rendered(pretty: true) + "\n")
             }
-            throw NetcheckError(failure: failure)
-        }
-    }
-
-    struct NetcheckError: Error, ExitCodeProviding, CustomStringConvertible {
-        var failure: DiscoveryFailure
-        var exitCode: ExitCode { .unavailable }
-        var description: String {
-            failure.servers.compactMap(\.failure).joined(separator: "; ")
+            throw CommandError(failure.servers.compactMap { $0.failure }.joined(separator: "; "), exitCode: .unavailable)
         }
     }
 

@@ -14,20 +14,20 @@ enum PingCommand {
             .value("count", "N", help: "Echo requests to send, one per second.", default: "3"),
         ],
         arguments: [Argument("PEER", help: "Overlay address, public key or id prefix.")]
-    ) { invocation in
+    ) { (invocation: Invocation) throws(CommandError) -> ExitCode in
         guard let query = try invocation.argument("PEER", as: String.self) else { throw invocation.usageError("missing PEER") }
         let count = try invocation.value("count", as: Int.self) ?? 3
         guard (1...1000).contains(count) else { throw invocation.usageError("--count must be 1 to 1000") }
         let before = try peer(invocation, query)
         guard let text = before["address"], let address = IPv4Address(text) else {
-            throw StatusCommand.AgentError(description: "peer \(query) has no IPv4 overlay address")
+            throw CommandError("peer \(query) has no IPv4 overlay address", exitCode: .unavailable)
         }
         StandardStreams.out("PING \(address) (peer \(before["key"] ?? "?"), \(path(before)))\n")
-        let pinger = try Pinger(address)
+        let pinger = try failing { () throws(SystemError) in try Pinger(address) }
         var times: [Duration] = []
         for sequence in 1...count {
             let started = MonotonicTime.now()
-            if let rtt = try pinger.ping(sequence: UInt16(sequence), timeout: .seconds(1)) {
+            if let rtt = try failing({ () throws(SystemError) in try pinger.ping(sequence: UInt16(sequence), timeout: .seconds(1)) }) {
                 times.append(rtt)
                 StandardStreams.out("reply from \(address): seq=\(sequence) time=\(milliseconds(rtt)) ms\n")
                 if sequence < count { _ = try? Readiness.readable([], timeout: .seconds(1) - (MonotonicTime.now() - started)) }
@@ -45,10 +45,10 @@ enum PingCommand {
         return times.isEmpty ? .failure : .success
     }
 
-    private static func peer(_ invocation: Invocation, _ query: String) throws -> [String: String] {
+    private static func peer(_ invocation: Invocation, _ query: String) throws(CommandError) -> [String: String] {
         let answer = try StatusCommand.ask(invocation, "peer \(query)")
         if answer.hasPrefix("error=") {
-            throw StatusCommand.AgentError(description: String(answer.dropFirst(6).prefix { $0 != "\n" }))
+            throw CommandError(String(answer.dropFirst(6).prefix { $0 != "\n" }), exitCode: .unavailable)
         }
         var fields: [String: String] = [:]
         for pair in answer.split(whereSeparator: { $0 == " " || $0 == "\n" }) {

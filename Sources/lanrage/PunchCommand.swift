@@ -1,6 +1,5 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import CLinux
+import Agent
 import Commands
 import Net
 import Output
@@ -33,7 +32,7 @@ enum PunchCommand {
             .value("bursts", "N", help: "Bursts before giving up.", default: "2"),
             .flag("json", help: "Print the result as JSON."),
         ]
-    ) { invocation in
+    ) { (invocation: Invocation) throws(CommandError) -> ExitCode in
         let port = try invocation.value("port", as: UInt16.self) ?? 51820
         guard let keyFile = try invocation.value("key-file", as: String.self) else { throw invocation.usageError("missing --key-file FILE") }
         guard let peerText = try invocation.value("peer", as: String.self) else { throw invocation.usageError("missing --peer KEY") }
@@ -51,16 +50,16 @@ enum PunchCommand {
         }
 
         // Swift strings cannot be wiped; the key itself is, once used.
-        let text = try WGCommand.readFile(keyFile)
-        guard let keyText = text.split(whereSeparator: \.isWhitespace).first, var privateKey = Key(base64: keyText) else {
-            throw WireGuardError(.invalidInput, "\(keyFile): not a base64 WireGuard private key")
+        let text = try failing { () throws(WGCommand.FileError) in try WGCommand.readFile(keyFile) }
+        guard let keyText = text.split(whereSeparator: { $0.isWhitespace }).first, var privateKey = Key(base64: keyText) else {
+            throw CommandError("\(keyFile): not a base64 WireGuard private key", exitCode: .dataError)
         }
         defer { privateKey.wipe() }
         guard let pairKey = PairKey(localPrivateKey: privateKey.bytes, localPublicKey: privateKey.publicKey.bytes,
                                     remotePublicKey: peer.bytes) else {
             throw invocation.usageError("--peer is not a usable public key (a low-order point)")
         }
-        let socket = try openPortSocket(port: port)
+        let socket = try failing { () throws(SystemError) in try openPortSocket(port: port) }
         if let startAt = try invocation.value("start-at", as: Int.self) {
             let wait = startAt - WallClock.milliseconds()
             guard wait <= 60_000 else { throw invocation.usageError("--start-at is more than a minute away") }
@@ -84,18 +83,21 @@ enum PunchCommand {
                 while let datagram = try socket.receive() { execute(punch.receive(datagram.payload, from: datagram.source)) }
             }
         }
-        attempts: for _ in 0..<bursts {
-            burstsSent += 1
-            for packet in 0..<packets {
-                execute(punch.burst())
-                let wait = packet == packets - 1 ? Duration.milliseconds(ackTimeout) : .milliseconds(interval)
-                try listen(until: MonotonicTime.now() + wait)
-                if punch.pinned != nil { break attempts }
+        let elapsed = try failing { () throws(SystemError) -> Duration in
+            attempts: for _ in 0..<bursts {
+                burstsSent += 1
+                for packet in 0..<packets {
+                    execute(punch.burst())
+                    let wait = packet == packets - 1 ? Duration.milliseconds(ackTimeout) : .milliseconds(interval)
+                    try listen(until: MonotonicTime.now() + wait)
+                    if punch.pinned != nil { break attempts }
+                }
             }
+            let elapsed = MonotonicTime.now() - start
+            // Answer the peer's late PUNCHes for a moment, so that it can pin us too.
+            if punch.pinned != nil { try listen(until: MonotonicTime.now() + .milliseconds(interval * 5), untilPinned: false) }
+            return elapsed
         }
-        let elapsed = MonotonicTime.now() - start
-        // Answer the peer's late PUNCHes for a moment, so that it can pin us too.
-        if punch.pinned != nil { try listen(until: MonotonicTime.now() + .milliseconds(interval * 5), untilPinned: false) }
         return report(punch, peer: peer, elapsed: elapsed, bursts: burstsSent, json: invocation.flag("json"))
     }
 

@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import CLinux
 import Agent
 import Commands
 import EventLoop
@@ -40,33 +38,34 @@ enum RelayCommand {
             .value("idle-timeout", "SECONDS", help: "Free an allocation after this long without traffic.", default: "120"),
             .value("max-per-party", "N", help: "Allocations one party may hold at once.", default: "32"),
         ]
-    ) { invocation in
+    ) { (invocation: Invocation) throws(CommandError) -> ExitCode in
         guard let listen = try invocation.value("listen", as: String.self).flatMap({ IPAddress($0) }) else {
             throw invocation.usageError("missing or invalid --listen IP")
         }
         guard let ports = try invocation.value("ports", as: PortRange.self) else { throw invocation.usageError("missing --ports LOW-HIGH") }
         guard let secretPath = try invocation.value("secret-file", as: String.self) else { throw invocation.usageError("missing --secret-file FILE") }
-        var secret = try SecretFile.read(secretPath)
+        var secret = try failing { () throws(SecretFile.Problem) in try SecretFile.read(secretPath) }
         var configuration = RelayServer.Configuration(listen: listen, ports: ports.range, key: Keys.relayKey(secret: secret))
         Crypto.wipe(&secret)
         let idle = try invocation.value("idle-timeout", as: Int.self) ?? 120
         guard idle > 0 else { throw invocation.usageError("--idle-timeout must be positive") }
         configuration.idleTimeout = .seconds(idle)
         configuration.maxPerParty = max(1, try invocation.value("max-per-party", as: Int.self) ?? 32)
-        let loop = try EventLoop()
-        let relay = try RelayServer(configuration, loop: loop)
+        let settings = configuration
+        let loop = try failing { () throws(SystemError) in try EventLoop() }
+        let relay = try failing { () throws(SystemError) in try RelayServer(settings, loop: loop) }
         let logger = Logger(label: "lanrage.relay")
-        try loop.handleSignals { signal in
+        try failing { () throws(SystemError) in try loop.handleSignals { signal in
             if signal == SIGHUP {
                 logger.info("counters", metadata: relay.summary)
                 for allocation in relay.allocations.values { logger.info("allocation", metadata: RelayServer.report(allocation)) }
             } else {
                 loop.stop()
             }
-        }
+        } }
         logger.info("listening", metadata: ["service": "\(relay.service.local)", "ports": "\(ports.range.lowerBound)-\(ports.range.upperBound)",
                                             "capacity": "\(configuration.capacity)", "idle_timeout_s": "\(idle)"])
-        try loop.run()
+        try failing { () throws(SystemError) in try loop.run() }
         logger.info("counters", metadata: relay.summary)
         return .success
     }

@@ -13,26 +13,21 @@ enum StatusCommand {
             socketOption,
             .flag("json", help: "Print JSON instead of text."),
         ]
-    ) { invocation in
+    ) { (invocation: Invocation) throws(CommandError) -> ExitCode in
         let json = invocation.flag("json")
         StandardStreams.out(try ask(invocation, json ? "status json" : "status"))
         return .success
     }
 
     /// Sends one request line to the agent and returns its answer.
-    static func ask(_ invocation: Invocation, _ request: String) throws -> String {
+    static func ask(_ invocation: Invocation, _ request: String) throws(CommandError) -> String {
         let path = try invocation.value("socket", as: String.self) ?? "/run/lanrage/agent.sock"
-        do {
+        do throws(SystemError) {
             let stream = try UnixStream.connect(path)
             try stream.write(Array("\(request)\n".utf8))
             return String(decoding: try stream.read(), as: UTF8.self)
         } catch {
-            throw AgentError(description: "cannot reach the agent at \(path): \(error) (is 'lanrage agent' running? see --socket)")
+            throw CommandError("cannot reach the agent at \(path): \(error) (is 'lanrage agent' running? see --socket)", exitCode: .unavailable)
         }
-    }
-
-    struct AgentError: Error, ExitCodeProviding, CustomStringConvertible {
-        let description: String
-        var exitCode: ExitCode { .unavailable }
     }
 }

@@ -1,3 +1,4 @@
+import Agent
 import Commands
 import Output
 import Net
@@ -17,7 +18,7 @@ enum StunServerCommand {
             .value("listen", "IP:PORT", help: "Primary address and port to listen on."),
             .value("alternate", "IP:PORT", help: "Alternate address and port (another IP and another port) for RFC 5780."),
         ]
-    ) { invocation in
+    ) { (invocation: Invocation) throws(CommandError) -> ExitCode in
         guard let listen = try invocation.value("listen", as: Endpoint.self) else {
             throw invocation.usageError("missing --listen IP:PORT")
         }
@@ -31,13 +32,15 @@ enum StunServerCommand {
                 throw invocation.usageError("with --alternate, both addresses must be specific IPs (not 0.0.0.0 or ::)")
             }
         }
-        let server = try STUNServer(listen: listen, alternate: alternate, software: "lanrage \(VersionCommand.version)")
+        let server = try failing { () throws(SystemError) in
+            try STUNServer(listen: listen, alternate: alternate, software: "lanrage \(VersionCommand.version)")
+        }
         let logger = Logger(label: "lanrage.stun-server")
         logger.info("listening", metadata: [
-            "endpoints": "\(server.sockets.map(\.local.description).joined(separator: ","))",
+            "endpoints": "\(server.sockets.map { $0.local.description }.joined(separator: ","))",
             "rfc5780": "\(alternate != nil)",
         ])
-        try server.serve()
+        try failing { () throws(SystemError) in try server.serve() }
         return .success
     }
 

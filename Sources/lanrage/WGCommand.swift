@@ -2,9 +2,7 @@ import Commands
 import Output
 import Net
 import WireGuard
-#if canImport(Glibc)
-import Glibc
-#endif
+import CLinux
 
 /// `lanrage wg show|apply|delete`: WireGuard through the kernel module (netlink) or wireguard-go (UAPI).
 enum WGCommand {
@@ -23,17 +21,16 @@ enum WGCommand {
         abstract: "Show WireGuard interfaces: keys, peers, endpoints, latest handshakes, transfer (private keys hidden).",
         options: [backendOption, .flag("json", help: "Print JSON instead of text.")],
         arguments: [Argument("IFNAME", help: "The interface to show; all when left out.", optional: true)]
-    ) { invocation in
+    ) { (invocation: Invocation) throws(CommandError) -> ExitCode in
         let single = try invocation.argument("IFNAME", as: String.self)
-        let backend = try Backends.select(try invocation.value("backend", as: BackendKind.self), interface: single)
-        let names: [String]
-        if let name = single {
-            names = [name]
-        } else {
-            names = try backend.interfaceNames()
+        let forced = try invocation.value("backend", as: BackendKind.self)
+        let (backend, devices) = try failing { () throws(WireGuardError) -> (any WireGuardBackend, [Device]) in
+            let backend = try Backends.select(forced, interface: single)
+            var devices: [Device] = []
+            let names = if let single { [single] } else { try backend.interfaceNames() }
+            for name in names { devices.append(try backend.device(named: name)) }
+            return (backend, devices)
         }
-        var devices: [Device] = []
-        for name in names { devices.append(try backend.device(named: name)) }
         let now = Int64(time(nil))
         if invocation.flag("json") {
             let document: JSON = single != nil && devices.count == 1
@@ -58,24 +55,26 @@ enum WGCommand {
             """,
         options: [backendOption, .flag("dry-run", help: "Print what would change without changing it.")],
         arguments: [Argument("IFNAME", help: "The WireGuard interface."), Argument("FILE", help: "The configuration file.")]
-    ) { invocation in
+    ) { (invocation: Invocation) throws(CommandError) -> ExitCode in
         let name = try invocation.argument("IFNAME", as: String.self)!
         let path = try invocation.argument("FILE", as: String.self)!
-        try InterfaceName.validate(name)
-        var text = try readFile(path)
+        let forced = try invocation.value("backend", as: BackendKind.self)
+        let dryRun = invocation.flag("dry-run")
+        try failing { () throws(WireGuardError) in try InterfaceName.validate(name) }
+        var text = try failing { () throws(FileError) in try readFile(path) }
         defer { var bytes = Array(text.utf8); Secrets.wipe(&bytes); text = "" }
-        let configuration = try Configuration(parsing: text, file: path)
+        let configuration = try failing { () throws(WireGuardError) in try Configuration(parsing: text, file: path) }
         for key in configuration.ignored {
             StandardStreams.error("lanrage wg apply: \(path): '\(key)' is a wg-quick setting and is ignored\n")
         }
-        let backend = try Backends.select(try invocation.value("backend", as: BackendKind.self), interface: name)
-        if invocation.flag("dry-run") {
-            let current = if_nametoindex(name) != 0 ? try backend.device(named: name) : nil
+        let backend = try failing { () throws(WireGuardError) in try Backends.select(forced, interface: name) }
+        if dryRun {
+            let current = try failing { () throws(WireGuardError) in if_nametoindex(name) != 0 ? try backend.device(named: name) : nil }
             let plan = ApplyPlan(configuration: configuration, current: current)
             StandardStreams.out(summary(name, plan: plan, backend: backend.kind, result: nil))
             return .success
         }
-        let result = try Applier.apply(configuration, to: name, using: backend)
+        let result = try failing { () throws(WireGuardError) in try Applier.apply(configuration, to: name, using: backend) }
         StandardStreams.out(summary(name, plan: result.plan, backend: result.backend, result: result))
         // One structured line per apply; never a private or preshared key.
         Logger(label: "lanrage.wg").info("wireguard applied", metadata: [
@@ -98,12 +97,15 @@ enum WGCommand {
         abstract: "Delete a WireGuard interface (wireguard-go exits when its interface goes).",
         options: [backendOption],
         arguments: [Argument("IFNAME", help: "The interface to delete.")]
-    ) { invocation in
+    ) { (invocation: Invocation) throws(CommandError) -> ExitCode in
         let name = try invocation.argument("IFNAME", as: String.self)!
-        let backend = try Backends.select(try invocation.value("backend", as: BackendKind.self), interface: name)
-        try Privileges.requireNetAdmin("delete interface \(name)")
-        _ = try backend.device(named: name)  // only WireGuard interfaces
-        try backend.deleteInterface(named: name)
+        let forced = try invocation.value("backend", as: BackendKind.self)
+        try failing { () throws(WireGuardError) in
+            let backend = try Backends.select(forced, interface: name)
+            try Privileges.requireNetAdmin("delete interface \(name)")
+            _ = try backend.device(named: name)  // only WireGuard interfaces
+            try backend.deleteInterface(named: name)
+        }
         StandardStreams.out("\(name): deleted\n")
         return .success
     }
@@ -117,9 +119,9 @@ enum WGCommand {
         if !plan.updatedPeers.isEmpty { parts.append("\(plan.updatedPeers.count) peer(s) updated") }
         if !plan.removedPeers.isEmpty { parts.append("\(plan.removedPeers.count) peer(s) removed") }
         if let result {
-            if !result.addedAddresses.isEmpty { parts.append("address(es) \(result.addedAddresses.map(\.description).joined(separator: ", ")) added") }
-            if !result.removedAddresses.isEmpty { parts.append("address(es) \(result.removedAddresses.map(\.description).joined(separator: ", ")) removed") }
-            if !result.routes.isEmpty { parts.append("route(s) \(result.routes.map(\.description).joined(separator: ", ")) added") }
+            if !result.addedAddresses.isEmpty { parts.append("address(es) \(result.addedAddresses.map { $0.description }.joined(separator: ", ")) added") }
+            if !result.removedAddresses.isEmpty { parts.append("address(es) \(result.removedAddresses.map { $0.description }.joined(separator: ", ")) removed") }
+            if !result.routes.isEmpty { parts.append("route(s) \(result.routes.map { $0.description }.joined(separator: ", ")) added") }
             if result.broughtUp { parts.append("up") }
         }
         let verb = result == nil ? "would change" : "changed"
@@ -154,14 +156,14 @@ enum WGCommand {
 
     /// Reads a whole file (at most 16 MiB).
     static func readFile(_ path: String) throws(FileError) -> String {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        let fd = lanrage_open(path, O_RDONLY | O_CLOEXEC, 0)
         guard fd >= 0 else { throw FileError(message: SystemError("open", path).description) }
         defer { close(fd) }
         var data = [UInt8]()
         var buffer = [UInt8](repeating: 0, count: 65536)
         while data.count < 16 << 20 {
             let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress!, $0.count) }
-            if count < 0, errno == EINTR { continue }
+            if count < 0, lanrage_errno() == EINTR { continue }
             if count < 0 { throw FileError(message: SystemError("read", path).description) }
             if count == 0 { break }
             data += buffer[0..<count]
@@ -178,17 +180,3 @@ enum WGCommand {
 }
 
 extension BackendKind: ArgumentValue {}
-
-extension WireGuardError: ExitCodeProviding {
-    public var exitCode: ExitCode {
-        switch kind {
-        case .unavailable: .unavailable
-        case .permission: .noPermission
-        case .exists: .failure
-        case .notFound: .failure
-        case .invalidInput: .dataError
-        case .invalidConfig: .config
-        case .failed, .interrupted: .failure
-        }
-    }
-}

@@ -1,6 +1,4 @@
 import Commands
-#if canImport(Glibc)
-import Glibc
-#endif
+import CLinux
 
 exit(LANrage.command.main(prepare: GlobalOptions.bootstrapLogging))

@@ -152,6 +152,9 @@ struct AgentAttackLabTests {
         let victimKey = try #require(insider.client.members.keys.first { $0.base64 == victim.key })
         let otherKey = try #require(insider.client.members.keys.first { $0.base64 == other.key })
         let otherControl = try #require(insider.client.members[otherKey]?.candidates.first { $0.kind == .observed }?.endpoint)
+        // The agents take the insider in (a WireGuard peer, a route to its address) before the attack.
+        let insiderKey = insider.key.base64
+        #expect(Self.poll(10) { [victim, other].allSatisfy { (try? $0.namespace.run(["wg", "show", $0.interface, "peers"]))?.contains(insiderKey) == true } })
         let before = try [setup.snapshot(victim), setup.snapshot(other)]
 
         // To the server, as the victim: a leave, a heartbeat from elsewhere, a register moving its candidates.

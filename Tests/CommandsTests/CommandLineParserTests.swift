@@ -37,7 +37,7 @@ enum Shape: String, CaseIterable, ArgumentValue { case dot, json }
 
     @Test func badValueNamesTheOptionAndWhatIsExpected() throws {
         let parsed = try invocation(["chart", "--format", "xml"])
-        #expect(throws: UsageError(command: "tool chart", message: "invalid value 'xml' for --format (expected dot or json)")) {
+        #expect(throws: CommandError(UsageError(command: "tool chart", message: "invalid value 'xml' for --format (expected dot or json)"))) {
             try parsed.value("format", as: Shape.self)
         }
     }

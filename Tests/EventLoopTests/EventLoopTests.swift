@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CLinux
+import Net
 import StateChart
 import Testing
 @testable import EventLoop
@@ -79,6 +80,6 @@ import Testing
 
     @Test func registeringABadDescriptorNamesTheCall() throws {
         let loop = try EventLoop()
-        #expect(throws: EventLoopError.self) { try loop.register(-1) {} }
+        #expect(throws: SystemError.self) { try loop.register(-1) {} }
     }
 }
