@@ -12,7 +12,9 @@ STATIC_CXX_DIR := $(CURDIR)/.build/static-cxx
 $(shell archive=$$(gcc -print-file-name=libstdc++.a 2>/dev/null); [ -f "$$archive" ] && mkdir -p $(STATIC_CXX_DIR) && ln -sfn "$$archive" $(STATIC_CXX_DIR)/libstdc++.a)
 # Every module compiled like the shipped ones in Package.swift: a section per function, unused
 # public ones droppable (see Package.swift).
-RELEASE_FLAGS := -c release --static-swift-stdlib -Xswiftc -Xfrontend -Xswiftc -function-sections -Xswiftc -Xfrontend -Xswiftc -internalize-at-link \
+# The commit `lanrage version` names (empty outside a git checkout).
+COMMIT := $(shell git describe --always --dirty --abbrev=12 2>/dev/null)
+RELEASE_FLAGS := -c release --static-swift-stdlib -Xcc -DLANRAGE_COMMIT='"$(COMMIT)"' -Xswiftc -Xfrontend -Xswiftc -function-sections -Xswiftc -Xfrontend -Xswiftc -internalize-at-link \
 	-Xlinker -L$(STATIC_CXX_DIR)
 RELEASE_BIN := .build/release/lanrage
 # The stripped release binary may not exceed this: 8 MiB (megabytes as `ls -lh` and `du -h` count).

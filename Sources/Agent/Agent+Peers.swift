@@ -32,7 +32,7 @@ extension Agent {
         case .allocateRelay:
             // Nothing the old path did counts for the new one.
             links[id]?.endpoint = nil
-            links[id]?.endpointSetAt = Int64(WallClock.milliseconds())
+            links[id]?.endpointSetAt = WallClock.milliseconds()
             if scheduler.machine(id)?.state == .relaying, link.relay != nil, link.earlyRelay {
                 // The early relay granted while detecting or punching carries on.
                 links[id]?.earlyRelay = false
@@ -280,7 +280,7 @@ extension Agent {
         if links[id]?.endpointDeferred != true { setEndpoint(link, endpoint, afresh: fresh) }
         device = nil
         links[id]?.endpoint = endpoint
-        links[id]?.endpointSetAt = Int64(WallClock.milliseconds())
+        links[id]?.endpointSetAt = WallClock.milliseconds()
         // The counter as read before the change: the peer, turning to this path at the same moment,
         // may have sent its one packet on it already (a peer added afresh counts from 0).
         links[id]?.receivedAtSet = roamed || fresh ? 0 : current?.rxBytes ?? 0
@@ -410,7 +410,7 @@ extension Agent {
             links[id]?.received = peer.rxBytes
             links[id]?.receivedChangedAt = now
         }
-        let wallSeconds = Int64(WallClock.milliseconds() / 1000)
+        let wallSeconds = WallClock.milliseconds() / 1000
         let handshakeAge = peer?.lastHandshake.map { Duration.seconds(max(0, wallSeconds - $0.seconds)) }
         // A handshake since the path was set confirms it; so does what WireGuard received from the path
         // since (its endpoint follows the last authenticated packet): data while a session exists (one
@@ -455,7 +455,7 @@ extension Agent {
                       metadata: ["peer": "\(link.record.key)", "relay": "\(current)", "endpoint": "\(chosen)"])
         configurePeer(PeerChange(publicKey: link.publicKey, updateOnly: true, endpoint: chosen))
         device = nil
-        links[id]?.endpointSetAt = Int64(WallClock.milliseconds())
+        links[id]?.endpointSetAt = WallClock.milliseconds()
         links[id]?.receivedAtSet = peer.rxBytes
     }
 

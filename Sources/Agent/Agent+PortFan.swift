@@ -1,6 +1,9 @@
 import EventLoop
 import Net
+import Output
+import Peer
 import Punch
+import Rendezvous
 
 /// Port-restricted cone ↔ symmetric NAT, direct: the birthday attack on a random port allocator.
 ///

@@ -1,8 +1,11 @@
+import Control
 import EventLoop
 import Net
 import Output
 import Peer
 import Rendezvous
+import STUN
+import StateChart
 import WireGuard
 
 /// What `lanrage status` and `lanrage ping` ask the agent over its status socket.
@@ -69,8 +72,8 @@ extension Agent {
         return .relayed
     }
 
-    private func handshakeAge(_ peer: WireGuard.Peer?) -> Int? {
-        peer?.lastHandshake.map { max(0, WallClock.milliseconds() / 1000 - Int($0.seconds)) }
+    private func handshakeAge(_ peer: WireGuard.Peer?) -> Int64? {
+        peer?.lastHandshake.map { max(0, WallClock.milliseconds() / 1000 - $0.seconds) }
     }
 
     func statusJSON() -> JSON {
@@ -83,20 +86,20 @@ extension Agent {
                 ("state_seconds", .double((status.seconds * 10).rounded() / 10)),
                 ("path", .string(status.path.rawValue)),
                 ("endpoint", Self.endpoint(status.link, status.peer).map { .string("\($0)") } ?? .null),
-                ("fan_port", status.link.forwarder.map { .int(Int($0.outside.port)) } ?? .null),
+                ("fan_port", status.link.forwarder.map { .int(Int64($0.outside.port)) } ?? .null),
                 ("relay", status.link.relay.map { .string("\($0.service)") } ?? .null),
                 ("nat", .string("\(status.link.record.nat)")),
                 ("local_nat", .string("\(natKind)")),
                 ("latest_handshake_seconds", handshakeAge(status.peer).map { .int($0) } ?? .null),
-                ("rx_bytes", .int(Int(status.peer?.rxBytes ?? 0))),
-                ("tx_bytes", .int(Int(status.peer?.txBytes ?? 0))),
+                ("rx_bytes", .int(Int64(clamping: status.peer?.rxBytes ?? 0))),
+                ("tx_bytes", .int(Int64(clamping: status.peer?.txBytes ?? 0))),
             ])
         }
         return .object([
             ("interface", .string(configuration.interfaceName)),
             ("backend", .string(backend.kind.rawValue)),
             ("public_key", .string(publicKey.base64)),
-            ("listen_port", .int(Int(configuration.listenPort))),
+            ("listen_port", .int(Int64(configuration.listenPort))),
             ("addresses", .array(configuration.addresses.map { .string("\($0)") })),
             ("nat", .object([
                 ("type", .string("\(natKind)")),
@@ -108,9 +111,9 @@ extension Agent {
                 ("server", .string("\(configuration.control)")),
                 ("party", .string(configuration.party)),
                 ("state", .string("\(control.state)")),
-                ("registrations", .int(control.registrations)),
+                ("registrations", .int(Int64(control.registrations))),
             ])),
-            ("uptime_seconds", .int(Int((clock.now - startedAt) / 1_000_000_000))),
+            ("uptime_seconds", .int((clock.now - startedAt) / 1_000_000_000)),
             ("peers", .array(peers)),
         ])
     }

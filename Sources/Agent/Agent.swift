@@ -1,12 +1,13 @@
 import CLinux
 import Control
 import EventLoop
-import Output
 import Net
+import Output
 import Peer
 import Punch
 import Rendezvous
 import STUN
+import StateChart
 import WireGuard
 
 /// `lanrage agent`: joins the party, and for every other member drives a peer machine through

@@ -3,6 +3,7 @@ import EventLoop
 import Net
 import Rendezvous
 import STUN
+import StateChart
 
 /// NAT behaviour discovery (RFC 5780) on the WireGuard port, driven by the agent's event loop: the
 /// pure `Discovery` machine, its datagrams sent from the port socket, its answers handed over by

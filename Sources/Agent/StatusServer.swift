@@ -2,6 +2,7 @@ import CLinux
 import Commands
 import EventLoop
 import Net
+import StateChart
 
 /// The agent's local status socket: a unix stream socket (0660) where each connection sends one
 /// request line and reads one answer. Requests: `status`, `status json`, `peer QUERY`.

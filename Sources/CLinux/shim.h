@@ -56,3 +56,21 @@ static inline int lanrage_fcntl(int fd, int command, int argument) { return fcnt
 /// The process's environment (declared by unistd.h only for GNU sources).
 extern char **environ;
 static inline char **lanrage_environ(void) { return environ; }
+
+/// Sets a socket's receive and send timeouts (SO_RCVTIMEO is an expression, not a constant, where
+/// time_t may be 32 or 64 bits, as on 32-bit ARM).
+static inline int lanrage_set_socket_timeouts(int fd, long long milliseconds) {
+    struct timeval time = { .tv_sec = (time_t)(milliseconds / 1000), .tv_usec = (suseconds_t)(milliseconds % 1000 * 1000) };
+    int received = setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &time, sizeof time);
+    int sent = setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &time, sizeof time);
+    return received < 0 ? received : sent;
+}
+
+/// The commit the binary was built from, as the build passes it (-DLANRAGE_COMMIT="…"), else "".
+static inline const char *lanrage_build_commit(void) {
+#ifdef LANRAGE_COMMIT
+    return LANRAGE_COMMIT;
+#else
+    return "";
+#endif
+}

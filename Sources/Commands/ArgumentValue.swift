@@ -16,6 +16,11 @@ extension Int: ArgumentValue {
     public static var expectation: String { "an integer" }
 }
 
+extension Int64: ArgumentValue {
+    public init?(argument: String) { self.init(argument, radix: 10) }
+    public static var expectation: String { "an integer" }
+}
+
 extension UInt16: ArgumentValue {
     public init?(argument: String) { self.init(argument, radix: 10) }
     public static var expectation: String { "an integer from 0 to 65535" }

@@ -1,5 +1,6 @@
 import Net
 import Rendezvous
+import StateChart
 
 /// The control server's logic, without sockets: a datagram in, datagrams out. Parties, the
 /// registry with its pushes, heartbeats and expiry, punch coordination and relay offers.

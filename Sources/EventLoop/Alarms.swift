@@ -1,3 +1,5 @@
+import StateChart
+
 /// One-shot callbacks at given times, on the loop's thread: for the few delays that are not a
 /// machine's timeout (a WireGuard keepalive sent a moment after the peer's).
 public final class Alarms: TimerSource {

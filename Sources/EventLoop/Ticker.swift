@@ -1,3 +1,5 @@
+import StateChart
+
 /// A timer source that calls `tick` every `interval` (on the loop's thread), for servers'
 /// housekeeping: expiring idle entries, periodic reports.
 public final class Ticker: TimerSource {

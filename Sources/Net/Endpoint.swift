@@ -27,7 +27,7 @@ public struct Endpoint: Hashable, Sendable, CustomStringConvertible {
             portText = text[text.index(after: colon)...]
             guard IPv4Address(host) != nil else { return nil }
         }
-        guard let address = IPAddress(host), !portText.isEmpty, portText.allSatisfy { $0.isASCII },
+        guard let address = IPAddress(host), !portText.isEmpty, portText.allSatisfy({ $0.isASCII }),
               let port = UInt16(portText)
         else { return nil }
         self.init(address, port)
@@ -43,7 +43,7 @@ public struct Endpoint: Hashable, Sendable, CustomStringConvertible {
 
 extension Endpoint {
     /// Calls `body` with this endpoint as a `sockaddr` and its length.
-    public func withSockAddr<Result>(_ body: (UnsafePointer<sockaddr>, socklen_t) throws -> Result) rethrows -> Result {
+    public func withSockAddr<Result, Failure: Error>(_ body: (UnsafePointer<sockaddr>, socklen_t) throws(Failure) -> Result) throws(Failure) -> Result {
         var storage = sockaddr_storage()
         let length: socklen_t
         switch address {
@@ -66,8 +66,10 @@ extension Endpoint {
                 }
             }
         }
-        return try withUnsafePointer(to: &storage) { pointer in
-            try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { try body($0, length) }
+        return try withUnsafePointer(to: &storage) { (pointer) throws(Failure) -> Result in
+            try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { (address) throws(Failure) -> Result in
+                try body(address, length)
+            }
         }
     }
 

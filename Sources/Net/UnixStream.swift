@@ -7,9 +7,7 @@ public final class UnixStream {
 
     init(descriptor: Int32, timeout: Duration) {
         self.descriptor = descriptor
-        var time = timeval(tv_sec: Int(timeout.components.seconds), tv_usec: Int(timeout.components.attoseconds / 1_000_000_000_000))
-        setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &time, socklen_t(MemoryLayout<timeval>.size))
-        setsockopt(descriptor, SOL_SOCKET, SO_SNDTIMEO, &time, socklen_t(MemoryLayout<timeval>.size))
+        _ = lanrage_set_socket_timeouts(descriptor, timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
     }
 
     deinit { close(descriptor) }

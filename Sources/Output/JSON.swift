@@ -3,7 +3,7 @@
 public enum JSON: Equatable, Sendable {
     case null
     case bool(Bool)
-    case int(Int)
+    case int(Int64)
     case double(Double)
     case string(String)
     case array([JSON])

@@ -1,12 +1,13 @@
 import CLinux
 
-/// Real (calendar) time, for timestamps in logs only: scheduling uses the monotonic clock.
+/// Real (calendar) time: log timestamps, WireGuard handshake ages, and start times agreed with
+/// the control server. Scheduling uses the monotonic clock.
 public enum WallClock {
     /// Milliseconds since 1970-01-01 UTC.
-    public static func milliseconds() -> Int {
+    public static func milliseconds() -> Int64 {
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
-        return Int(now.tv_sec) * 1000 + Int(now.tv_nsec) / 1_000_000
+        return Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec) / 1_000_000
     }
 
     /// The current UTC time as RFC 3339 text with milliseconds: `2026-11-25T18:06:34.123Z`.

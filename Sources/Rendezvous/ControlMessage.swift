@@ -269,3 +269,17 @@ public struct RelayOffer: Equatable, Sendable {
         return RelayOffer(service: service, allocations: allocations, capacity: capacity, token: token, replyKey: try reader.raw(32))
     }
 }
+
+extension ControlMessage.Refusal: CustomStringConvertible {
+    /// The case's name, as logs show it.
+    public var description: String {
+        switch self {
+        case .registerAgain: "registerAgain"
+        case .partyFull: "partyFull"
+        case .peerUnknown: "peerUnknown"
+        case .noRelay: "noRelay"
+        case .certificateRefused: "certificateRefused"
+        case .revoked: "revoked"
+        }
+    }
+}

@@ -57,6 +57,17 @@ public struct Candidate: Hashable, Sendable, CustomStringConvertible {
     public var description: String { "\(kind)=\(endpoint)" }
 }
 
+extension Candidate.Kind: CustomStringConvertible {
+    /// The case's name, as logs and status show it.
+    public var description: String {
+        switch self {
+        case .local: "local"
+        case .reflexive: "reflexive"
+        case .observed: "observed"
+        }
+    }
+}
+
 /// What the registry knows of a member: key, NAT behaviour, candidates, and its certificate (see
 /// ``MemberCertificate``), which alone says what the member may route.
 public struct MemberRecord: Hashable, Sendable {

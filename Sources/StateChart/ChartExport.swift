@@ -42,7 +42,7 @@ extension Chart {
                         let timeout = timeouts[Int(index)]
                         return .object([
                             ("delay", .string(timeout.delay.label)),
-                            ("repeats", .int(timeout.repeats)),
+                            ("repeats", .int(Int64(timeout.repeats))),
                             ("event", .string("\(timeout.event)")),
                         ])
                     })),

@@ -4,15 +4,15 @@ extension Chart {
         initial: Spec.State, states: [StateInfo<Spec>], rows: [Row<Spec>], timeouts: [Timeout<Spec>]
     ) -> [ChartProblem] {
         var problems: [ChartProblem] = []
-        func name(_ value: some Any) -> String { "\(value)" }
+        func name(_ value: some CustomStringConvertible) -> String { value.description }
 
         let allStates = Array(Spec.State.allCases)
-        if allStates.map { $0.rawValue } != Array(0..<allStates.count) {
-            problems.append(.rawValuesNotDense(type: name(Spec.State.self)))
+        if allStates.map({ $0.rawValue }) != Array(0..<allStates.count) {
+            problems.append(.rawValuesNotDense(type: "State"))
         }
         let allEvents = Array(Spec.Event.allCases)
-        if allEvents.map { $0.rawValue } != Array(0..<allEvents.count) {
-            problems.append(.rawValuesNotDense(type: name(Spec.Event.self)))
+        if allEvents.map({ $0.rawValue }) != Array(0..<allEvents.count) {
+            problems.append(.rawValuesNotDense(type: "Event"))
         }
         guard problems.isEmpty else { return problems }
 

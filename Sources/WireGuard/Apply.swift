@@ -51,7 +51,7 @@ public struct ApplyPlan: Sendable, Equatable {
                 peerChange.persistentKeepalive = wanted.persistentKeepalive
                 changed = true
             }
-            if existing.allowedIPs.map { $0.network.description }.sorted() != wanted.allowedIPs.map { $0.network.description }.sorted() {
+            if existing.allowedIPs.map({ $0.network.description }).sorted() != wanted.allowedIPs.map({ $0.network.description }).sorted() {
                 peerChange.replaceAllowedIPs = true
                 peerChange.allowedIPs = wanted.allowedIPs
                 changed = true

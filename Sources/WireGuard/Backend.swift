@@ -9,6 +9,11 @@ public enum BackendKind: String, Sendable, CaseIterable {
     case uapi
 }
 
+extension BackendKind: CustomStringConvertible {
+    /// The raw value, as logs and status show it.
+    public var description: String { rawValue }
+}
+
 /// One protocol, two implementations: `NetlinkBackend` (kernel) and `UAPIBackend` (wireguard-go).
 /// Links, addresses and routes go over rtnetlink for both (`RouteNetlink`).
 public protocol WireGuardBackend: AnyObject {
@@ -24,6 +29,20 @@ public protocol WireGuardBackend: AnyObject {
     func device(named name: String) throws(WireGuardError) -> Device
     /// Applies a change in as few operations as the backend allows.
     func configure(_ name: String, _ change: DeviceChange) throws(WireGuardError)
+
+    // The single operations below have one implementation each (the extension); they are
+    // requirements so that calls through `any WireGuardBackend` dispatch by witness table, which
+    // Embedded Swift needs (it cannot open an existential into an unspecialized generic).
+    func createInterface(named name: String) throws(WireGuardError)
+    func setPrivateKey(_ name: String, _ key: Key) throws(WireGuardError)
+    func setListenPort(_ name: String, _ port: UInt16) throws(WireGuardError)
+    func setFirewallMark(_ name: String, _ mark: UInt32) throws(WireGuardError)
+    func setPeer(_ name: String, _ peer: PeerChange) throws(WireGuardError)
+    func removePeer(_ name: String, _ publicKey: Key) throws(WireGuardError)
+    func setAddresses(_ name: String, _ addresses: [IPPrefix]) throws(WireGuardError)
+    func addRoute(_ name: String, _ prefix: IPPrefix) throws(WireGuardError)
+    func removeRoute(_ name: String, _ prefix: IPPrefix) throws(WireGuardError)
+    func setLinkUp(_ name: String, _ up: Bool) throws(WireGuardError)
 }
 
 /// Choosing a backend: the kernel module when its generic netlink family exists, else userspace.

@@ -1,3 +1,5 @@
+import Net
+
 /// `wg show`-style text for a device. Private and preshared keys are never printed: "(hidden)".
 public enum DeviceReport {
     /// The text `wg show` prints for `device`, with handshake ages relative to `now` (Unix seconds).

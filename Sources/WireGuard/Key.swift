@@ -16,7 +16,7 @@ public struct Key: Sendable, Hashable, CustomStringConvertible {
 
     /// Calls `body` with the 32 bytes in place (the storage may be a byte longer: base64 decoding
     /// needs room for one).
-    public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+    public func withUnsafeBytes<R, Failure: Error>(_ body: (UnsafeRawBufferPointer) throws(Failure) -> R) throws(Failure) -> R {
         try body(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(storage.buffer)[..<Key.byteCount]))
     }
 

@@ -1,8 +1,9 @@
+import Agent
+import CLinux
 import Commands
 import Net
 import Output
 import WireGuard
-import CLinux
 
 /// `lanrage genkey`, `lanrage genpsk` and `lanrage pubkey`: the same bytes in and out as
 /// `wg genkey`, `wg genpsk` and `wg pubkey`.

@@ -80,7 +80,7 @@ enum NetcheckCommand {
             ("mapping", .string(report.mapping.rawValue)),
             ("filtering", .string(report.filtering.rawValue)),
             ("publicEndpoint", .string(report.publicEndpoint.description)),
-            ("localPort", .int(Int(report.localEndpoint.port))),
+            ("localPort", .int(Int64(report.localEndpoint.port))),
             ("portPreserved", .bool(report.portPreserved)),
             ("complete", .bool(report.complete)),
             ("notes", .array(report.notes.map { .string($0) })),

@@ -60,7 +60,7 @@ enum PunchCommand {
             throw invocation.usageError("--peer is not a usable public key (a low-order point)")
         }
         let socket = try failing { () throws(SystemError) in try openPortSocket(port: port) }
-        if let startAt = try invocation.value("start-at", as: Int.self) {
+        if let startAt = try invocation.value("start-at", as: Int64.self) {
             let wait = startAt - WallClock.milliseconds()
             guard wait <= 60_000 else { throw invocation.usageError("--start-at is more than a minute away") }
             if wait > 0 { usleep(UInt32(wait) * 1000) }
@@ -108,8 +108,8 @@ enum PunchCommand {
                 ("peer", .string(peer.base64)),
                 ("pinned", punch.pinned.map { .string($0.description) } ?? .null),
                 ("elapsedMs", .double((milliseconds * 100).rounded() / 100)),
-                ("bursts", .int(bursts)),
-                ("refused", .int(punch.refused.values.reduce(0, +))),
+                ("bursts", .int(Int64(bursts))),
+                ("refused", .int(Int64(punch.refused.values.reduce(0, +)))),
             ]).rendered(pretty: true) + "\n")
         } else if let pinned = punch.pinned {
             StandardStreams.out("pinned \(pinned) after \((milliseconds * 100).rounded() / 100) ms (\(bursts) burst\(bursts == 1 ? "" : "s"))\n")

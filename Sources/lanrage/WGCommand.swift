@@ -135,8 +135,8 @@ enum WGCommand {
             ("backend", .string(backend.rawValue)),
             ("public_key", device.publicKey.map { .string($0.base64) } ?? .null),
             ("private_key", device.privateKey == nil ? .null : .string("(hidden)")),
-            ("listen_port", .int(Int(device.listenPort))),
-            ("fwmark", .int(Int(device.fwmark))),
+            ("listen_port", .int(Int64(device.listenPort))),
+            ("fwmark", .int(Int64(device.fwmark))),
         ]
         members.append(("peers", .array(device.peers.map { peer in
             .object([
@@ -144,11 +144,11 @@ enum WGCommand {
                 ("preshared_key", peer.presharedKey == nil ? .null : .string("(hidden)")),
                 ("endpoint", peer.endpoint.map { .string($0.description) } ?? .null),
                 ("allowed_ips", .array(peer.allowedIPs.map { .string($0.description) })),
-                ("latest_handshake", peer.lastHandshake.map { .int(Int($0.seconds)) } ?? .null),
-                ("latest_handshake_age_seconds", peer.lastHandshake.map { .int(Int(now - $0.seconds)) } ?? .null),
-                ("rx_bytes", .int(Int(clamping: peer.rxBytes))),
-                ("tx_bytes", .int(Int(clamping: peer.txBytes))),
-                ("persistent_keepalive", .int(Int(peer.persistentKeepalive))),
+                ("latest_handshake", peer.lastHandshake.map { .int($0.seconds) } ?? .null),
+                ("latest_handshake_age_seconds", peer.lastHandshake.map { .int(now - $0.seconds) } ?? .null),
+                ("rx_bytes", .int(Int64(clamping: peer.rxBytes))),
+                ("tx_bytes", .int(Int64(clamping: peer.txBytes))),
+                ("persistent_keepalive", .int(Int64(peer.persistentKeepalive))),
             ])
         })))
         return .object(members)

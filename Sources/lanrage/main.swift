@@ -1,4 +1,7 @@
 import Commands
 import CLinux
 
-exit(LANrage.command.main(prepare: GlobalOptions.bootstrapLogging))
+var arguments = ProcessArguments.current()
+// `lanrage --version`, as wg and most tools accept it.
+if arguments == ["--version"] { arguments = ["version"] }
+exit(LANrage.command.main(arguments, prepare: GlobalOptions.bootstrapLogging))

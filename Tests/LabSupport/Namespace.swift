@@ -37,7 +37,7 @@ public struct Namespace: Sendable, CustomStringConvertible {
     }
 
     /// Polls `ss` until a UDP socket listens on `endpoint` (bounded), for servers started with `spawn`.
-    public func waitForUDPListener(_ endpoint: Endpoint, within seconds: Double = 5) throws {
+    public func waitForUDPListener(_ endpoint: Endpoint, within seconds: Double = 20) throws {
         let deadline = Date().addingTimeInterval(seconds)
         while Date() < deadline {
             if try run("ss", "-Hunl").contains(endpoint.description) { return }

@@ -54,8 +54,10 @@ public enum Products {
         URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
     }
 
-    /// The `lanrage` executable built with the tests.
+    /// The `lanrage` executable built with the tests, or `LANRAGE_BIN` when set (a cross build, or
+    /// a script that runs one under qemu-user).
     public static var lanrage: String {
+        if let path = ProcessInfo.processInfo.environment["LANRAGE_BIN"], !path.isEmpty { return path }
         var url = directory
         // `swift test` runs <dir>/lanragePackageTests.xctest; the executable sits in <dir>.
         if url.lastPathComponent.hasSuffix(".xctest") { url.deleteLastPathComponent() }

@@ -10,8 +10,12 @@ arch=${1:?usage: $0 aarch64|armv7|x86_64}
 swiftc=${SWIFTC:-$(command -v swiftc)}
 embedded=$(dirname "$(dirname "$(realpath "$swiftc")")")/lib/swift/embedded
 
+# -Osize, but -O for aarch64: Swift 6.3.1's Embedded aarch64 code at -Osize loses the small-string
+# flags of a String read back from a class (the control server's party names: 0xE3 became 0x83 in the
+# string's top byte, and the first read of it recursed until the stack ran out); -O does not.
+optimize=-Osize
 case $arch in
-    aarch64) target=aarch64-none-none-elf gnu=aarch64-linux-gnu link=-static-pie ;;
+    aarch64) target=aarch64-none-none-elf gnu=aarch64-linux-gnu link=-static-pie optimize=-O ;;
     # Soft-float armel: the static binary runs on armhf systems too. Static, not static-pie
     # (Debian's armel libc has no rcrt1.o).
     armv7) target=armv7-none-none-eabi gnu=arm-linux-gnueabi link=-static ;;
@@ -26,19 +30,24 @@ mkdir -p "$out/modules"
 # The product's modules, each after those it imports (Package.swift).
 modules=(Output Commands Net StateChart Rendezvous WireGuard Peer STUN Punch EventLoop Relay Control Agent)
 
-clang_flags=(-Xcc --sysroot="$sysroot" -Xcc -D__linux__ -Xcc -D__unix__ -Xcc -I/usr/include/libnl3)
-if [ "$arch" != x86_64 ]; then clang_flags+=(-Xcc -isystem -Xcc "$sysroot/include" -Xcc -isystem -Xcc /usr/include); fi
-common=(-target "$target" -enable-experimental-feature Embedded -wmo -Osize -Xllvm -relocation-model=pic
+commit=$(git describe --always --dirty --abbrev=12 2>/dev/null || true)
+clang_flags=(-Xcc --sysroot="$sysroot" -Xcc -D__linux__ -Xcc -D__unix__ -Xcc -I/usr/include/libnl3
+             -Xcc "-DLANRAGE_COMMIT=\"$commit\"")
+# 64-bit time_t and off_t on 32-bit ARM: wall-clock times past 2038, files past 2 GiB.
+if [ "$arch" = armv7 ]; then clang_flags+=(-Xcc -D_TIME_BITS=64 -Xcc -D_FILE_OFFSET_BITS=64); fi
+# The target's C library headers first; /usr/include (libsodium's, the kernel's UAPI headers) only after them.
+if [ "$arch" != x86_64 ]; then clang_flags+=(-Xcc -isystem -Xcc "$sysroot/include" -Xcc -idirafter -Xcc /usr/include); fi
+common=(-target "$target" -enable-experimental-feature Embedded -package-name lanrage -wmo -Xllvm -relocation-model=pic
         -Xfrontend -function-sections -I "$out/modules" -I Sources/CLinux -I Sources/CSodium -I Sources/CNetlink
         "${clang_flags[@]}")
 
 objects=()
 for module in "${modules[@]}"; do
-    "$swiftc" "${common[@]}" -parse-as-library -module-name "$module" -emit-module -emit-module-path "$out/modules/$module.swiftmodule" \
+    "$swiftc" "${common[@]}" "$optimize" -parse-as-library -module-name "$module" -emit-module -emit-module-path "$out/modules/$module.swiftmodule" \
         Sources/"$module"/*.swift -c -o "$out/$module.o"
     objects+=("$out/$module.o")
 done
-"$swiftc" "${common[@]}" -module-name lanrage Sources/lanrage/*.swift -c -o "$out/lanrage.o"
+"$swiftc" "${common[@]}" "$optimize" -module-name lanrage Sources/lanrage/*.swift -c -o "$out/lanrage.o"
 objects+=("$out/lanrage.o")
 
 "$cc" $link -Wl,--gc-sections -o "$out/lanrage.unstripped" "${objects[@]}" \
