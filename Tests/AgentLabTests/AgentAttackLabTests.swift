@@ -45,10 +45,11 @@ struct AgentAttackLabTests {
             }
         }
 
-        /// What a victim's WireGuard and kernel say about its peers and routes.
-        func snapshot(_ agent: AgentHandle) throws -> String {
-            try agent.namespace.run(["wg", "show", agent.interface, "endpoints"]) + agent.namespace.run(["wg", "show", agent.interface, "allowed-ips"])
-                + agent.namespace.run(["ip", "route", "show"])
+        /// What a victim's WireGuard and kernel say about its peers and routes, as sorted lines
+        /// (wireguard-go lists its peers in no fixed order).
+        func snapshot(_ agent: AgentHandle) throws -> [Substring] {
+            try (agent.namespace.run(["wg", "show", agent.interface, "endpoints"]) + agent.namespace.run(["wg", "show", agent.interface, "allowed-ips"])
+                + agent.namespace.run(["ip", "route", "show"])).split(separator: "\n").sorted()
         }
 
         /// The control server's counters (SIGHUP makes it log them).
