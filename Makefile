@@ -22,8 +22,11 @@ SIZE_BUDGET := 8388608
 # make test-kernel: Debian's kernel under qemu with a static busybox initramfs (the kernel itself is
 # fetched with apt-get download into .build/test-kernel, never installed).
 DEB_PACKAGES += qemu-system-x86 busybox-static cpio
+# make cross: the architectures of the shipped binaries.
+CROSS_ARCHS := aarch64 armv7 x86_64
 
 .PHONY: all build release static size-static service-files deps test unit-tests footprint bench size charts clean fuzz bench-stun lab-bench order-file demo test-kernel kernel-tests bench-wg \
+	cross cross-deps cross-tests footprint-hosted $(addprefix cross-,$(CROSS_ARCHS)) \
 	fuzz-control fuzz-relay bench-relay bench-control
 
 all: build
@@ -43,7 +46,8 @@ deps:
 build:
 	$(SWIFT) build
 
-## release: the shipped binary, static Swift stdlib.
+## release: the hosted build (Swift runtime, static stdlib; shared glibc, libnl, libsodium), which the
+## tests and benchmarks run beside the shipped Embedded build.
 release:
 	$(SWIFT) build $(RELEASE_FLAGS) --product lanrage
 
@@ -70,8 +74,8 @@ service-files:
 	Tests/Scripts/check-service-files.sh .build/debug/lanrage
 
 ## test: everything — unit and lab tests (network namespaces need root), the checked-in charts,
-## and the footprint budget of the release binary.
-test: deps unit-tests service-files footprint kernel-tests
+## the cross builds under emulation, and the footprint of the shipped binaries.
+test: deps unit-tests service-files cross-tests footprint kernel-tests
 	@echo "make test: all passed"
 
 unit-tests:
@@ -92,17 +96,22 @@ bench-wg:
 	RELEASE_FLAGS="$(RELEASE_FLAGS)" Tests/Scripts/bench-wg.sh
 	RELEASE_FLAGS="$(RELEASE_FLAGS)" BENCH=1 SKIP_OK=1 Tests/Scripts/test-kernel/run.sh
 
-## footprint: the release binary keeps to the dependency and size budget (fails otherwise).
-footprint: release
+## footprint: the shipped binaries (make cross) keep under the size ceiling, static, one thread, no
+## NSS calls (fails otherwise).
+footprint: cross
+	Tests/Scripts/footprint-cross.sh $(CROSS_CEILING) $(CROSS_ARCHS)
+
+## footprint-hosted: the hosted release build against its own budget (dependencies, size, RSS).
+footprint-hosted: release
 	Tests/Scripts/footprint.sh $(RELEASE_BIN) $(SIZE_BUDGET)
 
-## size: build release and report size, compressed size and RSS beside the budget, then the static build beside it.
-size: footprint size-static
+## size: the shipped binaries, then the hosted release build and its fully static variant beside them.
+size: footprint footprint-hosted size-static
 
 ## bench: in-process benchmarks (package-benchmark, release), WireGuard apply/read-back, the footprint.
 bench: deps bench-wg
 	$(SWIFT) package --allow-writing-to-package-directory benchmark
-	$(MAKE) --no-print-directory footprint size-static
+	$(MAKE) --no-print-directory size
 
 ## charts: regenerate StateCharts/*.dot and *.svg from the code.
 CHARTS := peer detection registration
@@ -143,6 +152,41 @@ bench-relay bench-control: bench-%:
 clean:
 	rm -rf .build .build-fuzz .build-static
 
+## cross: the shipped binaries — Embedded Swift, fully static, stripped — at .build/cross/ARCH/lanrage
+## for aarch64, armv7 (soft-float, runs on armhf too) and x86_64, each with a `run` script beside it
+## (qemu-user on ARM). Two architectures build at a time (one swiftc per module each).
+SHIPPED_BIN := .build/cross/x86_64/lanrage
+# The stripped shipped binaries may not exceed this: 3 MiB.
+CROSS_CEILING := 3145728
+CROSS_PACKAGES := gcc-aarch64-linux-gnu libc6-dev-arm64-cross gcc-arm-linux-gnueabi libc6-dev-armel-cross \
+	binutils-aarch64-linux-gnu binutils-arm-linux-gnueabi qemu-user-static \
+	libsodium-dev:arm64 libnl-3-dev:arm64 libnl-genl-3-dev:arm64 libsodium-dev:armel libnl-3-dev:armel libnl-genl-3-dev:armel
+cross: cross-deps
+	@mkdir -p .build
+	$(MAKE) --no-print-directory -j2 $(addprefix cross-,$(CROSS_ARCHS))
+$(addprefix cross-,$(CROSS_ARCHS)): cross-%:
+	Tests/Scripts/cross.sh $* > .build/cross-$*.log 2>&1 || { tail -40 .build/cross-$*.log; exit 1; }
+	@tail -1 .build/cross-$*.log
+
+## cross-deps: the cross compilers, qemu-user and the ARM libraries (Debian multiarch arm64 and armel).
+cross-deps:
+	@for arch in arm64 armel; do \
+		dpkg --print-foreign-architectures | grep -qx $$arch && continue; \
+		if [ "$$(id -u)" = 0 ]; then dpkg --add-architecture $$arch; \
+		else echo "as root run: dpkg --add-architecture $$arch"; exit 1; fi; \
+	done
+	@$(MAKE) --no-print-directory deps DEB_PACKAGES="$(CROSS_PACKAGES)"
+
+## cross-tests: each cross build under emulation against references (charts, wg's keys, a STUN client),
+## then in the NAT lab: two agents of that architecture, restricted cone ↔ symmetric, direct, ping (root).
+cross-tests: cross
+	@for arch in $(CROSS_ARCHS); do Tests/Scripts/cross-check.sh $$arch || exit 1; done
+	$(SWIFT) build --build-tests
+	@for arch in $(CROSS_ARCHS); do \
+		LANRAGE_CROSS_ARCH=$$arch LANRAGE_BIN=$(CURDIR)/.build/cross/$$arch/run $(SWIFT) test --skip-build --filter CrossBuildLabTests 2>&1 \
+			| grep -E 'CROSS-LAB|✘|Test run' ; [ $${PIPESTATUS[0]} = 0 ] || exit 1; \
+	done
+
 ## lab-bench: NAT lab benchmarks (root): time to a pinned endpoint per NAT pair, LANRAGE_LAB_RUNS runs each;
 ## then the agent beside Nebula (Tests/AgentLabBench): time to the first ping across the overlay per
 ## pair of site kinds, memory with 1 and 50 peers, CPU over an idle minute (LANRAGE_LAB_IDLE=0 skips it).
@@ -154,6 +198,8 @@ lab-bench: deps
 	$(SWIFT) build --product AgentLabBench
 	$(SWIFT) build $(RELEASE_FLAGS) --product lanrage
 	LANRAGE_LAB_IDLE=$(LANRAGE_LAB_IDLE) LANRAGE_BIN=$(RELEASE_BIN) .build/debug/AgentLabBench
+	$(MAKE) --no-print-directory cross-x86_64
+	LANRAGE_LAB_IDLE=$(LANRAGE_LAB_IDLE) LANRAGE_BIN=$(CURDIR)/$(SHIPPED_BIN) .build/debug/AgentLabBench
 
 ## order-file: regenerate the release link's code order (Package.swift; README, "Footprint") from a lab
 ## run with node 0's agent under callgrind (root, ~3 min). A stale list costs resident memory, nothing else.

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # make cross: the lanrage executable in Embedded Swift, static, for ARCH (aarch64, armv7 or x86_64),
-# from the same sources as the hosted build: .build/cross/ARCH/lanrage (stripped). Each module of
-# Package.swift's product is compiled on its own (-wmo, -Osize, position-independent), in dependency
-# order, then linked with the target's gcc against its libc and its static libnl and libsodium.
+# from the same sources as the hosted build: .build/cross/ARCH/lanrage (stripped), and beside it
+# `run`, which starts it (under qemu-user on ARM). Each module of Package.swift's product is
+# compiled on its own (-wmo, -Osize, position-independent), in dependency order, then linked with
+# the target's gcc against its libc and its static libnl and libsodium.
 #   Tests/Scripts/cross.sh ARCH
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -54,4 +55,12 @@ objects+=("$out/lanrage.o")
     "$libdir/libnl-genl-3.a" "$libdir/libnl-3.a" "$libdir/libsodium.a" -lpthread -lm \
     "$embedded/$target/libswiftUnicodeDataTables.a"
 "$gnu-strip" -o "$out/lanrage" "$out/lanrage.unstripped" 2>/dev/null || strip -o "$out/lanrage" "$out/lanrage.unstripped"
+# What the lab tests start as LANRAGE_BIN: the binary itself, or qemu-user with it.
+case $arch in
+    aarch64) emulator="qemu-aarch64-static " ;;
+    armv7) emulator="qemu-arm-static " ;;
+    *) emulator="" ;;
+esac
+printf '#!/bin/sh\nexec %s"%s" "$@"\n' "$emulator" "$(realpath "$out/lanrage")" > "$out/run"
+chmod +x "$out/run"
 ls -l "$out/lanrage"
