@@ -63,7 +63,9 @@ public struct StateStore {
         guard try reader.u8() == version else { throw .badVersion }
         var parties: [SavedParty] = []
         for _ in 0..<Int(try reader.u16()) {
-            let name = String(decoding: try reader.raw(Int(try reader.u8())), as: UTF8.self)
+            // The name is the party's identity (its id is a hash of it): taken as written or not at
+            // all, never repaired into another name that a save would write back.
+            guard let name = String(validating: try reader.raw(Int(try reader.u8())), as: UTF8.self) else { throw .malformed }
             let authority = try reader.raw(32), revision = try reader.u64()
             var members: [SavedMember] = []
             for _ in 0..<Int(try reader.u16()) {
