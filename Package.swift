@@ -121,6 +121,8 @@ let package = Package(
         .executableTarget(name: "RelayFuzz", dependencies: ["Rendezvous", "Net"], path: "Tests/Fuzz/RelayFuzz"),
         // The agent's side of the network (make fuzz-client, fuzz-punch, fuzz-relay-client) and the control state file (fuzz-state).
         .target(name: "FuzzSupport", dependencies: ["Rendezvous", "Net"], path: "Tests/Fuzz/FuzzSupport"),
+        .executableTarget(name: "ClientFuzz", dependencies: ["FuzzSupport", "Control", "EventLoop", "Rendezvous", "Net",
+                                                            .product(name: "Logging", package: "swift-log")], path: "Tests/Fuzz/ClientFuzz"),
         .executableTarget(name: "RendezvousBench", dependencies: ["Control", "Rendezvous", "Net", "LabSupport", "WireGuard"], path: "Tests/RendezvousBench"),
         .executableTarget(name: "STUNFuzz", dependencies: ["STUN", "Net"], path: "Tests/Fuzz/STUNFuzz"),
         .executableTarget(
