@@ -123,6 +123,7 @@ let package = Package(
         .target(name: "FuzzSupport", dependencies: ["Rendezvous", "Net"], path: "Tests/Fuzz/FuzzSupport"),
         .executableTarget(name: "ClientFuzz", dependencies: ["FuzzSupport", "Control", "EventLoop", "Rendezvous", "Net",
                                                             .product(name: "Logging", package: "swift-log")], path: "Tests/Fuzz/ClientFuzz"),
+        .executableTarget(name: "PunchFuzz", dependencies: ["FuzzSupport", "Punch", "Net"], path: "Tests/Fuzz/PunchFuzz"),
         .executableTarget(name: "RendezvousBench", dependencies: ["Control", "Rendezvous", "Net", "LabSupport", "WireGuard"], path: "Tests/RendezvousBench"),
         .executableTarget(name: "STUNFuzz", dependencies: ["STUN", "Net"], path: "Tests/Fuzz/STUNFuzz"),
         .executableTarget(
