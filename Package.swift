@@ -124,6 +124,8 @@ let package = Package(
         .executableTarget(name: "ClientFuzz", dependencies: ["FuzzSupport", "Control", "EventLoop", "Rendezvous", "Net",
                                                             .product(name: "Logging", package: "swift-log")], path: "Tests/Fuzz/ClientFuzz"),
         .executableTarget(name: "PunchFuzz", dependencies: ["FuzzSupport", "Punch", "Net"], path: "Tests/Fuzz/PunchFuzz"),
+        .executableTarget(name: "RelayClientFuzz", dependencies: ["FuzzSupport", "Agent", "EventLoop", "Rendezvous", "Net"],
+                          path: "Tests/Fuzz/RelayClientFuzz"),
         .executableTarget(name: "RendezvousBench", dependencies: ["Control", "Rendezvous", "Net", "LabSupport", "WireGuard"], path: "Tests/RendezvousBench"),
         .executableTarget(name: "STUNFuzz", dependencies: ["STUN", "Net"], path: "Tests/Fuzz/STUNFuzz"),
         .executableTarget(
