@@ -126,6 +126,7 @@ let package = Package(
         .executableTarget(name: "PunchFuzz", dependencies: ["FuzzSupport", "Punch", "Net"], path: "Tests/Fuzz/PunchFuzz"),
         .executableTarget(name: "RelayClientFuzz", dependencies: ["FuzzSupport", "Agent", "EventLoop", "Rendezvous", "Net"],
                           path: "Tests/Fuzz/RelayClientFuzz"),
+        .executableTarget(name: "StateFuzz", dependencies: ["FuzzSupport", "Control", "Rendezvous", "Net"], path: "Tests/Fuzz/StateFuzz"),
         .executableTarget(name: "RendezvousBench", dependencies: ["Control", "Rendezvous", "Net", "LabSupport", "WireGuard"], path: "Tests/RendezvousBench"),
         .executableTarget(name: "STUNFuzz", dependencies: ["STUN", "Net"], path: "Tests/Fuzz/STUNFuzz"),
         .executableTarget(
