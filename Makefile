@@ -27,7 +27,7 @@ CROSS_ARCHS := aarch64 armv7 x86_64
 
 .PHONY: all build release static size-static service-files deps test unit-tests footprint bench size charts clean fuzz bench-stun lab-bench order-file demo test-kernel kernel-tests bench-wg \
 	cross cross-deps cross-tests footprint-hosted $(addprefix cross-,$(CROSS_ARCHS)) \
-	fuzz-control fuzz-relay bench-relay bench-control
+	fuzz-stun fuzz-control fuzz-relay fuzz-client fuzz-punch fuzz-relay-client fuzz-state bench-relay bench-control
 
 all: build
 
@@ -128,24 +128,29 @@ charts:
 		dot -Tsvg StateCharts/$$chart.dot > StateCharts/$$chart.svg && echo "StateCharts/$$chart.{dot,svg}"; \
 	done
 
-## fuzz: libFuzzer on the STUN decoder and server (ASan), FUZZ_RUNS executions over FUZZ_JOBS processes.
+## fuzz: libFuzzer (ASan) on everything the agent and the servers read from the network, and on the control
+## server's state file: each target FUZZ_RUNS executions over FUZZ_JOBS processes, from its seeds in
+## Tests/Fuzz/seeds-NAME (STUN's in Tests/Fuzz/seeds). fuzz-NAME runs one target:
+##   stun (decoder, server), control (server decoder and core), relay (relay decoders and tokens),
+##   client (what a member does with the control server's datagrams), punch (punch messages, sessions
+##   and driver), relay-client (relay answers as the agent takes them), state (state file and restore).
+## The targets reach internals with @testable import: the modules are built with -enable-testing.
 FUZZ_RUNS ?= 10000000
 FUZZ_JOBS ?= 2
-fuzz:
-	$(SWIFT) build --scratch-path .build-fuzz -c release --product STUNFuzz \
-		-Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING
-	Tests/Fuzz/run.sh .build-fuzz/release/STUNFuzz $(FUZZ_RUNS) $(FUZZ_JOBS)
+FUZZ_NAMES := stun control relay client punch relay-client state
+FUZZ_BUILD := --scratch-path .build-fuzz -c release -Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING -Xswiftc -enable-testing
+fuzz: $(addprefix fuzz-,$(FUZZ_NAMES))
+
+$(addprefix fuzz-,$(FUZZ_NAMES)): fuzz-%:
+	target=$$(case $* in stun) echo STUNFuzz;; control) echo ControlFuzz;; relay) echo RelayFuzz;; client) echo ClientFuzz;; \
+		punch) echo PunchFuzz;; relay-client) echo RelayClientFuzz;; state) echo StateFuzz;; esac); \
+	seeds=$$([ $* = stun ] && echo Tests/Fuzz/seeds || echo Tests/Fuzz/seeds-$*); \
+	$(SWIFT) build $(FUZZ_BUILD) --product $$target && \
+	NAME=$* CORPUS=.build-fuzz/corpus-$* SEEDS=$$seeds Tests/Fuzz/run.sh .build-fuzz/release/$$target $(FUZZ_RUNS) $(FUZZ_JOBS)
 
 ## bench-stun: STUN encode/decode throughput and allocations (package-benchmark).
 bench-stun:
 	$(SWIFT) package --allow-writing-to-package-directory benchmark --target STUNBenchmarks
-
-## fuzz-control, fuzz-relay: libFuzzer on the control server (decoder and core) and the relay's decoders.
-fuzz: fuzz-control fuzz-relay
-fuzz-control fuzz-relay: fuzz-%:
-	target=$$(case $* in control) echo ControlFuzz;; relay) echo RelayFuzz;; esac); \
-	$(SWIFT) build --scratch-path .build-fuzz -c release --product $$target -Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING && \
-	CORPUS=.build-fuzz/corpus-$* SEEDS=Tests/Fuzz/seeds-$* Tests/Fuzz/run.sh .build-fuzz/release/$$target $(FUZZ_RUNS) $(FUZZ_JOBS)
 
 ## bench-relay: relay forwarding rate vs socat on loopback, one core each (release build).
 ## bench-control: control server registrations/s and memory with 10,000 members (release build).

@@ -116,6 +116,14 @@ let package = Package(
         .testTarget(name: "ControlTests", dependencies: ["Control", "Relay", "Rendezvous", "STUN", "Net", "EventLoop", "StateChart", "LabSupport"]),
         .executableTarget(name: "ControlFuzz", dependencies: ["Control", "Rendezvous", "Net"], path: "Tests/Fuzz/ControlFuzz"),
         .executableTarget(name: "RelayFuzz", dependencies: ["Rendezvous", "Net"], path: "Tests/Fuzz/RelayFuzz"),
+        // The agent's side of the network (make fuzz-client, fuzz-punch, fuzz-relay-client) and the control state file (fuzz-state).
+        .target(name: "FuzzSupport", dependencies: ["Rendezvous", "Net"], path: "Tests/Fuzz/FuzzSupport"),
+        .executableTarget(name: "ClientFuzz", dependencies: ["FuzzSupport", "Control", "EventLoop", "Rendezvous", "Net", "Output"],
+                          path: "Tests/Fuzz/ClientFuzz"),
+        .executableTarget(name: "PunchFuzz", dependencies: ["FuzzSupport", "Punch", "Net"], path: "Tests/Fuzz/PunchFuzz"),
+        .executableTarget(name: "RelayClientFuzz", dependencies: ["FuzzSupport", "Agent", "EventLoop", "Rendezvous", "Net"],
+                          path: "Tests/Fuzz/RelayClientFuzz"),
+        .executableTarget(name: "StateFuzz", dependencies: ["FuzzSupport", "Control", "Rendezvous", "Net"], path: "Tests/Fuzz/StateFuzz"),
         .executableTarget(name: "RendezvousBench", dependencies: ["Control", "Rendezvous", "Net", "LabSupport", "WireGuard"], path: "Tests/RendezvousBench"),
         .executableTarget(name: "STUNFuzz", dependencies: ["STUN", "Net"], path: "Tests/Fuzz/STUNFuzz"),
         .executableTarget(
