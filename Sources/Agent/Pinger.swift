@@ -10,7 +10,7 @@ public final class Pinger {
     public let destination: IPv4Address
 
     public init(_ destination: IPv4Address) throws(SystemError) {
-        let fd = socket(AF_INET, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), Int32(IPPROTO_ICMP))
+        let fd = socket(AF_INET, lanrage_sock_raw | lanrage_sock_cloexec, Int32(IPPROTO_ICMP))
         guard fd >= 0 else { throw SystemError("socket", "ICMP") }
         descriptor = fd
         self.destination = destination

@@ -45,6 +45,16 @@ static inline int lanrage_seal_size(int fd) {
     return fcntl(fd, 1033 /* F_ADD_SEALS */, 0x0002 /* F_SEAL_SHRINK */ | 0x0004 /* F_SEAL_GROW */);
 }
 
+// Socket types and flags as plain ints: glibc declares them as members of an enum, musl as macros.
+static const int lanrage_sock_stream = SOCK_STREAM;
+static const int lanrage_sock_dgram = SOCK_DGRAM;
+static const int lanrage_sock_raw = SOCK_RAW;
+static const int lanrage_sock_nonblock = SOCK_NONBLOCK;
+static const int lanrage_sock_cloexec = SOCK_CLOEXEC;
+// epoll's events, likewise.
+static const uint32_t lanrage_epollin = EPOLLIN;
+static const uint32_t lanrage_epollout = EPOLLOUT;
+
 /// The calling thread's errno (a macro in C, so not visible to Swift as a variable).
 static inline int lanrage_errno(void) { return errno; }
 

@@ -10,8 +10,8 @@ public final class EventLoop {
     public struct Interest: OptionSet, Sendable {
         public let rawValue: UInt32
         public init(rawValue: UInt32) { self.rawValue = rawValue }
-        public static let readable = Interest(rawValue: EPOLLIN.rawValue)
-        public static let writable = Interest(rawValue: EPOLLOUT.rawValue)
+        public static let readable = Interest(rawValue: lanrage_epollin)
+        public static let writable = Interest(rawValue: lanrage_epollout)
     }
 
     /// The signals the loop turns into callbacks.

@@ -10,7 +10,7 @@ public final class UDPSocket: PortSocket {
 
     /// Opens a socket bound to `local`; port 0 lets the kernel choose.
     public init(binding local: Endpoint, reuseAddress: Bool = false) throws(SystemError) {
-        let fd = socket(local.address.family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let fd = socket(local.address.family, lanrage_sock_dgram | lanrage_sock_nonblock | lanrage_sock_cloexec, 0)
         guard fd >= 0 else { throw SystemError("socket", local.description) }
         if reuseAddress {
             var one: Int32 = 1

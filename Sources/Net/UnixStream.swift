@@ -14,7 +14,7 @@ public final class UnixStream {
 
     /// Connects to the socket at `path`.
     public static func connect(_ path: String, timeout: Duration = .seconds(5)) throws(SystemError) -> UnixStream {
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let fd = socket(AF_UNIX, lanrage_sock_stream | lanrage_sock_cloexec, 0)
         guard fd >= 0 else { throw SystemError("socket", path) }
         let stream = UnixStream(descriptor: fd, timeout: timeout)
         var address = try UnixStream.address(path)
@@ -77,7 +77,7 @@ public final class UnixListener {
             throw SystemError("bind", path, errno: EADDRINUSE)
         }
         unlink(path)
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+        let fd = socket(AF_UNIX, lanrage_sock_stream | lanrage_sock_cloexec | lanrage_sock_nonblock, 0)
         guard fd >= 0 else { throw SystemError("socket", path) }
         var address = try UnixStream.address(path)
         let previous = umask(0o777 & ~mode)

@@ -18,7 +18,7 @@ public final class RawPortSocket: PortSocket {
     private var buffer = [UInt8](repeating: 0, count: 65_536)
 
     public init(port: UInt16) throws(SystemError) {
-        let flags = Int32(SOCK_RAW.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
+        let flags = lanrage_sock_raw | lanrage_sock_nonblock | lanrage_sock_cloexec
         let fd = socket(AF_INET, flags, Int32(IPPROTO_UDP))
         guard fd >= 0 else { throw SystemError("socket(AF_INET, SOCK_RAW, IPPROTO_UDP)", "port \(port)") }
         var program = PortFilter(port: port).instructions
@@ -31,7 +31,7 @@ public final class RawPortSocket: PortSocket {
             close(fd)
             throw error
         }
-        let probe = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let probe = socket(AF_INET, lanrage_sock_dgram | lanrage_sock_cloexec, 0)
         guard probe >= 0 else {
             let error = SystemError("socket(AF_INET, SOCK_DGRAM)", "route probe")
             close(fd)

@@ -103,7 +103,7 @@ public final class UAPIBackend: WireGuardBackend {
     private func exchange(_ name: String, _ request: String) throws(WireGuardError) -> [UInt8] {
         try InterfaceName.validate(name)
         let path = socketPath(name)
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let fd = socket(AF_UNIX, lanrage_sock_stream | lanrage_sock_cloexec, 0)
         guard fd >= 0 else { throw WireGuardError(.failed, SystemError("socket", path).description) }
         defer { close(fd) }
         _ = lanrage_set_socket_timeouts(fd, Int64(timeout) * 1000)
