@@ -4,7 +4,7 @@ SWIFT ?= swift
 # Debian packages the build, the tests and the lab need.
 DEB_PACKAGES := libnl-3-dev libnl-genl-3-dev libsodium-dev pkg-config graphviz nftables iproute2 \
 	wireguard-tools wireguard-go socat conntrack coturn stun-client iputils-ping xz-utils binutils bc time libcap2-bin \
-	libstdc++-12-dev
+	libstdc++-12-dev python3
 # libstdc++ (the Swift runtime's C++ library) is linked statically too: routers seldom ship
 # libstdc++.so, and resolving its dynamic symbols costs ~750 KiB of resident memory. lld takes the
 # first libstdc++ on its search path, and this directory holds only the archive (libstdc++-12-dev).
@@ -25,7 +25,7 @@ DEB_PACKAGES += qemu-system-x86 qemu-system-arm busybox-static cpio
 # make cross: the architectures of the shipped binaries.
 CROSS_ARCHS := aarch64 armv7 x86_64
 
-.PHONY: all build release static size-static service-files deps test unit-tests footprint bench size charts clean fuzz bench-stun lab-bench order-file demo test-kernel kernel-tests bench-wg \
+.PHONY: all build release static size-static service-files docs-check deps test unit-tests footprint bench size charts clean fuzz bench-stun lab-bench order-file demo test-kernel kernel-tests bench-wg \
 	cross cross-deps cross-tests footprint-hosted $(addprefix cross-,$(CROSS_ARCHS)) \
 	fuzz-stun fuzz-control fuzz-relay fuzz-client fuzz-punch fuzz-relay-client fuzz-state bench-relay bench-control
 
@@ -73,9 +73,16 @@ service-files:
 	$(SWIFT) build --product lanrage
 	Tests/Scripts/check-service-files.sh .build/debug/lanrage
 
-## test: everything — unit and lab tests (network namespaces need root), the checked-in charts,
-## the cross builds under emulation, and the footprint of the shipped binaries.
-test: deps unit-tests service-files cross-tests footprint kernel-tests
+## docs-check: the Markdown docs (README.md, BENCHMARKS.md, CHANGELOG.md, docs/*.md): links stay inside the
+## repository and name files and headings that exist, README.md is at most 200 lines, every lanrage subcommand
+## and option they show is in lanrage's --help, and every subcommand is in docs/CLI.md (python3).
+docs-check:
+	$(SWIFT) build --product lanrage
+	Tests/Scripts/check-docs.sh .build/debug/lanrage
+
+## test: everything — unit and lab tests (network namespaces need root), the checked-in charts, the service
+## files and the docs, the cross builds under emulation, and the footprint of the shipped binaries.
+test: deps unit-tests service-files docs-check cross-tests footprint kernel-tests
 	@echo "make test: all passed"
 
 unit-tests:
@@ -212,7 +219,7 @@ lab-bench: deps
 	$(MAKE) --no-print-directory cross-x86_64
 	LANRAGE_LAB_IDLE=$(LANRAGE_LAB_IDLE) LANRAGE_BIN=$(CURDIR)/$(SHIPPED_BIN) .build/debug/AgentLabBench
 
-## order-file: regenerate the release link's code order (Package.swift; README, "Footprint") from a lab
+## order-file: regenerate the release link's code order (Package.swift; docs/DESIGN.md, "Footprint") from a lab
 ## run with node 0's agent under callgrind (root, ~3 min). A stale list costs resident memory, nothing else.
 ORDER_FILE := Sources/lanrage/lanrage.order
 order-file: DEB_PACKAGES += valgrind

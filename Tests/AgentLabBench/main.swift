@@ -115,7 +115,7 @@ memoryLoop: for implementation in implementations where ![nebulaDirect.key, conf
     }
 }
 
-// The table for the README.
+// The table for BENCHMARKS.md.
 func ratio(_ numerator: Duration??, _ denominator: Duration??, target: Double) -> String {
     guard case .some(.some(let n)) = numerator, case .some(.some(let d)) = denominator else { return "—" }
     let value = milliseconds(n) / milliseconds(d)

@@ -4,7 +4,7 @@ import Net
 import Testing
 
 /// Faults while two agents hold a tunnel: each test breaks one thing and measures how long until a
-/// ping crosses the overlay again (printed as `AGENT-FAULT`, reported in the README), restarting
+/// ping crosses the overlay again (printed as `AGENT-FAULT`, reported in BENCHMARKS.md), restarting
 /// nothing but what the fault itself restarts. Lab timings: keepalive 5 s, liveness poll 2 s
 /// (so a dead path is noticed after 15–17 s of silence).
 @Suite(.enabled(if: Lab.isAvailable, "the lab needs root (network namespaces)"))

@@ -107,7 +107,7 @@ public struct Site: Sendable {
     public var isDoubleNAT: Bool { innerRouter != nil }
 }
 
-/// A NAT lab in network namespaces (see DESIGN.md, "The lab"):
+/// A NAT lab in network namespaces (see docs/TESTING.md, "The NAT lab"):
 ///
 ///     stun (192.0.2.1, 192.0.2.2) ── inet (192.0.2.254) ── 198.51.100.4k+1/30 ── site k router (198.51.100.4k+2)
 ///                                                                                    └─ 203.0.113.4k+1/30 ── client (203.0.113.4k+2)

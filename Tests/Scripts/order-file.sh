@@ -6,7 +6,7 @@
 # Why: the kernel maps a program's code 64 KiB at a time around each page it runs (fault-around),
 # and in the linker's own order the agent's code is spread over all 5 MB of .text: a party of 50
 # mapped 4.4 of its 5.1 MiB.
-# Packed, the same run maps about 3 MiB (see the README, "Footprint").
+# Packed, the same run maps about 3 MiB (see BENCHMARKS.md, "Footprint").
 #
 # How: the lab bench (a few NAT cells and the party of 50) runs with node 0's agent under
 # callgrind, which lists every function that ran; the linker map of the same objects says which
