@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Footprint of the shipped binaries (make cross: Embedded Swift, static), one line per architecture:
 # stripped and xz sizes against the ceiling; that each is static (no program interpreter, no
-# shared library needed); that no reachable code calls glibc's NSS functions (a static glibc serves them
-# only by loading its own version's shared modules at run time); and for x86_64, which runs here,
+# shared library needed); that no reachable code calls a name-service function (LANrage resolves no
+# names; with LIBC=glibc a static glibc would serve them only by loading its own version's shared
+# modules at run time); and for x86_64, which runs here,
 # the idle RSS and threads of `lanrage stun-server`. Exits 1 when one of them is broken.
 #   Tests/Scripts/footprint-cross.sh CEILING_BYTES ARCH...
 set -uo pipefail
