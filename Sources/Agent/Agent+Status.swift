@@ -100,6 +100,7 @@ extension Agent {
             ("backend", .string(backend.kind.rawValue)),
             ("public_key", .string(publicKey.base64)),
             ("listen_port", .int(Int64(configuration.listenPort))),
+            ("mtu", .int(Int64(mtu))),
             ("addresses", .array(configuration.addresses.map { .string("\($0)") })),
             ("nat", .object([
                 ("type", .string("\(natKind)")),
@@ -122,7 +123,7 @@ extension Agent {
         var text = """
             interface: \(configuration.interfaceName) (\(backend.kind.rawValue))
               public key: \(publicKey.base64)
-              listening port: \(configuration.listenPort)
+              listening port: \(configuration.listenPort), mtu \(mtu)
               addresses: \(configuration.addresses.map { "\($0)" }.joined(separator: ", "))
               nat: \(natKind)\(report.map { ", public endpoint \($0.publicEndpoint)" } ?? "")
               control: \(configuration.control) party \(configuration.party), \(control.state)

@@ -40,6 +40,8 @@ public final class Agent {
     /// The WireGuard port's public endpoint, known from the first STUN answer (before the report).
     var reflexive: Endpoint?
     var natKind = NATKind.unknown
+    /// The interface's MTU, as set (`MTU =`, or the path MTU toward the control server less 80).
+    var mtu = 0
     /// The public endpoint the control server saw when last registered (a change means a new address).
     var lastObserved: Endpoint?
     var registeredSince: Nanoseconds?
@@ -176,10 +178,13 @@ public final class Agent {
             } catch {
                 throw AgentFailure("WireGuard interface \(name) cannot take ListenPort \(configuration.listenPort): \(error)", exitCode: error.exitCode)
             }
+            let mtu = Self.mtu(configuration)
             try starting { () throws(WireGuardError) in
                 try backend.setAddresses(name, configuration.addresses)
+                try backend.setMTU(name, mtu)
                 try backend.setLinkUp(name, true)
             }
+            self.mtu = mtu
         } catch {
             control.stop()
             status?.close()
@@ -188,8 +193,14 @@ public final class Agent {
         }
         logger.info("interface ready", metadata: [
             "interface": "\(name)", "backend": "\(backend.kind)", "created": "\(createdInterface)",
-            "port": "\(configuration.listenPort)", "public_key": "\(publicKey.base64)",
+            "port": "\(configuration.listenPort)", "public_key": "\(publicKey.base64)", "mtu": "\(mtu)",
         ])
+    }
+
+    /// The MTU for `configuration`: its own, or the path MTU toward its control server less
+    /// WireGuard's overhead.
+    static func mtu(_ configuration: AgentConfiguration) -> Int {
+        configuration.mtu ?? AgentConfiguration.defaultMTU(path: PathMTU.toward(configuration.control))
     }
 
     // MARK: Lifecycle
@@ -234,6 +245,7 @@ public final class Agent {
         applied.preferredRelays = fresh.preferredRelays
         applied.stun = fresh.stun
         applied.timings = fresh.timings
+        applied.mtu = fresh.mtu
         applied.certificate = fresh.certificate
         configuration = applied
         if fresh.certificate != old.certificate {
@@ -247,6 +259,15 @@ public final class Agent {
             }
             // Prefixes that overlapped the old addresses may be free now, and new ones may be refused.
             reinstallRoutes(links.keys.sorted())
+        }
+        if fresh.mtu != old.mtu {
+            let mtu = Self.mtu(fresh)
+            do {
+                try backend.setMTU(configuration.interfaceName, mtu)
+                self.mtu = mtu
+            } catch {
+                logger.error("could not set the new MTU", metadata: ["mtu": "\(mtu)", "error": "\(error)"])
+            }
         }
         if fresh.timings != old.timings {
             for id in links.keys { scheduler.updateContext(of: id) { $0.timings = fresh.timings } }

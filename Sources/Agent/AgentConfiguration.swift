@@ -34,6 +34,9 @@ public struct AgentConfiguration: Sendable {
     public var interfaceName = "lanrage0"
     public var privateKey: Key
     public var listenPort: UInt16 = 51820
+    /// `MTU`: the interface's MTU; nil: the path MTU toward the control server less WireGuard's
+    /// 80 bytes of overhead (see ``AgentConfiguration/defaultMTU(path:)``).
+    public var mtu: Int?
     /// The tunnel addresses: the certificate's (all of them, or those `Address` names).
     public var addresses: [IPPrefix]
     public var control: Endpoint
@@ -138,6 +141,11 @@ public struct AgentConfiguration: Sendable {
                 case ("interface", "listenport"):
                     guard let port = UInt16(value), port > 0 else { throw problem("ListenPort '\(value)' is not a port number (1 to 65535)") }
                     listenPort = port
+                case ("interface", "mtu"):
+                    guard let value = Int(value), Self.mtuRange.contains(value) else {
+                        throw problem("MTU '\(value)' is not a number from \(Self.mtuRange.lowerBound) to \(Self.mtuRange.upperBound)")
+                    }
+                    mtu = value
                 case ("interface", "address"):
                     for item in value.split(separator: ",") {
                         let text = item.filter { $0 != " " && $0 != "\t" }
@@ -228,6 +236,21 @@ public struct AgentConfiguration: Sendable {
         self.certificate = verified
         self.stun = stun.isEmpty ? [control] : stun
         self.timings = timings
+    }
+
+    /// The MTUs `MTU =` takes: from IPv6's minimum (an overlay link may carry IPv6) to jumbo frames.
+    public static let mtuRange = 1280...9000
+
+    /// WireGuard's overhead on an IPv6 underlay (40 bytes of IP, 8 of UDP, 32 of WireGuard header
+    /// and tag), taken for IPv4 too, as wg-quick does: one MTU fits both.
+    public static let wireGuardOverhead = 80
+
+    /// The MTU when none is configured, as wg-quick chooses it: the path MTU toward the control
+    /// server less ``wireGuardOverhead`` (1500 → 1420; PPPoE's 1492 → 1412), never below 1280;
+    /// 1420 when the path is unknown.
+    public static func defaultMTU(path: Int?) -> Int {
+        guard let path else { return 1500 - wireGuardOverhead }
+        return max(mtuRange.lowerBound, path - wireGuardOverhead)
     }
 
     /// `250ms`, `2s`, `5m`, `1h`, or a plain number of seconds.

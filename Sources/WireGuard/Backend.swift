@@ -43,6 +43,7 @@ public protocol WireGuardBackend: AnyObject {
     func addRoute(_ name: String, _ prefix: IPPrefix) throws(WireGuardError)
     func removeRoute(_ name: String, _ prefix: IPPrefix) throws(WireGuardError)
     func setLinkUp(_ name: String, _ up: Bool) throws(WireGuardError)
+    func setMTU(_ name: String, _ mtu: Int) throws(WireGuardError)
 }
 
 /// Choosing a backend: the kernel module when its generic netlink family exists, else userspace.
@@ -140,5 +141,9 @@ extension WireGuardBackend {
 
     public func setLinkUp(_ name: String, _ up: Bool) throws(WireGuardError) {
         try RouteNetlink.setUp(name, up)
+    }
+
+    public func setMTU(_ name: String, _ mtu: Int) throws(WireGuardError) {
+        try RouteNetlink.setMTU(name, mtu)
     }
 }

@@ -59,6 +59,20 @@ public enum RouteNetlink {
         try socket.request(message, "set \(name) \(up ? "up" : "down")")
     }
 
+    /// Sets the link's MTU.
+    public static func setMTU(_ name: String, _ mtu: Int) throws(WireGuardError) {
+        let index = try index(name)
+        let socket = try NetlinkSocket(protocol: NETLINK_ROUTE)
+        let message = try newMessage(RTM_NEWLINK, flags: 0)
+        var info = ifinfomsg()
+        info.ifi_family = UInt8(AF_UNSPEC)
+        info.ifi_index = index
+        try append(message, &info)
+        guard let value = UInt32(exactly: mtu) else { throw WireGuardError(.invalidInput, "MTU \(mtu) is out of range") }
+        try put(nla_put_u32(message, Int32(IFLA_MTU), value), message)
+        try socket.request(message, "set the MTU of \(name) to \(mtu)")
+    }
+
     /// Whether the link is administratively up.
     public static func isUp(_ name: String) throws(WireGuardError) -> Bool {
         try NetlinkSocket.retryingInterruptedDumps { () throws(WireGuardError) -> Bool in

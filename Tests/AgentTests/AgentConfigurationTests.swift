@@ -55,6 +55,7 @@ import Testing
         let configuration = try parse(minimal)
         #expect(configuration.interfaceName == "lanrage0")
         #expect(configuration.listenPort == 51820)
+        #expect(configuration.mtu == nil, "the path's MTU less 80, chosen at start")
         #expect(configuration.addresses.map(\.description) == ["100.64.0.1/24", "100.64.9.1/24"], "the certificate's addresses")
         #expect(configuration.certificate.name == "test")
         #expect(configuration.privateKey.publicKey.base64 == "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=")
@@ -107,6 +108,16 @@ import Testing
         #expect(timings.upgradeBase == .seconds(60) && timings.upgradeMax == .seconds(3600))
     }
 
+    @Test func theMTUIsTakenOrFollowsThePath() throws {
+        #expect(try parse(minimal.replacingOccurrences(of: "[Interface]\n", with: "[Interface]\nMTU = 1380\n")).mtu == 1380)
+        // As wg-quick: the path's MTU less 80 bytes, IPv6's 1280 at the least, 1420 when unknown.
+        #expect(AgentConfiguration.defaultMTU(path: 1500) == 1420)
+        #expect(AgentConfiguration.defaultMTU(path: 1492) == 1412, "PPPoE")
+        #expect(AgentConfiguration.defaultMTU(path: 9000) == 8920)
+        #expect(AgentConfiguration.defaultMTU(path: 1300) == 1280)
+        #expect(AgentConfiguration.defaultMTU(path: nil) == 1420)
+    }
+
     @Test func durations() {
         #expect(AgentConfiguration.duration("250ms") == .milliseconds(250))
         #expect(AgentConfiguration.duration("2s") == .seconds(2))
@@ -124,6 +135,9 @@ import Testing
         ("[Interface]\nPrivateKey = secret-material-here", "agent.conf:2: PrivateKey is not a valid key"),
         ("[Interface]\nthis is not a setting", "agent.conf:2: expected 'Key = Value' or a [Section]"),
         ("[Interface]\nListenPort = 70000", "agent.conf:2: ListenPort '70000' is not a port number"),
+        ("[Interface]\nMTU = 1279", "agent.conf:2: MTU '1279' is not a number from 1280 to 9000"),
+        ("[Interface]\nMTU = 9001", "agent.conf:2: MTU '9001' is not a number from 1280 to 9000"),
+        ("[Interface]\nMTU = 1420 bytes", "agent.conf:2: MTU '1420 bytes' is not a number from 1280 to 9000"),
         ("[Interface]\nAddress = 100.64.0.300/32", "agent.conf:2: Address '100.64.0.300/32' is not an address"),
         ("[Interface]\nName = this-name-is-far-too-long", "agent.conf:2: Name:"),
         ("[Party]\nControl = control.example:3478", "agent.conf:2: Control 'control.example:3478' is not IP:PORT"),

@@ -84,11 +84,12 @@ public final class PartyLab {
     }
 
     /// Writes a configuration for agent `index` (overlay 100.64.0.index/32) and starts it in `namespace`.
-    /// `agent` adds lines to the [Agent] section (short lab timings by default); `addresses` adds
-    /// prefixes to its `Address` line, which the agent announces to the party.
+    /// `interface` adds lines to the [Interface] section, `agent` to the [Agent] section (short lab
+    /// timings by default); `subnets` are granted by its certificate besides its overlay address.
     @discardableResult
-    public func startAgent(in namespace: Namespace, index: Int, agent extra: [String] = [], subnets: [String] = []) throws -> AgentHandle {
-        let handle = try prepareAgent(in: namespace, index: index, agent: extra, subnets: subnets)
+    public func startAgent(in namespace: Namespace, index: Int, interface: [String] = [], agent extra: [String] = [],
+                           subnets: [String] = []) throws -> AgentHandle {
+        let handle = try prepareAgent(in: namespace, index: index, interface: interface, agent: extra, subnets: subnets)
         handle.process = try lab.spawn(in: namespace, ["env", "WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1", Products.lanrage, "agent",
                                                        "--config", handle.configuration.path, "--log-level", "debug"],
                                        log: "agent\(index).log")
@@ -98,7 +99,8 @@ public final class PartyLab {
 
     /// Writes agent `index`'s key, certificate (`lanrage ca sign`: its overlay address and `subnets`)
     /// and configuration without starting it.
-    public func prepareAgent(in namespace: Namespace, index: Int, agent extra: [String] = [], subnets: [String] = []) throws -> AgentHandle {
+    public func prepareAgent(in namespace: Namespace, index: Int, interface: [String] = [], agent extra: [String] = [],
+                             subnets: [String] = []) throws -> AgentHandle {
         let tag = lab.prefix.replacingOccurrences(of: "ls", with: "").replacingOccurrences(of: "-", with: "x")
         let handle = AgentHandle(
             namespace: namespace, index: index, interface: "lr\(tag)a\(index)".suffix(15).description,
@@ -116,6 +118,7 @@ public final class PartyLab {
             PrivateKeyFile = \(key.path)
             ListenPort = 51820
             Name = \(handle.interface)
+            \(interface.joined(separator: "\n"))
 
             [Party]
             Control = \(control)
