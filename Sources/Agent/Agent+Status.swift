@@ -16,6 +16,9 @@ extension Agent {
         case "status":
             device = nil
             return words.count > 1 && words[1] == "json" ? statusJSON().rendered(pretty: true) + "\n" : statusText()
+        case "health":
+            device = nil
+            return healthLine()
         case "peer" where words.count == 2:
             guard let link = findPeer(words[1]) else { return "error=no peer matches '\(words[1])'\n" }
             let state = scheduler.machine(link.machine)
@@ -26,7 +29,7 @@ extension Agent {
                 + "path=\(path(link, state?.context.path ?? .none, peer).rawValue) endpoint=\(endpoint.map { "\($0)" } ?? "-") "
                 + "relay=\(link.relay.map { "\($0.service)" } ?? "-")\n"
         default:
-            return "error=unknown request (expected 'status', 'status json' or 'peer QUERY')\n"
+            return "error=unknown request (expected 'status', 'status json', 'health' or 'peer QUERY')\n"
         }
     }
 
@@ -70,6 +73,18 @@ extension Agent {
     private func path(_ link: PeerLink, _ chosen: PeerContext.Path, _ peer: WireGuard.Peer?) -> PeerContext.Path {
         guard link.forwarder == nil, let endpoint = peer?.endpoint, isRelay(endpoint, of: link) else { return chosen }
         return .relayed
+    }
+
+    /// `registered=yes|no state=STATE peers=N down=ID,…`: what `lanrage status` exits by. A peer is
+    /// down when its machine is not in Keepalive and WireGuard has had no handshake with it for 180 s
+    /// (WireGuard's session lifetime): an upgrade attempt over a relay that carries is not down.
+    func healthLine() -> String {
+        let statuses = peerStatuses()
+        let down = statuses.filter { status in
+            status.state != .keepalive && (status.path == .none || (handshakeAge(status.peer) ?? .max) > 180)
+        }
+        return "registered=\(control.state == .registered ? "yes" : "no") state=\(control.state) peers=\(statuses.count) "
+            + "down=\(down.isEmpty ? "-" : down.map { "\($0.link.record.key)" }.joined(separator: ","))\n"
     }
 
     private func handshakeAge(_ peer: WireGuard.Peer?) -> Int64? {

@@ -2,21 +2,44 @@ import Commands
 import Net
 import Output
 
-/// `lanrage status [--json] [--socket PATH]`
+/// `lanrage status [--json] [--quiet] [--socket PATH]`
 enum StatusCommand {
     static let socketOption = Option.value("socket", "PATH", help: "The agent's status socket.", default: "/run/lanrage/agent.sock")
 
     static let command = Command(
         "status",
-        abstract: "Show the running agent's state: its NAT and public endpoint, and per peer the state, path, endpoint, handshake and transfer.",
+        abstract: "Show the running agent's state: its NAT and public endpoint, and per peer the state, path, endpoint, handshake and transfer. "
+            + "Exits 0 when the agent is registered and every peer has a working tunnel, 1 otherwise (saying why on standard error).",
         options: [
             socketOption,
             .flag("json", help: "Print JSON instead of text."),
+            .flag("quiet", help: "Print nothing: only the exit status tells (for scripts)."),
         ]
     ) { (invocation: Invocation) throws(CommandError) -> ExitCode in
-        let json = invocation.flag("json")
-        StandardStreams.out(try ask(invocation, json ? "status json" : "status"))
-        return .success
+        let quiet = invocation.flag("quiet")
+        if !quiet { StandardStreams.out(try ask(invocation, invocation.flag("json") ? "status json" : "status")) }
+        let problems = health(try ask(invocation, "health"))
+        if !quiet { for problem in problems { StandardStreams.error("lanrage: \(problem)\n") } }
+        return problems.isEmpty ? .success : .failure
+    }
+
+    /// What is wrong by the agent's `health` answer: not registered, peers without a working tunnel.
+    static func health(_ answer: String) -> [String] {
+        var fields: [Substring: Substring] = [:]
+        for word in answer.split(whereSeparator: { $0 == " " || $0 == "\n" }) {
+            guard let equals = word.firstIndex(of: "=") else { continue }
+            fields[word[..<equals]] = word[word.index(after: equals)...]
+        }
+        guard let registered = fields["registered"], let peers = fields["peers"], let down = fields["down"] else {
+            return ["the agent's answer is not understood: \(answer.prefix(80))"]
+        }
+        var problems: [String] = []
+        if registered != "yes" { problems.append("not registered with the control server (\(fields["state"] ?? "?"))") }
+        if down != "-" {
+            let ids = down.split(separator: ",")
+            problems.append("no working tunnel to \(ids.count) of \(peers) peers: \(ids.joined(separator: ", "))")
+        }
+        return problems
     }
 
     /// Sends one request line to the agent and returns its answer.
