@@ -76,7 +76,7 @@ final class Run {
         var configuration = ControlClient.Configuration(server: Fuzz.server.local, serverKey: FuzzParty.server, party: FuzzParty.name,
                                                         authority: FuzzParty.authority.publicKey, key: FuzzParty.keys[Fuzz.me],
                                                         certificate: FuzzParty.certificates[Fuzz.me])
-        configuration.candidates = [Candidate(.local, Endpoint("192.168.1.2:51820")!)]
+        configuration.candidates = [Candidate(.local, Endpoint("192.0.2.2:51820")!)]
         client = try ControlClient(configuration, privateKey: FuzzParty.privateKeys[Fuzz.me], loop: loop, clock: clock,
                                    local: Endpoint("127.0.0.1:0")!, logger: Fuzz.logger)
         try loop.register(Fuzz.wake) { [unowned loop] in loop.stop() }
