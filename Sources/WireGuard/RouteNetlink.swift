@@ -47,30 +47,32 @@ public enum RouteNetlink {
 
     /// Sets the link administratively up or down.
     public static func setUp(_ name: String, _ up: Bool) throws(WireGuardError) {
-        let index = try index(name)
-        let socket = try NetlinkSocket(protocol: NETLINK_ROUTE)
-        let message = try newMessage(RTM_NEWLINK, flags: 0)
-        var info = ifinfomsg()
-        info.ifi_family = UInt8(AF_UNSPEC)
-        info.ifi_index = index
-        info.ifi_change = UInt32(IFF_UP)
-        info.ifi_flags = up ? UInt32(IFF_UP) : 0
-        try append(message, &info)
-        try socket.request(message, "set \(name) \(up ? "up" : "down")")
+        try changeLink(name, "set \(name) \(up ? "up" : "down")", change: UInt32(IFF_UP), flags: up ? UInt32(IFF_UP) : 0)
     }
 
     /// Sets the link's MTU.
     public static func setMTU(_ name: String, _ mtu: Int) throws(WireGuardError) {
+        guard let value = UInt32(exactly: mtu) else { throw WireGuardError(.invalidInput, "MTU \(mtu) is out of range") }
+        try changeLink(name, "set the MTU of \(name) to \(mtu)") { message throws(WireGuardError) in
+            try put(nla_put_u32(message, Int32(IFLA_MTU), value), message)
+        }
+    }
+
+    /// One RTM_NEWLINK for the existing link `name`: the `change` mask of its flags set to `flags`,
+    /// then the `attributes` added.
+    private static func changeLink(_ name: String, _ what: String, change: UInt32 = 0, flags: UInt32 = 0,
+                                   attributes: (OpaquePointer) throws(WireGuardError) -> Void = { _ in }) throws(WireGuardError) {
         let index = try index(name)
         let socket = try NetlinkSocket(protocol: NETLINK_ROUTE)
         let message = try newMessage(RTM_NEWLINK, flags: 0)
         var info = ifinfomsg()
         info.ifi_family = UInt8(AF_UNSPEC)
         info.ifi_index = index
+        info.ifi_change = change
+        info.ifi_flags = flags
         try append(message, &info)
-        guard let value = UInt32(exactly: mtu) else { throw WireGuardError(.invalidInput, "MTU \(mtu) is out of range") }
-        try put(nla_put_u32(message, Int32(IFLA_MTU), value), message)
-        try socket.request(message, "set the MTU of \(name) to \(mtu)")
+        try attributes(message)
+        try socket.request(message, what)
     }
 
     /// Whether the link is administratively up.
