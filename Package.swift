@@ -64,7 +64,7 @@ let package = Package(
         .target(
             name: "Agent",
             dependencies: [
-                "Commands", "Output", "Net", "StateChart", "Peer", "EventLoop", "Punch", "STUN", "WireGuard", "Rendezvous",
+                "Output", "Net", "StateChart", "Peer", "EventLoop", "Punch", "STUN", "WireGuard", "Rendezvous",
                 "Control", "CLinux",
             ],
             swiftSettings: optimizeForSize
@@ -113,7 +113,7 @@ let package = Package(
         .testTarget(name: "RendezvousTests", dependencies: ["Rendezvous", "Net"]),
         .testTarget(name: "RelayTests", dependencies: ["Relay", "Rendezvous", "Net", "EventLoop", "LabSupport"]),
         .testTarget(name: "RelayLabTests", dependencies: ["Relay", "Rendezvous", "Control", "Net", "LabSupport"]),
-        .testTarget(name: "ControlTests", dependencies: ["Control", "Relay", "Rendezvous", "STUN", "Net", "EventLoop", "StateChart", "LabSupport"]),
+        .testTarget(name: "ControlTests", dependencies: ["Control", "Relay", "Rendezvous", "STUN", "Net", "EventLoop", "StateChart", "LabSupport", "ChartTestSupport"]),
         .executableTarget(name: "ControlFuzz", dependencies: ["Control", "Rendezvous", "Net"], path: "Tests/Fuzz/ControlFuzz"),
         .executableTarget(name: "RelayFuzz", dependencies: ["Rendezvous", "Net"], path: "Tests/Fuzz/RelayFuzz"),
         // The agent's side of the network (make fuzz-client, fuzz-punch, fuzz-relay-client) and the control state file (fuzz-state).
@@ -133,8 +133,10 @@ let package = Package(
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
         .testTarget(name: "StateChartTests", dependencies: ["StateChart"]),
-        .testTarget(name: "PeerTests", dependencies: ["Peer", "StateChart", "EventLoop"]),
-        .testTarget(name: "EventLoopTests", dependencies: ["EventLoop", "StateChart", "CLinux", "Net"]),
+        // What the chart and scheduler tests share: an executor that records actions.
+        .target(name: "ChartTestSupport", dependencies: ["EventLoop", "StateChart"], path: "Tests/ChartTestSupport"),
+        .testTarget(name: "PeerTests", dependencies: ["Peer", "StateChart", "EventLoop", "ChartTestSupport"]),
+        .testTarget(name: "EventLoopTests", dependencies: ["EventLoop", "StateChart", "CLinux", "Net", "ChartTestSupport"]),
         .testTarget(name: "lanrageTests", dependencies: ["lanrage"]),
         .testTarget(name: "PunchTests", dependencies: ["Punch", "Net", "CLinux", "STUN", "LabSupport"]),
         .testTarget(name: "AgentTests", dependencies: ["Agent", "Net", "Rendezvous"]),

@@ -146,6 +146,10 @@ public final class Agent {
             self.logger.error("the control server speaks another protocol version", metadata: [
                 "server_versions": "\(lowest)-\(highest)", "agent_version": "\(ControlMessage.version)"])
         }
+        control.onUnanswered = { [unowned(unsafe) self] rounds in
+            self.logger.warning("the control server does not answer", metadata: [
+                "server": "\(self.configuration.control)", "unanswered_rounds": "\(rounds)"])
+        }
         status = try StatusServer(path: configuration.statusSocket, loop: loop, clock: clock) { [unowned(unsafe) self] request in self.answer(request) }
         loop.addTimers(Ticker(every: Self.housekeeping, clock: clock) { [unowned(unsafe) self] in self.housekeep() })
         try starting { () throws(SystemError) in

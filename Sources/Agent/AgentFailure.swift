@@ -1,5 +1,5 @@
 import CLinux
-import Commands
+import Output
 import Net
 import WireGuard
 

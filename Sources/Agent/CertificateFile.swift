@@ -1,5 +1,5 @@
 import CLinux
-import Commands
+import Output
 import Rendezvous
 
 /// A member certificate in a file: its bytes in base64 on one line, as `lanrage ca sign` writes

@@ -1,5 +1,5 @@
 import CLinux
-import Commands
+import Output
 
 /// Reads a secret from a file (trailing newline removed). Refuses files readable by group or others.
 public enum SecretFile {

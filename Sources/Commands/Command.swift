@@ -1,3 +1,5 @@
+import Output
+
 /// A command or subcommand, declared as data: its options, arguments, subcommands and the
 /// function that runs it. Help text and errors are generated from the declaration.
 public struct Command: Sendable {

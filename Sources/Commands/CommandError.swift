@@ -1,3 +1,5 @@
+import Output
+
 /// Why a command failed: the message printed after `lanrage:` (a usage error prints itself, with
 /// its hint), and the exit status. Every error a command meets ends up as one of these, with the
 /// message and status of the error it comes from.

@@ -1,3 +1,5 @@
+import Output
+
 /// A command line that cannot be run as given. The message names the bad argument.
 public struct UsageError: Error, ExitCodeProviding, Equatable, CustomStringConvertible {
     /// The command path, e.g. `lanrage chart`.

@@ -58,6 +58,9 @@ public final class ControlClient {
     public var onBadCertificate: ((MemberKey, MemberCertificate.Problem) -> Void)?
     /// The server speaks other protocol versions (lowest, highest).
     public var onVersionMismatch: ((UInt8, UInt8) -> Void)?
+    /// A round of register messages went unanswered and the client backs off: the count of such
+    /// rounds since the last registration.
+    public var onUnanswered: ((Int) -> Void)?
 
     let partyID: UInt64
     private let controlKey: [UInt8]
@@ -125,7 +128,7 @@ public final class ControlClient {
         case .sendHeartbeat: send(.heartbeat(revision: revision))
         case .sendLeave: send(.leave)
         case .reportRegistered: registrations += 1
-        case .reportDisconnected: break
+        case .reportDisconnected: onUnanswered?(scheduler.machine(machine)?.context.failures ?? 0)
         }
     }
 

@@ -13,7 +13,7 @@ public enum RegistrationChart: ChartSpec {
     public typealias Action = RegistrationAction
     public typealias Context = RegistrationContext
 
-    static let attemptsLeft = Guard<RegistrationContext>("attempts < 3") { $0.attempts < 2 }
+    static let attemptsLeft = Guard<RegistrationContext>("attempts < 3") { $0.attempts < 3 }
     static let serverSilent = Guard<RegistrationContext>("3 heartbeats missed") { $0.missedHeartbeats >= 3 }
 
     public static let chart: Chart<RegistrationChart> = { () -> Chart<RegistrationChart> in
@@ -21,7 +21,7 @@ public enum RegistrationChart: ChartSpec {
             Row(.idle, on: .start, to: .registering),
             Row(.registering, on: .registeredAck, to: .registered,
                 update: { $0.attempts = 0; $0.failures = 0; $0.missedHeartbeats = 0 }),
-            Row(.registering, on: .attemptTimedOut, when: attemptsLeft, to: .registering, update: { $0.attempts += 1 }),
+            Row(.registering, on: .attemptTimedOut, when: attemptsLeft, to: .registering),
             Row(.registering, on: .attemptTimedOut, to: .backingOff, update: { $0.attempts = 0; $0.failures += 1 }),
             Row(.registering, on: .stop, to: .stopped),
             Row(.backingOff, on: .backoffElapsed, to: .registering),
@@ -34,7 +34,7 @@ public enum RegistrationChart: ChartSpec {
             Row(.registered, on: .stop, to: .stopped, do: [.sendLeave]),
         ]
         let states: [StateInfo<RegistrationChart>] = [
-            StateInfo(.registering, entry: [.sendRegister]),
+            StateInfo(.registering, entry: [.sendRegister], onEntry: { $0.attempts += 1 }),
             StateInfo(.registered, entry: [.reportRegistered]),
             StateInfo(.backingOff, entry: [.reportDisconnected]),
             StateInfo(.stopped, final: true),
@@ -110,6 +110,7 @@ public enum RegistrationAction: Sendable, Hashable {
     case sendHeartbeat
     case sendLeave
     case reportRegistered
+    /// A round of register messages went unanswered: tell the owner the server is unreachable.
     case reportDisconnected
 }
 
@@ -127,7 +128,9 @@ extension RegistrationAction: CustomStringConvertible {
 }
 
 public struct RegistrationContext: Sendable, Equatable {
+    /// Register messages sent in the current round (Registering's entries since the last success or backoff).
     public var attempts = 0
+    /// Rounds that ended unanswered since the last success; sets the backoff.
     public var failures = 0
     public var missedHeartbeats = 0
     public var heartbeat: Duration = .seconds(10)

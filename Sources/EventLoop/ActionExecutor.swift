@@ -17,17 +17,3 @@ public struct MachineID: Hashable, Sendable, Comparable, CustomStringConvertible
     public static func < (lhs: MachineID, rhs: MachineID) -> Bool { lhs.index < rhs.index }
     public var description: String { "#\(index)" }
 }
-
-/// An executor that only records what it was asked to do, for tests of charts and schedulers.
-public final class RecordingExecutor<Spec: ChartSpec>: ActionExecutor {
-    public private(set) var executed: [(id: MachineID, action: Spec.Action)] = []
-
-    public init() {}
-
-    public func execute(_ action: Spec.Action, for id: MachineID) {
-        executed.append((id, action))
-    }
-
-    /// Forgets what was recorded so far.
-    public func reset() { executed.removeAll(keepingCapacity: true) }
-}

@@ -34,9 +34,6 @@ public protocol WireGuardBackend: AnyObject {
     // requirements so that calls through `any WireGuardBackend` dispatch by witness table, which
     // Embedded Swift needs (it cannot open an existential into an unspecialized generic).
     func createInterface(named name: String) throws(WireGuardError)
-    func setPrivateKey(_ name: String, _ key: Key) throws(WireGuardError)
-    func setListenPort(_ name: String, _ port: UInt16) throws(WireGuardError)
-    func setFirewallMark(_ name: String, _ mark: UInt32) throws(WireGuardError)
     func setPeer(_ name: String, _ peer: PeerChange) throws(WireGuardError)
     func removePeer(_ name: String, _ publicKey: Key) throws(WireGuardError)
     func setAddresses(_ name: String, _ addresses: [IPPrefix]) throws(WireGuardError)
@@ -103,18 +100,6 @@ extension WireGuardBackend {
     /// Creates the interface and waits until it can be configured.
     public func createInterface(named name: String) throws(WireGuardError) {
         try beginCreatingInterface(named: name).wait()
-    }
-
-    public func setPrivateKey(_ name: String, _ key: Key) throws(WireGuardError) {
-        try configure(name, DeviceChange(privateKey: key))
-    }
-
-    public func setListenPort(_ name: String, _ port: UInt16) throws(WireGuardError) {
-        try configure(name, DeviceChange(listenPort: port))
-    }
-
-    public func setFirewallMark(_ name: String, _ mark: UInt32) throws(WireGuardError) {
-        try configure(name, DeviceChange(fwmark: mark))
     }
 
     /// Adds the peer, or updates it when it exists (`PeerChange.updateOnly` to never add).

@@ -65,6 +65,26 @@ import Testing
 
     static let noCookie = [UInt8](repeating: 0, count: ControlNotice.cookieCount)
 
+    /// A server that never answers: after three register messages a second apart the client backs
+    /// off and says so, with the count of unanswered rounds.
+    @Test func aSilentServerIsReportedUnanswered() throws {
+        let loop = try EventLoop()
+        let clock = MonotonicClock()
+        let silent = try UDPSocket(binding: Endpoint(Self.localhost, 0))
+        let member = Self.party.member(1)
+        let client = try ControlClient(Self.party.configuration(member, server: silent.local), privateKey: member.privateKey,
+                                       loop: loop, clock: clock, local: Endpoint(Self.localhost, 0))
+        var rounds: [Int] = []
+        client.onUnanswered = { rounds.append($0) }
+        let started = clock.now
+        client.start()
+        let deadline = started + 5_000_000_000
+        while clock.now < deadline, rounds.isEmpty { try loop.run(until: min(deadline, clock.now + 10_000_000)) }
+        #expect(rounds == [1] && client.state == .backingOff)
+        #expect(clock.now - started >= 2_900_000_000, "three attempts, one second apart, before backing off")
+        client.stop()
+    }
+
     @Test func membersJoinAndSeeEachOthersCandidates() throws {
         let world = try World()
         let members = try (1...4).map { try world.client($0) }

@@ -1,4 +1,5 @@
 import Control
+import ChartTestSupport
 import EventLoop
 import StateChart
 import Testing

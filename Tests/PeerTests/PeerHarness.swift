@@ -1,3 +1,4 @@
+import ChartTestSupport
 import EventLoop
 import Peer
 import StateChart

@@ -18,10 +18,17 @@ struct PunchMatrixBenchmark {
         var times: [Double] = []
         var direct = 0
         var plan = ""
+        let expectation = PunchMatrixLabTests.expectation(a, b)
         for _ in 0..<Self.runs {
             try cell.flushNATState()
             let result = try cell.run()
             plan = result.plan.rawValue
+            // What the matrix test asserts for one run holds in every run timed here.
+            switch expectation {
+            case "relay": #expect(result.plan == .relay)
+            case "direct": #expect(result.plan == .punch && result.direct, "\(a) ↔ \(b) must connect directly")
+            default: #expect(result.plan == .punchWithPortPrediction && result.elapsed < .seconds(6))
+            }
             if result.direct {
                 direct += 1
                 times.append(Double(result.elapsed.components.attoseconds) / 1e15 + Double(result.elapsed.components.seconds) * 1000)

@@ -22,9 +22,9 @@ struct UAPIBackendTests {
             try backend.createInterface(named: name)
             #expect { try backend.createInterface(named: name) } throws: { ($0 as? WireGuardError)?.kind == .exists }
             #expect(try backend.interfaceNames().contains(name))
-            try backend.setPrivateKey(name, privateKey)
-            try backend.setListenPort(name, 51830)
-            try backend.setFirewallMark(name, 0x42)
+            try backend.configure(name, DeviceChange(privateKey: privateKey))
+            try backend.configure(name, DeviceChange(listenPort: 51830))
+            try backend.configure(name, DeviceChange(fwmark: 0x42))
             try backend.setPeer(name, PeerChange(publicKey: peerA, presharedKey: psk, endpoint: Endpoint("[2001:db8::9]:51820"),
                                                  persistentKeepalive: 21, allowedIPs: [IPPrefix("100.64.3.0/24")!]))
             try backend.setPeer(name, PeerChange(publicKey: peerB, endpoint: Endpoint("198.51.100.3:9"),

@@ -15,10 +15,13 @@ final class DiscardingExecutor: ActionExecutor {
 func keepaliveMachine() -> Machine<PeerChart> {
     var machine = Machine(chart: PeerChart.chart(), context: PeerContext())
     _ = machine.start()
-    _ = machine.receive(.candidatesKnown)
-    _ = machine.receive(.natKnown(directPossible: true))
-    _ = machine.receive(.punchAcked)
-    _ = machine.receive(.wireGuardRead(handshakeAge: .seconds(1), pathConfirmed: true))
+    _ = machine.handle(.candidatesKnown)
+    machine.context.directPossible = true
+    _ = machine.handle(.natKnown)
+    _ = machine.handle(.punchAcked)
+    machine.context.handshakeAge = .seconds(1)
+    machine.context.pathConfirmed = true
+    _ = machine.handle(.wireGuardRead)
     precondition(machine.state == .keepalive)
     return machine
 }

@@ -1,7 +1,8 @@
+import Peer
 import StateChart
 
-/// What the outside world tells a peer machine, with the data each event carries.
-public enum PeerInput: Sendable, Equatable {
+/// What the outside world tells a peer machine in the tests, with the data each event carries.
+enum PeerInput: Sendable, Equatable {
     case candidatesKnown
     /// Both NATs' behaviour is known; `directPossible` comes from the NAT compatibility table,
     /// `bothReachable` is true when both are open or full cone (no punch needed).
@@ -16,7 +17,7 @@ public enum PeerInput: Sendable, Equatable {
     case peerLeft
 
     /// The chart event this input fires.
-    public var event: PeerEvent {
+    var event: PeerEvent {
         switch self {
         case .candidatesKnown: .candidatesKnown
         case .natKnown: .natKnown
@@ -30,7 +31,7 @@ public enum PeerInput: Sendable, Equatable {
     }
 
     /// Stores the data the input carries in the context, before its event is handled.
-    public func apply(to context: inout PeerContext) {
+    func apply(to context: inout PeerContext) {
         switch self {
         case .natKnown(let directPossible, let bothReachable):
             context.directPossible = directPossible
@@ -47,7 +48,7 @@ public enum PeerInput: Sendable, Equatable {
 
 extension Machine where Spec == PeerChart {
     /// Handles an input from the outside world: stores its data, then fires its event.
-    public mutating func receive(_ input: PeerInput) -> Transition<PeerChart>? {
+    mutating func receive(_ input: PeerInput) -> Transition<PeerChart>? {
         input.apply(to: &context)
         return handle(input.event)
     }
