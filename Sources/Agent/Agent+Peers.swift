@@ -7,6 +7,7 @@ import Punch
 import Rendezvous
 import StateChart
 import WireGuard
+import Time
 
 /// The peer machines' actions, and what the control server says about members.
 extension Agent {
@@ -32,7 +33,7 @@ extension Agent {
         case .allocateRelay:
             // Nothing the old path did counts for the new one.
             links[id]?.endpoint = nil
-            links[id]?.endpointSetAt = WallClock.milliseconds()
+            links[id]?.endpointSetAt = clock.wallMilliseconds
             if scheduler.machine(id)?.state == .relaying, link.relay != nil, link.earlyRelay {
                 // The early relay granted while detecting or punching carries on.
                 links[id]?.earlyRelay = false
@@ -227,7 +228,7 @@ extension Agent {
     func punchAnnounced(_ record: MemberRecord, startMillis: UInt64) {
         guard let id = upsert(record) else { return }
         // The start is the server's wall clock, at most 5 s ahead (a start further off, or past, is now).
-        let now = UInt64(max(0, WallClock.milliseconds()))
+        let now = UInt64(max(0, clock.wallMilliseconds))
         let wait = Int64(startMillis > now ? min(5_000, startMillis - now) : 0)
         let at = clock.now + wait * 1_000_000
         links[id]?.coordinated = (startMillis, at)
@@ -280,7 +281,7 @@ extension Agent {
         if links[id]?.endpointDeferred != true { setEndpoint(link, endpoint, afresh: fresh) }
         device = nil
         links[id]?.endpoint = endpoint
-        links[id]?.endpointSetAt = WallClock.milliseconds()
+        links[id]?.endpointSetAt = clock.wallMilliseconds
         // The counter as read before the change: the peer, turning to this path at the same moment,
         // may have sent its one packet on it already (a peer added afresh counts from 0).
         links[id]?.receivedAtSet = roamed || fresh ? 0 : current?.rxBytes ?? 0
@@ -410,7 +411,7 @@ extension Agent {
             links[id]?.received = peer.rxBytes
             links[id]?.receivedChangedAt = now
         }
-        let wallSeconds = WallClock.milliseconds() / 1000
+        let wallSeconds = clock.wallMilliseconds / 1000
         let handshakeAge = peer?.lastHandshake.map { Duration.seconds(max(0, wallSeconds - $0.seconds)) }
         // A handshake since the path was set confirms it; so does what WireGuard received from the path
         // since (its endpoint follows the last authenticated packet): data while a session exists (one
@@ -455,7 +456,7 @@ extension Agent {
                       metadata: ["peer": "\(link.record.key)", "relay": "\(current)", "endpoint": "\(chosen)"])
         configurePeer(PeerChange(publicKey: link.publicKey, updateOnly: true, endpoint: chosen))
         device = nil
-        links[id]?.endpointSetAt = WallClock.milliseconds()
+        links[id]?.endpointSetAt = clock.wallMilliseconds
         links[id]?.receivedAtSet = peer.rxBytes
     }
 
@@ -573,7 +574,7 @@ extension Agent {
             scheduler.remove(record.machine)
         case .punching where record.transition.from == .keepalive:
             // A lost path may mean a new public address: learn it again (at most every 30 s).
-            if let started = detector.startedAt, (MonotonicTime.now() - started) > .seconds(30) { detector.start(servers: configuration.stun) }
+            if let started = detector.startedAt, clock.now - started > Duration.seconds(30).nanoseconds { detector.start(servers: configuration.stun) }
         default:
             break
         }

@@ -7,6 +7,7 @@ import Rendezvous
 import STUN
 import StateChart
 import WireGuard
+import Time
 
 /// What `lanrage status` and `lanrage ping` ask the agent over its status socket.
 extension Agent {
@@ -88,7 +89,7 @@ extension Agent {
     }
 
     private func handshakeAge(_ peer: WireGuard.Peer?) -> Int64? {
-        peer?.lastHandshake.map { max(0, WallClock.milliseconds() / 1000 - $0.seconds) }
+        peer?.lastHandshake.map { max(0, clock.wallMilliseconds / 1000 - $0.seconds) }
     }
 
     func statusJSON() -> JSON {

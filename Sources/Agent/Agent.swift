@@ -9,6 +9,7 @@ import Rendezvous
 import STUN
 import StateChart
 import WireGuard
+import Time
 
 /// `lanrage agent`: joins the party, and for every other member drives a peer machine through
 /// Discovering → Detecting → Punching → Direct | Relaying → Keepalive, executing its actions for
@@ -19,7 +20,8 @@ public final class Agent {
     public private(set) var configuration: AgentConfiguration
     let path: String?
     let loop: EventLoop
-    let clock = MonotonicClock()
+    /// The one clock: every timer, timeout and timestamp of the agent reads it.
+    let clock: any TimeSource
     let backend: any WireGuardBackend
     /// Whether the agent created the interface (then it deletes it on shutdown).
     let createdInterface: Bool
@@ -66,8 +68,10 @@ public final class Agent {
 
     /// Starts creating the interface (or adopts it), sets up the sockets and the control client;
     /// `run()` starts the work.
-    public init(_ configuration: AgentConfiguration, path: String? = nil, logger: Logger = Logger(label: "lanrage.agent")) throws(AgentFailure) {
+    public init(_ configuration: AgentConfiguration, path: String? = nil, logger: Logger = Logger(label: "lanrage.agent"),
+                clock: any TimeSource = SystemClock()) throws(AgentFailure) {
         self.configuration = configuration
+        self.clock = clock
         self.path = path
         self.logger = logger
         startedAt = clock.now
@@ -92,7 +96,7 @@ public final class Agent {
             // WireGuard owns the port (or will, once configured): LANrage's datagrams take the raw path.
             let port = try starting { () throws(SystemError) in try RawPortSocket(port: configuration.listenPort) }
             self.port = port
-            driver = PunchDriver(socket: port)
+            driver = PunchDriver(socket: port, clock: clock)
             let clock = clock
             loop = try starting { () throws(SystemError) in try EventLoop(clock: clock) }
             try wire()
@@ -116,11 +120,11 @@ public final class Agent {
         executor.agent = self
         scheduler.onTransition = { [unowned(unsafe) self] record in self.transitioned(record) }
         loop.addTimers(scheduler)
-        detector = NATDetector(socket: port) { [unowned(unsafe) self] result in self.detected(result) }
+        detector = NATDetector(socket: port, clock: clock) { [unowned(unsafe) self] result in self.detected(result) }
         detector.mapped = { [unowned(unsafe) self] endpoint in self.mappedEndpointLearned(endpoint) }
         loop.addTimers(detector)
         let loop = loop
-        relays = try starting { () throws(SystemError) in try RelayClient(loop: loop) }
+        relays = try starting { () throws(SystemError) in try RelayClient(loop: loop, clock: clock) }
         alarms = Alarms(clock: clock)
         loop.addTimers(alarms)
         try starting { () throws(SystemError) in try loop.register(port.descriptor) { [unowned(unsafe) self] in self.portReadable() } }
@@ -306,7 +310,7 @@ public final class Agent {
             sweptStalePeers = true
             removeStrangers()
         }
-        if let started = detector.startedAt, MonotonicTime.now().nanoseconds - started.nanoseconds > Self.rediscoveryInterval {
+        if let started = detector.startedAt, clock.now - started > Self.rediscoveryInterval {
             detector.start(servers: configuration.stun)
         }
     }

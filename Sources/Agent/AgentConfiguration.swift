@@ -4,6 +4,7 @@ import Net
 import Peer
 import Rendezvous
 import WireGuard
+import Time
 
 /// `lanrage agent`'s configuration: a wg-quick style file with four sections.
 ///
@@ -219,7 +220,7 @@ public struct AgentConfiguration: Sendable {
         let verified: MemberCertificate
         do {
             verified = try MemberCertificate.verified(certificate.bytes, authority: authority, party: Keys.partyID(name: party),
-                                                      member: MemberKey(privateKey.publicKey.bytes), now: UnixTime.seconds())
+                                                      member: MemberKey(privateKey.publicKey.bytes), now: WallClock.unixSeconds())
         } catch {
             throw Problem("\(file):\(certificate.line): Certificate: \(error)")
         }

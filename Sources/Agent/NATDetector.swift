@@ -4,12 +4,14 @@ import Net
 import Rendezvous
 import STUN
 import StateChart
+import Time
 
 /// NAT behaviour discovery (RFC 5780) on the WireGuard port, driven by the agent's event loop: the
 /// pure `Discovery` machine, its datagrams sent from the port socket, its answers handed over by
 /// the agent (STUN arrives on the same port as punches), its retransmission timers here.
 final class NATDetector: TimerSource {
     private let socket: any PortSocket
+    private let clock: any TimeSource
     private var discovery: Discovery?
     private var timers: [TransactionID: Duration] = [:]
     private let finished: (Result<NATReport, DiscoveryFailure>) -> Void
@@ -17,15 +19,16 @@ final class NATDetector: TimerSource {
     var mapped: ((Endpoint) -> Void)?
     private var mappedReported = false
     /// When the last run started (monotonic), to space reruns out.
-    private(set) var startedAt: Duration?
+    private(set) var startedAt: Nanoseconds?
 
     /// Four sends over one second: a filtering test that gets no answer (the NAT filtered it) decides
     /// in 1 s instead of netcheck's 2.3 s; punches wait for this result.
     static let policy = RetransmissionPolicy(initialRTO: .milliseconds(100), maxRTO: .milliseconds(400), attempts: 4,
                                              finalWait: .milliseconds(300))
 
-    init(socket: any PortSocket, finished: @escaping (Result<NATReport, DiscoveryFailure>) -> Void) {
+    init(socket: any PortSocket, clock: any TimeSource, finished: @escaping (Result<NATReport, DiscoveryFailure>) -> Void) {
         self.socket = socket
+        self.clock = clock
         self.finished = finished
     }
 
@@ -39,8 +42,8 @@ final class NATDetector: TimerSource {
         let local = (try? LocalAddresses.all()) ?? []
         var machine = Discovery(servers: servers, localEndpoint: Endpoint(wildcard, socket.port), localAddresses: local,
                                 policy: Self.policy)
-        let now = MonotonicTime.now()
-        startedAt = now
+        let now = Duration.nanoseconds(clock.now)
+        startedAt = clock.now
         mappedReported = false
         let actions = machine.start(at: now)
         discovery = machine
@@ -50,7 +53,7 @@ final class NATDetector: TimerSource {
     /// A STUN datagram that arrived on the port.
     func received(_ datagram: PortDatagram) {
         guard var machine = discovery else { return }
-        let now = MonotonicTime.now()
+        let now = Duration.nanoseconds(clock.now)
         let actions: [Discovery.Action]
         do {
             actions = machine.handle(.received(try Message(decoding: datagram.payload), from: datagram.source), at: now)
@@ -69,7 +72,7 @@ final class NATDetector: TimerSource {
 
     @discardableResult
     func fireDueTimers() -> Int {
-        let now = MonotonicTime.now()
+        let now = Duration.nanoseconds(clock.now)
         let due = timers.filter { $0.value <= now }.map { $0.key }
         for id in due where timers.removeValue(forKey: id) != nil {
             guard var machine = discovery else { break }
@@ -87,7 +90,7 @@ final class NATDetector: TimerSource {
                 // An unreachable server is not fatal: its transaction times out and says so.
                 _ = try? socket.send(bytes, to: destination)
             case .armTimer(let id, let after):
-                timers[id] = MonotonicTime.now() + after
+                timers[id] = .nanoseconds(clock.now) + after
             case .cancelTimer(let id):
                 timers[id] = nil
             case .finished(let result):

@@ -3,6 +3,7 @@ import Net
 import Punch
 import Rendezvous
 import WireGuard
+import Time
 
 /// What the agent keeps for one remote member beside its peer machine: the registry's record, the
 /// punch session and relay grant in use, and what WireGuard last said about the peer.

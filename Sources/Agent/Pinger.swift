@@ -1,6 +1,7 @@
 import CLinux
 import Net
 import Punch
+import Time
 
 /// ICMP echo over the overlay (IPv4), for `lanrage ping`: a raw ICMP socket (root or CAP_NET_RAW),
 /// one request at a time, the answer matched by identifier and sequence number.

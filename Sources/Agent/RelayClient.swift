@@ -2,6 +2,7 @@ import CLinux
 import EventLoop
 import Net
 import Rendezvous
+import Time
 
 /// Asks relays for allocations, and gives them back, without blocking the agent's loop: one UDP
 /// socket, requests resent every 300 ms until 2 s have passed, answers matched by nonce and
@@ -38,7 +39,10 @@ final class RelayClient: TimerSource {
     static let resend: Nanoseconds = 300_000_000
     static let timeout: Nanoseconds = 2_000_000_000
 
-    init(loop: EventLoop) throws(SystemError) {
+    private let clock: any TimeSource
+
+    init(loop: EventLoop, clock: any TimeSource) throws(SystemError) {
+        self.clock = clock
         socket = try UDPSocket(binding: Endpoint(.v4(IPv4Address(0)), 0))
         try loop.register(socket.descriptor) { [unowned(unsafe) self] in self.readable() }
         loop.addTimers(self)
@@ -71,7 +75,7 @@ final class RelayClient: TimerSource {
     /// (the wall clock in microseconds, or one more), so the relay takes none twice, and a restarted
     /// agent's latches still count up.
     func latch(_ grant: Grant) -> [UInt8] {
-        latchCounter = max(latchCounter + 1, UnixTime.millis() * 1000)
+        latchCounter = max(latchCounter + 1, clock.unixMillis * 1000)
         return RelayMessage.latch(port: grant.endpoint.port, counter: latchCounter).encoded(key: grant.offer.replyKey)
     }
 
@@ -85,7 +89,7 @@ final class RelayClient: TimerSource {
     }
 
     private func send(_ bytes: [UInt8], nonce: UInt64, under offer: RelayOffer, allocating: Bool, done: @escaping (RelayMessage?) -> Void) {
-        let now = MonotonicTime.nanoseconds()
+        let now = clock.now
         requests[nonce] = Request(offer: offer, allocating: allocating, bytes: bytes, resendAt: now + Self.resend,
                                   deadline: now + Self.timeout, done: done)
         _ = try? socket.send(bytes, to: offer.service)
@@ -95,7 +99,7 @@ final class RelayClient: TimerSource {
 
     @discardableResult
     func fireDueTimers() -> Int {
-        let now = MonotonicTime.nanoseconds()
+        let now = clock.now
         var fired = 0
         for (nonce, request) in requests where min(request.resendAt, request.deadline) <= now {
             fired += 1

@@ -1,5 +1,6 @@
 import EventLoop
 import Net
+import Time
 
 /// One client of the status socket: its request line as the bytes arrive, then the answer as
 /// the socket takes it. Never waits: the status server calls it when the socket is ready.

@@ -3,6 +3,7 @@ import Output
 import EventLoop
 import Net
 import StateChart
+import Time
 
 /// The agent's local status socket: a unix stream socket (0660) where each connection sends one
 /// request line and reads one answer. Requests: `status`, `status json`, `peer QUERY`.
@@ -19,13 +20,13 @@ final class StatusServer: TimerSource {
 
     private let listener: UnixListener
     private unowned(unsafe) let loop: EventLoop
-    private let clock: MonotonicClock
+    private let clock: any TimeSource
     private let answer: (String) -> String
     private var connections: [Int32: StatusConnection] = [:]
     private var buffer = [UInt8](repeating: 0, count: 4096)
     private var closed = false
 
-    init(path: String, loop: EventLoop, clock: MonotonicClock, answer: @escaping (String) -> String) throws(AgentFailure) {
+    init(path: String, loop: EventLoop, clock: any TimeSource, answer: @escaping (String) -> String) throws(AgentFailure) {
         // The socket's directory and its parents (/run/lanrage, /var/run/lanrage on OpenWrt), 0755.
         var directory = ""
         for component in path.split(separator: "/").dropLast() {

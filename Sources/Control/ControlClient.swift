@@ -4,6 +4,7 @@ import Output
 import Net
 import Rendezvous
 import StateChart
+import Time
 
 /// A member's connection to a control server: registers its candidates and certificate, keeps the
 /// registry's view of the party up to date from the pushes, asks for punches and relays. Every
@@ -69,6 +70,7 @@ public final class ControlClient {
     /// the last register sent (a cookie answers that one).
     private var cookie = [UInt8](repeating: 0, count: ControlNotice.cookieCount)
     private var registerNonce: UInt64 = 0
+    private let clock: any TimeSource
     private var buffer = [UInt8](repeating: 0, count: 2048)
     private(set) var scheduler: Scheduler<Executor>!
     private var machine = MachineID(0)
@@ -81,9 +83,10 @@ public final class ControlClient {
 
     /// A client for the member whose WireGuard private key is `privateKey`. Fails when its socket
     /// cannot be opened, or when the server's key is a low-order point (no key can be derived).
-    public init(_ configuration: Configuration, privateKey: [UInt8], loop: EventLoop, clock: any SchedulerClock = MonotonicClock(),
+    public init(_ configuration: Configuration, privateKey: [UInt8], loop: EventLoop, clock: any TimeSource = SystemClock(),
                 local: Endpoint? = nil, logger: Logger = Logger(label: "lanrage.control-client")) throws(SystemError) {
         self.configuration = configuration
+        self.clock = clock
         partyID = Keys.partyID(name: configuration.party)
         guard let controlKey = Keys.controlKey(privateKey: privateKey, publicKey: configuration.serverKey.bytes, member: configuration.key,
                                                server: configuration.serverKey, party: partyID) else {
@@ -140,7 +143,7 @@ public final class ControlClient {
     /// Sends `body` to the server; returns the message's nonce.
     @discardableResult
     func send(_ body: ControlMessage.Body) -> UInt64 {
-        let message = ControlMessage(partyID: partyID, timestampMillis: UnixTime.millis(), nonce: Crypto.randomUInt64(),
+        let message = ControlMessage(partyID: partyID, timestampMillis: clock.unixMillis, nonce: Crypto.randomUInt64(),
                                      sender: configuration.key, body: body)
         _ = try? socket.send(message.encoded(key: controlKey), to: configuration.server)
         return message.nonce
@@ -166,7 +169,7 @@ public final class ControlClient {
             case .message(let authentic): message = authentic
             }
             guard message.sender == configuration.serverKey, message.partyID == partyID,
-                  replay.check(timestamp: message.timestampMillis, nonce: message.nonce, now: UnixTime.millis()) == .fresh
+                  replay.check(timestamp: message.timestampMillis, nonce: message.nonce, now: clock.unixMillis) == .fresh
             else { dropped += 1; continue }
             handle(message.body)
         }
@@ -194,7 +197,7 @@ public final class ControlClient {
     private func verified(_ record: MemberRecord) -> MemberRecord? {
         do {
             let certificate = try MemberCertificate.verified(record.certificate, authority: configuration.authority, party: partyID,
-                                                             member: record.key, now: UnixTime.seconds())
+                                                             member: record.key, now: clock.unixSeconds)
             var record = record
             record.addresses = certificate.allowedPrefixes
             return record

@@ -4,6 +4,7 @@ import Output
 import Net
 import Rendezvous
 import STUN
+import Time
 
 /// `lanrage control` on real sockets: one UDP socket serves both the control protocol and STUN
 /// (told apart by the first byte: control and relay messages start with 'L', STUN with two zero
@@ -17,7 +18,7 @@ public final class ControlServer {
     public private(set) var stunAnswered = 0
     public private(set) var saves = 0
     public var logger = Logger(label: "lanrage.control")
-    private let clock: MonotonicClock
+    private let clock: any TimeSource
     private var buffer = [UInt8](repeating: 0, count: 2048)
     private var relayTicks = 0
 
@@ -27,7 +28,7 @@ public final class ControlServer {
     static let socketBuffer: Int32 = 4 << 20
 
     public init(listen: Endpoint, alternate: Endpoint?, core: ControlCore, store: StateStore?, loop: EventLoop,
-                clock: MonotonicClock = MonotonicClock(), saveInterval: Duration = .milliseconds(200)) throws(SystemError) {
+                clock: any TimeSource = SystemClock(), saveInterval: Duration = .milliseconds(200)) throws(SystemError) {
         self.core = core
         self.store = store
         self.clock = clock
@@ -64,10 +65,10 @@ public final class ControlServer {
                 let out = buffer.withUnsafeBytes { raw -> [ControlCore.Outgoing] in
                     let datagram = UnsafeRawBufferPointer(rebasing: raw[..<count])
                     if isRelay {
-                        core.handleRelayDatagram(datagram, from: from, wall: UnixTime.millis())
+                        core.handleRelayDatagram(datagram, from: from, wall: clock.unixMillis)
                         return []
                     }
-                    return core.handle(datagram, from: from, now: clock.now, wall: UnixTime.millis())
+                    return core.handle(datagram, from: from, now: clock.now, wall: clock.unixMillis)
                 }
                 send(out, from: socket)
             } else if let reply = responder.respond(to: Array(buffer[..<count]), from: from, on: socket.local),
@@ -86,12 +87,12 @@ public final class ControlServer {
     public func send(_ out: [ControlCore.Outgoing]) { send(out, from: sockets[0]) }
 
     private func tick() {
-        send(core.expireSilent(now: clock.now, wall: UnixTime.millis()), from: sockets[0])
+        send(core.expireSilent(now: clock.now, wall: clock.unixMillis), from: sockets[0])
         if core.dirty { save() }
     }
 
     private func queryRelays() {
-        send(core.loadQueries(wall: UnixTime.millis()), from: sockets[0])
+        send(core.loadQueries(wall: clock.unixMillis), from: sockets[0])
     }
 
     /// Writes the state now (also called at exit).

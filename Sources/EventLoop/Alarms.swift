@@ -1,12 +1,13 @@
 import StateChart
+import Time
 
 /// One-shot callbacks at given times, on the loop's thread: for the few delays that are not a
 /// machine's timeout (a WireGuard keepalive sent a moment after the peer's).
 public final class Alarms: TimerSource {
-    private let clock: any SchedulerClock
+    private let clock: any TimeSource
     private var pending: [(deadline: Nanoseconds, body: () -> Void)] = []
 
-    public init(clock: any SchedulerClock) {
+    public init(clock: any TimeSource) {
         self.clock = clock
     }
 

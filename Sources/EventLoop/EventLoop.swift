@@ -1,6 +1,7 @@
 import CLinux
 import Net
 import StateChart
+import Time
 
 /// The agent's one thread: `epoll` over registered file descriptors (UDP and raw sockets,
 /// netlink, the control socket), the earliest timer deadline of its timer sources as the wait
@@ -18,7 +19,7 @@ public final class EventLoop {
     public static let handledSignals: [Int32] = [SIGINT, SIGTERM, SIGHUP]
 
     private let epoll: Int32
-    private let clock: any SchedulerClock
+    private let clock: any TimeSource
     private var handlers: [Int32: () -> Void] = [:]
     private var timerSources: [any TimerSource] = []
     private var signalDescriptor: Int32 = -1
@@ -29,7 +30,7 @@ public final class EventLoop {
     /// Counts of what the loop did.
     public private(set) var wakeups = 0
 
-    public init(clock: any SchedulerClock = MonotonicClock()) throws(SystemError) {
+    public init(clock: any TimeSource = SystemClock()) throws(SystemError) {
         let fd = epoll_create1(Int32(EPOLL_CLOEXEC))
         guard fd >= 0 else { throw SystemError("epoll_create1", "the event loop") }
         epoll = fd

@@ -1,5 +1,6 @@
 import Output
 import StateChart
+import Time
 
 /// Runs many machines of one chart on one thread: delivers their events, arms and fires their
 /// states' timeouts from one timer heap, executes their actions through an executor, and traces
@@ -13,7 +14,7 @@ public final class Scheduler<Executor: ActionExecutor>: TimerSource {
     public typealias Spec = Executor.Spec
 
     public let chart: Chart<Spec>
-    public let clock: any SchedulerClock
+    public let clock: any TimeSource
     public let executor: Executor
     /// Timers due up to this long after the earliest one fire together with it.
     public var coalescingWindow: Nanoseconds
@@ -45,7 +46,7 @@ public final class Scheduler<Executor: ActionExecutor>: TimerSource {
     @usableFromInline var draining = false
 
     public init(
-        chart: Chart<Spec>, clock: any SchedulerClock, executor: Executor,
+        chart: Chart<Spec>, clock: any TimeSource, executor: Executor,
         coalescingWindow: Duration = .milliseconds(10), logger: Logger = Logger(label: "lanrage.scheduler")
     ) {
         self.chart = chart

@@ -1,14 +1,15 @@
 import StateChart
+import Time
 
 /// A timer source that calls `tick` every `interval` (on the loop's thread), for servers'
 /// housekeeping: expiring idle entries, periodic reports.
 public final class Ticker: TimerSource {
     public let interval: Nanoseconds
-    private let clock: any SchedulerClock
+    private let clock: any TimeSource
     private let tick: () -> Void
     public private(set) var nextDeadline: Nanoseconds?
 
-    public init(every interval: Duration, clock: any SchedulerClock, _ tick: @escaping () -> Void) {
+    public init(every interval: Duration, clock: any TimeSource, _ tick: @escaping () -> Void) {
         self.interval = interval.nanoseconds
         self.clock = clock
         self.tick = tick

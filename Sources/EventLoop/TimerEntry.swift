@@ -1,3 +1,5 @@
+import Time
+
 /// One armed timer in the scheduler's heap: a chart timeout of a machine's state, or an event
 /// posted for later. Ordered by deadline, then by arming order, so runs are deterministic.
 @usableFromInline

@@ -1,3 +1,5 @@
+import Time
+
 /// Something with timers that an ``EventLoop`` wakes up for: a ``Scheduler``.
 public protocol TimerSource: AnyObject {
     /// When the earliest timer is due, or `nil` when none is armed.

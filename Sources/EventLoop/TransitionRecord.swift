@@ -1,4 +1,5 @@
 import StateChart
+import Time
 
 /// One transition as the scheduler saw it: what the trace log line and tests are made of.
 public struct TransitionRecord<Spec: ChartSpec>: Sendable {

@@ -1,3 +1,5 @@
+import Time
+
 /// How log lines are written.
 public enum LogFormat: String, CaseIterable, Sendable {
     /// `time=… level=info msg=transition peer=p1 from=punching …`, one line per record.

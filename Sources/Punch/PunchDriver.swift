@@ -1,4 +1,5 @@
 import Net
+import Time
 
 /// The punch sessions of every peer on one WireGuard port: sends their bursts, routes arriving
 /// punch messages to the session of their sender, and reports new pins. Other datagrams on the
@@ -13,7 +14,7 @@ import Net
 /// get a bounded number of PUNCHes a minute.
 public final class PunchDriver<PeerID: Hashable> {
     public let socket: any PortSocket
-    private let clock: () -> Int64
+    private let clock: any TimeSource
     private var budgets: [PeerID: ProbeBudget] = [:]
     private var sessions: [PeerID: PunchSession] = [:]
     private var peers: [KeyID: PeerID] = [:]
@@ -26,7 +27,7 @@ public final class PunchDriver<PeerID: Hashable> {
     private var held: [PeerID: (port: ObjectIdentifier, bytes: [UInt8])] = [:]
     private static var heldLimit: Int { 256 }
 
-    public init(socket: any PortSocket, clock: @escaping () -> Int64 = MonotonicTime.nanoseconds) {
+    public init(socket: any PortSocket, clock: any TimeSource = SystemClock()) {
         self.socket = socket
         self.clock = clock
     }
@@ -34,7 +35,7 @@ public final class PunchDriver<PeerID: Hashable> {
     /// Starts (or restarts, with a new session) punching toward `peer`, whose public address as the
     /// control server saw it is `observed` (the fan and the spray may go there).
     public func start(_ peer: PeerID, _ session: PunchSession, observed: IPAddress?) {
-        if budgets[peer] == nil { budgets[peer] = ProbeBudget(observed: observed, now: clock()) }
+        if budgets[peer] == nil { budgets[peer] = ProbeBudget(observed: observed, now: clock.now) }
         budgets[peer]?.observed = observed
         sessions[peer] = session
         peers[session.key.remote] = peer
@@ -171,6 +172,6 @@ public final class PunchDriver<PeerID: Hashable> {
     }
 
     private func allow(_ peer: PeerID, _ destination: Endpoint) -> Bool {
-        budgets[peer]?.allow(destination.address, now: clock()) ?? false
+        budgets[peer]?.allow(destination.address, now: clock.now) ?? false
     }
 }

@@ -4,6 +4,7 @@ import Output
 import Net
 import Rendezvous
 import StateChart
+import Time
 
 /// `lanrage relay`: allocates per pair of members one UDP port for each side, granted only with a
 /// token from the control server (each token once), and forwards datagrams between the two sides
@@ -62,11 +63,11 @@ public final class RelayServer {
     private var usedTokens: UsedTokens
     private var loadQueryWindow = ReplayWindow()
     private let loop: EventLoop
-    private let clock: MonotonicClock
+    private let clock: any TimeSource
     private var buffer = [UInt8](repeating: 0, count: 65_536)
     public var logger = Logger(label: "lanrage.relay")
 
-    public init(_ configuration: Configuration, loop: EventLoop, clock: MonotonicClock = MonotonicClock()) throws(SystemError) {
+    public init(_ configuration: Configuration, loop: EventLoop, clock: any TimeSource = SystemClock()) throws(SystemError) {
         precondition(configuration.ports.count >= 3, "a relay needs its service port and at least one pair of ports")
         self.configuration = configuration
         self.loop = loop
@@ -112,7 +113,7 @@ public final class RelayServer {
         switch message {
         case .allocate(let nonce, let tokenBytes):
             let token: RelayToken
-            let nowSeconds = UnixTime.seconds()
+            let nowSeconds = clock.unixSeconds
             do throws(WireError) {
                 token = try tokenBytes.withBytes { raw throws(WireError) in try RelayToken(verifying: raw, key: configuration.key, nowSeconds: nowSeconds) }
             } catch .expired {
@@ -147,7 +148,7 @@ public final class RelayServer {
             _ = try? service.send(RelayMessage.allocated(nonce: nonce, status: use.status, port: use.port, idleSeconds: idle)
                 .encoded(key: replyKey), to: from)
         case .loadQuery(let timestamp, let nonce):
-            let now = UnixTime.millis()
+            let now = clock.unixMillis
             switch loadQueryWindow.check(timestamp: timestamp, nonce: nonce, now: now) {
             case .fresh: break
             case .expired:

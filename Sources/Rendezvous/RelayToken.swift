@@ -218,14 +218,3 @@ public enum RelayMessage: Equatable, Sendable {
         guard reader.remaining == 0 else { throw .malformed }
     }
 }
-
-/// Wall-clock time for message timestamps and token expiry (scheduling uses the monotonic clock).
-public enum UnixTime {
-    public static func millis() -> UInt64 {
-        var now = timespec()
-        clock_gettime(CLOCK_REALTIME, &now)
-        return UInt64(now.tv_sec) * 1000 + UInt64(now.tv_nsec / 1_000_000)
-    }
-
-    public static func seconds() -> UInt64 { millis() / 1000 }
-}

@@ -1,5 +1,6 @@
 import CLinux
 import Net
+import Time
 
 /// Runs a `Discovery` against the real network: one port socket (a bound UDP socket, or the raw
 /// path next to WireGuard), `poll` with the next timer as deadline, the monotonic clock. For

@@ -1,3 +1,5 @@
+import Time
+
 /// A timer a state arms on entry: after `delay` in `state`, the machine receives `event`
 /// (`repeats` times, `delay` apart). Leaving the state cancels it.
 public struct Timeout<Spec: ChartSpec>: Sendable {
@@ -81,16 +83,5 @@ public struct Delay<Context>: Sendable {
         if nanoseconds >= 1_000_000, let text = decimal(nanoseconds, 1_000_000, "ms") { return text }
         if nanoseconds >= 1000, nanoseconds % 1000 == 0 { return "\(nanoseconds / 1000)µs" }
         return "\(nanoseconds)ns"
-    }
-}
-
-extension Duration {
-    /// The duration in whole nanoseconds (saturating).
-    @inlinable
-    public var nanoseconds: Int64 {
-        let (seconds, attoseconds) = components
-        let (scaled, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
-        if overflow { return seconds < 0 ? .min : .max }
-        return scaled &+ attoseconds / 1_000_000_000
     }
 }

@@ -1,5 +1,6 @@
 import CLinux
 import Net
+import Time
 
 /// Userspace WireGuard (wireguard-go, boringtun) over the cross-platform UAPI text protocol on
 /// `/var/run/wireguard/IFNAME.sock`: `get=1` and `set=1`, keys in hex, answered by `errno=N`.

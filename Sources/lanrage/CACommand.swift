@@ -5,6 +5,7 @@ import Net
 import Output
 import Rendezvous
 import WireGuard
+import Time
 
 /// `lanrage ca genkey | pubkey | sign | show`: the party's certificate authority, kept by its
 /// administrator (offline is best). Its public key is given to the control server and to every
@@ -110,7 +111,7 @@ enum CACommand {
         var pair = Crypto.signingKeyPair(seed: seed.bytes)
         defer { Crypto.wipe(&pair.secretKey) }
         // Valid from a minute ago: a member whose clock is a little behind is not refused.
-        let now = UnixTime.seconds()
+        let now = WallClock.unixSeconds()
         let certificate: MemberCertificate
         do throws(MemberCertificate.Problem) {
             certificate = try MemberCertificate.issue(party: Keys.partyID(name: party), member: member, notBefore: now - 60,
@@ -158,7 +159,7 @@ enum CACommand {
             throw invocation.usageError("--authority '\(authorityText)' is not a public key (44 characters of base64)")
         }
         do throws(MemberCertificate.Problem) {
-            _ = try MemberCertificate.verified(bytes, authority: authority, party: Keys.partyID(name: party), now: UnixTime.seconds())
+            _ = try MemberCertificate.verified(bytes, authority: authority, party: Keys.partyID(name: party), now: WallClock.unixSeconds())
             StandardStreams.out("verified: signed by the authority, for party \(party), valid now\n")
             return .success
         } catch {

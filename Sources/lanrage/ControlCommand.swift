@@ -7,6 +7,7 @@ import Output
 import Net
 import Rendezvous
 import WireGuard
+import Time
 
 /// `lanrage control --listen IP:PORT --key FILE --party NAME=AUTHORITY … --state DIR [--relay IP:PORT …]`
 enum ControlCommand {
@@ -92,14 +93,14 @@ enum ControlCommand {
             throw CommandError(SystemError("mkdir", "the state directory \(directory)"))
         }
         let store = StateStore(directory: directory)
-        let clock = MonotonicClock()
+        let clock = SystemClock()
         let core = ControlCore(configuration: configuration, privateKey: privateKey.bytes, relays: relays, relayKey: relayKey, now: clock.now)
-        core.restore(try failing(.failure) { () throws(StateStore.Failure) in try store.load() }, wall: UnixTime.millis())
+        core.restore(try failing(.failure) { () throws(StateStore.Failure) in try store.load() }, wall: clock.unixMillis)
         for (name, authority) in parties {
-            guard core.addParty(name: name, authority: authority, wall: UnixTime.millis()) else { throw invocation.usageError("too many parties") }
+            guard core.addParty(name: name, authority: authority, wall: clock.unixMillis) else { throw invocation.usageError("too many parties") }
         }
         let logger = Logger(label: "lanrage.control")
-        if let revokedPath { _ = core.revoke(try failing { () throws(SecretFile.Problem) in try RevokedFile.read(revokedPath) }, wall: UnixTime.millis()) }
+        if let revokedPath { _ = core.revoke(try failing { () throws(SecretFile.Problem) in try RevokedFile.read(revokedPath) }, wall: clock.unixMillis) }
         let loop = try failing { () throws(SystemError) in try EventLoop(clock: clock) }
         let server = try failing { () throws(SystemError) in
             try ControlServer(listen: listen, alternate: alternate, core: core, store: store, loop: loop, clock: clock)
@@ -109,7 +110,7 @@ enum ControlCommand {
             guard signal == SIGHUP else { return loop.stop() }
             if let revokedPath {
                 do throws(SecretFile.Problem) {
-                    server.send(core.revoke(try RevokedFile.read(revokedPath), wall: UnixTime.millis()))
+                    server.send(core.revoke(try RevokedFile.read(revokedPath), wall: clock.unixMillis))
                 } catch {
                     logger.error("revoked members not read again, the list stays", metadata: ["error": "\(error)"])
                 }

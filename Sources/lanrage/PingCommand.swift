@@ -2,6 +2,7 @@ import Agent
 import Commands
 import Net
 import Output
+import Time
 
 /// `lanrage ping PEER [--count N] [--socket PATH]`
 enum PingCommand {

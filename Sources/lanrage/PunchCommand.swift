@@ -5,6 +5,7 @@ import Net
 import Output
 import Punch
 import WireGuard
+import Time
 
 /// `lanrage punch`: one coordinated punch toward one peer, from the WireGuard port — what the
 /// Punching state of the agent does, as a command for labs and debugging.

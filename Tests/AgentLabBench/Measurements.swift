@@ -1,6 +1,7 @@
 import Foundation
 import LabSupport
 import Net
+import Time
 
 /// The six kinds of site a cell pairs: the five NAT behaviours, and a double NAT (port-restricted
 /// behind port-restricted, which the client sees as port-restricted).

@@ -1,6 +1,7 @@
 import Foundation
 import LabSupport
 import Net
+import Time
 
 /// ICMP echo from inside a namespace on a raw socket, to time the first answer from each of some
 /// overlay addresses. Echoes are sent before the overlay is up too: the sends that fail (no route

@@ -5,6 +5,7 @@ import LabSupport
 import Net
 import Rendezvous
 import Testing
+import Time
 
 /// The trust findings replayed as attacks against real agents, a real control server and real NATs,
 /// with the victims' WireGuard peers, routes and tunnels checked before and after. The attacker is

@@ -3,6 +3,7 @@ import Net
 import Rendezvous
 import Testing
 @testable import Agent
+import Time
 
 /// The agent's configuration file: what it accepts, and the message it gives for what it refuses.
 @Suite struct AgentConfigurationTests {
@@ -25,7 +26,7 @@ import Testing
 
     /// A certificate for the test key in party "home": 100.64.0.1/24 and 100.64.9.1/24.
     static func certificate(member: String = publicKey, secretKey: [UInt8] = authority.secretKey, party: String = "home") throws -> String {
-        let now = UnixTime.seconds()
+        let now = WallClock.unixSeconds()
         let certificate = try MemberCertificate.issue(party: Keys.partyID(name: party), member: MemberKey(Crypto.bytes(base64: member)!)!,
                                                       notBefore: now - 60, notAfter: now + 3600,
                                                       addresses: [IPPrefix("100.64.0.1/24")!, IPPrefix("100.64.9.1/24")!], subnets: [],

@@ -1,6 +1,7 @@
 import Net
 import Testing
 @testable import Agent
+import Time
 
 /// The forwarder of a fan port, over real UDP sockets on loopback: WireGuard's datagrams leave
 /// from the fan port toward the peer, the peer's come back to WireGuard from the forwarder's

@@ -3,6 +3,7 @@ import Foundation
 import Net
 import Testing
 @testable import Agent
+import Time
 
 /// The status socket on the agent's event loop: slow clients (one byte every 0.4 s, or one that
 /// never reads its answer) and too many clients at once neither hold the loop nor its timers, and
@@ -40,7 +41,7 @@ import Testing
     @Test func slowClientsDoNotHoldTheLoopAndAreClosedAtTheDeadline() throws {
         let (path, directory) = try Self.socketPath()
         defer { try? FileManager.default.removeItem(at: directory) }
-        let clock = MonotonicClock()
+        let clock = SystemClock()
         let loop = try EventLoop(clock: clock)
         let server = try StatusServer(path: path, loop: loop, clock: clock, answer: Self.answer)
         defer { server.close() }
@@ -99,7 +100,7 @@ import Testing
     @Test func extraConnectionsAreToldAndClosedAndLongRequestsAreCut() throws {
         let (path, directory) = try Self.socketPath()
         defer { try? FileManager.default.removeItem(at: directory) }
-        let clock = MonotonicClock()
+        let clock = SystemClock()
         let loop = try EventLoop(clock: clock)
         let server = try StatusServer(path: path, loop: loop, clock: clock, answer: Self.answer)
         defer { server.close() }

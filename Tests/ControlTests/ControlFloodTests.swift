@@ -5,6 +5,7 @@ import LabSupport
 import Net
 import Rendezvous
 import Testing
+import Time
 
 /// A flood on the control server's socket (STUN binding requests, which are answered and not rate
 /// limited, faster than the server can answer them): the socket never empties, and the server's
@@ -19,7 +20,7 @@ import Testing
         configuration.heartbeat = .milliseconds(300)
         configuration.memberTimeout = .seconds(1)
         let loop = try EventLoop()
-        let clock = MonotonicClock()
+        let clock = SystemClock()
         let core = ControlCore(configuration: configuration, privateKey: Self.party.serverPrivate)
         core.addParty(name: "lan", authority: Self.party.authority.publicKey)
         let server = try ControlServer(listen: Endpoint(Self.localhost, 0), alternate: nil, core: core, store: nil, loop: loop)
@@ -35,7 +36,7 @@ import Testing
         // One member registers, then falls silent: it is due to expire a second later.
         let member = try UDPSocket(binding: Endpoint(Self.localhost, 0))
         let joining = Self.party.member(7)
-        let register = ControlMessage(partyID: Self.party.id, timestampMillis: UnixTime.millis(), nonce: 1, sender: joining.key,
+        let register = ControlMessage(partyID: Self.party.id, timestampMillis: WallClock.unixMillis(), nonce: 1, sender: joining.key,
                                       body: .register(cookie: [UInt8](repeating: 0, count: ControlNotice.cookieCount), nat: .open,
                                                       candidates: [Candidate(.local, Endpoint("203.0.113.7:51820")!)], certificate: joining.certificate))
         try member.send(register.encoded(key: Self.party.controlKey(joining)), to: server.sockets[0].local)

@@ -6,6 +6,7 @@ import Relay
 import STUN
 import Rendezvous
 import Testing
+import Time
 
 /// The control server and several clients on loopback, in one event loop (one thread, as in the
 /// agent): joining, seeing each other's candidates, pushes, punch coordination, relay offers, and
@@ -16,7 +17,7 @@ import Testing
 
     final class World {
         let loop: EventLoop
-        let clock = MonotonicClock()
+        let clock = SystemClock()
         let core: ControlCore
         let server: ControlServer
         var clients: [ControlClient] = []
@@ -58,7 +59,7 @@ import Testing
 
     /// A message from `member`, sealed with the control key of `sealer` (the member's own by default).
     static func message(_ body: ControlMessage.Body, from member: TestMember, sealedBy sealer: TestMember? = nil, nonce: UInt64 = 1,
-                        at wall: UInt64 = UnixTime.millis()) -> [UInt8] {
+                        at wall: UInt64 = WallClock.unixMillis()) -> [UInt8] {
         ControlMessage(partyID: party.id, timestampMillis: wall, nonce: nonce, sender: member.key, body: body)
             .encoded(key: party.controlKey(sealer ?? member))
     }
@@ -69,7 +70,7 @@ import Testing
     /// off and says so, with the count of unanswered rounds.
     @Test func aSilentServerIsReportedUnanswered() throws {
         let loop = try EventLoop()
-        let clock = MonotonicClock()
+        let clock = SystemClock()
         let silent = try UDPSocket(binding: Endpoint(Self.localhost, 0))
         let member = Self.party.member(1)
         let client = try ControlClient(Self.party.configuration(member, server: silent.local), privateKey: member.privateKey,
@@ -127,11 +128,11 @@ import Testing
         #expect(try world.spin { starts.count == 2 })
         let first = starts[0]
         // b asks 5 ms later (its own start would differ), before a's punch began.
-        #expect(try world.spin { UnixTime.millis() >= first - 95 })
+        #expect(try world.spin { WallClock.unixMillis() >= first - 95 })
         b.requestPunch(with: a.configuration.key)
         #expect(try world.spin { starts.count == 4 })
         #expect(Set(starts).count == 1, "four announcements of one punch: \(starts)")
-        #expect(try world.spin { UnixTime.millis() > first + 300 })
+        #expect(try world.spin { WallClock.unixMillis() > first + 300 })
         b.requestPunch(with: a.configuration.key)
         #expect(try world.spin { starts.count == 6 })
         #expect(starts[4] == starts[5] && starts[4] > first + 300, "after the window, a new punch")
@@ -145,12 +146,12 @@ import Testing
         b.onPunch = { punches.append((2, $0.key, $1)) }
         a.start(); b.start()
         #expect(try world.spin { a.members.count == 1 && b.members.count == 1 })
-        let before = UnixTime.millis()
+        let before = WallClock.unixMillis()
         a.requestPunch(with: b.configuration.key)
         #expect(try world.spin { punches.count == 2 })
         let fromA = try #require(punches.first { $0.who == 1 }), fromB = try #require(punches.first { $0.who == 2 })
         #expect(fromA.start == fromB.start, "one common start time")
-        #expect(fromA.start >= before + 100 && fromA.start <= UnixTime.millis() + 200, "in the near future: now + 100 ms")
+        #expect(fromA.start >= before + 100 && fromA.start <= WallClock.unixMillis() + 200, "in the near future: now + 100 ms")
         #expect(fromA.peer == b.configuration.key && fromB.peer == a.configuration.key)
         // Punching a stranger is refused.
         var refused: [ControlMessage.Refusal] = []
@@ -174,7 +175,7 @@ import Testing
         let tokens = try [1, 2].map { index -> RelayToken in
             let offer = try #require(offers[index]?.first)
             #expect(offer.service == relay)
-            return try offer.token.withUnsafeBytes { try RelayToken(verifying: $0, key: relayKey, nowSeconds: UnixTime.seconds()) }
+            return try offer.token.withUnsafeBytes { try RelayToken(verifying: $0, key: relayKey, nowSeconds: WallClock.unixSeconds()) }
         }
         #expect(tokens[0].pairID == tokens[1].pairID)
         #expect(Set(tokens.map(\.side)) == [0, 1])
@@ -242,7 +243,7 @@ import Testing
         let dropped = victim.dropped
         let attackerMember = Self.party.member(2)
         // The attacker's own control key (the only one it has), and a spoofed source: the server's.
-        let fake = ControlMessage(partyID: Self.party.id, timestampMillis: UnixTime.millis(), nonce: 5, sender: Self.party.serverKey,
+        let fake = ControlMessage(partyID: Self.party.id, timestampMillis: WallClock.unixMillis(), nonce: 5, sender: Self.party.serverKey,
                                   body: .member(event: .left, record: MemberRecord(key: attackerMember.key, nat: .open, candidates: []), revision: 99))
             .encoded(key: Self.party.controlKey(attackerMember))
         try world.server.sockets[0].send(fake, to: victim.socket.local)
@@ -270,7 +271,7 @@ import Testing
         _ = try world.spin(upTo: 0.2) { false }
         #expect(answers() == 0, "a replay gets no answer")
         // An old message (outside the window) is refused as expired.
-        try socket.send(Self.message(.heartbeat(revision: 0), from: member, nonce: 99, at: UnixTime.millis() - 60_000), to: world.endpoint)
+        try socket.send(Self.message(.heartbeat(revision: 0), from: member, nonce: 99, at: WallClock.unixMillis() - 60_000), to: world.endpoint)
         #expect(try world.spin { world.core.counters.expired == 1 })
     }
 
@@ -365,7 +366,7 @@ import Testing
         b.onRefused = { refusals.append($0) }
         a.start(); b.start()
         #expect(try world.spin { a.members.count == 1 })
-        world.server.send(world.core.revoke([Self.party.member(2).key], wall: UnixTime.millis()))
+        world.server.send(world.core.revoke([Self.party.member(2).key], wall: WallClock.unixMillis()))
         #expect(try world.spin { a.members.isEmpty })
         #expect(world.core.counters.revokedMembers == 1)
         b.stop()
@@ -408,9 +409,9 @@ import Testing
         #expect(try world.spin { a.state == .registered })
         a.stop()
         #expect(try world.spin { world.core.party(named: "lan")?.members[Self.party.member(1).key]?.online == false })
-        _ = world.core.expireSilent(now: world.clock.now, wall: UnixTime.millis() + 30_000)
+        _ = world.core.expireSilent(now: world.clock.now, wall: WallClock.unixMillis() + 30_000)
         #expect(world.core.party(named: "lan")?.members.count == 1, "not yet")
-        _ = world.core.expireSilent(now: world.clock.now, wall: UnixTime.millis() + 62_000)
+        _ = world.core.expireSilent(now: world.clock.now, wall: WallClock.unixMillis() + 62_000)
         #expect(world.core.party(named: "lan")?.members.isEmpty == true)
         #expect(world.core.counters.forgottenMembers == 1)
     }
@@ -444,7 +445,7 @@ import Testing
             var nonce: UInt64 = 0
             func send(_ body: ControlMessage.Body) throws {
                 nonce += 1
-                let message = ControlMessage(partyID: Self.party.id, timestampMillis: UnixTime.millis(), nonce: nonce,
+                let message = ControlMessage(partyID: Self.party.id, timestampMillis: WallClock.unixMillis(), nonce: nonce,
                                              sender: Self.party.serverKey, body: body)
                 try server.send(message.encoded(key: key), to: client.socket.local)
             }
@@ -542,7 +543,7 @@ import Testing
         try client.send(request.encoded(), to: primary)
         var buffer = [UInt8](repeating: 0, count: 512)
         var reply: Message?
-        let clock = MonotonicClock()
+        let clock = SystemClock()
         let deadline = clock.now + 2_000_000_000
         while reply == nil && clock.now < deadline {
             try loop.run(until: clock.now + 5_000_000)

@@ -5,6 +5,7 @@ import LabSupport
 import Net
 import Rendezvous
 import Testing
+import Time
 
 /// The real `lanrage control` process, killed with SIGKILL and started again on the same state
 /// directory without --party: the party and its members are restored from the state file, and
@@ -60,7 +61,7 @@ import Testing
         #expect(try waitForServer(server), "control server did not come up")
 
         let loop = try EventLoop()
-        let clock = MonotonicClock()
+        let clock = SystemClock()
         let clients = try (1...3).map { index in
             try ControlClient(party.configuration(party.member(index), server: server), privateKey: party.member(index).privateKey,
                               loop: loop, clock: clock, local: Endpoint(Self.localhost, 0))

@@ -3,6 +3,7 @@ import ChartTestSupport
 import EventLoop
 import StateChart
 import Testing
+import Time
 
 /// The registration chart in virtual time, with no sockets: retries, backoff, heartbeats,
 /// reconnection when the server goes silent or forgets the member.

@@ -6,6 +6,7 @@ import Net
 import StateChart
 import Testing
 @testable import EventLoop
+import Time
 
 /// The real loop: epoll, the monotonic clock, a socket pair and signals, on one thread.
 @Suite struct EventLoopTests {
@@ -30,7 +31,7 @@ import Testing
         var pair: [Int32] = [-1, -1]
         #expect(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0, &pair) == 0)
         defer { close(pair[0]); close(pair[1]) }
-        let clock = MonotonicClock()
+        let clock = SystemClock()
         let loop = try EventLoop(clock: clock)
         let writer = SocketWriter(socket: pair[0])
         let scheduler = Scheduler(chart: Blinker.chart(interval: .milliseconds(100), ticks: 2, giveUp: .milliseconds(300)),
@@ -64,12 +65,12 @@ import Testing
         }
         raise(SIGHUP)   // thread-directed: pending on this thread, which blocks it
         raise(SIGTERM)
-        try loop.run(until: MonotonicClock().now + 5_000_000_000)
+        try loop.run(until: SystemClock().now + 5_000_000_000)
         #expect(received == [SIGHUP, SIGTERM])
     }
 
     @Test func runReturnsAtItsDeadlineWithNothingToDo() throws {
-        let clock = MonotonicClock()
+        let clock = SystemClock()
         let loop = try EventLoop(clock: clock)
         let start = clock.now
         try loop.run(until: start + 30_000_000)

@@ -4,6 +4,7 @@ import Output
 import StateChart
 import Testing
 @testable import EventLoop
+import Time
 
 @Suite struct SchedulerTests {
     func make(_ chart: Chart<Blinker> = Blinker.chart(), window: Duration = .zero)

@@ -1,5 +1,6 @@
 import Foundation
 import Net
+import Time
 
 /// Checks that a site's router really behaves as its ruleset means, with plain UDP sockets and no
 /// STUN: reflectors on the STUN host's two addresses report the source they see (mapping), then

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Net
 import Rendezvous
+import Time
 
 /// Asking a relay for one side of an allocation, blocking with a deadline: for tests and benchmarks
 /// (the agent asks without blocking, from its event loop).

@@ -1,6 +1,7 @@
 import Control
 import Net
 import Rendezvous
+import Time
 
 /// A party for in-process tests: its authority, the control server's key, and members with
 /// certificates (member `i` has the overlay address 100.64.0.i/24), all from fixed seeds.
@@ -35,7 +36,7 @@ public struct TestParty: Sendable {
     /// A certificate for `key`, valid from a minute ago for a day.
     public func certificate(for key: MemberKey, addresses: [IPPrefix], subnets: [IPPrefix] = [], secretKey: [UInt8]? = nil,
                             notAfter: UInt64? = nil) -> [UInt8] {
-        let now = UnixTime.seconds()
+        let now = WallClock.unixSeconds()
         return try! MemberCertificate.issue(party: id, member: key, notBefore: now - 60, notAfter: notAfter ?? now + 86_400,
                                             addresses: addresses, subnets: subnets, name: "m", authority: secretKey ?? authority.secretKey).encoded
     }

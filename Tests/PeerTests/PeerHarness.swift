@@ -3,6 +3,7 @@ import EventLoop
 import Peer
 import StateChart
 import Testing
+import Time
 
 /// One peer machine on a scheduler in virtual time, with every action and fired row recorded.
 final class PeerHarness {

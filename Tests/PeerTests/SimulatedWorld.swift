@@ -1,5 +1,6 @@
 import EventLoop
 import Peer
+import Time
 
 /// SplitMix64: a small, fast, seedable generator, so a simulation is reproducible from its seed.
 struct SplitMix64: RandomNumberGenerator {

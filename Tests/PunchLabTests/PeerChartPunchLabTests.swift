@@ -8,6 +8,7 @@ import STUN
 import StateChart
 import Testing
 import WireGuard
+import Time
 
 /// The Punching state of the peer chart, for real: two peer machines on the scheduler and the
 /// epoll loop, in two NAT sites, wireguard-go owning port 51820 on each side. Their `sendPunch`
@@ -115,7 +116,7 @@ struct PeerChartPunchLabTests {
         }
         let plan = DirectPathPlan(local: reports[0].natType, remote: reports[1].natType)
 
-        let clock = MonotonicClock()
+        let clock = SystemClock()
         let loop = try EventLoop(clock: clock)
         let startAt = clock.now + 500_000_000
         var schedulers: [Scheduler<LabExecutor>] = []

@@ -2,6 +2,7 @@ import LabSupport
 import Net
 import Testing
 @testable import Punch
+import Time
 
 @Suite struct ProbeBudgetTests {
     static let observed = IPAddress.v4(IPv4Address(198, 51, 100, 20))

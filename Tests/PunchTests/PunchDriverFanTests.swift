@@ -2,6 +2,7 @@ import LabSupport
 import Net
 import Testing
 @testable import Punch
+import Time
 
 /// A punch driver's fan of extra ports, over real UDP sockets on loopback: every burst leaves from
 /// each fan port, and a guess that reaches one of them pins the peer through that port.

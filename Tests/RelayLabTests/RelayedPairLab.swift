@@ -2,6 +2,7 @@ import Foundation
 import LabSupport
 import Net
 import Rendezvous
+import Time
 
 /// The NAT lab with `lanrage relay` on the STUN host and two clients behind symmetric NATs that may
 /// reach each other only through it (forwarding between the sites is dropped in the `inet` router).
@@ -23,7 +24,7 @@ final class RelayedPairLab {
     let publicKeys: [String]
     /// The pair's allocation id, and when the tokens expire.
     let pair: [UInt8]
-    let expiry = UnixTime.seconds() + 60
+    let expiry = WallClock.unixSeconds() + 60
     private var log: URL { lab.directory.appendingPathComponent("relay.log") }
 
     init(idleTimeout: Int = 120) throws {

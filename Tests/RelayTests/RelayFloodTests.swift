@@ -5,6 +5,7 @@ import Net
 @testable import Relay
 import Rendezvous
 import Testing
+import Time
 
 /// A flood through one allocation (datagrams from a side's latched endpoint, each forwarded to the
 /// other side, faster than the relay can forward them): its socket never empties, and the relay's

@@ -3,6 +3,7 @@ import Net
 import Relay
 import Rendezvous
 import Testing
+import Time
 
 /// The relay on loopback, in-process on its event loop: two "WireGuard" sockets allocate their
 /// sides with tokens, latch them with authenticated latch datagrams, and datagrams cross from one
@@ -15,7 +16,7 @@ import Testing
 
     final class Harness {
         let loop: EventLoop
-        let clock = MonotonicClock()
+        let clock = SystemClock()
         let relay: RelayServer
         init(idle: Duration = .seconds(120), maxPerParty: Int = 32, ports: Int = 20) throws {
             loop = try EventLoop()
@@ -69,7 +70,7 @@ import Testing
     }
 
     static func token(side: UInt8, address: IPAddress = localhost, pair: UInt8 = 1, party: UInt64 = 1, key: [UInt8] = key,
-                      expires: UInt64 = UnixTime.seconds() + 60) -> [UInt8] {
+                      expires: UInt64 = WallClock.unixSeconds() + 60) -> [UInt8] {
         RelayToken(side: side, address: address, expiresAt: expires, partyID: party, pairID: [UInt8](repeating: pair, count: 16)).encoded(key: key)
     }
 
@@ -180,7 +181,7 @@ import Testing
         let a = try UDPSocket(binding: Endpoint(Self.localhost, 0))
         let forged = Self.token(side: 0, key: Keys.relayKey(secret: Array("guessed".utf8)))
         #expect(try h.allocate(forged, from: a) == nil)
-        var expired = Self.token(side: 0, expires: UnixTime.seconds() - 1)
+        var expired = Self.token(side: 0, expires: WallClock.unixSeconds() - 1)
         #expect(try h.allocate(expired, from: a) == nil)
         expired[5] ^= 1
         #expect(try h.allocate(expired, from: a) == nil)
@@ -271,7 +272,7 @@ import Testing
     @Test func latchesCountUnderTheLastTwoGrantsOfASide() throws {
         let h = try Harness()
         let pair = try Self.latchedPair(h)
-        let second = Self.token(side: 0, expires: UnixTime.seconds() + 90), third = Self.token(side: 0, expires: UnixTime.seconds() + 100)
+        let second = Self.token(side: 0, expires: WallClock.unixSeconds() + 90), third = Self.token(side: 0, expires: WallClock.unixSeconds() + 100)
         #expect(Self.port(try h.allocate(second, from: pair.a)) == pair.portA)
         #expect(h.allocation?.sides[0].latched == pair.a.local, "the same address: still latched")
         let moved = try UDPSocket(binding: Endpoint(Self.localhost, 0))
@@ -332,7 +333,7 @@ import Testing
     @Test func aReplayedLoadQueryIsAnsweredOnce() throws {
         let h = try Harness()
         let socket = try UDPSocket(binding: Endpoint(Self.localhost, 0))
-        let query = RelayMessage.loadQuery(timestampMillis: UnixTime.millis(), nonce: 42).encoded(key: Self.key)
+        let query = RelayMessage.loadQuery(timestampMillis: WallClock.unixMillis(), nonce: 42).encoded(key: Self.key)
         for _ in 0..<3 { try socket.send(query, to: h.relay.service.local) }
         let answer = try Self.receive(socket, h)
         let load = try answer.map { bytes, _ in try bytes.withUnsafeBytes { try RelayMessage(decoding: $0, key: Self.key) } }
@@ -341,7 +342,7 @@ import Testing
         #expect(try Self.receive(socket, h, upTo: 0.2) == nil, "answered once")
         #expect(h.relay.counters.loadQueries == 1)
         // A new query (another nonce) is answered.
-        try socket.send(RelayMessage.loadQuery(timestampMillis: UnixTime.millis(), nonce: 43).encoded(key: Self.key), to: h.relay.service.local)
+        try socket.send(RelayMessage.loadQuery(timestampMillis: WallClock.unixMillis(), nonce: 43).encoded(key: Self.key), to: h.relay.service.local)
         #expect(try Self.receive(socket, h) != nil)
     }
 
@@ -351,7 +352,7 @@ import Testing
     @Test func aReleaseFreesTheAllocationAndStopsForwarding() throws {
         let h = try Harness()
         let a = try UDPSocket(binding: Endpoint(Self.localhost, 0)), b = try UDPSocket(binding: Endpoint(Self.localhost, 0))
-        let earlier = Self.token(side: 0, expires: UnixTime.seconds() + 30)
+        let earlier = Self.token(side: 0, expires: WallClock.unixSeconds() + 30)
         let tokenA = Self.token(side: 0), tokenB = Self.token(side: 1)
         _ = try #require(Self.port(try h.allocate(earlier, from: a)))
         let portA = try #require(Self.port(try h.allocate(tokenA, from: a)))
@@ -414,7 +415,7 @@ import Testing
         }
         #expect(h.relay.allocationCount == 4)
         // Another token for a granted side refreshes it, it does not allocate.
-        #expect(Self.port(try h.allocate(Self.token(side: 0, pair: 1, party: 1, expires: UnixTime.seconds() + 90), from: a)) != nil)
+        #expect(Self.port(try h.allocate(Self.token(side: 0, pair: 1, party: 1, expires: WallClock.unixSeconds() + 90), from: a)) != nil)
         #expect(h.relay.allocationCount == 4 && h.relay.counters.refreshed == 1)
     }
 

@@ -7,6 +7,7 @@ import LabSupport
 import Net
 import Rendezvous
 import WireGuard
+import Time
 
 let localhost = IPAddress.v4(IPv4Address(127, 0, 0, 1))
 let arguments = CommandLine.arguments
@@ -123,7 +124,7 @@ func relayRun(size: Int, seconds: Double, key: [UInt8], secretFile: URL) throws 
     let service = Endpoint(localhost, 47_000)
     var ports: [Endpoint] = []
     for (side, socket) in [a, b].enumerated() {
-        let token = RelayToken(side: UInt8(side), address: localhost, expiresAt: UnixTime.seconds() + 60, partyID: 1,
+        let token = RelayToken(side: UInt8(side), address: localhost, expiresAt: WallClock.unixSeconds() + 60, partyID: 1,
                                pairID: [UInt8](repeating: 1, count: 16)).encoded(key: key)
         var grant: RelayAllocator.Grant?
         for _ in 0..<20 where grant == nil { grant = RelayAllocator.allocate(token: token, replyKey: Keys.relayReplyKey(relayKey: key, token: token), service: service, socket: socket, timeout: .milliseconds(250)) }
@@ -184,7 +185,7 @@ func controlBench() throws {
     bigBuffers(socket)
     func register(_ index: Int) -> [UInt8] {
         let member = members[index]
-        return ControlMessage(partyID: ids[index % parties], timestampMillis: UnixTime.millis(), nonce: UInt64(index), sender: member.key,
+        return ControlMessage(partyID: ids[index % parties], timestampMillis: WallClock.unixMillis(), nonce: UInt64(index), sender: member.key,
                               body: .register(cookie: [UInt8](repeating: 0, count: ControlNotice.cookieCount), nat: .portRestrictedCone, candidates: [
                                   Candidate(.local, Endpoint(.v4(IPv4Address(203, 0, 113, UInt8(index % 250 + 1))), 51820)),
                                   Candidate(.reflexive, Endpoint(.v4(IPv4Address(198, 51, 100, UInt8(index % 250 + 1))), UInt16(20_000 + index % 40_000))),
@@ -243,20 +244,20 @@ func controlBench() throws {
     var replies = 0
     for (index, message) in messages.enumerated() {
         replies += message.withUnsafeBytes { core.handle($0, from: Endpoint(.v4(IPv4Address(UInt32(0xC633_6400) + UInt32(index % 200))), 4000),
-                                                         now: Int64(index) * 1_000_000_000, wall: UnixTime.millis()) }.count
+                                                         now: Int64(index) * 1_000_000_000, wall: WallClock.unixMillis()) }.count
     }
     let coreElapsed = Date().timeIntervalSince(coreStart)
     print("  core only: \(Int(Double(total) / coreElapsed)) registrations/s, \(replies) datagrams out; accepted \(core.counters.accepted)")
     // Steady state: every member's heartbeat (one datagram in, one out).
     let heartbeats = (0..<total).map { index -> [UInt8] in
-        ControlMessage(partyID: ids[index % parties], timestampMillis: UnixTime.millis(), nonce: UInt64(index) + 1_000_000,
+        ControlMessage(partyID: ids[index % parties], timestampMillis: WallClock.unixMillis(), nonce: UInt64(index) + 1_000_000,
                        sender: members[index].key, body: .heartbeat(revision: 0)).encoded(key: members[index].controlKey)
     }
     let beatStart = Date()
     var acks = 0
     for (index, message) in heartbeats.enumerated() {
         acks += message.withUnsafeBytes { core.handle($0, from: Endpoint(.v4(IPv4Address(UInt32(0xC633_6400) + UInt32(index % 200))), 4000),
-                                                      now: Int64(total + index) * 1_000_000_000, wall: UnixTime.millis()) }.count
+                                                      now: Int64(total + index) * 1_000_000_000, wall: WallClock.unixMillis()) }.count
     }
     print("  core only: \(Int(Double(total) / Date().timeIntervalSince(beatStart))) heartbeats/s (\(acks) acks)")
 }

@@ -2,6 +2,7 @@ import Foundation
 import Net
 import Testing
 @testable import STUN
+import Time
 
 /// `DiscoveryRunner` and `STUNServer` on real loopback sockets (no root needed; the NAT lab tests
 /// in STUNLabTests cover the real NATs).

@@ -3,6 +3,7 @@ import EventLoop
 import Output
 import Peer
 import StateChart
+import Time
 
 /// Does nothing with actions: measures the machines and the scheduler alone.
 final class DiscardingExecutor: ActionExecutor {

@@ -26,6 +26,7 @@ import FuzzSupport
 import Net
 import Output
 import Rendezvous
+import Time
 
 enum Fuzz {
     static let me = 0
@@ -55,7 +56,7 @@ func fail(_ what: String) -> Never { fatalError("ClientFuzz: \(what)") }
 /// The certificate of `record` verified as a member must verify it, and the prefixes it grants.
 func verifiedPrefixes(_ record: MemberRecord) -> [IPPrefix]? {
     (try? MemberCertificate.verified(record.certificate, authority: FuzzParty.authority.publicKey, party: FuzzParty.id,
-                                     member: record.key, now: UnixTime.seconds()))?.allowedPrefixes
+                                     member: record.key, now: WallClock.unixSeconds()))?.allowedPrefixes
 }
 
 final class Run {
@@ -185,13 +186,13 @@ final class Run {
     func seal(_ type: UInt8, _ body: [UInt8], party: UInt64 = FuzzParty.id, skew: Int64 = 0, sender: MemberKey = FuzzParty.server,
               key: [UInt8] = Fuzz.controlKey) -> [UInt8] {
         Fuzz.counter &+= 1
-        let timestamp = UInt64(Int64(UnixTime.millis()) + skew)
+        let timestamp = UInt64(Int64(WallClock.unixMillis()) + skew)
         return sealControl(type: type, body: body, party: party, timestamp: timestamp, nonce: Fuzz.counter, sender: sender, key: key)
     }
 
     func message(_ body: ControlMessage.Body) -> [UInt8] {
         Fuzz.counter &+= 1
-        return ControlMessage(partyID: FuzzParty.id, timestampMillis: UnixTime.millis(), nonce: Fuzz.counter, sender: FuzzParty.server,
+        return ControlMessage(partyID: FuzzParty.id, timestampMillis: WallClock.unixMillis(), nonce: Fuzz.counter, sender: FuzzParty.server,
                               body: body).encoded(key: Fuzz.controlKey)
     }
 

@@ -10,6 +10,7 @@ import Glibc
 import Control
 import Net
 import Rendezvous
+import Time
 
 enum Fuzz {
     static let partyID = Keys.partyID(name: "fuzz")
@@ -48,7 +49,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     let buffer = UnsafeRawBufferPointer(start: data, count: data == nil ? 0 : size)
     Fuzz.counter &+= 1
     let source = Endpoint(.v4(IPv4Address(198, 51, 100, UInt8(truncatingIfNeeded: Fuzz.counter))), 40_000)
-    let wall = UnixTime.millis()
+    let wall = WallClock.unixMillis()
     // The attacker's view.
     _ = try? ControlMessage(authenticating: buffer, key: Fuzz.controlKey)
     _ = ControlNotice(decoding: buffer)

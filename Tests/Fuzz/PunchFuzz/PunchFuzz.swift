@@ -14,6 +14,7 @@ import Glibc
 #endif
 import FuzzSupport
 import Net
+import Time
 @testable import Punch
 
 enum Fuzz {
@@ -27,7 +28,7 @@ enum Fuzz {
                 remotePublicKey: FuzzParty.keys[0].bytes)!
     }
     static let session: UInt64 = 0x1122_3344_5566_7788
-    nonisolated(unsafe) static var now: Int64 = 0
+    nonisolated(unsafe) static let clock = VirtualClock()
 }
 
 func fail(_ what: String) -> Never { fatalError("PunchFuzz: \(what)") }
@@ -111,7 +112,7 @@ final class Run {
     var history: [[UInt8]] = []
 
     init() {
-        driver = PunchDriver(socket: port, clock: { Fuzz.now })
+        driver = PunchDriver(socket: port, clock: Fuzz.clock)
         for peer in [1, 2] {
             driver.start(peer, PunchSession(key: Fuzz.ours[peer], session: Fuzz.session, candidates: candidates),
                          observed: candidates[1].address)
@@ -255,7 +256,7 @@ final class Run {
             let packet = reader.chunk()
             if let datagram = RawPortSocket.parse(packet[...]) { receive(datagram.payload, from: datagram.source) }
         default:
-            Fuzz.now += Int64(reader.u16()) * 1_000_000_000
+            Fuzz.clock.advance(by: .seconds(Int(reader.u16())))
         }
     }
 }
@@ -267,7 +268,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     _ = PunchMessage.sender(of: input)
     for key in Fuzz.ours { _ = try? PunchMessage.decode(input, key: key) }
     _ = RawPortSocket.parse(input[...])
-    Fuzz.now = 0
+    Fuzz.clock.now = 0
     let run = Run()
     var reader = FuzzReader(input)
     var steps = 0
