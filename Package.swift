@@ -43,9 +43,9 @@ let package = Package(
         .target(name: "Net", dependencies: ["CLinux", "Time"], swiftSettings: optimizeForSize),
         .target(name: "WireGuard", dependencies: ["CSodium", "CNetlink", "CLinux", "Net", "Time"], swiftSettings: optimizeForSize),
         .target(name: "StateChart", dependencies: ["Output", "Time"], swiftSettings: optimizeForSize),
-        .target(name: "Peer", dependencies: ["StateChart"], swiftSettings: optimizeForSize),
+        .target(name: "Peer", dependencies: ["StateChart", "Time"], swiftSettings: optimizeForSize),
         .target(name: "Punch", dependencies: ["Net", "CLinux", "CSodium", "STUN", "Time"], swiftSettings: optimizeForSize),
-        .target(name: "Rendezvous", dependencies: ["CSodium", "Net", "Time"], swiftSettings: optimizeForSize),
+        .target(name: "Rendezvous", dependencies: ["CSodium", "Net", "STUN", "Time"], swiftSettings: optimizeForSize),
         .target(name: "Relay", dependencies: ["Rendezvous", "Net", "EventLoop", "Output", "Time"],
                 swiftSettings: optimizeForSize),
         .target(
@@ -60,7 +60,7 @@ let package = Package(
             ],
             swiftSettings: optimizeForSize
         ),
-        .target(name: "STUN", dependencies: ["Net", "StateChart", "Time"], swiftSettings: optimizeForSize),
+        .target(name: "STUN", dependencies: ["Net", "StateChart", "EventLoop", "Time"], swiftSettings: optimizeForSize),
         // The daemon: binds the peer machines to the real world (the only module that knows every other).
         .target(
             name: "Agent",
@@ -141,7 +141,7 @@ let package = Package(
         .testTarget(name: "lanrageTests", dependencies: ["Time", "lanrage"]),
         .testTarget(name: "PunchTests", dependencies: ["Time", "Punch", "Net", "CLinux", "STUN", "LabSupport"]),
         .testTarget(name: "AgentTests", dependencies: ["Time", "Agent", "Net", "Rendezvous"]),
-        .testTarget(name: "AgentLabTests", dependencies: ["Time", "LabSupport", "Net", "Rendezvous", "Agent", "WireGuard", "Control", "EventLoop"]),
+        .testTarget(name: "AgentLabTests", dependencies: ["Time", "STUN", "LabSupport", "Net", "Rendezvous", "Agent", "WireGuard", "Control", "EventLoop"]),
         .testTarget(name: "PunchLabTests", dependencies: ["Time", "Punch", "Net", "STUN", "LabSupport", "Peer", "EventLoop", "StateChart", "WireGuard"]),
 
         // Benchmarks (`make bench`), run through package-benchmark.

@@ -8,6 +8,7 @@ import Rendezvous
 import StateChart
 import WireGuard
 import Time
+import STUN
 
 /// The peer machines' actions, and what the control server says about members.
 extension Agent {
@@ -105,18 +106,18 @@ extension Agent {
     /// (a peer's claimed endpoint is used only once it answered).
     func decideDirect(_ id: MachineID) {
         guard scheduler.machine(id)?.state == .detecting, let link = links[id] else { return }
-        guard !(natKind == .unknown && detector.isRunning && link.record.nat == .symmetric) else { return }
+        guard !(natType == .unknown && detector.isRunning && link.record.nat == .symmetric) else { return }
         // Punches go to the public endpoints of both WireGuard ports: wait until each side's first STUN
         // answer is known to the party (the chart's detection timeout punches anyway).
         guard reflexive != nil || !detector.isRunning, link.record.candidates.contains(where: { $0.kind == .reflexive }) else { return }
-        let plan = DirectPathPlan(local: natKind.natType, remote: link.record.nat.natType)
+        let plan = DirectPathPlan(local: natType, remote: link.record.nat)
         guard plan.directPossible else {
             scheduler.updateContext(of: id) { $0.directPossible = false }
             scheduler.post(.natKnown, to: id)
             return
         }
         scheduler.updateContext(of: id) { $0.directPossible = true }
-        if Self.admitsAnyone(natKind), Self.admitsAnyone(link.record.nat), link.reachable != nil {
+        if Self.admitsAnyone(natType), Self.admitsAnyone(link.record.nat), link.reachable != nil {
             scheduler.updateContext(of: id) { $0.bothReachable = true }
             scheduler.post(.natKnown, to: id)
         } else if let coordinated = link.coordinated, coordinated.at >= clock.now - 1_000_000_000 {
@@ -215,7 +216,7 @@ extension Agent {
     }
 
     /// Open and full-cone NATs let in datagrams from anyone to the public endpoint.
-    static func admitsAnyone(_ nat: NATKind) -> Bool { nat == .open || nat == .fullCone }
+    static func admitsAnyone(_ nat: NATType) -> Bool { nat == .open || nat == .fullCone }
 
     /// How long early relays are not asked for after a relay refused one.
     static let earlyRelayPause: Duration = .seconds(30)

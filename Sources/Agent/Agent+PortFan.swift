@@ -4,6 +4,7 @@ import Output
 import Peer
 import Punch
 import Rendezvous
+import STUN
 
 /// Port-restricted cone ↔ symmetric NAT, direct: the birthday attack on a random port allocator.
 ///
@@ -27,12 +28,12 @@ extension Agent {
     /// address, the symmetric side opens its fan (one per session). Called when an attempt starts,
     /// and when either NAT type becomes known during one (detection often ends after the punch began).
     func guessPorts(_ id: MachineID) {
-        guard let link = links[id], DirectPathPlan(local: natKind.natType, remote: link.record.nat.natType) == .punchWithPortPrediction else { return }
+        guard let link = links[id], DirectPathPlan(local: natType, remote: link.record.nat) == .punchWithPortPrediction else { return }
         // Only toward the address the control server saw the peer's messages come from: a claimed
         // endpoint elsewhere would have this side fan or spray at a third party.
-        if natKind == .portRestrictedCone, let observed = link.observed {
+        if natType == .portRestrictedCone, let observed = link.observed {
             spray(id, at: observed.address)
-        } else if natKind == .symmetric, !driver.hasFan(id), let target = link.reachable, target.address == link.observed?.address {
+        } else if natType == .symmetric, !driver.hasFan(id), let target = link.reachable, target.address == link.observed?.address {
             openFan(id, toward: target)
         }
     }

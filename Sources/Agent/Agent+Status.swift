@@ -105,7 +105,7 @@ extension Agent {
                 ("fan_port", status.link.forwarder.map { .int(Int64($0.outside.port)) } ?? .null),
                 ("relay", status.link.relay.map { .string("\($0.service)") } ?? .null),
                 ("nat", .string("\(status.link.record.nat)")),
-                ("local_nat", .string("\(natKind)")),
+                ("local_nat", .string("\(natType)")),
                 ("latest_handshake_seconds", handshakeAge(status.peer).map { .int($0) } ?? .null),
                 ("rx_bytes", .int(Int64(clamping: status.peer?.rxBytes ?? 0))),
                 ("tx_bytes", .int(Int64(clamping: status.peer?.txBytes ?? 0))),
@@ -119,7 +119,7 @@ extension Agent {
             ("mtu", .int(Int64(mtu))),
             ("addresses", .array(configuration.addresses.map { .string("\($0)") })),
             ("nat", .object([
-                ("type", .string("\(natKind)")),
+                ("type", .string("\(natType)")),
                 ("public_endpoint", report.map { .string("\($0.publicEndpoint)") } ?? .null),
                 ("mapping", report.map { .string($0.mapping.rawValue) } ?? .null),
                 ("filtering", report.map { .string($0.filtering.rawValue) } ?? .null),
@@ -141,7 +141,7 @@ extension Agent {
               public key: \(publicKey.base64)
               listening port: \(configuration.listenPort), mtu \(mtu)
               addresses: \(configuration.addresses.map { "\($0)" }.joined(separator: ", "))
-              nat: \(natKind)\(report.map { ", public endpoint \($0.publicEndpoint)" } ?? "")
+              nat: \(natType)\(report.map { ", public endpoint \($0.publicEndpoint)" } ?? "")
               control: \(configuration.control) party \(configuration.party), \(control.state)
 
             """
@@ -158,7 +158,7 @@ extension Agent {
                   addresses: \(status.link.record.addresses.map { "\($0)" }.joined(separator: ", "))
                   state: \(status.state) for \(Self.seconds(status.seconds))
                   path: \(path)\(Self.endpoint(status.link, status.peer).map { ", endpoint \($0)" } ?? "")
-                  nat: \(status.link.record.nat) (ours: \(natKind))
+                  nat: \(status.link.record.nat) (ours: \(natType))
                   latest handshake: \(handshakeAge(status.peer).map { "\($0) s ago" } ?? "none")
                   transfer: \(status.peer?.rxBytes ?? 0) B received, \(status.peer?.txBytes ?? 0) B sent
 

@@ -41,7 +41,7 @@ public final class Agent {
     var report: NATReport?
     /// The WireGuard port's public endpoint, known from the first STUN answer (before the report).
     var reflexive: Endpoint?
-    var natKind = NATKind.unknown
+    var natType = NATType.unknown
     /// The interface's MTU, as set (`MTU =`, or the path MTU toward the control server less 80).
     var mtu = 0
     /// The public endpoint the control server saw when last registered (a change means a new address).
@@ -123,7 +123,7 @@ public final class Agent {
         detector = NATDetector(socket: port, clock: clock) { [unowned(unsafe) self] result in self.detected(result) }
         detector.mapped = { [unowned(unsafe) self] endpoint in self.mappedEndpointLearned(endpoint) }
         loop.addTimers(detector)
-        let loop = loop
+        let (loop, clock) = (loop, clock)
         relays = try starting { () throws(SystemError) in try RelayClient(loop: loop, clock: clock) }
         alarms = Alarms(clock: clock)
         loop.addTimers(alarms)
@@ -133,7 +133,7 @@ public final class Agent {
                                                  authority: configuration.authority, key: memberKey,
                                                  certificate: configuration.certificate.encoded)
         client.candidates = localCandidates()
-        let privateKey = configuration.privateKey.bytes, clock = clock
+        let privateKey = configuration.privateKey.bytes
         control = try starting { () throws(SystemError) in
             try ControlClient(client, privateKey: privateKey, loop: loop, clock: clock, logger: Logger(label: "lanrage.registration"))
         }
@@ -332,7 +332,7 @@ public final class Agent {
     func mappedEndpointLearned(_ endpoint: Endpoint) {
         guard endpoint != reflexive else { return }
         reflexive = endpoint
-        control.update(nat: natKind, candidates: localCandidates() + [Candidate(.reflexive, endpoint)])
+        control.update(nat: natType, candidates: localCandidates() + [Candidate(.reflexive, endpoint)])
         for (id, _) in links where scheduler.machine(id)?.state == .detecting { decideDirect(id) }
     }
 
@@ -341,17 +341,17 @@ public final class Agent {
         case .success(let found):
             report = found
             reflexive = found.publicEndpoint
-            natKind = NATKind(found.natType)
+            natType = found.natType
             logger.info("NAT detected", metadata: ["nat": "\(found.natType.rawValue)", "public": "\(found.publicEndpoint)",
                                                    "mapping": "\(found.mapping.rawValue)", "filtering": "\(found.filtering.rawValue)"])
         case .failure(let failure):
             report = nil
-            natKind = .unknown
+            natType = .unknown
             logger.warning("NAT detection failed; punching anyway", metadata: ["reason": "\(failure)"])
         }
         var candidates = localCandidates()
         if let report { candidates.append(Candidate(.reflexive, report.publicEndpoint)) }
-        control.update(nat: natKind, candidates: candidates)
+        control.update(nat: natType, candidates: candidates)
         for (id, _) in links {
             switch scheduler.machine(id)?.state {
             case .detecting:

@@ -5,6 +5,7 @@ import Net
 import Rendezvous
 import StateChart
 import Time
+import STUN
 
 /// A member's connection to a control server: registers its candidates and certificate, keeps the
 /// registry's view of the party up to date from the pushes, asks for punches and relays. Every
@@ -23,7 +24,7 @@ public final class ControlClient {
         public var key: MemberKey
         /// This member's certificate, as signed.
         public var certificate: [UInt8]
-        public var nat: NATKind = .unknown
+        public var nat: NATType = .unknown
         public var candidates: [Candidate] = []
 
         public init(server: Endpoint, serverKey: MemberKey, party: String, authority: [UInt8], key: MemberKey, certificate: [UInt8]) {
@@ -116,7 +117,7 @@ public final class ControlClient {
     public func stop() { scheduler.post(.stop, to: machine) }
 
     /// Sends new candidates (e.g. after a new STUN result).
-    public func update(nat: NATKind, candidates: [Candidate]) {
+    public func update(nat: NATType, candidates: [Candidate]) {
         configuration.nat = nat
         configuration.candidates = candidates
         if state == .registered { sendRegister() }

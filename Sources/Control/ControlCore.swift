@@ -1,6 +1,8 @@
 import Net
 import Rendezvous
+import STUN
 import StateChart
+import Time
 
 /// The control server's logic, without sockets: a datagram in, datagrams out. Parties, the
 /// registry with its pushes, heartbeats and expiry, punch coordination and relay offers.

@@ -8,12 +8,20 @@ public protocol ActionExecutor<Spec>: AnyObject {
     func execute(_ action: Spec.Action, for id: MachineID)
 }
 
-/// Identifies a machine within its scheduler.
+/// Identifies a machine within its scheduler: its slot, and which of the machines that held the
+/// slot (a removed machine's slot is reused; its ID then names no machine).
 public struct MachineID: Hashable, Sendable, Comparable, CustomStringConvertible {
     public let index: Int32
+    public let generation: UInt32
 
-    public init(_ index: Int32) { self.index = index }
+    public init(_ index: Int32, generation: UInt32 = 0) {
+        self.index = index
+        self.generation = generation
+    }
 
-    public static func < (lhs: MachineID, rhs: MachineID) -> Bool { lhs.index < rhs.index }
-    public var description: String { "#\(index)" }
+    public static func < (lhs: MachineID, rhs: MachineID) -> Bool {
+        lhs.index != rhs.index ? lhs.index < rhs.index : lhs.generation < rhs.generation
+    }
+
+    public var description: String { generation == 0 ? "#\(index)" : "#\(index).\(generation)" }
 }

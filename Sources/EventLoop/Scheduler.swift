@@ -36,9 +36,13 @@ public final class Scheduler<Executor: ActionExecutor>: TimerSource {
         public var wakeups = 0
     }
 
+    /// One slot per machine; a removed machine's slot is reused by the next one added, under the
+    /// next generation, so the tables are as large as the most machines alive at once.
     @usableFromInline var machines: [Machine<Spec>?] = []
+    @usableFromInline var generations: [UInt32] = []
     @usableFromInline var names: [String] = []
     @usableFromInline var enteredAt: [Nanoseconds] = []
+    @usableFromInline var freeSlots: [Int32] = []
     @usableFromInline var timers = MinHeap<TimerEntry>()
     @usableFromInline var sequence: UInt64 = 0
     @usableFromInline var queue: [(machine: MachineID, event: Spec.Event)] = []
@@ -61,38 +65,57 @@ public final class Scheduler<Executor: ActionExecutor>: TimerSource {
     /// Adds and starts a machine: runs its initial state's entry actions and arms its timers.
     @discardableResult
     public func add(name: String, context: Spec.Context) -> MachineID {
-        let id = MachineID(Int32(machines.count))
         var machine = Machine(chart: chart, context: context)
         let actions = machine.start()
-        machines.append(machine)
-        names.append(name)
-        enteredAt.append(clock.now)
+        let id: MachineID
+        if let slot = freeSlots.popLast() {
+            let index = Int(slot)
+            id = MachineID(slot, generation: generations[index])
+            machines[index] = machine
+            names[index] = name
+            enteredAt[index] = clock.now
+        } else {
+            id = MachineID(Int32(machines.count))
+            machines.append(machine)
+            generations.append(0)
+            names.append(name)
+            enteredAt.append(clock.now)
+        }
         armTimeouts(of: id)
         for action in actions { executor.execute(action, for: id) }
         drain()
         return id
     }
 
-    /// Forgets a machine: its pending timers and events are dropped as they come up.
+    /// Forgets a machine and frees its slot: its pending timers and events are dropped as they come up.
     public func remove(_ id: MachineID) {
-        machines[Int(id.index)] = nil
+        guard isCurrent(id) else { return }
+        let index = Int(id.index)
+        machines[index] = nil
+        names[index] = ""
+        generations[index] &+= 1
+        freeSlots.append(id.index)
+    }
+
+    /// Whether `id` names a machine that is still there.
+    @inlinable
+    func isCurrent(_ id: MachineID) -> Bool {
+        let index = Int(id.index)
+        return machines.indices.contains(index) && generations[index] == id.generation && machines[index] != nil
     }
 
     /// The machine `id`, or `nil` once removed.
     @inlinable
     public func machine(_ id: MachineID) -> Machine<Spec>? {
-        machines.indices.contains(Int(id.index)) ? machines[Int(id.index)] : nil
+        isCurrent(id) ? machines[Int(id.index)] : nil
     }
 
     /// Changes a machine's context in place (to store the data an event carries before posting it).
     @inlinable
     public func updateContext(of id: MachineID, _ update: (inout Spec.Context) -> Void) {
-        guard machines[Int(id.index)] != nil else { return }
+        guard isCurrent(id) else { return }
         update(&machines[Int(id.index)]!.context)
     }
-
-
-
 
     // MARK: Events
 
@@ -107,7 +130,7 @@ public final class Scheduler<Executor: ActionExecutor>: TimerSource {
     /// Delivers `event` to machine `id` after `delay`, whatever state it is in then.
     @inlinable
     public func post(_ event: Spec.Event, to id: MachineID, after delay: Duration) {
-        push(TimerEntry(deadline: clock.now + delay.nanoseconds, sequence: 0, machine: id.index, epoch: 0,
+        push(TimerEntry(deadline: clock.now + delay.nanoseconds, sequence: 0, machine: id, epoch: 0,
                         timeout: -1, payload: Int32(event.rawValue)))
     }
 
@@ -128,7 +151,7 @@ public final class Scheduler<Executor: ActionExecutor>: TimerSource {
     @inlinable
     func deliver(_ event: Spec.Event, to id: MachineID) {
         let index = Int(id.index)
-        guard machines[index] != nil else { return }
+        guard isCurrent(id) else { return }
         guard let transition = machines[index]!.handle(event) else {
             counters.ignoredEvents += 1
             logger.trace("ignored", metadata: [MetadataKey.peer: "\(names[index])", MetadataKey.event: "\(event)",
@@ -179,7 +202,7 @@ public final class Scheduler<Executor: ActionExecutor>: TimerSource {
         for index in chart.timeoutIndices(of: machine.state) {
             let timeout = chart.timeouts[Int(index)]
             push(TimerEntry(
-                deadline: now + timeout.delay.nanoseconds(in: machine.context), sequence: 0, machine: id.index,
+                deadline: now + timeout.delay.nanoseconds(in: machine.context), sequence: 0, machine: id,
                 epoch: machine.epoch, timeout: index, payload: Int32(clamping: timeout.repeats)))
         }
     }
@@ -209,9 +232,10 @@ public final class Scheduler<Executor: ActionExecutor>: TimerSource {
         while let deadline = timers.min?.deadline, deadline <= limit {
             let entry = timers.removeMin()
             let index = Int(entry.machine)
-            guard machines[index] != nil else { continue }
+            let id = MachineID(entry.machine, generation: entry.generation)
+            guard isCurrent(id) else { continue }
             if entry.timeout < 0 {
-                queue.append((MachineID(entry.machine), Spec.Event(rawValue: Int(entry.payload))!))
+                queue.append((id, Spec.Event(rawValue: Int(entry.payload))!))
             } else {
                 guard entry.epoch == machines[index]!.epoch else {
                     counters.staleTimers += 1
@@ -224,7 +248,7 @@ public final class Scheduler<Executor: ActionExecutor>: TimerSource {
                     if entry.payload != Int32.max { next.payload -= 1 }
                     push(next)
                 }
-                queue.append((MachineID(entry.machine), timeout.event))
+                queue.append((id, timeout.event))
             }
             fired += 1
             counters.timersFired += 1

@@ -7,6 +7,8 @@ struct TimerEntry: Comparable {
     @usableFromInline var deadline: Nanoseconds
     @usableFromInline var sequence: UInt64
     @usableFromInline var machine: Int32
+    /// The generation of the machine's slot: a timer of a removed machine never fires into the next.
+    @usableFromInline var generation: UInt32
     /// The machine's epoch when a state timeout was armed; 0 for a posted event, which fires
     /// whatever state the machine is in.
     @usableFromInline var epoch: UInt32
@@ -16,10 +18,11 @@ struct TimerEntry: Comparable {
     @usableFromInline var payload: Int32
 
     @inlinable
-    init(deadline: Nanoseconds, sequence: UInt64, machine: Int32, epoch: UInt32, timeout: Int32, payload: Int32) {
+    init(deadline: Nanoseconds, sequence: UInt64, machine: MachineID, epoch: UInt32, timeout: Int32, payload: Int32) {
         self.deadline = deadline
         self.sequence = sequence
-        self.machine = machine
+        self.machine = machine.index
+        self.generation = machine.generation
         self.epoch = epoch
         self.timeout = timeout
         self.payload = payload

@@ -1,3 +1,4 @@
+import Time
 import StateChart
 
 /// The peer connection chart: Discovering → Detecting → Punching → Direct | Relaying → Keepalive,

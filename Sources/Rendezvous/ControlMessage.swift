@@ -1,4 +1,5 @@
 import Net
+import STUN
 
 /// A message of the control protocol (docs/PROTOCOL.md). Every message is authenticated with
 /// HMAC-SHA256 under the control key of the member it is from or for (``Keys/controlKey``: X25519
@@ -27,7 +28,7 @@ public struct ControlMessage: Equatable, Sendable {
         // Member → server.
         /// Joins (or updates the record): the cookie the server gave under load (zeros without one),
         /// the member's NAT and candidates, and its certificate.
-        case register(cookie: [UInt8], nat: NATKind, candidates: [Candidate], certificate: [UInt8])
+        case register(cookie: [UInt8], nat: NATType, candidates: [Candidate], certificate: [UInt8])
         case heartbeat(revision: UInt64)
         case leave
         case punchRequest(target: MemberKey)

@@ -1,4 +1,5 @@
 import Net
+import STUN
 
 /// A member's identity: its WireGuard (Curve25519) public key, 32 bytes.
 public struct MemberKey: Hashable, Sendable, Comparable, CustomStringConvertible {
@@ -16,22 +17,6 @@ public struct MemberKey: Hashable, Sendable, Comparable, CustomStringConvertible
     public var description: String {
         let digits: [Character] = Array("0123456789abcdef")
         return String(bytes.prefix(8).flatMap { [digits[Int($0 >> 4)], digits[Int($0 & 15)]] })
-    }
-}
-
-/// How a member's NAT behaves, as the STUN behaviour discovery reports it (DESIGN.md, "NAT types").
-public enum NATKind: UInt8, Sendable, CaseIterable, CustomStringConvertible {
-    case unknown = 0, open, fullCone, restrictedCone, portRestrictedCone, symmetric
-
-    public var description: String {
-        switch self {
-        case .unknown: "unknown"
-        case .open: "open"
-        case .fullCone: "full cone"
-        case .restrictedCone: "restricted cone"
-        case .portRestrictedCone: "port-restricted cone"
-        case .symmetric: "symmetric"
-        }
     }
 }
 
@@ -72,7 +57,7 @@ extension Candidate.Kind: CustomStringConvertible {
 /// ``MemberCertificate``), which alone says what the member may route.
 public struct MemberRecord: Hashable, Sendable {
     public var key: MemberKey
-    public var nat: NATKind
+    public var nat: NATType
     public var candidates: [Candidate]
     /// The member's certificate as signed; empty where a message carries none (a punch announcement).
     public var certificate: [UInt8]
@@ -83,7 +68,7 @@ public struct MemberRecord: Hashable, Sendable {
     /// At most this many candidates per member.
     public static let maxCandidates = 8
 
-    public init(key: MemberKey, nat: NATKind, candidates: [Candidate], certificate: [UInt8] = [], addresses: [IPPrefix] = []) {
+    public init(key: MemberKey, nat: NATType, candidates: [Candidate], certificate: [UInt8] = [], addresses: [IPPrefix] = []) {
         self.key = key
         self.nat = nat
         self.candidates = candidates
@@ -98,7 +83,7 @@ public struct MemberRecord: Hashable, Sendable {
 
     /// Everything after the key: NAT, candidates, certificate (a `register` carries just this).
     func encodeTail(into writer: inout ByteWriter) {
-        writer.u8(nat.rawValue)
+        writer.u8(nat.wireValue)
         let list = candidates.prefix(MemberRecord.maxCandidates)
         writer.u8(UInt8(list.count))
         for candidate in list {
@@ -127,8 +112,8 @@ public struct MemberRecord: Hashable, Sendable {
         MemberRecord(key: key, nat: nat, candidates: candidates)
     }
 
-    static func decodeNAT(_ reader: inout ByteReader) throws(WireError) -> NATKind {
-        guard let nat = NATKind(rawValue: try reader.u8()) else { throw .malformed }
+    static func decodeNAT(_ reader: inout ByteReader) throws(WireError) -> NATType {
+        guard let nat = NATType(wireValue: try reader.u8()) else { throw .malformed }
         return nat
     }
 

@@ -1,56 +1,35 @@
 import CLinux
+import EventLoop
 import Net
 import Time
 
-/// Runs a `Discovery` against the real network: one port socket (a bound UDP socket, or the raw
-/// path next to WireGuard), `poll` with the next timer as deadline, the monotonic clock. For
-/// `lanrage netcheck` and tests; the agent will drive the same machine from its event loop instead.
+/// Runs NAT behaviour discovery to its end on an event loop of its own: `lanrage netcheck` and
+/// tests, on one port socket (a bound UDP socket, or the raw path next to WireGuard).
 public enum DiscoveryRunner {
     /// Probes `servers` from `socket`; returns the report or the reason there is none.
     public static func run(
         servers: [Endpoint], socket: any PortSocket, localAddresses: [IPAddress],
-        policy: RetransmissionPolicy = RetransmissionPolicy()
+        policy: RetransmissionPolicy = RetransmissionPolicy(), clock: any TimeSource = SystemClock()
     ) throws(SystemError) -> Result<NATReport, DiscoveryFailure> {
-        let wildcard: IPAddress = servers.first?.address.family == AF_INET6
-            ? .v6(IPv6Address(bytes: [UInt8](repeating: 0, count: 16))!) : .v4(IPv4Address(0))
-        var discovery = Discovery(servers: servers, localEndpoint: Endpoint(wildcard, socket.port),
-                                  localAddresses: localAddresses, policy: policy)
-        var timers: [TransactionID: Duration] = [:]
-        var actions = discovery.start(at: MonotonicTime.now())
-        while true {
-            for action in actions {
-                switch action {
-                case .send(let bytes, let destination):
-                    do { try socket.send(bytes, to: destination) } catch {
-                        // An unreachable network is not fatal: the transaction times out and says so.
-                        if error.errno != ENETUNREACH && error.errno != EHOSTUNREACH && error.errno != ECONNREFUSED { throw error }
-                    }
-                case .armTimer(let id, let after): timers[id] = MonotonicTime.now() + after
-                case .cancelTimer(let id): timers[id] = nil
-                case .finished(let result): return result
-                }
-            }
-            actions = []
-            let now = MonotonicTime.now()
-            if let (id, deadline) = timers.min(by: { $0.value < $1.value }), deadline <= now {
-                timers[id] = nil
-                actions = discovery.handle(.timerFired(id), at: now)
-                continue
-            }
-            let wait = timers.values.min().map { $0 - now } ?? .seconds(1)
-            guard try !Readiness.readable([socket.descriptor], timeout: wait).isEmpty else { continue }
+        let loop = try EventLoop(clock: clock)
+        var result: Result<NATReport, DiscoveryFailure>?
+        let detector = NATDetector(socket: socket, clock: clock, policy: policy) { finished in
+            result = finished
+            loop.stop()
+        }
+        loop.addTimers(detector)
+        try loop.register(socket.descriptor) {
             // A bounded batch, so that a flood of strays cannot hold back the retransmission timers.
-            for _ in 0..<ReadBatch.datagrams where actions.isEmpty {
-                guard let datagram = try socket.receive() else { break }
-                let at = MonotonicTime.now()
-                do {
-                    let message = try Message(decoding: datagram.payload)
-                    actions += discovery.handle(.received(message, from: datagram.source), at: at)
-                } catch {
-                    actions += discovery.handle(.undecodable(error, from: datagram.source), at: at)
-                }
+            for _ in 0..<ReadBatch.datagrams where result == nil {
+                guard let datagram = (try? socket.receive()) ?? nil else { break }
+                detector.received(datagram)
             }
         }
+        defer { loop.unregister(socket.descriptor) }
+        detector.start(servers: servers, localAddresses: localAddresses)
+        // The run always finishes (every transaction times out); none starts without servers.
+        if detector.isRunning { try loop.run() }
+        return result ?? .failure(DiscoveryFailure(servers: []))
     }
 }
 

@@ -44,6 +44,31 @@ public enum NATType: String, Sendable, CaseIterable {
     }
 }
 
+extension NATType: CustomStringConvertible {
+    /// The type's name, as logs, status and netcheck show it.
+    public var description: String { rawValue }
+}
+
+extension NATType {
+    /// The type's number in the control protocol (a member announces its own).
+    public var wireValue: UInt8 {
+        switch self {
+        case .unknown: 0
+        case .open: 1
+        case .fullCone: 2
+        case .restrictedCone: 3
+        case .portRestrictedCone: 4
+        case .symmetric: 5
+        }
+    }
+
+    /// The type numbered `wireValue` in the control protocol; `nil` for a number no type has.
+    public init?(wireValue: UInt8) {
+        guard let type = Self.allCases.first(where: { $0.wireValue == wireValue }) else { return nil }
+        self = type
+    }
+}
+
 /// What one server told us in the basic binding test.
 public struct ServerReport: Equatable, Sendable {
     public var server: Endpoint

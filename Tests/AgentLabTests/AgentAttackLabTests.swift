@@ -4,6 +4,7 @@ import Foundation
 import LabSupport
 import Net
 import Rendezvous
+import STUN
 import Testing
 import Time
 
@@ -77,7 +78,7 @@ struct AgentAttackLabTests {
         let serverKey: MemberKey
         var key: MemberKey { MemberKey(member.publicKey)! }
 
-        init(_ party: PartyLab, in namespace: Namespace, nat: NATKind = .open, candidates: [Candidate] = []) throws {
+        init(_ party: PartyLab, in namespace: Namespace, nat: NATType = .open, candidates: [Candidate] = []) throws {
             loop = try EventLoop()
             serverKey = MemberKey([UInt8](Data(base64Encoded: party.serverPublicKey)!))!
             let key = MemberKey(member.publicKey)!

@@ -42,6 +42,29 @@ import Time
         #expect(scheduler.statistics.staleTimers == 2, "the pending tick and the giveUp timer were dropped unfired")
     }
 
+    /// A removed machine's slot goes to the next one added, under a new generation: the tables stay
+    /// as large as the most machines alive at once, and nothing of the old machine reaches the new.
+    @Test func removedSlotsAreReusedAndTheOldIDNamesNothing() {
+        let (scheduler, clock, executor) = make()
+        let old = scheduler.add(name: "old", context: .init(wait: .seconds(1)))
+        scheduler.post(.poke, to: old, after: .milliseconds(500))
+        scheduler.remove(old)
+        let new = scheduler.add(name: "new", context: .init(wait: .seconds(5)))
+        #expect(new.index == old.index && new != old)
+        #expect(scheduler.machine(old) == nil && scheduler.machine(new) != nil)
+        scheduler.post(.start, to: old)
+        scheduler.updateContext(of: old) { $0.wait = .zero }
+        scheduler.runVirtual(clock, until: 4_999_000_000)
+        #expect(scheduler.machine(new)?.state == .off, "the old machine's start timer (1 s) and posts did not reach it")
+        #expect(executor.executed.isEmpty, "the old machine's poke at 0.5 s was dropped")
+        for round in 0..<1_000 {
+            let id = scheduler.add(name: "member \(round)", context: .init())
+            scheduler.remove(id)
+        }
+        #expect(scheduler.machines.count == 2 && scheduler.names.count == 2 && scheduler.enteredAt.count == 2,
+                "a thousand joins and leaves reused one slot")
+    }
+
     @Test func computedDelaysReadTheContextOnEntry() {
         let (scheduler, clock, _) = make()
         let id = scheduler.add(name: "a", context: .init(wait: .seconds(7)))

@@ -27,6 +27,7 @@ import Net
 import Output
 import Rendezvous
 import Time
+import STUN
 
 enum Fuzz {
     static let me = 0
@@ -203,7 +204,7 @@ final class Run {
     }
 
     func record(_ reader: inout FuzzReader, key: MemberKey, certificate: [UInt8]) -> MemberRecord {
-        MemberRecord(key: key, nat: NATKind(rawValue: reader.u8() % 6)!, candidates: candidates(&reader), certificate: certificate)
+        MemberRecord(key: key, nat: NATType(wireValue: reader.u8() % 6)!, candidates: candidates(&reader), certificate: certificate)
     }
 
     func candidates(_ reader: inout FuzzReader) -> [Candidate] {
@@ -327,7 +328,7 @@ final class Run {
             round()
         default:
             switch reader.u8() % 4 {
-            case 0: client.update(nat: NATKind(rawValue: reader.u8() % 6)!, candidates: candidates(&reader))
+            case 0: client.update(nat: NATType(wireValue: reader.u8() % 6)!, candidates: candidates(&reader))
             case 1: client.requestPunch(with: memberKey(&reader))
             case 2: client.requestRelay(with: memberKey(&reader))
             default: client.stop()

@@ -20,6 +20,7 @@ import EventLoop
 import FuzzSupport
 import Net
 import Rendezvous
+import Time
 
 enum Fuzz {
     static let relayKey = Keys.relayKey(secret: Array("fuzzing relay".utf8))
@@ -63,7 +64,7 @@ final class Run {
 
     init() throws {
         loop = try EventLoop()
-        client = try RelayClient(loop: loop)
+        client = try RelayClient(loop: loop, clock: SystemClock())
         try loop.register(Fuzz.wake) { [unowned loop] in loop.stop() }
         drain()
     }

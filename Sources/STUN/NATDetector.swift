@@ -1,47 +1,51 @@
 import CLinux
 import EventLoop
 import Net
-import Rendezvous
-import STUN
-import StateChart
 import Time
 
-/// NAT behaviour discovery (RFC 5780) on the WireGuard port, driven by the agent's event loop: the
-/// pure `Discovery` machine, its datagrams sent from the port socket, its answers handed over by
-/// the agent (STUN arrives on the same port as punches), its retransmission timers here.
-final class NATDetector: TimerSource {
+/// NAT behaviour discovery (RFC 5780) on an event loop: the pure `Discovery` machine, its
+/// datagrams sent from a port socket, its answers handed over by the owner of the socket (on the
+/// agent's WireGuard port STUN arrives beside punches), its retransmission timers here.
+/// `DiscoveryRunner` runs it on a loop of its own for `lanrage netcheck`.
+public final class NATDetector: TimerSource {
     private let socket: any PortSocket
     private let clock: any TimeSource
     private var discovery: Discovery?
     private var timers: [TransactionID: Duration] = [:]
+    private let policy: RetransmissionPolicy
     private let finished: (Result<NATReport, DiscoveryFailure>) -> Void
     /// Called once per run with the public endpoint of the first binding answer (before `finished`).
-    var mapped: ((Endpoint) -> Void)?
+    public var mapped: ((Endpoint) -> Void)?
     private var mappedReported = false
     /// When the last run started (monotonic), to space reruns out.
-    private(set) var startedAt: Nanoseconds?
+    public private(set) var startedAt: Nanoseconds?
 
-    /// Four sends over one second: a filtering test that gets no answer (the NAT filtered it) decides
-    /// in 1 s instead of netcheck's 2.3 s; punches wait for this result.
-    static let policy = RetransmissionPolicy(initialRTO: .milliseconds(100), maxRTO: .milliseconds(400), attempts: 4,
-                                             finalWait: .milliseconds(300))
+    /// The agent's: four sends over one second, so a filtering test that gets no answer (the NAT
+    /// filtered it) decides in 1 s instead of netcheck's 2.3 s; punches wait for this result.
+    public static let agentPolicy = RetransmissionPolicy(initialRTO: .milliseconds(100), maxRTO: .milliseconds(400), attempts: 4,
+                                                         finalWait: .milliseconds(300))
 
-    init(socket: any PortSocket, clock: any TimeSource, finished: @escaping (Result<NATReport, DiscoveryFailure>) -> Void) {
+    /// A detector sending from `socket`; `finished` gets each run's report or the reason there is none.
+    public init(socket: any PortSocket, clock: any TimeSource, policy: RetransmissionPolicy = NATDetector.agentPolicy,
+                finished: @escaping (Result<NATReport, DiscoveryFailure>) -> Void) {
         self.socket = socket
         self.clock = clock
+        self.policy = policy
         self.finished = finished
     }
 
-    var isRunning: Bool { discovery != nil }
+    /// Whether a run is under way.
+    public var isRunning: Bool { discovery != nil }
 
-    /// Starts a run against `servers` unless one is under way.
-    func start(servers: [Endpoint]) {
+    /// Starts a run against `servers` unless one is under way. `localAddresses` (this host's own,
+    /// read when not given) tell an open NAT: the public address is one of them.
+    public func start(servers: [Endpoint], localAddresses: [IPAddress]? = nil) {
         guard discovery == nil, let first = servers.first else { return }
         let wildcard: IPAddress = first.address.family == AF_INET6
             ? .v6(IPv6Address(bytes: [UInt8](repeating: 0, count: 16))!) : .v4(IPv4Address(0))
-        let local = (try? LocalAddresses.all()) ?? []
+        let local = localAddresses ?? (try? LocalAddresses.all()) ?? []
         var machine = Discovery(servers: servers, localEndpoint: Endpoint(wildcard, socket.port), localAddresses: local,
-                                policy: Self.policy)
+                                policy: policy)
         let now = Duration.nanoseconds(clock.now)
         startedAt = clock.now
         mappedReported = false
@@ -51,7 +55,7 @@ final class NATDetector: TimerSource {
     }
 
     /// A STUN datagram that arrived on the port.
-    func received(_ datagram: PortDatagram) {
+    public func received(_ datagram: PortDatagram) {
         guard var machine = discovery else { return }
         let now = Duration.nanoseconds(clock.now)
         let actions: [Discovery.Action]
@@ -68,10 +72,10 @@ final class NATDetector: TimerSource {
         perform(actions)
     }
 
-    var nextDeadline: Nanoseconds? { timers.values.min()?.nanoseconds }
+    public var nextDeadline: Nanoseconds? { timers.values.min()?.nanoseconds }
 
     @discardableResult
-    func fireDueTimers() -> Int {
+    public func fireDueTimers() -> Int {
         let now = Duration.nanoseconds(clock.now)
         let due = timers.filter { $0.value <= now }.map { $0.key }
         for id in due where timers.removeValue(forKey: id) != nil {
@@ -99,32 +103,6 @@ final class NATDetector: TimerSource {
                 finished(result)
                 return
             }
-        }
-    }
-}
-
-extension NATKind {
-    /// The wire form of a discovered NAT type.
-    init(_ type: NATType) {
-        switch type {
-        case .open: self = .open
-        case .fullCone: self = .fullCone
-        case .restrictedCone: self = .restrictedCone
-        case .portRestrictedCone: self = .portRestrictedCone
-        case .symmetric: self = .symmetric
-        case .unknown: self = .unknown
-        }
-    }
-
-    /// The NAT type a member announced.
-    var natType: NATType {
-        switch self {
-        case .open: .open
-        case .fullCone: .fullCone
-        case .restrictedCone: .restrictedCone
-        case .portRestrictedCone: .portRestrictedCone
-        case .symmetric: .symmetric
-        case .unknown: .unknown
         }
     }
 }
