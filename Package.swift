@@ -43,7 +43,7 @@ let package = Package(
         .target(name: "Net", dependencies: ["CLinux", "Time"], swiftSettings: optimizeForSize),
         .target(name: "WireGuard", dependencies: ["CSodium", "CNetlink", "CLinux", "Net", "Time"], swiftSettings: optimizeForSize),
         .target(name: "StateChart", dependencies: ["Output", "Time"], swiftSettings: optimizeForSize),
-        .target(name: "Peer", dependencies: ["StateChart", "Time"], swiftSettings: optimizeForSize),
+        .target(name: "Peer", dependencies: ["StateChart", "Net", "STUN", "Punch", "Rendezvous", "Time"], swiftSettings: optimizeForSize),
         .target(name: "Punch", dependencies: ["Net", "CLinux", "CSodium", "STUN", "Time"], swiftSettings: optimizeForSize),
         .target(name: "Rendezvous", dependencies: ["CSodium", "Net", "STUN", "Time"], swiftSettings: optimizeForSize),
         .target(name: "Relay", dependencies: ["Rendezvous", "Net", "EventLoop", "Output", "Time"],
@@ -136,7 +136,7 @@ let package = Package(
         .testTarget(name: "StateChartTests", dependencies: ["Time", "StateChart"]),
         // What the chart and scheduler tests share: an executor that records actions.
         .target(name: "ChartTestSupport", dependencies: ["Time", "EventLoop", "StateChart"], path: "Tests/ChartTestSupport"),
-        .testTarget(name: "PeerTests", dependencies: ["Time", "Peer", "StateChart", "EventLoop", "ChartTestSupport"]),
+        .testTarget(name: "PeerTests", dependencies: ["Time", "Peer", "StateChart", "EventLoop", "ChartTestSupport", "Net", "STUN", "Rendezvous"]),
         .testTarget(name: "EventLoopTests", dependencies: ["Time", "EventLoop", "StateChart", "CLinux", "Net", "ChartTestSupport"]),
         .testTarget(name: "lanrageTests", dependencies: ["Time", "lanrage"]),
         .testTarget(name: "PunchTests", dependencies: ["Time", "Punch", "Net", "CLinux", "STUN", "LabSupport"]),

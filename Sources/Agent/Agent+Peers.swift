@@ -24,6 +24,11 @@ extension Agent {
             startPunch(id)
         case .sendPunch:
             driver.burst(id)
+        case .endPunch:
+            closeFan(id)
+        case .rediscoverNAT:
+            // At most every 30 s.
+            if let started = detector.startedAt, clock.now - started > Duration.seconds(30).nanoseconds { detector.start(servers: configuration.stun) }
         case .setDirectEndpoint:
             // The punch's pinned address — it answered this side's own nonce — through a fan port: forwarded.
             if let pinned = driver.pinned(id), let socket = driver.pinnedFanSocket(id) {
@@ -33,22 +38,16 @@ extension Agent {
             }
         case .allocateRelay:
             // Nothing the old path did counts for the new one.
-            links[id]?.endpoint = nil
-            links[id]?.endpointSetAt = clock.wallMilliseconds
-            if scheduler.machine(id)?.state == .relaying, link.relay != nil, link.earlyRelay {
-                // The early relay granted while detecting or punching carries on.
-                links[id]?.earlyRelay = false
-                scheduler.post(.relayReady, to: id)
-                return
+            links[id]?.connection.path = nil
+            guard let state = scheduler.machine(id)?.state else { return }
+            let allocation = links[id]!.connection.relayUse.allocate(in: state, enabled: configuration.relaysEnabled,
+                                                          localKeyIsSmaller: memberKey < link.record.key,
+                                                          earlyPaused: clock.now < earlyRelaysPausedUntil)
+            switch allocation {
+            case .reuse: scheduler.post(.relayReady, to: id)
+            case .request: control.requestRelay(with: link.record.key)
+            case .none: break
             }
-            links[id]?.relay = nil
-            links[id]?.earlyRelay = false
-            links[id]?.offers = []
-            // The control server sends the offers to both members: for the early relay the member with
-            // the smaller key asks alone; in Relaying both ask (one may have lost the other's request).
-            let early = scheduler.machine(id)?.state != .relaying
-            guard configuration.relaysEnabled, !early || (memberKey < link.record.key && clock.now >= earlyRelaysPausedUntil) else { return }
-            control.requestRelay(with: link.record.key)
         case .setRelayEndpoint:
             if let grant = link.relay {
                 // The latch goes first: the relay forwards nothing from this side's WireGuard port before it
@@ -67,11 +66,10 @@ extension Agent {
         case .releaseRelay:
             // Given back, not just forgotten: a relay still forwarding could carry a late packet that
             // takes WireGuard back to it.
-            if let grant = link.relay {
+            if let grant = links[id]!.connection.relayUse.release() {
                 relays.release(grant)
                 logger.info("relay released", metadata: ["peer": "\(link.record.key)", "relay": "\(grant.service)"])
             }
-            links[id]?.relay = nil
         case .enableKeepalive:
             // From 0 to the interval: WireGuard sends a keepalive (or a handshake) on the new path at once.
             // The member with the smaller key goes first: two handshake initiations crossing each other
@@ -85,7 +83,7 @@ extension Agent {
             }
         case .readHandshake:
             // Relayed, each read latches again: the relay follows a NAT rebinding only on a latch.
-            if let grant = link.relay, link.endpoint == grant.endpoint { _ = try? port.send(relays.latch(grant), to: grant.endpoint) }
+            if let grant = link.relay, link.path?.endpoint == grant.endpoint { _ = try? port.send(relays.latch(grant), to: grant.endpoint) }
             readWireGuard(id)
         case .removePeer:
             configurePeer(PeerChange(publicKey: link.publicKey, remove: true))
@@ -98,56 +96,48 @@ extension Agent {
 
     // MARK: Detecting and punching
 
-    /// Detecting: a pair of symmetric NATs goes to the relay at once; any other pair punches at the
-    /// instant the control server announces (the member with the smaller key asks for it). Only when
-    /// the peer is symmetric does the agent wait for its own NAT type (detection decides in about 1 s;
-    /// the early relay carries traffic meanwhile). A pair of open or full-cone NATs needs no
-    /// coordinated instant: both punch at once, and each goes Direct on the ACK of its own PUNCH
-    /// (a peer's claimed endpoint is used only once it answered).
+    /// Detecting: what `PunchCoordination.detect` decides, carried out.
     func decideDirect(_ id: MachineID) {
-        guard scheduler.machine(id)?.state == .detecting, let link = links[id] else { return }
-        guard !(natType == .unknown && detector.isRunning && link.record.nat == .symmetric) else { return }
-        // Punches go to the public endpoints of both WireGuard ports: wait until each side's first STUN
-        // answer is known to the party (the chart's detection timeout punches anyway).
-        guard reflexive != nil || !detector.isRunning, link.record.candidates.contains(where: { $0.kind == .reflexive }) else { return }
-        let plan = DirectPathPlan(local: natType, remote: link.record.nat)
-        guard plan.directPossible else {
+        guard let link = links[id], let state = scheduler.machine(id)?.state else { return }
+        let facts = PunchCoordination.Facts(localNAT: natType, detecting: detector.isRunning, reflexiveKnown: reflexive != nil,
+                                            peerNAT: link.record.nat, peerReflexiveKnown: link.reachable != nil,
+                                            localKeyIsSmaller: memberKey < link.record.key)
+        let decision = links[id]!.connection.detect(facts, in: state, now: clock.now)
+        switch decision {
+        case .wait:
+            return
+        case .relay:
             scheduler.updateContext(of: id) { $0.directPossible = false }
             scheduler.post(.natKnown, to: id)
             return
+        default:
+            scheduler.updateContext(of: id) { $0.directPossible = true }
         }
-        scheduler.updateContext(of: id) { $0.directPossible = true }
-        if Self.admitsAnyone(natType), Self.admitsAnyone(link.record.nat), link.reachable != nil {
+        switch decision {
+        case .punchNow:
             scheduler.updateContext(of: id) { $0.bothReachable = true }
             scheduler.post(.natKnown, to: id)
-        } else if let coordinated = link.coordinated, coordinated.at >= clock.now - 1_000_000_000 {
-            scheduler.post(.natKnown, to: id, after: .nanoseconds(max(0, coordinated.at - clock.now)))
-        } else if memberKey < link.record.key, !link.punchRequested {
-            links[id]?.punchRequested = true
+        case .punchAfter(let delay):
+            scheduler.post(.natKnown, to: id, after: delay)
+        case .requestPunch:
             logger.debug("punch requested", metadata: ["peer": "\(link.record.key)"])
             control.requestPunch(with: link.record.key)
+        default:
+            break
         }
     }
 
-    /// Punching entered: a round's first attempt starts a session — the announced one when its
-    /// instant is now, else a fresh one while asking the control server to bring the peer in.
+    /// Punching entered: a round's first attempt starts a session (`PunchCoordination.start`); later
+    /// attempts of port-restricted ↔ symmetric spray fresh guesses at the symmetric side's fan.
     func startPunch(_ id: MachineID) {
-        guard let link = links[id], let machine = scheduler.machine(id) else { return }
-        if machine.context.punchBursts <= 1 {
-            links[id]?.punchRequested = false
-            if let coordinated = link.coordinated, abs(coordinated.at - clock.now) < 2_000_000_000 {
-                begin(id, session: coordinated.session, coordinated: true)
-            } else if machine.context.bothReachable {
-                // No filter to open on either side: no instant to agree on, the PUNCHes cross at once.
-                begin(id, session: Crypto.randomUInt64(), coordinated: false)
-            } else {
-                begin(id, session: Crypto.randomUInt64(), coordinated: false)
-                control.requestPunch(with: link.record.key)
-            }
-            links[id]?.coordinated = nil
+        guard links[id] != nil, let context = scheduler.machine(id)?.context else { return }
+        let attempt = links[id]!.connection.attempt(context.punchBursts, bothReachable: context.bothReachable, now: clock.now,
+                                                    fresh: Crypto.randomUInt64())
+        if let start = attempt.start {
+            begin(id, session: start.session, coordinated: start.coordinated)
+            if start.requestPunch { control.requestPunch(with: links[id]!.record.key) }
         }
-        // Port-restricted ↔ symmetric: every attempt sprays fresh guesses at the symmetric side's fan.
-        if machine.context.punchBursts > 1 { guessPorts(id) }
+        if attempt.guessAgain { guessPorts(id) }
         driver.burst(id)
     }
 
@@ -156,8 +146,6 @@ extension Agent {
     /// punches from a fan of extra ports (see `Agent+PortFan`).
     private func begin(_ id: MachineID, session: UInt64, coordinated: Bool) {
         guard let link = links[id] else { return }
-        links[id]?.session = session
-        links[id]?.sessionCoordinated = coordinated
         let learned = driver.learned(id)
         logger.debug("punch session", metadata: ["peer": "\(link.record.key)", "session": "\(session)", "coordinated": "\(coordinated)",
                                                  "candidates": "\(link.candidates.count)", "learned": "\(learned.count)"])
@@ -174,9 +162,9 @@ extension Agent {
     /// once (a responder's handshake completes within a round trip of its initiation, well inside the
     /// lag). With a handshake, an endpoint held back (see `pointWireGuard`) is set now.
     private func takeTurn(_ id: MachineID) {
-        guard let link = links[id], let endpoint = link.endpoint else { return }
-        let deferred = link.endpointDeferred
-        links[id]?.endpointDeferred = false
+        guard let link = links[id], let path = link.path else { return }
+        let endpoint = path.endpoint, deferred = path.deferred
+        links[id]?.connection.path?.release()
         device = nil
         guard let peer = readDevice()?.peer(link.publicKey) else { return }
         if peer.lastHandshake == nil {
@@ -204,19 +192,16 @@ extension Agent {
     /// smaller key, 4 and 8 for the larger: two initiations crossing would leave both sides waiting as
     /// responders, so the sides ask at different times unless they went Direct 2 s apart.
     private func askForHandshake(_ id: MachineID) {
-        guard let link = links[id], let endpoint = link.endpoint, !link.endpointDeferred else { return }
+        guard let link = links[id], let path = link.path, !path.deferred else { return }
         let second = (clock.now - link.stateSince) / 1_000_000_000
-        guard (memberKey < link.record.key ? [2, 6] : [4, 8]).contains(second) else { return }
+        guard PathProbe.asksHandshake(atSecond: second, localKeyIsSmaller: memberKey < link.record.key) else { return }
         logger.debug("direct path not confirmed: handshake asked", metadata: ["peer": "\(link.record.key)", "second": "\(second)"])
-        setEndpoint(link, endpoint, afresh: true)
+        setEndpoint(link, path.endpoint, afresh: true)
         kick(link.publicKey)
         // A new WireGuard peer counts from 0.
-        links[id]?.receivedAtSet = 0
+        links[id]?.connection.path?.restart(at: path.setAt, received: 0)
         device = nil
     }
-
-    /// Open and full-cone NATs let in datagrams from anyone to the public endpoint.
-    static func admitsAnyone(_ nat: NATType) -> Bool { nat == .open || nat == .fullCone }
 
     /// How long early relays are not asked for after a relay refused one.
     static let earlyRelayPause: Duration = .seconds(30)
@@ -227,34 +212,22 @@ extension Agent {
 
     /// The control server announced a coordinated punch with `record`'s member at `startMillis`.
     func punchAnnounced(_ record: MemberRecord, startMillis: UInt64) {
-        guard let id = upsert(record) else { return }
-        // The start is the server's wall clock, at most 5 s ahead (a start further off, or past, is now).
-        let now = UInt64(max(0, clock.wallMilliseconds))
-        let wait = Int64(startMillis > now ? min(5_000, startMillis - now) : 0)
-        let at = clock.now + wait * 1_000_000
-        links[id]?.coordinated = (startMillis, at)
-        logger.debug("punch announced", metadata: ["peer": "\(record.key)", "in_ms": "\(wait)",
-                                                   "state": "\(scheduler.machine(id).map { "\($0.state)" } ?? "?")"])
-        switch scheduler.machine(id)?.state {
-        case .detecting:
-            decideDirect(id)
-        case .punching where driver.pinned(id) == nil && links[id]?.isReplaced(byPunchAt: startMillis) == true:
-            // Join the announced punch at its instant, with a whole burst: the attempt's own ticks
-            // may all have gone (a single PUNCH per candidate lost under loss was the whole round).
-            links[id]?.coordinated = nil
-            begin(id, session: startMillis, coordinated: true)
-            for packet in 0..<configuration.timings.punchPackets {
-                scheduler.post(.punchTick, to: id, after: .milliseconds(wait) + configuration.timings.punchInterval * packet)
-            }
-        case .keepalive:
-            // The peer lost its path (or upgrades from a relay): punch with it.
-            scheduler.post(.endpointChanged, to: id, after: .milliseconds(wait))
-        case .relaying where links[id]?.relay == nil:
-            // Waiting for a relay that has not come: the peer punches now, so punch with it (the
-            // relay timeout's edge, taken early).
-            scheduler.post(.relayTimeout, to: id, after: .milliseconds(wait))
-        default:
+        guard let id = upsert(record), let state = scheduler.machine(id)?.state else { return }
+        let joining = links[id]!.connection.coordination.announce(startMillis: startMillis, state: state, pinned: driver.pinned(id) != nil,
+                                                       hasRelay: links[id]!.relay != nil, wall: clock.wallMilliseconds, now: clock.now)
+        logger.debug("punch announced", metadata: ["peer": "\(record.key)", "state": "\(state)", "session": "\(startMillis)"])
+        switch joining {
+        case .none:
             break
+        case .detect:
+            decideDirect(id)
+        case .join(let session, let wait):
+            begin(id, session: session, coordinated: true)
+            for packet in 0..<configuration.timings.punchPackets {
+                scheduler.post(.punchTick, to: id, after: wait + configuration.timings.punchInterval * packet)
+            }
+        case .fire(let event, let wait):
+            scheduler.post(event, to: id, after: wait)
         }
     }
 
@@ -264,28 +237,20 @@ extension Agent {
     func pointWireGuard(_ id: MachineID, at endpoint: Endpoint) {
         guard let link = links[id] else { return }
         if let forwarder = link.forwarder, forwarder.inside.local != endpoint { stopForwarding(id) }
-        // WireGuard may have roamed there on its own (not pointed there by the agent): an authenticated
-        // packet came from the endpoint before this side pinned it (the peer pinned first). Then the
-        // path is proven already, and data received before the change counts.
+        // WireGuard may have roamed there on its own (an authenticated packet came from the endpoint
+        // before this side pinned it: the peer pinned first); then the path is proven already.
         device = nil
-        let current = readDevice()?.peer(link.publicKey)
-        let roamed = link.endpoint != endpoint && current?.endpoint == endpoint
-        // A peer that never had an endpoint nor a handshake: the member with the larger key leaves
-        // WireGuard without one until its turn (`enableKeepalive`, 300 ms later). The smaller key's
-        // initiation comes first and is answered without an endpoint of this side's own, while this
-        // side's traffic cannot start a second initiation that would cross it (both sides would wait
-        // as responders). The smaller key's side adds the peer afresh: a packet routed to it before may
-        // have made WireGuard start a handshake that could not leave, and hold back every handshake
-        // toward the peer for 5 s (REKEY_TIMEOUT). It has no session to lose.
-        let fresh = current.map { $0.endpoint == nil && $0.lastHandshake == nil } ?? false
-        links[id]?.endpointDeferred = fresh && memberKey > link.record.key
-        if links[id]?.endpointDeferred != true { setEndpoint(link, endpoint, afresh: fresh) }
+        let before = readDevice()?.peer(link.publicKey).map(Self.reading)
+        // A fresh peer: the member with the larger key leaves WireGuard without an endpoint until its
+        // turn (`enableKeepalive`, 300 ms later). The smaller key's side adds the peer afresh: a packet
+        // routed to it before may have made WireGuard start a handshake that could not leave, and hold
+        // back every handshake toward the peer for 5 s (REKEY_TIMEOUT). It has no session to lose.
+        let fresh = PathProbe.isFresh(before)
+        let deferred = PathProbe.holdsBack(fresh: fresh, localKeyIsSmaller: memberKey < link.record.key)
+        if !deferred { setEndpoint(link, endpoint, afresh: fresh) }
         device = nil
-        links[id]?.endpoint = endpoint
-        links[id]?.endpointSetAt = clock.wallMilliseconds
-        // The counter as read before the change: the peer, turning to this path at the same moment,
-        // may have sent its one packet on it already (a peer added afresh counts from 0).
-        links[id]?.receivedAtSet = roamed || fresh ? 0 : current?.rxBytes ?? 0
+        links[id]?.connection.path = PathProbe.chosen(endpoint, at: clock.wallMilliseconds, before: before, previous: link.path?.endpoint,
+                                           deferred: deferred)
         reinstallRoutes([id])
     }
 
@@ -382,7 +347,7 @@ extension Agent {
         var underlay = [configuration.control.address] + configuration.stun.map { $0.address } + configuration.preferredRelays.map { $0.address }
             + relayAddresses
         for (other, link) in links {
-            underlay += Self.publicEndpoints(link.record).map { $0.address }
+            underlay += PeerConnection.publicEndpoints(link.record).map { $0.address }
             if other != id { held += link.allowedIPs.map { ("\(link.record.key)", $0) } }
         }
         return RoutePolicy(interfaceName: configuration.interfaceName, ownAddresses: configuration.addresses, kernelRoutes: kernel,
@@ -398,13 +363,9 @@ extension Agent {
     /// Liveness from WireGuard itself: the last handshake, and whether the receive counter grew.
     func readWireGuard(_ id: MachineID) {
         guard let key = links[id]?.publicKey, let machine = scheduler.machine(id) else { return }
-        // A working tunnel's tick tolerates a read 2 s old (silence counts in tens of seconds); a path
-        // waiting for confirmation wants a fresh one.
-        let maxAge: Duration = machine.state == .keepalive ? .seconds(2) : .milliseconds(200)
-        let peer = readDevice(maxAge: maxAge)?.peer(key)
-        if let peer, machine.state == .direct || machine.state == .keepalive && machine.context.path == .direct {
-            keepDirect(id, peer)
-        }
+        let plan = PeerConnection.readPlan(in: machine.state, path: machine.context.path)
+        let peer = readDevice(maxAge: plan.maxAge)?.peer(key)
+        if let peer, plan.keepsDirect { keepDirect(id, peer, working: plan.working) }
         guard let link = links[id] else { return }
         let now = clock.now
         links[id]?.wireGuard = peer
@@ -412,26 +373,13 @@ extension Agent {
             links[id]?.received = peer.rxBytes
             links[id]?.receivedChangedAt = now
         }
-        let wallSeconds = clock.wallMilliseconds / 1000
-        let handshakeAge = peer?.lastHandshake.map { Duration.seconds(max(0, wallSeconds - $0.seconds)) }
-        // A handshake since the path was set confirms it; so does what WireGuard received from the path
-        // since (its endpoint follows the last authenticated packet): data while a session exists (one
-        // moved to a new path does not handshake again for up to two minutes), or, with no session yet,
-        // the peer's initiation — this side answered it, and its handshake completes only with the
-        // peer's first packet, which may be lost while the initiator, complete, sends nothing for 25 s.
-        // Only what came over the chosen path counts: WireGuard's endpoint is the source of the latest
-        // packet it authenticated, so a handshake made through the relay after the switch leaves it there.
-        var confirmed = false
-        if let peer, peer.endpoint == link.endpoint {
-            let receivedHere = peer.rxBytes > link.receivedAtSet
-            if let handshake = peer.lastHandshake {
-                confirmed = handshake.seconds * 1000 + handshake.nanoseconds / 1_000_000 >= link.endpointSetAt
-                    || receivedHere && handshakeAge! < configuration.timings.staleHandshake
-            } else {
-                confirmed = receivedHere
-            }
-        }
-        if !confirmed, scheduler.machine(id)?.state == .direct { askForHandshake(id) }
+        let wall = clock.wallMilliseconds
+        let reading = peer.map(Self.reading)
+        let handshakeAge = reading?.lastHandshake.map { PathProbe.handshakeAge($0, wall: wall) }
+        let confirmed = reading.flatMap { reading in
+            link.path?.confirmed(by: reading, wall: wall, stale: configuration.timings.staleHandshake)
+        } ?? false
+        if !confirmed, plan.asksHandshake { askForHandshake(id) }
         let silence = Duration.nanoseconds(now - (links[id]?.receivedChangedAt ?? now))
         scheduler.updateContext(of: id) {
             $0.handshakeAge = handshakeAge
@@ -446,19 +394,26 @@ extension Agent {
     /// WireGuard back to the relay, and each side, receiving from the relay, keeps sending to it. Such
     /// an endpoint is set back to the direct one at once (what came before counts for nothing); any
     /// other move is the peer's own (a NAT rebinding), and the path follows it.
-    private func keepDirect(_ id: MachineID, _ peer: WireGuard.Peer) {
-        guard let link = links[id], let chosen = link.endpoint, !link.endpointDeferred, link.forwarder == nil,
-              let current = peer.endpoint, current != chosen else { return }
-        guard isRelay(current, of: link) else {
-            if scheduler.machine(id)?.state == .keepalive { links[id]?.endpoint = current }
-            return
+    private func keepDirect(_ id: MachineID, _ peer: WireGuard.Peer, working: Bool) {
+        guard let link = links[id], let path = link.path, link.forwarder == nil else { return }
+        switch path.drift(Self.reading(peer), isRelay: { self.isRelay($0, of: link) }, working: working) {
+        case .none:
+            break
+        case .follow(let endpoint):
+            links[id]?.connection.path?.follow(endpoint)
+        case .setBack:
+            logger.notice("WireGuard roamed to the relay: direct endpoint set again", metadata: [
+                "peer": "\(link.record.key)", "relay": "\(peer.endpoint.map { "\($0)" } ?? "?")", "endpoint": "\(path.endpoint)"])
+            configurePeer(PeerChange(publicKey: link.publicKey, updateOnly: true, endpoint: path.endpoint))
+            device = nil
+            links[id]?.connection.path?.restart(at: clock.wallMilliseconds, received: peer.rxBytes)
         }
-        logger.notice("WireGuard roamed to the relay: direct endpoint set again",
-                      metadata: ["peer": "\(link.record.key)", "relay": "\(current)", "endpoint": "\(chosen)"])
-        configurePeer(PeerChange(publicKey: link.publicKey, updateOnly: true, endpoint: chosen))
-        device = nil
-        links[id]?.endpointSetAt = clock.wallMilliseconds
-        links[id]?.receivedAtSet = peer.rxBytes
+    }
+
+    /// What the connection's decisions need of a WireGuard peer as read.
+    static func reading(_ peer: WireGuard.Peer) -> WireGuardReading {
+        WireGuardReading(endpoint: peer.endpoint, lastHandshake: peer.lastHandshake.map { $0.seconds * 1000 + $0.nanoseconds / 1_000_000 },
+                         received: peer.rxBytes)
     }
 
     /// Whether `endpoint` is at a relay: the pair's own allocation, or any relay the control server offered.
@@ -482,21 +437,11 @@ extension Agent {
         guard record.key != memberKey else { return nil }
         if let id = machines[record.key], let old = links[id]?.record {
             links[id]?.record = record
-            let state = scheduler.machine(id)?.state
             if old.addresses != record.addresses { reinstallRoutes([id] + peersRefused(besides: id)) }
-            switch state {
-            case .discovering where !record.candidates.isEmpty:
-                scheduler.post(.candidatesKnown, to: id)
-            case .detecting where old.nat != record.nat || old.candidates != record.candidates:
-                decideDirect(id)
-            case .punching where old.nat != record.nat:
-                guessPorts(id)
-                driver.burst(id)
-            case .keepalive where Self.publicEndpoints(old) != Self.publicEndpoints(record):
-                logger.info("peer's public endpoint changed", metadata: ["peer": "\(record.key)"])
-                scheduler.post(.endpointChanged, to: id)
-            default:
-                break
+            if let state = scheduler.machine(id)?.state {
+                let reaction = PeerConnection.recordChanged(from: old, to: record, in: state)
+                if reaction == .fire(.endpointChanged) { logger.info("peer's public endpoint changed", metadata: ["peer": "\(record.key)"]) }
+                react(reaction, for: id)
             }
             return id
         }
@@ -518,48 +463,59 @@ extension Agent {
         return id
     }
 
-    static func publicEndpoints(_ record: MemberRecord) -> Set<Endpoint> {
-        Set(record.candidates.filter { $0.kind != .local }.map { $0.endpoint })
+    /// Carries out what the connection decided on a change around it.
+    func react(_ reaction: PeerConnection.Reaction, for id: MachineID) {
+        switch reaction {
+        case .none:
+            break
+        case .fire(let event):
+            scheduler.post(event, to: id)
+        case .decide:
+            decideDirect(id)
+        case .punchAgain:
+            guessPorts(id)
+            driver.burst(id)
+        }
     }
 
     // MARK: Relays
 
-    /// The control server's relay offers for the pair: preferred relays first, then its order (by load).
-    /// The states that ask for a relay: Relaying, and Detecting and Punching for the early relay.
-    static let relayStates: Set<PeerState> = [.detecting, .punching, .relaying]
     /// The relay addresses remembered (the control server offers at most eight at a time).
     static let relayAddressLimit = 16
 
+    /// The control server's relay offers for the pair: remembered as relays, and tried as
+    /// `RelayUse.offered` orders them.
     func relaysOffered(_ key: MemberKey, _ offers: [RelayOffer]) {
         for offer in offers where !relayAddresses.contains(offer.service.address) {
             if relayAddresses.count == Self.relayAddressLimit { relayAddresses.removeFirst() }
             relayAddresses.append(offer.service.address)
         }
-        guard let id = machines[key], let state = scheduler.machine(id)?.state, Self.relayStates.contains(state),
-              links[id]?.relay == nil else { return }
-        let preferred = configuration.preferredRelays.compactMap { service in offers.first { $0.service == service } }
-        links[id]?.offers = preferred + offers.filter { !configuration.preferredRelays.contains($0.service) }
-        tryNextOffer(id)
+        guard let id = machines[key], let state = scheduler.machine(id)?.state else { return }
+        let next = links[id]!.connection.relayUse.offered(offers, preferred: configuration.preferredRelays, in: state)
+        tryOffer(next, for: id)
     }
 
-    private func tryNextOffer(_ id: MachineID) {
+    /// Asks the relay `next` names, and the next offer when it refuses or does not answer.
+    private func tryOffer(_ next: RelayUse.Next, for id: MachineID) {
         guard let link = links[id] else { return }
-        guard let offer = link.offers.first else {
-            scheduler.post(.relayFailed, to: id)
+        switch next {
+        case .ignore:
             return
-        }
-        links[id]?.offers.removeFirst()
-        relays.allocate(offer) { [unowned(unsafe) self] grant in
-            guard self.links[id] != nil, let state = self.scheduler.machine(id)?.state, Self.relayStates.contains(state) else { return }
-            if let grant {
-                self.links[id]?.relay = grant
-                self.links[id]?.earlyRelay = state != .relaying
-                self.logger.info("relay allocated", metadata: ["peer": "\(link.record.key)", "relay": "\(grant.service)", "endpoint": "\(grant.endpoint)"])
-                self.scheduler.post(.relayReady, to: id)
-            } else {
-                self.logger.warning("relay did not grant an allocation", metadata: ["peer": "\(link.record.key)", "relay": "\(offer.service)"])
-                self.earlyRelaysPausedUntil = self.clock.now + Self.earlyRelayPause.nanoseconds
-                self.tryNextOffer(id)
+        case .failed:
+            scheduler.post(.relayFailed, to: id)
+        case .allocate(let offer):
+            relays.allocate(offer) { [unowned(unsafe) self] grant in
+                guard self.links[id] != nil, let state = self.scheduler.machine(id)?.state else { return }
+                if let grant {
+                    guard self.links[id]!.connection.relayUse.granted(grant, in: state) else { return }
+                    self.logger.info("relay allocated", metadata: ["peer": "\(link.record.key)", "relay": "\(grant.service)", "endpoint": "\(grant.endpoint)"])
+                    self.scheduler.post(.relayReady, to: id)
+                } else {
+                    self.logger.warning("relay did not grant an allocation", metadata: ["peer": "\(link.record.key)", "relay": "\(offer.service)"])
+                    self.earlyRelaysPausedUntil = self.clock.now + Self.earlyRelayPause.nanoseconds
+                    guard RelayUse.states.contains(state) else { return }
+                    self.tryOffer(self.links[id]!.connection.relayUse.next(), for: id)
+                }
             }
         }
     }
@@ -569,17 +525,8 @@ extension Agent {
     func transitioned(_ record: TransitionRecord<PeerChart>) {
         guard !record.transition.isInternal else { return }
         links[record.machine]?.stateSince = record.time
-        switch record.transition.to {
-        case .closed:
-            if let link = links.removeValue(forKey: record.machine) { machines[link.record.key] = nil }
-            scheduler.remove(record.machine)
-        case .punching where record.transition.from == .keepalive:
-            // A lost path may mean a new public address: learn it again (at most every 30 s).
-            if let started = detector.startedAt, clock.now - started > Duration.seconds(30).nanoseconds { detector.start(servers: configuration.stun) }
-        default:
-            break
-        }
-        // The attempt is over: its fan closes (a fan port that won carries on in a forwarder).
-        if record.transition.from == .punching, record.transition.to != .punching { closeFan(record.machine) }
+        guard scheduler.machine(record.machine)?.isFinished == true else { return }
+        if let link = links.removeValue(forKey: record.machine) { machines[link.record.key] = nil }
+        scheduler.remove(record.machine)
     }
 }

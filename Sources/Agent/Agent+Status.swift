@@ -25,7 +25,7 @@ extension Agent {
             let state = scheduler.machine(link.machine)
             let address = link.record.addresses.first.map { "\($0.address)" } ?? "-"
             let peer = readDevice()?.peer(link.publicKey)
-            let endpoint = Self.endpoint(link, peer) ?? link.endpoint
+            let endpoint = Self.endpoint(link, peer) ?? link.path?.endpoint
             return "address=\(address) key=\(link.record.key) state=\(state.map { "\($0.state)" } ?? "closed") "
                 + "path=\(path(link, state?.context.path ?? .none, peer).rawValue) endpoint=\(endpoint.map { "\($0)" } ?? "-") "
                 + "relay=\(link.relay.map { "\($0.service)" } ?? "-")\n"
@@ -81,9 +81,7 @@ extension Agent {
     /// (WireGuard's session lifetime): an upgrade attempt over a relay that carries is not down.
     func healthLine() -> String {
         let statuses = peerStatuses()
-        let down = statuses.filter { status in
-            status.state != .keepalive && (status.path == .none || (handshakeAge(status.peer) ?? .max) > 180)
-        }
+        let down = statuses.filter { PeerConnection.isDown(in: $0.state, path: $0.path, handshakeAge: handshakeAge($0.peer)) }
         return "registered=\(control.state == .registered ? "yes" : "no") state=\(control.state) peers=\(statuses.count) "
             + "down=\(down.isEmpty ? "-" : down.map { "\($0.link.record.key)" }.joined(separator: ","))\n"
     }

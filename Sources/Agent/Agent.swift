@@ -333,7 +333,9 @@ public final class Agent {
         guard endpoint != reflexive else { return }
         reflexive = endpoint
         control.update(nat: natType, candidates: localCandidates() + [Candidate(.reflexive, endpoint)])
-        for (id, _) in links where scheduler.machine(id)?.state == .detecting { decideDirect(id) }
+        for id in links.keys.sorted() {
+            if let state = scheduler.machine(id)?.state { react(PeerConnection.publicEndpointLearned(in: state), for: id) }
+        }
     }
 
     func detected(_ result: Result<NATReport, DiscoveryFailure>) {
@@ -352,16 +354,8 @@ public final class Agent {
         var candidates = localCandidates()
         if let report { candidates.append(Candidate(.reflexive, report.publicEndpoint)) }
         control.update(nat: natType, candidates: candidates)
-        for (id, _) in links {
-            switch scheduler.machine(id)?.state {
-            case .detecting:
-                decideDirect(id)
-            case .punching:
-                guessPorts(id)
-                driver.burst(id)
-            default:
-                break
-            }
+        for id in links.keys.sorted() {
+            if let state = scheduler.machine(id)?.state { react(PeerConnection.natLearned(in: state), for: id) }
         }
     }
 

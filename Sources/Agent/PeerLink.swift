@@ -1,5 +1,6 @@
 import EventLoop
 import Net
+import Peer
 import Punch
 import Rendezvous
 import WireGuard
@@ -12,30 +13,8 @@ struct PeerLink {
     let publicKey: Key
     let pairKey: PairKey
     let machine: MachineID
-    /// A coordinated punch the control server announced: the session both sides use, and when
-    /// it starts (monotonic).
-    var coordinated: (session: UInt64, at: Nanoseconds)?
-    /// The session of the punch attempt under way or last made, and whether it came from the
-    /// control server's announcement (else the agent made it up, punching on its own).
-    var session: UInt64?
-    var sessionCoordinated = false
-    /// Whether this side asked the control server for a punch it has not started yet.
-    var punchRequested = false
-    var relay: RelayClient.Grant?
-    /// The relay was granted while detecting or punching (the early relay), and Relaying may reuse it.
-    var earlyRelay = false
-    /// Offers of the last relay answer not tried yet, best first.
-    var offers: [RelayOffer] = []
-    /// The endpoint WireGuard was last pointed at, and when (wall milliseconds, and the receive
-    /// counter then): a handshake or new data from it since confirms the path. Milliseconds: a
-    /// handshake through the early relay a moment before the switch, in the same second, proves
-    /// nothing about the direct path.
-    var endpoint: Endpoint?
-    /// WireGuard has not been given `endpoint` yet: the member with the larger key waits for its
-    /// turn on a peer without a handshake (see `Agent.pointWireGuard`).
-    var endpointDeferred = false
-    var endpointSetAt: Int64 = 0
-    var receivedAtSet: UInt64 = 0
+    /// The connection's protocol state and decisions (punch coordination, relay, path).
+    var connection = PeerConnection()
     /// The receive counter when last read, and when it last grew (monotonic).
     var received: UInt64 = 0
     var receivedChangedAt: Nanoseconds
@@ -62,16 +41,11 @@ struct PeerLink {
         stateSince = now
     }
 
-    /// Whether a punch the control server announced, starting at `startMillis`, replaces the session
-    /// under way. One this side made up (punching on its own, the announcement lost) always is. An
-    /// announced one is replaced by a later punch only: the server gives both sides' requests within
-    /// its join window the same punch, so a later start is a new punch the peer is in (its
-    /// announcement of ours was lost, or ours timed out first). The same punch announced again is not
-    /// restarted: that dropped the answers to the running one, and under load pairs never pinned.
-    func isReplaced(byPunchAt startMillis: UInt64) -> Bool {
-        guard sessionCoordinated, let session else { return true }
-        return startMillis > session
-    }
+    /// The relay allocation granted, if any.
+    var relay: RelayGrant? { connection.relayUse.grant }
+
+    /// The endpoint WireGuard was last pointed at, and what confirms it.
+    var path: PathProbe? { connection.path }
 
     /// Where to punch: every candidate the peer announced or the server observed, no duplicates.
     var candidates: [Endpoint] {

@@ -10,16 +10,6 @@ import Time
 /// WireGuard port: the relay forwards a side's traffic only from, and to, the source of its latest
 /// authenticated latch.
 final class RelayClient: TimerSource {
-    /// An allocation the relay granted.
-    struct Grant: Equatable {
-        /// The offer it was granted under (its token and reply key release it).
-        var offer: RelayOffer
-        /// Where WireGuard sends to reach the peer through the relay.
-        var endpoint: Endpoint
-
-        var service: Endpoint { offer.service }
-    }
-
     private struct Request {
         var offer: RelayOffer
         /// An allocation request (else a release).
@@ -49,10 +39,10 @@ final class RelayClient: TimerSource {
     }
 
     /// Requests an allocation under `offer`; `done` gets the grant, or `nil` (refused, no answer).
-    func allocate(_ offer: RelayOffer, done: @escaping (Grant?) -> Void) {
+    func allocate(_ offer: RelayOffer, done: @escaping (RelayGrant?) -> Void) {
         let granted: (RelayMessage?) -> Void = { answer in
             guard case .allocated(_, .granted, let port, _) = answer else { return done(nil) }
-            done(Grant(offer: offer, endpoint: Endpoint(offer.service.address, port)))
+            done(RelayGrant(offer: offer, endpoint: Endpoint(offer.service.address, port)))
         }
         // The relay answers a token once, to one nonce: a request with a token already under way
         // (the same offer came twice) joins that request.
@@ -74,7 +64,7 @@ final class RelayClient: TimerSource {
     /// from. Authenticated with the offer's reply key; each latch has a larger counter than the last
     /// (the wall clock in microseconds, or one more), so the relay takes none twice, and a restarted
     /// agent's latches still count up.
-    func latch(_ grant: Grant) -> [UInt8] {
+    func latch(_ grant: RelayGrant) -> [UInt8] {
         latchCounter = max(latchCounter + 1, clock.unixMillis * 1000)
         return RelayMessage.latch(port: grant.endpoint.port, counter: latchCounter).encoded(key: grant.offer.replyKey)
     }
@@ -82,7 +72,7 @@ final class RelayClient: TimerSource {
     /// Gives `grant` back: the relay frees the allocation, so nothing more crosses it (WireGuard
     /// follows the source of the latest packet it authenticates, and a relayed one arriving after
     /// the switch to a direct path would take it back to the relay). Sent until the relay answers.
-    func release(_ grant: Grant) {
+    func release(_ grant: RelayGrant) {
         let nonce = Crypto.randomUInt64()
         send(RelayMessage.release(nonce: nonce, token: grant.offer.token).encoded(key: grant.offer.replyKey), nonce: nonce,
              under: grant.offer, allocating: false) { _ in }

@@ -40,8 +40,8 @@ public enum PeerChart: ChartSpec {
             Row(.punching, on: .punchTick, stay: [.sendPunch]),
             Row(.punching, on: .punchAcked, to: .direct),
             Row(.punching, on: .punchTimeout, when: burstsLeft, to: .punching),
-            Row(.punching, on: .punchTimeout, when: relayAlive, to: .keepalive, update: { $0.upgradeFailures += 1 }),
-            Row(.punching, on: .punchTimeout, to: .relaying),
+            Row(.punching, on: .punchTimeout, when: relayAlive, to: .keepalive, do: [.endPunch], update: { $0.upgradeFailures += 1 }),
+            Row(.punching, on: .punchTimeout, to: .relaying, do: [.endPunch]),
             Row(.punching, on: .relayReady, stay: [.setRelayEndpoint, .enableKeepalive]),
             Row(.punching, on: .relayFailed, stay: []),
 
@@ -63,9 +63,9 @@ public enum PeerChart: ChartSpec {
             Row(.relaying, on: .relayTimeout, to: .punching),
 
             Row(.keepalive, on: .livenessTick, stay: [.readHandshake]),
-            Row(.keepalive, on: .wireGuardRead, when: stale, to: .punching),
-            Row(.keepalive, on: .endpointChanged, to: .punching),
-            Row(.keepalive, on: .upgradeDue, when: relayed, to: .punching),
+            Row(.keepalive, on: .wireGuardRead, when: stale, to: .punching, do: [.rediscoverNAT]),
+            Row(.keepalive, on: .endpointChanged, to: .punching, do: [.rediscoverNAT]),
+            Row(.keepalive, on: .upgradeDue, when: relayed, to: .punching, do: [.rediscoverNAT]),
             // Relayed after this side's attempt ended, the peer's PUNCHes (its upgrade, or its late
             // answer) pinned the direct path: take it now, not at the next upgrade.
             Row(.keepalive, on: .punchAcked, when: relayed, to: .direct),
@@ -79,7 +79,8 @@ public enum PeerChart: ChartSpec {
             StateInfo(.discovering, entry: [.requestCandidates]),
             StateInfo(.detecting, entry: [.detectNAT, .allocateRelay]),
             StateInfo(.punching, entry: [.startPunch], onEntry: { $0.punchBursts += 1 }),
-            StateInfo(.direct, entry: [.setDirectEndpoint, .enableKeepalive], onEntry: { $0.pathConfirmed = false }),
+            // Entered from Punching, the attempt ends once the pinned endpoint (a fan port's too) is set.
+            StateInfo(.direct, entry: [.setDirectEndpoint, .enableKeepalive, .endPunch], onEntry: { $0.pathConfirmed = false }),
             // Relaying ends a round of punch attempts: the next round (the relay timeout's) starts afresh,
             // with a new session both sides agree on through the control server.
             StateInfo(.relaying, entry: [.allocateRelay], onEntry: { $0.pathConfirmed = false; $0.path = .none; $0.punchBursts = 0 }),

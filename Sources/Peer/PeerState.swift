@@ -105,6 +105,10 @@ public enum PeerAction: Sendable, Hashable {
     case startPunch
     /// Send one authenticated LANRAGE_PUNCH to every candidate, from the WireGuard port.
     case sendPunch
+    /// The punch attempt is over: its fan ports close (a fan port that won carries on in a forwarder).
+    case endPunch
+    /// Learn this side's public endpoint and NAT type again: a lost path may mean a new public address.
+    case rediscoverNAT
     /// Point the WireGuard peer at the pinned endpoint.
     case setDirectEndpoint
     /// Ask a relay for an allocation for this pair (or reuse the one granted while detecting:
@@ -130,6 +134,8 @@ extension PeerAction: CustomStringConvertible {
         case .detectNAT: "detectNAT"
         case .startPunch: "startPunch"
         case .sendPunch: "sendPunch"
+        case .endPunch: "endPunch"
+        case .rediscoverNAT: "rediscoverNAT"
         case .setDirectEndpoint: "setDirectEndpoint"
         case .allocateRelay: "allocateRelay"
         case .setRelayEndpoint: "setRelayEndpoint"

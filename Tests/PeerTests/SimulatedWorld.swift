@@ -58,7 +58,7 @@ final class SimulatedWorld: ActionExecutor {
                 $0.pathConfirmed = up
             }
             scheduler.post(.wireGuardRead, to: id)
-        case .enableKeepalive, .releaseRelay, .removePeer:
+        case .enableKeepalive, .releaseRelay, .removePeer, .endPunch, .rediscoverNAT:
             break
         }
     }

@@ -79,6 +79,9 @@ struct PeerChartPunchLabTests {
             case .allocateRelay, .setRelayEndpoint, .releaseRelay, .removePeer:
                 // Detecting asks for the early relay (there is none in this lab); a relayed path would set its endpoint.
                 relayActions += action == .setRelayEndpoint ? 1 : 0
+            case .endPunch, .rediscoverNAT:
+                // No fan, and no NAT detection beyond the run's own in this lab.
+                break
             }
         }
 

@@ -56,7 +56,7 @@ final class Run {
     let client: RelayClient
     var requests: [UInt64: Request] = [:]
     var nonces: [UInt64] = []
-    var grants: [RelayClient.Grant] = []
+    var grants: [RelayGrant] = []
     var latchCounter: UInt64 = 0
     /// The datagram being delivered, and whether it came from the relay socket.
     var delivering: (bytes: [UInt8], from: Endpoint)?
@@ -72,7 +72,7 @@ final class Run {
     /// An allocation asked under `asked` finished: only an authentic answer for its request's nonce,
     /// from its service, finishes it. (An allocation that joined a request under way asked with an
     /// offer of the same token and service; its grant carries its own offer.)
-    func finished(_ nonce: UInt64, _ grant: RelayClient.Grant?, asked: RelayOffer) {
+    func finished(_ nonce: UInt64, _ grant: RelayGrant?, asked: RelayOffer) {
         guard let request = requests[nonce], request.allocating, request.waiting > 0 else { fail("an allocation finished twice") }
         requests[nonce]!.waiting -= 1
         guard let (bytes, from) = delivering, from == request.offer.service,
