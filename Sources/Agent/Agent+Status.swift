@@ -76,13 +76,13 @@ extension Agent {
         return .relayed
     }
 
-    /// `registered=yes|no state=STATE peers=N down=ID,…`: what `lanrage status` exits by. A peer is
+    /// `registered=yes|no state=STATE problem=KIND|- peers=N down=ID,…`: what `lanrage status` exits by. A peer is
     /// down when its machine is not in Keepalive and WireGuard has had no handshake with it for 180 s
     /// (WireGuard's session lifetime): an upgrade attempt over a relay that carries is not down.
     func healthLine() -> String {
         let statuses = peerStatuses()
         let down = statuses.filter { PeerConnection.isDown(in: $0.state, path: $0.path, handshakeAge: handshakeAge($0.peer)) }
-        return "registered=\(control.state == .registered ? "yes" : "no") state=\(control.state) peers=\(statuses.count) "
+        return "registered=\(control.state == .registered ? "yes" : "no") state=\(control.state) problem=\(problem?.kind ?? "-") peers=\(statuses.count) "
             + "down=\(down.isEmpty ? "-" : down.map { "\($0.link.record.key)" }.joined(separator: ","))\n"
     }
 
@@ -127,6 +127,7 @@ extension Agent {
                 ("party", .string(configuration.party)),
                 ("state", .string("\(control.state)")),
                 ("registrations", .int(Int64(control.registrations))),
+                ("problem", problem.map { $0.json(server: configuration.control) } ?? .null),
             ])),
             ("uptime_seconds", .int((clock.now - startedAt) / 1_000_000_000)),
             ("peers", .array(peers)),
@@ -141,7 +142,7 @@ extension Agent {
               addresses: \(configuration.addresses.map { "\($0)" }.joined(separator: ", "))
               nat: \(natType)\(report.map { ", public endpoint \($0.publicEndpoint)" } ?? "")
               control: \(configuration.control) party \(configuration.party), \(control.state)
-
+            \(problem.map { "  problem: \($0.explanation(server: configuration.control))\n" } ?? "")
             """
         for status in peerStatuses() {
             let path: String

@@ -47,6 +47,8 @@ public final class Agent {
     /// The public endpoint the control server saw when last registered (a change means a new address).
     var lastObserved: Endpoint?
     var registeredSince: Nanoseconds?
+    /// Why the agent is not registered, as last learned; cleared once registered.
+    var problem: RegistrationProblem?
     var sweptStalePeers = false
     var device: (read: Device, at: Nanoseconds)?
     /// Until when no early relay is asked for: a relay refused one (its quota for the party is
@@ -142,17 +144,25 @@ public final class Agent {
         control.onRelays = { [unowned(unsafe) self] key, offers in self.relaysOffered(key, offers) }
         control.onRefused = { [unowned(unsafe) self] refusal in
             self.logger.notice("control server refused a request", metadata: ["reason": "\(refusal)"])
+            // registerAgain is routine (a restarted server), the others concern requests, clockSkew comes with its offset.
+            guard [.certificateRefused, .revoked, .partyFull].contains(refusal) else { return }
+            self.report(.refused(refusal))
+        }
+        control.onClockSkew = { [unowned(unsafe) self] offset in self.report(.clockSkew(offsetMillis: offset)) }
+        control.onRegistered = { [unowned(unsafe) self] in
+            guard self.problem != nil else { return }
+            self.logger.notice("registered with the control server", metadata: ["server": "\(self.configuration.control)"])
+            self.problem = nil
         }
         control.onBadCertificate = { [unowned(unsafe) self] key, problem in
             self.logger.warning("member ignored: its certificate does not verify", metadata: ["peer": "\(key)", "reason": "\(problem)"])
         }
         control.onVersionMismatch = { [unowned(unsafe) self] lowest, highest in
-            self.logger.error("the control server speaks another protocol version", metadata: [
-                "server_versions": "\(lowest)-\(highest)", "agent_version": "\(ControlMessage.version)"])
+            self.report(.protocolVersion(lowest: lowest, highest: highest))
         }
         control.onUnanswered = { [unowned(unsafe) self] rounds in
-            self.logger.warning("the control server does not answer", metadata: [
-                "server": "\(self.configuration.control)", "unanswered_rounds": "\(rounds)"])
+            // A refusal, a skewed clock or another version explains the silence better.
+            if case .unanswered = self.problem ?? .unanswered(rounds: 0) { self.report(.unanswered(rounds: rounds)) }
         }
         status = try StatusServer(path: configuration.statusSocket, loop: loop, clock: clock) { [unowned(unsafe) self] request in self.answer(request) }
         loop.addTimers(Ticker(every: Self.housekeeping, clock: clock) { [unowned(unsafe) self] in self.housekeep() })
@@ -322,6 +332,24 @@ public final class Agent {
         for peer in current.peers where !members.contains(peer.publicKey) {
             try? backend.removePeer(configuration.interfaceName, peer.publicKey)
             logger.info("removed a WireGuard peer that is not in the party", metadata: ["peer": "\(MemberKey(peer.publicKey.bytes).map { "\($0)" } ?? "?")"])
+        }
+    }
+
+    /// Records why the agent is not registered; a new problem (another kind, or a clock off by
+    /// another whole second) is logged as a warning, a repeated one only at debug level.
+    func report(_ found: RegistrationProblem) {
+        let new: Bool
+        switch (problem, found) {
+        case (.clockSkew(let old)?, .clockSkew(let offset)): new = old / 1000 != offset / 1000
+        case (.unanswered?, .unanswered): new = false
+        default: new = problem != found
+        }
+        problem = found
+        let metadata: Logger.Metadata = ["server": "\(configuration.control)", "problem": "\(found.kind)"]
+        if new {
+            logger.warning("not registered: \(found.explanation(server: configuration.control))", metadata: metadata)
+        } else {
+            logger.debug("not registered: \(found.explanation(server: configuration.control))", metadata: metadata)
         }
     }
 

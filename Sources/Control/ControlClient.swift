@@ -63,6 +63,12 @@ public final class ControlClient {
     /// A round of register messages went unanswered and the client backs off: the count of such
     /// rounds since the last registration.
     public var onUnanswered: ((Int) -> Void)?
+    /// The client got registered (the first time, or again after a reconnect).
+    public var onRegistered: (() -> Void)?
+    /// The server's clock and this one differ by more than the replay window: the server's time
+    /// minus this clock's, in milliseconds, from an authentic server message outside the window
+    /// (or the server's `clockSkew` refusal).
+    public var onClockSkew: ((Int64) -> Void)?
 
     let partyID: UInt64
     private let controlKey: [UInt8]
@@ -131,7 +137,9 @@ public final class ControlClient {
         case .sendRegister: sendRegister()
         case .sendHeartbeat: send(.heartbeat(revision: revision))
         case .sendLeave: send(.leave)
-        case .reportRegistered: registrations += 1
+        case .reportRegistered:
+            registrations += 1
+            onRegistered?()
         case .reportDisconnected: onUnanswered?(scheduler.machine(machine)?.context.failures ?? 0)
         }
     }
@@ -169,10 +177,20 @@ public final class ControlClient {
             case .dropped: dropped += 1; continue
             case .message(let authentic): message = authentic
             }
-            guard message.sender == configuration.serverKey, message.partyID == partyID,
-                  replay.check(timestamp: message.timestampMillis, nonce: message.nonce, now: clock.unixMillis) == .fresh
-            else { dropped += 1; continue }
-            handle(message.body)
+            guard message.sender == configuration.serverKey, message.partyID == partyID else { dropped += 1; continue }
+            let now = clock.unixMillis
+            let offset = Int64(clamping: message.timestampMillis) - Int64(clamping: now)
+            switch replay.check(timestamp: message.timestampMillis, nonce: message.nonce, now: now) {
+            case .fresh:
+                if case .refused(.clockSkew) = message.body { onClockSkew?(offset) }
+                handle(message.body)
+            case .expired:
+                // Authentic, but out of the window: nothing it says is acted on; the offset is reported.
+                dropped += 1
+                onClockSkew?(offset)
+            case .replayed:
+                dropped += 1
+            }
         }
     }
 

@@ -287,7 +287,12 @@ public final class ControlCore {
         switch member.replay.check(timestamp: message.timestampMillis, nonce: message.nonce, now: wall) {
         case .fresh: break
         case .replayed: counters.replayed += 1; party.members[message.sender] = member; return []
-        case .expired: counters.expired += 1; return []
+        case .expired:
+            counters.expired += 1
+            // A member whose clock is off would register unanswered forever: tell it, once per
+            // register (each one already passed the sender's rate limit and an HMAC).
+            guard case .register = message.body, let key = member.controlKey else { return [] }
+            return [reply(party, key, to: source, .refused(.clockSkew), wall)]
         }
         counters.accepted += 1
         member.lastSeen = wall / 1000

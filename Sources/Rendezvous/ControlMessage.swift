@@ -80,6 +80,9 @@ public struct ControlMessage: Equatable, Sendable {
         case certificateRefused = 5
         /// The administrator removed the member.
         case revoked = 6
+        /// The register's timestamp is further from the server's clock than the replay window
+        /// allows: one of the two clocks is off (the answer's own timestamp tells by how much).
+        case clockSkew = 7
     }
 
     public init(partyID: UInt64, timestampMillis: UInt64, nonce: UInt64, sender: MemberKey, body: Body) {
@@ -281,6 +284,7 @@ extension ControlMessage.Refusal: CustomStringConvertible {
         case .noRelay: "noRelay"
         case .certificateRefused: "certificateRefused"
         case .revoked: "revoked"
+        case .clockSkew: "clockSkew"
         }
     }
 }

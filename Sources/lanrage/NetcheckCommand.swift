@@ -5,7 +5,7 @@ import Output
 import Punch
 import STUN
 
-/// `lanrage netcheck --stun IP:PORT [--stun IP:PORT …] [--port P] [--json]`
+/// `lanrage netcheck [--stun IP:PORT …] [--config FILE] [--port P] [--json]`
 enum NetcheckCommand {
     static let command = Command(
         "netcheck",
@@ -14,22 +14,36 @@ enum NetcheckCommand {
             Sends STUN binding requests from local port P to each server. With a server that has two \
             addresses (OTHER-ADDRESS), runs the RFC 5780 mapping and filtering tests; with one-address \
             servers only, reports what those can tell and says what was not tested. Exits 69 when no \
-            server answers.
+            server answers. Without --stun, the STUN servers (the control server by default) and the \
+            ListenPort of the agent's configuration are used.
             """,
         options: [
             .repeated("stun", "IP:PORT", help: "A STUN server; repeat for several. The first with two addresses runs the RFC 5780 tests."),
-            .value("port", "P", help: "Local UDP port to probe from (the WireGuard port; shared through a raw socket when WireGuard listens on it).", default: "0, any"),
+            .value("config", "FILE", help: "The agent configuration whose STUN servers and ListenPort to use when --stun is not given.",
+                   default: "/etc/lanrage/agent.conf"),
+            .value("port", "P", help: "Local UDP port to probe from (the WireGuard port; shared through a raw socket when WireGuard listens on it).", default: "0, any; with the configuration, its ListenPort"),
             .flag("json", help: "Print the result as JSON."),
             .value("rto", "MS", help: "First retransmission timeout in milliseconds; doubles up to 4× this.", default: "100"),
             .value("tries", "N", help: "Sends per request before giving up.", default: "7"),
         ]
     ) { (invocation: Invocation) throws(CommandError) -> ExitCode in
-        let servers = try invocation.values("stun", as: Endpoint.self)
+        var servers = try invocation.values("stun", as: Endpoint.self)
+        var configuredPort: UInt16?
+        if servers.isEmpty {
+            let path = try invocation.value("config", as: String.self) ?? "/etc/lanrage/agent.conf"
+            do throws(AgentConfiguration.Problem) {
+                let configuration = try AgentConfiguration.load(path)
+                servers = configuration.stun
+                configuredPort = configuration.listenPort
+            } catch {
+                throw invocation.usageError("no --stun IP:PORT given, and the agent configuration cannot be used: \(error)")
+            }
+        }
         guard let first = servers.first else { throw invocation.usageError("missing --stun IP:PORT") }
         guard servers.allSatisfy({ $0.address.family == first.address.family }) else {
             throw invocation.usageError("all --stun servers must be of one address family")
         }
-        let port = try invocation.value("port", as: UInt16.self) ?? 0
+        let port = try invocation.value("port", as: UInt16.self) ?? configuredPort ?? 0
         let rto = try invocation.value("rto", as: Int.self) ?? 100
         let tries = try invocation.value("tries", as: Int.self) ?? 7
         guard rto > 0, rto <= 60_000 else { throw invocation.usageError("--rto must be 1…60000 ms") }
@@ -66,9 +80,9 @@ enum NetcheckCommand {
 
     static func render(_ server: ServerReport) -> JSON {
         var members: [(String, JSON)] = [("server", .string(server.server.description))]
-        members.append(("rttMs", server.roundTrip.map { .double(milliseconds($0)) } ?? .null))
-        members.append(("mappedAddress", server.mappedAddress.map { .string($0.description) } ?? .null))
-        members.append(("otherAddress", server.otherAddress.map { .string($0.description) } ?? .null))
+        members.append(("rtt_ms", server.roundTrip.map { .double(milliseconds($0)) } ?? .null))
+        members.append(("mapped_address", server.mappedAddress.map { .string($0.description) } ?? .null))
+        members.append(("other_address", server.otherAddress.map { .string($0.description) } ?? .null))
         if let software = server.software { members.append(("software", .string(software))) }
         if let failure = server.failure { members.append(("error", .string(failure))) }
         return .object(members)
@@ -76,12 +90,12 @@ enum NetcheckCommand {
 
     static func render(_ report: NATReport) -> JSON {
         .object([
-            ("natType", .string(report.natType.rawValue)),
+            ("nat_type", .string(report.natType.rawValue)),
             ("mapping", .string(report.mapping.rawValue)),
             ("filtering", .string(report.filtering.rawValue)),
-            ("publicEndpoint", .string(report.publicEndpoint.description)),
-            ("localPort", .int(Int64(report.localEndpoint.port))),
-            ("portPreserved", .bool(report.portPreserved)),
+            ("public_endpoint", .string(report.publicEndpoint.description)),
+            ("local_port", .int(Int64(report.localEndpoint.port))),
+            ("port_preserved", .bool(report.portPreserved)),
             ("complete", .bool(report.complete)),
             ("notes", .array(report.notes.map { .string($0) })),
             ("servers", .array(report.servers.map(render))),

@@ -108,7 +108,7 @@ enum PunchCommand {
             StandardStreams.out(JSON.object([
                 ("peer", .string(peer.base64)),
                 ("pinned", punch.pinned.map { .string($0.description) } ?? .null),
-                ("elapsedMs", .double((milliseconds * 100).rounded() / 100)),
+                ("elapsed_ms", .double((milliseconds * 100).rounded() / 100)),
                 ("bursts", .int(Int64(bursts))),
                 ("refused", .int(Int64(punch.refused.values.reduce(0, +)))),
             ]).rendered(pretty: true) + "\n")

@@ -34,7 +34,10 @@ enum StatusCommand {
             return ["the agent's answer is not understood: \(answer.prefix(80))"]
         }
         var problems: [String] = []
-        if registered != "yes" { problems.append("not registered with the control server (\(fields["state"] ?? "?"))") }
+        if registered != "yes" {
+            let problem = fields["problem"].flatMap { $0 == "-" ? nil : ", \($0)" } ?? ""
+            problems.append("not registered with the control server (\(fields["state"] ?? "?")\(problem))")
+        }
         if down != "-" {
             let ids = down.split(separator: ",")
             problems.append("no working tunnel to \(ids.count) of \(peers) peers: \(ids.joined(separator: ", "))")

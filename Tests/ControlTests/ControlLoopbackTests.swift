@@ -86,6 +86,31 @@ import Time
         client.stop()
     }
 
+    /// The system's clocks with the wall clock `offset` milliseconds off.
+    final class SkewedClock: TimeSource {
+        let system = SystemClock()
+        let offset: Int64
+        init(offset: Int64) { self.offset = offset }
+        var now: Nanoseconds { system.now }
+        var wallMilliseconds: Int64 { system.wallMilliseconds + offset }
+    }
+
+    /// A member whose clock is 2 minutes fast: the server refuses its register for the time, and
+    /// the member learns by how much the clocks differ (the server's minus its own).
+    @Test func aSkewedClockIsRefusedAndMeasured() throws {
+        let world = try World()
+        let member = Self.party.member(1)
+        let client = try ControlClient(Self.party.configuration(member, server: world.endpoint), privateKey: member.privateKey,
+                                       loop: world.loop, clock: SkewedClock(offset: 120_000), local: Endpoint(Self.localhost, 0))
+        var offsets: [Int64] = []
+        client.onClockSkew = { offsets.append($0) }
+        client.start()
+        #expect(try world.spin(upTo: 3) { !offsets.isEmpty })
+        #expect(offsets.allSatisfy { (-122_000 ... -118_000).contains($0) }, "\(offsets)")
+        #expect(client.state != .registered && world.core.counters.expired >= 1)
+        client.stop()
+    }
+
     @Test func membersJoinAndSeeEachOthersCandidates() throws {
         let world = try World()
         let members = try (1...4).map { try world.client($0) }

@@ -62,11 +62,13 @@ public final class PartyLab {
     }
 
     /// Starts (or restarts) the control server on the STUN host, state kept in the lab directory.
+    /// `authority` replaces the party's (a server that refuses its members), `wrapper` runs before
+    /// the command (`faketime` for a server whose clock is off).
     @discardableResult
-    public func startControl(heartbeat: Int = 2, memberTimeout: Int = 8) throws -> Process {
-        var arguments = [Products.lanrage, "control", "--listen", "\(control)", "--alternate", "192.0.2.2:3479", "--key", serverKey.path,
+    public func startControl(heartbeat: Int = 2, memberTimeout: Int = 8, authority: String? = nil, wrapper: [String] = []) throws -> Process {
+        var arguments = wrapper + [Products.lanrage, "control", "--listen", "\(control)", "--alternate", "192.0.2.2:3479", "--key", serverKey.path,
                          "--state", lab.directory.appendingPathComponent("control-state").path,
-                         "--party", "lab=\(authority)", "--heartbeat", "\(heartbeat)", "--member-timeout", "\(memberTimeout)"]
+                         "--party", "lab=\(authority ?? self.authority)", "--heartbeat", "\(heartbeat)", "--member-timeout", "\(memberTimeout)"]
         for relay in relays { arguments += ["--relay", "\(relay)"] }
         if !relays.isEmpty { arguments += ["--relay-secret-file", relaySecret.path] }
         let process = try lab.spawn(in: lab.stunHost, arguments, log: "control.log")

@@ -23,8 +23,8 @@ struct WireGuardPortSTUNTests {
         // STUN from the same port, through the raw path.
         let json = try site.client.run(Products.lanrage, "netcheck", "--stun", "192.0.2.1:3478", "--port", "51820", "--json")
         let report = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
-        let stunSays = try #require((report["publicEndpoint"] as? String).flatMap { Endpoint($0) })
-        #expect(report["natType"] as? String == behaviour.rawValue)
+        let stunSays = try #require((report["public_endpoint"] as? String).flatMap { Endpoint($0) })
+        #expect(report["nat_type"] as? String == behaviour.rawValue)
 
         // WireGuard's own handshake toward a listener outside the NAT shows WireGuard's mapping.
         let listener = try lab.stunHost.udpSocket(binding: Endpoint("192.0.2.1:51999")!)

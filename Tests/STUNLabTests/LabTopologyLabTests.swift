@@ -21,8 +21,8 @@ import Testing
         #expect(site.behaviour == .portRestrictedCone)
         try site.client.run("ping", "-c1", "-W1", "\(Lab.stunPrimary)")
         let result = try netcheck(in: site, ["--stun", "\(Lab.stunPrimary):3478"])
-        #expect(result["natType"] as? String == NATBehaviour.portRestrictedCone.rawValue)
-        let publicEndpoint = try #require(result["publicEndpoint"] as? String)
+        #expect(result["nat_type"] as? String == NATBehaviour.portRestrictedCone.rawValue)
+        let publicEndpoint = try #require(result["public_endpoint"] as? String)
         #expect(publicEndpoint.hasPrefix("\(site.publicAddress):"))
         #expect(try lab.addSite(.fullCone).isDoubleNAT == false)
     }

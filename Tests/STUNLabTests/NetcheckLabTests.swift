@@ -29,19 +29,41 @@ func netcheck(in site: Site, _ arguments: [String]) throws -> [String: Any] {
         let elapsed = Date().timeIntervalSince(start)
         // Detecting has 3 s in the peer chart; a filtering NAT costs one 2.3 s transaction timeout.
         #expect(elapsed < 4, "netcheck took \(elapsed) s")
-        #expect(result["natType"] as? String == behaviour.rawValue)
+        #expect(result["nat_type"] as? String == behaviour.rawValue)
         #expect(result["mapping"] as? String == behaviour.expected.mapping)
         #expect(result["filtering"] as? String == behaviour.expected.filtering)
         #expect(result["complete"] as? Bool == true)
-        let publicEndpoint = try #require(result["publicEndpoint"] as? String)
+        let publicEndpoint = try #require(result["public_endpoint"] as? String)
         let expectedAddress = behaviour == .open ? site.clientAddress : site.publicAddress
         #expect(publicEndpoint.hasPrefix("\(expectedAddress):"))
         // Linux keeps the source port unless told to randomise (the symmetric NAT is).
-        #expect(result["portPreserved"] as? Bool == (behaviour != .symmetric))
+        #expect(result["port_preserved"] as? Bool == (behaviour != .symmetric))
         let servers = try #require(result["servers"] as? [[String: Any]])
-        let rtt = try #require(servers.first?["rttMs"] as? Double)
+        let rtt = try #require(servers.first?["rtt_ms"] as? Double)
         #expect(rtt > 0 && rtt < 100)
-        print("netcheck \(behaviour): \(result["natType"] ?? "-") mapping=\(result["mapping"] ?? "-") filtering=\(result["filtering"] ?? "-") public=\(publicEndpoint) rtt=\(rtt) ms in \(Int(elapsed * 1000)) ms")
+        print("netcheck \(behaviour): \(result["nat_type"] ?? "-") mapping=\(result["mapping"] ?? "-") filtering=\(result["filtering"] ?? "-") public=\(publicEndpoint) rtt=\(rtt) ms in \(Int(elapsed * 1000)) ms")
+    }
+
+    /// Without --stun, netcheck takes the agent configuration's STUN servers (the control server,
+    /// which answers STUN) and its ListenPort.
+    @Test func theAgentConfigurationGivesTheServersAndPort() throws {
+        let lab = try Lab()
+        defer { lab.shutdown() }
+        let site = try lab.addSite(.portRestrictedCone)
+        let party = try PartyLab(lab)
+        try party.startControl()
+        let agent = try party.prepareAgent(in: site.client, index: 1, interface: [])
+        let result = try netcheck(in: site, ["--config", agent.configuration.path])
+        #expect(result["nat_type"] as? String == NATBehaviour.portRestrictedCone.rawValue, "\(result)")
+        #expect(result["local_port"] as? Int == 51820, "the configuration's ListenPort")
+        let servers = try #require(result["servers"] as? [[String: Any]])
+        #expect(servers.first?["server"] as? String == "\(party.control)")
+        let missing = try site.client.spawn([Products.lanrage, "netcheck", "--config", lab.directory.appendingPathComponent("none.conf").path],
+                                            output: lab.directory.appendingPathComponent("netcheck-missing.out"))
+        missing.waitUntilExit()
+        let output = try String(contentsOf: lab.directory.appendingPathComponent("netcheck-missing.out"), encoding: .utf8)
+        #expect(missing.terminationStatus == 64 && output.contains("no --stun IP:PORT given, and the agent configuration cannot be used"),
+                "\(output)")
     }
 
     @Test func noAnswerIsAClearFailureWithinTheConfiguredTime() throws {

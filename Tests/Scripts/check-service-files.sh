@@ -41,6 +41,22 @@ require "$dir/lanrage.service" '^ExecStart=/usr/local/bin/lanrage agent --config
 for server in control relay; do require "$dir/lanrage-$server.service" '^DynamicUser=yes$' "DynamicUser"; done
 require "$dir/lanrage-control.service" '^StateDirectory=lanrage-control$' "StateDirectory for --state"
 require "$dir/lanrage-control.service" '--state \$\{STATE_DIRECTORY\}' "--state in the StateDirectory"
+require "$dir/lanrage-control.service" '^EnvironmentFile=-/etc/lanrage/control.env$' "the settings file"
+for unit in lanrage lanrage-control; do require "$dir/$unit.service" '^After=.*time-sync\.target' "$unit: After=time-sync.target"; done
+# The exit-code table in docs/CLI.md: every status marked "no" (but 0) is in each unit's
+# RestartPreventExitStatus, and nothing else is.
+table=docs/CLI.md
+prevent=$(sed -n -E 's/^\| ([0-9]+) \|.*\| no \|$/\1/p' "$table" | grep -v -x 0 | sort -n | tr '\n' ' ' | sed 's/ $//')
+[ -n "$prevent" ] || fail "$table: no exit-code table with a restarted column"
+for unit in "${units[@]}"; do
+    listed=$(sed -n 's/^RestartPreventExitStatus=//p' "$unit" | tr ' ' '\n' | sort -n | tr '\n' ' ' | sed 's/ $//')
+    [ "$listed" = "$prevent" ] && ok "$unit: RestartPreventExitStatus=$listed as $table says" \
+        || fail "$unit: RestartPreventExitStatus=$listed, $table says $prevent"
+done
+# The control server's settings file: only options the binary has.
+for option in $(grep -o -E '(^|[ =])--[a-z-]+' "$dir/control.env.example" | tr -d ' ='); do
+    "$binary" control --help 2>&1 | grep -q -E -- "$option " && ok "control.env.example: $option" || fail "control.env.example: lanrage control has no $option"
+done
 if command -v systemd-analyze >/dev/null; then
     if systemd-analyze verify --man=no "$work"/*.service > "$work/verify.log" 2>&1; then
         ok "systemd-analyze verify: ${units[*]}"
