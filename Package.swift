@@ -140,7 +140,7 @@ let package = Package(
         .testTarget(name: "EventLoopTests", dependencies: ["Time", "EventLoop", "StateChart", "CLinux", "Net", "ChartTestSupport"]),
         .testTarget(name: "lanrageTests", dependencies: ["Time", "lanrage"]),
         .testTarget(name: "PunchTests", dependencies: ["Time", "Punch", "Net", "CLinux", "STUN", "LabSupport"]),
-        .testTarget(name: "AgentTests", dependencies: ["Time", "Agent", "Net", "Rendezvous"]),
+        .testTarget(name: "AgentTests", dependencies: ["Time", "Agent", "Net", "Rendezvous", "LabSupport"]),
         .testTarget(name: "AgentLabTests", dependencies: ["Time", "STUN", "LabSupport", "Net", "Rendezvous", "Agent", "WireGuard", "Control", "EventLoop"]),
         .testTarget(name: "PunchLabTests", dependencies: ["Time", "Punch", "Net", "STUN", "LabSupport", "Peer", "EventLoop", "StateChart", "WireGuard"]),
 

@@ -164,7 +164,8 @@ public final class Agent {
             // A refusal, a skewed clock or another version explains the silence better.
             if case .unanswered = self.problem ?? .unanswered(rounds: 0) { self.report(.unanswered(rounds: rounds)) }
         }
-        status = try StatusServer(path: configuration.statusSocket, loop: loop, clock: clock) { [unowned(unsafe) self] request in self.answer(request) }
+        let group = SystemGroup.id(named: SystemGroup.statusGroup)
+        status = try StatusServer(path: configuration.statusSocket, group: group, loop: loop, clock: clock) { [unowned(unsafe) self] request in self.answer(request) }
         loop.addTimers(Ticker(every: Self.housekeeping, clock: clock) { [unowned(unsafe) self] in self.housekeep() })
         try starting { () throws(SystemError) in
             try loop.handleSignals { [unowned(unsafe) self] signal in

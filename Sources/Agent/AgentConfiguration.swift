@@ -27,7 +27,7 @@ import Time
 ///
 ///     [Agent]
 ///     Backend = auto
-///     StatusSocket = /run/lanrage/agent.sock
+///     StatusSocket = /var/run/lanrage/agent.sock
 ///     PersistentKeepalive = 25s
 ///
 /// Durations are `250ms`, `2s`, `5m` or a plain number of seconds.
@@ -55,7 +55,7 @@ public struct AgentConfiguration: Sendable {
     public var preferredRelays: [Endpoint] = []
     /// `nil`: the kernel module when present, else wireguard-go.
     public var backend: BackendKind?
-    public var statusSocket = "/run/lanrage/agent.sock"
+    public var statusSocket = "/var/run/lanrage/agent.sock"
     public var timings = PeerTimings()
 
     /// Why a configuration was refused; the message names the file and line.

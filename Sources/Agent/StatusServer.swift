@@ -26,8 +26,10 @@ final class StatusServer: TimerSource {
     private var buffer = [UInt8](repeating: 0, count: 4096)
     private var closed = false
 
-    init(path: String, loop: EventLoop, clock: any TimeSource, answer: @escaping (String) -> String) throws(AgentFailure) {
-        // The socket's directory and its parents (/run/lanrage, /var/run/lanrage on OpenWrt), 0755.
+    /// Listens on `path`, mode 0660: root's, and `group`'s when given (members of the `lanrage`
+    /// group use `lanrage status` without root).
+    init(path: String, group: gid_t?, loop: EventLoop, clock: any TimeSource, answer: @escaping (String) -> String) throws(AgentFailure) {
+        // The socket's directory and its parents (/var/run/lanrage: /run/lanrage under systemd), 0755.
         var directory = ""
         for component in path.split(separator: "/").dropLast() {
             directory += "/" + component
@@ -35,7 +37,9 @@ final class StatusServer: TimerSource {
         }
         let opened = Result { () throws(SystemError) -> UnixListener in try UnixListener(path: path, mode: 0o660) }
         switch opened {
-        case .success(let listener): self.listener = listener
+        case .success(let listener):
+            self.listener = listener
+            if let group, chown(path, uid_t.max, group) != 0 { throw AgentFailure(SystemError("chown", "\(path) to group \(group)")) }
         case .failure(let error) where error.errno == EADDRINUSE:
             throw AgentFailure("another agent is running: its status socket \(path) answers (stop it, or set another StatusSocket)")
         case .failure(let error): throw AgentFailure(error)

@@ -1,10 +1,11 @@
+import CLinux
 import Commands
 import Net
 import Output
 
 /// `lanrage status [--json] [--quiet] [--socket PATH]`
 enum StatusCommand {
-    static let socketOption = Option.value("socket", "PATH", help: "The agent's status socket.", default: "/run/lanrage/agent.sock")
+    static let socketOption = Option.value("socket", "PATH", help: "The agent's status socket.", default: "/var/run/lanrage/agent.sock")
 
     static let command = Command(
         "status",
@@ -47,11 +48,14 @@ enum StatusCommand {
 
     /// Sends one request line to the agent and returns its answer.
     static func ask(_ invocation: Invocation, _ request: String) throws(CommandError) -> String {
-        let path = try invocation.value("socket", as: String.self) ?? "/run/lanrage/agent.sock"
+        let path = try invocation.value("socket", as: String.self) ?? "/var/run/lanrage/agent.sock"
         do throws(SystemError) {
             let stream = try UnixStream.connect(path)
             try stream.write(Array("\(request)\n".utf8))
             return String(decoding: try stream.read(), as: UTF8.self)
+        } catch where error.errno == EACCES {
+            throw CommandError("cannot use the agent's status socket \(path): permission denied (run as root, or as a member of "
+                               + "the 'lanrage' group, which the agent gives the socket when the group exists)", exitCode: .noPermission)
         } catch {
             throw CommandError("cannot reach the agent at \(path): \(error) (is 'lanrage agent' running? see --socket)", exitCode: .unavailable)
         }

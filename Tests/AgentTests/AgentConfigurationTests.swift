@@ -62,7 +62,7 @@ import Time
         #expect(configuration.privateKey.publicKey.base64 == "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=")
         #expect(configuration.stun.map(\.description) == ["192.0.2.1:3478"], "the control server answers STUN")
         #expect(configuration.relaysEnabled && configuration.backend == nil)
-        #expect(configuration.statusSocket == "/run/lanrage/agent.sock")
+        #expect(configuration.statusSocket == "/var/run/lanrage/agent.sock")
         #expect(configuration.timings.punchPackets == 5 && configuration.timings.punchInterval == .milliseconds(100))
     }
 

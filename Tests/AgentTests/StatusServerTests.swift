@@ -43,7 +43,7 @@ import Time
         defer { try? FileManager.default.removeItem(at: directory) }
         let clock = SystemClock()
         let loop = try EventLoop(clock: clock)
-        let server = try StatusServer(path: path, loop: loop, clock: clock, answer: Self.answer)
+        let server = try StatusServer(path: path, group: nil, loop: loop, clock: clock, answer: Self.answer)
         defer { server.close() }
         var beats: [Nanoseconds] = []
         loop.addTimers(Ticker(every: .milliseconds(50), clock: clock) { beats.append(clock.now) })
@@ -102,7 +102,7 @@ import Time
         defer { try? FileManager.default.removeItem(at: directory) }
         let clock = SystemClock()
         let loop = try EventLoop(clock: clock)
-        let server = try StatusServer(path: path, loop: loop, clock: clock, answer: Self.answer)
+        let server = try StatusServer(path: path, group: nil, loop: loop, clock: clock, answer: Self.answer)
         defer { server.close() }
         let limit = StatusServer.connectionLimit
         var streams: [UnixStream] = []
