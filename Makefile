@@ -25,7 +25,7 @@ DEB_PACKAGES += qemu-system-x86 qemu-system-arm busybox-static cpio
 # make cross: the architectures of the shipped binaries.
 CROSS_ARCHS := aarch64 armv7 x86_64
 
-.PHONY: all build release static size-static service-files docs-check deps test unit-tests footprint bench size charts clean fuzz bench-stun lab-bench order-file demo test-kernel kernel-tests bench-wg \
+.PHONY: all build release static size-static service-files openwrt-package docs-check deps test unit-tests footprint bench size charts clean fuzz bench-stun lab-bench order-file demo test-kernel kernel-tests bench-wg \
 	cross cross-deps cross-tests footprint-hosted $(addprefix cross-,$(CROSS_ARCHS)) \
 	fuzz-stun fuzz-control fuzz-relay fuzz-client fuzz-punch fuzz-relay-client fuzz-state bench-relay bench-control
 
@@ -73,6 +73,11 @@ service-files:
 	$(SWIFT) build --product lanrage
 	Tests/Scripts/check-service-files.sh .build/debug/lanrage
 
+## openwrt-package: packaging/openwrt/lanrage checked with stubs of rules.mk, package.mk, rc.common,
+## procd, functions.sh and uci, in a busybox chroot, with the shipped x86_64 binary (root).
+openwrt-package: cross
+	Tests/Scripts/check-openwrt-package.sh .build/cross/x86_64/lanrage
+
 ## docs-check: the Markdown docs (README.md, BENCHMARKS.md, CHANGELOG.md, docs/*.md): links stay inside the
 ## repository and name files and headings that exist, README.md is at most 200 lines, every lanrage subcommand
 ## and option they show is in lanrage's --help, and every subcommand is in docs/CLI.md (python3).
@@ -82,7 +87,7 @@ docs-check:
 
 ## test: everything — unit and lab tests (network namespaces need root), the checked-in charts, the service
 ## files and the docs, the cross builds under emulation, and the footprint of the shipped binaries.
-test: deps unit-tests service-files docs-check cross-tests footprint kernel-tests
+test: deps unit-tests service-files docs-check cross-tests openwrt-package footprint kernel-tests
 	@echo "make test: all passed"
 
 unit-tests:

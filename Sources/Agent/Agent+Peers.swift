@@ -354,9 +354,24 @@ extension Agent {
                            held: held, underlay: underlay)
     }
 
+    /// Queues a change of a WireGuard peer; `applyPeerChanges` makes the round's changes at once.
     func configurePeer(_ change: PeerChange) {
-        do { try backend.setPeer(configuration.interfaceName, change) } catch {
-            logger.error("configuring WireGuard failed", metadata: ["error": "\(error)"])
+        pendingPeerChanges.append(change)
+    }
+
+    /// Applies the queued peer changes as one device change, in order; when that fails, one by one,
+    /// so that one bad change does not hold back the others.
+    func applyPeerChanges() {
+        guard !pendingPeerChanges.isEmpty else { return }
+        let changes = pendingPeerChanges
+        pendingPeerChanges = []
+        device = nil
+        do { try backend.configure(configuration.interfaceName, DeviceChange(peers: changes)) } catch {
+            for change in changes {
+                do { try backend.setPeer(configuration.interfaceName, change) } catch {
+                    logger.error("configuring WireGuard failed", metadata: ["peer": "\(change.publicKey.base64)", "error": "\(error)"])
+                }
+            }
         }
     }
 

@@ -51,6 +51,10 @@ public final class Agent {
     var problem: RegistrationProblem?
     var sweptStalePeers = false
     var device: (read: Device, at: Nanoseconds)?
+    /// WireGuard peer changes made during the current round of the loop, applied as one device
+    /// change at its end (or before WireGuard is read): a transition that removes, re-adds and
+    /// kicks a peer costs one WireGuard call, as wireguard-tools' `set_device` does.
+    var pendingPeerChanges: [PeerChange] = []
     /// Until when no early relay is asked for: a relay refused one (its quota for the party is
     /// full), and a party of 50 asking for one per pair again and again only loads the servers.
     var earlyRelaysPausedUntil: Nanoseconds = 0
@@ -167,6 +171,7 @@ public final class Agent {
         let group = SystemGroup.id(named: SystemGroup.statusGroup)
         status = try StatusServer(path: configuration.statusSocket, group: group, loop: loop, clock: clock) { [unowned(unsafe) self] request in self.answer(request) }
         loop.addTimers(Ticker(every: Self.housekeeping, clock: clock) { [unowned(unsafe) self] in self.housekeep() })
+        loop.afterRound = { [unowned(unsafe) self] in self.applyPeerChanges() }
         try starting { () throws(SystemError) in
             try loop.handleSignals { [unowned(unsafe) self] signal in
                 if signal == SIGHUP { self.reload() } else { self.shutdown(reason: signal == SIGTERM ? "SIGTERM" : signal == SIGINT ? "SIGINT" : "signal \(signal)") }
@@ -419,6 +424,7 @@ public final class Agent {
     /// The device, read again only when the last read is older than `maxAge`: one read serves
     /// every peer whose liveness tick falls near another's.
     func readDevice(maxAge: Duration = .milliseconds(200)) -> Device? {
+        applyPeerChanges()
         let now = clock.now
         if let device, now - device.at < maxAge.nanoseconds { return device.read }
         do {

@@ -6,7 +6,7 @@ extension Command {
     /// runs the chosen command and returns its exit status. Usage errors and failures are printed
     /// to standard error as `lanrage: message`.
     public func main(
-        _ arguments: [String] = ProcessArguments.current(),
+        _ arguments: [String] = ProcessArguments.current() ?? [],
         prepare: (Invocation) throws(CommandError) -> Void = { _ in }
     ) -> Int32 {
         do throws(CommandError) {

@@ -3,10 +3,10 @@ import CLinux
 /// The process's command line, read from `/proc/self/cmdline` (NUL-separated): the same on every
 /// build, including Embedded Swift, which has no `CommandLine`.
 public enum ProcessArguments {
-    /// The arguments after the program name; empty when they cannot be read.
-    public static func current() -> [String] {
+    /// The arguments after the program name; nil when they cannot be read (no /proc).
+    public static func current() -> [String]? {
         let fd = lanrage_open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC, 0)
-        guard fd >= 0 else { return [] }
+        guard fd >= 0 else { return nil }
         defer { close(fd) }
         var bytes: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 4096)

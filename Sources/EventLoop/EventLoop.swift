@@ -90,6 +90,10 @@ public final class EventLoop {
         }
     }
 
+    /// Called at the end of every round, after its descriptor callbacks and due timers: where work
+    /// the round's callbacks collected is carried out at once (the agent's WireGuard changes).
+    public var afterRound: (() -> Void)?
+
     /// Makes ``run(until:)`` return after the current round of callbacks.
     public func stop() { running = false }
 
@@ -122,6 +126,7 @@ public final class EventLoop {
                 handlers[events[index].data.fd]?()
             }
             for source in timerSources { source.fireDueTimers() }
+            afterRound?()
         }
         running = false
     }

@@ -18,7 +18,7 @@ public final class NetlinkBackend: WireGuardBackend {
         guard family >= 0 else {
             throw WireGuardError(.unavailable, """
                 the kernel has no WireGuard module (generic netlink family '\(WG_GENL_NAME)': \(String(cString: nl_geterror(family)))); \
-                load it with 'modprobe wireguard' or use --backend uapi with wireguard-go
+                load it with 'modprobe wireguard', or use wireguard-go: Backend = uapi in agent.conf, --backend uapi for 'lanrage wg'
                 """)
         }
         self.family = family

@@ -29,7 +29,7 @@ public enum RouteNetlink {
         } catch where error.kind == .exists {
             throw WireGuardError(.exists, "interface \(name) already exists (delete it with 'ip link del \(name)' or choose another name)")
         } catch where error.kind == .notFound {  // ENODEV or EOPNOTSUPP: no such link kind
-            throw WireGuardError(.unavailable, "the kernel cannot create '\(kind)' links: \(error.message) (modprobe \(kind), or use --backend uapi)")
+            throw WireGuardError(.unavailable, "the kernel cannot create '\(kind)' links: \(error.message) (modprobe \(kind), or use wireguard-go: Backend = uapi in agent.conf, --backend uapi for 'lanrage wg')")
         }
     }
 

@@ -2,7 +2,7 @@ import Agent
 import Commands
 import Output
 
-/// `lanrage agent --config FILE`
+/// `lanrage agent [--config FILE] [--check]`
 enum AgentCommand {
     static let command = Command(
         "agent",
@@ -16,10 +16,17 @@ enum AgentCommand {
             """,
         options: [
             .value("config", "FILE", help: "The configuration file.", default: "/etc/lanrage/agent.conf"),
+            .flag("check", help: "Check the configuration (its key and certificate files too) and exit: 0 when it is valid, 78 naming the problem when not."),
         ]
     ) { (invocation: Invocation) throws(CommandError) -> ExitCode in
         let path = try invocation.value("config", as: String.self) ?? "/etc/lanrage/agent.conf"
         let configuration = try failing { () throws(AgentConfiguration.Problem) in try AgentConfiguration.load(path) }
+        if invocation.flag("check") {
+            StandardStreams.out("\(path): valid: interface \(configuration.interfaceName) port \(configuration.listenPort), party "
+                                + "\(configuration.party) at \(configuration.control), addresses "
+                                + "\(configuration.addresses.map { "\($0)" }.joined(separator: ", "))\n")
+            return .success
+        }
         let agent = try failing { () throws(AgentFailure) in try Agent(configuration, path: path) }
         try failing { () throws(AgentFailure) in try agent.run() }
         return .success

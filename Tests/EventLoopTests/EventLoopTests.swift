@@ -27,6 +27,37 @@ import Time
         }
     }
 
+    /// `afterRound` runs once at the end of every round, after the round's callbacks and timers:
+    /// what they queued is carried out before the loop waits again.
+    @Test func afterRoundFollowsEachRoundsCallbacks() throws {
+        var pair: [Int32] = [-1, -1]
+        #expect(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0, &pair) == 0)
+        defer { close(pair[0]); close(pair[1]) }
+        let clock = SystemClock()
+        let loop = try EventLoop(clock: clock)
+        var log: [String] = []
+        try loop.register(pair[1]) {
+            var buffer = [UInt8](repeating: 0, count: 16)
+            while read(pair[1], &buffer, 16) > 0 { log.append("read") }
+        }
+        var ticks = 0
+        loop.addTimers(Ticker(every: .milliseconds(20), clock: clock) {
+            ticks += 1
+            log.append("tick")
+            if ticks == 2 { var byte: UInt8 = 1; _ = write(pair[0], &byte, 1) }
+            if ticks == 4 { loop.stop() }
+        })
+        loop.afterRound = { log.append("after") }
+        try loop.run(until: clock.now + 2_000_000_000)
+        #expect(ticks == 4)
+        #expect(log.last == "after", "the last round's callbacks are followed by afterRound: \(log)")
+        let tickIndices = log.indices.filter { log[$0] == "tick" }
+        #expect(zip(tickIndices, tickIndices.dropFirst()).allSatisfy { log[$0..<$1].contains("after") },
+                "ticks 20 ms apart fire in rounds of their own, each followed by afterRound: \(log)")
+        let readIndex = try #require(log.firstIndex(of: "read"))
+        #expect(log[readIndex...].contains("after"))
+    }
+
     @Test func aReadableSocketAndTimersInterleaveInOrder() throws {
         var pair: [Int32] = [-1, -1]
         #expect(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0, &pair) == 0)

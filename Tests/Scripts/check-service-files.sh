@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Checks docs/service/: the systemd units (systemd-analyze verify when installed, required settings
-# always), the OpenWrt procd script (sh -n, dash -n, busybox sh -n; required calls), the example
+# always), the OpenWrt package's procd script (sh -n, dash -n, busybox sh -n; required calls;
+# Tests/Scripts/check-openwrt-package.sh runs it), the example
 # agent configuration (only keys the parser knows, no inline key), and that every subcommand and
 # option the units and the script run exists in the binary's --help.
 #   Tests/Scripts/check-service-files.sh [LANRAGE_BINARY]   (default .build/debug/lanrage; VERBOSE=1
@@ -68,7 +69,7 @@ else
 fi
 
 # The procd script.
-init=$dir/lanrage.init
+init=packaging/openwrt/lanrage/files/lanrage.init
 for shell in sh dash "busybox sh"; do
     if command -v "${shell%% *}" >/dev/null; then
         $shell -n "$init" && ok "$shell -n $init" || fail "$shell -n $init"
@@ -80,7 +81,7 @@ require "$init" '^#!/bin/sh /etc/rc\.common$' "the rc.common interpreter line"
 require "$init" '^USE_PROCD=1$' "USE_PROCD=1"
 require "$init" '^START=[0-9]+$' "START"
 require "$init" '^STOP=[0-9]+$' "STOP"
-require "$init" 'procd_set_param command "\$PROG" agent --config "\$CONFIG"' "the agent's command line"
+require "$init" 'procd_set_param command "\$PROG" agent --config "\$config"' "the agent's command line"
 require "$init" 'procd_set_param respawn' "respawn"
 require "$init" 'procd_set_param stderr 1' "stderr to logd"
 require "$init" 'procd_send_signal lanrage .* HUP' "reload by SIGHUP"

@@ -4,7 +4,7 @@ import Testing
 /// The `lanrage` binary as a user runs it: output, messages and exit statuses.
 @Suite struct CommandLineTests {
     /// Runs the `lanrage` built beside the test bundle.
-    static func lanrage(_ arguments: [String]) throws -> (status: Int32, out: String, err: String) {
+    static func lanrage(_ arguments: [String], input: URL? = nil) throws -> (status: Int32, out: String, err: String) {
         let directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
         var binary = directory.appendingPathComponent("lanrage")
         if !FileManager.default.fileExists(atPath: binary.path) {
@@ -16,6 +16,7 @@ import Testing
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err
+        if let input { process.standardInput = try FileHandle(forReadingFrom: input) }
         try process.run()
         let outData = out.fileHandleForReading.readDataToEndOfFile()
         let errData = err.fileHandleForReading.readDataToEndOfFile()
@@ -64,6 +65,42 @@ import Testing
         let process = try Self.lanrage(arguments)
         #expect(process.status == 64)
         #expect(process.err.contains(message))
+    }
+
+    /// `agent --check` reads the whole configuration (key and certificate files, the certificate
+    /// against the authority) and exits: 0 and a summary when valid, 78 naming the problem when not.
+    @Test func agentCheckValidatesAConfigurationAndExits() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("lrcheck-\(getpid())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let key = directory.appendingPathComponent("private.key"), ca = directory.appendingPathComponent("ca.key")
+        let certificate = directory.appendingPathComponent("member.cert"), config = directory.appendingPathComponent("agent.conf")
+        #expect(try Self.lanrage(["genkey", "-o", key.path]).status == 0)
+        #expect(try Self.lanrage(["ca", "genkey", "-o", ca.path]).status == 0)
+        let authority = try Self.lanrage(["ca", "pubkey"], input: ca).out.trimmingCharacters(in: .whitespacesAndNewlines)
+        let member = try Self.lanrage(["pubkey"], input: key).out.trimmingCharacters(in: .whitespacesAndNewlines)
+        _ = try Self.lanrage(["ca", "sign", "--key", ca.path, "--party", "home", "--member", member, "--address", "100.64.0.9/32",
+                              "-o", certificate.path])
+        let control = member
+        func write(party: String) throws {
+            try """
+                [Interface]
+                PrivateKeyFile = \(key.path)
+                [Party]
+                Control = 192.0.2.1:3478
+                ControlKey = \(control)
+                Name = \(party)
+                Authority = \(authority)
+                Certificate = \(certificate.path)
+                """.write(to: config, atomically: true, encoding: .utf8)
+        }
+        try write(party: "home")
+        let valid = try Self.lanrage(["agent", "--check", "--config", config.path])
+        #expect(valid.status == 0 && valid.out.contains("valid: interface lanrage0 port 51820, party home at 192.0.2.1:3478, addresses 100.64.0.9/32"),
+                "\(valid)")
+        try write(party: "work")
+        let invalid = try Self.lanrage(["agent", "--check", "--config", config.path])
+        #expect(invalid.status == 78 && invalid.err.contains("Certificate:"), "the certificate is for party home: \(invalid)")
     }
 
     @Test func helpExitsZero() throws {
