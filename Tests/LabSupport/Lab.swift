@@ -35,7 +35,7 @@ public enum NATBehaviour: String, CaseIterable, Sendable, CustomStringConvertibl
         }
     }
 
-    /// The nftables ruleset for the site's router (WAN interface `wan`, LAN interface `lan`).
+    /// The nftables ruleset for the site's router (WAN interface `wan`, LAN interfaces `lan`, `lan2`…).
     /// Every NAT drops unsolicited new inbound packets on its WAN side, as home routers do.
     public var ruleset: String {
         let masquerade = self == .symmetric ? "masquerade random,fully-random" : "masquerade persistent"
@@ -76,7 +76,7 @@ public enum NATBehaviour: String, CaseIterable, Sendable, CustomStringConvertibl
           chain forward {
             type filter hook forward priority filter; policy drop;
             ct state established,related accept
-            iifname "lan" accept
+            iifname "lan*" accept
             ct status dnat accept
             \(self == .open ? "accept" : "")
           }
@@ -137,6 +137,8 @@ public final class Lab: @unchecked Sendable {
     private var isShutDown = false
     /// How many addresses of 198.51.100.224/28 `changePublicAddress` has handed out.
     private var movedAddresses = 0
+    /// How many hosts `addClient` added.
+    private var extraClients = 0
     private let lock = NSLock()
 
     private static let counter = Counter()
@@ -226,6 +228,34 @@ public final class Lab: @unchecked Sendable {
         sites.append(site)
         if verify { try NATProbe.verify(site, in: self) }
         return site
+    }
+
+    /// Adds a second host behind `site`'s router (not a double NAT's): on a link of its own from
+    /// 203.0.113.224/27 (`lanN` on the router), routed to the first client's LAN without NAT, and
+    /// behind the same NAT toward the internet — two members in one house. At most 8 per lab.
+    public func addClient(to site: Site) throws -> (namespace: Namespace, address: IPv4Address) {
+        guard !site.isDoubleNAT, site.behaviour != .open else { throw labError("addClient", "a single translating NAT only") }
+        let m = extraClients
+        guard m < 8 else { throw labError("addClient", "at most 8 extra clients per lab") }
+        extraClients += 1
+        let gateway = IPv4Address(203, 0, 113, UInt8(224 + 4 * m + 1)), host = IPv4Address(203, 0, 113, UInt8(224 + 4 * m + 2))
+        let client = Namespace(name: "\(prefix)-x\(m)")
+        try add(client)
+        try link(site.router, "lan\(m + 2)", client, "eth0")
+        try site.router.run("ip", "addr", "add", "\(gateway)/30", "dev", "lan\(m + 2)")
+        try client.run("ip", "addr", "add", "\(host)/30", "dev", "eth0")
+        try client.run("ip", "route", "add", "default", "via", "\(gateway)")
+        return (client, host)
+    }
+
+    /// Makes `site`'s router hairpin: a datagram from its LAN to its own public address and a
+    /// mapped port goes to the inside endpoint of that mapping, from the router (as home routers
+    /// with NAT loopback do).
+    public func enableHairpin(on site: Site) throws {
+        guard !site.isDoubleNAT, site.behaviour != .open else { throw labError("enableHairpin", "a single translating NAT only") }
+        try site.router.run("nft", "add", "rule", "ip", "lab", "prenat", "iifname", "lan*", "ip", "daddr", "\(site.publicAddress)",
+                            "meta", "l4proto", "udp", "dnat", "ip", "to", "udp", "dport", "map", "@mapped")
+        try site.router.run("nft", "add", "rule", "ip", "lab", "postnat", "oifname", "lan*", "ct", "status", "dnat", "masquerade")
     }
 
     /// Adds a server host on the internet (a relay, say) at `address` in 192.0.2.0/24 — not the STUN
