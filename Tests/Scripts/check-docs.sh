@@ -8,7 +8,10 @@
 #   - every `lanrage WORD` in a code span or block is a subcommand the binary's --help lists (and
 #     `lanrage wg WORD`, `lanrage ca WORD` one of theirs), and every --option right after such a
 #     command is one its --help lists;
-#   - every subcommand (and sub-subcommand) of --help is named in docs/CLI.md.
+#   - every subcommand (and sub-subcommand) of --help is named in docs/CLI.md, and every option of
+#     each (its --help) too;
+#   - every key of the agent configuration's parser (Sources/Agent/AgentConfiguration.swift) is named
+#     in docs/CONFIGURATION.md, and every key of its Keys table is one the parser knows.
 # Failures name the file and line; exit 1 on any.
 #   Tests/Scripts/check-docs.sh [LANRAGE_BINARY]   (default .build/debug/lanrage)
 set -uo pipefail
@@ -27,7 +30,7 @@ files = ["README.md", "BENCHMARKS.md", "CHANGELOG.md"] + sorted(
     os.path.join("docs", name) for name in os.listdir("docs") if name.endswith(".md"))
 files = [f for f in files if os.path.isfile(f)]
 failures = []
-checked = {"links": 0, "commands": 0, "options": 0}
+checked = {"links": 0, "commands": 0, "options": 0, "keys": 0}
 
 def fail(path, line, message):
     failures.append(f"{path}:{line}: {message}")
@@ -222,13 +225,39 @@ if os.path.isfile(cli):
         for child in nested.get(sub, []):
             if not re.search(rf"lanrage {re.escape(sub)} {re.escape(child)}(?![\w-])", text):
                 fail(cli, 1, f"'lanrage {sub} {child}' (in --help) is not documented")
+    for key, names in options.items():
+        for option in sorted(names - {"--help"}):
+            if not re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", text):
+                fail(cli, 1, f"'lanrage {' '.join(key)} {option}' (in --help) is not documented")
 else:
     fail(cli, 1, "missing: every subcommand must be documented there")
+
+# --- The configuration keys: the parser's and docs/CONFIGURATION.md's, both ways. ----------------
+parser, configuration = "Sources/Agent/AgentConfiguration.swift", "docs/CONFIGURATION.md"
+if os.path.isfile(parser) and os.path.isfile(configuration):
+    source = open(parser, encoding="utf-8").read()
+    parsed = set(re.findall(r'case \("([a-z]+)", "([a-z]+)"\)', source))
+    text = open(configuration, encoding="utf-8").read()
+    named = {word.lower() for span in re.findall(r"`([^`]+)`", text) for word in re.findall(r"\b[A-Z][A-Za-z]*\b", span)}
+    for section, key in sorted(parsed):
+        if key not in named:
+            fail(configuration, 1, f"[{section}] key '{key}' (the parser knows it) is not documented")
+    section = None
+    for number, line in enumerate(text.split("\n"), 1):
+        row = re.match(r"^\|\s*(`\[([A-Za-z]+)\]`)?\s*\|\s*(.+?)\s*\|", line)
+        if not row or row.group(3) in ("Key", "---"):
+            continue
+        if row.group(2):
+            section = row.group(2).lower()
+        for key in re.findall(r"`([A-Z][A-Za-z]*)`", row.group(3)):
+            if section and (section, key.lower()) not in parsed:
+                fail(configuration, number, f"[{section}] {key} is not a key the parser ({parser}) knows")
+    checked["keys"] = len(parsed)
 
 for failure in failures:
     print(f"FAIL: {failure}")
 print(f"docs: {len(files)} files, {checked['links']} links, {checked['commands']} lanrage commands and "
-      f"{checked['options']} of their options checked against {shown}"
+      f"{checked['options']} of their options checked against {shown}, {checked['keys']} configuration keys"
       + (f": {len(failures)} problem(s)" if failures else ": all good"))
 sys.exit(1 if failures else 0)
 PYTHON
