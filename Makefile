@@ -26,7 +26,7 @@ DEB_PACKAGES += qemu-system-x86 qemu-system-arm busybox-static cpio
 CROSS_ARCHS := aarch64 armv7 x86_64
 
 .PHONY: all build release static size-static service-files docs-check deps test unit-tests footprint bench size charts clean fuzz bench-stun lab-bench order-file demo test-kernel kernel-tests bench-wg \
-	cross cross-deps cross-tests footprint-hosted $(addprefix cross-,$(CROSS_ARCHS)) \
+	cross cross-deps cross-tests footprint-hosted deb $(addprefix cross-,$(CROSS_ARCHS)) \
 	fuzz-stun fuzz-control fuzz-relay fuzz-client fuzz-punch fuzz-relay-client fuzz-state bench-relay bench-control
 
 all: build
@@ -108,6 +108,15 @@ kernel-tests: cross
 bench-wg:
 	RELEASE_FLAGS="$(RELEASE_FLAGS)" Tests/Scripts/bench-wg.sh
 	BENCH=1 SKIP_OK=1 Tests/Scripts/test-kernel/run.sh
+
+## deb [DEB_ARCH=amd64|arm64|armhf]: the Debian package of the shipped binary for that architecture
+## (make cross: x86_64, aarch64, armv7) at .build/deb/lanrage_VERSION_DEB_ARCH.deb, with dpkg-deb from
+## packaging/deb/ and docs/service/ (packaging/deb/build.sh).
+DEB_ARCH ?= amd64
+DEB_CROSS_ARCH = $(or $(patsubst $(DEB_ARCH):%,%,$(filter $(DEB_ARCH):%,amd64:x86_64 arm64:aarch64 armhf:armv7)),$(error DEB_ARCH=$(DEB_ARCH): amd64, arm64 or armhf))
+deb: cross-deps
+	$(MAKE) --no-print-directory cross-$(DEB_CROSS_ARCH)
+	packaging/deb/build.sh .build/cross/$(DEB_CROSS_ARCH)/lanrage $(DEB_ARCH) .build/deb
 
 ## footprint: the shipped binaries (make cross) keep under the size ceiling, static, one thread, no
 ## NSS calls (fails otherwise).
