@@ -22,11 +22,13 @@ SIZE_BUDGET := 8388608
 # make test-kernel: Debian's kernel under qemu with a static busybox initramfs (the kernel, and busybox for
 # a foreign architecture, are fetched with apt-get download into .build/test-kernel/ARCH, never installed).
 DEB_PACKAGES += qemu-system-x86 qemu-system-arm busybox-static cpio
+# make deb-test: the Debian root the package is installed into.
+DEB_PACKAGES += debootstrap
 # make cross: the architectures of the shipped binaries.
 CROSS_ARCHS := aarch64 armv7 x86_64
 
 .PHONY: all build release static size-static service-files openwrt-package docs-check deps test unit-tests footprint bench size charts clean fuzz bench-stun lab-bench order-file demo test-kernel kernel-tests bench-wg \
-	cross cross-deps cross-tests footprint-hosted $(addprefix cross-,$(CROSS_ARCHS)) \
+	cross cross-deps cross-tests footprint-hosted deb deb-test $(addprefix cross-,$(CROSS_ARCHS)) \
 	fuzz-stun fuzz-control fuzz-relay fuzz-client fuzz-punch fuzz-relay-client fuzz-state bench-relay bench-control
 
 all: build
@@ -86,8 +88,9 @@ docs-check:
 	Tests/Scripts/check-docs.sh .build/debug/lanrage
 
 ## test: everything — unit and lab tests (network namespaces need root), the checked-in charts, the service
-## files and the docs, the cross builds under emulation, and the footprint of the shipped binaries.
-test: deps unit-tests service-files docs-check cross-tests openwrt-package footprint kernel-tests
+## files and the docs, the cross builds under emulation, the OpenWrt package in a busybox chroot, the
+## footprint of the shipped binaries, and the Debian package installed into Debian 12.
+test: deps unit-tests service-files docs-check cross-tests openwrt-package footprint kernel-tests deb-test
 	@echo "make test: all passed"
 
 unit-tests:
@@ -113,6 +116,27 @@ kernel-tests: cross
 bench-wg:
 	RELEASE_FLAGS="$(RELEASE_FLAGS)" Tests/Scripts/bench-wg.sh
 	BENCH=1 SKIP_OK=1 Tests/Scripts/test-kernel/run.sh
+
+## deb [DEB_ARCH=amd64|arm64|armhf]: the Debian package of the shipped binary for that architecture
+## (make cross: x86_64, aarch64, armv7) at .build/deb/lanrage_VERSION_DEB_ARCH.deb, with dpkg-deb from
+## packaging/deb/ and docs/service/ (packaging/deb/build.sh).
+DEB_ARCH ?= amd64
+DEB_CROSS_ARCH = $(or $(patsubst $(DEB_ARCH):%,%,$(filter $(DEB_ARCH):%,amd64:x86_64 arm64:aarch64 armhf:armv7)),$(error DEB_ARCH=$(DEB_ARCH): amd64, arm64 or armhf))
+DEB_VERSION := $(shell sed -n 's/^ *static let version = "\([^"]*\)"$$/\1/p' Sources/lanrage/VersionCommand.swift)
+deb: cross-deps
+	$(MAKE) --no-print-directory cross-$(DEB_CROSS_ARCH)
+	packaging/deb/build.sh .build/cross/$(DEB_CROSS_ARCH)/lanrage $(DEB_ARCH) .build/deb
+
+## deb-test: the amd64 package of make cross's x86_64 binary installed with dpkg into Debian 12
+## (debootstrap --variant=minbase bookworm with wireguard-go, made once at DEB_ROOT), then its agent
+## started from there in the NAT lab, registered and pinging a peer (root; DebPackageLabTests).
+DEB_ROOT := .build/deb/root-bookworm
+deb-test: deps cross
+	packaging/deb/build.sh .build/cross/x86_64/lanrage amd64 .build/deb
+	Tests/Scripts/deb-root.sh $(DEB_ROOT)
+	$(SWIFT) build --build-tests
+	LANRAGE_DEB=$(CURDIR)/.build/deb/lanrage_$(DEB_VERSION)_amd64.deb LANRAGE_DEB_ROOT=$(CURDIR)/$(DEB_ROOT) \
+		$(SWIFT) test --skip-build --filter DebPackageLabTests 2>&1 | grep -E 'DEB-LAB|✘|Test run' ; [ $${PIPESTATUS[0]} = 0 ]
 
 ## footprint: the shipped binaries (make cross) keep under the size ceiling, static, one thread, no
 ## NSS calls (fails otherwise).
