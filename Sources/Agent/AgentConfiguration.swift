@@ -58,17 +58,21 @@ public struct AgentConfiguration: Sendable {
     public var statusSocket = "/var/run/lanrage/agent.sock"
     public var timings = PeerTimings()
 
-    /// Why a configuration was refused; the message names the file and line.
+    /// Why a configuration was refused; the message names the file and line. Exit 78 for what the
+    /// file says, 66 when it cannot be read at all (the exit-code table of docs/CLI.md).
     public struct Problem: Error, ExitCodeProviding, CustomStringConvertible {
         public let description: String
-        public var exitCode: ExitCode { .config }
-        init(_ description: String) { self.description = description }
+        public let exitCode: ExitCode
+        init(_ description: String, exitCode: ExitCode = .config) {
+            self.description = description
+            self.exitCode = exitCode
+        }
     }
 
     /// Reads and checks the file at `path`; key and secret files it names are read too.
     public static func load(_ path: String) throws(Problem) -> AgentConfiguration {
         let fd = lanrage_open(path, O_RDONLY | O_CLOEXEC, 0)
-        guard fd >= 0 else { throw Problem("cannot read config \(path): \(String(cString: strerror(lanrage_errno())))") }
+        guard fd >= 0 else { throw Problem("cannot read config \(path): \(String(cString: strerror(lanrage_errno())))", exitCode: .noInput) }
         defer { close(fd) }
         var info = stat()
         guard fstat(fd, &info) == 0, info.st_mode & mode_t(S_IFMT) == mode_t(S_IFREG) else { throw Problem("config \(path) is not a regular file") }

@@ -210,8 +210,10 @@ import Time
         try minimal.write(to: file, atomically: true, encoding: .utf8)
         #expect(try AgentConfiguration.load(file.path).party == "home")
         #expect { try AgentConfiguration.load(directory.appendingPathComponent("missing.conf").path) } throws: {
-            "\($0)".contains("cannot read config") && "\($0)".contains("No such file")
+            "\($0)".contains("cannot read config") && "\($0)".contains("No such file") && ($0 as? AgentConfiguration.Problem)?.exitCode == .noInput
         }
-        #expect { try AgentConfiguration.load(directory.path) } throws: { "\($0)".contains("is not a regular file") }
+        #expect { try AgentConfiguration.load(directory.path) } throws: {
+            "\($0)".contains("is not a regular file") && ($0 as? AgentConfiguration.Problem)?.exitCode == .config
+        }
     }
 }
