@@ -93,6 +93,8 @@ import Time
         init(offset: Int64) { self.offset = offset }
         var now: Nanoseconds { system.now }
         var wallMilliseconds: Int64 { system.wallMilliseconds + offset }
+        var unixMillis: UInt64 { UInt64(clamping: wallMilliseconds) }
+        var unixSeconds: UInt64 { unixMillis / 1000 }
     }
 
     /// A member whose clock is 2 minutes fast: the server refuses its register for the time, and
