@@ -104,6 +104,7 @@ struct AgentDiagnosticsLabTests {
         #expect(found.text.contains("problem: the control server speaks protocol version 9, this agent \(ControlMessage.version)"),
                 "\(found.text)")
         #expect(found.exit?.status == 1 && found.exit?.error.contains(", protocol_version)") == true, "\(String(describing: found.exit))")
+        #expect(party.log(of: agent).contains("not registered: the control server speaks protocol version 9"))
         party.keepLogs(of: [agent], as: "diagnostics-version")
     }
 }
