@@ -40,8 +40,7 @@ enum RegistrationProblem: Equatable {
         case .refused(let refusal):
             return "the control server refused the registration (\(refusal))"
         case .clockSkew(let offset):
-            let seconds = Double(offset) / 1000
-            return "this clock is \(Self.format(abs(seconds))) s \(offset > 0 ? "behind" : "ahead of") the control server's: "
+            return "this clock is \(Agent.seconds(abs(Double(offset) / 1000))) \(offset > 0 ? "behind" : "ahead of") the control server's: "
                 + "messages more than 30 s off are dropped; synchronise the clock (NTP)"
         case .protocolVersion(let lowest, let highest):
             return "the control server speaks protocol version \(lowest == highest ? "\(lowest)" : "\(lowest)-\(highest)"), "
@@ -60,10 +59,5 @@ enum RegistrationProblem: Equatable {
             fields.append(("server_versions", .array([.int(Int64(lowest)), .int(Int64(highest))])))
         }
         return .object(fields)
-    }
-
-    private static func format(_ seconds: Double) -> String {
-        let tenths = Int((seconds * 10).rounded())
-        return "\(tenths / 10).\(tenths % 10)"
     }
 }

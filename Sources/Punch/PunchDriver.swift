@@ -52,7 +52,7 @@ public final class PunchDriver<PeerID: Hashable> {
         peers[session.key.remote] = nil
     }
 
-    /// The addresses `peer`'s session learned from its PUNCHes, for the next session (see ``PunchSession/learned``).
+    /// The addresses `peer`'s session learned from its PUNCHes, for the next punch session (see ``PunchSession/learned``).
     public func learned(_ peer: PeerID) -> [Endpoint] { sessions[peer]?.learned ?? [] }
 
     /// The endpoint pinned for `peer`, once one is.

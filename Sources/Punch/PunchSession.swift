@@ -14,7 +14,7 @@ import Net
 ///   announcement (one datagram, lost under packet loss). Its address becomes a candidate as above,
 ///   but it pins nothing here: it may be an old session's, replayed; this side pins on the peer's
 ///   answer to its own PUNCHes (to a symmetric NAT's fresh mapping too, only known from this PUNCH).
-/// - Addresses learned that way are kept (``learned``) for the next session with the peer to punch
+/// - Addresses learned that way are kept (``learned``) for the next punch session with the peer to punch
 ///   from its first burst: a symmetric NAT keeps its mapping toward us while it is used, and the
 ///   peer's PUNCHes through it may all have been answered by the session this one replaces.
 /// - Only the first authenticated ACK echoing one of our own nonces pins its source address as the
