@@ -95,8 +95,11 @@ enum PunchCommand {
                 }
             }
             let elapsed = MonotonicTime.now() - start
-            // Answer the peer's late PUNCHes for a moment, so that it can pin us too.
-            if punch.pinned != nil { try listen(until: MonotonicTime.now() + .milliseconds(interval * 5), untilPinned: false) }
+            // Answer the peer's PUNCHes until its next burst has come, so that it can pin us too: our
+            // answer to its last one may have been lost, or it may not have read it yet.
+            if punch.pinned != nil {
+                try listen(until: MonotonicTime.now() + .milliseconds(ackTimeout + interval * packets), untilPinned: false)
+            }
             return elapsed
         }
         return report(punch, peer: peer, elapsed: elapsed, bursts: burstsSent, json: invocation.flag("json"))

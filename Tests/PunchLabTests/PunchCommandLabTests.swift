@@ -22,7 +22,8 @@ struct PunchCommandLabTests {
         }
         // Bob's NAT maps per destination: Alice only knows the public address, any port will do —
         // Bob's PUNCH reaches her from a fresh port, which she learns.
-        let start = Int(Date().timeIntervalSince1970 * 1000) + 1000
+        // Both start 2 s from now: a process scheduled late on a loaded machine still starts on time.
+        let start = Int(Date().timeIntervalSince1970 * 1000) + 2000
         let sides = [(alice, keys[0], keys[1], Endpoint(.v4(bob.publicAddress), 3478)),
                      (bob, keys[1], keys[0], Endpoint(.v4(alice.publicAddress), 51820))]
         var runs: [(Process, URL)] = []
@@ -32,15 +33,16 @@ struct PunchCommandLabTests {
                                                 "--peer", peer.publicKey, "--candidate", candidate.description,
                                                 "--session", "7", "--start-at", "\(start)", "--json"], output: output), output))
         }
-        var pinned: [Endpoint?] = []
+        var pinned: [Endpoint?] = [], texts: [String] = []
         for (process, output) in runs {
             process.waitUntilExit()
-            #expect(process.terminationStatus == 0)
             let text = try String(contentsOf: output, encoding: .utf8)
-            let report = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]
+            #expect(process.terminationStatus == 0, "\(text)")
+            let report = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any]
             pinned.append((report?["pinned"] as? String).flatMap { Endpoint($0) })
+            texts.append(text)
         }
-        #expect(pinned[0]?.address == .v4(bob.publicAddress), "Alice pinned Bob's fresh mapping")
-        #expect(pinned[1] == Endpoint(.v4(alice.publicAddress), 51820), "Bob pinned Alice's WireGuard port")
+        #expect(pinned[0]?.address == .v4(bob.publicAddress), "Alice pinned Bob's fresh mapping: \(texts[0])")
+        #expect(pinned[1] == Endpoint(.v4(alice.publicAddress), 51820), "Bob pinned Alice's WireGuard port: \(texts[1])")
     }
 }
