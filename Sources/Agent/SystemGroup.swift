@@ -1,4 +1,5 @@
 import CLinux
+import Net
 
 /// Groups of `/etc/group`, read directly: the static binary has no NSS, and on routers the file
 /// is all there is.
@@ -8,17 +9,8 @@ enum SystemGroup {
 
     /// The id of group `name` in `file`, or nil when the file has no such group (or cannot be read).
     static func id(named name: String, in file: String = "/etc/group") -> gid_t? {
-        let fd = lanrage_open(file, O_RDONLY | O_CLOEXEC, 0)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var bytes = [UInt8](repeating: 0, count: 1 << 16)
-        var filled = 0
-        while filled < bytes.count {
-            let count = bytes.withUnsafeMutableBytes { CLinux.read(fd, $0.baseAddress! + filled, $0.count - filled) }
-            guard count > 0 else { break }
-            filled += count
-        }
-        return id(named: name, inText: bytes[..<filled])
+        guard let bytes = SmallFile.read(file) else { return nil }
+        return id(named: name, inText: bytes[...])
     }
 
     /// The id of group `name` in the text of a group file: `name:password:GID:members` lines.
