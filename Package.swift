@@ -61,12 +61,13 @@ let package = Package(
             swiftSettings: optimizeForSize
         ),
         .target(name: "STUN", dependencies: ["Net", "StateChart", "EventLoop", "Time"], swiftSettings: optimizeForSize),
+        .target(name: "DNS", dependencies: ["CLinux", "CSodium", "Net", "EventLoop", "Output", "Time"], swiftSettings: optimizeForSize),
         // The daemon: binds the peer machines to the real world (the only module that knows every other).
         .target(
             name: "Agent",
             dependencies: [
                 "Output", "Net", "StateChart", "Peer", "EventLoop", "Punch", "STUN", "WireGuard", "Rendezvous", "Time",
-                "Control", "CLinux",
+                "Control", "CLinux", "DNS",
             ],
             swiftSettings: optimizeForSize
         ),
@@ -78,7 +79,7 @@ let package = Package(
                 "Commands", "Output", "Net", "StateChart", "Peer", "EventLoop", "Punch",
                 "STUN",
                 "WireGuard",
-                "Rendezvous", "Relay", "Control", "Agent", "Time",
+                "Rendezvous", "Relay", "Control", "Agent", "Time", "DNS",
             ],
             // The release link's code order (make order-file), read by the linker only.
             exclude: ["lanrage.order"],
@@ -102,6 +103,7 @@ let package = Package(
         .testTarget(name: "OutputTests", dependencies: ["Time", "Output"]),
         .testTarget(name: "CommandsTests", dependencies: ["Time", "Commands"]),
         .testTarget(name: "NetTests", dependencies: ["Time", "Net"]),
+        .testTarget(name: "DNSTests", dependencies: ["Time", "DNS", "Net", "EventLoop"]),
         .testTarget(name: "WireGuardTests", dependencies: ["Time", "WireGuard", "CNetlink", "CSodium", "Net"]),
         .systemLibrary(name: "CMalloc", path: "Tests/CMalloc"),
         .testTarget(name: "STUNTests", dependencies: ["Time", "STUN", "Net", "CMalloc"]),

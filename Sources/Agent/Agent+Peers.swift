@@ -28,7 +28,7 @@ extension Agent {
             closeFan(id)
         case .rediscoverNAT:
             // At most every 30 s.
-            if let started = detector.startedAt, clock.now - started > Duration.seconds(30).nanoseconds { detector.start(servers: configuration.stun) }
+            if let started = detector.startedAt, clock.now - started > Duration.seconds(30).nanoseconds { rediscover() }
         case .setDirectEndpoint:
             // The punch's pinned address — it answered this side's own nonce — through a fan port: forwarded.
             if let pinned = driver.pinned(id), let socket = driver.pinnedFanSocket(id) {
@@ -344,7 +344,7 @@ extension Agent {
     /// the agent reaches outside the tunnel stay outside.
     private func routePolicy(for id: MachineID, _ kernel: [KernelRoute]) -> RoutePolicy {
         var held: [(peer: String, prefix: IPPrefix)] = []
-        var underlay = [configuration.control.address] + configuration.stun.map { $0.address } + configuration.preferredRelays.map { $0.address }
+        var underlay = ([configuration.control] + configuration.stun + configuration.preferredRelays).compactMap { names.endpoint($0)?.address }
             + relayAddresses
         for (other, link) in links {
             underlay += PeerConnection.publicEndpoints(link.record).map { $0.address }
@@ -506,7 +506,7 @@ extension Agent {
             relayAddresses.append(offer.service.address)
         }
         guard let id = machines[key], let state = scheduler.machine(id)?.state else { return }
-        let next = links[id]!.connection.relayUse.offered(offers, preferred: configuration.preferredRelays, in: state)
+        let next = links[id]!.connection.relayUse.offered(offers, preferred: configuration.preferredRelays.compactMap { names.endpoint($0) }, in: state)
         tryOffer(next, for: id)
     }
 

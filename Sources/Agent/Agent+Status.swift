@@ -124,6 +124,7 @@ extension Agent {
             ])),
             ("control", .object([
                 ("server", .string("\(configuration.control)")),
+                ("address", controlAddress),
                 ("party", .string(configuration.party)),
                 ("state", .string("\(control.state)")),
                 ("registrations", .int(Int64(control.registrations))),
@@ -134,6 +135,18 @@ extension Agent {
         ])
     }
 
+    /// The control server's address (its name's current one), for `status --json`.
+    private var controlAddress: JSON {
+        guard let endpoint = names.endpoint(configuration.control) else { return .null }
+        return .string("\(endpoint)")
+    }
+
+    /// The control server as configured, with its name's current address.
+    private var controlText: String {
+        guard configuration.control.name != nil else { return "\(configuration.control)" }
+        return "\(configuration.control) (\(names.endpoint(configuration.control).map { "\($0)" } ?? "not resolved"))"
+    }
+
     func statusText() -> String {
         var text = """
             interface: \(configuration.interfaceName) (\(backend.kind.rawValue))
@@ -141,7 +154,7 @@ extension Agent {
               listening port: \(configuration.listenPort), mtu \(mtu)
               addresses: \(configuration.addresses.map { "\($0)" }.joined(separator: ", "))
               nat: \(natType)\(report.map { ", public endpoint \($0.publicEndpoint)" } ?? "")
-              control: \(configuration.control) party \(configuration.party), \(control.state)
+              control: \(controlText) party \(configuration.party), \(control.state)
             \(problem.map { "  problem: \($0.explanation(server: configuration.control))\n" } ?? "")
             """
         for status in peerStatuses() {

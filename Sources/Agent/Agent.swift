@@ -1,5 +1,6 @@
 import CLinux
 import Control
+import DNS
 import EventLoop
 import Net
 import Output
@@ -34,6 +35,8 @@ public final class Agent {
     var detector: NATDetector!
     var relays: RelayClient!
     var alarms: Alarms!
+    /// The servers given by host name, resolved on the loop.
+    var names: ServerNames!
     var status: StatusServer?
     var links: [MachineID: PeerLink] = [:]
     var machines: [MemberKey: MachineID] = [:]
@@ -133,9 +136,16 @@ public final class Agent {
         relays = try starting { () throws(SystemError) in try RelayClient(loop: loop, clock: clock) }
         alarms = Alarms(clock: clock)
         loop.addTimers(alarms)
+        names = ServerNames(resolver: Resolver(loop: loop, clock: clock), alarms: alarms, logger: Logger(label: "lanrage.names"))
+        names.onResolved = { [unowned(unsafe) self] name, moved in self.serverNameResolved(name, moved: moved) }
+        names.onFailed = { [unowned(unsafe) self] name, error in
+            if name == self.configuration.control.name, self.control.state == .idle || self.problem != nil { self.report(.unresolved(reason: error.description)) }
+        }
         try starting { () throws(SystemError) in try loop.register(port.descriptor) { [unowned(unsafe) self] in self.portReadable() } }
 
-        var client = ControlClient.Configuration(server: configuration.control, serverKey: configuration.controlKey, party: configuration.party,
+        // A control server given by name gets its address when the name resolves (IPv4 for now).
+        let server = names.endpoint(configuration.control) ?? Endpoint(.v4(IPv4Address(0)), configuration.control.port)
+        var client = ControlClient.Configuration(server: server, serverKey: configuration.controlKey, party: configuration.party,
                                                  authority: configuration.authority, key: memberKey,
                                                  certificate: configuration.certificate.encoded)
         client.candidates = localCandidates()
@@ -155,7 +165,7 @@ public final class Agent {
         control.onClockSkew = { [unowned(unsafe) self] offset in self.report(.clockSkew(offsetMillis: offset)) }
         control.onRegistered = { [unowned(unsafe) self] in
             guard self.problem != nil else { return }
-            self.logger.notice("registered with the control server", metadata: ["server": "\(self.configuration.control)"])
+            self.logger.notice("registered with the control server", metadata: ["server": "\(self.control.configuration.server)"])
             self.problem = nil
         }
         control.onBadCertificate = { [unowned(unsafe) self] key, problem in
@@ -165,6 +175,8 @@ public final class Agent {
             self.report(.protocolVersion(lowest: lowest, highest: highest))
         }
         control.onUnanswered = { [unowned(unsafe) self] rounds in
+            // A dynamic-DNS name may have moved to another address.
+            if let name = self.configuration.control.name { self.names.resolve(name) }
             // A refusal, a skewed clock or another version explains the silence better.
             if case .unanswered = self.problem ?? .unanswered(rounds: 0) { self.report(.unanswered(rounds: rounds)) }
         }
@@ -183,8 +195,9 @@ public final class Agent {
     /// STUN requests leave before the interface is ready: wireguard-go starts meanwhile, and their
     /// answers wait in the sockets.
     public func run() throws(AgentFailure) {
-        control.start()
-        detector.start(servers: configuration.stun)
+        if names.endpoint(configuration.control) != nil { control.start() }
+        rediscover()
+        for name in configuration.hostNames { names.resolve(name) }
         try readyInterface()
         let loop = loop
         try starting { () throws(SystemError) in try loop.run() }
@@ -202,7 +215,7 @@ public final class Agent {
             } catch {
                 throw AgentFailure("WireGuard interface \(name) cannot take ListenPort \(configuration.listenPort): \(error)", exitCode: error.exitCode)
             }
-            let mtu = Self.mtu(configuration)
+            let mtu = Self.mtu(configuration, toward: names.endpoint(configuration.control))
             try starting { () throws(WireGuardError) in
                 try backend.setAddresses(name, configuration.addresses)
                 try backend.setMTU(name, mtu)
@@ -222,9 +235,27 @@ public final class Agent {
     }
 
     /// The MTU for `configuration`: its own, or the path MTU toward its control server less
-    /// WireGuard's overhead.
-    static func mtu(_ configuration: AgentConfiguration) -> Int {
-        configuration.mtu ?? AgentConfiguration.defaultMTU(path: PathMTU.toward(configuration.control))
+    /// WireGuard's overhead (1420 while the server's name has no address yet).
+    static func mtu(_ configuration: AgentConfiguration, toward control: Endpoint?) -> Int {
+        configuration.mtu ?? AgentConfiguration.defaultMTU(path: control.flatMap { PathMTU.toward($0) })
+    }
+
+    /// Starts NAT detection with the STUN servers whose addresses are known.
+    func rediscover() {
+        let servers = configuration.stun.compactMap { names.endpoint($0) }
+        if !servers.isEmpty { detector.start(servers: servers) }
+    }
+
+    /// A server name got its first address or a new one: the control client sends there from now
+    /// on (and starts, the first time); NAT detection runs again with a STUN server's.
+    private func serverNameResolved(_ name: String, moved: Bool) {
+        if case .unresolved = problem, name == configuration.control.name { problem = nil }
+        guard moved else { return }
+        if name == configuration.control.name, let server = names.endpoint(configuration.control) {
+            control.configuration.server = server
+            if control.state == .idle { control.start() }
+        }
+        if configuration.stun.contains(where: { $0.name == name }) { rediscover() }
     }
 
     // MARK: Lifecycle
@@ -285,7 +316,7 @@ public final class Agent {
             reinstallRoutes(links.keys.sorted())
         }
         if fresh.mtu != old.mtu {
-            let mtu = Self.mtu(fresh)
+            let mtu = Self.mtu(fresh, toward: names.endpoint(fresh.control))
             do {
                 try backend.setMTU(configuration.interfaceName, mtu)
                 self.mtu = mtu
@@ -296,7 +327,8 @@ public final class Agent {
         if fresh.timings != old.timings {
             for id in links.keys { scheduler.updateContext(of: id) { $0.timings = fresh.timings } }
         }
-        detector.start(servers: configuration.stun)
+        for name in configuration.hostNames { names.resolve(name) }
+        rediscover()
         logger.info("configuration reloaded", metadata: needsRestart.isEmpty ? [:] : ["needs_restart": "\(needsRestart.joined(separator: ","))"])
     }
 
@@ -315,7 +347,7 @@ public final class Agent {
             if let observed = control.observed, observed != lastObserved {
                 if lastObserved != nil {
                     logger.notice("public address changed", metadata: ["old": "\(lastObserved!)", "new": "\(observed)"])
-                    detector.start(servers: configuration.stun)
+                    rediscover()
                 }
                 lastObserved = observed
             }
@@ -326,9 +358,7 @@ public final class Agent {
             sweptStalePeers = true
             removeStrangers()
         }
-        if let started = detector.startedAt, clock.now - started > Self.rediscoveryInterval {
-            detector.start(servers: configuration.stun)
-        }
+        if let started = detector.startedAt, clock.now - started > Self.rediscoveryInterval { rediscover() }
     }
 
     /// Removes WireGuard peers that are not party members (left over from an earlier run).

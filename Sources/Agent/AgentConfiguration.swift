@@ -15,7 +15,7 @@ import Time
 ///     Name = lanrage0
 ///
 ///     [Party]
-///     Control = 192.0.2.1:3478
+///     Control = 192.0.2.1:3478                     # or a host name: control.example.net:3478
 ///     ControlKey = …                               # the control server's public key
 ///     Name = home
 ///     Authority = …                                # the party authority's public key
@@ -40,7 +40,8 @@ public struct AgentConfiguration: Sendable {
     public var mtu: Int?
     /// The tunnel addresses: the certificate's (all of them, or those `Address` names).
     public var addresses: [IPPrefix]
-    public var control: Endpoint
+    /// The control server: an address, or a host name resolved at run time.
+    public var control: ServerAddress
     /// The control server's public key, pinned.
     public var controlKey: MemberKey
     public var party: String
@@ -49,10 +50,10 @@ public struct AgentConfiguration: Sendable {
     /// This member's certificate (verified against the authority and the private key's public key).
     public var certificate: MemberCertificate
     /// STUN servers for NAT detection; the control server (which answers STUN on its port) by default.
-    public var stun: [Endpoint]
+    public var stun: [ServerAddress]
     public var relaysEnabled = true
     /// Relays to use first when the control server offers them, in order.
-    public var preferredRelays: [Endpoint] = []
+    public var preferredRelays: [ServerAddress] = []
     /// `nil`: the kernel module when present, else wireguard-go.
     public var backend: BackendKind?
     public var statusSocket = "/var/run/lanrage/agent.sock"
@@ -93,10 +94,10 @@ public struct AgentConfiguration: Sendable {
         var section = ""
         var seen: Set<String> = []
         var privateKey: Key?, privateKeyLine = 0
-        var control: Endpoint?, party: String?, controlKey: MemberKey?, authority: [UInt8]?
+        var control: ServerAddress?, party: String?, controlKey: MemberKey?, authority: [UInt8]?
         var certificate: (bytes: [UInt8], line: Int)?
         var addresses: [IPPrefix] = []
-        var stun: [Endpoint] = []
+        var stun: [ServerAddress] = []
         var timings = PeerTimings()
 
         for line in INILines(bytes) {
@@ -116,8 +117,8 @@ public struct AgentConfiguration: Sendable {
                 guard seen.insert("\(section).\(lowered)").inserted || lowered == "address" || lowered == "prefer" || lowered == "stun" else {
                     throw problem("'\(key)' given twice in [\(section)]")
                 }
-                func endpoint() throws(Problem) -> Endpoint {
-                    guard let parsed = Endpoint(value) else { throw problem("\(key) '\(value)' is not IP:PORT (host names are not resolved)") }
+                func server() throws(Problem) -> ServerAddress {
+                    guard let parsed = ServerAddress(value) else { throw problem("\(key) '\(value)' is not IP:PORT or HOSTNAME:PORT") }
                     return parsed
                 }
                 func duration() throws(Problem) -> Duration {
@@ -161,7 +162,7 @@ public struct AgentConfiguration: Sendable {
                     do { try InterfaceName.validate(value) } catch { throw problem("Name: \(error)") }
                     interfaceName = value
                 case ("party", "control"):
-                    control = try endpoint()
+                    control = try server()
                 case ("party", "name"):
                     guard !value.isEmpty, value.utf8.count <= 64 else { throw problem("party Name must be 1 to 64 bytes") }
                     party = value
@@ -183,7 +184,7 @@ public struct AgentConfiguration: Sendable {
                     guard let flag = Self.flag(value) else { throw problem("Enabled '\(value)' is not yes or no") }
                     relaysEnabled = flag
                 case ("relay", "prefer"):
-                    preferredRelays.append(try endpoint())
+                    preferredRelays.append(try server())
                 case ("agent", "backend"):
                     switch value.lowercased() {
                     case "auto": backend = nil
@@ -195,7 +196,7 @@ public struct AgentConfiguration: Sendable {
                     guard value.hasPrefix("/"), value.utf8.count < 100 else { throw problem("StatusSocket must be an absolute path shorter than 100 bytes") }
                     statusSocket = value
                 case ("agent", "stun"):
-                    stun.append(try endpoint())
+                    stun.append(try server())
                 case ("agent", "persistentkeepalive"): timings.persistentKeepalive = try duration()
                 case ("agent", "punchpackets"): timings.punchPackets = try count()
                 case ("agent", "punchinterval"): timings.punchInterval = try duration()
@@ -216,7 +217,7 @@ public struct AgentConfiguration: Sendable {
         if privateKeyLine > 0, othersCanRead {
             throw Problem("\(file):\(privateKeyLine): PrivateKey in a file others can read: chmod 600 \(file), or use PrivateKeyFile")
         }
-        guard let control else { throw Problem("\(file): [Party] needs Control = IP:PORT (the control server)") }
+        guard let control else { throw Problem("\(file): [Party] needs Control = IP:PORT or HOSTNAME:PORT (the control server)") }
         guard let controlKey else { throw Problem("\(file): [Party] needs ControlKey (the control server's public key)") }
         guard let party else { throw Problem("\(file): [Party] needs Name") }
         guard let authority else { throw Problem("\(file): [Party] needs Authority (the party authority's public key)") }
@@ -241,6 +242,15 @@ public struct AgentConfiguration: Sendable {
         self.certificate = verified
         self.stun = stun.isEmpty ? [control] : stun
         self.timings = timings
+    }
+
+    /// The host names of the servers (`Control`, `STUN`, `Prefer`), each once, in that order.
+    public var hostNames: [String] {
+        var names: [String] = []
+        for server in [control] + stun + preferredRelays {
+            if let name = server.name, !names.contains(name) { names.append(name) }
+        }
+        return names
     }
 
     /// The MTUs `MTU =` takes: from IPv6's minimum (an overlay link may carry IPv6) to jumbo frames.

@@ -13,6 +13,8 @@ enum RegistrationProblem: Equatable {
     case clockSkew(offsetMillis: Int64)
     /// The server speaks other protocol versions.
     case protocolVersion(lowest: UInt8, highest: UInt8)
+    /// The server's host name does not resolve (why: the resolver's error, as text).
+    case unresolved(reason: String)
 
     /// A short name, as `status --json` gives it.
     var kind: String {
@@ -21,11 +23,12 @@ enum RegistrationProblem: Equatable {
         case .refused: "refused"
         case .clockSkew: "clock_skew"
         case .protocolVersion: "protocol_version"
+        case .unresolved: "unresolved"
         }
     }
 
     /// What is wrong and what to do, for a person reading `lanrage status` or the log.
-    func explanation(server: Endpoint) -> String {
+    func explanation(server: ServerAddress) -> String {
         switch self {
         case .unanswered(let rounds):
             return "the control server \(server) does not answer (\(rounds) rounds of 3 registrations): is it running, "
@@ -45,11 +48,14 @@ enum RegistrationProblem: Equatable {
         case .protocolVersion(let lowest, let highest):
             return "the control server speaks protocol version \(lowest == highest ? "\(lowest)" : "\(lowest)-\(highest)"), "
                 + "this agent \(ControlMessage.version): upgrade the older of the two"
+        case .unresolved(let reason):
+            return "the control server's name \(server.name ?? "\(server)") does not resolve: \(reason); "
+                + "check the name and the name servers of /etc/resolv.conf"
         }
     }
 
     /// The problem's fields for `status --json`.
-    func json(server: Endpoint) -> JSON {
+    func json(server: ServerAddress) -> JSON {
         var fields: [(String, JSON)] = [("kind", .string(kind)), ("detail", .string(explanation(server: server)))]
         switch self {
         case .unanswered(let rounds): fields.append(("rounds", .int(Int64(rounds))))
@@ -57,6 +63,7 @@ enum RegistrationProblem: Equatable {
         case .clockSkew(let offset): fields.append(("offset_ms", .int(offset)))
         case .protocolVersion(let lowest, let highest):
             fields.append(("server_versions", .array([.int(Int64(lowest)), .int(Int64(highest))])))
+        case .unresolved(let reason): fields.append(("error", .string(reason)))
         }
         return .object(fields)
     }

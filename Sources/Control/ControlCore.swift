@@ -478,6 +478,17 @@ public final class ControlCore {
         return out
     }
 
+    /// Replaces the relays offered by `services` (a relay given by name moved, or got its first
+    /// address); a relay kept keeps its reported load.
+    public func updateRelays(_ services: [Endpoint]) {
+        relays = services.map { service in relays.first { $0.service == service } ?? KnownRelay(service: service) }
+    }
+
+    /// The relays that did not answer the last three load queries, at `wall`.
+    public func silentRelays(at wall: UInt64) -> [Endpoint] {
+        relays.filter { !$0.isAlive(at: wall) }.map { $0.service }
+    }
+
     /// The load queries to send to every known relay.
     public func loadQueries(wall: UInt64) -> [Outgoing] {
         guard let relayKey else { return [] }

@@ -9,6 +9,8 @@ public enum ExitCode: Int32, Sendable {
     case dataError = 65
     /// An input file does not exist or cannot be read.
     case noInput = 66
+    /// A host name does not resolve.
+    case noHost = 68
     /// A service the command needs is not there (no WireGuard, no answer from a server).
     case unavailable = 69
     /// An internal error: a bug in LANrage.

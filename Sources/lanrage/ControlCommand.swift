@@ -30,7 +30,7 @@ enum ControlCommand {
             .value("state", "DIR", help: "Directory holding the persistent state (created 0700 if missing)."),
             .repeated("party", "NAME=KEY", help: "Serve the party NAME, whose authority's public key is KEY."),
             .value("revoked", "FILE", help: "Member public keys the administrator removed, one per line (read again on SIGHUP)."),
-            .repeated("relay", "IP:PORT", help: "A relay's service endpoint (the first port of its range)."),
+            .repeated("relay", "HOST:PORT", help: "A relay's service endpoint (the first port of its range), by address or host name."),
             .value("relay-secret-file", "FILE", help: "Secret shared with the relays, for their tokens."),
             .value("heartbeat", "SECONDS", help: "Heartbeat interval given to members.", default: "10"),
             .value("member-timeout", "SECONDS", help: "A member silent this long is gone.", default: "30"),
@@ -72,7 +72,7 @@ enum ControlCommand {
             }
             parties.append((name, authority))
         }
-        let relays = try invocation.values("relay", as: Endpoint.self)
+        let relays = try invocation.values("relay", as: ServerAddress.self)
         var relayKey: [UInt8]?
         if let path = try invocation.value("relay-secret-file", as: String.self) {
             var secret = try failing { () throws(SecretFile.Problem) in try SecretFile.read(path) }
@@ -94,7 +94,8 @@ enum ControlCommand {
         }
         let store = StateStore(directory: directory)
         let clock = SystemClock()
-        let core = ControlCore(configuration: configuration, privateKey: privateKey.bytes, relays: relays, relayKey: relayKey, now: clock.now)
+        let core = ControlCore(configuration: configuration, privateKey: privateKey.bytes, relays: relays.compactMap { $0.endpoint },
+                               relayKey: relayKey, now: clock.now)
         core.restore(try failing(.failure) { () throws(StateStore.Failure) in try store.load() }, wall: clock.unixMillis)
         for (name, authority) in parties {
             guard core.addParty(name: name, authority: authority, wall: clock.unixMillis) else { throw invocation.usageError("too many parties") }
@@ -106,6 +107,8 @@ enum ControlCommand {
             try ControlServer(listen: listen, alternate: alternate, core: core, store: store, loop: loop, clock: clock)
         }
         if core.dirty { server.save() }
+        // Relays given by name join the offers once their names resolve.
+        let relayNames = relays.contains { $0.name != nil } ? RelayNames(relays, core: core, loop: loop, clock: clock, logger: Logger(label: "lanrage.names")) : nil
         try failing { () throws(SystemError) in try loop.handleSignals { signal in
             guard signal == SIGHUP else { return loop.stop() }
             if let revokedPath {
@@ -125,6 +128,7 @@ enum ControlCommand {
             "relays": "\(relays.count)", "state": "\(store.path)",
         ])
         try failing { () throws(SystemError) in try loop.run() }
+        withExtendedLifetime(relayNames) {}
         server.save()
         logger.info("counters", metadata: server.summary)
         return .success

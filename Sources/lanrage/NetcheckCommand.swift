@@ -18,7 +18,7 @@ enum NetcheckCommand {
             ListenPort of the agent's configuration are used.
             """,
         options: [
-            .repeated("stun", "IP:PORT", help: "A STUN server; repeat for several. The first with two addresses runs the RFC 5780 tests."),
+            .repeated("stun", "HOST:PORT", help: "A STUN server (an address or a host name); repeat for several. The first with two addresses runs the RFC 5780 tests."),
             .value("config", "FILE", help: "The agent configuration whose STUN servers and ListenPort to use when --stun is not given.",
                    default: "/etc/lanrage/agent.conf"),
             .value("port", "P", help: "Local UDP port to probe from (the WireGuard port; shared through a raw socket when WireGuard listens on it).", default: "0, any; with the configuration, its ListenPort"),
@@ -27,19 +27,20 @@ enum NetcheckCommand {
             .value("tries", "N", help: "Sends per request before giving up.", default: "7"),
         ]
     ) { (invocation: Invocation) throws(CommandError) -> ExitCode in
-        var servers = try invocation.values("stun", as: Endpoint.self)
+        var named = try invocation.values("stun", as: ServerAddress.self)
         var configuredPort: UInt16?
-        if servers.isEmpty {
+        if named.isEmpty {
             let path = try invocation.value("config", as: String.self) ?? "/etc/lanrage/agent.conf"
             do throws(AgentConfiguration.Problem) {
                 let configuration = try AgentConfiguration.load(path)
-                servers = configuration.stun
+                named = configuration.stun
                 configuredPort = configuration.listenPort
             } catch {
-                throw invocation.usageError("no --stun IP:PORT given, and the agent configuration cannot be used: \(error)")
+                throw invocation.usageError("no --stun HOST:PORT given, and the agent configuration cannot be used: \(error)")
             }
         }
-        guard let first = servers.first else { throw invocation.usageError("missing --stun IP:PORT") }
+        let servers = try ServerLookup.endpoints(named)
+        guard let first = servers.first else { throw invocation.usageError("missing --stun HOST:PORT") }
         guard servers.allSatisfy({ $0.address.family == first.address.family }) else {
             throw invocation.usageError("all --stun servers must be of one address family")
         }

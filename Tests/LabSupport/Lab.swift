@@ -302,6 +302,17 @@ public final class Lab: @unchecked Sendable {
         try site.router.run(["conntrack", "-F"])
     }
 
+    /// Makes programs started in `namespace` (by `ip netns exec`) ask the name server at `address`:
+    /// its own `/etc/resolv.conf`, from `/etc/netns/NAME/`, removed at shutdown.
+    public func useNameServer(_ address: IPv4Address, in namespace: Namespace) throws {
+        let directory = Lab.etcDirectory(of: namespace.name)
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try "nameserver \(address)\noptions timeout:1 attempts:2\n".write(toFile: directory + "/resolv.conf", atomically: true, encoding: .utf8)
+    }
+
+    /// Where `ip netns exec` finds the files it puts over `/etc` for namespace `name`.
+    static func etcDirectory(of name: String) -> String { "/etc/netns/\(name)" }
+
     /// Starts a program in `namespace`; it is terminated by PID at shutdown. Its output goes to a
     /// log file in the lab's directory.
     @discardableResult
@@ -364,6 +375,7 @@ public final class Lab: @unchecked Sendable {
         for hook in hooks { hook() }
         for namespace in owned.reversed() {
             _ = try? LabSupport.run(["ip", "netns", "del", namespace.name], allowFailure: true)
+            try? FileManager.default.removeItem(atPath: Lab.etcDirectory(of: namespace.name))
         }
         // LANRAGE_LAB_KEEP=1 keeps the logs and files for a look afterwards.
         if ProcessInfo.processInfo.environment["LANRAGE_LAB_KEEP"] == "1" {
@@ -400,6 +412,7 @@ public final class Lab: @unchecked Sendable {
                   let pid = Int32(name[name.index(name.startIndex, offsetBy: 2)..<dash]), pid != getpid() else { continue }
             if kill(pid, 0) != 0 && errno == ESRCH {
                 _ = try? LabSupport.run(["ip", "netns", "del", name], allowFailure: true)
+                try? FileManager.default.removeItem(atPath: Lab.etcDirectory(of: name))
             }
         }
     }

@@ -63,16 +63,22 @@ public final class PartyLab {
 
     /// Starts (or restarts) the control server on the STUN host, state kept in the lab directory.
     /// `authority` replaces the party's (a server that refuses its members), `wrapper` runs before
-    /// the command (`faketime` for a server whose clock is off).
+    /// the command (`faketime` for a server whose clock is off). With `moved` it listens on the
+    /// host's second address only (192.0.2.2:3478, no alternate for RFC 5780 STUN): a server whose
+    /// address changed. `relayNames` replaces the `--relay` of the relays started (`NAME:PORT`).
     @discardableResult
-    public func startControl(heartbeat: Int = 2, memberTimeout: Int = 8, authority: String? = nil, wrapper: [String] = []) throws -> Process {
-        var arguments = wrapper + [Products.lanrage, "control", "--listen", "\(control)", "--alternate", "192.0.2.2:3479", "--key", serverKey.path,
+    public func startControl(heartbeat: Int = 2, memberTimeout: Int = 8, authority: String? = nil, wrapper: [String] = [],
+                             moved: Bool = false, relayNames: [String]? = nil) throws -> Process {
+        let listen = moved ? Endpoint(.v4(Lab.stunAlternate), control.port) : control
+        var arguments = wrapper + [Products.lanrage, "control", "--listen", "\(listen)"]
+            + (moved ? [] : ["--alternate", "\(Endpoint(.v4(Lab.stunAlternate), 3479))"]) + ["--key", serverKey.path,
                          "--state", lab.directory.appendingPathComponent("control-state").path,
                          "--party", "lab=\(authority ?? self.authority)", "--heartbeat", "\(heartbeat)", "--member-timeout", "\(memberTimeout)"]
-        for relay in relays { arguments += ["--relay", "\(relay)"] }
-        if !relays.isEmpty { arguments += ["--relay-secret-file", relaySecret.path] }
+        let relayArguments = relayNames ?? relays.map { "\($0)" }
+        for relay in relayArguments { arguments += ["--relay", relay] }
+        if !relayArguments.isEmpty { arguments += ["--relay-secret-file", relaySecret.path] }
         let process = try lab.spawn(in: lab.stunHost, arguments, log: "control.log")
-        try lab.stunHost.waitForUDPListener(control)
+        try lab.stunHost.waitForUDPListener(listen)
         controlProcess = process
         return process
     }
@@ -92,11 +98,16 @@ public final class PartyLab {
     public func startAgent(in namespace: Namespace, index: Int, interface: [String] = [], agent extra: [String] = [],
                            subnets: [String] = []) throws -> AgentHandle {
         let handle = try prepareAgent(in: namespace, index: index, interface: interface, agent: extra, subnets: subnets)
-        handle.process = try lab.spawn(in: namespace, ["env", "WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1", Products.lanrage, "agent",
-                                                       "--config", handle.configuration.path, "--log-level", "debug"],
-                                       log: "agent\(index).log")
-        agents.append(handle)
+        try launch(handle)
         return handle
+    }
+
+    /// Starts the agent `prepareAgent` wrote (its configuration perhaps edited since).
+    public func launch(_ handle: AgentHandle) throws {
+        handle.process = try lab.spawn(in: handle.namespace, ["env", "WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1", Products.lanrage, "agent",
+                                                              "--config", handle.configuration.path, "--log-level", "debug"],
+                                       log: "agent\(handle.index).log")
+        agents.append(handle)
     }
 
     /// Writes agent `index`'s key, certificate (`lanrage ca sign`: its overlay address and `subnets`)

@@ -31,7 +31,7 @@ out=.build/cross/$arch
 mkdir -p "$out/modules"
 
 # The product's modules, each after those it imports (Package.swift).
-modules=(Time Output Commands Net StateChart EventLoop STUN Rendezvous WireGuard Punch Peer Relay Control Agent)
+modules=(Time Output Commands Net StateChart EventLoop DNS STUN Rendezvous WireGuard Punch Peer Relay Control Agent)
 
 commit=$(git describe --always --dirty --abbrev=12 2>/dev/null || true)
 clang_flags=(-Xcc -D__linux__ -Xcc -D__unix__ -Xcc -I/usr/include/libnl3 -Xcc "-DLANRAGE_COMMIT=\"$commit\"")
