@@ -169,17 +169,18 @@ charts:
 ## Tests/Fuzz/seeds-NAME (STUN's in Tests/Fuzz/seeds). fuzz-NAME runs one target:
 ##   stun (decoder, server), control (server decoder and core), relay (relay decoders and tokens),
 ##   client (what a member does with the control server's datagrams), punch (punch messages, sessions
-##   and driver), relay-client (relay answers as the agent takes them), state (state file and restore).
+##   and driver), relay-client (relay answers as the agent takes them), state (state file and restore),
+##   dns (name servers' answers, resolv.conf and hosts as the resolver reads them).
 ## The targets reach internals with @testable import: the modules are built with -enable-testing.
 FUZZ_RUNS ?= 10000000
 FUZZ_JOBS ?= 2
-FUZZ_NAMES := stun control relay client punch relay-client state
+FUZZ_NAMES := stun control relay client punch relay-client state dns
 FUZZ_BUILD := --scratch-path .build-fuzz -c release -Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING -Xswiftc -enable-testing
 fuzz: $(addprefix fuzz-,$(FUZZ_NAMES))
 
 $(addprefix fuzz-,$(FUZZ_NAMES)): fuzz-%:
 	target=$$(case $* in stun) echo STUNFuzz;; control) echo ControlFuzz;; relay) echo RelayFuzz;; client) echo ClientFuzz;; \
-		punch) echo PunchFuzz;; relay-client) echo RelayClientFuzz;; state) echo StateFuzz;; esac); \
+		punch) echo PunchFuzz;; relay-client) echo RelayClientFuzz;; state) echo StateFuzz;; dns) echo DNSFuzz;; esac); \
 	seeds=$$([ $* = stun ] && echo Tests/Fuzz/seeds || echo Tests/Fuzz/seeds-$*); \
 	$(SWIFT) build $(FUZZ_BUILD) --product $$target && \
 	NAME=$* CORPUS=.build-fuzz/corpus-$* SEEDS=$$seeds Tests/Fuzz/run.sh .build-fuzz/release/$$target $(FUZZ_RUNS) $(FUZZ_JOBS)
