@@ -11,16 +11,7 @@ import Testing
 struct AgentStatusExitLabTests {
     /// `lanrage status [extra…]` against `agent`: exit status, standard output, standard error.
     static func status(_ agent: AgentHandle, _ extra: [String] = []) throws -> (status: Int32, out: String, error: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: Products.lanrage)
-        process.arguments = ["status", "--socket", agent.statusSocket] + extra
-        let out = Pipe(), error = Pipe()
-        process.standardOutput = out
-        process.standardError = error
-        try process.run()
-        let outData = out.fileHandleForReading.readDataToEndOfFile(), errorData = error.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errorData, as: UTF8.self))
+        try LabSupport.execute([Products.lanrage, "status", "--socket", agent.statusSocket] + extra)
     }
 
     /// Polls `status` until its exit status is `expected` or `seconds` pass; the last result.

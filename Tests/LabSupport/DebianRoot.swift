@@ -51,26 +51,8 @@ public final class DebianRoot {
     /// standard error, whatever the status.
     public func execute(_ arguments: [String], as user: String? = nil, in namespace: Namespace? = nil)
         throws -> (status: Int32, out: String, error: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = (namespace.map { ["ip", "netns", "exec", $0.name] } ?? []) + ["timeout", "\(Self.limit)"]
-            + command(arguments, as: user)
-        let out = Pipe(), error = Pipe()
-        process.standardOutput = out
-        process.standardError = error
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        nonisolated(unsafe) var errorData = Data()
-        let group = DispatchGroup()
-        group.enter()
-        DispatchQueue.global().async {
-            errorData = error.fileHandleForReading.readDataToEndOfFile()
-            group.leave()
-        }
-        let outData = out.fileHandleForReading.readDataToEndOfFile()
-        group.wait()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errorData, as: UTF8.self))
+        try LabSupport.execute((namespace.map { ["ip", "netns", "exec", $0.name] } ?? []) + ["timeout", "\(Self.limit)"]
+                                + command(arguments, as: user))
     }
 
     /// The host's path of `file`, a path in the root.

@@ -16,6 +16,15 @@ public struct CommandFailure: Error, CustomStringConvertible {
 /// Runs a program to completion and returns its standard output; throws with stderr on failure.
 @discardableResult
 public func run(_ arguments: [String], input: String? = nil, allowFailure: Bool = false) throws -> String {
+    let result = try execute(arguments, input: input)
+    if result.status != 0 && !allowFailure {
+        throw CommandFailure(command: arguments, status: result.status, output: result.error + result.out)
+    }
+    return result.out
+}
+
+/// Runs a program to completion: its exit status, standard output and standard error, whatever the status.
+public func execute(_ arguments: [String], input: String? = nil) throws -> (status: Int32, out: String, error: String) {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
     process.arguments = arguments
@@ -40,12 +49,7 @@ public func run(_ arguments: [String], input: String? = nil, allowFailure: Bool 
     let outputData = out.fileHandleForReading.readDataToEndOfFile()
     group.wait()
     process.waitUntilExit()
-    let output = String(decoding: outputData, as: UTF8.self)
-    if process.terminationStatus != 0 && !allowFailure {
-        throw CommandFailure(command: arguments, status: process.terminationStatus,
-                             output: String(decoding: errorData, as: UTF8.self) + output)
-    }
-    return output
+    return (process.terminationStatus, String(decoding: outputData, as: UTF8.self), String(decoding: errorData, as: UTF8.self))
 }
 
 /// Where the package's built products are (beside the test bundle).
