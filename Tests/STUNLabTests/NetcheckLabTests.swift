@@ -62,7 +62,7 @@ func netcheck(in site: Site, _ arguments: [String]) throws -> [String: Any] {
                                             output: lab.directory.appendingPathComponent("netcheck-missing.out"))
         missing.waitUntilExit()
         let output = try String(contentsOf: lab.directory.appendingPathComponent("netcheck-missing.out"), encoding: .utf8)
-        #expect(missing.terminationStatus == 64 && output.contains("no --stun IP:PORT given, and the agent configuration cannot be used"),
+        #expect(missing.terminationStatus == 64 && output.contains("no --stun HOST:PORT given, and the agent configuration cannot be used"),
                 "\(output)")
     }
 
