@@ -517,11 +517,11 @@ import Time
     @Test func offersCarryTheRelaysLoadAndTheirTokensAllocate() throws {
         let relaySecret = Array("shared with relays".utf8)
         let relayKey = Keys.relayKey(secret: relaySecret)
-        let probed = try { try UDPSocket(binding: Endpoint(ControlLoopbackTests.localhost, 0)).local.port }()
-        let low = probed < 60_000 ? probed : 42_000
-        let world = try ControlLoopbackTests.World(relays: [Endpoint(ControlLoopbackTests.localhost, low)], relayKey: relayKey)
-        let relay = try RelayServer(RelayServer.Configuration(listen: ControlLoopbackTests.localhost, ports: low...(low + 10), key: relayKey),
-                                    loop: world.loop)
+        let (world, relay) = try withFreePortRange(10, on: ControlLoopbackTests.localhost) { range in
+            let world = try ControlLoopbackTests.World(relays: [Endpoint(ControlLoopbackTests.localhost, range.lowerBound)], relayKey: relayKey)
+            return (world, try RelayServer(RelayServer.Configuration(listen: ControlLoopbackTests.localhost, ports: range, key: relayKey),
+                                           loop: world.loop))
+        }
         #expect(try world.spin { world.core.relays[0].reported }, "the relay answered the load query")
         #expect(world.core.relays[0].capacity == 5)
 

@@ -1,4 +1,5 @@
 import EventLoop
+import LabSupport
 import Net
 import Relay
 import Rendezvous
@@ -20,14 +21,13 @@ import Time
         let relay: RelayServer
         init(idle: Duration = .seconds(120), maxPerParty: Int = 32, ports: Int = 20) throws {
             loop = try EventLoop()
-            // Find a free range: ask the kernel for a port, use the range above it.
-            let probed = try { try UDPSocket(binding: Endpoint(RelayLoopbackTests.localhost, 0)).local.port }()
-            let low = probed < 60_000 ? probed : 41_000
-            var configuration = RelayServer.Configuration(listen: RelayLoopbackTests.localhost, ports: low...(low + UInt16(ports)),
-                                                          key: RelayLoopbackTests.key)
-            configuration.idleTimeout = idle
-            configuration.maxPerParty = maxPerParty
-            relay = try RelayServer(configuration, loop: loop, clock: clock)
+            let (loop, clock) = (loop, clock)
+            relay = try withFreePortRange(UInt16(ports), on: RelayLoopbackTests.localhost) { range in
+                var configuration = RelayServer.Configuration(listen: RelayLoopbackTests.localhost, ports: range, key: RelayLoopbackTests.key)
+                configuration.idleTimeout = idle
+                configuration.maxPerParty = maxPerParty
+                return try RelayServer(configuration, loop: loop, clock: clock)
+            }
         }
 
         /// Runs the loop until `condition` holds or `seconds` pass; returns the condition.
