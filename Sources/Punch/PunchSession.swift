@@ -5,7 +5,7 @@ import Net
 ///
 /// - A burst sends one PUNCH, with a fresh nonce, to every candidate (local addresses first,
 ///   then reflexive ones, in the order given).
-/// - An authenticated PUNCH of this session is answered with an ACK echoing its nonce, to the
+/// - An authenticated PUNCH in the punch session this value holds is answered with an ACK echoing its nonce, to the
 ///   address it came from, and (once per address) with a PUNCH of our own: the path it came by is
 ///   open, and the peer's ACK to our PUNCH pins it. From an address that is not a candidate (the
 ///   peer is behind a NAT that maps per destination), the address becomes a peer-reflexive candidate.
