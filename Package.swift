@@ -129,7 +129,7 @@ let package = Package(
         .executableTarget(name: "StateFuzz", dependencies: ["Time", "FuzzSupport", "Control", "Rendezvous", "Net"], path: "Tests/Fuzz/StateFuzz"),
         .executableTarget(name: "RendezvousBench", dependencies: ["Time", "Control", "Rendezvous", "Net", "LabSupport", "WireGuard"], path: "Tests/RendezvousBench"),
         .executableTarget(name: "STUNFuzz", dependencies: ["Time", "STUN", "Net"], path: "Tests/Fuzz/STUNFuzz"),
-        .executableTarget(name: "DNSFuzz", dependencies: ["DNS", "Net"], path: "Tests/Fuzz/DNSFuzz"),
+        .executableTarget(name: "DNSFuzz", dependencies: ["DNS", "FuzzSupport", "Net"], path: "Tests/Fuzz/DNSFuzz"),
         .executableTarget(
             name: "STUNBenchmarks",
             dependencies: ["Time", "STUN", "Net", .product(name: "Benchmark", package: "benchmark")],

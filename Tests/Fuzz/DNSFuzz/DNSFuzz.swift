@@ -8,6 +8,7 @@
 import Glibc
 #endif
 import DNS
+import FuzzSupport
 import Net
 
 func fail(_ what: String) -> Never { fatalError("DNSFuzz: \(what)") }
@@ -78,23 +79,11 @@ func fuzzMain(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<C
     static func main() {
         let arguments = Array(CommandLine.arguments.dropFirst())
         if arguments.first == "--seeds", arguments.count == 2 {
-            for (name, bytes) in seeds() {
-                guard let file = fopen("\(arguments[1])/\(name)", "wb") else { print("\(name): cannot write"); continue }
-                _ = bytes.withUnsafeBufferPointer { fwrite($0.baseAddress, 1, $0.count, file) }
-                fclose(file)
-            }
+            for (name, bytes) in seeds() { writeFile("\(arguments[1])/\(name)", bytes) }
             return
         }
         for path in arguments {
-            guard let file = fopen(path, "rb") else { print("\(path): cannot open"); continue }
-            var bytes: [UInt8] = []
-            var chunk = [UInt8](repeating: 0, count: 4096)
-            while true {
-                let count = fread(&chunk, 1, chunk.count, file)
-                if count <= 0 { break }
-                bytes += chunk[..<count]
-            }
-            fclose(file)
+            guard let bytes = readFile(path) else { print("\(path): cannot open"); continue }
             print("\(path): \(bytes.count) bytes")
             _ = bytes.withUnsafeBufferPointer { fuzz($0.baseAddress, $0.count) }
         }
