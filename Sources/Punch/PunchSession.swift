@@ -6,8 +6,10 @@ import Net
 /// - A burst sends one PUNCH, with a fresh nonce, to every candidate (local addresses first,
 ///   then reflexive ones, in the order given).
 /// - An authenticated PUNCH in the punch session this value holds is answered with an ACK echoing its nonce, to the
-///   address it came from, and (once per address) with a PUNCH of our own: the path it came by is
-///   open, and the peer's ACK to our PUNCH pins it. From an address that is not a candidate (the
+///   address it came from, and — until this side pinned, for up to `punchBackLimit` of them per
+///   address — with a PUNCH of our own: the path it came by is open, and the peer's ACK to our
+///   PUNCH pins it. Not once only: when that PUNCH or its ACK is lost, the peer's next PUNCH is the
+///   next chance (a peer that pinned first sends nothing else this side could pin on). From an address that is not a candidate (the
 ///   peer is behind a NAT that maps per destination), the address becomes a peer-reflexive candidate.
 /// - An authenticated PUNCH of another session is answered too, in its own session, so that the
 ///   peer pins: the sides punch in different sessions when one of them missed the control server's
@@ -48,8 +50,10 @@ public struct PunchSession: Sendable {
     private var answered: Set<[UInt8]> = []
     private var answeredOrder: [[UInt8]] = []
     private static let answeredMemory = 512
-    /// The addresses a PUNCH came from that got one of ours back (candidates and learned ones: bounded).
-    private var punchedBack: Set<Endpoint> = []
+    /// Per address a PUNCH came from, how many of ours went back (candidates and learned ones: bounded).
+    private var punchedBack: [Endpoint: Int] = [:]
+    /// PUNCHes sent back to one address: as many as the peer's bursts of a round (2 attempts × 5).
+    private static let punchBackLimit = 10
     private static let candidateLimit = 32
     private static let learnedMemory = 4
 
@@ -101,7 +105,10 @@ public struct PunchSession: Sendable {
             let ack = PunchMessage(kind: .ack, sender: key.local, receiver: key.remote, session: message.session, nonce: message.nonce)
             var effects: [Effect] = [.send(ack.encoded(with: key), to: source)]
             learn(source)
-            if pinned == nil, candidates.contains(source), punchedBack.insert(source).inserted { effects.append(punch(to: source)) }
+            if pinned == nil, candidates.contains(source), punchedBack[source, default: 0] < PunchSession.punchBackLimit {
+                punchedBack[source, default: 0] += 1
+                effects.append(punch(to: source))
+            }
             return effects
         case .ack:
             guard message.session == session, nonces.contains(message.nonce) else { return [] }

@@ -97,6 +97,24 @@ import Testing
         #expect(a.receive(ackForAlice.bytes, from: mappedByASymmetricNAT) == [.pin(mappedByASymmetricNAT)])
     }
 
+    /// Alice pinned first and punches on; Bob's PUNCH back is lost: her next PUNCH gets another
+    /// one from him, until he pins — at most `punchBackLimit` to one address.
+    @Test func aLostPunchBackIsSentAgainOnThePeersNextPunch() throws {
+        var a = PunchSession(key: alice.pairKey(with: bob), session: 7, candidates: [bobAddress])
+        var b = PunchSession(key: bob.pairKey(with: alice), session: 7, candidates: [aliceAddress])
+        let first = sends(b.receive(try #require(sends(a.burst()).first).bytes, from: aliceAddress))
+        #expect(first.count == 2, "ACK, and Bob's PUNCH back (lost)")
+        let second = sends(b.receive(try #require(sends(a.burst()).first).bytes, from: aliceAddress))
+        #expect(second.count == 2, "Alice's next PUNCH: Bob punches back again")
+        let ackForBob = try #require(sends(a.receive(second[1].bytes, from: bobAddress)).first)
+        #expect(b.receive(ackForBob.bytes, from: aliceAddress) == [.pin(aliceAddress)])
+        #expect(sends(b.receive(try #require(sends(a.burst()).first).bytes, from: aliceAddress)).count == 1, "pinned: the ACK only")
+
+        var c = PunchSession(key: bob.pairKey(with: alice), session: 7, candidates: [aliceAddress])
+        let answers = (0..<14).map { _ in sends(c.receive(sends(a.burst())[0].bytes, from: aliceAddress)).count }
+        #expect(answers == Array(repeating: 2, count: 10) + Array(repeating: 1, count: 4), "bounded per address")
+    }
+
     @Test func aNewSessionPunchesWhatTheLastOneLearned() throws {
         // Bob, behind a symmetric NAT, punched Alice's session 7 through his mapping toward her.
         var old = PunchSession(key: alice.pairKey(with: bob), session: 7, candidates: [bobAddress])
