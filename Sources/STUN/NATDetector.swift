@@ -11,7 +11,9 @@ public final class NATDetector: TimerSource {
     private let socket: any PortSocket
     private let clock: any TimeSource
     private var discovery: Discovery?
-    private var timers: [TransactionID: Duration] = [:]
+    /// The armed transaction timers, in the order armed: due ones fire by deadline, ties in that
+    /// order, so that a run in virtual time is the same every time (a dictionary's order is not).
+    private var timers: [(id: TransactionID, deadline: Duration)] = []
     private let policy: RetransmissionPolicy
     private let finished: (Result<NATReport, DiscoveryFailure>) -> Void
     /// Called once per run with the public endpoint of the first binding answer (before `finished`).
@@ -72,13 +74,16 @@ public final class NATDetector: TimerSource {
         perform(actions)
     }
 
-    public var nextDeadline: Nanoseconds? { timers.values.min()?.nanoseconds }
+    public var nextDeadline: Nanoseconds? { timers.min { $0.deadline < $1.deadline }?.deadline.nanoseconds }
 
     @discardableResult
     public func fireDueTimers() -> Int {
         let now = Duration.nanoseconds(clock.now)
-        let due = timers.filter { $0.value <= now }.map { $0.key }
-        for id in due where timers.removeValue(forKey: id) != nil {
+        let due = timers.enumerated().filter { $0.element.deadline <= now }
+            .sorted { ($0.element.deadline, $0.offset) < ($1.element.deadline, $1.offset) }.map { $0.element.id }
+        for id in due {
+            guard let index = timers.firstIndex(where: { $0.id == id }) else { continue }
+            timers.remove(at: index)
             guard var machine = discovery else { break }
             let actions = machine.handle(.timerFired(id), at: now)
             discovery = machine
@@ -94,12 +99,13 @@ public final class NATDetector: TimerSource {
                 // An unreachable server is not fatal: its transaction times out and says so.
                 _ = try? socket.send(bytes, to: destination)
             case .armTimer(let id, let after):
-                timers[id] = .nanoseconds(clock.now) + after
+                timers.removeAll { $0.id == id }
+                timers.append((id, .nanoseconds(clock.now) + after))
             case .cancelTimer(let id):
-                timers[id] = nil
+                timers.removeAll { $0.id == id }
             case .finished(let result):
                 discovery = nil
-                timers = [:]
+                timers = []
                 finished(result)
                 return
             }
