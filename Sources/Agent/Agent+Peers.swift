@@ -101,7 +101,8 @@ extension Agent {
         guard let link = links[id], let state = scheduler.machine(id)?.state else { return }
         let facts = PunchCoordination.Facts(localNAT: natType, detecting: detector.isRunning, reflexiveKnown: reflexive != nil,
                                             peerNAT: link.record.nat, peerReflexiveKnown: link.reachable != nil,
-                                            localKeyIsSmaller: memberKey < link.record.key)
+                                            localKeyIsSmaller: memberKey < link.record.key,
+                                            samePublicAddress: sharesPublicAddress(with: link))
         let decision = links[id]!.connection.detect(facts, in: state, now: clock.now)
         switch decision {
         case .wait:
@@ -125,6 +126,14 @@ extension Agent {
         default:
             break
         }
+    }
+
+    /// Whether the peer reaches the Internet from this side's public address: where the control
+    /// server saw this side's messages come from (else its first STUN answer) against where it
+    /// saw the peer's.
+    func sharesPublicAddress(with link: PeerLink) -> Bool {
+        guard let own = (lastObserved ?? reflexive)?.address else { return false }
+        return own == link.observed?.address
     }
 
     /// Punching entered: a round's first attempt starts a session (`PunchCoordination.start`); later

@@ -17,38 +17,33 @@ import STUN
 /// probability 1 − (1 − 256/64,512)^1,024 ≈ 98 %. The winning fan port then carries the peer's
 /// WireGuard traffic through a ``LocalForwarder`` (WireGuard cannot send from it).
 extension Agent {
-    /// Fan ports per attempt, on the symmetric side.
-    static let fanSize = 256
     /// Fan ports open at once over all peers (each is a descriptor; the usual limit is 1,024).
     static let fanSocketLimit = 512
-    /// Guessed ports per attempt, on the port-restricted side.
-    static let sprayBudget = 1024
 
     /// Port-restricted ↔ symmetric: the port-restricted side sprays guesses at the peer's public
     /// address, the symmetric side opens its fan (one per session). Called when an attempt starts,
     /// and when either NAT type becomes known during one (detection often ends after the punch began).
     func guessPorts(_ id: MachineID) {
-        guard let link = links[id], DirectPathPlan(local: natType, remote: link.record.nat) == .punchWithPortPrediction else { return }
-        // Only toward the address the control server saw the peer's messages come from: a claimed
-        // endpoint elsewhere would have this side fan or spray at a third party.
-        if natType == .portRestrictedCone, let observed = link.observed {
-            spray(id, at: observed.address)
-        } else if natType == .symmetric, !driver.hasFan(id), let target = link.reachable, target.address == link.observed?.address {
-            openFan(id, toward: target)
+        guard let link = links[id] else { return }
+        switch PortPredictionRole(local: natType, remote: link.record.nat, observed: link.observed?.address, reachable: link.reachable,
+                                  samePublicAddress: sharesPublicAddress(with: link)) {
+        case .spray(let address): spray(id, at: address)
+        case .fan(let target) where !driver.hasFan(id): openFan(id, toward: target)
+        case .fan, .none: break
         }
     }
 
-    /// Opens up to ``fanSize`` fan ports (within ``fanSocketLimit``) punching toward `target`.
+    /// Opens up to ``DirectPathPlan/fanPorts`` fan ports (within ``fanSocketLimit``) punching toward `target`.
     private func openFan(_ id: MachineID, toward target: Endpoint) {
-        let count = min(Self.fanSize, Self.fanSocketLimit - driver.fanSocketCount)
+        let count = min(DirectPathPlan.fanPorts, Self.fanSocketLimit - driver.fanSocketCount)
         var sockets: [UDPSocket] = []
         for _ in 0..<max(0, count) {
             guard let socket = try? UDPSocket(binding: Endpoint(.v4(IPv4Address(0)), 0)) else { break }
             do { try loop.register(socket.descriptor) { [unowned(unsafe) self, unowned(unsafe) socket] in self.fanReadable(id, socket) } } catch { break }
             sockets.append(socket)
         }
-        if sockets.count < Self.fanSize {
-            logger.notice("fewer fan ports than wanted", metadata: ["opened": "\(sockets.count)", "wanted": "\(Self.fanSize)"])
+        if sockets.count < DirectPathPlan.fanPorts {
+            logger.notice("fewer fan ports than wanted", metadata: ["opened": "\(sockets.count)", "wanted": "\(DirectPathPlan.fanPorts)"])
         }
         driver.fan(id, sockets, toward: target)
     }
@@ -58,10 +53,10 @@ extension Agent {
         for socket in driver.dropFan(id) { loop.unregister(socket.descriptor) }
     }
 
-    /// Sprays PUNCHes from the WireGuard port at ``sprayBudget`` random ports of `address`.
+    /// Sprays PUNCHes from the WireGuard port at ``DirectPathPlan/sprayGuesses`` random ports of `address`.
     private func spray(_ id: MachineID, at address: IPAddress) {
         var generator = SystemRandomNumberGenerator()
-        let guess = PortPrediction(observed: [], budget: Self.sprayBudget, using: &generator)
+        let guess = PortPrediction(observed: [], budget: DirectPathPlan.sprayGuesses, using: &generator)
         driver.probe(id, guess.ports.map { Endpoint(address, $0) })
     }
 

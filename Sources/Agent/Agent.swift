@@ -27,7 +27,7 @@ public final class Agent {
     /// Whether the agent created the interface (then it deletes it on shutdown).
     let createdInterface: Bool
     let port: any PortSocket
-    let driver: PunchDriver<MachineID>
+    let driver: PunchDriver<MachineID, UDPSocket>
     let publicKey: Key
     let memberKey: MemberKey
     var control: ControlClient!

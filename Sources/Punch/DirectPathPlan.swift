@@ -1,3 +1,4 @@
+import Net
 import STUN
 
 /// Whether and how to try a direct path between two members, from their NAT behaviours:
@@ -16,7 +17,10 @@ import STUN
 ///   `Agent+PortFan`; `lanrage punch` has the WireGuard port only and guesses alone);
 /// - symmetric against symmetric: neither side can know the other's port: relay.
 /// Unknown behaviour is tried directly: an attempt costs a few packets, a failure falls back to
-/// the relay regardless.
+/// the relay regardless. Two members that reach the Internet from one public address are most
+/// likely behind one router (a house, an office): their LAN addresses are candidates and no NAT
+/// stands between them, so they punch whatever their NATs (behind one carrier-grade NAT instead,
+/// the attempt fails and the relay carries on).
 public enum DirectPathPlan: String, Sendable, Equatable {
     /// Punch every candidate.
     case punch
@@ -25,7 +29,13 @@ public enum DirectPathPlan: String, Sendable, Equatable {
     /// Go to the relay at once.
     case relay
 
-    public init(local: NATType, remote: NATType) {
+    /// The plan for members behind `local` and `remote`; `samePublicAddress` when both reach the
+    /// Internet from one public address.
+    public init(local: NATType, remote: NATType, samePublicAddress: Bool = false) {
+        if samePublicAddress {
+            self = .punch
+            return
+        }
         switch (local, remote) {
         case (.symmetric, .symmetric):
             self = .relay
@@ -36,6 +46,44 @@ public enum DirectPathPlan: String, Sendable, Equatable {
         }
     }
 
+    /// Port prediction, per attempt: the symmetric side punches from this many fan ports (each its
+    /// own mapping toward the peer)…
+    public static let fanPorts = 256
+    /// …while the port-restricted side sprays PUNCHes at this many random ports of the symmetric
+    /// side's public address. Any guess that hits any fan port opens the path: with 256 and 1,024
+    /// over 64,512 ports, 1 − (1 − 256/64,512)^1,024 ≈ 98 % of attempts succeed.
+    public static let sprayGuesses = 1024
+
     /// Whether a direct attempt is worth making at all (the peer chart's `directPossible`).
     public var directPossible: Bool { self != .relay }
+}
+
+/// This side's part in port prediction, for one attempt (see ``DirectPathPlan/punchWithPortPrediction``).
+public enum PortPredictionRole: Sendable, Equatable {
+    /// None: the plan does not predict ports, or what the role needs is unknown.
+    case none
+    /// Port-restricted: spray ``DirectPathPlan/sprayGuesses`` PUNCHes at random ports of this address.
+    case spray(at: IPAddress)
+    /// Symmetric: punch from ``DirectPathPlan/fanPorts`` extra ports toward this endpoint.
+    case fan(toward: Endpoint)
+
+    /// The role of a side whose NAT is `local` toward a peer behind `remote`, which announced the
+    /// reflexive endpoint `reachable` and whose messages the control server saw come from
+    /// `observed`. Only toward the observed address: a claimed endpoint elsewhere would have this
+    /// side spray or fan at a third party. None behind one public address (the LAN addresses are
+    /// punched instead).
+    public init(local: NATType, remote: NATType, observed: IPAddress?, reachable: Endpoint?, samePublicAddress: Bool = false) {
+        guard DirectPathPlan(local: local, remote: remote, samePublicAddress: samePublicAddress) == .punchWithPortPrediction,
+              let observed else {
+            self = .none
+            return
+        }
+        if local == .portRestrictedCone {
+            self = .spray(at: observed)
+        } else if let reachable, reachable.address == observed {
+            self = .fan(toward: reachable)
+        } else {
+            self = .none
+        }
+    }
 }

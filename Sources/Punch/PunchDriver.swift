@@ -12,15 +12,18 @@ import Time
 ///
 /// Everything sent toward a peer is within its ``ProbeBudget``: addresses that have not answered
 /// get a bounded number of PUNCHes a minute.
-public final class PunchDriver<PeerID: Hashable> {
+///
+/// `FanSocket` is the fan ports' socket type: the agent's are `UDPSocket`s, the simulation's
+/// sockets of its virtual network.
+public final class PunchDriver<PeerID: Hashable, FanSocket: PortSocket> {
     public let socket: any PortSocket
     private let clock: any TimeSource
     private var budgets: [PeerID: ProbeBudget] = [:]
     private var sessions: [PeerID: PunchSession] = [:]
     private var peers: [KeyID: PeerID] = [:]
-    private var fans: [PeerID: (sockets: [UDPSocket], target: Endpoint)] = [:]
+    private var fans: [PeerID: (sockets: [FanSocket], target: Endpoint)] = [:]
     /// The fan port a peer's pin came through (none: the WireGuard port).
-    private var pinnedThrough: [PeerID: UDPSocket] = [:]
+    private var pinnedThrough: [PeerID: FanSocket] = [:]
     /// Per peer, the latest small datagram on a fan port that is not a punch message, from one of
     /// the peer's candidates (and which port): the peer's WireGuard, which pinned first, has already
     /// sent to the port. It is handed to the forwarder, or the first keepalive or handshake would be lost.
@@ -59,19 +62,19 @@ public final class PunchDriver<PeerID: Hashable> {
     public func pinned(_ peer: PeerID) -> Endpoint? { sessions[peer]?.pinned }
 
     /// The fan port the pin of `peer` came through, or `nil` when it came through the WireGuard port.
-    public func pinnedFanSocket(_ peer: PeerID) -> UDPSocket? { pinnedThrough[peer] }
+    public func pinnedFanSocket(_ peer: PeerID) -> FanSocket? { pinnedThrough[peer] }
 
     /// From now on every burst toward `peer` also sends one PUNCH from each of `sockets` to
     /// `target` (the peer's public endpoint): each socket gets its own mapping in a NAT that maps
     /// per destination. Answers arriving on them go to ``receive(_:on:)``.
-    public func fan(_ peer: PeerID, _ sockets: [UDPSocket], toward target: Endpoint) {
+    public func fan(_ peer: PeerID, _ sockets: [FanSocket], toward target: Endpoint) {
         fans[peer] = (sockets, target)
     }
 
     /// Forgets `peer`'s fan and returns its sockets, for the caller to stop watching (or to keep the
     /// one a pin came through).
     @discardableResult
-    public func dropFan(_ peer: PeerID) -> [UDPSocket] {
+    public func dropFan(_ peer: PeerID) -> [FanSocket] {
         fans.removeValue(forKey: peer)?.sockets ?? []
     }
 
@@ -82,7 +85,7 @@ public final class PunchDriver<PeerID: Hashable> {
     public var fanSocketCount: Int { fans.values.reduce(0) { $0 + $1.sockets.count } }
 
     /// The datagram held for `peer` if it came on the fan port `socket` (see `held`), once.
-    public func takeHeld(_ peer: PeerID, on socket: UDPSocket) -> [UInt8]? {
+    public func takeHeld(_ peer: PeerID, on socket: FanSocket) -> [UInt8]? {
         guard let entry = held.removeValue(forKey: peer), entry.port == ObjectIdentifier(socket) else { return nil }
         return entry.bytes
     }
@@ -138,7 +141,7 @@ public final class PunchDriver<PeerID: Hashable> {
     /// Reads the datagrams queued on one of `peer`'s fan sockets, at most ``ReadBatch/datagrams``:
     /// its punch messages go to the peer's session, answers leave from the same socket. Returns the
     /// pinned endpoint when this read pinned it (through `socket`, then ``pinnedFanSocket(_:)``).
-    public func receive(_ peer: PeerID, on socket: UDPSocket) throws(SystemError) -> Endpoint? {
+    public func receive(_ peer: PeerID, on socket: FanSocket) throws(SystemError) -> Endpoint? {
         var pinned: Endpoint?
         for _ in 0..<ReadBatch.datagrams {
             guard let datagram = try socket.receive() else { break }

@@ -23,7 +23,7 @@ struct PeerChartPunchLabTests {
     final class LabExecutor: ActionExecutor {
         typealias Spec = PeerChart
         weak var scheduler: Scheduler<LabExecutor>?
-        let driver: PunchDriver<MachineID>
+        let driver: PunchDriver<MachineID, UDPSocket>
         let backend: any WireGuardBackend
         let interface: String
         let ownKey: Key, peerKey: Key
@@ -35,7 +35,7 @@ struct PeerChartPunchLabTests {
         var endpointSetAt: Int64 = 0
         var session: UInt64
 
-        init(driver: PunchDriver<MachineID>, backend: any WireGuardBackend, interface: String, ownKey: Key, peerKey: Key,
+        init(driver: PunchDriver<MachineID, UDPSocket>, backend: any WireGuardBackend, interface: String, ownKey: Key, peerKey: Key,
              candidates: [Endpoint], startAt: Nanoseconds, directPossible: Bool, peerOverlay: IPPrefix, session: UInt64) {
             self.driver = driver; self.backend = backend; self.interface = interface; self.ownKey = ownKey
             self.peerKey = peerKey; self.candidates = candidates; self.startAt = startAt

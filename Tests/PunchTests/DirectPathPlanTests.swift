@@ -1,3 +1,4 @@
+import Net
 import STUN
 import Testing
 @testable import Punch
@@ -14,5 +15,31 @@ import Testing
         case (.symmetric, .portRestrictedCone), (.portRestrictedCone, .symmetric): #expect(plan == .punchWithPortPrediction)
         default: #expect(plan == .punch && plan.directPossible)
         }
+    }
+
+    /// Behind one public address (one router, most likely) every pair punches: the LAN addresses
+    /// are candidates and no NAT stands between the two; no port is predicted.
+    @Test(arguments: types, types)
+    func membersBehindOnePublicAddressPunch(local: NATType, remote: NATType) {
+        #expect(DirectPathPlan(local: local, remote: remote, samePublicAddress: true) == .punch)
+        #expect(PortPredictionRole(local: local, remote: remote, observed: IPAddress("203.0.113.7")!,
+                                   reachable: Endpoint("203.0.113.7:40000")!, samePublicAddress: true) == .none)
+    }
+
+    /// Port-restricted ↔ symmetric only: the port-restricted side sprays at the address the control
+    /// server saw the peer at, the symmetric side fans toward the peer's reflexive endpoint when
+    /// that is at the same address — never at an address only the peer claims.
+    @Test(arguments: types, types)
+    func portPredictionRoles(local: NATType, remote: NATType) {
+        let observed = IPAddress("203.0.113.7")!, reachable = Endpoint("203.0.113.7:40000")!
+        let role = PortPredictionRole(local: local, remote: remote, observed: observed, reachable: reachable)
+        switch (local, remote) {
+        case (.portRestrictedCone, .symmetric): #expect(role == .spray(at: observed))
+        case (.symmetric, .portRestrictedCone): #expect(role == .fan(toward: reachable))
+        default: #expect(role == .none)
+        }
+        let claimedElsewhere = PortPredictionRole(local: local, remote: remote, observed: observed, reachable: Endpoint("192.0.2.9:40000")!)
+        #expect(claimedElsewhere == (local == .portRestrictedCone && remote == .symmetric ? .spray(at: observed) : .none))
+        #expect(PortPredictionRole(local: local, remote: remote, observed: nil, reachable: reachable) == .none)
     }
 }

@@ -42,7 +42,7 @@ import Time
     @Test func thirdPartyCandidatesAreBounded() throws {
         let alice = Member(), bob = Member()
         let victim = try UDPSocket(binding: Endpoint("127.0.0.2:0")!)
-        let driver = PunchDriver<Int>(socket: try UDPSocket(binding: Endpoint("127.0.0.1:0")!))
+        let driver = PunchDriver<Int, UDPSocket>(socket: try UDPSocket(binding: Endpoint("127.0.0.1:0")!))
         driver.start(1, PunchSession(key: alice.pairKey(with: bob), session: 1, candidates: [victim.local]),
                      observed: IPAddress.v4(IPv4Address(127, 0, 0, 1)))
         for _ in 0..<100 { driver.burst(1) }

@@ -23,7 +23,7 @@ struct PunchDriverFanTests {
     @Test func everyBurstLeavesFromEachFanPort() throws {
         let alice = Member(), bob = Member()
         let target = try UDPSocket(binding: Self.loopback)
-        let driver = PunchDriver<Int>(socket: try UDPSocket(binding: Self.loopback))
+        let driver = PunchDriver<Int, UDPSocket>(socket: try UDPSocket(binding: Self.loopback))
         driver.start(1, PunchSession(key: alice.pairKey(with: bob), session: 7, candidates: []), observed: target.local.address)
         let fan = try (0..<8).map { _ in try UDPSocket(binding: Self.loopback) }
         driver.fan(1, fan, toward: target.local)
@@ -40,9 +40,9 @@ struct PunchDriverFanTests {
 
     @Test func aGuessThatReachesAFanPortPinsThroughIt() throws {
         let alice = Member(), bob = Member()
-        let aliceDriver = PunchDriver<Int>(socket: try UDPSocket(binding: Self.loopback))
+        let aliceDriver = PunchDriver<Int, UDPSocket>(socket: try UDPSocket(binding: Self.loopback))
         let bobPort = try UDPSocket(binding: Self.loopback)
-        let bobDriver = PunchDriver<Int>(socket: bobPort)
+        let bobDriver = PunchDriver<Int, UDPSocket>(socket: bobPort)
         aliceDriver.start(1, PunchSession(key: alice.pairKey(with: bob), session: 9, candidates: [bobPort.local]), observed: bobPort.local.address)
         bobDriver.start(2, PunchSession(key: bob.pairKey(with: alice), session: 9, candidates: []), observed: Self.loopback.address)
         let fan = try (0..<8).map { _ in try UDPSocket(binding: Self.loopback) }

@@ -106,7 +106,7 @@ final class Run {
     lazy var session = PunchSession(key: Fuzz.ours[1], session: Fuzz.session, candidates: candidates)
     var model = Model(peer: 1)
     let port = FakePort()
-    let driver: PunchDriver<Int>
+    let driver: PunchDriver<Int, UDPSocket>
     var models = [1: Model(peer: 1), 2: Model(peer: 2)]
     /// Datagrams received so far (for replays).
     var history: [[UInt8]] = []
