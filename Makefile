@@ -29,7 +29,7 @@ CROSS_ARCHS := aarch64 armv7 x86_64
 
 .PHONY: all build release static size-static service-files openwrt-package docs-check deps test unit-tests footprint bench size charts clean fuzz bench-stun lab-bench order-file demo test-kernel kernel-tests bench-wg \
 	cross cross-deps cross-tests footprint-hosted deb deb-test $(addprefix cross-,$(CROSS_ARCHS)) \
-	fuzz-stun fuzz-control fuzz-relay fuzz-client fuzz-punch fuzz-relay-client fuzz-state bench-relay bench-control
+	fuzz-stun fuzz-control fuzz-relay fuzz-client fuzz-punch fuzz-relay-client fuzz-state bench-relay bench-control simulate
 
 all: build
 
@@ -196,6 +196,14 @@ bench-relay bench-control: bench-%:
 	$(SWIFT) build $(RELEASE_FLAGS) --product lanrage
 	$(SWIFT) build $(RELEASE_FLAGS) --product RendezvousBench
 	taskset -c 1 .build/release/RendezvousBench $* $(RELEASE_BIN)
+
+## simulate [RUNS=N] [FIRST=N] [SEED=N]: the seeded punch scenarios FIRST… (default 10,000 from 0) on the
+## simulated network of NATs, in virtual time (release build): per cell, how many went direct, in which
+## round, how fast; every run that broke a property with the command that replays it. With SEED, that one
+## scenario and its whole trace.
+simulate:
+	$(SWIFT) build -c release --product Simulate
+	RUNS=$(RUNS) FIRST=$(FIRST) SEED=$(SEED) .build/release/Simulate
 
 clean:
 	rm -rf .build .build-fuzz .build-static

@@ -145,6 +145,12 @@ let package = Package(
         .testTarget(name: "PunchTests", dependencies: ["Time", "Punch", "Net", "CLinux", "STUN", "LabSupport"]),
         .testTarget(name: "AgentTests", dependencies: ["Time", "Agent", "Net", "Rendezvous", "LabSupport"]),
         .testTarget(name: "AgentLabTests", dependencies: ["Time", "STUN", "LabSupport", "Net", "Rendezvous", "Agent", "WireGuard", "Control", "EventLoop"]),
+        // Deterministic simulation: the real detector and punch code on a virtual network of NATs (make simulate).
+        // Optimised in debug builds too: `make test` runs thousands of scenarios.
+        .target(name: "Simulation", dependencies: ["Time", "Net", "STUN", "Punch", "Peer", "Rendezvous", "EventLoop"],
+                path: "Tests/Simulation", swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug))]),
+        .testTarget(name: "SimulationTests", dependencies: ["Time", "Simulation", "STUN", "Net", "Punch"]),
+        .executableTarget(name: "Simulate", dependencies: ["Time", "Simulation", "STUN", "Punch"], path: "Tests/Simulate"),
         .testTarget(name: "PunchLabTests", dependencies: ["Time", "Punch", "Net", "STUN", "LabSupport", "Peer", "EventLoop", "StateChart", "WireGuard"]),
 
         // Benchmarks (`make bench`), run through package-benchmark.
