@@ -17,9 +17,6 @@ import STUN
 /// probability 1 − (1 − 256/64,512)^1,024 ≈ 98 %. The winning fan port then carries the peer's
 /// WireGuard traffic through a ``LocalForwarder`` (WireGuard cannot send from it).
 extension Agent {
-    /// Fan ports open at once over all peers (each is a descriptor; the usual limit is 1,024).
-    static let fanSocketLimit = 512
-
     /// Port-restricted ↔ symmetric: the port-restricted side sprays guesses at the peer's public
     /// address, the symmetric side opens its fan (one per session). Called when an attempt starts,
     /// and when either NAT type becomes known during one (detection often ends after the punch began).
@@ -33,11 +30,10 @@ extension Agent {
         }
     }
 
-    /// Opens up to ``DirectPathPlan/fanPorts`` fan ports (within ``fanSocketLimit``) punching toward `target`.
+    /// Opens up to ``DirectPathPlan/fanPorts`` fan ports (within the driver's limit over all peers) punching toward `target`.
     private func openFan(_ id: MachineID, toward target: Endpoint) {
-        let count = min(DirectPathPlan.fanPorts, Self.fanSocketLimit - driver.fanSocketCount)
         var sockets: [UDPSocket] = []
-        for _ in 0..<max(0, count) {
+        for _ in 0..<driver.fanPortsAvailable {
             guard let socket = try? UDPSocket(binding: Endpoint(.v4(IPv4Address(0)), 0)) else { break }
             do { try loop.register(socket.descriptor) { [unowned(unsafe) self, unowned(unsafe) socket] in self.fanReadable(id, socket) } } catch { break }
             sockets.append(socket)
@@ -57,7 +53,11 @@ extension Agent {
     private func spray(_ id: MachineID, at address: IPAddress) {
         var generator = SystemRandomNumberGenerator()
         let guess = PortPrediction(observed: [], budget: DirectPathPlan.sprayGuesses, using: &generator)
-        driver.probe(id, guess.ports.map { Endpoint(address, $0) })
+        let sent = driver.probe(id, guess.ports.map { Endpoint(address, $0) })
+        if sent < guess.ports.count {
+            logger.notice("fewer guesses than wanted (the per-minute allowance over all peers)",
+                          metadata: ["peer": "\(links[id].map { "\($0.record.key)" } ?? "?")", "sent": "\(sent)", "wanted": "\(guess.ports.count)"])
+        }
     }
 
     private func fanReadable(_ id: MachineID, _ socket: UDPSocket) {

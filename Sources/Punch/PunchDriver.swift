@@ -84,6 +84,13 @@ public final class PunchDriver<PeerID: Hashable, FanSocket: PortSocket> {
     /// Fan sockets open over all peers.
     public var fanSocketCount: Int { fans.values.reduce(0) { $0 + $1.sockets.count } }
 
+    /// Fan ports open at once over all peers (each is a descriptor; the usual limit is 1,024).
+    public static var fanSocketLimit: Int { 512 }
+
+    /// How many ports a new fan may have: ``DirectPathPlan/fanPorts``, within ``fanSocketLimit``
+    /// over all peers.
+    public var fanPortsAvailable: Int { max(0, min(DirectPathPlan.fanPorts, Self.fanSocketLimit - fanSocketCount)) }
+
     /// The datagram held for `peer` if it came on the fan port `socket` (see `held`), once.
     public func takeHeld(_ peer: PeerID, on socket: FanSocket) -> [UInt8]? {
         guard let entry = held.removeValue(forKey: peer), entry.port == ObjectIdentifier(socket) else { return nil }
@@ -105,11 +112,34 @@ public final class PunchDriver<PeerID: Hashable, FanSocket: PortSocket> {
         sessions[peer] = session
     }
 
-    /// Sends PUNCHes toward guessed addresses of `peer` (port prediction); an ACK from one pins it.
-    public func probe(_ peer: PeerID, _ destinations: [Endpoint]) {
-        guard var session = sessions[peer] else { return }
-        for case .send(let bytes, let destination) in session.probe(destinations) { send(bytes, to: destination, for: peer) }
+    /// Guessed addresses probed over all peers, per minute. Each guess is a flow in this side's own
+    /// NAT's table until conntrack forgets it (30 s unanswered), and a home router's table holds
+    /// 16,384 (OpenWrt's default) for every device behind it: a member with many symmetric peers
+    /// spraying 1,024 guesses per attempt at each filled it within seconds, and its own new flows,
+    /// its housemates' too, were dropped. Guesses take at most a quarter of such a table.
+    public static var guessesPerMinute: Int { 2048 }
+    private var guessTokens = Double(PunchDriver.guessesPerMinute)
+    private var guessTokensAt: Nanoseconds?
+
+    /// Guesses that may go now: the per-minute allowance, refilled continuously.
+    public var guessesAvailable: Int {
+        let now = clock.now
+        let elapsed = Double(now - (guessTokensAt ?? now)) / 60e9
+        return Int(min(Double(Self.guessesPerMinute), guessTokens + elapsed * Double(Self.guessesPerMinute)))
+    }
+
+    /// Sends PUNCHes toward guessed addresses of `peer` (port prediction), as many as
+    /// ``guessesAvailable`` allows, in order; an ACK from one pins it. Returns how many the
+    /// allowance let through (the peer's ``ProbeBudget`` may still hold some back).
+    @discardableResult
+    public func probe(_ peer: PeerID, _ destinations: [Endpoint]) -> Int {
+        guard var session = sessions[peer] else { return 0 }
+        let allowed = min(destinations.count, guessesAvailable)
+        guessTokens = Double(guessesAvailable - allowed)
+        guessTokensAt = clock.now
+        for case .send(let bytes, let destination) in session.probe(Array(destinations.prefix(allowed))) { send(bytes, to: destination, for: peer) }
         sessions[peer] = session
+        return allowed
     }
 
     /// Reads the queued datagrams, at most ``ReadBatch/datagrams`` (the rest wait for the next

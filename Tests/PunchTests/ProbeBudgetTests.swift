@@ -55,4 +55,25 @@ import Time
         #expect(received == ProbeBudget.perAddress)
         #expect(driver.withheld(1) == 100 - ProbeBudget.perAddress)
     }
+
+    /// Guesses share one allowance over all peers, refilled over a minute: the first peer's spray
+    /// goes whole, the next ones get what is left, and time brings the allowance back.
+    @Test func guessesShareOnePerMinuteAllowance() throws {
+        let alice = Member(), bob = Member(), carol = Member()
+        let clock = VirtualClock()
+        let driver = PunchDriver<Int, UDPSocket>(socket: try UDPSocket(binding: Endpoint("127.0.0.1:0")!), clock: clock)
+        let observed = IPAddress.v4(IPv4Address(127, 0, 0, 3))
+        driver.start(1, PunchSession(key: alice.pairKey(with: bob), session: 1, candidates: []), observed: observed)
+        driver.start(2, PunchSession(key: alice.pairKey(with: carol), session: 1, candidates: []), observed: observed)
+        let guesses = (0..<1024).map { Endpoint(observed, UInt16(20000 + $0)) }
+        let limit = PunchDriver<Int, UDPSocket>.guessesPerMinute
+        #expect(driver.probe(1, guesses) == 1024)
+        #expect(driver.probe(2, guesses) == limit - 1024)
+        #expect(driver.probe(2, guesses) == 0, "nothing left")
+        clock.advance(by: .seconds(15))
+        #expect(driver.probe(1, guesses) == limit / 4, "a quarter of a minute: a quarter of the allowance")
+        clock.advance(by: .seconds(600))
+        #expect(driver.probe(1, guesses) == 1024, "never more than one minute's worth saved up")
+        #expect(driver.guessesAvailable == limit - 1024)
+    }
 }
