@@ -110,12 +110,12 @@ public struct PunchScenario: Sendable, CustomStringConvertible {
                 publicAddresses.append(publicAddresses[0])
                 routers.append(routers[0])
             } else {
-                let built = Self.build(site, index: index, on: network)
+                let built = Self.build(site, index: index, addresses: Self.addresses(ofSite: UInt8(index)), on: network)
                 host = built.host
                 publicAddresses.append(built.outermost)
                 routers.append(built.router)
             }
-            members.append(SimulatedMember(name: index == 0 ? "a" : "b", host: host, network: network))
+            members.append(SimulatedMember(index: index, host: host, network: network))
         }
         for router in network.routers { router.hairpin = hairpin }
         var outcome = PunchOutcome(scenario: self)
@@ -128,11 +128,13 @@ public struct PunchScenario: Sendable, CustomStringConvertible {
         }
         network.run(until: network.clock.now + 10_000_000_000) { members.allSatisfy { $0.detection != nil } }
         outcome.detected = members.map { $0.detection == nil ? nil : $0.natType }
-        // Both sides know where the control server saw each: the outermost public addresses.
-        let samePublicAddress = publicAddresses[0] == publicAddresses[1]
-        let plan = DirectPathPlan(local: members[0].natType, remote: members[1].natType, samePublicAddress: samePublicAddress)
-        outcome.plan = plan
-        network.note("plan: \(plan)")
+        // From now on each member's WireGuard keeps its mapping in use through a relay.
+        let relay = SimulatedRelay(on: network, at: Endpoint("192.0.2.20:3480")!)
+        defer { withExtendedLifetime(relay) {} }
+        for member in members {
+            let first = Duration.nanoseconds(network.random.nanoseconds(in: 0...timings.persistentKeepalive.nanoseconds))
+            member.keepAlive(through: relay.endpoint, every: timings.persistentKeepalive, first: first)
+        }
 
         if let flush, let router = routers[flush.side] {
             network.after(.milliseconds(500) + flush.after) {
@@ -140,104 +142,62 @@ public struct PunchScenario: Sendable, CustomStringConvertible {
                 network.note("\(router.name) flushed its mappings")
             }
         }
-        if plan.directPossible {
-            let begun = network.clock.now
-            for round in 0..<rounds {
-                if punch(round: round, members, publicAddresses, on: network) {
-                    outcome.direct = true
-                    outcome.rounds = round + 1
-                    outcome.timeToDirect = max(members[0].pinned!.at, members[1].pinned!.at) - begun
-                    outcome.pinned = members.map { $0.pinned?.endpoint }
-                    outcome.throughFan = members.contains { $0.pinned?.throughFan == true }
-                    break
-                }
-                for member in members { member.closeFan() }
-                network.run(until: network.clock.now + timings.upgradeDelay(attempt: round).nanoseconds)
-            }
-        }
-        outcome.publicAddresses = publicAddresses.map { .v4($0) }
+        let pair = PairPunch(members[0], members[1], observed: publicAddresses.map { .v4($0) }, timings: timings, rounds: rounds, on: network)
+        network.note("plan: \(pair.plan)")
+        pair.start()
+        network.run(until: network.clock.now + Self.patience) { pair.settled }
+        outcome.record(pair)
         outcome.hostAddresses = members.map { .v4($0.host.address) }
-        outcome.mappingsHeld = network.routers.map { $0.mappingCount }.max() ?? 0
+        outcome.tableFull = network.routers.reduce(0) { $0 + $1.tableFull }
         outcome.datagrams = (network.delivered, network.lost, network.filtered, network.unroutable)
         outcome.trace = network.trace
         return outcome
     }
 
+    /// How long a run may take in virtual time: eight rounds and their backoffs (35 min) fit in it.
+    static let patience: Nanoseconds = 60 * 60 * 1_000_000_000
+
+    /// The addresses of site `n` of a scenario: the two sites' LANs differ.
+    static func addresses(ofSite n: UInt8) -> SiteAddresses {
+        SiteAddresses(open: IPv4Address(203, 0, 113, 10 + n), carrier: IPv4Address(203, 0, 113, 100 + n),
+                      home: IPv4Address(203, 0, 113, 1 + n), homeBehindCarrier: IPv4Address(198, 51, 100, 64 + n),
+                      member: IPv4Address(198, 51, 100, 2 + 128 * n))
+    }
+
     /// The site's routers and the member's host on the network; returns the host, the site's
     /// outermost public address and the router in front of the host.
-    private static func build(_ site: Site, index: Int, on network: SimulatedNetwork)
+    static func build(_ site: Site, index: Int, addresses: SiteAddresses, on network: SimulatedNetwork)
         -> (host: SimulatedHost, outermost: IPv4Address, router: SimulatedRouter?) {
-        let n = UInt8(index)
         var segment = SimulatedNetwork.internet
-        var outermost = IPv4Address(203, 0, 113, 10 + n)
+        var outermost = addresses.open
         var front: SimulatedRouter?
         if let carrier = site.carrier {
-            let router = network.addRouter("carrier-\(index)", behaviour: carrier, wan: IPv4Address(203, 0, 113, 100 + n))
+            let router = network.addRouter("carrier-\(index)", behaviour: carrier, wan: addresses.carrier)
             segment = router.inside
             outermost = router.wan
             front = router
         }
         if site.nat != .open {
-            let wan = site.carrier == nil ? IPv4Address(203, 0, 113, 1 + n) : IPv4Address(198, 51, 100, 64 + n)
+            let wan = site.carrier == nil ? addresses.home : addresses.homeBehindCarrier
             let router = network.addRouter("home-\(index)", behaviour: site.nat, wan: wan, on: segment)
             segment = router.inside
             if site.carrier == nil { outermost = wan }
             front = router
         }
-        let address = segment == SimulatedNetwork.internet ? outermost : IPv4Address(198, 51, 100, 2 + 128 * n)
+        let address = segment == SimulatedNetwork.internet ? outermost : addresses.member
         return (network.addHost("member-\(index)", address: address, on: segment), outermost, front)
     }
+}
 
-    /// One coordinated round; returns whether both sides pinned.
-    private func punch(round: Int, _ members: [SimulatedMember], _ publicAddresses: [IPv4Address], on network: SimulatedNetwork) -> Bool {
-        let announced = network.random.next()
-        let roundStart = network.clock.now
-        var latestStart = roundStart
-        for (index, member) in members.enumerated() {
-            let peer = members[1 - index]
-            member.pinned = nil
-            // The announcement is one datagram from the control server: lost, the side punches in a
-            // session of its own once its detection timeout expires.
-            let missed = network.random.happens(conditions.loss)
-            let session = missed ? network.random.next() : announced
-            let start = roundStart + (missed ? timings.detection.nanoseconds : 500_000_000)
-            latestStart = max(latestStart, start)
-            let candidates = [peer.local] + (peer.report.map { [$0.publicEndpoint] } ?? [])
-            let observed = IPAddress.v4(publicAddresses[1 - index])
-            let role = PortPredictionRole(local: member.natType, remote: peer.natType, observed: observed,
-                                          reachable: peer.report?.publicEndpoint,
-                                          samePublicAddress: publicAddresses[0] == publicAddresses[1])
-            network.after(.nanoseconds(start - network.clock.now)) {
-                network.note("\(member.name) punches in session \(session)\(missed ? " (missed the announcement)" : "")")
-                member.driver.start(SimulatedMember.peer, PunchSession(key: Self.pairKey(member, peer), session: session,
-                                                                       candidates: candidates,
-                                                                       learned: member.driver.learned(SimulatedMember.peer)),
-                                    observed: observed)
-            }
-            // Each attempt starts with the side's part in port prediction, as the agent's does.
-            for attempt in 0..<timings.punchAttempts {
-                for packet in 0..<timings.punchPackets {
-                    let at = start + (timings.punchAttempt * attempt + timings.punchInterval * packet).nanoseconds
-                    network.after(.nanoseconds(at - network.clock.now)) {
-                        switch role {
-                        case .spray(let address) where packet == 0:
-                            let guess = PortPrediction(observed: [], budget: DirectPathPlan.sprayGuesses, using: &network.random)
-                            member.driver.probe(SimulatedMember.peer, guess.ports.map { Endpoint(address, $0) })
-                        case .fan(let target) where packet == 0:
-                            member.openFan(toward: target)
-                        default:
-                            break
-                        }
-                        member.driver.burst(SimulatedMember.peer)
-                    }
-                }
-            }
-        }
-        let end = latestStart + (timings.punchAttempt * timings.punchAttempts).nanoseconds
-        return network.run(until: end) { members.allSatisfy { $0.pinned != nil } }
-    }
-
-    private static func pairKey(_ member: SimulatedMember, _ peer: SimulatedMember) -> PairKey {
-        PairKey(localPrivateKey: member.privateKey, localPublicKey: member.publicKey, remotePublicKey: peer.publicKey)!
-    }
+/// Where a site's routers and first member sit.
+struct SiteAddresses {
+    /// A member with no NAT at all, on the Internet.
+    var open: IPv4Address
+    /// The carrier-grade NAT's public address.
+    var carrier: IPv4Address
+    /// The home router's public address, and its address on the carrier's LAN behind one.
+    var home: IPv4Address
+    var homeBehindCarrier: IPv4Address
+    /// The first member's LAN address (a second at the site takes the next).
+    var member: IPv4Address
 }

@@ -5,9 +5,11 @@ import STUN
 import Time
 
 /// One member's WireGuard port on the simulated network, with the agent's own NAT detector and
-/// punch driver on it (the real code, on a simulated socket and the network's clock), and the fan
-/// of extra ports a symmetric side opens toward a port-restricted one.
+/// punch driver on it (the real code, on a simulated socket and the network's clock), and the fans
+/// of extra ports a symmetric side opens toward port-restricted peers. Peers are numbered by
+/// their index in the party.
 final class SimulatedMember {
+    let index: Int
     let name: String
     let host: SimulatedHost
     let port: SimulatedSocket
@@ -17,17 +19,17 @@ final class SimulatedMember {
     let publicKey: [UInt8]
     /// The detector's answer, once it finished.
     var detection: Result<NATReport, DiscoveryFailure>?
-    /// When the punch driver pinned the peer, and where.
-    var pinned: (endpoint: Endpoint, at: Nanoseconds, throughFan: Bool)?
+    /// Per peer, when the punch driver pinned it, where, and whether through a fan port.
+    var pins: [Int: (endpoint: Endpoint, at: Nanoseconds, throughFan: Bool)] = [:]
+    private var fans: [Int: [SimulatedSocket]] = [:]
     private unowned let network: SimulatedNetwork
 
-    /// The peer's one identifier in the driver.
-    static let peer = 0
     /// The WireGuard port.
     static let listenPort: UInt16 = 51820
 
-    init(name: String, host: SimulatedHost, network: SimulatedNetwork) {
-        self.name = name
+    init(index: Int, host: SimulatedHost, network: SimulatedNetwork) {
+        self.index = index
+        name = index < 26 ? String(UnicodeScalar(UInt8(97 + index))) : "m\(index)"
         self.host = host
         self.network = network
         port = host.socket(port: Self.listenPort)
@@ -48,49 +50,61 @@ final class SimulatedMember {
     }
 
     /// The detected type, or `.unknown` (as the agent punches after a failed detection).
-    var natType: NATType {
-        if case .success(let report) = detection { return report.natType }
-        return .unknown
-    }
+    var natType: NATType { report?.natType ?? .unknown }
 
     var report: NATReport? {
         if case .success(let report) = detection { return report }
         return nil
     }
 
-    /// This member's WireGuard port as the peer reaches it from its LAN.
+    /// This member's WireGuard port as a peer on its LAN reaches it.
     var local: Endpoint { port.local }
 
     private func readable() {
         guard let received = try? driver.receive() else { return }
-        for (_, endpoint) in received.pinned where pinned == nil {
-            pinned = (endpoint, network.clock.now, false)
-            network.note("\(name) pinned \(endpoint)")
-        }
+        for (peer, endpoint) in received.pinned { pinned(peer, endpoint, throughFan: false) }
         for datagram in received.other where datagram.payload.count >= 20 { detector.received(datagram) }
     }
 
-    // MARK: The fan
-
-    private var fan: [SimulatedSocket] = []
-
-    /// Opens `DirectPathPlan.fanPorts` ports punching toward `target`, as the agent's symmetric side does.
-    func openFan(toward target: Endpoint) {
-        guard fan.isEmpty else { return }
-        fan = (0..<DirectPathPlan.fanPorts).map { _ in host.socket() }
-        for socket in fan {
-            socket.onReadable = { [unowned self, unowned socket] in
-                guard let endpoint = try? driver.receive(Self.peer, on: socket), pinned == nil else { return }
-                pinned = (endpoint, network.clock.now, true)
-                network.note("\(name) pinned \(endpoint) through fan port \(socket.port)")
-            }
-        }
-        driver.fan(Self.peer, fan, toward: target)
+    /// A pin ends this side's attempt, as Direct's `endPunch` does in the agent: the fan closes
+    /// (there the winning port carries on in a forwarder, outside the driver's count).
+    private func pinned(_ peer: Int, _ endpoint: Endpoint, throughFan: Bool) {
+        guard pins[peer] == nil else { return }
+        pins[peer] = (endpoint, network.clock.now, throughFan)
+        network.note("\(name) pinned peer \(peer) at \(endpoint)\(throughFan ? " through a fan port" : "")")
+        closeFan(for: peer)
     }
 
-    /// Closes the fan (the attempt is over).
-    func closeFan() {
-        for socket in driver.dropFan(Self.peer) { host.close(port: socket.port) }
-        fan = []
+    /// From now on, WireGuard's persistent keepalive (every `interval`) through `relay` from the
+    /// WireGuard port: what keeps a member's NAT mapping in use between punch rounds, as any
+    /// relayed or direct peer's keepalives do for an agent (a mapping left idle expires, and the
+    /// NAT may give the port a new public port).
+    func keepAlive(through relay: Endpoint, every interval: Duration, first: Duration) {
+        network.after(first) { [unowned self] in
+            _ = try? port.send([UInt8](repeating: 0, count: 32), to: relay)
+            keepAlive(through: relay, every: interval, first: interval)
+        }
+    }
+
+    // MARK: Fans
+
+    /// Opens a fan toward `peer`'s `target` (as many ports as the driver allows), as the agent's symmetric side does.
+    func openFan(for peer: Int, toward target: Endpoint) {
+        guard fans[peer] == nil, !driver.hasFan(peer) else { return }
+        let sockets = (0..<driver.fanPortsAvailable).map { _ in host.socket() }
+        for socket in sockets {
+            socket.onReadable = { [unowned self, unowned socket] in
+                if let endpoint = try? driver.receive(peer, on: socket) { pinned(peer, endpoint, throughFan: true) }
+            }
+        }
+        fans[peer] = sockets
+        driver.fan(peer, sockets, toward: target)
+        network.note("\(name) fans \(sockets.count) ports toward \(target) (peer \(peer))")
+    }
+
+    /// Closes `peer`'s fan (the attempt is over).
+    func closeFan(for peer: Int) {
+        for socket in driver.dropFan(peer) { host.close(port: socket.port) }
+        fans[peer] = nil
     }
 }

@@ -14,12 +14,15 @@ public final class SimulatedNetwork {
     public var random: SimulationRandom
     public var conditions: LinkConditions
     /// One line per event worth reading when a run fails: datagrams dropped, faults, what the
-    /// scenario records. Bounded: the oldest lines go first.
+    /// scenario records. Bounded (`traceLimit`): the oldest lines go first.
     public private(set) var trace: [String] = []
-    public static let traceLimit = 4096
+    public private(set) var traceLimit = 4096
 
-    /// Whether every datagram lost, filtered or dropped gets a line too (a replayed seed's trace).
-    public var verbose = false
+    /// Whether every datagram lost, filtered or dropped gets a line too (a replayed seed's trace,
+    /// then kept whole up to two million lines).
+    public var verbose = false {
+        didSet { traceLimit = verbose ? 2_000_000 : 4096 }
+    }
     /// Datagrams delivered, dropped by loss, dropped by a filter or for want of a route.
     public private(set) var delivered = 0, lost = 0, filtered = 0, unroutable = 0
 
@@ -79,7 +82,7 @@ public final class SimulatedNetwork {
 
     /// Adds a line to the trace, stamped with the virtual time.
     public func note(_ line: @autoclosure () -> String) {
-        if trace.count == Self.traceLimit { trace.removeFirst(Self.traceLimit / 4) }
+        if trace.count >= traceLimit { trace.removeFirst(traceLimit / 4) }
         let ms = clock.now / 1_000_000
         trace.append("\(ms / 1000).\(String(ms % 1000).leftPadded(3)) \(line())")
     }

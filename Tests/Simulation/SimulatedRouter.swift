@@ -6,8 +6,9 @@ import Time
 /// endpoint-independent mapping that keeps the inside port when it is free ("masquerade
 /// persistent"), or a new random port per destination for symmetric ("masquerade random,
 /// fully-random"); filtering by nothing, by remote address or by remote endpoint; unsolicited
-/// inbound datagrams dropped; conntrack's UDP timeouts (30 s for a flow with no reply, 120 s once
-/// answered); hairpinning only when enabled.
+/// inbound datagrams dropped. Each flow (mapping, remote endpoint) is a conntrack entry of its own:
+/// it lives 30 s unanswered and 120 s once answered (conntrack's UDP timeouts), a mapping as long
+/// as one of its flows; the table holds `flowLimit` entries. Hairpinning only when enabled.
 public final class SimulatedRouter {
     public let name: String
     /// Full cone, restricted cone, port-restricted cone or symmetric.
@@ -20,24 +21,28 @@ public final class SimulatedRouter {
     let inside: Int
     /// Whether a datagram from the LAN to the router's own public address is sent back in (hairpin NAT).
     public var hairpin = false
-    /// How long a mapping lives with no reply seen, and once answered (conntrack's
+    /// How long a flow lives with no reply seen, and once answered (conntrack's
     /// nf_conntrack_udp_timeout and _stream).
     public var unrepliedTimeout: Nanoseconds = 30_000_000_000
     public var repliedTimeout: Nanoseconds = 120_000_000_000
-    /// The most mappings held; a full table maps nothing new.
-    public static let mappingLimit = 4096
-    /// The most flows (mapping, destination) tracked, as conntrack's table limit: a new one beyond
-    /// it is dropped.
-    public static let flowLimit = 65536
-    private var flows = 0
+    /// The most flows tracked, as conntrack's table limit: a datagram that would start one more is
+    /// dropped. OpenWrt's default `nf_conntrack_max`.
+    public var flowLimit = 16384
+    /// Flows tracked now (expired ones count until a sweep or a lookup meets them).
+    public private(set) var flowCount = 0
+    /// Datagrams dropped because the table was full.
+    public private(set) var tableFull = 0
 
-    struct Mapping {
-        var inside: Endpoint
-        var publicPort: UInt16
-        /// Remote endpoints this mapping sent to.
-        var contacted: Set<Endpoint>
+    private struct Flow {
         var lastUsed: Nanoseconds
         var replied: Bool
+    }
+
+    private struct Mapping {
+        var inside: Endpoint
+        var publicPort: UInt16
+        /// Per remote endpoint, its flow.
+        var flows: [Endpoint: Flow]
     }
 
     private struct Key: Hashable {
@@ -58,89 +63,99 @@ public final class SimulatedRouter {
         self.inside = inside
     }
 
-    /// Mappings held now (expired ones count until a lookup or a new mapping meets them).
-    public var mappingCount: Int { mappings.count }
-    /// Flows tracked now.
-    public var flowCount: Int { flows }
-
     /// Forgets every mapping (conntrack -F, or the router rebooted).
     public func flush() {
         mappings = [:]
         byPort = [:]
-        flows = 0
+        flowCount = 0
     }
 
     /// The public source of a datagram from `source` inside to `destination` outside, creating or
-    /// refreshing the mapping; `nil` when the table is full.
+    /// refreshing its flow (and the mapping); `nil` when the table is full.
     func outbound(from source: Endpoint, to destination: Endpoint, now: Nanoseconds, random: inout SimulationRandom) -> Endpoint? {
         let key = Key(inside: source, remote: behaviour == .symmetric ? destination : nil)
-        if let lastUsed = mappings[key]?.lastUsed, !expired(key, lastUsed: lastUsed, now: now) {
-            // In place, with no copy of the mapping alive: a copy would copy the set of every
-            // destination the mapping sent to.
-            if mappings[key]?.contacted.contains(destination) == false {
-                guard flows < Self.flowLimit else { return nil }
-                mappings[key]?.contacted.insert(destination)
-                flows += 1
+        if let port = live(key, now: now) {
+            // In place, with no copy of the mapping alive: a copy would copy every flow.
+            if mappings[key]?.flows[destination].map({ alive($0, now: now) }) != true {
+                guard admitFlow(now: now) else { return nil }
+                if mappings[key]?.flows[destination] == nil { flowCount += 1 }
+                mappings[key]?.flows[destination] = Flow(lastUsed: now, replied: false)
+            } else {
+                mappings[key]?.flows[destination]?.lastUsed = now
             }
-            mappings[key]?.lastUsed = now
-            return mappings[key].map { Endpoint(.v4(wan), $0.publicPort) }
+            return Endpoint(.v4(wan), port)
         }
-        if let stale = mappings[key] { remove(key, stale) }
-        sweep(now: now)
-        guard mappings.count < Self.mappingLimit, flows < Self.flowLimit, let port = allocatePort(preferring: source.port, random: &random) else { return nil }
-        mappings[key] = Mapping(inside: source, publicPort: port, contacted: [destination], lastUsed: now, replied: false)
+        guard admitFlow(now: now), let port = allocatePort(preferring: source.port, random: &random) else { return nil }
+        mappings[key] = Mapping(inside: source, publicPort: port, flows: [destination: Flow(lastUsed: now, replied: false)])
         byPort[port] = key
-        flows += 1
+        flowCount += 1
         return Endpoint(.v4(wan), port)
     }
 
     /// Where a datagram from `source` to the public `destination` goes inside, or `nil` when the
-    /// filter drops it (no mapping, or not from where the mapping sent to).
+    /// filter drops it (no mapping, or not from where the mapping sent to). A datagram let in
+    /// answers its flow, or starts one (endpoint-independent or address-dependent filtering).
     func inbound(from source: Endpoint, to destination: Endpoint, now: Nanoseconds) -> Endpoint? {
-        guard let key = byPort[destination.port], let lastUsed = mappings[key]?.lastUsed else { return nil }
-        if expired(key, lastUsed: lastUsed, now: now) {
-            remove(key, mappings[key]!)
-            return nil
-        }
+        guard let key = byPort[destination.port], live(key, now: now) != nil, let mapping = mappings[key] else { return nil }
         let allowed: Bool
         switch behaviour {
         case .fullCone: allowed = true
-        case .restrictedCone: allowed = mappings[key]?.contacted.contains { $0.address == source.address } == true
-        default: allowed = mappings[key]?.contacted.contains(source) == true
+        case .restrictedCone: allowed = mapping.flows.contains { $0.key.address == source.address && alive($0.value, now: now) }
+        default: allowed = mapping.flows[source].map { alive($0, now: now) } == true
         }
         guard allowed else { return nil }
-        mappings[key]?.replied = true
-        mappings[key]?.lastUsed = now
-        return mappings[key]?.inside
+        if mapping.flows[source] == nil {
+            guard admitFlow(now: now) else { return nil }
+            flowCount += 1
+        }
+        mappings[key]?.flows[source] = Flow(lastUsed: now, replied: true)
+        return mapping.inside
     }
 
     /// Where a datagram from inside to the router's own public `destination` goes with hairpin
     /// NAT: to the mapping's inside endpoint, unfiltered (RFC 4787 REQ-9: the source it arrives
     /// with is the sender's public one).
     func hairpinned(to destination: Endpoint, now: Nanoseconds) -> Endpoint? {
-        guard let key = byPort[destination.port], let lastUsed = mappings[key]?.lastUsed,
-              !expired(key, lastUsed: lastUsed, now: now) else { return nil }
+        guard let key = byPort[destination.port], live(key, now: now) != nil else { return nil }
         return mappings[key]?.inside
     }
 
-    private func expired(_ mapping: Mapping, now: Nanoseconds) -> Bool {
-        now - mapping.lastUsed > (mapping.replied ? repliedTimeout : unrepliedTimeout)
+    private func alive(_ flow: Flow, now: Nanoseconds) -> Bool {
+        now - flow.lastUsed <= (flow.replied ? repliedTimeout : unrepliedTimeout)
     }
 
-    private func expired(_ key: Key, lastUsed: Nanoseconds, now: Nanoseconds) -> Bool {
-        now - lastUsed > (mappings[key]?.replied == true ? repliedTimeout : unrepliedTimeout)
+    /// The mapping's public port while one of its flows lives; an expired mapping is removed.
+    private func live(_ key: Key, now: Nanoseconds) -> UInt16? {
+        guard let mapping = mappings[key] else { return nil }
+        if mapping.flows.values.contains(where: { alive($0, now: now) }) { return mapping.publicPort }
+        remove(key)
+        return nil
     }
 
-    private func remove(_ key: Key, _ mapping: Mapping) {
-        flows -= mapping.contacted.count
-        mappings[key] = nil
+    private func remove(_ key: Key) {
+        guard let mapping = mappings.removeValue(forKey: key) else { return }
+        flowCount -= mapping.flows.count
         byPort[mapping.publicPort] = nil
     }
 
-    /// Drops expired mappings once the table is half full, so that it stays bounded by use, not by history.
+    /// Whether one more flow fits: expired ones are swept first once the table is half full.
+    private func admitFlow(now: Nanoseconds) -> Bool {
+        if flowCount >= flowLimit / 2 { sweep(now: now) }
+        guard flowCount < flowLimit else {
+            tableFull += 1
+            return false
+        }
+        return true
+    }
+
+    /// Drops expired flows, and mappings left with none.
     private func sweep(now: Nanoseconds) {
-        guard mappings.count >= Self.mappingLimit / 2 else { return }
-        for (key, mapping) in mappings where expired(mapping, now: now) { remove(key, mapping) }
+        for key in Array(mappings.keys) {
+            let before = mappings[key]!.flows.count
+            mappings[key]!.flows = mappings[key]!.flows.filter { alive($0.value, now: now) }
+            flowCount -= before - mappings[key]!.flows.count
+            if mappings[key]!.flows.isEmpty { remove(key) }
+        }
     }
 
     /// The inside port when free and the NAT preserves ports, else a random free one of 1024–65535.

@@ -15,6 +15,17 @@ import Testing
         #expect(report.cells.count == 29, "every cell of the matrix, and two members behind each NAT type")
     }
 
+    /// Parties of 20: every pair punches at once on the members' one WireGuard port each (the
+    /// driver multiplexing sessions, budgets and fans), and every pair keeps the pair's properties.
+    @Test func partiesOfTwentyKeepEveryPairsProperties() {
+        for seed: UInt64 in 0..<10 {
+            let outcome = PartyScenario.drawn(seed: seed).run()
+            print(outcome.summary)
+            #expect(outcome.pairs.count == 190)
+            #expect(outcome.violations.isEmpty, "\(outcome.summary): \(outcome.violations.prefix(3)) — make simulate PARTY=20 SEED=\(seed)")
+        }
+    }
+
     /// On a clean network each cell behaves as the lab's matrix: direct in the first round but
     /// symmetric ↔ symmetric, which is relayed without a punch.
     @Test(arguments: PunchScenario.types)
