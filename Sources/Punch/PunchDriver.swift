@@ -115,8 +115,9 @@ public final class PunchDriver<PeerID: Hashable, FanSocket: PortSocket> {
     /// Guessed addresses probed over all peers, per minute. Each guess is a flow in this side's own
     /// NAT's table until conntrack forgets it (30 s unanswered), and a home router's table holds
     /// 16,384 (OpenWrt's default) for every device behind it: a member with many symmetric peers
-    /// spraying 1,024 guesses per attempt at each filled it within seconds, and its own new flows,
-    /// its housemates' too, were dropped. Guesses take at most a quarter of such a table.
+    /// spraying 1,024 guesses per attempt at each would fill it within seconds, and its own new
+    /// flows, its housemates' too, would be dropped. Guesses hold at most 2,048 entries at once, an
+    /// eighth of such a table.
     public static var guessesPerMinute: Int { 2048 }
     private var guessTokens = Double(PunchDriver.guessesPerMinute)
     private var guessTokensAt: Nanoseconds?
