@@ -115,7 +115,8 @@ if [ "${LANRAGE_BENCH:-0}" = 1 ]; then
     WGARGS=""
     for i in $(seq 1 1000); do
         KEY=$(head -c 32 /dev/urandom | base64)
-        IP="100.64.$((i / 250 + 1)).$((i % 250 + 1))/32"
+        # Apart from the agents' overlay below: `wg apply` leaves the routes it added when their peers go.
+        IP="100.80.$((i / 250 + 1)).$((i % 250 + 1))/32"
         EP="203.0.113.$((i % 250 + 1)):$((20000 + i))"
         printf '\n[Peer]\nPublicKey = %s\nEndpoint = %s\nAllowedIPs = %s\n' "$KEY" "$EP" "$IP" >> /tmp/bench.conf
         WGARGS="$WGARGS peer $KEY endpoint $EP allowed-ips $IP"
@@ -183,9 +184,16 @@ done
 case "$state" in *keepalive*) ;; *) cat /tmp/agent-a.log; fail "agent a never reached keepalive: $state" ;; esac
 $L status --socket /tmp/agent-a.sock
 $L status --socket /tmp/agent-a.sock | grep -q "lrka (netlink)" || fail "agent a does not use the netlink backend"
-in_a $L ping 100.64.1.2 --count 2 --socket /tmp/agent-a.sock | tee /tmp/ping.txt || fail "lanrage ping over the agent's kernel tunnel"
-grep -q "direct to 192.0.2.2:51830" /tmp/ping.txt || fail "the path is not direct to agent b"
-in_b ping -c 1 -W 3 100.64.1.1 >/dev/null || fail "ping b -> a"
+# A failure shows what each agent did last and what WireGuard holds (ENOKEY: no peer's allowed IPs
+# hold the destination).
+agents_fail() {
+    for side in a b; do echo "-- agent $side"; tail -25 /tmp/agent-$side.log; done
+    in_a $L wg show lrka; in_b $L wg show lrkb
+    fail "$@"
+}
+in_a $L ping 100.64.1.2 --count 2 --socket /tmp/agent-a.sock | tee /tmp/ping.txt || agents_fail "lanrage ping over the agent's kernel tunnel"
+grep -q "direct to 192.0.2.2:51830" /tmp/ping.txt || agents_fail "the path is not direct to agent b"
+in_b ping -c 1 -W 3 100.64.1.1 >/dev/null || agents_fail "ping b -> a"
 kill -TERM "$AGENT_A" "$AGENT_B"
 wait "$AGENT_A"; STATUS_A=$?
 wait "$AGENT_B"; STATUS_B=$?
