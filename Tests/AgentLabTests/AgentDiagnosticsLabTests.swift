@@ -68,8 +68,11 @@ struct AgentDiagnosticsLabTests {
         defer { lab.shutdown() }
         let site = try lab.addSite(.fullCone)
         let party = try PartyLab(lab)
-        // The server's wall clock 120 s ahead; its monotonic clock (timers) untouched.
-        try party.startControl(wrapper: ["env", "FAKETIME_DONT_FAKE_MONOTONIC=1", "faketime", "-f", "+120s"])
+        // The server's wall clock 120 s ahead; its monotonic clock (timers) untouched. libfaketime
+        // preloaded by `env`, which execs: the `faketime` command forks and waits, and stopping it
+        // would leave the server running.
+        let library = try #require(Self.libfaketime, "libfaketime (Debian's faketime) is not installed")
+        try party.startControl(wrapper: ["env", "LD_PRELOAD=\(library)", "FAKETIME=+120s", "FAKETIME_DONT_FAKE_MONOTONIC=1"])
         let agent = try party.startAgent(in: site.client, index: 1)
         let found = Self.waitForProblem("clock_skew", agent, within: 15)
         let offset = found.problem?["offset_ms"] as? Int ?? 0
@@ -79,6 +82,14 @@ struct AgentDiagnosticsLabTests {
         #expect(found.exit?.status == 1 && found.exit?.error.contains(", clock_skew)") == true, "\(String(describing: found.exit))")
         #expect(party.log(of: agent).contains("not registered: this clock is"))
         party.keepLogs(of: [agent], as: "diagnostics-skew", control: true)
+    }
+
+    /// Debian's libfaketime, under the machine's multiarch directory.
+    static var libfaketime: String? {
+        let lib = URL(fileURLWithPath: "/usr/lib")
+        let triplets = (try? FileManager.default.contentsOfDirectory(atPath: lib.path)) ?? []
+        return triplets.sorted().map { lib.appendingPathComponent($0).appendingPathComponent("faketime/libfaketime.so.1").path }
+            .first { FileManager.default.fileExists(atPath: $0) }
     }
 
     @Test func aServerOfAnotherProtocolVersionIsReported() throws {
