@@ -1,5 +1,6 @@
 import Net
 import Rendezvous
+import Time
 
 /// A party: its name, its certificate authority (the Ed25519 public key that signs its members'
 /// certificates), its members by public key, and a revision that counts every change of the registry.

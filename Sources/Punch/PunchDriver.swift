@@ -33,6 +33,7 @@ public final class PunchDriver<PeerID: Hashable, FanSocket: PortSocket> {
     public init(socket: any PortSocket, clock: any TimeSource = SystemClock()) {
         self.socket = socket
         self.clock = clock
+        guesses = TokenBucket(burst: Self.guessBurst, now: clock.now)
     }
 
     /// Starts (or restarts, with a new session) punching toward `peer`, whose public address as the
@@ -119,14 +120,13 @@ public final class PunchDriver<PeerID: Hashable, FanSocket: PortSocket> {
     /// flows, its housemates' too, would be dropped. Guesses hold at most 2,048 entries at once, an
     /// eighth of such a table.
     public static var guessesPerMinute: Int { 2048 }
-    private var guessTokens = Double(PunchDriver.guessesPerMinute)
-    private var guessTokensAt: Nanoseconds?
+    private var guesses: TokenBucket
+    private static var guessBurst: Double { Double(guessesPerMinute) }
+    private static var guessesPerSecond: Double { Double(guessesPerMinute) / 60 }
 
     /// Guesses that may go now: the per-minute allowance, refilled continuously.
     public var guessesAvailable: Int {
-        let now = clock.now
-        let elapsed = Double(now - (guessTokensAt ?? now)) / 60e9
-        return Int(min(Double(Self.guessesPerMinute), guessTokens + elapsed * Double(Self.guessesPerMinute)))
+        Int(guesses.available(now: clock.now, perSecond: Self.guessesPerSecond, burst: Self.guessBurst))
     }
 
     /// Sends PUNCHes toward guessed addresses of `peer` (port prediction), as many as
@@ -135,9 +135,7 @@ public final class PunchDriver<PeerID: Hashable, FanSocket: PortSocket> {
     @discardableResult
     public func probe(_ peer: PeerID, _ destinations: [Endpoint]) -> Int {
         guard var session = sessions[peer] else { return 0 }
-        let allowed = min(destinations.count, guessesAvailable)
-        guessTokens = Double(guessesAvailable - allowed)
-        guessTokensAt = clock.now
+        let allowed = guesses.take(upTo: destinations.count, now: clock.now, perSecond: Self.guessesPerSecond, burst: Self.guessBurst)
         for case .send(let bytes, let destination) in session.probe(Array(destinations.prefix(allowed))) { send(bytes, to: destination, for: peer) }
         sessions[peer] = session
         return allowed

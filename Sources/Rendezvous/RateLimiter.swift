@@ -1,25 +1,5 @@
 import Net
-
-/// A token bucket: `burst` messages at once, `perSecond` on average.
-public struct TokenBucket: Sendable {
-    public private(set) var tokens: Double
-    private var at: Int64
-
-    /// A full bucket at `now` (monotonic ns).
-    public init(burst: Double, now: Int64) {
-        tokens = burst
-        at = now
-    }
-
-    /// Takes one token at `now` if there is one.
-    public mutating func take(now: Int64, perSecond: Double, burst: Double) -> Bool {
-        tokens = min(burst, tokens + Double(max(0, now - at)) / 1e9 * perSecond)
-        at = now
-        guard tokens >= 1 else { return false }
-        tokens -= 1
-        return true
-    }
-}
+import Time
 
 /// Per-source token buckets in a table of at most `capacity` sources. A new source always gets a
 /// bucket: when the table is full, the source that entered it longest ago is evicted, in O(1) (a ring
