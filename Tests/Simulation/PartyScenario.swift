@@ -57,12 +57,10 @@ public struct PartyScenario: Sendable, CustomStringConvertible {
 
     /// Runs the party; `verbose` traces every datagram lost, filtered or dropped as well.
     public func run(verbose: Bool = false) -> PartyOutcome {
-        let network = SimulatedNetwork(seed: seed, conditions: conditions)
-        network.verbose = verbose
+        let network = SimulatedNetwork(seed: seed, conditions: conditions, verbose: verbose)
         network.note("scenario \(self)")
-        let primary = Endpoint("192.0.2.1:3478")!
-        let stun = SimulatedSTUNServer(on: network, primary: primary, alternate: Endpoint("192.0.2.2:3479")!)
-        defer { withExtendedLifetime(stun) {} }
+        let servers = ScenarioServers(on: network)
+        defer { withExtendedLifetime(servers) {} }
 
         var built: [(host: SimulatedHost, outermost: IPv4Address, members: Int)] = []
         var members: [SimulatedMember] = []
@@ -87,19 +85,7 @@ public struct PartyScenario: Sendable, CustomStringConvertible {
         for router in network.routers { router.hairpin = hairpin }
         let observed = memberSites.map { IPAddress.v4(built[$0].outermost) }
 
-        for member in members {
-            network.after(.nanoseconds(network.random.nanoseconds(in: 0...300_000_000))) {
-                member.detector.start(servers: [primary], localAddresses: [.v4(member.host.address)])
-            }
-        }
-        network.run(until: network.clock.now + 10_000_000_000) { members.allSatisfy { $0.detection != nil } }
-        // From now on each member's WireGuard keeps its mapping in use through a relay.
-        let relay = SimulatedRelay(on: network, at: Endpoint("192.0.2.20:3480")!)
-        defer { withExtendedLifetime(relay) {} }
-        for member in members {
-            let first = Duration.nanoseconds(network.random.nanoseconds(in: 0...timings.persistentKeepalive.nanoseconds))
-            member.keepAlive(through: relay.endpoint, every: timings.persistentKeepalive, first: first)
-        }
+        servers.detect(members, keepalive: timings.persistentKeepalive, on: network)
 
         var pairs: [(a: Int, b: Int, punch: PairPunch)] = []
         for a in members.indices {
@@ -116,7 +102,7 @@ public struct PartyScenario: Sendable, CustomStringConvertible {
         var outcome = PartyOutcome(scenario: self)
         for (a, b, punch) in pairs {
             var pair = PunchOutcome(scenario: self.pair(a, b))
-            pair.detected = [members[a], members[b]].map { $0.detection == nil ? nil : $0.natType }
+            pair.detected = [members[a].detectedType, members[b].detectedType]
             pair.record(punch)
             pair.hostAddresses = [.v4(members[a].host.address), .v4(members[b].host.address)]
             outcome.pairs.append((a, b, pair))

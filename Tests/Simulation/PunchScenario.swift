@@ -94,12 +94,10 @@ public struct PunchScenario: Sendable, CustomStringConvertible {
 
     /// Runs the scenario; `verbose` traces every datagram lost, filtered or dropped as well.
     public func run(verbose: Bool = false) -> PunchOutcome {
-        let network = SimulatedNetwork(seed: seed, conditions: conditions)
-        network.verbose = verbose
+        let network = SimulatedNetwork(seed: seed, conditions: conditions, verbose: verbose)
         network.note("scenario \(self)")
-        let primary = Endpoint("192.0.2.1:3478")!, alternate = Endpoint("192.0.2.2:3479")!
-        let stun = SimulatedSTUNServer(on: network, primary: primary, alternate: alternate)
-        defer { withExtendedLifetime(stun) {} }
+        let servers = ScenarioServers(on: network)
+        defer { withExtendedLifetime(servers) {} }
         var publicAddresses: [IPv4Address] = []
         var routers: [SimulatedRouter?] = []
         var members: [SimulatedMember] = []
@@ -120,21 +118,8 @@ public struct PunchScenario: Sendable, CustomStringConvertible {
         for router in network.routers { router.hairpin = hairpin }
         var outcome = PunchOutcome(scenario: self)
 
-        // Both detect, each starting within 300 ms.
-        for member in members {
-            network.after(.nanoseconds(network.random.nanoseconds(in: 0...300_000_000))) {
-                member.detector.start(servers: [primary], localAddresses: [.v4(member.host.address)])
-            }
-        }
-        network.run(until: network.clock.now + 10_000_000_000) { members.allSatisfy { $0.detection != nil } }
-        outcome.detected = members.map { $0.detection == nil ? nil : $0.natType }
-        // From now on each member's WireGuard keeps its mapping in use through a relay.
-        let relay = SimulatedRelay(on: network, at: Endpoint("192.0.2.20:3480")!)
-        defer { withExtendedLifetime(relay) {} }
-        for member in members {
-            let first = Duration.nanoseconds(network.random.nanoseconds(in: 0...timings.persistentKeepalive.nanoseconds))
-            member.keepAlive(through: relay.endpoint, every: timings.persistentKeepalive, first: first)
-        }
+        servers.detect(members, keepalive: timings.persistentKeepalive, on: network)
+        outcome.detected = members.map { $0.detectedType }
 
         if let flush, let router = routers[flush.side] {
             network.after(.milliseconds(500) + flush.after) {

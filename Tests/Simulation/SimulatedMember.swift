@@ -52,6 +52,9 @@ final class SimulatedMember {
     /// The detected type, or `.unknown` (as the agent punches after a failed detection).
     var natType: NATType { report?.natType ?? .unknown }
 
+    /// The detected type once detection finished (`.unknown` when it failed), else `nil`.
+    var detectedType: NATType? { detection == nil ? nil : natType }
+
     var report: NATReport? {
         if case .success(let report) = detection { return report }
         return nil

@@ -16,13 +16,11 @@ public final class SimulatedNetwork {
     /// One line per event worth reading when a run fails: datagrams dropped, faults, what the
     /// scenario records. Bounded (`traceLimit`): the oldest lines go first.
     public private(set) var trace: [String] = []
-    public private(set) var traceLimit = 4096
+    public let traceLimit: Int
 
     /// Whether every datagram lost, filtered or dropped gets a line too (a replayed seed's trace,
     /// then kept whole up to two million lines).
-    public var verbose = false {
-        didSet { traceLimit = verbose ? 2_000_000 : 4096 }
-    }
+    public let verbose: Bool
     /// Datagrams delivered, dropped by loss, dropped by a filter or for want of a route.
     public private(set) var delivered = 0, lost = 0, filtered = 0, unroutable = 0
 
@@ -45,9 +43,11 @@ public final class SimulatedNetwork {
     /// The Internet is segment 0.
     public static let internet = 0
 
-    public init(seed: UInt64, conditions: LinkConditions = .clean) {
+    public init(seed: UInt64, conditions: LinkConditions = .clean, verbose: Bool = false) {
         random = SimulationRandom(seed: seed)
         self.conditions = conditions
+        self.verbose = verbose
+        traceLimit = verbose ? 2_000_000 : 4096
     }
 
     // MARK: Building
