@@ -1,24 +1,39 @@
 import Foundation
 import Simulation
 
-/// `make simulate [SEED=N] [RUNS=N] [FIRST=N]`: runs the seeded punch scenarios FIRST…FIRST+RUNS−1
-/// (default 0…9,999) and prints, per cell, how many went direct, in which round and how fast, how
-/// many detections were off, then every run that broke a property with its trace. With SEED, runs
+/// `make simulate [SEED=N] [RUNS=N] [FIRST=N] [PARTY=N]`: runs the seeded punch scenarios
+/// FIRST…FIRST+RUNS−1 (default 0…9,999) and prints, per cell, how many went direct, in which round
+/// and how fast, how many detections were off, then every run that broke a property and how to
+/// replay it. With PARTY, parties of that many members instead (RUNS default 20). With SEED, runs
 /// that one scenario and prints its whole trace.
 let environment = ProcessInfo.processInfo.environment
-if let size = environment["PARTY"].flatMap({ Int($0) }), size >= 2 {
-    // Parties: every pair of `size` members punching at once.
-    if let text = environment["SEED"], !text.isEmpty {
-        guard let seed = UInt64(text) else { fatalError("SEED must be a number, not \(text)") }
-        let outcome = PartyScenario.drawn(seed: seed, size: size).run(verbose: true)
-        for line in outcome.trace { print(line) }
-        print(outcome.summary)
-        let violations = outcome.violations
-        print(violations.isEmpty ? "properties: all hold" : "properties broken:\n  \(violations.joined(separator: "\n  "))")
-        exit(violations.isEmpty ? 0 : 1)
+
+/// The variable's number, `fallback` when unset or empty; a clear error and exit 64 when it is not one.
+func number(_ name: String, fallback: UInt64?) -> UInt64? {
+    guard let text = environment[name], !text.isEmpty else { return fallback }
+    guard let value = UInt64(text) else {
+        FileHandle.standardError.write(Data("simulate: \(name) must be a whole number, not '\(text)'\n".utf8))
+        exit(64)
     }
-    let runs = environment["RUNS"].flatMap { UInt64($0) } ?? 20
-    let first = environment["FIRST"].flatMap { UInt64($0) } ?? 0
+    return value
+}
+
+/// Prints a replayed run's trace, its summary and its broken properties; exits 1 if any broke.
+func replay(trace: [String], summary: String, violations: [String]) -> Never {
+    for line in trace { print(line) }
+    print(summary)
+    print(violations.isEmpty ? "properties: all hold" : "properties broken:\n  \(violations.joined(separator: "\n  "))")
+    exit(violations.isEmpty ? 0 : 1)
+}
+
+let seed = number("SEED", fallback: nil)
+let first = number("FIRST", fallback: 0)!
+if let size = number("PARTY", fallback: nil).map({ Int(clamping: $0) }), size >= 2 {
+    if let seed {
+        let outcome = PartyScenario.drawn(seed: seed, size: size).run(verbose: true)
+        replay(trace: outcome.trace, summary: outcome.summary, violations: outcome.violations)
+    }
+    let runs = number("RUNS", fallback: 20)!
     var failed: [PartyOutcome] = []
     let started = ContinuousClock.now
     for seed in first..<first + runs {
@@ -32,18 +47,11 @@ if let size = environment["PARTY"].flatMap({ Int($0) }), size >= 2 {
     }
     exit(failed.isEmpty ? 0 : 1)
 }
-if let text = environment["SEED"], !text.isEmpty {
-    guard let seed = UInt64(text) else { fatalError("SEED must be a number, not \(text)") }
+if let seed {
     let outcome = PunchScenario.drawn(seed: seed).run(verbose: true)
-    for line in outcome.trace { print(line) }
-    print(outcome.summary)
-    let violations = outcome.violations
-    print(violations.isEmpty ? "properties: all hold" : "properties broken: \(violations.joined(separator: "; "))")
-    exit(violations.isEmpty ? 0 : 1)
+    replay(trace: outcome.trace, summary: outcome.summary, violations: outcome.violations)
 }
-let runs = environment["RUNS"].flatMap { UInt64($0) } ?? 10_000
-let first = environment["FIRST"].flatMap { UInt64($0) } ?? 0
-let report = SimulationReport.run(seeds: first..<first + runs)
+let report = SimulationReport.run(seeds: first..<first + number("RUNS", fallback: 10_000)!)
 print(report.table)
 for failure in report.failures.prefix(5) {
     print("\n--- \(failure.summary)\n    broke: \(failure.violations.joined(separator: "; "))\n    replay: make simulate SEED=\(failure.scenario.seed)")
