@@ -102,7 +102,7 @@ extension Agent {
         let facts = PunchCoordination.Facts(localNAT: natType, detecting: detector.isRunning, reflexiveKnown: reflexive != nil,
                                             peerNAT: link.record.nat, peerReflexiveKnown: link.reachable != nil,
                                             localKeyIsSmaller: memberKey < link.record.key,
-                                            samePublicAddress: sharesPublicAddress(with: link))
+                                            withoutNAT: reachableWithoutNAT(link))
         let decision = links[id]!.connection.detect(facts, in: state, now: clock.now)
         switch decision {
         case .wait:
@@ -128,12 +128,14 @@ extension Agent {
         }
     }
 
-    /// Whether the peer reaches the Internet from this side's public address: where the control
-    /// server saw this side's messages come from (else its first STUN answer) against where it
-    /// saw the peer's.
-    func sharesPublicAddress(with link: PeerLink) -> Bool {
-        guard let own = (lastObserved ?? reflexive)?.address else { return false }
-        return own == link.observed?.address
+    /// Whether a path without NAT to the peer is likely (``DirectPathPlan``): it reaches the
+    /// Internet from this side's public address — where the control server saw this side's
+    /// messages come from (else its first STUN answer) against where it saw the peer's — or both
+    /// sides have IPv6 candidates.
+    func reachableWithoutNAT(_ link: PeerLink) -> Bool {
+        if let own = (lastObserved ?? reflexive)?.address, own == link.observed?.address { return true }
+        func ipv6(_ candidates: [Candidate]) -> Bool { candidates.contains { if case .v6 = $0.endpoint.address { true } else { false } } }
+        return ipv6(control.configuration.candidates) && ipv6(link.record.candidates)
     }
 
     /// Punching entered: a round's first attempt starts a session (`PunchCoordination.start`); later

@@ -23,7 +23,7 @@ extension Agent {
     func guessPorts(_ id: MachineID) {
         guard let link = links[id] else { return }
         switch PortPredictionRole(local: natType, remote: link.record.nat, observed: link.observed?.address, reachable: link.reachable,
-                                  samePublicAddress: sharesPublicAddress(with: link)) {
+                                  withoutNAT: reachableWithoutNAT(link)) {
         case .spray(let address): spray(id, at: address)
         case .fan(let target) where !driver.hasFan(id): openFan(id, toward: target)
         case .fan, .none: break

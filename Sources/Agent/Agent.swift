@@ -423,14 +423,22 @@ public final class Agent {
         }
     }
 
-    /// This host's own addresses with the WireGuard port: candidates for peers on the same network.
+    /// This host's own addresses with the WireGuard port: candidates for peers on the same network,
+    /// and over IPv6 for any peer that has it. Up to four IPv4 addresses (not loopback nor
+    /// link-local) and two IPv6 ones (global or unique local), none inside the overlay.
     func localCandidates() -> [Candidate] {
-        let addresses = (try? LocalAddresses.all(reachableOnly: true)) ?? []
-        return addresses.compactMap { address -> Candidate? in
-            guard case .v4(let v4) = address, v4.octets.0 != 127, !(v4.octets.0 == 169 && v4.octets.1 == 254),
-                  let host = IPPrefix(address, 32), !configuration.addresses.contains(where: { $0.contains(host) }) else { return nil }
-            return Candidate(.local, Endpoint(address, configuration.listenPort))
-        }.prefix(4).map { $0 }
+        var v4: [Candidate] = [], v6: [Candidate] = []
+        for address in (try? LocalAddresses.all(reachableOnly: true)) ?? [] {
+            guard let host = IPPrefix(address, address.family == AF_INET ? 32 : 128),
+                  !configuration.addresses.contains(where: { $0.contains(host) }) else { continue }
+            let candidate = Candidate(.local, Endpoint(address, configuration.listenPort))
+            switch address {
+            case .v4(let a) where a.octets.0 != 127 && !(a.octets.0 == 169 && a.octets.1 == 254) && v4.count < 4: v4.append(candidate)
+            case .v6(let a) where a.isRoutable && v6.count < 2: v6.append(candidate)
+            default: break
+            }
+        }
+        return v4 + v6
     }
 
     // MARK: The port

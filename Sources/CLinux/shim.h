@@ -55,6 +55,46 @@ static const int lanrage_sock_cloexec = SOCK_CLOEXEC;
 static const uint32_t lanrage_epollin = EPOLLIN;
 static const uint32_t lanrage_epollout = EPOLLOUT;
 
+// IPv6 socket options (Linux's values; some C libraries declare them only for GNU or BSD sources).
+#ifndef IPV6_CHECKSUM
+#define IPV6_CHECKSUM 7
+#endif
+#ifndef IPV6_RECVPKTINFO
+#define IPV6_RECVPKTINFO 49
+#endif
+#ifndef IPV6_PKTINFO
+#define IPV6_PKTINFO 50
+#endif
+static const int lanrage_ipv6_checksum = IPV6_CHECKSUM;
+static const int lanrage_ipv6_recvpktinfo = IPV6_RECVPKTINFO;
+
+/// Receives one datagram on an IPv6 socket that has IPV6_RECVPKTINFO set; `addresses` gets its
+/// source address (16 bytes), then the address it was sent to (16 bytes, zero when the kernel gave
+/// none). The CMSG macros are not visible to Swift.
+static inline long lanrage_recv_from_to6(int fd, void *buffer, size_t size, unsigned char *addresses) {
+    struct sockaddr_in6 from;
+    struct iovec vector = { .iov_base = buffer, .iov_len = size };
+    union { struct cmsghdr align; char bytes[CMSG_SPACE(20)]; } control;
+    struct msghdr message;
+    memset(&message, 0, sizeof message);
+    message.msg_name = &from;
+    message.msg_namelen = sizeof from;
+    message.msg_iov = &vector;
+    message.msg_iovlen = 1;
+    message.msg_control = control.bytes;
+    message.msg_controllen = sizeof control.bytes;
+    long count = (long)recvmsg(fd, &message, 0);
+    memset(addresses, 0, 32);
+    if (count < 0) return count;
+    memcpy(addresses, &from.sin6_addr, 16);
+    for (struct cmsghdr *header = CMSG_FIRSTHDR(&message); header; header = CMSG_NXTHDR(&message, header)) {
+        if (header->cmsg_level == IPPROTO_IPV6 && header->cmsg_type == IPV6_PKTINFO && header->cmsg_len >= CMSG_LEN(20)) {
+            memcpy(addresses + 16, CMSG_DATA(header), 16);
+        }
+    }
+    return count;
+}
+
 /// The calling thread's errno (a macro in C, so not visible to Swift as a variable).
 static inline int lanrage_errno(void) { return errno; }
 

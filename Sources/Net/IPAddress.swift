@@ -143,6 +143,10 @@ public struct IPv6Address: Hashable, Sendable, CustomStringConvertible {
         bytes = all.flatMap { [UInt8($0 >> 8), UInt8($0 & 0xFF)] }
     }
 
+    /// Whether a peer beyond this link can reach the address: global unicast (2000::/3) or
+    /// unique local (fc00::/7) — not link-local, loopback, multicast or IPv4-mapped.
+    public var isRoutable: Bool { bytes[0] & 0xE0 == 0x20 || bytes[0] & 0xFE == 0xFC }
+
     /// RFC 5952 text: lower case, the longest run of two or more zero groups shortened to `::`.
     public var description: String {
         let groups = (0..<8).map { UInt16(bytes[2 * $0]) << 8 | UInt16(bytes[2 * $0 + 1]) }

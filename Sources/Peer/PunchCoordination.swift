@@ -39,18 +39,19 @@ public struct PunchCoordination: Sendable, Equatable {
         public var peerReflexiveKnown: Bool
         /// Whether this member's key is the smaller of the pair's two.
         public var localKeyIsSmaller: Bool
-        /// Whether both members reach the Internet from one public address (see ``DirectPathPlan``).
-        public var samePublicAddress: Bool
+        /// Whether a path without NAT between the members is likely: one public address (a LAN
+        /// between them) or IPv6 on both (see ``DirectPathPlan``).
+        public var withoutNAT: Bool
 
         public init(localNAT: NATType, detecting: Bool, reflexiveKnown: Bool, peerNAT: NATType, peerReflexiveKnown: Bool,
-                    localKeyIsSmaller: Bool, samePublicAddress: Bool = false) {
+                    localKeyIsSmaller: Bool, withoutNAT: Bool = false) {
             self.localNAT = localNAT
             self.detecting = detecting
             self.reflexiveKnown = reflexiveKnown
             self.peerNAT = peerNAT
             self.peerReflexiveKnown = peerReflexiveKnown
             self.localKeyIsSmaller = localKeyIsSmaller
-            self.samePublicAddress = samePublicAddress
+            self.withoutNAT = withoutNAT
         }
     }
 
@@ -70,8 +71,8 @@ public struct PunchCoordination: Sendable, Equatable {
         case awaitAnnouncement
     }
 
-    /// Detecting: a pair of symmetric NATs goes to the relay at once (unless both are behind one
-    /// public address: see ``DirectPathPlan``); any other pair punches at the
+    /// Detecting: a pair of symmetric NATs goes to the relay at once (unless a path without NAT is
+    /// likely — one public address, IPv6 on both: see ``DirectPathPlan``); any other pair punches at the
     /// instant the control server announces (the member with the smaller key asks for it). Only when
     /// the peer is symmetric does this side wait for its own NAT type (detection decides in about
     /// 1 s; the early relay carries traffic meanwhile). Punches go to the public endpoints of both
@@ -79,9 +80,9 @@ public struct PunchCoordination: Sendable, Equatable {
     /// detection timeout punches anyway). A pair of open or full-cone NATs needs no coordinated
     /// instant: both punch at once, and each goes Direct on the ACK of its own PUNCH.
     public mutating func detect(_ facts: Facts, now: Nanoseconds) -> Detection {
-        if facts.localNAT == .unknown && facts.detecting && facts.peerNAT == .symmetric && !facts.samePublicAddress { return .wait }
+        if facts.localNAT == .unknown && facts.detecting && facts.peerNAT == .symmetric && !facts.withoutNAT { return .wait }
         guard facts.reflexiveKnown || !facts.detecting, facts.peerReflexiveKnown else { return .wait }
-        guard DirectPathPlan(local: facts.localNAT, remote: facts.peerNAT, samePublicAddress: facts.samePublicAddress).directPossible else {
+        guard DirectPathPlan(local: facts.localNAT, remote: facts.peerNAT, withoutNAT: facts.withoutNAT).directPossible else {
             return .relay
         }
         if Self.admitsAnyone(facts.localNAT), Self.admitsAnyone(facts.peerNAT) { return .punchNow }

@@ -29,10 +29,10 @@ public enum DirectPathPlan: String, Sendable, Equatable {
     /// Go to the relay at once.
     case relay
 
-    /// The plan for members behind `local` and `remote`; `samePublicAddress` when both reach the
-    /// Internet from one public address.
-    public init(local: NATType, remote: NATType, samePublicAddress: Bool = false) {
-        if samePublicAddress {
+    /// The plan for members behind `local` and `remote`; `withoutNAT` when a path without NAT
+    /// between them is likely (both reach the Internet from one public address, or both have IPv6).
+    public init(local: NATType, remote: NATType, withoutNAT: Bool = false) {
+        if withoutNAT {
             self = .punch
             return
         }
@@ -70,10 +70,10 @@ public enum PortPredictionRole: Sendable, Equatable {
     /// The role of a side whose NAT is `local` toward a peer behind `remote`, which announced the
     /// reflexive endpoint `reachable` and whose messages the control server saw come from
     /// `observed`. Only toward the observed address: a claimed endpoint elsewhere would have this
-    /// side spray or fan at a third party. None behind one public address (the LAN addresses are
-    /// punched instead).
-    public init(local: NATType, remote: NATType, observed: IPAddress?, reachable: Endpoint?, samePublicAddress: Bool = false) {
-        guard DirectPathPlan(local: local, remote: remote, samePublicAddress: samePublicAddress) == .punchWithPortPrediction,
+    /// side spray or fan at a third party. None where a path without NAT is likely (the LAN or
+    /// IPv6 addresses are punched instead).
+    public init(local: NATType, remote: NATType, observed: IPAddress?, reachable: Endpoint?, withoutNAT: Bool = false) {
+        guard DirectPathPlan(local: local, remote: remote, withoutNAT: withoutNAT) == .punchWithPortPrediction,
               let observed else {
             self = .none
             return

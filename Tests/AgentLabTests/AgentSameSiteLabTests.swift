@@ -24,11 +24,7 @@ struct AgentSameSiteLabTests {
         let third = try party.startAgent(in: elsewhere.client, index: 3)
         // The second joins once the first knows its NAT: it learns the first's type with its record,
         // as a member joining later does (two members starting together often decide before either knows).
-        let deadline = Date().addingTimeInterval(15)
-        while Date() < deadline, ((first.status()?["nat"] as? [String: Any])?["type"] as? String ?? "unknown") == "unknown" {
-            usleep(100_000)
-        }
-        #expect((first.status()?["nat"] as? [String: Any])?["type"] as? String == nat.rawValue)
+        #expect(first.waitForNATType(within: 15) == nat.rawValue)
         let second = try party.startAgent(in: neighbour.namespace, index: 2)
         defer { party.keepLogs(of: [first, second, third], as: "same-site-\(nat.rawValue.replacingOccurrences(of: " ", with: "-"))\(hairpin ? "-hairpin" : "")", control: true) }
 

@@ -248,6 +248,46 @@ public final class Lab: @unchecked Sendable {
         return (client, host)
     }
 
+    /// Gives `site` IPv6 beside its IPv4 NAT, as most home lines have: the router forwards
+    /// 2001:db8:2:k::/64 without translation behind a stateful filter (inbound only what answers
+    /// outbound traffic: `ct state established,related`), the client gets 2001:db8:2:k::2, and inet
+    /// routes the prefix over 2001:db8:1:k::/64. Returns the client's IPv6 address. Single-NAT sites only.
+    @discardableResult
+    public func enableIPv6(on site: Site) throws -> IPv6Address {
+        guard !site.isDoubleNAT else { throw labError("enableIPv6", "a single-NAT site only") }
+        let k = site.number
+        let inetSide = "2001:db8:1:\(k)::1", wan = "2001:db8:1:\(k)::2", lan = "2001:db8:2:\(k)::1", client = "2001:db8:2:\(k)::2"
+        try inet.run("sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
+        try inet.run("ip", "-6", "addr", "add", "\(inetSide)/64", "dev", "s\(k)", "nodad")
+        try site.router.run("sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
+        try site.router.run("ip", "-6", "addr", "add", "\(wan)/64", "dev", "wan", "nodad")
+        try site.router.run("ip", "-6", "addr", "add", "\(lan)/64", "dev", "lan", "nodad")
+        try site.router.run("ip", "-6", "route", "add", "default", "via", inetSide)
+        try site.router.run(["nft", "-f", "-"], input: Lab.ipv6Firewall)
+        try site.client.run("ip", "-6", "addr", "add", "\(client)/64", "dev", "eth0", "nodad")
+        try site.client.run("ip", "-6", "route", "add", "default", "via", lan)
+        try inet.run("ip", "-6", "route", "add", "2001:db8:2:\(k)::/64", "via", wan)
+        return IPv6Address(client)!
+    }
+
+    /// A home router's IPv6 filter: nothing translated; from the WAN side only what answers
+    /// traffic from inside (and ICMPv6, which neighbour discovery and path MTU need).
+    static let ipv6Firewall = """
+    table ip6 lab6 {
+      chain input {
+        type filter hook input priority filter; policy accept;
+        iifname "wan" meta l4proto udp ct state new drop
+      }
+      chain forward {
+        type filter hook forward priority filter; policy drop;
+        ct state established,related accept
+        meta l4proto ipv6-icmp accept
+        iifname "lan*" accept
+      }
+    }
+
+    """
+
     /// Makes `site`'s router hairpin: a datagram from its LAN to its own public address and a
     /// mapped port goes to the inside endpoint of that mapping, from the router (as home routers
     /// with NAT loopback do).

@@ -224,6 +224,17 @@ public final class AgentHandle: @unchecked Sendable {
         return nil
     }
 
+    /// Polls (every 100 ms, at most `seconds`) until the agent knows its NAT type; the type, or
+    /// `nil` while it is still unknown.
+    public func waitForNATType(within seconds: Double) -> String? {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if let type = (status()?["nat"] as? [String: Any])?["type"] as? String, type != "unknown" { return type }
+            usleep(100_000)
+        }
+        return nil
+    }
+
     /// One ping over the overlay to `overlay` from this agent's namespace (1 s timeout).
     public func ping(_ overlay: IPv4Address) -> Bool {
         ((try? namespace.run(["ping", "-c", "1", "-W", "1", "\(overlay)"], allowFailure: true)) ?? "").contains(" 0% packet loss")

@@ -45,6 +45,12 @@ import Testing
         #expect(IPv4Address(text) == nil)
     }
 
+    @Test(arguments: [("2001:db8::1", true), ("2600::1", true), ("3fff::1", true), ("fd00::1", true), ("fc00::1", true),
+                      ("fe80::1", false), ("::1", false), ("::", false), ("ff02::1", false), ("::ffff:c000:201", false), ("4000::1", false)])
+    func routableIPv6AddressesAreGlobalOrUniqueLocal(_ text: String, _ routable: Bool) throws {
+        #expect(try #require(IPv6Address(text)).isRoutable == routable)
+    }
+
     @Test func roundTripsThroughSockAddr() throws {
         for text in ["203.0.113.7:9", "[2001:db8::42]:65535"] {
             let endpoint = try #require(Endpoint(text))

@@ -8,18 +8,18 @@ import Testing
     let second: Int64 = 1_000_000_000
 
     func facts(_ local: NATType, _ peer: NATType, detecting: Bool = false, reflexive: Bool = true, peerReflexive: Bool = true,
-               smaller: Bool = true, samePublicAddress: Bool = false) -> PunchCoordination.Facts {
+               smaller: Bool = true, withoutNAT: Bool = false) -> PunchCoordination.Facts {
         PunchCoordination.Facts(localNAT: local, detecting: detecting, reflexiveKnown: reflexive, peerNAT: peer,
-                                peerReflexiveKnown: peerReflexive, localKeyIsSmaller: smaller, samePublicAddress: samePublicAddress)
+                                peerReflexiveKnown: peerReflexive, localKeyIsSmaller: smaller, withoutNAT: withoutNAT)
     }
 
     /// Two members behind one symmetric NAT (one public address): a punch over their LAN, not the
     /// relay; nor does this side wait for its own type.
     @Test func membersBehindOnePublicAddressPunchWhateverTheirNATs() {
         var coordination = PunchCoordination()
-        #expect(coordination.detect(facts(.symmetric, .symmetric, samePublicAddress: true), now: 0) == .requestPunch)
+        #expect(coordination.detect(facts(.symmetric, .symmetric, withoutNAT: true), now: 0) == .requestPunch)
         var detecting = PunchCoordination()
-        #expect(detecting.detect(facts(.unknown, .symmetric, detecting: true, samePublicAddress: true), now: 0) == .requestPunch)
+        #expect(detecting.detect(facts(.unknown, .symmetric, detecting: true, withoutNAT: true), now: 0) == .requestPunch)
     }
 
     @Test func detectingWaitsForWhatThePunchNeeds() {

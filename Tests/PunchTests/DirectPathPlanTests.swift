@@ -21,9 +21,9 @@ import Testing
     /// are candidates and no NAT stands between the two; no port is predicted.
     @Test(arguments: types, types)
     func membersBehindOnePublicAddressPunch(local: NATType, remote: NATType) {
-        #expect(DirectPathPlan(local: local, remote: remote, samePublicAddress: true) == .punch)
+        #expect(DirectPathPlan(local: local, remote: remote, withoutNAT: true) == .punch)
         #expect(PortPredictionRole(local: local, remote: remote, observed: IPAddress("203.0.113.7")!,
-                                   reachable: Endpoint("203.0.113.7:40000")!, samePublicAddress: true) == .none)
+                                   reachable: Endpoint("203.0.113.7:40000")!, withoutNAT: true) == .none)
     }
 
     /// Port-restricted ↔ symmetric only: the port-restricted side sprays at the address the control

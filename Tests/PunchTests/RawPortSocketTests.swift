@@ -69,6 +69,27 @@ struct RawPortSocketTests {
         #expect(try raw.receive() == nil)
     }
 
+    @Test func theRawPathCarriesIPv6Too() throws {
+        let owner = try UDPSocket(binding: Endpoint("[::1]:0")!)
+        let peer = try UDPSocket(binding: Endpoint("[::1]:0")!)
+        let raw = try RawPortSocket(port: owner.local.port)
+        try raw.send(Self.punchLike, to: peer.local)
+        var buffer = [UInt8](repeating: 0, count: 1500)
+        let got = try eventually { try peer.receive(into: &buffer) }
+        let received = try #require(got, "the kernel checksummed the datagram (a wrong checksum is dropped)")
+        #expect(Array(buffer[..<received.count]) == Self.punchLike)
+        #expect(received.from == owner.local, "the datagram left from the owned port")
+
+        for payload in [Self.other, Self.stunLike, Self.punchLike] { try peer.send(payload, to: owner.local) }
+        var seen: [PortDatagram] = []
+        _ = try eventually { () throws(SystemError) -> Bool? in
+            while let datagram = try raw.receive() { seen.append(datagram) }
+            return seen.count >= 2 ? true : nil
+        }
+        #expect(seen.map(\.payload) == [Self.stunLike, Self.punchLike])
+        #expect(seen.allSatisfy { $0.source == peer.local && $0.destination == owner.local }, "\(seen)")
+    }
+
     @Test func openPortSocketFallsBackToTheRawPathOnlyWhenThePortIsTaken() throws {
         let free = try openPortSocket(port: 0)
         #expect(free is UDPSocket)

@@ -30,7 +30,7 @@ final class PairPunch {
         self.timings = timings
         self.rounds = rounds
         self.network = network
-        plan = DirectPathPlan(local: a.natType, remote: b.natType, samePublicAddress: observed[0] == observed[1])
+        plan = DirectPathPlan(local: a.natType, remote: b.natType, withoutNAT: observed[0] == observed[1])
     }
 
     /// Both sides pinned the other.
@@ -74,7 +74,7 @@ final class PairPunch {
             let candidates = [peer.local] + (peer.report.map { [$0.publicEndpoint] } ?? [])
             let observed = observed[1 - index]
             let role = PortPredictionRole(local: member.natType, remote: peer.natType, observed: observed,
-                                          reachable: peer.report?.publicEndpoint, samePublicAddress: self.observed[0] == self.observed[1])
+                                          reachable: peer.report?.publicEndpoint, withoutNAT: self.observed[0] == self.observed[1])
             network.after(.nanoseconds(start - network.clock.now)) { [unowned network] in
                 network.note("\(member.name) punches \(peer.name) in session \(session)\(missed ? " (missed the announcement)" : "")")
                 member.driver.start(peer.index, PunchSession(key: PairKey(localPrivateKey: member.privateKey, localPublicKey: member.publicKey,

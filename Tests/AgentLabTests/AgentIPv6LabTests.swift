@@ -1,0 +1,41 @@
+import Foundation
+import LabSupport
+import Net
+import Testing
+
+/// Members whose homes have IPv6 beside a translated IPv4 — most home lines — connect directly
+/// over IPv6 whatever their IPv4 NATs: symmetric ↔ symmetric, which IPv4 alone leaves on the
+/// relay, included. The punch opens each router's stateful IPv6 filter as it opens a NAT.
+@Suite(.enabled(if: Lab.isAvailable, "the lab needs root (network namespaces)"))
+struct AgentIPv6LabTests {
+    @Test(arguments: [(NATBehaviour.symmetric, NATBehaviour.symmetric), (.portRestrictedCone, .symmetric)])
+    func dualStackMembersGoDirectOverIPv6(_ a: NATBehaviour, _ b: NATBehaviour) throws {
+        let lab = try Lab()
+        defer { lab.shutdown() }
+        let sites = [try lab.addSite(a), try lab.addSite(b)]
+        let addresses = [try lab.enableIPv6(on: sites[0]), try lab.enableIPv6(on: sites[1])]
+        let party = try PartyLab(lab)
+        try party.startRelay(in: try lab.addHost("relay", address: IPv4Address(192, 0, 2, 20)), address: IPv4Address(192, 0, 2, 20))
+        try party.startControl()
+        let first = try party.startAgent(in: sites[0].client, index: 1)
+        // The second joins once the first knows its NAT, as a member joining later does: the pair
+        // decides on its NAT types (two members starting together punch before either knows them).
+        #expect(first.waitForNATType(within: 15) == a.rawValue)
+        let started = Date()
+        let agents = [first, try party.startAgent(in: sites[1].client, index: 2)]
+        defer { party.keepLogs(of: agents, as: "ipv6-\(a)-\(b)".replacingOccurrences(of: " ", with: "-")) }
+        for (index, agent) in agents.enumerated() {
+            let other = agents[1 - index]
+            // Within 8 s: a pair that plans without its IPv6 (symmetric ↔ symmetric: relay) finds
+            // the IPv6 path only when the relayed path next tries to upgrade, about 13 s in.
+            let peer = agent.waitForPeer(other.overlay, within: 8) { $0["state"] as? String == "keepalive" && $0["path"] as? String == "direct" }
+            #expect(peer != nil, "\(a) ↔ \(b): agent \(agent.index) never went direct: \(agent.peer(other.overlay) ?? [:])\n\(party.log(of: agent).suffix(6000))")
+            let endpoint = (peer?["endpoint"] as? String).flatMap { Endpoint($0) }
+            #expect(endpoint == Endpoint(.v6(addresses[1 - index]), 51820), "agent \(agent.index): WireGuard points at \(String(describing: endpoint))")
+        }
+        let elapsed = Date().timeIntervalSince(started)
+        #expect(agents[0].pingUntilAnswered(agents[1].overlay, within: 10) != nil, "\(a) ↔ \(b): no ping 1 → 2")
+        #expect(agents[1].pingUntilAnswered(agents[0].overlay, within: 10) != nil, "\(a) ↔ \(b): no ping 2 → 1")
+        print("AGENT-IPV6 \(a) ↔ \(b): direct over IPv6 after \(Int(elapsed * 1000)) ms")
+    }
+}
