@@ -6,14 +6,16 @@ import Rendezvous
 import STUN
 import Time
 
-/// `lanrage control` on real sockets: one UDP socket serves both the control protocol and STUN
-/// (told apart by the first byte: control and relay messages start with 'L', STUN with two zero
-/// bits), plus the RFC 5780 sockets when an alternate address is given. Runs on the event loop;
-/// saves the registry when it changed, at most every `saveInterval`.
+/// `lanrage control` on real sockets: one UDP socket per listen endpoint (one IPv4, one IPv6)
+/// serves both the control protocol and STUN (told apart by the first byte: control and relay
+/// messages start with 'L', STUN with two zero bits), plus the RFC 5780 sockets when an alternate
+/// address of the same family is given. Runs on the event loop; saves the registry when it
+/// changed, at most every `saveInterval`.
 public final class ControlServer {
     public let core: ControlCore
     public let sockets: [UDPSocket]
-    public let responder: BindingResponder
+    /// One STUN responder per listen endpoint (the one with the alternate answers RFC 5780 tests).
+    public let responders: [BindingResponder]
     public let store: StateStore?
     public private(set) var stunAnswered = 0
     public private(set) var saves = 0
@@ -27,22 +29,28 @@ public final class ControlServer {
     /// the datagrams were dropped while the server sealed the pushes for the first ones).
     static let socketBuffer: Int32 = 4 << 20
 
-    public init(listen: Endpoint, alternate: Endpoint?, core: ControlCore, store: StateStore?, loop: EventLoop,
+    /// A server listening on each of `listen` (at most one per address family); `alternate`
+    /// adds RFC 5780 STUN beside the listen endpoint of its family.
+    public init(listen: [Endpoint], alternate: Endpoint?, core: ControlCore, store: StateStore?, loop: EventLoop,
                 clock: any TimeSource = SystemClock(), saveInterval: Duration = .milliseconds(200)) throws(SystemError) {
         self.core = core
         self.store = store
         self.clock = clock
-        var responder = BindingResponder(primary: listen, alternate: alternate, software: "lanrage")
+        var responders: [BindingResponder] = []
         var sockets: [UDPSocket] = []
-        for endpoint in responder.listenEndpoints {
-            let socket = try UDPSocket(binding: endpoint)
-            socket.enlargeBuffers(to: Self.socketBuffer)
-            sockets.append(socket)
+        for primary in listen {
+            let paired = alternate?.address.family == primary.address.family ? alternate : nil
+            var responder = BindingResponder(primary: primary, alternate: paired, software: "lanrage")
+            for endpoint in responder.listenEndpoints {
+                let socket = try UDPSocket(binding: endpoint)
+                socket.enlargeBuffers(to: Self.socketBuffer)
+                sockets.append(socket)
+            }
+            // Port 0: the responder speaks of the port the kernel chose.
+            if primary.port == 0 && paired == nil { responder = BindingResponder(primary: sockets[sockets.count - 1].local, alternate: nil, software: "lanrage") }
+            responders.append(responder)
         }
-        if listen.port == 0 && alternate == nil {
-            responder = BindingResponder(primary: sockets[0].local, alternate: nil, software: "lanrage")
-        }
-        self.responder = responder
+        self.responders = responders
         self.sockets = sockets
         for socket in sockets {
             try loop.register(socket.descriptor) { [unowned(unsafe) self, unowned(unsafe) socket] in self.readable(socket) }
@@ -71,7 +79,8 @@ public final class ControlServer {
                     return core.handle(datagram, from: from, now: clock.now, wall: clock.unixMillis)
                 }
                 send(out, from: socket)
-            } else if let reply = responder.respond(to: Array(buffer[..<count]), from: from, on: socket.local),
+            } else if let responder = responders.first(where: { $0.listenEndpoints.contains(socket.local) }),
+                      let reply = responder.respond(to: Array(buffer[..<count]), from: from, on: socket.local),
                       let out = sockets.first(where: { $0.local == reply.from }) {
                 _ = try? out.send(reply.bytes, to: reply.to)
                 stunAnswered += 1
@@ -79,8 +88,14 @@ public final class ControlServer {
         }
     }
 
+    /// Sends each datagram from `socket`, or from the first socket of the destination's address
+    /// family when `socket`'s is another.
     private func send(_ out: [ControlCore.Outgoing], from socket: UDPSocket) {
-        for datagram in out { _ = try? socket.send(datagram.bytes, to: datagram.to) }
+        for datagram in out {
+            let family = datagram.to.address.family
+            let chosen = socket.local.address.family == family ? socket : sockets.first { $0.local.address.family == family }
+            _ = try? chosen?.send(datagram.bytes, to: datagram.to)
+        }
     }
 
     /// Sends what the core produced outside a datagram's handling (pushes after a revocation).

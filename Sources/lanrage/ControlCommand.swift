@@ -9,7 +9,7 @@ import Rendezvous
 import WireGuard
 import Time
 
-/// `lanrage control --listen IP:PORT --key FILE --party NAME=AUTHORITY … --state DIR [--relay IP:PORT …]`
+/// `lanrage control --listen IP:PORT [--listen [IPv6]:PORT] --key FILE --party NAME=AUTHORITY … --state DIR [--relay IP:PORT …]`
 enum ControlCommand {
     static let command = Command(
         "control",
@@ -24,8 +24,8 @@ enum ControlCommand {
             listed in --revoked are removed at once and refused; SIGHUP reads that file again and logs the counters.
             """,
         options: [
-            .value("listen", "IP:PORT", help: "Address and port for control and STUN."),
-            .value("alternate", "IP:PORT", help: "Alternate address and port for RFC 5780 STUN (OTHER-ADDRESS)."),
+            .repeated("listen", "IP:PORT", help: "Address and port for control and STUN; once per family for IPv4 and IPv6."),
+            .value("alternate", "IP:PORT", help: "Alternate address and port for RFC 5780 STUN (OTHER-ADDRESS), beside the --listen of its family."),
             .value("key", "FILE", help: "The server's private key (mode 0600, from 'lanrage genkey')."),
             .value("state", "DIR", help: "Directory holding the persistent state (created 0700 if missing)."),
             .repeated("party", "NAME=KEY", help: "Serve the party NAME, whose authority's public key is KEY."),
@@ -38,10 +38,19 @@ enum ControlCommand {
             .value("rate-limit", "N", help: "Messages per second accepted from one member (burst 2N).", default: "50"),
         ]
     ) { (invocation: Invocation) throws(CommandError) -> ExitCode in
-        guard let listen = try invocation.value("listen", as: Endpoint.self) else { throw invocation.usageError("missing --listen IP:PORT") }
+        let listen = try invocation.values("listen", as: Endpoint.self)
+        guard let first = listen.first else { throw invocation.usageError("missing --listen IP:PORT") }
+        guard listen.count == 1 || (listen.count == 2 && listen[1].address.family != first.address.family) else {
+            throw invocation.usageError("--listen: at most one IPv4 and one IPv6 endpoint")
+        }
         let alternate = try invocation.value("alternate", as: Endpoint.self)
-        if let alternate, alternate.address == listen.address || alternate.port == listen.port {
-            throw invocation.usageError("--alternate must differ from --listen in both IP and port")
+        if let alternate {
+            guard let primary = listen.first(where: { $0.address.family == alternate.address.family }) else {
+                throw invocation.usageError("--alternate \(alternate) has no --listen of its address family")
+            }
+            if alternate.address == primary.address || alternate.port == primary.port {
+                throw invocation.usageError("--alternate must differ from --listen in both IP and port")
+            }
         }
         guard let directory = try invocation.value("state", as: String.self) else { throw invocation.usageError("missing --state DIR") }
         guard let keyPath = try invocation.value("key", as: String.self) else {

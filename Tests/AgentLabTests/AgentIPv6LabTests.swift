@@ -38,4 +38,34 @@ struct AgentIPv6LabTests {
         #expect(agents[1].pingUntilAnswered(agents[0].overlay, within: 10) != nil, "\(a) ↔ \(b): no ping 2 → 1")
         print("AGENT-IPV6 \(a) ↔ \(b): direct over IPv6 after \(Int(elapsed * 1000)) ms")
     }
+
+    /// A member on an IPv6-only line (no IPv4 address at all) registers with the control server
+    /// over IPv6, detects over IPv6, and reaches a dual-stack member directly over IPv6.
+    @Test func anIPv6OnlyMemberJoinsAndPings() throws {
+        let lab = try Lab()
+        defer { lab.shutdown() }
+        let sites = [try lab.addSite(.symmetric), try lab.addSite(.portRestrictedCone)]
+        let addresses = [try lab.enableIPv6(on: sites[0]), try lab.enableIPv6(on: sites[1])]
+        try lab.removeIPv4(from: sites[1])
+        let party = try PartyLab(lab)
+        try party.startRelay(in: try lab.addHost("relay", address: IPv4Address(192, 0, 2, 20)), address: IPv4Address(192, 0, 2, 20))
+        try party.startControl()
+        let dualStack = try party.startAgent(in: sites[0].client, index: 1)
+        let only6 = try party.prepareAgent(in: sites[1].client, index: 2)
+        let text = try String(contentsOf: only6.configuration, encoding: .utf8)
+        try text.replacingOccurrences(of: "Control = \(party.control)", with: "Control = \(party.control6)")
+            .write(to: only6.configuration, atomically: true, encoding: .utf8)
+        try party.launch(only6)
+        let agents = [dualStack, only6]
+        defer { party.keepLogs(of: agents, as: "ipv6-only", control: true) }
+        for (index, agent) in agents.enumerated() {
+            let other = agents[1 - index]
+            let peer = agent.waitForPeer(other.overlay, within: 20) { $0["state"] as? String == "keepalive" && $0["path"] as? String == "direct" }
+            #expect(peer != nil, "agent \(agent.index) never went direct: \(agent.peer(other.overlay) ?? [:])\n\(party.log(of: agent).suffix(6000))")
+            let endpoint = (peer?["endpoint"] as? String).flatMap { Endpoint($0) }
+            #expect(endpoint == Endpoint(.v6(addresses[1 - index]), 51820), "agent \(agent.index): WireGuard points at \(String(describing: endpoint))")
+        }
+        #expect(dualStack.pingUntilAnswered(only6.overlay, within: 10) != nil, "no ping to the IPv6-only member")
+        #expect(only6.pingUntilAnswered(dualStack.overlay, within: 10) != nil, "no ping from the IPv6-only member")
+    }
 }

@@ -23,7 +23,7 @@ import Time
         let clock = SystemClock()
         let core = ControlCore(configuration: configuration, privateKey: Self.party.serverPrivate)
         core.addParty(name: "lan", authority: Self.party.authority.publicKey)
-        let server = try ControlServer(listen: Endpoint(Self.localhost, 0), alternate: nil, core: core, store: nil, loop: loop)
+        let server = try ControlServer(listen: [Endpoint(Self.localhost, 0)], alternate: nil, core: core, store: nil, loop: loop)
         func spin(upTo seconds: Double, until condition: () -> Bool) throws -> Bool {
             let deadline = clock.now + Int64(seconds * 1e9)
             while clock.now < deadline {

@@ -23,26 +23,27 @@ import Time
         var clients: [ControlClient] = []
 
         init(configuration: ControlCore.Configuration = ControlCore.Configuration(), relays: [Endpoint] = [],
-             relayKey: [UInt8]? = nil) throws {
+             relayKey: [UInt8]? = nil, listen: [Endpoint] = [Endpoint(ControlLoopbackTests.localhost, 0)]) throws {
             loop = try EventLoop()
             core = ControlCore(configuration: configuration, privateKey: ControlLoopbackTests.party.serverPrivate, relays: relays,
                                relayKey: relayKey, now: clock.now)
             core.addParty(name: "lan", authority: ControlLoopbackTests.party.authority.publicKey)
-            server = try ControlServer(listen: Endpoint(ControlLoopbackTests.localhost, 0), alternate: nil, core: core, store: nil, loop: loop,
+            server = try ControlServer(listen: listen, alternate: nil, core: core, store: nil, loop: loop,
                                        clock: clock)
         }
 
         var endpoint: Endpoint { server.sockets[0].local }
 
-        func client(_ index: Int, member: TestMember? = nil, party: String = "lan") throws -> ControlClient {
+        func client(_ index: Int, member: TestMember? = nil, party: String = "lan", over socket: Int = 0) throws -> ControlClient {
             let member = member ?? ControlLoopbackTests.party.member(index)
-            var configuration = ControlLoopbackTests.party.configuration(member, server: endpoint)
+            let server = server.sockets[socket].local
+            var configuration = ControlLoopbackTests.party.configuration(member, server: server)
             configuration.party = party
             configuration.nat = .portRestrictedCone
             configuration.candidates = [Candidate(.local, Endpoint("203.0.113.\(index):51820")!),
                                         Candidate(.reflexive, Endpoint("198.51.100.\(index):40\(index)00")!)]
             let client = try ControlClient(configuration, privateKey: member.privateKey, loop: loop, clock: clock,
-                                           local: Endpoint(ControlLoopbackTests.localhost, 0))
+                                           local: Endpoint(server.address, 0))
             clients.append(client)
             return client
         }
@@ -65,6 +66,34 @@ import Time
     }
 
     static let noCookie = [UInt8](repeating: 0, count: ControlNotice.cookieCount)
+
+    /// A server listening on IPv4 and IPv6: members registered over either see each other with
+    /// the address the server saw them at, a change crosses from one family to the other, and STUN
+    /// answers over IPv6 with the client's IPv6 endpoint.
+    @Test func membersOverIPv4AndIPv6MeetOnOneServer() throws {
+        let world = try World(listen: [Endpoint(Self.localhost, 0), Endpoint("[::1]:0")!])
+        let members = [try world.client(1), try world.client(2, over: 1)]
+        #expect(members[1].socket.local.address == IPAddress("::1"))
+        for member in members { member.start() }
+        #expect(try world.spin { members.allSatisfy { $0.state == .registered && $0.members.count == 1 } })
+        for (member, other) in [(members[0], members[1]), (members[1], members[0])] {
+            #expect(member.members[other.configuration.key]?.candidates.last == Candidate(.observed, other.socket.local))
+        }
+        members[1].update(nat: .symmetric, candidates: [])
+        #expect(try world.spin { members[0].members[members[1].configuration.key]?.nat == .symmetric }, "pushed from the IPv6 member to the IPv4 one")
+        members[0].update(nat: .fullCone, candidates: [])
+        #expect(try world.spin { members[1].members[members[0].configuration.key]?.nat == .fullCone }, "and back")
+
+        let stun = try UDPSocket(binding: Endpoint("[::1]:0")!)
+        let request = Message(type: .bindingRequest, transactionID: TransactionID(high: 7, low: 7))
+        try stun.send(request.encoded(fingerprint: true), to: world.server.sockets[1].local)
+        var buffer = [UInt8](repeating: 0, count: 1500)
+        var answer: (count: Int, from: Endpoint)?
+        #expect(try world.spin { answer = try? stun.receive(into: &buffer); return answer != nil })
+        let response = try Message(decoding: Array(buffer[..<(answer?.count ?? 0)]))
+        #expect(response.attributes.contains(.xorMappedAddress(stun.local)), "\(response.attributes)")
+        for member in members { member.stop() }
+    }
 
     /// A server that never answers: after three register messages a second apart the client backs
     /// off and says so, with the count of unanswered rounds.
@@ -563,7 +592,7 @@ import Time
         let base = port < 60_000 ? port : 43_000
         let primary = Endpoint(ControlLoopbackTests.localhost, base), alternate = Endpoint(.v4(IPv4Address(127, 0, 0, 2)), base + 1)
         let core = ControlCore(privateKey: ControlLoopbackTests.party.serverPrivate)
-        let server = try ControlServer(listen: primary, alternate: alternate, core: core, store: nil, loop: loop)
+        let server = try ControlServer(listen: [primary], alternate: alternate, core: core, store: nil, loop: loop)
         #expect(server.sockets.count == 4)
         let client = try UDPSocket(binding: Endpoint(ControlLoopbackTests.localhost, 0))
         let request = Message.bindingRequest(transactionID: TransactionID.random())

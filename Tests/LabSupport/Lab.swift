@@ -109,7 +109,7 @@ public struct Site: Sendable {
 
 /// A NAT lab in network namespaces (see docs/TESTING.md, "The NAT lab"):
 ///
-///     stun (192.0.2.1, 192.0.2.2) ── inet (192.0.2.254) ── 198.51.100.4k+1/30 ── site k router (198.51.100.4k+2)
+///     stun (192.0.2.1, 192.0.2.2, 2001:db8::1) ── inet (192.0.2.254) ── 198.51.100.4k+1/30 ── site k router (198.51.100.4k+2)
 ///                                                                                    └─ 203.0.113.4k+1/30 ── client (203.0.113.4k+2)
 ///
 /// A double-NAT site j (j < 4) puts an inner router at 203.0.113.4k+2, with the client behind it on
@@ -125,6 +125,8 @@ public final class Lab: @unchecked Sendable {
 
     public static let stunPrimary = IPv4Address(192, 0, 2, 1)
     public static let stunAlternate = IPv4Address(192, 0, 2, 2)
+    /// The STUN host's IPv6 address (its link to inet is 2001:db8::/64, inet at 2001:db8::254).
+    public static let stunPrimary6 = IPv6Address("2001:db8::1")!
 
     public let prefix: String
     public let inet: Namespace
@@ -161,6 +163,9 @@ public final class Lab: @unchecked Sendable {
             try stunHost.run("ip", "addr", "add", "\(Lab.stunPrimary)/24", "dev", "eth0")
             try stunHost.run("ip", "addr", "add", "\(Lab.stunAlternate)/24", "dev", "eth0")
             try stunHost.run("ip", "route", "add", "default", "via", "192.0.2.254")
+            try inet.run("ip", "-6", "addr", "add", "2001:db8::254/64", "dev", "stun", "nodad")
+            try stunHost.run("ip", "-6", "addr", "add", "\(Lab.stunPrimary6)/64", "dev", "eth0", "nodad")
+            try stunHost.run("ip", "-6", "route", "add", "default", "via", "2001:db8::254")
         } catch {
             shutdown()
             throw error
@@ -268,6 +273,13 @@ public final class Lab: @unchecked Sendable {
         try site.client.run("ip", "-6", "route", "add", "default", "via", lan)
         try inet.run("ip", "-6", "route", "add", "2001:db8:2:\(k)::/64", "via", wan)
         return IPv6Address(client)!
+    }
+
+    /// Takes IPv4 away from `site`'s client (its addresses and default route): with
+    /// ``enableIPv6(on:)`` first, a member on an IPv6-only line.
+    public func removeIPv4(from site: Site) throws {
+        try site.client.run("ip", "-4", "route", "flush", "table", "main")
+        try site.client.run("ip", "-4", "addr", "flush", "dev", "eth0")
     }
 
     /// A home router's IPv6 filter: nothing translated; from the WAN side only what answers
@@ -432,6 +444,9 @@ public final class Lab: @unchecked Sendable {
     private func add(_ namespace: Namespace) throws {
         try LabSupport.run(["ip", "netns", "add", namespace.name])
         lock.withLock { namespaces.append(namespace) }
+        // No duplicate address detection: an IPv6 link would otherwise lose its first second or
+        // so of traffic while its link-local addresses are tentative.
+        try namespace.run("sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0")
         try namespace.run("ip", "link", "set", "lo", "up")
     }
 

@@ -1,13 +1,15 @@
 import Foundation
 import Net
 
-/// A party in the lab: `lanrage control` on the STUN host (control and STUN on 192.0.2.1:3478,
+/// A party in the lab: `lanrage control` on the STUN host (control and STUN on 192.0.2.1:3478 and [2001:db8::1]:3478,
 /// alternate 192.0.2.2:3479), `lanrage relay`s, and `lanrage agent`s in site clients, each with its
 /// own configuration, key, certificate, WireGuard interface (wireguard-go) and status socket. The
 /// party's authority and the server's key are made with the CLI, as an administrator would.
 public final class PartyLab {
     public let lab: Lab
     public let control = Endpoint("192.0.2.1:3478")!
+    /// The control server's IPv6 endpoint (it listens on both families).
+    public let control6 = Endpoint(.v6(Lab.stunPrimary6), 3478)
     /// The party authority's key (`lanrage ca genkey`) and public key.
     public let authorityKey: URL
     public let authority: String
@@ -70,7 +72,7 @@ public final class PartyLab {
     public func startControl(heartbeat: Int = 2, memberTimeout: Int = 8, authority: String? = nil, wrapper: [String] = [],
                              moved: Bool = false, relayNames: [String]? = nil) throws -> Process {
         let listen = moved ? Endpoint(.v4(Lab.stunAlternate), control.port) : control
-        var arguments = wrapper + [Products.lanrage, "control", "--listen", "\(listen)"]
+        var arguments = wrapper + [Products.lanrage, "control", "--listen", "\(listen)", "--listen", "\(control6)"]
             + (moved ? [] : ["--alternate", "\(Endpoint(.v4(Lab.stunAlternate), 3479))"]) + ["--key", serverKey.path,
                          "--state", lab.directory.appendingPathComponent("control-state").path,
                          "--party", "lab=\(authority ?? self.authority)", "--heartbeat", "\(heartbeat)", "--member-timeout", "\(memberTimeout)"]

@@ -60,6 +60,12 @@ import Testing
         (["punch", "--key-file", "/nonexistent", "--peer", "x", "--candidate", "192.0.2.1:1"], "invalid value 'x' for --peer"),
         (["punch", "--key-file", "k", "--peer", "ukWalzbwklNUZsE4hewFbDGvKq/i9/Pl5Rbb5gpL7Ss=", "--candidate", "nowhere"],
          "invalid value 'nowhere' for --candidate"),
+        (["control", "--listen", "192.0.2.1:3478", "--listen", "192.0.2.2:3478", "--state", "/nonexistent", "--key", "k"],
+         "--listen: at most one IPv4 and one IPv6 endpoint"),
+        (["control", "--listen", "[2001:db8::1]:3478", "--alternate", "192.0.2.2:3479", "--state", "/nonexistent", "--key", "k"],
+         "--alternate 192.0.2.2:3479 has no --listen of its address family"),
+        (["control", "--listen", "192.0.2.1:3478", "--alternate", "192.0.2.2:3478", "--state", "/nonexistent", "--key", "k"],
+         "--alternate must differ from --listen in both IP and port"),
     ])
     func badArgumentsAreNamed(arguments: [String], message: String) throws {
         let process = try Self.lanrage(arguments)
