@@ -5,7 +5,7 @@ import Rendezvous
 import Time
 
 /// Asks relays for allocations, and gives them back, without blocking the agent's loop: one UDP
-/// socket, requests resent every 300 ms until 2 s have passed, answers matched by nonce and
+/// socket per address family (IPv6 where the host has it), requests resent every 300 ms until 2 s have passed, answers matched by nonce and
 /// authenticated with the offer's reply key. Builds the latch datagrams the agent sends from the
 /// WireGuard port: the relay forwards a side's traffic only from, and to, the source of its latest
 /// authenticated latch.
@@ -21,7 +21,8 @@ final class RelayClient: TimerSource {
         var done: (RelayMessage?) -> Void
     }
 
-    let socket: UDPSocket
+    /// IPv4 first, then IPv6 where the host has it.
+    let sockets: [UDPSocket]
     private var requests: [UInt64: Request] = [:]
     private var buffer = [UInt8](repeating: 0, count: 256)
     /// The counter of the last latch built.
@@ -33,8 +34,12 @@ final class RelayClient: TimerSource {
 
     init(loop: EventLoop, clock: any TimeSource) throws(SystemError) {
         self.clock = clock
-        socket = try UDPSocket(binding: Endpoint(.v4(IPv4Address(0)), 0))
-        try loop.register(socket.descriptor) { [unowned(unsafe) self] in self.readable() }
+        var sockets = [try UDPSocket(binding: Endpoint(.unspecified(AF_INET), 0))]
+        if let v6 = try? UDPSocket(binding: Endpoint(.unspecified(AF_INET6), 0)) { sockets.append(v6) }
+        self.sockets = sockets
+        for socket in sockets {
+            try loop.register(socket.descriptor) { [unowned(unsafe) self, unowned(unsafe) socket] in self.readable(socket) }
+        }
         loop.addTimers(self)
     }
 
@@ -82,7 +87,11 @@ final class RelayClient: TimerSource {
         let now = clock.now
         requests[nonce] = Request(offer: offer, allocating: allocating, bytes: bytes, resendAt: now + Self.resend,
                                   deadline: now + Self.timeout, done: done)
-        _ = try? socket.send(bytes, to: offer.service)
+        send(bytes, to: offer.service)
+    }
+
+    private func send(_ bytes: [UInt8], to service: Endpoint) {
+        _ = try? sockets.first { $0.local.address.family == service.address.family }?.send(bytes, to: service)
     }
 
     var nextDeadline: Nanoseconds? { requests.values.map { min($0.resendAt, $0.deadline) }.min() }
@@ -98,13 +107,13 @@ final class RelayClient: TimerSource {
                 request.done(nil)
             } else {
                 requests[nonce]?.resendAt = now + Self.resend
-                _ = try? socket.send(request.bytes, to: request.offer.service)
+                send(request.bytes, to: request.offer.service)
             }
         }
         return fired
     }
 
-    private func readable() {
+    private func readable(_ socket: UDPSocket) {
         for _ in 0..<ReadBatch.datagrams {
             guard let (count, from) = (try? socket.receive(into: &buffer)) ?? nil else { return }
             guard count >= 12 else { continue }

@@ -101,8 +101,7 @@ public final class ControlClient {
                               errno: EINVAL)
         }
         self.controlKey = controlKey
-        let any: IPAddress = configuration.server.address.family == AF_INET ? .v4(IPv4Address(0)) : .v6(IPv6Address(bytes: [UInt8](repeating: 0, count: 16))!)
-        socket = try UDPSocket(binding: local ?? Endpoint(any, 0))
+        socket = try UDPSocket(binding: local ?? Endpoint(.unspecified(configuration.server.address.family), 0))
         // A resync brings every member's record at once: room for a party of hundreds.
         socket.enlargeBuffers(to: 1 << 20)
         let executor = Executor()

@@ -396,8 +396,10 @@ public final class ControlCore {
             let pair = Keys.pairID(party: party.id, key, target)
             let expiry = wall / 1000 + UInt64(configuration.tokenLifetime.components.seconds)
             func offers(side: UInt8, address: IPAddress, for recipientKey: [UInt8]) -> [RelayOffer] {
-                // Relays that answer their load queries first, least loaded first; silent ones last.
-                relays.sorted { ($0.isAlive(at: wall) ? 0 : 1, $0.load) < ($1.isAlive(at: wall) ? 0 : 1, $1.load) }
+                // Relays of the family the member speaks to this server (the token names that address,
+                // and the relay takes the member's latch only from it), those that answer their load
+                // queries first, least loaded first; silent ones last.
+                relays.filter { $0.service.address.family == address.family }.sorted { ($0.isAlive(at: wall) ? 0 : 1, $0.load) < ($1.isAlive(at: wall) ? 0 : 1, $1.load) }
                     .prefix(RelayOffer.maxCount).map { relay in
                         let token = RelayToken(side: side, address: address, expiresAt: expiry, partyID: party.id, pairID: pair)
                         let bytes = token.encoded(key: relayKey)

@@ -125,16 +125,16 @@ public final class ControlServer {
     /// One line of counters, for logs (SIGHUP and exit).
     public var summary: Logger.Metadata {
         let c = core.counters
-        return [
-            "parties": "\(core.parties.count)", "members": "\(core.parties.values.reduce(0) { $0 + $1.members.count })",
-            "online": "\(core.parties.values.reduce(0) { $0 + $1.onlineCount })",
-            "received": "\(c.received)", "accepted": "\(c.accepted)", "sent": "\(c.sent)", "stun_answered": "\(stunAnswered)",
-            "oversized": "\(c.oversized)", "truncated": "\(c.truncated)", "malformed": "\(c.malformed)",
-            "bad_version": "\(c.badVersion)", "unknown_party": "\(c.unknownParty)", "unauthenticated": "\(c.unauthenticated)",
-            "replayed": "\(c.replayed)", "expired": "\(c.expired)", "rate_limited": "\(c.rateLimited)",
-            "cookies_sent": "\(c.cookiesSent)", "refused": "\(c.refused)", "refused_certificates": "\(c.refusedCertificates)",
-            "expired_members": "\(c.expiredMembers)", "forgotten_members": "\(c.forgottenMembers)",
-            "revoked_members": "\(c.revokedMembers)", "saves": "\(saves)",
-        ]
+        return Logger.counters([
+            ("parties", core.parties.count), ("members", core.parties.values.reduce(0) { $0 + $1.members.count }),
+            ("online", core.parties.values.reduce(0) { $0 + $1.onlineCount }),
+            ("received", c.received), ("accepted", c.accepted), ("sent", c.sent), ("stun_answered", stunAnswered),
+            ("oversized", c.oversized), ("truncated", c.truncated), ("malformed", c.malformed),
+            ("bad_version", c.badVersion), ("unknown_party", c.unknownParty), ("unauthenticated", c.unauthenticated),
+            ("replayed", c.replayed), ("expired", c.expired), ("rate_limited", c.rateLimited),
+            ("cookies_sent", c.cookiesSent), ("refused", c.refused), ("refused_certificates", c.refusedCertificates),
+            ("expired_members", c.expiredMembers), ("forgotten_members", c.forgottenMembers),
+            ("revoked_members", c.revokedMembers), ("saves", saves),
+        ])
     }
 }

@@ -30,6 +30,12 @@ public enum IPAddress: Hashable, Sendable, CustomStringConvertible {
         case .v6: AF_INET6
         }
     }
+
+    /// The unspecified address of `family` (`0.0.0.0`, or `::` for `AF_INET6`): a socket bound to
+    /// it takes any local address of the family.
+    public static func unspecified(_ family: Int32) -> IPAddress {
+        family == AF_INET6 ? .v6(IPv6Address(bytes: [UInt8](repeating: 0, count: 16))!) : .v4(IPv4Address(0))
+    }
 }
 
 /// An IPv4 address.

@@ -59,6 +59,13 @@ public struct Logger: Sendable {
     public typealias Message = Text
     public typealias Metadata = [String: Text]
 
+    /// Metadata of counters: each name with its count in decimal.
+    public static func counters(_ pairs: [(String, Int)]) -> Metadata {
+        var metadata: Metadata = [:]
+        for (name, count) in pairs { metadata[name] = Text(String(count)) }
+        return metadata
+    }
+
     public let label: String
     /// Records below this level are not written (nor is their text built).
     public var logLevel: Logger.Level

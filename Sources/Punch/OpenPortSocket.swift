@@ -5,9 +5,8 @@ import Net
 /// the port is free (0: the kernel chooses), the raw path (IPv4) when something — WireGuard —
 /// already listens on it.
 public func openPortSocket(port: UInt16, family: Int32 = AF_INET) throws(SystemError) -> any PortSocket {
-    let wildcard: IPAddress = family == AF_INET6 ? .v6(IPv6Address(bytes: [UInt8](repeating: 0, count: 16))!) : .v4(IPv4Address(0))
     do {
-        return try UDPSocket(binding: Endpoint(wildcard, port))
+        return try UDPSocket(binding: Endpoint(.unspecified(family), port))
     } catch where error.errno == EADDRINUSE && family == AF_INET {
         return try RawPortSocket(port: port)
     }

@@ -39,7 +39,8 @@ public final class Allocation {
     public let partyID: UInt64
     public internal(set) var sides: [RelaySide]
     public internal(set) var lastActivity: Int64
-    let sockets: [UDPSocket]
+    /// Side 0's and side 1's sockets, each bound on the relay's address of its member's family.
+    var sockets: [UDPSocket]
     /// The latched destinations as socket addresses, for the forwarding path (no conversions per packet).
     var destinations: [sockaddr_storage] = [sockaddr_storage(), sockaddr_storage()]
     var destinationLengths: [socklen_t] = [0, 0]

@@ -9,9 +9,12 @@ import Time
 /// `lanrage relay`: allocates per pair of members one UDP port for each side, granted only with a
 /// token from the control server (each token once), and forwards datagrams between the two sides
 /// with no framing, from and to the source each side latched with an authenticated latch datagram.
+/// It listens on one IPv4 address, one IPv6 address, or both: each side's port is bound on the
+/// address of the family its token names, so a member on an IPv6-only line and one on IPv4 meet.
 public final class RelayServer {
     public struct Configuration: Sendable {
-        public var listen: IPAddress
+        /// The addresses to listen on: one, or one IPv4 and one IPv6.
+        public var listen: [IPAddress]
         /// The service port is `ports.lowerBound`; allocations use the ports above it.
         public var ports: ClosedRange<UInt16>
         public var key: [UInt8]
@@ -24,7 +27,7 @@ public final class RelayServer {
         /// a second with tokens of 120 s.
         public var usedTokenCapacity = 65_536
 
-        public init(listen: IPAddress, ports: ClosedRange<UInt16>, key: [UInt8]) {
+        public init(listen: [IPAddress], ports: ClosedRange<UInt16>, key: [UInt8]) {
             self.listen = listen
             self.ports = ports
             self.key = key
@@ -40,6 +43,8 @@ public final class RelayServer {
         public var refreshed = 0
         public var refusedFull = 0
         public var refusedPartyLimit = 0
+        /// Allocation requests refused: the token names an address of a family the relay has no address of.
+        public var refusedFamily = 0
         public var unauthenticated = 0
         public var expiredTokens = 0
         public var malformed = 0
@@ -54,7 +59,8 @@ public final class RelayServer {
     }
 
     public let configuration: Configuration
-    public let service: UDPSocket
+    /// The service port on each listen address.
+    public let services: [UDPSocket]
     public private(set) var counters = Counters()
     public private(set) var allocations: [[UInt8]: Allocation] = [:]
     private var freePorts: [UInt16]
@@ -72,13 +78,20 @@ public final class RelayServer {
         self.configuration = configuration
         self.loop = loop
         self.clock = clock
-        service = try UDPSocket(binding: Endpoint(configuration.listen, configuration.ports.lowerBound))
-        // A party starting at once asks for its allocations in one burst: let it wait in the kernel.
-        service.enlargeBuffers(to: 1 << 20)
+        var services: [UDPSocket] = []
+        for address in configuration.listen {
+            let service = try UDPSocket(binding: Endpoint(address, configuration.ports.lowerBound))
+            // A party starting at once asks for its allocations in one burst: let it wait in the kernel.
+            service.enlargeBuffers(to: 1 << 20)
+            services.append(service)
+        }
+        self.services = services
         freePorts = Array((configuration.ports.lowerBound + 1)...configuration.ports.upperBound).reversed()
         limiter = RateLimiter(perSecond: configuration.requestsPerSecond, burst: configuration.requestBurst, capacity: 4096)
         usedTokens = UsedTokens(capacity: configuration.usedTokenCapacity)
-        try loop.register(service.descriptor) { [unowned(unsafe) self] in self.serviceReadable() }
+        for service in services {
+            try loop.register(service.descriptor) { [unowned(unsafe) self, unowned(unsafe) service] in self.serviceReadable(service) }
+        }
         let sweep = min(Duration.seconds(1), configuration.idleTimeout / 4)
         loop.addTimers(Ticker(every: sweep, clock: clock) { [unowned(unsafe) self] in self.expireIdle() })
     }
@@ -87,16 +100,16 @@ public final class RelayServer {
 
     // MARK: Service port
 
-    private func serviceReadable() {
+    private func serviceReadable(_ service: UDPSocket) {
         for _ in 0..<ReadBatch.datagrams {
             let received: (count: Int, from: Endpoint)?
             do { received = try service.receive(into: &buffer) } catch { continue }
             guard let (count, from) = received else { return }
-            handleService(count: count, from: from)
+            handleService(count: count, from: from, on: service)
         }
     }
 
-    private func handleService(count: Int, from: Endpoint) {
+    private func handleService(count: Int, from: Endpoint, on service: UDPSocket) {
         guard limiter.allow(from.address, now: clock.now) else { counters.rateLimited += 1; return }
         let message: RelayMessage
         do throws(WireError) {
@@ -185,7 +198,21 @@ public final class RelayServer {
     /// `replyKey` its reply key, which authenticates the side's latches.
     func allocate(_ token: RelayToken, bytes: [UInt8], replyKey: [UInt8]) -> (RelayMessage.AllocationStatus, UInt16) {
         let side = Int(token.side)
+        guard let listen = configuration.listen.first(where: { $0.family == token.address.family }) else {
+            counters.refusedFamily += 1
+            return (.family, 0)
+        }
         if let existing = allocations[token.pairID] {
+            // The side's member now speaks the other family: its port moves to that family's address.
+            if existing.sockets[side].local.address.family != listen.family {
+                guard let socket = try? UDPSocket(binding: Endpoint(listen, existing.sides[side].port)) else {
+                    counters.refusedFull += 1
+                    return (.full, 0)
+                }
+                loop.unregister(existing.sockets[side].descriptor)
+                existing.sockets[side] = socket
+                watch(existing, side)
+            }
             if existing.sides[side].allowed == nil { counters.granted += 1 } else { counters.refreshed += 1 }
             existing.grant(side, address: token.address, token: bytes, replyKey: replyKey)
             existing.lastActivity = clock.now
@@ -197,7 +224,7 @@ public final class RelayServer {
         }
         var sockets: [UDPSocket] = []
         while sockets.count < 2, let port = freePorts.popLast() {
-            if let socket = try? UDPSocket(binding: Endpoint(configuration.listen, port)) {
+            if let socket = try? UDPSocket(binding: Endpoint(listen, port)) {
                 sockets.append(socket)
             }
         }
@@ -211,14 +238,17 @@ public final class RelayServer {
         allocations[token.pairID] = allocation
         perParty[token.partyID, default: 0] += 1
         counters.granted += 1
-        for index in 0..<2 {
-            try? loop.register(sockets[index].descriptor) { [unowned(unsafe) self, unowned(unsafe) allocation] in
-                self.forward(allocation, from: index)
-            }
-        }
+        for index in 0..<2 { watch(allocation, index) }
         logger.info("allocated", metadata: ["ports": "\(sockets[0].local.port),\(sockets[1].local.port)",
                                             "allocations": "\(allocations.count)"])
         return (.granted, allocation.sides[side].port)
+    }
+
+    /// Forwards what arrives on side `index`'s socket.
+    private func watch(_ allocation: Allocation, _ index: Int) {
+        try? loop.register(allocation.sockets[index].descriptor) { [unowned(unsafe) self, unowned(unsafe) allocation] in
+            self.forward(allocation, from: index)
+        }
     }
 
     // MARK: Forwarding
@@ -370,31 +400,29 @@ public final class RelayServer {
 
     /// One allocation's counters, per side (side 0, side 1).
     public static func report(_ allocation: Allocation) -> Logger.Metadata {
-        [
-            "ports": "\(allocation.sides[0].port),\(allocation.sides[1].port)",
-            "latched": "\(allocation.sides[0].latched.map { $0.description } ?? "-"),\(allocation.sides[1].latched.map { $0.description } ?? "-")",
-            "packets": "\(allocation.sides[0].packets),\(allocation.sides[1].packets)",
-            "bytes": "\(allocation.sides[0].bytes),\(allocation.sides[1].bytes)",
-            "drops": "\(allocation.sides[0].drops),\(allocation.sides[1].drops)",
-            "refused_latches": "\(allocation.sides[0].refusedLatches),\(allocation.sides[1].refusedLatches)",
+        let sides = allocation.sides
+        func both(_ value: (RelaySide) -> String) -> Logger.Text { Logger.Text(value(sides[0]) + "," + value(sides[1])) }
+        return [
+            "ports": both { String($0.port) }, "latched": both { $0.latched?.description ?? "-" },
+            "packets": both { String($0.packets) }, "bytes": both { String($0.bytes) },
+            "drops": both { String($0.drops) }, "refused_latches": both { String($0.refusedLatches) },
         ]
     }
 
     /// One line of counters, for logs (SIGHUP and exit).
     public var summary: Logger.Metadata {
-        var metadata: Logger.Metadata = [
-            "allocations": "\(allocations.count)", "granted": "\(counters.granted)", "refreshed": "\(counters.refreshed)",
-            "refused_full": "\(counters.refusedFull)", "refused_party_limit": "\(counters.refusedPartyLimit)",
-            "unauthenticated": "\(counters.unauthenticated)", "expired_tokens": "\(counters.expiredTokens)",
-            "malformed": "\(counters.malformed)", "rate_limited": "\(counters.rateLimited)",
-            "expired_allocations": "\(counters.expiredAllocations)", "released_allocations": "\(counters.releasedAllocations)",
-            "replayed_tokens": "\(counters.replayedTokens)", "replayed_load_queries": "\(counters.replayedLoadQueries)",
-        ]
         let sides = allocations.values.flatMap { $0.sides }
-        metadata["forwarded_packets"] = "\(sides.reduce(0) { $0 + $1.packets })"
-        metadata["forwarded_bytes"] = "\(sides.reduce(0) { $0 + $1.bytes })"
-        metadata["dropped_packets"] = "\(sides.reduce(0) { $0 + $1.drops })"
-        metadata["refused_latches"] = "\(sides.reduce(0) { $0 + $1.refusedLatches })"
-        return metadata
+        func total(_ value: (RelaySide) -> UInt64) -> Int { Int(clamping: sides.reduce(0) { $0 + value($1) }) }
+        return Logger.counters([
+            ("allocations", allocations.count), ("granted", counters.granted), ("refreshed", counters.refreshed),
+            ("refused_full", counters.refusedFull), ("refused_party_limit", counters.refusedPartyLimit),
+            ("refused_family", counters.refusedFamily),
+            ("unauthenticated", counters.unauthenticated), ("expired_tokens", counters.expiredTokens),
+            ("malformed", counters.malformed), ("rate_limited", counters.rateLimited),
+            ("expired_allocations", counters.expiredAllocations), ("released_allocations", counters.releasedAllocations),
+            ("replayed_tokens", counters.replayedTokens), ("replayed_load_queries", counters.replayedLoadQueries),
+            ("forwarded_packets", total { $0.packets }), ("forwarded_bytes", total { $0.bytes }),
+            ("dropped_packets", total { $0.drops }), ("refused_latches", total { $0.refusedLatches }),
+        ])
     }
 }

@@ -109,6 +109,8 @@ public enum RelayMessage: Equatable, Sendable {
         case granted = 0
         case full = 1
         case partyLimit = 2
+        /// The relay has no address of the family of the address the token names.
+        case family = 3
     }
 
     /// Encodes; `key` is needed for the authenticated kinds (allocated, release, released, latch: the

@@ -46,7 +46,7 @@ enum ControlCommand {
         let alternate = try invocation.value("alternate", as: Endpoint.self)
         if let alternate {
             guard let primary = listen.first(where: { $0.address.family == alternate.address.family }) else {
-                throw invocation.usageError("--alternate \(alternate) has no --listen of its address family")
+                throw invocation.usageError("--alternate needs a --listen of its address family")
             }
             if alternate.address == primary.address || alternate.port == primary.port {
                 throw invocation.usageError("--alternate must differ from --listen in both IP and port")

@@ -7,7 +7,7 @@ import Net
 import Relay
 import Rendezvous
 
-/// `lanrage relay --listen IP --ports LOW-HIGH --secret-file FILE`
+/// `lanrage relay --listen IP [--listen IPv6] --ports LOW-HIGH --secret-file FILE`
 enum RelayCommand {
     struct PortRange: ArgumentValue {
         let range: ClosedRange<UInt16>
@@ -32,20 +32,26 @@ enum RelayCommand {
             SIGHUP logs the counters, and each allocation's packets, bytes and drops per side.
             """,
         options: [
-            .value("listen", "IP", help: "Address to listen on."),
+            .repeated("listen", "IP", help: "Address to listen on; once per family for IPv4 and IPv6."),
             .value("ports", "LOW-HIGH", help: "Port range: service port, then allocation ports."),
             .value("secret-file", "FILE", help: "Secret shared with the control server (mode 0600)."),
             .value("idle-timeout", "SECONDS", help: "Free an allocation after this long without traffic.", default: "120"),
             .value("max-per-party", "N", help: "Allocations one party may hold at once.", default: "32"),
         ]
     ) { (invocation: Invocation) throws(CommandError) -> ExitCode in
-        guard let listen = try invocation.value("listen", as: String.self).flatMap({ IPAddress($0) }) else {
-            throw invocation.usageError("missing or invalid --listen IP")
+        var addresses: [IPAddress] = []
+        for text in try invocation.values("listen", as: String.self) {
+            guard let address = IPAddress(text) else { throw invocation.usageError("invalid --listen '\(text)' (expected an IPv4 or IPv6 address)") }
+            addresses.append(address)
+        }
+        guard !addresses.isEmpty else { throw invocation.usageError("missing --listen IP") }
+        guard addresses.count == 1 || (addresses.count == 2 && addresses[0].family != addresses[1].family) else {
+            throw invocation.usageError("--listen: at most one IPv4 and one IPv6 address")
         }
         guard let ports = try invocation.value("ports", as: PortRange.self) else { throw invocation.usageError("missing --ports LOW-HIGH") }
         guard let secretPath = try invocation.value("secret-file", as: String.self) else { throw invocation.usageError("missing --secret-file FILE") }
         var secret = try failing { () throws(SecretFile.Problem) in try SecretFile.read(secretPath) }
-        var configuration = RelayServer.Configuration(listen: listen, ports: ports.range, key: Keys.relayKey(secret: secret))
+        var configuration = RelayServer.Configuration(listen: addresses, ports: ports.range, key: Keys.relayKey(secret: secret))
         Crypto.wipe(&secret)
         let idle = try invocation.value("idle-timeout", as: Int.self) ?? 120
         guard idle > 0 else { throw invocation.usageError("--idle-timeout must be positive") }
@@ -63,7 +69,7 @@ enum RelayCommand {
                 loop.stop()
             }
         } }
-        logger.info("listening", metadata: ["service": "\(relay.service.local)", "ports": "\(ports.range.lowerBound)-\(ports.range.upperBound)",
+        logger.info("listening", metadata: ["service": "\(relay.services.map { $0.local.description }.joined(separator: ","))", "ports": "\(ports.range.lowerBound)-\(ports.range.upperBound)",
                                             "capacity": "\(configuration.capacity)", "idle_timeout_s": "\(idle)"])
         try failing { () throws(SystemError) in try loop.run() }
         logger.info("counters", metadata: relay.summary)

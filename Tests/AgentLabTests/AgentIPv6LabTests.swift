@@ -68,4 +68,36 @@ struct AgentIPv6LabTests {
         #expect(dualStack.pingUntilAnswered(only6.overlay, within: 10) != nil, "no ping to the IPv6-only member")
         #expect(only6.pingUntilAnswered(dualStack.overlay, within: 10) != nil, "no ping from the IPv6-only member")
     }
+
+    /// A member on an IPv6-only line and one on IPv4 only have no family in common: they meet
+    /// through a relay that listens on both (each speaks to it in its own family), and ping.
+    @Test func anIPv6OnlyMemberAndAnIPv4OnlyMemberMeetThroughARelay() throws {
+        let lab = try Lab()
+        defer { lab.shutdown() }
+        let sites = [try lab.addSite(.symmetric), try lab.addSite(.portRestrictedCone)]
+        try lab.enableIPv6(on: sites[1])
+        try lab.removeIPv4(from: sites[1])
+        let party = try PartyLab(lab)
+        let relayAddress = IPv4Address(192, 0, 2, 20)
+        let relayHost = try lab.addHost("relay", address: relayAddress, ipv6: true)
+        try party.startRelay(in: relayHost, address: relayAddress, ipv6: Lab.hostIPv6(relayAddress))
+        try party.startControl()
+        let only4 = try party.startAgent(in: sites[0].client, index: 1)
+        let only6 = try party.prepareAgent(in: sites[1].client, index: 2)
+        let text = try String(contentsOf: only6.configuration, encoding: .utf8)
+        try text.replacingOccurrences(of: "Control = \(party.control)", with: "Control = \(party.control6)")
+            .write(to: only6.configuration, atomically: true, encoding: .utf8)
+        try party.launch(only6)
+        let agents = [only4, only6]
+        defer { party.keepLogs(of: agents, as: "ipv6-only-ipv4-only", control: true) }
+        let relays = ["192.0.2.20:4000", "[\(Lab.hostIPv6(relayAddress))]:4000"]
+        for (index, agent) in agents.enumerated() {
+            let other = agents[1 - index]
+            let peer = agent.waitForPeer(other.overlay, within: 30) { $0["state"] as? String == "keepalive" && $0["path"] as? String == "relayed" }
+            #expect(peer != nil, "agent \(agent.index) is not relayed: \(agent.peer(other.overlay) ?? [:])\n\(party.log(of: agent).suffix(6000))")
+            #expect(peer?["relay"] as? String == relays[index], "agent \(agent.index) speaks to the relay in its own family")
+        }
+        #expect(only4.pingUntilAnswered(only6.overlay, within: 10) != nil, "no ping to the IPv6-only member")
+        #expect(only6.pingUntilAnswered(only4.overlay, within: 10) != nil, "no ping from the IPv6-only member")
+    }
 }

@@ -548,7 +548,7 @@ import Time
         let relayKey = Keys.relayKey(secret: relaySecret)
         let (world, relay) = try withFreePortRange(10, on: ControlLoopbackTests.localhost) { range in
             let world = try ControlLoopbackTests.World(relays: [Endpoint(ControlLoopbackTests.localhost, range.lowerBound)], relayKey: relayKey)
-            return (world, try RelayServer(RelayServer.Configuration(listen: ControlLoopbackTests.localhost, ports: range, key: relayKey),
+            return (world, try RelayServer(RelayServer.Configuration(listen: [ControlLoopbackTests.localhost], ports: range, key: relayKey),
                                            loop: world.loop))
         }
         #expect(try world.spin { world.core.relays[0].reported }, "the relay answered the load query")
@@ -581,6 +581,51 @@ import Time
             ports.append(port)
         }
         #expect(Set(ports).count == 2 && relay.allocationCount == 1, "one allocation, one port per side")
+    }
+}
+
+/// A relay on IPv4 and IPv6, given to the control server at both: a member that speaks IPv4 to the
+/// server is offered the relay's IPv4 service only, one that speaks IPv6 its IPv6 one (the token
+/// names the address each speaks from), and both sides land in one allocation.
+@Suite(.serialized) struct ControlWithDualStackRelayTests {
+    @Test func membersOverIPv4AndIPv6ShareOneAllocation() throws {
+        let relaySecret = Array("shared with relays".utf8)
+        let relayKey = Keys.relayKey(secret: relaySecret)
+        let loopback6 = IPAddress("::1")!
+        let (world, relay) = try withFreePortRange(10, on: ControlLoopbackTests.localhost) { range in
+            let world = try ControlLoopbackTests.World(relays: [Endpoint(ControlLoopbackTests.localhost, range.lowerBound), Endpoint(loopback6, range.lowerBound)],
+                                                       relayKey: relayKey, listen: [Endpoint(ControlLoopbackTests.localhost, 0), Endpoint(loopback6, 0)])
+            return (world, try RelayServer(RelayServer.Configuration(listen: [ControlLoopbackTests.localhost, loopback6], ports: range, key: relayKey),
+                                           loop: world.loop))
+        }
+        #expect(try world.spin { world.core.relays.allSatisfy(\.reported) }, "the relay answered on both families")
+        let members = [try world.client(1), try world.client(2, over: 1)]
+        var offers: [Int: [RelayOffer]] = [:]
+        members[0].onRelays = { offers[0] = $1 }
+        members[1].onRelays = { offers[1] = $1 }
+        for member in members { member.start() }
+        #expect(try world.spin { members.allSatisfy { $0.members.count == 1 } })
+        members[1].requestRelay(with: members[0].configuration.key)
+        #expect(try world.spin { offers.count == 2 })
+        #expect(offers[0]?.map(\.service.address) == [ControlLoopbackTests.localhost])
+        #expect(offers[1]?.map(\.service.address) == [loopback6])
+
+        var buffer = [UInt8](repeating: 0, count: 256)
+        for index in [0, 1] {
+            let offer = try #require(offers[index]?.first)
+            let socket = try UDPSocket(binding: Endpoint(offer.service.address, 0))
+            try socket.send(RelayMessage.allocate(nonce: 1, token: offer.token).encoded(), to: offer.service)
+            var answer: RelayMessage?
+            #expect(try world.spin {
+                if let (count, _) = try? socket.receive(into: &buffer) {
+                    answer = try? buffer.withUnsafeBytes { try RelayMessage(decoding: UnsafeRawBufferPointer(rebasing: $0[..<count]), key: offer.replyKey) }
+                }
+                return answer != nil
+            })
+            guard case .allocated(1, .granted, _, _) = answer else { Issue.record("not granted: \(String(describing: answer))"); continue }
+        }
+        #expect(relay.allocationCount == 1, "one allocation for the pair")
+        for member in members { member.stop() }
     }
 }
 

@@ -312,9 +312,10 @@ public final class Lab: @unchecked Sendable {
 
     /// Adds a server host on the internet (a relay, say) at `address` in 192.0.2.0/24 — not the STUN
     /// host's .1 and .2 nor inet's .254. Its namespace is `<prefix>-<name>`; inet reaches it over
-    /// its own link `h<last octet>` with a /32 route, and so does the STUN host, through inet.
+    /// its own link `h<last octet>` with a /32 route, and so does the STUN host, through inet. With
+    /// `ipv6`, it also has ``hostIPv6(_:)`` of its address (a /128 routed the same way).
     @discardableResult
-    public func addHost(_ name: String, address: IPv4Address) throws -> Namespace {
+    public func addHost(_ name: String, address: IPv4Address, ipv6: Bool = false) throws -> Namespace {
         let (a, b, c, d) = address.octets
         guard a == 192, b == 0, c == 2, ![0, 1, 2, 254, 255].contains(d) else {
             throw labError("addHost", "\(address) is not a free host address in 192.0.2.0/24")
@@ -328,7 +329,20 @@ public final class Lab: @unchecked Sendable {
         try host.run("ip", "route", "add", "default", "via", "192.0.2.254")
         // The STUN host's 192.0.2.0/24 is on its own link: send this address through inet instead.
         try stunHost.run("ip", "route", "add", "\(address)/32", "via", "192.0.2.254")
+        if ipv6 {
+            let v6 = Lab.hostIPv6(address)
+            try inet.run("sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
+            try inet.run("ip", "-6", "addr", "add", "fe80::1/64", "dev", "h\(d)", "nodad")
+            try inet.run("ip", "-6", "route", "add", "\(v6)/128", "dev", "h\(d)")
+            try host.run("ip", "-6", "addr", "add", "\(v6)/128", "dev", "eth0", "nodad")
+            try host.run("ip", "-6", "route", "add", "default", "via", "fe80::1", "dev", "eth0")
+        }
         return host
+    }
+
+    /// The IPv6 address of the internet host at `address` (192.0.2.d): 2001:db8:ffff::d.
+    public static func hostIPv6(_ address: IPv4Address) -> IPv6Address {
+        IPv6Address("2001:db8:ffff::\(String(address.octets.3, radix: 16))")!
     }
 
     /// Moves the public address of `site`'s router to a new one from 198.51.100.224/28 (a /32) and

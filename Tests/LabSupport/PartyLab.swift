@@ -52,14 +52,16 @@ public final class PartyLab {
         }
     }
 
-    /// Starts a relay in `namespace` listening on `address`, ports 4000–4199. Call before `startControl`.
+    /// Starts a relay in `namespace` listening on `address` (and on `ipv6`, given to the control
+    /// server as a second service endpoint), ports 4000–4199. Call before `startControl`.
     @discardableResult
-    public func startRelay(in namespace: Namespace, address: IPv4Address, log: String = "relay.log") throws -> Process {
-        let process = try lab.spawn(in: namespace, [Products.lanrage, "relay", "--listen", "\(address)", "--ports", "4000-4199",
+    public func startRelay(in namespace: Namespace, address: IPv4Address, ipv6: IPv6Address? = nil, log: String = "relay.log") throws -> Process {
+        let listen = ["--listen", "\(address)"] + (ipv6.map { ["--listen", "\($0)"] } ?? [])
+        let process = try lab.spawn(in: namespace, [Products.lanrage, "relay"] + listen + ["--ports", "4000-4199",
                                                    "--secret-file", relaySecret.path, "--log-level", "debug"], log: log)
-        let service = Endpoint(.v4(address), 4000)
-        try namespace.waitForUDPListener(service)
-        relays.append(service)
+        let services = [Endpoint(.v4(address), 4000)] + (ipv6.map { [Endpoint(.v6($0), 4000)] } ?? [])
+        for service in services { try namespace.waitForUDPListener(service) }
+        relays += services
         return process
     }
 

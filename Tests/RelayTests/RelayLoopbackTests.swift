@@ -19,11 +19,12 @@ import Time
         let loop: EventLoop
         let clock = SystemClock()
         let relay: RelayServer
-        init(idle: Duration = .seconds(120), maxPerParty: Int = 32, ports: Int = 20) throws {
+        init(idle: Duration = .seconds(120), maxPerParty: Int = 32, ports: Int = 20,
+             listen: [IPAddress] = [RelayLoopbackTests.localhost]) throws {
             loop = try EventLoop()
             let (loop, clock) = (loop, clock)
-            relay = try withFreePortRange(UInt16(ports), on: RelayLoopbackTests.localhost) { range in
-                var configuration = RelayServer.Configuration(listen: RelayLoopbackTests.localhost, ports: range, key: RelayLoopbackTests.key)
+            relay = try withFreePortRange(UInt16(ports), on: listen[0]) { range in
+                var configuration = RelayServer.Configuration(listen: listen, ports: range, key: RelayLoopbackTests.key)
                 configuration.idleTimeout = idle
                 configuration.maxPerParty = maxPerParty
                 return try RelayServer(configuration, loop: loop, clock: clock)
@@ -42,7 +43,7 @@ import Time
 
         /// Sends an allocation request and runs the loop until the answer arrives.
         func allocate(_ token: [UInt8], from socket: UDPSocket, nonce: UInt64 = 99) throws -> RelayMessage? {
-            try socket.send(RelayMessage.allocate(nonce: nonce, token: token).encoded(), to: relay.service.local)
+            try socket.send(RelayMessage.allocate(nonce: nonce, token: token).encoded(), to: service(for: socket))
             var answer: RelayMessage?
             var buffer = [UInt8](repeating: 0, count: 256)
             _ = try spin(upTo: 0.5) {
@@ -62,6 +63,11 @@ import Time
         }
 
         var allocation: Allocation? { relay.allocations.values.first }
+
+        /// The relay's service endpoint of `socket`'s address family.
+        func service(for socket: UDPSocket) -> Endpoint {
+            relay.services.first { $0.local.address.family == socket.local.address.family }!.local
+        }
     }
 
     /// A latch datagram for the side `token` grants, at `port`.
@@ -105,6 +111,35 @@ import Time
         try h.latch(b, port: portB, token: tokenB, counter: 1)
         #expect(try h.spin { h.allocation?.sides[0].latched == a.local && h.allocation?.sides[1].latched == b.local })
         return Pair(a: a, b: b, tokenA: tokenA, tokenB: tokenB, portA: portA, portB: portB)
+    }
+
+    /// A relay on IPv4 and IPv6: side 0's member speaks IPv4, side 1's IPv6 (its port moves to the
+    /// relay's IPv6 address when its token arrives); both latch, and datagrams cross both ways. A
+    /// relay without an address of a token's family refuses it as such.
+    @Test func aSideOverIPv4MeetsASideOverIPv6() throws {
+        let loopback6 = IPAddress("::1")!
+        let h = try Harness(listen: [Self.localhost, loopback6])
+        let a = try UDPSocket(binding: Endpoint(Self.localhost, 0)), b = try UDPSocket(binding: Endpoint(loopback6, 0))
+        let tokenA = Self.token(side: 0), tokenB = Self.token(side: 1, address: loopback6)
+        let portA = try #require(Self.port(try h.allocate(tokenA, from: a)))
+        let portB = try #require(Self.port(try h.allocate(tokenB, from: b)))
+        let relayA = Endpoint(Self.localhost, portA), relayB = Endpoint(loopback6, portB)
+        try a.send(Self.latch(port: portA, token: tokenA, counter: 1), to: relayA)
+        try b.send(Self.latch(port: portB, token: tokenB, counter: 1), to: relayB)
+        #expect(try h.spin { h.allocation?.sides[0].latched == a.local && h.allocation?.sides[1].latched == b.local })
+        try a.send([1, 2, 3], to: relayA)
+        let there = try Self.receive(b, h)
+        #expect(there?.0 == [1, 2, 3] && there?.1 == relayB, "\(String(describing: there))")
+        try b.send([4, 5], to: relayB)
+        let back = try Self.receive(a, h)
+        #expect(back?.0 == [4, 5] && back?.1 == relayA, "\(String(describing: back))")
+
+        let v4Only = try Harness()
+        guard case .allocated(_, .family, _, _) = try v4Only.allocate(Self.token(side: 0, address: loopback6, pair: 2), from: a) else {
+            Issue.record("a token naming an IPv6 address is refused by an IPv4-only relay")
+            return
+        }
+        #expect(v4Only.relay.counters.refusedFamily == 1)
     }
 
     @Test func datagramsCrossUnframedBothWaysAndAreCounted() throws {
@@ -188,7 +223,7 @@ import Time
         #expect(h.relay.allocationCount == 0)
         #expect(h.relay.counters.unauthenticated == 2 && h.relay.counters.expiredTokens == 1)
         // Nothing listens on the would-be allocation ports: datagrams sent there go nowhere.
-        for port in (h.relay.service.local.port + 1)...(h.relay.service.local.port + 4) {
+        for port in (h.relay.services[0].local.port + 1)...(h.relay.services[0].local.port + 4) {
             try a.send([1], to: Endpoint(Self.localhost, port))
         }
         _ = try h.spin(upTo: 0.2) { false }
@@ -320,7 +355,7 @@ import Time
         #expect(h.relay.counters.replayedTokens == 1 && h.relay.counters.refreshed == 0)
 
         let replyKey = Keys.relayReplyKey(relayKey: Self.key, token: token)
-        try a.send(RelayMessage.release(nonce: 3, token: token).encoded(key: replyKey), to: h.relay.service.local)
+        try a.send(RelayMessage.release(nonce: 3, token: token).encoded(key: replyKey), to: h.relay.services[0].local)
         #expect(try h.spin { h.relay.allocationCount == 0 })
         #expect(try h.allocate(token, from: replayer, nonce: 4) == nil)
         #expect(try h.allocate(token, from: replayer, nonce: 1) == first, "the first request again: its answer, nothing more")
@@ -334,7 +369,7 @@ import Time
         let h = try Harness()
         let socket = try UDPSocket(binding: Endpoint(Self.localhost, 0))
         let query = RelayMessage.loadQuery(timestampMillis: WallClock.unixMillis(), nonce: 42).encoded(key: Self.key)
-        for _ in 0..<3 { try socket.send(query, to: h.relay.service.local) }
+        for _ in 0..<3 { try socket.send(query, to: h.relay.services[0].local) }
         let answer = try Self.receive(socket, h)
         let load = try answer.map { bytes, _ in try bytes.withUnsafeBytes { try RelayMessage(decoding: $0, key: Self.key) } }
         guard case .load(_, 42, 0, _) = load else { Issue.record("no load answer"); return }
@@ -342,7 +377,7 @@ import Time
         #expect(try Self.receive(socket, h, upTo: 0.2) == nil, "answered once")
         #expect(h.relay.counters.loadQueries == 1)
         // A new query (another nonce) is answered.
-        try socket.send(RelayMessage.loadQuery(timestampMillis: WallClock.unixMillis(), nonce: 43).encoded(key: Self.key), to: h.relay.service.local)
+        try socket.send(RelayMessage.loadQuery(timestampMillis: WallClock.unixMillis(), nonce: 43).encoded(key: Self.key), to: h.relay.services[0].local)
         #expect(try Self.receive(socket, h) != nil)
     }
 
@@ -362,7 +397,7 @@ import Time
         #expect(try h.spin { h.relay.allocations.values.first?.sides.allSatisfy { $0.latched != nil } == true })
 
         func release(_ token: [UInt8], key: [UInt8]) throws -> RelayMessage? {
-            try a.send(RelayMessage.release(nonce: 7, token: token).encoded(key: key), to: h.relay.service.local)
+            try a.send(RelayMessage.release(nonce: 7, token: token).encoded(key: key), to: h.relay.services[0].local)
             var answer: RelayMessage?
             var buffer = [UInt8](repeating: 0, count: 256)
             _ = try h.spin(upTo: 0.3) {
@@ -422,9 +457,9 @@ import Time
     @Test func malformedAndOversizedDatagramsAreCounted() throws {
         let h = try Harness()
         let a = try UDPSocket(binding: Endpoint(Self.localhost, 0))
-        try a.send([0x4C, 0x52, 1, 0x01, 0, 0], to: h.relay.service.local)
-        try a.send([UInt8](repeating: 0x4C, count: 1000), to: h.relay.service.local)
-        try a.send([0x4C, 0x52, 1, 0x02] + [UInt8](repeating: 0, count: 13), to: h.relay.service.local)
+        try a.send([0x4C, 0x52, 1, 0x01, 0, 0], to: h.relay.services[0].local)
+        try a.send([UInt8](repeating: 0x4C, count: 1000), to: h.relay.services[0].local)
+        try a.send([0x4C, 0x52, 1, 0x02] + [UInt8](repeating: 0, count: 13), to: h.relay.services[0].local)
         #expect(try h.spin { h.relay.counters.malformed == 3 })
     }
 }

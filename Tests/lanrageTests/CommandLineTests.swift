@@ -63,9 +63,13 @@ import Testing
         (["control", "--listen", "192.0.2.1:3478", "--listen", "192.0.2.2:3478", "--state", "/nonexistent", "--key", "k"],
          "--listen: at most one IPv4 and one IPv6 endpoint"),
         (["control", "--listen", "[2001:db8::1]:3478", "--alternate", "192.0.2.2:3479", "--state", "/nonexistent", "--key", "k"],
-         "--alternate 192.0.2.2:3479 has no --listen of its address family"),
+         "--alternate needs a --listen of its address family"),
         (["control", "--listen", "192.0.2.1:3478", "--alternate", "192.0.2.2:3478", "--state", "/nonexistent", "--key", "k"],
          "--alternate must differ from --listen in both IP and port"),
+        (["relay", "--listen", "192.0.2.1", "--listen", "192.0.2.2", "--ports", "4000-4010", "--secret-file", "s"],
+         "--listen: at most one IPv4 and one IPv6 address"),
+        (["relay", "--listen", "relay.example", "--ports", "4000-4010", "--secret-file", "s"], "invalid --listen 'relay.example' (expected an IPv4 or IPv6 address)"),
+        (["relay", "--ports", "4000-4010", "--secret-file", "s"], "missing --listen IP"),
     ])
     func badArgumentsAreNamed(arguments: [String], message: String) throws {
         let process = try Self.lanrage(arguments)

@@ -116,8 +116,8 @@ final class Run {
         history.append(bytes)
         delivering = (bytes, socket.local)
         defer { delivering = nil }
-        guard (try? socket.send(bytes, to: Endpoint(.v4(IPv4Address(127, 0, 0, 1)), client.socket.port))) == true else { return }
-        var ready = pollfd(fd: client.socket.descriptor, events: Int16(POLLIN), revents: 0)
+        guard (try? socket.send(bytes, to: Endpoint(.v4(IPv4Address(127, 0, 0, 1)), client.sockets[0].local.port))) == true else { return }
+        var ready = pollfd(fd: client.sockets[0].descriptor, events: Int16(POLLIN), revents: 0)
         _ = poll(&ready, 1, 1000)
         try? loop.run()
         drain()
