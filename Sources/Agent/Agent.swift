@@ -143,7 +143,7 @@ public final class Agent {
         }
         try starting { () throws(SystemError) in try loop.register(port.descriptor) { [unowned(unsafe) self] in self.portReadable() } }
 
-        // A control server given by name gets its address when the name resolves (IPv4 for now).
+        // A control server given by name gets its address when the name resolves.
         let server = names.endpoint(configuration.control) ?? Endpoint(.v4(IPv4Address(0)), configuration.control.port)
         var client = ControlClient.Configuration(server: server, serverKey: configuration.controlKey, party: configuration.party,
                                                  authority: configuration.authority, key: memberKey,
@@ -252,7 +252,9 @@ public final class Agent {
         if case .unresolved = problem, name == configuration.control.name { problem = nil }
         guard moved else { return }
         if name == configuration.control.name, let server = names.endpoint(configuration.control) {
-            control.configuration.server = server
+            do { try control.moveServer(to: server) } catch {
+                logger.error("no socket toward the control server", metadata: ["error": "\(error)"])
+            }
             if control.state == .idle { control.start() }
         }
         if configuration.stun.contains(where: { $0.name == name }) { rediscover() }

@@ -38,7 +38,9 @@ public final class ControlClient {
     }
 
     public var configuration: Configuration
-    public let socket: UDPSocket
+    /// The socket toward the server, of the server's address family.
+    public private(set) var socket: UDPSocket
+    private unowned(unsafe) let loop: EventLoop
     /// The other members, with verified certificates (their `addresses` are what those grant).
     public private(set) var members: [MemberKey: MemberRecord] = [:]
     public private(set) var observed: Endpoint?
@@ -104,11 +106,25 @@ public final class ControlClient {
         socket = try UDPSocket(binding: local ?? Endpoint(.unspecified(configuration.server.address.family), 0))
         // A resync brings every member's record at once: room for a party of hundreds.
         socket.enlargeBuffers(to: 1 << 20)
+        self.loop = loop
         let executor = Executor()
         scheduler = Scheduler(chart: RegistrationChart.chart, clock: clock, executor: executor, logger: logger)
         executor.client = self
         try loop.register(socket.descriptor) { [unowned(unsafe) self] in self.readable() }
         loop.addTimers(scheduler)
+    }
+
+    /// Speaks to the server at `server` from now on (its name moved); a server of the other
+    /// address family gets a new socket of that family.
+    public func moveServer(to server: Endpoint) throws(SystemError) {
+        if server.address.family != socket.local.address.family {
+            let replacement = try UDPSocket(binding: Endpoint(.unspecified(server.address.family), 0))
+            replacement.enlargeBuffers(to: 1 << 20)
+            try loop.register(replacement.descriptor) { [unowned(unsafe) self] in self.readable() }
+            loop.unregister(socket.descriptor)
+            socket = replacement
+        }
+        configuration.server = server
     }
 
     /// The registration machine's state.

@@ -1,3 +1,4 @@
+import CLinux
 import EventLoop
 import Net
 import Output
@@ -7,7 +8,8 @@ import Time
 /// relays), resolved on the loop: when first asked, again when asked (the server stopped answering:
 /// a dynamic-DNS address changed; a reload), and after a failure, every 2 s doubling to a minute
 /// until a lookup succeeds. A name keeps its address while a new lookup fails, and while the
-/// address is among the new answers (round-robin records do not move it). IPv4 addresses.
+/// address is among the new answers (round-robin records do not move it). IPv4 addresses first
+/// (A), IPv6 (AAAA) when the name has none; on a host without IPv4 (an IPv6-only line) the other way.
 public final class ServerNames {
     /// What is known of one name (a configuration names a handful: a list is enough).
     private struct Entry {
@@ -49,11 +51,22 @@ public final class ServerNames {
         let index = entries.firstIndex { $0.name == name } ?? { entries.append(Entry(name: name)); return entries.count - 1 }()
         guard !entries[index].inFlight else { return }
         entries[index].inFlight = true
-        resolver.resolve(name, type: .a) { [unowned(unsafe) self] outcome in
-            self.entries[index].inFlight = false
+        let hasIPv4 = ((try? LocalAddresses.all(reachableOnly: true)) ?? []).contains { $0.family == AF_INET }
+        lookUp(index, hasIPv4 ? .a : .aaaa, fallback: true)
+    }
+
+    /// Asks for `type`; with `fallback`, for the other family's type when the name has no address of this one.
+    private func lookUp(_ index: Int, _ type: DNSRecordType, fallback: Bool) {
+        resolver.resolve(entries[index].name, type: type) { [unowned(unsafe) self] outcome in
             switch outcome {
-            case .success(let found): self.found(found.addresses, at: index)
-            case .failure(let error): self.failed(at: index, error)
+            case .success(let found):
+                self.entries[index].inFlight = false
+                self.found(found.addresses, at: index)
+            case .failure(.answered(.noAddress, _)) where fallback:
+                self.lookUp(index, type == .a ? .aaaa : .a, fallback: false)
+            case .failure(let error):
+                self.entries[index].inFlight = false
+                self.failed(at: index, error)
             }
         }
     }

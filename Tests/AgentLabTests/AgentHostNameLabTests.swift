@@ -19,13 +19,14 @@ struct AgentHostNameLabTests {
         let hosts: URL
         let pidFile: URL
 
-        init(_ lab: Lab, hosts entries: String) throws {
-            let host = try lab.addHost("dns", address: AgentHostNameLabTests.nameServer)
+        /// With `ipv6`, it also listens on ``Lab/hostIPv6(_:)`` of its address.
+        init(_ lab: Lab, hosts entries: String, ipv6: Bool = false) throws {
+            let host = try lab.addHost("dns", address: AgentHostNameLabTests.nameServer, ipv6: ipv6)
             hosts = lab.directory.appendingPathComponent("lab-hosts")
             pidFile = lab.directory.appendingPathComponent("dnsmasq.pid")
             try entries.write(to: hosts, atomically: true, encoding: .utf8)
             let command = ["dnsmasq", "--keep-in-foreground", "--log-facility=-", "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--addn-hosts=\(hosts.path)",
-                           "--local=/lab.example/", "--listen-address=\(AgentHostNameLabTests.nameServer)", "--bind-interfaces",
+                           "--local=/lab.example/", "--listen-address=\(AgentHostNameLabTests.nameServer)\(ipv6 ? ",\(Lab.hostIPv6(AgentHostNameLabTests.nameServer))" : "")", "--bind-interfaces",
                            "--pid-file=\(pidFile.path)", "--user=root", "--group=root", "--log-queries"]
             try lab.spawn(in: host, ["sh", "-c", command.joined(separator: " ")], log: "dnsmasq.log")
             lab.atShutdown { [pidFile] in
@@ -48,7 +49,7 @@ struct AgentHostNameLabTests {
 
     /// An agent in `site` whose configuration names the control server `name`.
     static func startAgent(_ party: PartyLab, in site: Site, index: Int, name: String = name) throws -> AgentHandle {
-        try party.lab.useNameServer(nameServer, in: site.client)
+        try party.lab.useNameServer(.v4(nameServer), in: site.client)
         let handle = try party.prepareAgent(in: site.client, index: index)
         let text = try String(contentsOf: handle.configuration, encoding: .utf8)
         try text.replacingOccurrences(of: "Control = \(party.control)", with: "Control = \(name):\(party.control.port)")
@@ -136,7 +137,7 @@ struct AgentHostNameLabTests {
         let sites = [try lab.addSite(.symmetric), try lab.addSite(.symmetric)]
         let first = IPv4Address(192, 0, 2, 20), second = IPv4Address(192, 0, 2, 21)
         let names = try NameServer(lab, hosts: "\(first) relay.lab.example\n")
-        try lab.useNameServer(Self.nameServer, in: lab.stunHost)
+        try lab.useNameServer(.v4(Self.nameServer), in: lab.stunHost)
         let party = try PartyLab(lab)
         let oldRelay = try party.startRelay(in: try lab.addHost("relay", address: first), address: first)
         try party.startControl(relayNames: ["relay.lab.example:4000"])

@@ -39,8 +39,9 @@ struct AgentIPv6LabTests {
         print("AGENT-IPV6 \(a) ↔ \(b): direct over IPv6 after \(Int(elapsed * 1000)) ms")
     }
 
-    /// A member on an IPv6-only line (no IPv4 address at all) registers with the control server
-    /// over IPv6, detects over IPv6, and reaches a dual-stack member directly over IPv6.
+    /// A member on an IPv6-only line (no IPv4 address at all) finds the control server by name
+    /// (its IPv6 address first: the name has both), registers and detects over IPv6, and reaches a
+    /// dual-stack member directly over IPv6.
     @Test func anIPv6OnlyMemberJoinsAndPings() throws {
         let lab = try Lab()
         defer { lab.shutdown() }
@@ -51,9 +52,11 @@ struct AgentIPv6LabTests {
         try party.startRelay(in: try lab.addHost("relay", address: IPv4Address(192, 0, 2, 20)), address: IPv4Address(192, 0, 2, 20))
         try party.startControl()
         let dualStack = try party.startAgent(in: sites[0].client, index: 1)
+        _ = try AgentHostNameLabTests.NameServer(lab, hosts: "\(party.control.address) \(AgentHostNameLabTests.name)\n\(party.control6.address) \(AgentHostNameLabTests.name)\n", ipv6: true)
+        try lab.useNameServer(.v6(Lab.hostIPv6(AgentHostNameLabTests.nameServer)), in: sites[1].client)
         let only6 = try party.prepareAgent(in: sites[1].client, index: 2)
         let text = try String(contentsOf: only6.configuration, encoding: .utf8)
-        try text.replacingOccurrences(of: "Control = \(party.control)", with: "Control = \(party.control6)")
+        try text.replacingOccurrences(of: "Control = \(party.control)", with: "Control = \(AgentHostNameLabTests.name):\(party.control.port)")
             .write(to: only6.configuration, atomically: true, encoding: .utf8)
         try party.launch(only6)
         let agents = [dualStack, only6]
@@ -65,6 +68,7 @@ struct AgentIPv6LabTests {
             let endpoint = (peer?["endpoint"] as? String).flatMap { Endpoint($0) }
             #expect(endpoint == Endpoint(.v6(addresses[1 - index]), 51820), "agent \(agent.index): WireGuard points at \(String(describing: endpoint))")
         }
+        #expect((only6.status()?["control"] as? [String: Any])?["address"] as? String == "\(party.control6)")
         #expect(dualStack.pingUntilAnswered(only6.overlay, within: 10) != nil, "no ping to the IPv6-only member")
         #expect(only6.pingUntilAnswered(dualStack.overlay, within: 10) != nil, "no ping from the IPv6-only member")
     }

@@ -1,6 +1,7 @@
 import DNS
 import EventLoop
 import Net
+import Output
 import Testing
 import Time
 
@@ -113,5 +114,28 @@ import Time
         let resolver = Resolver(loop: loop, clock: SystemClock()) { Self.configuration([server.endpoint], hosts: "198.51.100.3 control.example.net") }
         let found = try #require(try Self.lookup("control.example.net", on: loop, with: resolver)).get()
         #expect(found.addresses == [.v4(IPv4Address(198, 51, 100, 3))] && server.questions == 0)
+    }
+
+    /// A server name with no IPv4 address (A: none) is given its IPv6 one (AAAA): two questions.
+    @Test func aServerNameWithoutIPv4GetsItsIPv6Address() throws {
+        let loop = try EventLoop()
+        let v6 = try #require(IPv6Address("2001:db8::7"))
+        let server = try NameServer(loop: loop) { query in
+            let type = UInt16(query[query.count - 4]) << 8 | UInt16(query[query.count - 3])
+            return DNSAnswers.answer(to: query, records: type == 28 ? [.init(owner: DNSAnswers.questionName, type: 28, ttl: 42, data: v6.bytes)] : [])
+        }
+        let clock = SystemClock()
+        let resolver = Resolver(loop: loop, clock: clock) { Self.configuration([server.endpoint]) }
+        let alarms = Alarms(clock: clock)
+        loop.addTimers(alarms)
+        let names = ServerNames(resolver: resolver, alarms: alarms, logger: Logger(label: "test"))
+        var failures: [String] = []
+        names.onResolved = { _, _ in loop.stop() }
+        names.onFailed = { failures.append("\($1)"); loop.stop() }
+        names.resolve("control.example.net")
+        try loop.run(until: clock.now + 5_000_000_000)
+        #expect(failures.isEmpty, "\(failures)")
+        #expect(names.endpoint(try #require(ServerAddress("control.example.net:3478"))) == Endpoint(.v6(v6), 3478))
+        #expect(server.questions == 2, "A, then AAAA")
     }
 }

@@ -370,7 +370,7 @@ public final class Lab: @unchecked Sendable {
 
     /// Makes programs started in `namespace` (by `ip netns exec`) ask the name server at `address`:
     /// its own `/etc/resolv.conf`, from `/etc/netns/NAME/`, removed at shutdown.
-    public func useNameServer(_ address: IPv4Address, in namespace: Namespace) throws {
+    public func useNameServer(_ address: IPAddress, in namespace: Namespace) throws {
         let directory = Lab.etcDirectory(of: namespace.name)
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         try "nameserver \(address)\noptions timeout:1 attempts:2\n".write(toFile: directory + "/resolv.conf", atomically: true, encoding: .utf8)
