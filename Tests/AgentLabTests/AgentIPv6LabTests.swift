@@ -3,16 +3,18 @@ import LabSupport
 import Net
 import Testing
 
-/// Members whose homes have IPv6 beside a translated IPv4 — most home lines — connect directly
-/// over IPv6 whatever their IPv4 NATs: symmetric ↔ symmetric, which IPv4 alone leaves on the
-/// relay, included. The punch opens each router's stateful IPv6 filter as it opens a NAT.
+/// Members whose homes have IPv6 beside a translated IPv4 — most home lines, many behind a
+/// carrier-grade NAT — connect directly over IPv6 whatever their IPv4 NATs: symmetric ↔ symmetric,
+/// which IPv4 alone leaves on the relay, included. The punch opens each home router's stateful
+/// IPv6 filter as it opens a NAT.
 @Suite(.enabled(if: Lab.isAvailable, "the lab needs root (network namespaces)"))
 struct AgentIPv6LabTests {
-    @Test(arguments: [(NATBehaviour.symmetric, NATBehaviour.symmetric), (.portRestrictedCone, .symmetric)])
-    func dualStackMembersGoDirectOverIPv6(_ a: NATBehaviour, _ b: NATBehaviour) throws {
+    @Test(arguments: [(SiteKind.single(.symmetric), SiteKind.single(.symmetric)), (.single(.portRestrictedCone), .single(.symmetric)),
+                      (.doubleNAT, .single(.symmetric))])
+    func dualStackMembersGoDirectOverIPv6(_ a: SiteKind, _ b: SiteKind) throws {
         let lab = try Lab()
         defer { lab.shutdown() }
-        let sites = [try lab.addSite(a), try lab.addSite(b)]
+        let sites = [try a.add(to: lab), try b.add(to: lab)]
         let addresses = [try lab.enableIPv6(on: sites[0]), try lab.enableIPv6(on: sites[1])]
         let party = try PartyLab(lab)
         try party.startRelay(in: try lab.addHost("relay", address: IPv4Address(192, 0, 2, 20)), address: IPv4Address(192, 0, 2, 20))
@@ -20,7 +22,7 @@ struct AgentIPv6LabTests {
         let first = try party.startAgent(in: sites[0].client, index: 1)
         // The second joins once the first knows its NAT, as a member joining later does: the pair
         // decides on its NAT types (two members starting together punch before either knows them).
-        #expect(first.waitForNATType(within: 15) == a.rawValue)
+        #expect(first.waitForNATType(within: 15) == a.effective.rawValue)
         let started = Date()
         let agents = [first, try party.startAgent(in: sites[1].client, index: 2)]
         defer { party.keepLogs(of: agents, as: "ipv6-\(a)-\(b)".replacingOccurrences(of: " ", with: "-")) }

@@ -253,33 +253,37 @@ public final class Lab: @unchecked Sendable {
         return (client, host)
     }
 
-    /// Gives `site` IPv6 beside its IPv4 NAT, as most home lines have: the router forwards
+    /// Gives `site` IPv6 beside its IPv4 NAT, as most home lines have: the home router forwards
     /// 2001:db8:2:k::/64 without translation behind a stateful filter (inbound only what answers
     /// outbound traffic: `ct state established,related`), the client gets 2001:db8:2:k::2, and inet
-    /// routes the prefix over 2001:db8:1:k::/64. Returns the client's IPv6 address. Single-NAT sites only.
+    /// routes the prefix over 2001:db8:1:k::/64. A double-NAT site is a carrier-grade NAT'd IPv4
+    /// line with native IPv6: the carrier's router forwards IPv6 unfiltered over 2001:db8:3:k::/64
+    /// to the home (inner) router, which filters. Returns the client's IPv6 address.
     @discardableResult
     public func enableIPv6(on site: Site) throws -> IPv6Address {
-        guard !site.isDoubleNAT else { throw labError("enableIPv6", "a single-NAT site only") }
         let k = site.number
         let inetSide = "2001:db8:1:\(k)::1", wan = "2001:db8:1:\(k)::2", lan = "2001:db8:2:\(k)::1", client = "2001:db8:2:\(k)::2"
         try inet.run("sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
         try inet.run("ip", "-6", "addr", "add", "\(inetSide)/64", "dev", "s\(k)", "nodad")
         try site.router.run("sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
         try site.router.run("ip", "-6", "addr", "add", "\(wan)/64", "dev", "wan", "nodad")
-        try site.router.run("ip", "-6", "addr", "add", "\(lan)/64", "dev", "lan", "nodad")
         try site.router.run("ip", "-6", "route", "add", "default", "via", inetSide)
-        try site.router.run(["nft", "-f", "-"], input: Lab.ipv6Firewall)
+        try inet.run("ip", "-6", "route", "add", "2001:db8:2:\(k)::/64", "via", wan)
+        var home = site.router
+        if let inner = site.innerRouter {
+            let carrierSide = "2001:db8:3:\(k)::1", innerWAN = "2001:db8:3:\(k)::2"
+            try site.router.run("ip", "-6", "addr", "add", "\(carrierSide)/64", "dev", "lan", "nodad")
+            try site.router.run("ip", "-6", "route", "add", "2001:db8:2:\(k)::/64", "via", innerWAN)
+            try inner.run("sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
+            try inner.run("ip", "-6", "addr", "add", "\(innerWAN)/64", "dev", "wan", "nodad")
+            try inner.run("ip", "-6", "route", "add", "default", "via", carrierSide)
+            home = inner
+        }
+        try home.run("ip", "-6", "addr", "add", "\(lan)/64", "dev", "lan", "nodad")
+        try home.run(["nft", "-f", "-"], input: Lab.ipv6Firewall)
         try site.client.run("ip", "-6", "addr", "add", "\(client)/64", "dev", "eth0", "nodad")
         try site.client.run("ip", "-6", "route", "add", "default", "via", lan)
-        try inet.run("ip", "-6", "route", "add", "2001:db8:2:\(k)::/64", "via", wan)
         return IPv6Address(client)!
-    }
-
-    /// Takes IPv4 away from `site`'s client (its addresses and default route): with
-    /// ``enableIPv6(on:)`` first, a member on an IPv6-only line.
-    public func removeIPv4(from site: Site) throws {
-        try site.client.run("ip", "-4", "route", "flush", "table", "main")
-        try site.client.run("ip", "-4", "addr", "flush", "dev", "eth0")
     }
 
     /// A home router's IPv6 filter: nothing translated; from the WAN side only what answers
@@ -299,6 +303,13 @@ public final class Lab: @unchecked Sendable {
     }
 
     """
+
+    /// Takes IPv4 away from `site`'s client (its addresses and default route): with
+    /// ``enableIPv6(on:)`` first, a member on an IPv6-only line.
+    public func removeIPv4(from site: Site) throws {
+        try site.client.run("ip", "-4", "route", "flush", "table", "main")
+        try site.client.run("ip", "-4", "addr", "flush", "dev", "eth0")
+    }
 
     /// Makes `site`'s router hairpin: a datagram from its LAN to its own public address and a
     /// mapped port goes to the inside endpoint of that mapping, from the router (as home routers
