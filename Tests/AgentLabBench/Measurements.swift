@@ -4,29 +4,44 @@ import Net
 import Time
 
 /// The six kinds of site a cell pairs: the five NAT behaviours, and a double NAT (port-restricted
-/// behind port-restricted, which the client sees as port-restricted).
+/// behind port-restricted, which the client sees as port-restricted); each also with IPv6 beside
+/// its IPv4 NAT (`Lab.enableIPv6`: routed, behind the home router's stateful filter).
 struct SiteKind: CustomStringConvertible {
     let behaviour: NATBehaviour
     let outer: NATBehaviour?
+    var ipv6 = false
 
     static let all = NATBehaviour.allCases.map { SiteKind(behaviour: $0, outer: nil) }
         + [SiteKind(behaviour: .portRestrictedCone, outer: .portRestrictedCone)]
 
-    var description: String { outer == nil ? behaviour.rawValue : "double NAT" }
+    /// The same site with IPv6 beside its IPv4 NAT.
+    var dualStack: SiteKind { SiteKind(behaviour: behaviour, outer: outer, ipv6: true) }
 
-    /// Its key for `LANRAGE_LAB_CELLS`: open, full, restricted, port, symmetric, double.
+    var description: String { (outer == nil ? behaviour.rawValue : "double NAT") + (ipv6 ? " + IPv6" : "") }
+
+    /// Its key for `LANRAGE_LAB_CELLS`: open, full, restricted, port, symmetric, double; with a 6
+    /// after it when the site has IPv6 (symmetric6).
     var key: String {
-        if outer != nil { return "double" }
-        switch behaviour {
-        case .open: return "open"
-        case .fullCone: return "full"
-        case .restrictedCone: return "restricted"
-        case .portRestrictedCone: return "port"
-        case .symmetric: return "symmetric"
+        let base: String
+        if outer != nil {
+            base = "double"
+        } else {
+            switch behaviour {
+            case .open: base = "open"
+            case .fullCone: base = "full"
+            case .restrictedCone: base = "restricted"
+            case .portRestrictedCone: base = "port"
+            case .symmetric: base = "symmetric"
+            }
         }
+        return ipv6 ? base + "6" : base
     }
 
-    func add(to lab: Lab) throws -> Site { try lab.addSite(behaviour, behind: outer) }
+    func add(to lab: Lab) throws -> Site {
+        let site = try lab.addSite(behaviour, behind: outer)
+        if ipv6 { try lab.enableIPv6(on: site) }
+        return site
+    }
 }
 
 /// How long a run waits for the first answer, and for the direct path.

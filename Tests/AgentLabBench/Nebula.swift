@@ -3,7 +3,8 @@ import LabSupport
 import Net
 
 /// Nebula (Debian's `nebula`) as the reference: the lighthouse on the STUN host at 192.0.2.1:4242,
-/// nodes on port 4242 with the lighthouse in `static_host_map`, punchy on (punch and respond, the
+/// nodes on port 4242 of both families (`[::]`: a node tells the lighthouse its IPv6 addresses too)
+/// with the lighthouse in `static_host_map`, punchy on (punch and respond, the
 /// default delays), a firewall that lets everything through; with relays on, the lighthouse is also
 /// the relay every node names. Overlay 100.65.0.0/16: the lighthouse is .0.1, node i is .1.(i+1).
 struct Nebula: Implementation {
@@ -69,7 +70,7 @@ final class NebulaParty: Deployment {
               am_lighthouse: \(isLighthouse)
               hosts: [\(isLighthouse ? "" : lighthouse)]
             listen:
-              host: \(isLighthouse ? "\(Lab.stunPrimary)" : "0.0.0.0")
+              host: \(isLighthouse ? "\(Lab.stunPrimary)" : "\"[::]\"")
               port: 4242
             punchy:
               punch: true

@@ -1,11 +1,12 @@
-// `make lab-bench`, the agents: for every pair of the six site kinds (21 cells), the median time from
+// `make lab-bench`, the agents: for every pair of the six site kinds (21 cells, and three pairs of
+// sites with IPv6 beside their IPv4 NATs), the median time from
 // both nodes started to the first ping answered across the overlay, for LANrage (and when its path is
 // direct) and for Nebula with its relays on and off, side by side in fresh labs; then one node's
 // memory with 1 and 50 peers, and its CPU time over an idle minute with 50 peers. Needs root.
 //
 // Environment: LANRAGE_LAB_RUNS (runs per cell and implementation, default 3), LANRAGE_LAB_IDLE=1
 // (measure the idle minute), LANRAGE_LAB_CELLS (e.g. "full-symmetric double-restricted"; keys open,
-// full, restricted, port, symmetric, double), LANRAGE_LAB_IMPLS (lanrage, nebula-relays,
+// full, restricted, port, symmetric, double, and symmetric6, port6, double6 with IPv6), LANRAGE_LAB_IMPLS (lanrage, nebula-relays,
 // nebula-direct, wireguard-go: two wireguard-go configured in advance, open ↔ open only, the floor),
 // LANRAGE_BIN (the lanrage executable; default: the one built beside this one),
 // LANRAGE_LAB_SMAPS (a directory: each party's first node's /proc/PID/smaps goes there).
@@ -35,7 +36,11 @@ let implementations: [any Implementation] = [lanrage, nebulaRelays, nebulaDirect
     return true
 }
 
-let cells: [(SiteKind, SiteKind)] = SiteKind.all.indices.flatMap { i in SiteKind.all[i...].map { (SiteKind.all[i], $0) } }.filter { a, b in
+// The 21 cells, then three with IPv6 at both sites beside IPv4 NATs no punch crosses easily.
+let symmetric = SiteKind.all[4], portRestricted = SiteKind.all[3], doubleNAT = SiteKind.all[5]
+let dualStackCells = [(symmetric.dualStack, symmetric.dualStack), (portRestricted.dualStack, symmetric.dualStack),
+                      (doubleNAT.dualStack, symmetric.dualStack)]
+let cells: [(SiteKind, SiteKind)] = (SiteKind.all.indices.flatMap { i in SiteKind.all[i...].map { (SiteKind.all[i], $0) } } + dualStackCells).filter { a, b in
     wantedCells.isEmpty || wantedCells.contains("\(a.key)-\(b.key)") || wantedCells.contains("\(b.key)-\(a.key)")
 }
 
