@@ -6,6 +6,8 @@ import Time
 /// of the sources in the order they entered). A flood of spoofed sources then costs each datagram
 /// the same small work and locks nobody out — an evicted source only starts again with a full
 /// bucket; what the servers must not do for strangers under load is decided elsewhere (cookies).
+/// An IPv6 source is counted by its /64: one host may send from every address of its link's
+/// prefix, and per address it would get a fresh bucket with each.
 public struct RateLimiter: Sendable {
     public let perSecond: Double
     public let burst: Double
@@ -24,7 +26,9 @@ public struct RateLimiter: Sendable {
     public var count: Int { buckets.count }
 
     /// Whether `source` may send one more message at `now` (monotonic ns).
-    public mutating func allow(_ source: IPAddress, now: Int64) -> Bool {
+    public mutating func allow(_ address: IPAddress, now: Int64) -> Bool {
+        var source = address
+        if case .v6(let v6) = address { source = .v6(IPv6Address(bytes: Array(v6.bytes[..<8]) + [UInt8](repeating: 0, count: 8))!) }
         if buckets[source] != nil { return buckets[source]!.take(now: now, perSecond: perSecond, burst: burst) }
         if let oldest = ring[next] { buckets[oldest] = nil }
         ring[next] = source

@@ -92,6 +92,15 @@ import Testing
         #expect(later, "one token a tenth of a second")
     }
 
+    /// Every address of one IPv6 /64 shares a bucket; another /64 has its own.
+    @Test func anIPv6SourceIsCountedByItsSlash64() throws {
+        var limiter = RateLimiter(perSecond: 1, burst: 2, capacity: 100)
+        let rotating = try (1...3).map { try #require(IPAddress("2001:db8:1:2::\($0)")) }
+        #expect(rotating.map { limiter.allow($0, now: 0) } == [true, true, false])
+        #expect(limiter.allow(try #require(IPAddress("2001:db8:1:3::1")), now: 0))
+        #expect(limiter.count == 2)
+    }
+
     /// A full table never refuses a new source: the oldest entry makes room, and the table stays bounded.
     @Test func aFullTableEvictsTheOldestAndStaysBounded() {
         var limiter = RateLimiter(perSecond: 1, burst: 1, capacity: 100)
