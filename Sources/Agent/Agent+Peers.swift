@@ -99,7 +99,7 @@ extension Agent {
     /// Detecting: what `PunchCoordination.detect` decides, carried out.
     func decideDirect(_ id: MachineID) {
         guard let link = links[id], let state = scheduler.machine(id)?.state else { return }
-        let facts = PunchCoordination.Facts(localNAT: natType, detecting: detector.isRunning, reflexiveKnown: reflexive != nil,
+        let facts = PunchCoordination.Facts(localNAT: announcedNAT, detecting: detector.isRunning, reflexiveKnown: reflexive != nil,
                                             peerNAT: link.record.nat, peerReflexiveKnown: link.reachable != nil,
                                             localKeyIsSmaller: memberKey < link.record.key,
                                             withoutNAT: reachableWithoutNAT(link))

@@ -22,7 +22,7 @@ extension Agent {
     /// and when either NAT type becomes known during one (detection often ends after the punch began).
     func guessPorts(_ id: MachineID) {
         guard let link = links[id] else { return }
-        switch PortPredictionRole(local: natType, remote: link.record.nat, observed: link.observed?.address, reachable: link.reachable,
+        switch PortPredictionRole(local: announcedNAT, remote: link.record.nat, observed: link.observed?.address, reachable: link.reachable,
                                   withoutNAT: reachableWithoutNAT(link)) {
         case .spray(let address): spray(id, at: address)
         case .fan(let target) where !driver.hasFan(id): openFan(id, toward: target)

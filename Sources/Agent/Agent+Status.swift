@@ -122,6 +122,7 @@ extension Agent {
                 ("mapping", report.map { .string($0.mapping.rawValue) } ?? .null),
                 ("filtering", report.map { .string($0.filtering.rawValue) } ?? .null),
             ])),
+            ("port_mapping", portMappingJSON),
             ("control", .object([
                 ("server", .string("\(configuration.control)")),
                 ("address", controlAddress),
@@ -154,6 +155,7 @@ extension Agent {
               listening port: \(configuration.listenPort), mtu \(mtu)
               addresses: \(configuration.addresses.map { "\($0)" }.joined(separator: ", "))
               nat: \(natType)\(report.map { ", public endpoint \($0.publicEndpoint)" } ?? "")
+              port mapping: \(portMappingText)
               control: \(controlText) party \(configuration.party), \(control.state)
             \(problem.map { "  problem: \($0.explanation(server: configuration.control))\n" } ?? "")
             """
@@ -182,5 +184,27 @@ extension Agent {
     static func seconds(_ value: Double) -> String {
         let tenths = Int((value * 10).rounded())
         return "\(tenths / 10).\(tenths % 10) s"
+    }
+
+    /// The gateway's mapping, for `lanrage status`.
+    private var portMappingText: String {
+        guard let mapper = portMapper else { return configuration.portMapping.isEmpty ? "off" : "no IPv4 default gateway" }
+        guard let mapped = mapper.machine.mapped else { return "none from \(mapper.gateway.address)" }
+        return "\(mapped.protocolUsed.rawValue) \(mapped.external) for \(mapped.lifetime) s from \(mapper.gateway.address)"
+            + (usableMapping == nil ? " (not on the public address: unused)" : "")
+    }
+
+    /// The gateway's mapping, for `status --json`: null without a gateway to ask.
+    private var portMappingJSON: JSON {
+        guard let mapper = portMapper else { return .null }
+        let mapped = mapper.machine.mapped
+        let fields: [(String, JSON)] = [
+            ("gateway", .string("\(mapper.gateway.address)")),
+            ("protocol", mapped.map { JSON.string($0.protocolUsed.rawValue) } ?? .null),
+            ("external", mapped.map { JSON.string("\($0.external)") } ?? .null),
+            ("lifetime_s", mapped.map { JSON.int(Int64($0.lifetime)) } ?? .null),
+            ("usable", .bool(usableMapping != nil)),
+        ]
+        return .object(fields)
     }
 }

@@ -45,6 +45,10 @@ public final class Agent {
     /// The WireGuard port's public endpoint, known from the first STUN answer (before the report).
     var reflexive: Endpoint?
     var natType = NATType.unknown
+    /// The public endpoint of the WireGuard port announced to the party (STUN's), if known.
+    var publicCandidate: Endpoint?
+    /// Asks the default gateway to map the WireGuard port (PCP, NAT-PMP), when it is configured to.
+    var portMapper: PortMapper?
     /// The interface's MTU, as set (`MTU =`, or the path MTU toward the control server less 80).
     var mtu = 0
     /// The public endpoint the control server saw when last registered (a change means a new address).
@@ -134,6 +138,9 @@ public final class Agent {
         loop.addTimers(detector)
         let (loop, clock) = (loop, clock)
         relays = try starting { () throws(SystemError) in try RelayClient(loop: loop, clock: clock) }
+        portMapper = PortMapper(port: configuration.listenPort, protocols: configuration.portMapping, loop: loop, clock: clock)
+        portMapper?.onChange = { [unowned(unsafe) self] in self.mappingChanged() }
+        portMapper?.start()
         alarms = Alarms(clock: clock)
         loop.addTimers(alarms)
         names = ServerNames(resolver: Resolver(loop: loop, clock: clock), alarms: alarms, logger: Logger(label: "lanrage.names"))
@@ -266,6 +273,7 @@ public final class Agent {
     func shutdown(reason: String) {
         logger.info("shutting down", metadata: ["reason": "\(reason)"])
         control.stop()
+        portMapper?.stop()
         let name = configuration.interfaceName
         for link in links.values {
             try? backend.removePeer(name, link.publicKey)
@@ -398,7 +406,8 @@ public final class Agent {
     func mappedEndpointLearned(_ endpoint: Endpoint) {
         guard endpoint != reflexive else { return }
         reflexive = endpoint
-        control.update(nat: natType, candidates: localCandidates() + [Candidate(.reflexive, endpoint)])
+        publicCandidate = endpoint
+        announce()
         for id in links.keys.sorted() {
             if let state = scheduler.machine(id)?.state { react(PeerConnection.publicEndpointLearned(in: state), for: id) }
         }
@@ -417,12 +426,48 @@ public final class Agent {
             natType = .unknown
             logger.warning("NAT detection failed; punching anyway", metadata: ["reason": "\(failure)"])
         }
-        var candidates = localCandidates()
-        if let report { candidates.append(Candidate(.reflexive, report.publicEndpoint)) }
-        control.update(nat: natType, candidates: candidates)
+        publicCandidate = report?.publicEndpoint
+        announce()
+        natLearned()
+    }
+
+    /// The peers' machines learn that this side's NAT type (or its port mapping) changed.
+    func natLearned() {
         for id in links.keys.sorted() {
             if let state = scheduler.machine(id)?.state { react(PeerConnection.natLearned(in: state), for: id) }
         }
+    }
+
+    /// The gateway granted, dropped or moved the mapping of the WireGuard port.
+    private func mappingChanged() {
+        if let mapped = portMapper?.machine.mapped {
+            logger.info("port mapped", metadata: ["protocol": "\(mapped.protocolUsed.rawValue)", "external": "\(mapped.external)",
+                                                  "lifetime_s": "\(mapped.lifetime)", "usable": usableMapping == nil ? "no" : "yes"])
+        } else {
+            logger.notice("no port mapping", metadata: ["gateway": "\(portMapper.map { "\($0.gateway)" } ?? "-")"])
+        }
+        announce()
+        natLearned()
+    }
+
+    /// The gateway's mapping of the WireGuard port, when it is on this side's public address (a
+    /// gateway behind a carrier-grade NAT maps on an address nobody outside reaches).
+    var usableMapping: PortMapping.Mapped? {
+        guard let mapped = portMapper?.machine.mapped, let own = (lastObserved ?? reflexive)?.address,
+              mapped.external.address == own else { return nil }
+        return mapped
+    }
+
+    /// The NAT type the party is told: with a usable mapping, any peer reaches the mapped port, as
+    /// through a full-cone NAT, whatever the NAT does with other ports.
+    var announcedNAT: NATType { usableMapping == nil ? natType : .fullCone }
+
+    /// Tells the control server this side's NAT type and candidates: its own addresses, and the
+    /// WireGuard port's public endpoint — the gateway's mapping when usable, else STUN's.
+    func announce() {
+        var candidates = localCandidates()
+        if let endpoint = usableMapping?.external ?? publicCandidate { candidates.append(Candidate(.reflexive, endpoint)) }
+        control.update(nat: announcedNAT, candidates: candidates)
     }
 
     /// This host's own addresses with the WireGuard port: candidates for peers on the same network,

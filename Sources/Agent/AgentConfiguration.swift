@@ -2,6 +2,7 @@ import CLinux
 import Output
 import Net
 import Peer
+import Punch
 import Rendezvous
 import WireGuard
 import Time
@@ -54,6 +55,9 @@ public struct AgentConfiguration: Sendable {
     public var relaysEnabled = true
     /// Relays to use first when the control server offers them, in order.
     public var preferredRelays: [ServerAddress] = []
+    /// The protocols asked for a mapping of the WireGuard port on the default gateway, in order
+    /// (`PortMapping = pcp, natpmp`, the default; `off`: none).
+    public var portMapping: [PortMappingProtocol] = [.pcp, .natPMP]
     /// `nil`: the kernel module when present, else wireguard-go.
     public var backend: BackendKind?
     public var statusSocket = "/var/run/lanrage/agent.sock"
@@ -191,6 +195,16 @@ public struct AgentConfiguration: Sendable {
                     case "netlink", "kernel": backend = .netlink
                     case "uapi", "userspace", "wireguard-go": backend = .uapi
                     default: throw problem("Backend '\(value)' is not auto, netlink or uapi")
+                    }
+                case ("agent", "portmapping"):
+                    let words = value.lowercased().split(whereSeparator: { $0 == "," || $0 == " " })
+                    portMapping = []
+                    for word in words where words != ["off"] {
+                        switch word {
+                        case "pcp": portMapping.append(.pcp)
+                        case "natpmp", "nat-pmp": portMapping.append(.natPMP)
+                        default: throw problem("PortMapping '\(value)' is not off or a list of pcp and natpmp")
+                        }
                     }
                 case ("agent", "statussocket"):
                     guard value.hasPrefix("/"), value.utf8.count < 100 else { throw problem("StatusSocket must be an absolute path shorter than 100 bytes") }

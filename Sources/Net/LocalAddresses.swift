@@ -28,4 +28,33 @@ public enum LocalAddresses {
         }
         return addresses
     }
+
+    /// The address the kernel sends from toward `destination`: `probe` (a UDP socket of the
+    /// destination's family) is connected there, which sends nothing, and asked its name.
+    public static func source(toward destination: Endpoint, probe: Int32) -> IPAddress? {
+        let target = Endpoint(destination.address, destination.port == 0 ? 9 : destination.port)
+        guard target.withSockAddr({ connect(probe, $0, $1) }) == 0 else { return nil }
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let named = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(probe, $0, &length) }
+        }
+        return named == 0 ? Endpoint(storage)?.address : nil
+    }
+
+    /// The IPv4 default route's gateway, from `/proc/net/route` (nil without one). The file prints
+    /// each address as the hexadecimal of its 32 bits read in host order: their bytes in memory
+    /// are the address's.
+    public static func defaultGateway() -> IPv4Address? {
+        guard let text = SmallFile.read("/proc/net/route") else { return nil }
+        for line in text.split(separator: UInt8(ascii: "\n")).dropFirst() {
+            let fields = line.split(whereSeparator: { $0 == 0x20 || $0 == 0x09 })
+            guard fields.count > 3, fields[1].elementsEqual("00000000".utf8),
+                  let flags = UInt32(String(decoding: fields[3], as: UTF8.self), radix: 16), flags & 0x3 == 0x3,
+                  let value = UInt32(String(decoding: fields[2], as: UTF8.self), radix: 16) else { continue }
+            let bytes = withUnsafeBytes(of: value) { Array($0) }
+            return IPv4Address(bytes[0], bytes[1], bytes[2], bytes[3])
+        }
+        return nil
+    }
 }

@@ -113,17 +113,8 @@ public final class RawPortSocket: PortSocket {
 
     /// The address the kernel uses as source toward `destination`.
     private func sourceAddress(toward destination: Endpoint) throws(SystemError) -> IPv4Address {
-        let connected = Endpoint(destination.address, destination.port == 0 ? 9 : destination.port).withSockAddr {
-            connect(routeProbe, $0, $1)
-        }
-        guard connected == 0 else { throw SystemError("route lookup (connect)", destination.description) }
-        var storage = sockaddr_storage()
-        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        let named = withUnsafeMutablePointer(to: &storage) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(routeProbe, $0, &length) }
-        }
-        guard named == 0, let local = Endpoint(storage), case .v4(let address) = local.address else {
-            throw SystemError("route lookup (getsockname)", destination.description)
+        guard case .v4(let address) = LocalAddresses.source(toward: destination, probe: routeProbe) else {
+            throw SystemError("route lookup", destination.description)
         }
         return address
     }

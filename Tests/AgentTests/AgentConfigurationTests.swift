@@ -62,6 +62,7 @@ import Time
         #expect(configuration.privateKey.publicKey.base64 == "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=")
         #expect(configuration.stun.map(\.description) == ["192.0.2.1:3478"], "the control server answers STUN")
         #expect(configuration.relaysEnabled && configuration.backend == nil)
+        #expect(configuration.portMapping == [.pcp, .natPMP], "PCP, then NAT-PMP")
         #expect(configuration.statusSocket == "/var/run/lanrage/agent.sock")
         #expect(configuration.timings.punchPackets == 5 && configuration.timings.punchInterval == .milliseconds(100))
     }
@@ -83,6 +84,7 @@ import Time
             Backend = uapi
             StatusSocket = /var/run/lanrage/agent.sock
             STUN = 192.0.2.9:3478
+            PortMapping = natpmp
             PersistentKeepalive = 15s
             PunchPackets = 3
             PunchInterval = 50ms
@@ -102,6 +104,8 @@ import Time
         #expect(configuration.preferredRelays.map(\.description) == ["192.0.2.20:4000", "192.0.2.21:4000"])
         #expect(configuration.backend == .uapi && configuration.statusSocket == "/var/run/lanrage/agent.sock")
         #expect(configuration.stun.map(\.description) == ["192.0.2.9:3478"])
+        #expect(configuration.portMapping == [.natPMP])
+        #expect(try parse(minimal + "\n[Agent]\nPortMapping = off\n").portMapping.isEmpty)
         let timings = configuration.timings
         #expect(timings.persistentKeepalive == .seconds(15) && timings.punchPackets == 3 && timings.punchInterval == .milliseconds(50))
         #expect(timings.punchAckTimeout == .seconds(1) && timings.punchAttempts == 4 && timings.detection == .seconds(2))
@@ -145,6 +149,7 @@ import Time
         ("[Party]\nControl = control_server:3478", "agent.conf:2: Control 'control_server:3478' is not IP:PORT or HOSTNAME:PORT"),
         ("[Agent]\nSTUN = 192.0.2.300:3478", "agent.conf:2: STUN '192.0.2.300:3478' is not IP:PORT or HOSTNAME:PORT"),
         ("[Agent]\nBackend = kernel-ish", "agent.conf:2: Backend 'kernel-ish' is not auto, netlink or uapi"),
+        ("[Agent]\nPortMapping = upnp", "agent.conf:2: PortMapping 'upnp' is not off or a list of pcp and natpmp"),
         ("[Agent]\nPunchInterval = soon", "agent.conf:2: PunchInterval 'soon' is not a duration"),
         ("[Agent]\nPunchPackets = 0", "agent.conf:2: PunchPackets '0' is not a number from 1 to 1000"),
         ("[Agent]\nStatusSocket = relative.sock", "agent.conf:2: StatusSocket must be an absolute path"),

@@ -304,6 +304,65 @@ public final class Lab: @unchecked Sendable {
 
     """
 
+    /// Runs miniupnpd (Debian's `miniupnpd-nftables`) on `site`'s router, answering NAT-PMP and
+    /// PCP on the LAN: mappings for the LAN's own addresses (`secure_mode`), DNAT and forward rules
+    /// in a table of its own. miniupnpd refuses to map on a reserved public address — the lab's are
+    /// documentation prefixes — unless STUN shows the address reachable (`ext_perform_stun`, against
+    /// the lab's STUN server): so the router stops translating its own traffic (only the LAN's, as
+    /// real routers do) and lets the STUN host's answers in. Returns once it listens on port 5351;
+    /// stopped (its rules deleted) at shutdown.
+    public func runMiniUPnPd(on site: Site) throws {
+        guard !site.isDoubleNAT, site.behaviour != .open else { throw labError("runMiniUPnPd", "a single translating NAT only") }
+        let masquerade = site.behaviour == .symmetric ? "masquerade random,fully-random" : "masquerade persistent"
+        try site.router.run("nft", "flush", "chain", "ip", "lab", "postnat")
+        try site.router.run("nft", "add", "rule", "ip", "lab", "postnat", "ip", "saddr", "203.0.113.0/24", "oifname", "wan", masquerade)
+        try site.router.run("nft", "insert", "rule", "ip", "lab", "input", "iifname", "wan", "ip", "saddr", "192.0.2.0/24", "udp", "sport", "{ 3478, 3479 }", "accept")
+        try site.router.run(["nft", "-f", "-"], input: """
+            table inet miniupnpd {
+              chain forward { type filter hook forward priority filter; policy accept; jump miniupnpd; }
+              chain miniupnpd { }
+              chain prerouting { type nat hook prerouting priority dstnat; policy accept; jump prerouting_miniupnpd; }
+              chain prerouting_miniupnpd { }
+              chain postrouting { type nat hook postrouting priority srcnat; policy accept; jump postrouting_miniupnpd; }
+              chain postrouting_miniupnpd { }
+            }
+
+            """)
+        let configuration = directory.appendingPathComponent("miniupnpd-\(site.number).conf")
+        try """
+            ext_ifname=wan
+            listening_ip=lan
+            enable_natpmp=yes
+            enable_upnp=no
+            ext_perform_stun=yes
+            ext_stun_host=\(Lab.stunPrimary)
+            ext_stun_port=3478
+            secure_mode=yes
+            upnp_table_name=miniupnpd
+            upnp_nat_table_name=miniupnpd
+            upnp_forward_chain=miniupnpd
+            upnp_nat_chain=prerouting_miniupnpd
+            upnp_nat_postrouting_chain=postrouting_miniupnpd
+            allow 1024-65535 203.0.113.0/24 1024-65535
+            deny 0-65535 0.0.0.0/0 0-65535
+
+            """.write(to: configuration, atomically: true, encoding: .utf8)
+        try spawn(in: site.router, ["/usr/sbin/miniupnpd", "-d", "-f", configuration.path, "-P", directory.appendingPathComponent("miniupnpd-\(site.number).pid").path],
+                  log: "miniupnpd-\(site.number).log")
+        // It answers once its STUN test is done (a few seconds).
+        let deadline = Date().addingTimeInterval(20)
+        while try !site.router.run("ss", "-Hunl").contains(":\(5351) ") {
+            guard Date() < deadline else { throw labError("runMiniUPnPd", "miniupnpd does not listen on port 5351 after 20 s") }
+            usleep(50_000)
+        }
+    }
+
+    /// The DNAT rules miniupnpd holds on `site`'s router (one line each).
+    public func miniUPnPdMappings(on site: Site) throws -> [String] {
+        try site.router.run("nft", "list", "chain", "inet", "miniupnpd", "prerouting_miniupnpd")
+            .split(separator: "\n").filter { $0.contains("dnat") }.map(String.init)
+    }
+
     /// Takes IPv4 away from `site`'s client (its addresses and default route): with
     /// ``enableIPv6(on:)`` first, a member on an IPv6-only line.
     public func removeIPv4(from site: Site) throws {

@@ -228,15 +228,21 @@ public final class AgentHandle: @unchecked Sendable {
         return nil
     }
 
-    /// Polls (every 100 ms, at most `seconds`) until the agent knows its NAT type; the type, or
-    /// `nil` while it is still unknown.
-    public func waitForNATType(within seconds: Double) -> String? {
+    /// Polls (every 100 ms, at most `seconds`) until `condition` holds for the agent's status; the status then.
+    public func waitForStatus(within seconds: Double, _ condition: ([String: Any]) -> Bool) -> [String: Any]? {
         let deadline = Date().addingTimeInterval(seconds)
         while Date() < deadline {
-            if let type = (status()?["nat"] as? [String: Any])?["type"] as? String, type != "unknown" { return type }
+            if let status = status(), condition(status) { return status }
             usleep(100_000)
         }
         return nil
+    }
+
+    /// Polls (every 100 ms, at most `seconds`) until the agent knows its NAT type; the type, or
+    /// `nil` while it is still unknown.
+    public func waitForNATType(within seconds: Double) -> String? {
+        let status = waitForStatus(within: seconds) { (($0["nat"] as? [String: Any])?["type"] as? String ?? "unknown") != "unknown" }
+        return (status?["nat"] as? [String: Any])?["type"] as? String
     }
 
     /// One ping over the overlay to `overlay` from this agent's namespace (1 s timeout).
