@@ -23,6 +23,11 @@ public struct PortMapping: Sendable {
         public var send: [UInt8]?
         /// The mapping appeared, went, or moved to another external endpoint.
         public var changed = false
+
+        public init(send: [UInt8]? = nil, changed: Bool = false) {
+            self.send = send
+            self.changed = changed
+        }
     }
 
     /// The lifetime asked for, in seconds (RFC 6886 recommends two hours).

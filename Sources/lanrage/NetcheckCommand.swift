@@ -15,7 +15,8 @@ enum NetcheckCommand {
             addresses (OTHER-ADDRESS), runs the RFC 5780 mapping and filtering tests; with one-address \
             servers only, reports what those can tell and says what was not tested. Exits 69 when no \
             server answers. Without --stun, the STUN servers (the control server by default) and the \
-            ListenPort of the agent's configuration are used.
+            ListenPort of the agent's configuration are used. Then the IPv4 default gateway is asked to map \
+            the port (PCP, then NAT-PMP; given back at once), unless --no-port-mapping.
             """,
         options: [
             .repeated("stun", "HOST:PORT", help: "A STUN server (an address or a host name); repeat for several. The first with two addresses runs the RFC 5780 tests."),
@@ -23,6 +24,7 @@ enum NetcheckCommand {
                    default: "/etc/lanrage/agent.conf"),
             .value("port", "P", help: "Local UDP port to probe from (the WireGuard port; shared through a raw socket when WireGuard listens on it).", default: "0, any; with the configuration, its ListenPort"),
             .flag("json", help: "Print the result as JSON."),
+            .flag("no-port-mapping", help: "Do not ask the default gateway for a port mapping."),
             .value("rto", "MS", help: "First retransmission timeout in milliseconds; doubles up to 4× this.", default: "100"),
             .value("tries", "N", help: "Sends per request before giving up.", default: "7"),
         ]
@@ -60,7 +62,14 @@ enum NetcheckCommand {
         }
         switch outcome {
         case .success(let report):
-            StandardStreams.out(json ? render(report).rendered(pretty: true) + "\n" : text(report))
+            let probe = invocation.flag("no-port-mapping") ? nil : GatewayProbe.run(port: report.localEndpoint.port)
+            if json {
+                guard case .object(var members) = render(report) else { return .success }
+                members.append(("port_mapping", probe?.json ?? .null))
+                StandardStreams.out(JSON.object(members).rendered(pretty: true) + "\n")
+            } else {
+                StandardStreams.out(text(report) + (probe.map { $0.text + "\n" } ?? ""))
+            }
             return .success
         case .failure(let failure):
             if json {

@@ -37,4 +37,27 @@ struct AgentPortMappingLabTests {
         while Date() < deadline, try lab.miniUPnPdMappings(on: sites[0]).contains(where: { $0.contains("51820") }) { usleep(50_000) }
         #expect(try lab.miniUPnPdMappings(on: sites[0]).allSatisfy { !$0.contains("51820") }, "the mapping is given back at exit")
     }
+
+    /// `lanrage netcheck` reports what the gateway offers, and gives the mapping back; a gateway
+    /// that maps nothing is named as such.
+    @Test func netcheckReportsTheGatewaysMapping() throws {
+        let lab = try Lab()
+        defer { lab.shutdown() }
+        let sites = [try lab.addSite(.symmetric), try lab.addSite(.portRestrictedCone)]
+        let party = try PartyLab(lab)
+        try party.startControl()
+        try lab.runMiniUPnPd(on: sites[0])
+        for (index, site) in sites.enumerated() {
+            let output = try site.client.run([Products.lanrage, "netcheck", "--stun", "\(party.control)", "--port", "51820", "--json"])
+            let report = try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any]
+            let mapping = report?["port_mapping"] as? [String: Any]
+            #expect(mapping?["gateway"] as? String == "203.0.113.\(4 * (index + 1) + 1)", "\(output)")
+            if index == 0 {
+                #expect(mapping?["protocol"] as? String == "PCP" && mapping?["external"] as? String == "\(site.publicAddress):51820", "\(output)")
+                #expect(try lab.miniUPnPdMappings(on: site).isEmpty, "netcheck gave the mapping back")
+            } else {
+                #expect(mapping?["protocol"] is NSNull && mapping?["external"] is NSNull, "\(output)")
+            }
+        }
+    }
 }
