@@ -23,6 +23,7 @@ struct AgentPortMappingLabTests {
         #expect((mapping?["port_mapping"] as? [String: Any])?["protocol"] as? String == expected,
                 "\(String(describing: mapped.status()?["port_mapping"]))\n\(party.log(of: mapped).suffix(3000))")
         #expect(try lab.miniUPnPdMappings(on: sites[0]).contains { $0.contains("51820") })
+        let started = Date()
         let other = try party.startAgent(in: sites[1].client, index: 2, agent: ["PortMapping = off"])
         let agents = [mapped, other]
         defer { party.keepLogs(of: agents, as: "port-mapping-\(protocolName)", control: true) }
@@ -30,6 +31,7 @@ struct AgentPortMappingLabTests {
             let peer = agent.waitForPeer(agents[1 - index].overlay, within: 20) { $0["state"] as? String == "keepalive" && $0["path"] as? String == "direct" }
             #expect(peer != nil, "agent \(agent.index): \(agent.peer(agents[1 - index].overlay) ?? [:])\n\(party.log(of: agent).suffix(4000))")
         }
+        print("AGENT-PORTMAP \(expected): symmetric ↔ symmetric direct after \(Int(Date().timeIntervalSince(started) * 1000)) ms")
         #expect(other.pingUntilAnswered(mapped.overlay, within: 10) != nil)
 
         #expect(mapped.stop())
