@@ -131,10 +131,10 @@ extension Agent {
     /// Whether a path without NAT to the peer is likely (``DirectPathPlan``): it reaches the
     /// Internet from this side's public address — where the control server saw this side's
     /// messages come from (else its first STUN answer) against where it saw the peer's — or both
-    /// sides have IPv6 candidates.
+    /// sides have global IPv6 candidates (unique local ones reach only their own site).
     func reachableWithoutNAT(_ link: PeerLink) -> Bool {
         if let own = (lastObserved ?? reflexive)?.address, own == link.observed?.address { return true }
-        func ipv6(_ candidates: [Candidate]) -> Bool { candidates.contains { if case .v6 = $0.endpoint.address { true } else { false } } }
+        func ipv6(_ candidates: [Candidate]) -> Bool { candidates.contains { if case .v6(let v6) = $0.endpoint.address { v6.isGlobal } else { false } } }
         return ipv6(control.configuration.candidates) && ipv6(link.record.candidates)
     }
 

@@ -138,7 +138,8 @@ public final class Agent {
         loop.addTimers(detector)
         let (loop, clock) = (loop, clock)
         relays = try starting { () throws(SystemError) in try RelayClient(loop: loop, clock: clock) }
-        portMapper = PortMapper(port: configuration.listenPort, protocols: configuration.portMapping, loop: loop, clock: clock)
+        portMapper = PortMapper(port: configuration.listenPort, protocols: configuration.portMapping, secret: configuration.privateKey.bytes,
+                                loop: loop, clock: clock)
         portMapper?.onChange = { [unowned(unsafe) self] in self.mappingChanged() }
         portMapper?.start()
         alarms = Alarms(clock: clock)
@@ -360,6 +361,7 @@ public final class Agent {
                     rediscover()
                 }
                 lastObserved = observed
+                if portMapper?.machine.mapped != nil { announce() }
             }
         } else {
             registeredSince = nil
@@ -453,7 +455,10 @@ public final class Agent {
     /// The gateway's mapping of the WireGuard port, when it is on this side's public address (a
     /// gateway behind a carrier-grade NAT maps on an address nobody outside reaches).
     var usableMapping: PortMapping.Mapped? {
-        guard let mapped = portMapper?.machine.mapped, let own = (lastObserved ?? reflexive)?.address,
+        // The public IPv4 address: where the control server saw this side (when it speaks IPv4 to
+        // it), else the first STUN answer.
+        guard let mapped = portMapper?.machine.mapped,
+              let own = [lastObserved, reflexive].compactMap({ $0?.address }).first(where: { $0.family == AF_INET }),
               mapped.external.address == own else { return nil }
         return mapped
     }

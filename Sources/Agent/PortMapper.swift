@@ -17,13 +17,15 @@ final class PortMapper: TimerSource {
     var onChange: (() -> Void)?
 
     /// A mapper of UDP `port` with `protocols`, or nil when there is no IPv4 default gateway or no
-    /// route to it.
-    init?(port: UInt16, protocols: [PortMappingProtocol], loop: EventLoop, clock: any TimeSource) {
+    /// route to it. The PCP nonce is derived from `secret` and the port: an agent restarted without
+    /// giving its mapping back (killed) still owns it, where a new nonce would be refused until the
+    /// old lease ran out.
+    init?(port: UInt16, protocols: [PortMappingProtocol], secret: [UInt8], loop: EventLoop, clock: any TimeSource) {
         guard !protocols.isEmpty, let address = LocalAddresses.defaultGateway(),
               let socket = try? UDPSocket(binding: Endpoint(.unspecified(AF_INET), 0)) else { return nil }
         let gateway = Endpoint(.v4(address), PortMappingProtocol.serverPort)
         guard let client = LocalAddresses.source(toward: gateway, probe: socket.descriptor) else { return nil }
-        let nonce = Crypto.random(12)
+        let nonce = Array(Crypto.hash(Array("lanrage PCP nonce".utf8) + [UInt8(port >> 8), UInt8(port & 0xFF)], key: secret, count: 16).prefix(12))
         self.socket = socket
         self.gateway = gateway
         self.clock = clock

@@ -395,12 +395,18 @@ public final class ControlCore {
             }
             let pair = Keys.pairID(party: party.id, key, target)
             let expiry = wall / 1000 + UInt64(configuration.tokenLifetime.components.seconds)
+            // Members speaking two families are offered relays in the order given: each side's offers
+            // are its own family's endpoints, and loads measured per endpoint could order one relay's
+            // two endpoints differently on each side (the sides would then allocate on two relays).
+            let oneFamily = mySource.address.family == peerSource.address.family
             func offers(side: UInt8, address: IPAddress, for recipientKey: [UInt8]) -> [RelayOffer] {
                 // Relays of the family the member speaks to this server (the token names that address,
-                // and the relay takes the member's latch only from it), those that answer their load
-                // queries first, least loaded first; silent ones last.
-                relays.filter { $0.service.address.family == address.family }.sorted { ($0.isAlive(at: wall) ? 0 : 1, $0.load) < ($1.isAlive(at: wall) ? 0 : 1, $1.load) }
-                    .prefix(RelayOffer.maxCount).map { relay in
+                // and the relay takes the member's latch only from it); for a pair of one family, those
+                // that answer their load queries first, least loaded first; silent ones last.
+                let usable = relays.filter { $0.service.address.family == address.family }
+                let ordered = !oneFamily ? usable
+                    : usable.sorted { ($0.isAlive(at: wall) ? 0 : 1, $0.load) < ($1.isAlive(at: wall) ? 0 : 1, $1.load) }
+                return ordered.prefix(RelayOffer.maxCount).map { relay in
                         let token = RelayToken(side: side, address: address, expiresAt: expiry, partyID: party.id, pairID: pair)
                         let bytes = token.encoded(key: relayKey)
                         // The reply key travels masked: only its member can unmask it.

@@ -1,4 +1,3 @@
-import CLinux
 import EventLoop
 import Net
 import Output
@@ -9,7 +8,8 @@ import Time
 /// a dynamic-DNS address changed; a reload), and after a failure, every 2 s doubling to a minute
 /// until a lookup succeeds. A name keeps its address while a new lookup fails, and while the
 /// address is among the new answers (round-robin records do not move it). IPv4 addresses first
-/// (A), IPv6 (AAAA) when the name has none; on a host without IPv4 (an IPv6-only line) the other way.
+/// (A), IPv6 (AAAA) when the name has none; on a host without an IPv4 default route (an IPv6-only
+/// line) the other way.
 public final class ServerNames {
     /// What is known of one name (a configuration names a handful: a list is enough).
     private struct Entry {
@@ -51,8 +51,7 @@ public final class ServerNames {
         let index = entries.firstIndex { $0.name == name } ?? { entries.append(Entry(name: name)); return entries.count - 1 }()
         guard !entries[index].inFlight else { return }
         entries[index].inFlight = true
-        let hasIPv4 = ((try? LocalAddresses.all(reachableOnly: true)) ?? []).contains { $0.family == AF_INET }
-        lookUp(index, hasIPv4 ? .a : .aaaa, fallback: true)
+        lookUp(index, LocalAddresses.defaultGateway() != nil ? .a : .aaaa, fallback: true)
     }
 
     /// Asks for `type`; with `fallback`, for the other family's type when the name has no address of this one.

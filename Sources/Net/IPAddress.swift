@@ -151,7 +151,10 @@ public struct IPv6Address: Hashable, Sendable, CustomStringConvertible {
 
     /// Whether a peer beyond this link can reach the address: global unicast (2000::/3) or
     /// unique local (fc00::/7) — not link-local, loopback, multicast or IPv4-mapped.
-    public var isRoutable: Bool { bytes[0] & 0xE0 == 0x20 || bytes[0] & 0xFE == 0xFC }
+    public var isRoutable: Bool { isGlobal || bytes[0] & 0xFE == 0xFC }
+
+    /// Whether the address is global unicast (2000::/3): reachable from anywhere on the Internet.
+    public var isGlobal: Bool { bytes[0] & 0xE0 == 0x20 }
 
     /// RFC 5952 text: lower case, the longest run of two or more zero groups shortened to `::`.
     public var description: String {

@@ -12,10 +12,11 @@ public final class UDPSocket: PortSocket {
     public init(binding local: Endpoint, reuseAddress: Bool = false) throws(SystemError) {
         let fd = socket(local.address.family, lanrage_sock_dgram | lanrage_sock_nonblock | lanrage_sock_cloexec, 0)
         guard fd >= 0 else { throw SystemError("socket", local.description) }
-        if reuseAddress {
-            var one: Int32 = 1
-            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        }
+        var one: Int32 = 1
+        if reuseAddress { setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size)) }
+        // IPv6 only: IPv4 has sockets of its own, and an IPv4 peer seen as ::ffff:a.b.c.d would
+        // count as IPv6 everywhere (rate limits by /64, relay families, observed addresses).
+        if local.address.family == AF_INET6 { setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &one, socklen_t(MemoryLayout<Int32>.size)) }
         let bound = local.withSockAddr { bind(fd, $0, $1) }
         guard bound == 0 else {
             let error = SystemError("bind", local.description)

@@ -5,8 +5,10 @@ import Time
 /// public address, so that any peer can reach it as through an endpoint-independent NAT. PCP is
 /// asked first; NAT-PMP when the gateway speaks only that (it answers PCP with "unsupported
 /// version") or PCP goes unanswered; each request is sent up to four times, 250 ms apart doubling
-/// (RFC 6886's schedule, cut short: a gateway that answers does so at once). The mapping is renewed
-/// at half its lifetime; after every protocol failed, all are tried again five minutes later; `stop`
+/// (RFC 6886's schedule, cut short, and sooner than RFC 6887's 3 s: a gateway on the LAN answers at
+/// once). The mapping is renewed at half its lifetime (NAT-PMP asks the external address again: it
+/// may have changed); a renewal that fails keeps the mapping until it expires and tries again every
+/// 30 s; with no mapping, after every protocol failed, all are tried again five minutes later; `stop`
 /// gives the mapping back. Pure: it is given the time and the gateway's datagrams, and returns what
 /// to send (to the gateway's port 5351).
 public struct PortMapping: Sendable {
@@ -15,6 +17,8 @@ public struct PortMapping: Sendable {
         public var protocolUsed: PortMappingProtocol
         public var external: Endpoint
         public var lifetime: UInt32
+        /// When the lifetime runs out.
+        public var expires: Nanoseconds
     }
 
     /// What an event asks of the caller.
@@ -35,6 +39,7 @@ public struct PortMapping: Sendable {
     static let firstWait: Nanoseconds = 250_000_000
     static let tries = 4
     static let retry: Nanoseconds = 300_000_000_000
+    static let renewalRetry: Nanoseconds = 30_000_000_000
 
     public let client: IPAddress
     public let internalPort: UInt16
@@ -70,13 +75,13 @@ public struct PortMapping: Sendable {
         guard let request, let answer = PortMappingAnswer(decoding: bytes, for: request) else { return Output() }
         switch answer {
         case .pcpMapped(let external, let lifetime) where lifetime > 0:
-            return grant(Mapped(protocolUsed: .pcp, external: external, lifetime: lifetime), now: now)
+            return grant(.pcp, external, lifetime, now: now)
         case .natPMPAddress(let address):
             natPMPAddress = address
             return send(.natPMPMap(internalPort: internalPort, lifetime: Self.lifetime), now: now)
         case .natPMPMapped(let port, let lifetime) where lifetime > 0 && port != 0:
             guard let address = natPMPAddress else { return Output() }
-            return grant(Mapped(protocolUsed: .natPMP, external: Endpoint(.v4(address), port), lifetime: lifetime), now: now)
+            return grant(.natPMP, Endpoint(.v4(address), port), lifetime, now: now)
         case .refused(let code):
             lastRefusal = (protocols[current], code)
             return next(now: now)
@@ -98,7 +103,7 @@ public struct PortMapping: Sendable {
         }
         if let mapped, let index = protocols.firstIndex(of: mapped.protocolUsed) {
             current = index
-            return mapped.protocolUsed == .pcp ? ask(now: now) : send(.natPMPMap(internalPort: internalPort, lifetime: Self.lifetime), now: now)
+            return ask(now: now)
         }
         return start(now: now)
     }
@@ -135,16 +140,22 @@ public struct PortMapping: Sendable {
     }
 
     private mutating func fail(now: Nanoseconds) -> Output {
+        request = nil
+        if let mapped, now < mapped.expires {
+            deadline = min(now + Self.renewalRetry, mapped.expires)
+            return Output()
+        }
         let had = mapped != nil
-        (mapped, request) = (nil, nil)
+        mapped = nil
         deadline = now + Self.retry
         return Output(changed: had)
     }
 
-    private mutating func grant(_ granted: Mapped, now: Nanoseconds) -> Output {
-        let changed = mapped?.external != granted.external || mapped?.protocolUsed != granted.protocolUsed
-        (mapped, request, lastRefusal) = (granted, nil, nil)
-        deadline = now + Nanoseconds(granted.lifetime) * 500_000_000
+    private mutating func grant(_ used: PortMappingProtocol, _ external: Endpoint, _ lifetime: UInt32, now: Nanoseconds) -> Output {
+        let changed = mapped?.external != external || mapped?.protocolUsed != used
+        let expires = now + Nanoseconds(lifetime) * 1_000_000_000
+        (mapped, request, lastRefusal) = (Mapped(protocolUsed: used, external: external, lifetime: lifetime, expires: expires), nil, nil)
+        deadline = now + Nanoseconds(lifetime) * 500_000_000
         return Output(changed: changed)
     }
 }

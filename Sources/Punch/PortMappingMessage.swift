@@ -81,7 +81,7 @@ public enum PortMappingAnswer: Sendable, Equatable {
             let address = Array(bytes[44..<60])
             let external: IPAddress? = address.prefix(12).elementsEqual(PortMappingRequest.mapped(.v4(IPv4Address(0))).prefix(12))
                 ? .v4(IPv4Address(address[12], address[13], address[14], address[15])) : IPv6Address(bytes: address).map { .v6($0) }
-            guard let external else { return nil }
+            guard let external, u16(42) != 0, external != .unspecified(external.family) else { return nil }
             self = .pcpMapped(external: Endpoint(external, u16(42)), lifetime: u32(4))
         case .natPMPAddress:
             guard bytes[0] == 0, bytes[1] == 128 else { return nil }

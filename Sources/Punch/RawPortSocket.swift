@@ -147,7 +147,7 @@ public final class RawPortSocket: PortSocket {
         let packet = Array(packet)
         guard packet.count >= 20, packet[0] >> 4 == 4, packet[9] == 17 else { return nil }
         let headerLength = Int(packet[0] & 0x0F) * 4
-        guard headerLength >= 20 else { return nil }
+        guard headerLength >= 20, packet.count >= headerLength + 8 else { return nil }
         func address(_ offset: Int) -> IPAddress {
             .v4(IPv4Address(packet[offset], packet[offset + 1], packet[offset + 2], packet[offset + 3]))
         }

@@ -5,9 +5,10 @@ import Punch
 import Rendezvous
 import Time
 
-/// What the IPv4 default gateway offers for port mapping, for `lanrage netcheck`: a mapping is
-/// asked (PCP, then NAT-PMP), awaited for at most two seconds — a gateway that maps answers at
-/// once, one where nothing listens on port 5351 says so with an ICMP error — and given back.
+/// What the IPv4 default gateway offers for port mapping, for `lanrage netcheck`: a mapping of the
+/// probe's own socket's port (not the WireGuard port, whose mapping a running agent may hold) is
+/// asked by PCP and NAT-PMP at once, awaited for at most two seconds — a gateway that maps answers
+/// at once, one where nothing listens on port 5351 says so with an ICMP error — and given back.
 struct GatewayProbe {
     let gateway: IPv4Address
     let mapped: PortMapping.Mapped?
@@ -16,23 +17,31 @@ struct GatewayProbe {
 
     static let patience: Nanoseconds = 2_000_000_000
 
-    /// The probe of a mapping for local UDP `port`, or nil without a default gateway.
-    static func run(port: UInt16) -> GatewayProbe? {
+    /// The probe, or nil without a default gateway.
+    static func run() -> GatewayProbe? {
         guard let address = LocalAddresses.defaultGateway(),
               let socket = try? UDPSocket(binding: Endpoint(.unspecified(AF_INET), 0)) else { return nil }
         let gateway = Endpoint(.v4(address), PortMappingProtocol.serverPort)
         // Connected to the gateway (as `source` leaves it), the socket also hears its ICMP errors.
         guard let client = LocalAddresses.source(toward: gateway, probe: socket.descriptor) else { return GatewayProbe(gateway: address, mapped: nil) }
-        var machine = PortMapping(client: client, internalPort: port, protocols: [.pcp, .natPMP], nonce: Crypto.random(12))
-        let clock = SystemClock(), end = clock.now + patience
-        var output = machine.start(now: clock.now)
+        let nonce = Crypto.random(12), clock = SystemClock(), end = clock.now + patience
+        var machines = [PortMappingProtocol.pcp, .natPMP].map {
+            PortMapping(client: client, internalPort: socket.local.port, protocols: [$0], nonce: nonce)
+        }
+        var outputs = machines.indices.map { machines[$0].start(now: clock.now) }
         var buffer = [UInt8](repeating: 0, count: 128)
         var refused = false
-        while machine.mapped == nil, clock.now < end, let deadline = machine.deadline {
-            if let bytes = output.send { _ = try? socket.send(bytes, to: gateway) }
+        while machines.allSatisfy({ $0.mapped == nil }), clock.now < end, let deadline = machines.compactMap(\.deadline).min() {
+            // A pending ICMP error is also reported (and cleared) by the next send.
+            for output in outputs {
+                guard let bytes = output.send else { continue }
+                do { try socket.send(bytes, to: gateway) } catch { refused = refused || error.errno == ECONNREFUSED }
+            }
+            if refused { break }
+            outputs = machines.map { _ in PortMapping.Output() }
             let wait = Duration.nanoseconds(max(0, min(deadline, end) - clock.now))
             guard (try? Readiness.readable([socket.descriptor], timeout: wait))?.isEmpty == false else {
-                output = machine.timer(now: clock.now)
+                for index in machines.indices { outputs[index] = machines[index].timer(now: clock.now) }
                 continue
             }
             // An ICMP port unreachable is the socket's pending error (reading it clears it).
@@ -42,13 +51,16 @@ struct GatewayProbe {
                 refused = true
                 break
             }
-            output = PortMapping.Output()
             if let (count, from) = (try? socket.receive(into: &buffer)) ?? nil, from == gateway {
-                output = machine.received(Array(buffer[..<count]), now: clock.now)
+                for index in machines.indices { outputs[index] = machines[index].received(Array(buffer[..<count]), now: clock.now) }
             }
         }
-        let mapped = machine.mapped
-        if let bytes = machine.stop() { _ = try? socket.send(bytes, to: gateway) }
+        let mapped = machines.compactMap(\.mapped).first
+        // Both given back, mapped or not: the other protocol's request may still be granted.
+        let port = socket.local.port
+        for request in [PortMappingRequest.pcpMap(client: client, internalPort: port, lifetime: 0, nonce: nonce), .natPMPMap(internalPort: port, lifetime: 0)] {
+            _ = try? socket.send(request.encoded, to: gateway)
+        }
         return GatewayProbe(gateway: address, mapped: mapped, refused: refused)
     }
 

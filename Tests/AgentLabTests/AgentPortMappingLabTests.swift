@@ -55,7 +55,9 @@ struct AgentPortMappingLabTests {
             let mapping = report?["port_mapping"] as? [String: Any]
             #expect(mapping?["gateway"] as? String == "203.0.113.\(4 * (index + 1) + 1)", "\(output)")
             if index == 0 {
-                #expect(mapping?["protocol"] as? String == "PCP" && mapping?["external"] as? String == "\(site.publicAddress):51820", "\(output)")
+                #expect(mapping?["protocol"] is String && (mapping?["external"] as? String)?.hasPrefix("\(site.publicAddress):") == true, "\(output)")
+                let deadline = Date().addingTimeInterval(2)
+                while Date() < deadline, try !lab.miniUPnPdMappings(on: site).isEmpty { usleep(50_000) }
                 #expect(try lab.miniUPnPdMappings(on: site).isEmpty, "netcheck gave the mapping back")
             } else {
                 #expect(mapping?["protocol"] is NSNull && mapping?["external"] is NSNull, "\(output)")

@@ -31,7 +31,8 @@ import Testing
         #expect(result1 == PortMapping.Output(), "another nonce: ignored")
         let result2 = mapping.received(Self.pcpAnswer(), now: 1_000)
         #expect(result2 == PortMapping.Output(changed: true))
-        #expect(mapping.mapped == PortMapping.Mapped(protocolUsed: .pcp, external: Endpoint(.v4(Self.external), 40000), lifetime: 7200))
+        #expect(mapping.mapped == PortMapping.Mapped(protocolUsed: .pcp, external: Endpoint(.v4(Self.external), 40000), lifetime: 7200,
+                                                        expires: 1_000 + 7200 * 1_000_000_000))
         let renewAt = mapping.deadline
         #expect(renewAt == Nanoseconds(1_000 + 3600 * 1_000_000_000))
         let renewalSent = mapping.timer(now: mapping.deadline!).send
@@ -56,7 +57,8 @@ import Testing
         #expect(map == [0, 1, 0, 0, 0xCA, 0x6C, 0xCA, 0x6C, 0, 0, 0x1C, 0x20], "UDP, 51820 → 51820, 7200 s")
         let granted = mapping.received([0, 129, 0, 0, 0, 0, 0, 5, 0xCA, 0x6C, 0xCA, 0x6D, 0, 0, 0x0E, 0x10], now: 3)
         #expect(granted.changed)
-        #expect(mapping.mapped == PortMapping.Mapped(protocolUsed: .natPMP, external: Endpoint(.v4(Self.external), 51821), lifetime: 3600))
+        #expect(mapping.mapped == PortMapping.Mapped(protocolUsed: .natPMP, external: Endpoint(.v4(Self.external), 51821), lifetime: 3600,
+                                                        expires: 3 + 3600 * 1_000_000_000))
         let result4 = mapping.stop()
         #expect(result4 == [0, 1, 0, 0, 0xCA, 0x6C, 0, 0, 0, 0, 0, 0])
     }
@@ -85,5 +87,35 @@ import Testing
         let result6 = mapping.received([0, 128, 0, 3], now: 2)
         #expect(result6 == PortMapping.Output(), "refused again: no protocol left")
         #expect(mapping.mapped == nil && mapping.deadline == 2 + PortMapping.retry)
+    }
+
+    /// A renewal nobody answers keeps the mapping until its lifetime runs out (retried every 30 s);
+    /// a NAT-PMP renewal asks the external address again, which may have moved.
+    @Test func aFailedRenewalKeepsTheMappingUntilItExpires() throws {
+        var mapping = Self.machine()
+        _ = mapping.start(now: 0)
+        _ = mapping.received([0, 0x81, 0, 1, 0, 0, 0, 5], now: 0)
+        _ = mapping.received([0, 128, 0, 0, 0, 0, 0, 5] + Self.external.bytes, now: 0)
+        _ = mapping.received([0, 129, 0, 0, 0, 0, 0, 5, 0xCA, 0x6C, 0xCA, 0x6C, 0, 0, 0, 100], now: 0)
+        let expires = try #require(mapping.mapped?.expires)
+        #expect(expires == 100 * 1_000_000_000)
+        var now: Nanoseconds = 0, renewals: [[UInt8]] = [], went: Nanoseconds?
+        while let deadline = mapping.deadline, deadline < 200 * 1_000_000_000, went == nil {
+            now = deadline
+            let output = mapping.timer(now: now)
+            if let bytes = output.send { renewals.append(bytes) }
+            if output.changed { went = now }
+        }
+        #expect(renewals.first == [0, 0], "a NAT-PMP renewal asks the external address again")
+        let gone = try #require(went)
+        #expect(gone >= expires, "kept until it expired, not dropped at the first failed round")
+        #expect(mapping.mapped == nil)
+    }
+
+    @Test func aPCPGrantOfPortZeroOrNoAddressIsNotAMapping() {
+        var mapping = Self.machine([.pcp])
+        _ = mapping.start(now: 0)
+        let portZero = mapping.received(Self.pcpAnswer(port: 0), now: 1)
+        #expect(portZero == PortMapping.Output() && mapping.mapped == nil)
     }
 }
