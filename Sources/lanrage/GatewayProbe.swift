@@ -31,7 +31,7 @@ struct GatewayProbe {
         var outputs = machines.indices.map { machines[$0].start(now: clock.now) }
         var buffer = [UInt8](repeating: 0, count: 128)
         var refused = false
-        while machines.allSatisfy({ $0.mapped == nil }), clock.now < end, let deadline = machines.compactMap(\.deadline).min() {
+        while machines.allSatisfy({ $0.mapped == nil }), clock.now < end, let deadline = machines.compactMap({ $0.deadline }).min() {
             // A pending ICMP error is also reported (and cleared) by the next send.
             for output in outputs {
                 guard let bytes = output.send else { continue }
@@ -55,7 +55,7 @@ struct GatewayProbe {
                 for index in machines.indices { outputs[index] = machines[index].received(Array(buffer[..<count]), now: clock.now) }
             }
         }
-        let mapped = machines.compactMap(\.mapped).first
+        let mapped = machines.compactMap({ $0.mapped }).first
         // Both given back, mapped or not: the other protocol's request may still be granted.
         let port = socket.local.port
         for request in [PortMappingRequest.pcpMap(client: client, internalPort: port, lifetime: 0, nonce: nonce), .natPMPMap(internalPort: port, lifetime: 0)] {
