@@ -50,12 +50,7 @@ struct AgentHostNameLabTests {
     /// An agent in `site` whose configuration names the control server `name`.
     static func startAgent(_ party: PartyLab, in site: Site, index: Int, name: String = name) throws -> AgentHandle {
         try party.lab.useNameServer(.v4(nameServer), in: site.client)
-        let handle = try party.prepareAgent(in: site.client, index: index)
-        let text = try String(contentsOf: handle.configuration, encoding: .utf8)
-        try text.replacingOccurrences(of: "Control = \(party.control)", with: "Control = \(name):\(party.control.port)")
-            .write(to: handle.configuration, atomically: true, encoding: .utf8)
-        try party.launch(handle)
-        return handle
+        return try party.startAgent(in: site.client, index: index, control: "\(name):\(party.control.port)")
     }
 
     /// The agent's `control` status once `condition` holds for it (polled, bounded).

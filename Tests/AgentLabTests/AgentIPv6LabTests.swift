@@ -56,11 +56,7 @@ struct AgentIPv6LabTests {
         let dualStack = try party.startAgent(in: sites[0].client, index: 1)
         _ = try AgentHostNameLabTests.NameServer(lab, hosts: "\(party.control.address) \(AgentHostNameLabTests.name)\n\(party.control6.address) \(AgentHostNameLabTests.name)\n", ipv6: true)
         try lab.useNameServer(.v6(Lab.hostIPv6(AgentHostNameLabTests.nameServer)), in: sites[1].client)
-        let only6 = try party.prepareAgent(in: sites[1].client, index: 2)
-        let text = try String(contentsOf: only6.configuration, encoding: .utf8)
-        try text.replacingOccurrences(of: "Control = \(party.control)", with: "Control = \(AgentHostNameLabTests.name):\(party.control.port)")
-            .write(to: only6.configuration, atomically: true, encoding: .utf8)
-        try party.launch(only6)
+        let only6 = try party.startAgent(in: sites[1].client, index: 2, control: "\(AgentHostNameLabTests.name):\(party.control.port)")
         let agents = [dualStack, only6]
         defer { party.keepLogs(of: agents, as: "ipv6-only", control: true) }
         for (index, agent) in agents.enumerated() {
@@ -89,11 +85,7 @@ struct AgentIPv6LabTests {
         try party.startRelay(in: relayHost, address: relayAddress, ipv6: Lab.hostIPv6(relayAddress))
         try party.startControl()
         let only4 = try party.startAgent(in: sites[0].client, index: 1)
-        let only6 = try party.prepareAgent(in: sites[1].client, index: 2)
-        let text = try String(contentsOf: only6.configuration, encoding: .utf8)
-        try text.replacingOccurrences(of: "Control = \(party.control)", with: "Control = \(party.control6)")
-            .write(to: only6.configuration, atomically: true, encoding: .utf8)
-        try party.launch(only6)
+        let only6 = try party.startAgent(in: sites[1].client, index: 2, control: "\(party.control6)")
         let agents = [only4, only6]
         defer { party.keepLogs(of: agents, as: "ipv6-only-ipv4-only", control: true) }
         let relays = ["192.0.2.20:4000", "[\(Lab.hostIPv6(relayAddress))]:4000"]

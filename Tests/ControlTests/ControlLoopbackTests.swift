@@ -48,6 +48,22 @@ import Time
             return client
         }
 
+        /// Asks `offer`'s relay for an allocation from a new socket of the offer's family (nonce 1)
+        /// and runs the loop until the answer, authenticated with the offer's reply key, arrives.
+        func allocate(under offer: RelayOffer) throws -> RelayMessage? {
+            let socket = try UDPSocket(binding: Endpoint(offer.service.address, 0))
+            try socket.send(RelayMessage.allocate(nonce: 1, token: offer.token).encoded(), to: offer.service)
+            var buffer = [UInt8](repeating: 0, count: 256)
+            var answer: RelayMessage?
+            _ = try spin {
+                if let (count, _) = try? socket.receive(into: &buffer) {
+                    answer = try? buffer.withUnsafeBytes { try RelayMessage(decoding: UnsafeRawBufferPointer(rebasing: $0[..<count]), key: offer.replyKey) }
+                }
+                return answer != nil
+            }
+            return answer
+        }
+
         func spin(upTo seconds: Double = 3, until condition: () -> Bool) throws -> Bool {
             let deadline = clock.now + Int64(seconds * 1e9)
             while clock.now < deadline {
@@ -565,18 +581,9 @@ import Time
         #expect(offers[1]?.capacity == 5 && offers[1]?.allocations == 0)
 
         var ports: [UInt16] = []
-        var buffer = [UInt8](repeating: 0, count: 256)
         for index in [1, 2] {
-            let socket = try UDPSocket(binding: Endpoint(ControlLoopbackTests.localhost, 0))
-            let offer = try #require(offers[index])
-            try socket.send(RelayMessage.allocate(nonce: 1, token: offer.token).encoded(), to: offer.service)
-            var answer: RelayMessage?
-            #expect(try world.spin {
-                if let (count, _) = try? socket.receive(into: &buffer) {
-                    answer = try? buffer.withUnsafeBytes { try RelayMessage(decoding: UnsafeRawBufferPointer(rebasing: $0[..<count]), key: offer.replyKey) }
-                }
-                return answer != nil
-            })
+            let answer = try world.allocate(under: try #require(offers[index]))
+            #expect(answer != nil)
             guard case .allocated(1, .granted, let port, _) = answer else { Issue.record("not granted: \(String(describing: answer))"); continue }
             ports.append(port)
         }
@@ -610,18 +617,9 @@ import Time
         #expect(offers[0]?.map(\.service.address) == [ControlLoopbackTests.localhost])
         #expect(offers[1]?.map(\.service.address) == [loopback6])
 
-        var buffer = [UInt8](repeating: 0, count: 256)
         for index in [0, 1] {
-            let offer = try #require(offers[index]?.first)
-            let socket = try UDPSocket(binding: Endpoint(offer.service.address, 0))
-            try socket.send(RelayMessage.allocate(nonce: 1, token: offer.token).encoded(), to: offer.service)
-            var answer: RelayMessage?
-            #expect(try world.spin {
-                if let (count, _) = try? socket.receive(into: &buffer) {
-                    answer = try? buffer.withUnsafeBytes { try RelayMessage(decoding: UnsafeRawBufferPointer(rebasing: $0[..<count]), key: offer.replyKey) }
-                }
-                return answer != nil
-            })
+            let answer = try world.allocate(under: try #require(offers[index]?.first))
+            #expect(answer != nil)
             guard case .allocated(1, .granted, _, _) = answer else { Issue.record("not granted: \(String(describing: answer))"); continue }
         }
         #expect(relay.allocationCount == 1, "one allocation for the pair")

@@ -97,11 +97,12 @@ public final class PartyLab {
 
     /// Writes a configuration for agent `index` (overlay 100.64.0.index/32) and starts it in `namespace`.
     /// `interface` adds lines to the [Interface] section, `agent` to the [Agent] section (short lab
-    /// timings by default); `subnets` are granted by its certificate besides its overlay address.
+    /// timings by default); `subnets` are granted by its certificate besides its overlay address;
+    /// `control` replaces the control server's IPv4 endpoint (its IPv6 one, or `NAME:PORT`).
     @discardableResult
     public func startAgent(in namespace: Namespace, index: Int, interface: [String] = [], agent extra: [String] = [],
-                           subnets: [String] = []) throws -> AgentHandle {
-        let handle = try prepareAgent(in: namespace, index: index, interface: interface, agent: extra, subnets: subnets)
+                           subnets: [String] = [], control server: String? = nil) throws -> AgentHandle {
+        let handle = try prepareAgent(in: namespace, index: index, interface: interface, agent: extra, subnets: subnets, control: server)
         try launch(handle)
         return handle
     }
@@ -115,9 +116,9 @@ public final class PartyLab {
     }
 
     /// Writes agent `index`'s key, certificate (`lanrage ca sign`: its overlay address and `subnets`)
-    /// and configuration without starting it.
+    /// and configuration without starting it (`control`: as in ``startAgent``).
     public func prepareAgent(in namespace: Namespace, index: Int, interface: [String] = [], agent extra: [String] = [],
-                             subnets: [String] = []) throws -> AgentHandle {
+                             subnets: [String] = [], control server: String? = nil) throws -> AgentHandle {
         let tag = lab.prefix.replacingOccurrences(of: "ls", with: "").replacingOccurrences(of: "-", with: "x")
         let handle = AgentHandle(
             namespace: namespace, index: index, interface: "lr\(tag)a\(index)".suffix(15).description,
@@ -138,7 +139,7 @@ public final class PartyLab {
             \(interface.joined(separator: "\n"))
 
             [Party]
-            Control = \(control)
+            Control = \(server ?? "\(control)")
             ControlKey = \(serverPublicKey)
             Name = lab
             Authority = \(authority)
