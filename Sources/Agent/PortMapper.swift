@@ -1,4 +1,3 @@
-import CLinux
 import EventLoop
 import Net
 import Punch
@@ -21,10 +20,7 @@ final class PortMapper: TimerSource {
     /// giving its mapping back (killed) still owns it, where a new nonce would be refused until the
     /// old lease ran out.
     init?(port: UInt16, protocols: [PortMappingProtocol], secret: [UInt8], loop: EventLoop, clock: any TimeSource) {
-        guard !protocols.isEmpty, let address = LocalAddresses.defaultGateway(),
-              let socket = try? UDPSocket(binding: Endpoint(.unspecified(AF_INET), 0)) else { return nil }
-        let gateway = Endpoint(.v4(address), PortMappingProtocol.serverPort)
-        guard let client = LocalAddresses.source(toward: gateway, probe: socket.descriptor) else { return nil }
+        guard !protocols.isEmpty, let (socket, gateway, client) = PortMappingProtocol.gatewaySocket(), let client else { return nil }
         let nonce = Array(Crypto.hash(Array("lanrage PCP nonce".utf8) + [UInt8(port >> 8), UInt8(port & 0xFF)], key: secret, count: 16).prefix(12))
         self.socket = socket
         self.gateway = gateway

@@ -5,10 +5,10 @@ import Rendezvous
 import Time
 
 /// Asks relays for allocations, and gives them back, without blocking the agent's loop: one UDP
-/// socket per address family (IPv6 where the host has it), requests resent every 300 ms until 2 s have passed, answers matched by nonce and
-/// authenticated with the offer's reply key. Builds the latch datagrams the agent sends from the
-/// WireGuard port: the relay forwards a side's traffic only from, and to, the source of its latest
-/// authenticated latch.
+/// socket per address family (IPv6 where the host has it), requests resent every 300 ms until 2 s
+/// have passed, answers matched by nonce and authenticated with the offer's reply key. Builds the
+/// latch datagrams the agent sends from the WireGuard port: the relay forwards a side's traffic
+/// only from, and to, the source of its latest authenticated latch.
 final class RelayClient: TimerSource {
     private struct Request {
         var offer: RelayOffer

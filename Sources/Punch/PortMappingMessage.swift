@@ -1,3 +1,4 @@
+import CLinux
 import Net
 
 /// The port-mapping protocols a home router may answer on UDP port 5351: PCP (RFC 6887) and its
@@ -9,6 +10,16 @@ public enum PortMappingProtocol: String, Sendable, Equatable {
 
     /// The gateway's port for both.
     public static let serverPort: UInt16 = 5351
+
+    /// A UDP socket for asking the IPv4 default gateway, connected to its port 5351 (so that it
+    /// also hears the gateway's ICMP errors), the gateway's endpoint, and the address this host
+    /// speaks from toward it (nil when no route leads there); nil without a default gateway.
+    public static func gatewaySocket() -> (socket: UDPSocket, gateway: Endpoint, client: IPAddress?)? {
+        guard let address = LocalAddresses.defaultGateway(),
+              let socket = try? UDPSocket(binding: Endpoint(.unspecified(AF_INET), 0)) else { return nil }
+        let gateway = Endpoint(.v4(address), serverPort)
+        return (socket, gateway, LocalAddresses.source(toward: gateway, probe: socket.descriptor))
+    }
 }
 
 /// One request to a gateway, as bytes: a PCP MAP, or NAT-PMP's external-address or UDP-mapping

@@ -10,7 +10,7 @@ import Time
 /// asked by PCP and NAT-PMP at once, awaited for at most two seconds — a gateway that maps answers
 /// at once, one where nothing listens on port 5351 says so with an ICMP error — and given back.
 struct GatewayProbe {
-    let gateway: IPv4Address
+    let gateway: IPAddress
     let mapped: PortMapping.Mapped?
     /// The gateway refused the requests (ICMP port unreachable: no server on port 5351).
     var refused = false
@@ -19,11 +19,8 @@ struct GatewayProbe {
 
     /// The probe, or nil without a default gateway.
     static func run() -> GatewayProbe? {
-        guard let address = LocalAddresses.defaultGateway(),
-              let socket = try? UDPSocket(binding: Endpoint(.unspecified(AF_INET), 0)) else { return nil }
-        let gateway = Endpoint(.v4(address), PortMappingProtocol.serverPort)
-        // Connected to the gateway (as `source` leaves it), the socket also hears its ICMP errors.
-        guard let client = LocalAddresses.source(toward: gateway, probe: socket.descriptor) else { return GatewayProbe(gateway: address, mapped: nil) }
+        guard let (socket, gateway, found) = PortMappingProtocol.gatewaySocket() else { return nil }
+        guard let client = found else { return GatewayProbe(gateway: gateway.address, mapped: nil) }
         let nonce = Crypto.random(12), clock = SystemClock(), end = clock.now + patience
         var machines = [PortMappingProtocol.pcp, .natPMP].map {
             PortMapping(client: client, internalPort: socket.local.port, protocols: [$0], nonce: nonce)
@@ -61,7 +58,7 @@ struct GatewayProbe {
         for request in [PortMappingRequest.pcpMap(client: client, internalPort: port, lifetime: 0, nonce: nonce), .natPMPMap(internalPort: port, lifetime: 0)] {
             _ = try? socket.send(request.encoded, to: gateway)
         }
-        return GatewayProbe(gateway: address, mapped: mapped, refused: refused)
+        return GatewayProbe(gateway: gateway.address, mapped: mapped, refused: refused)
     }
 
     var text: String {
