@@ -4,7 +4,7 @@ SWIFT ?= swift
 # Debian packages the build, the tests and the lab need.
 DEB_PACKAGES := libnl-3-dev libnl-genl-3-dev libsodium-dev pkg-config graphviz nftables iproute2 \
 	wireguard-tools wireguard-go socat conntrack coturn stun-client iputils-ping xz-utils binutils bc time libcap2-bin \
-	libstdc++-12-dev python3 faketime dnsmasq-base
+	libstdc++-12-dev python3 faketime dnsmasq-base miniupnpd-nftables
 # libstdc++ (the Swift runtime's C++ library) is linked statically too: routers seldom ship
 # libstdc++.so, and resolving its dynamic symbols costs ~750 KiB of resident memory. lld takes the
 # first libstdc++ on its search path, and this directory holds only the archive (libstdc++-12-dev).
