@@ -40,7 +40,7 @@ extension Agent {
             return links.values.first { $0.record.addresses.contains { $0.contains(host) } }
         }
         if let key = Key(base64: query) { return links.values.first { $0.publicKey == key } }
-        let lowered = query.lowercased()
+        let lowered = query.asciiLowercased
         let matches = links.values.filter { "\($0.record.key)".hasPrefix(lowered) }
         return matches.count == 1 && !lowered.isEmpty ? matches[0] : nil
     }

@@ -117,7 +117,7 @@ public struct AgentConfiguration: Sendable {
                 throw problem("expected 'Key = Value' or a [Section]")
             case .entry(let key, let value):
                 guard !section.isEmpty else { throw problem("'\(key)' before any section") }
-                let lowered = key.lowercased()
+                let lowered = key.asciiLowercased
                 guard seen.insert("\(section).\(lowered)").inserted || lowered == "address" || lowered == "prefer" || lowered == "stun" else {
                     throw problem("'\(key)' given twice in [\(section)]")
                 }
@@ -190,14 +190,14 @@ public struct AgentConfiguration: Sendable {
                 case ("relay", "prefer"):
                     preferredRelays.append(try server())
                 case ("agent", "backend"):
-                    switch value.lowercased() {
+                    switch value.asciiLowercased {
                     case "auto": backend = nil
                     case "netlink", "kernel": backend = .netlink
                     case "uapi", "userspace", "wireguard-go": backend = .uapi
                     default: throw problem("Backend '\(value)' is not auto, netlink or uapi")
                     }
                 case ("agent", "portmapping"):
-                    let words = value.lowercased().split(whereSeparator: { $0 == "," || $0 == " " })
+                    let words = value.asciiLowercased.split(whereSeparator: { $0 == "," || $0 == " " })
                     portMapping = []
                     for word in words where words != ["off"] {
                         switch word {
@@ -223,7 +223,7 @@ public struct AgentConfiguration: Sendable {
                 case ("agent", "upgradebase"): timings.upgradeBase = try duration()
                 case ("agent", "upgrademax"): timings.upgradeMax = try duration()
                 default:
-                    throw problem("unknown key '\(key)' in [\(section.prefix(1).uppercased() + section.dropFirst())]")
+                    throw problem("unknown key '\(key)' in [\(section.asciiCapitalized)]")
                 }
             }
         }
@@ -296,7 +296,7 @@ public struct AgentConfiguration: Sendable {
     }
 
     static func flag(_ text: String) -> Bool? {
-        switch text.lowercased() {
+        switch text.asciiLowercased {
         case "yes", "true", "on", "1": true
         case "no", "false", "off", "0": false
         default: nil
@@ -339,7 +339,7 @@ struct INILines: Sequence, IteratorProtocol {
             line = Self.trimmed(line)
             guard let first = line.first else { continue }
             if first == UInt8(ascii: "["), line.last == UInt8(ascii: "]") {
-                return Line(number: number, content: .section(String(decoding: line.dropFirst().dropLast(), as: UTF8.self).lowercased()))
+                return Line(number: number, content: .section(String(decoding: line.dropFirst().dropLast(), as: UTF8.self).asciiLowercased))
             }
             guard let equals = line.firstIndex(of: UInt8(ascii: "=")) else { return Line(number: number, content: .invalid) }
             let key = String(decoding: Self.trimmed(line[..<equals]), as: UTF8.self)

@@ -20,7 +20,7 @@ public struct IPPrefix: Hashable, Sendable, CustomStringConvertible {
             return
         }
         let lengthText = parts[1]
-        guard (1...3).contains(lengthText.count), lengthText.allSatisfy({ $0.isASCII && $0.isNumber }),
+        guard (1...3).contains(lengthText.count), lengthText.utf8.allSatisfy({ $0.isASCIIDigit }),
               let length = UInt8(lengthText)
         else { return nil }
         self.init(address, length)

@@ -58,8 +58,7 @@ public struct ServerAddress: Hashable, Sendable, CustomStringConvertible {
     /// digits and hyphens, no label starting or ending with a hyphen, a trailing dot allowed, and
     /// not all digits and dots (a mistyped address is not a name).
     public static func hostName(_ text: Substring) -> String? {
-        // ASCII only: String.lowercased() would bring Unicode's case tables into the binary.
-        var name = String(decoding: text.utf8.map { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") ? $0 + 32 : $0 }, as: UTF8.self)
+        var name = text.asciiLowercased
         if name.hasSuffix(".") { name.removeLast() }
         guard !name.isEmpty, name.utf8.count <= 253 else { return nil }
         let isLetterDigitHyphen: (UInt8) -> Bool = {

@@ -78,7 +78,8 @@ extension Chart {
     }
 
     static func dotID(_ text: String) -> String {
-        let plain = text.unicodeScalars.allSatisfy { $0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "_" }
+        // ASCII letters, digits and "_" (Unicode's letter property would bring its tables into the binary).
+        let plain = text.utf8.allSatisfy { ($0 | 0x20 >= 97 && $0 | 0x20 <= 122) || ($0 >= 48 && $0 <= 57) || $0 == 95 }
         return plain && !text.isEmpty ? text : dotString(text)
     }
 

@@ -47,7 +47,7 @@ enum CACommand {
         var input = [UInt8](repeating: 0, count: 256)
         let count = read(STDIN_FILENO, &input, input.count)
         defer { Secrets.wipe(&input) }
-        guard count > 0, var seed = Key(base64: String(decoding: input[..<count], as: UTF8.self).filter { !$0.isWhitespace }) else {
+        guard count > 0, var seed = Key(base64: String(decoding: input[..<count], as: UTF8.self).withoutASCIISpaces) else {
             StandardStreams.error("lanrage: an authority key is 44 characters of base64, as 'lanrage ca genkey' prints\n")
             return .dataError
         }

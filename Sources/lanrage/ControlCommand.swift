@@ -162,7 +162,7 @@ enum RevokedFile {
         guard bytes.count <= 1 << 22 else { throw SecretFile.Problem(description: "\(path) is larger than 4 MiB") }
         var keys: Set<MemberKey> = []
         for (number, line) in bytes.split(separator: 10, omittingEmptySubsequences: false).enumerated() {
-            let text = String(decoding: line.prefix { $0 != UInt8(ascii: "#") }, as: UTF8.self).filter { !$0.isWhitespace }
+            let text = String(decoding: line.prefix { $0 != UInt8(ascii: "#") }, as: UTF8.self).withoutASCIISpaces
             guard !text.isEmpty else { continue }
             guard let key = Key(base64: text), let member = MemberKey(key.bytes) else {
                 throw SecretFile.Problem(description: "\(path):\(number + 1): not a WireGuard public key (44 characters of base64)")

@@ -52,7 +52,8 @@ enum PunchCommand {
 
         // Swift strings cannot be wiped; the key itself is, once used.
         let text = try failing { () throws(WGCommand.FileError) in try WGCommand.readFile(keyFile) }
-        guard let keyText = text.split(whereSeparator: { $0.isWhitespace }).first, var privateKey = Key(base64: keyText) else {
+        guard let keyText = text.utf8.split(whereSeparator: { $0.isASCIISpace }).first,
+              var privateKey = Key(base64: String(decoding: keyText, as: UTF8.self)) else {
             throw CommandError("\(keyFile): not a base64 WireGuard private key", exitCode: .dataError)
         }
         defer { privateKey.wipe() }
