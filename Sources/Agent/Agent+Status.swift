@@ -189,8 +189,8 @@ extension Agent {
     /// The gateway's mapping, for `lanrage status`.
     private var portMappingText: String {
         guard let mapper = portMapper else { return configuration.portMapping.isEmpty ? "off" : "no IPv4 default gateway" }
-        guard let mapped = mapper.machine.mapped else { return "none from \(mapper.gateway.address)" }
-        return "\(mapped.protocolUsed.rawValue) \(mapped.external) for \(mapped.lifetime) s from \(mapper.gateway.address)"
+        guard let mapped = mapper.machine.mapped else { return "none from \(mapper.gateway)" }
+        return "\(mapped.protocolUsed.rawValue) \(mapped.external) for \(mapped.lifetime) s from \(mapper.gateway)"
             + (usableMapping == nil ? " (not on the public address: unused)" : "")
     }
 
@@ -199,7 +199,7 @@ extension Agent {
         guard let mapper = portMapper else { return .null }
         let mapped = mapper.machine.mapped
         let fields: [(String, JSON)] = [
-            ("gateway", .string("\(mapper.gateway.address)")),
+            ("gateway", .string("\(mapper.gateway)")),
             ("protocol", mapped.map { JSON.string($0.protocolUsed.rawValue) } ?? .null),
             ("external", mapped.map { JSON.string("\($0.external)") } ?? .null),
             ("lifetime_s", mapped.map { JSON.int(Int64($0.lifetime)) } ?? .null),

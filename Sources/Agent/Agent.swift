@@ -47,7 +47,7 @@ public final class Agent {
     var natType = NATType.unknown
     /// The public endpoint of the WireGuard port announced to the party (STUN's), if known.
     var publicCandidate: Endpoint?
-    /// Asks the default gateway to map the WireGuard port (PCP, NAT-PMP), when it is configured to.
+    /// Asks the default gateway to map the WireGuard port (PCP, NAT-PMP, UPnP-IGD), when it is configured to.
     var portMapper: PortMapper?
     /// The interface's MTU, as set (`MTU =`, or the path MTU toward the control server less 80).
     var mtu = 0
@@ -138,7 +138,9 @@ public final class Agent {
         loop.addTimers(detector)
         let (loop, clock) = (loop, clock)
         relays = try starting { () throws(SystemError) in try RelayClient(loop: loop, clock: clock) }
-        portMapper = PortMapper(port: configuration.listenPort, protocols: configuration.portMapping, secret: configuration.privateKey.bytes,
+        let listenPort = configuration.listenPort
+        portMapper = PortMapper(port: listenPort, protocols: configuration.portMapping,
+                                nonce: PortMapper.nonce(port: listenPort, secret: configuration.privateKey.bytes),
                                 loop: loop, clock: clock)
         portMapper?.onChange = { [unowned(unsafe) self] in self.mappingChanged() }
         portMapper?.start()

@@ -56,8 +56,8 @@ public struct AgentConfiguration: Sendable {
     /// Relays to use first when the control server offers them, in order.
     public var preferredRelays: [ServerAddress] = []
     /// The protocols asked for a mapping of the WireGuard port on the default gateway, in order
-    /// (`PortMapping = pcp, natpmp`, the default; `off`: none).
-    public var portMapping: [PortMappingProtocol] = [.pcp, .natPMP]
+    /// (`PortMapping = pcp, natpmp, upnp`, the default; `off`: none).
+    public var portMapping: [PortMappingProtocol] = [.pcp, .natPMP, .upnp]
     /// `nil`: the kernel module when present, else wireguard-go.
     public var backend: BackendKind?
     public var statusSocket = "/var/run/lanrage/agent.sock"
@@ -203,7 +203,8 @@ public struct AgentConfiguration: Sendable {
                         switch word {
                         case "pcp": portMapping.append(.pcp)
                         case "natpmp", "nat-pmp": portMapping.append(.natPMP)
-                        default: throw problem("PortMapping '\(value)' is not off or a list of pcp and natpmp")
+                        case "upnp", "upnp-igd": portMapping.append(.upnp)
+                        default: throw problem("PortMapping '\(value)' is not off or a list of pcp, natpmp and upnp")
                         }
                     }
                 case ("agent", "statussocket"):

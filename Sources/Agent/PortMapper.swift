@@ -1,61 +1,173 @@
+import CLinux
 import EventLoop
 import Net
 import Punch
 import Rendezvous
 import Time
 
-/// Runs ``PortMapping`` on the agent's loop: its own UDP socket toward the IPv4 default gateway's
-/// port 5351, answers taken only from there, its timers, and the mapping given back at exit.
-final class PortMapper: TimerSource {
+/// Runs ``PortMapping`` on the loop: UDP sockets connected to the IPv4 default gateway's port 5351
+/// (PCP, NAT-PMP) and, for UPnP-IGD, its port 1900 (SSDP) — answers taken only from there, ICMP
+/// errors heard — a non-blocking TCP connection per HTTP request, its timers, and the mapping given
+/// back at exit.
+public final class PortMapper: TimerSource {
     private let socket: UDPSocket
-    let gateway: Endpoint
-    private(set) var machine: PortMapping
+    private let searchSocket: UDPSocket?
+    /// The gateway's address.
+    public let gateway: IPAddress
+    /// The machine, for its mapping and state.
+    public private(set) var machine: PortMapping
+    private let loop: EventLoop
     private let clock: any TimeSource
-    private var buffer = [UInt8](repeating: 0, count: 128)
+    private var buffer = [UInt8](repeating: 0, count: 1500)
+    private var connection: TCPStream?
+    private var outgoing: ArraySlice<UInt8> = []
+    private var incoming: [UInt8] = []
+    /// The gateway answered a request with an ICMP error or refused its connection.
+    public private(set) var refused = false
     /// The mapping appeared, went, or moved.
-    var onChange: (() -> Void)?
+    public var onChange: (() -> Void)?
 
-    /// A mapper of UDP `port` with `protocols`, or nil when there is no IPv4 default gateway or no
-    /// route to it. The PCP nonce is derived from `secret` and the port: an agent restarted without
-    /// giving its mapping back (killed) still owns it, where a new nonce would be refused until the
-    /// old lease ran out.
-    init?(port: UInt16, protocols: [PortMappingProtocol], secret: [UInt8], loop: EventLoop, clock: any TimeSource) {
+    /// The most an HTTP answer may hold (a gateway's description is a few kilobytes).
+    static let answerLimit = 65_536
+    /// How long giving back a UPnP-IGD mapping at exit may take.
+    static let stopPatience: Nanoseconds = 1_000_000_000
+
+    /// A mapper of UDP `port` (nil: this mapper's own socket's port, which nothing else uses) with
+    /// `protocols` and the PCP `nonce` (12 bytes), or nil when there is no IPv4 default gateway or
+    /// no route to it.
+    public init?(port: UInt16?, protocols: [PortMappingProtocol], nonce: [UInt8], loop: EventLoop, clock: any TimeSource) {
         guard !protocols.isEmpty, let (socket, gateway, client) = PortMappingProtocol.gatewaySocket(), let client else { return nil }
-        let nonce = Array(Crypto.hash(Array("lanrage PCP nonce".utf8) + [UInt8(port >> 8), UInt8(port & 0xFF)], key: secret, count: 16).prefix(12))
+        var searchSocket: UDPSocket?
+        if protocols.contains(.upnp) {
+            guard let (search, _, _) = PortMappingProtocol.gatewaySocket(port: PortMappingProtocol.ssdpPort) else { return nil }
+            searchSocket = search
+        }
         self.socket = socket
-        self.gateway = gateway
+        self.searchSocket = searchSocket
+        self.gateway = gateway.address
+        self.loop = loop
         self.clock = clock
-        machine = PortMapping(client: client, internalPort: port, protocols: protocols, nonce: nonce)
-        guard (try? loop.register(socket.descriptor, handler: { [unowned(unsafe) self] in self.readable() })) != nil else { return nil }
+        machine = PortMapping(client: client, gateway: gateway.address, internalPort: port ?? socket.local.port, protocols: protocols, nonce: nonce)
+        for udp in [socket, searchSocket].compactMap({ $0 }) {
+            guard (try? loop.register(udp.descriptor, handler: { [unowned(unsafe) self] in self.readable(udp) })) != nil else { return nil }
+        }
         loop.addTimers(self)
     }
 
-    func start() { apply(machine.start(now: clock.now)) }
-
-    /// Gives the mapping back (one datagram: the agent is exiting).
-    func stop() {
-        if let bytes = machine.stop() { _ = try? socket.send(bytes, to: gateway) }
+    deinit {
+        closeConnection()
+        for udp in [socket, searchSocket].compactMap({ $0 }) { loop.unregister(udp.descriptor) }
     }
 
-    var nextDeadline: Nanoseconds? { machine.deadline }
+    /// The PCP nonce of an agent's mapping of `port`, derived from its private key `secret`: an
+    /// agent restarted without giving its mapping back (killed) still owns it, where a new nonce
+    /// would be refused until the old lease ran out.
+    public static func nonce(port: UInt16, secret: [UInt8]) -> [UInt8] {
+        Array(Crypto.hash(Array("lanrage PCP nonce".utf8) + [UInt8(port >> 8), UInt8(port & 0xFF)], key: secret, count: 16).prefix(12))
+    }
+
+    public func start() { apply(machine.start(now: clock.now)) }
+
+    /// Gives the mapping back: one datagram, or for UPnP-IGD one HTTP exchange bounded by
+    /// ``stopPatience`` (the process is exiting).
+    public func stop() {
+        closeConnection()
+        guard let request = machine.stop() else { return }
+        switch request.transport {
+        case .datagram(let port):
+            _ = try? socket.send(request.encoded, to: Endpoint(gateway, port))
+        case .http(let endpoint):
+            let end = clock.now + Self.stopPatience
+            let bytes = request.encoded
+            func left() -> Duration { .nanoseconds(max(0, end - clock.now)) }
+            guard let stream = try? TCPStream(connectingTo: endpoint), (try? Readiness.writable(stream.descriptor, timeout: left())) == true,
+                  stream.pendingError == 0, stream.send(bytes[...]) == bytes.count else { return }
+            // Its answer, so that the gateway has acted before the process goes.
+            var answer: [UInt8] = []
+            while clock.now < end, (try? Readiness.readable([stream.descriptor], timeout: left()))?.isEmpty == false,
+                  stream.receive(appendingTo: &answer), answer.count < Self.answerLimit {}
+        }
+    }
+
+    public var nextDeadline: Nanoseconds? { machine.deadline }
 
     @discardableResult
-    func fireDueTimers() -> Int {
+    public func fireDueTimers() -> Int {
         guard let deadline = machine.deadline, deadline <= clock.now else { return 0 }
         apply(machine.timer(now: clock.now))
         return 1
     }
 
-    private func readable() {
+    private func readable(_ udp: UDPSocket) {
+        // An ICMP error for this socket's last request: nothing answers there.
+        if UDPSocket.takePendingError(udp.descriptor) == ECONNREFUSED {
+            refused = true
+            if case .datagram(let port)? = machine.request?.transport, port == (udp === socket ? PortMappingProtocol.serverPort : PortMappingProtocol.ssdpPort) {
+                apply(machine.failed(now: clock.now))
+            }
+        }
         for _ in 0..<ReadBatch.datagrams {
-            guard let (count, from) = (try? socket.receive(into: &buffer)) ?? nil else { return }
-            guard from == gateway else { continue }
+            guard let (count, from) = (try? udp.receive(into: &buffer)) ?? nil else { return }
+            guard from.address == gateway else { continue }
             apply(machine.received(Array(buffer[..<count]), now: clock.now))
         }
     }
 
     private func apply(_ output: PortMapping.Output) {
-        if let bytes = output.send { _ = try? socket.send(bytes, to: gateway) }
+        if let request = output.send { deliver(request) }
         if output.changed { onChange?() }
+    }
+
+    private func deliver(_ request: PortMappingRequest) {
+        closeConnection()
+        switch request.transport {
+        case .datagram(let port):
+            guard let udp = port == PortMappingProtocol.ssdpPort ? searchSocket : socket else { return }
+            do {
+                try udp.send(request.encoded, to: Endpoint(gateway, port))
+            } catch {
+                // A refusal from an earlier send surfaces here too.
+                if error.errno == ECONNREFUSED { refused = true }
+                apply(machine.failed(now: clock.now))
+            }
+        case .http(let endpoint):
+            guard let stream = try? TCPStream(connectingTo: endpoint),
+                  (try? loop.register(stream.descriptor, for: .writable, handler: { [unowned(unsafe) self] in self.connectionReady() })) != nil else {
+                return apply(machine.failed(now: clock.now))
+            }
+            (connection, outgoing, incoming) = (stream, request.encoded[...], [])
+        }
+    }
+
+    /// The HTTP connection is writable (connected, or failed) or has an answer to read.
+    private func connectionReady() {
+        guard let connection else { return }
+        if !outgoing.isEmpty {
+            guard connection.pendingError == 0, let sent = connection.send(outgoing) else { return connectionFailed(refused: true) }
+            outgoing = outgoing.dropFirst(sent)
+            if outgoing.isEmpty {
+                loop.unregister(connection.descriptor)
+                guard (try? loop.register(connection.descriptor, handler: { [unowned(unsafe) self] in self.connectionReady() })) != nil else {
+                    return connectionFailed(refused: false)
+                }
+            }
+            return
+        }
+        if connection.receive(appendingTo: &incoming), incoming.count < Self.answerLimit { return }
+        let answer = incoming
+        closeConnection()
+        apply(machine.received(answer, now: clock.now))
+    }
+
+    private func connectionFailed(refused: Bool) {
+        closeConnection()
+        self.refused = self.refused || refused
+        apply(machine.failed(now: clock.now))
+    }
+
+    private func closeConnection() {
+        guard let connection else { return }
+        loop.unregister(connection.descriptor)
+        (self.connection, outgoing, incoming) = (nil, [], [])
     }
 }

@@ -6,7 +6,16 @@ public enum Readiness {
     /// Waits until one of `descriptors` is readable or `timeout` passes (negative: wait forever);
     /// returns the readable ones (empty on timeout). Retries when interrupted by a signal.
     public static func readable(_ descriptors: [Int32], timeout: Duration) throws(SystemError) -> [Int32] {
-        var fds = descriptors.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+        try ready(descriptors, for: Int16(POLLIN), timeout: timeout)
+    }
+
+    /// Waits until `descriptor` is writable (or has failed) or `timeout` passes; false on timeout.
+    public static func writable(_ descriptor: Int32, timeout: Duration) throws(SystemError) -> Bool {
+        try !ready([descriptor], for: Int16(POLLOUT), timeout: timeout).isEmpty
+    }
+
+    private static func ready(_ descriptors: [Int32], for events: Int16, timeout: Duration) throws(SystemError) -> [Int32] {
+        var fds = descriptors.map { pollfd(fd: $0, events: events, revents: 0) }
         let milliseconds: Int32
         if timeout < .zero {
             milliseconds = -1
@@ -21,6 +30,6 @@ public enum Readiness {
             if lanrage_errno() == EINTR { continue }
             throw SystemError("poll", descriptors.map(String.init).joined(separator: ","))
         }
-        return fds.filter { $0.revents & Int16(POLLIN | POLLERR | POLLHUP) != 0 }.map { $0.fd }
+        return fds.filter { $0.revents & (events | Int16(POLLERR | POLLHUP)) != 0 }.map { $0.fd }
     }
 }

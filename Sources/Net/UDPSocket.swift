@@ -99,6 +99,14 @@ public final class UDPSocket: PortSocket {
         }
     }
 
+    /// The pending error of socket `descriptor`, cleared by reading it: on a connected UDP socket,
+    /// ECONNREFUSED when an ICMP port unreachable answered an earlier send; 0 when none.
+    public static func takePendingError(_ descriptor: Int32) -> Int32 {
+        var pending: Int32 = 0
+        var size = socklen_t(MemoryLayout<Int32>.size)
+        return getsockopt(descriptor, SOL_SOCKET, SO_ERROR, &pending, &size) == 0 ? pending : lanrage_errno()
+    }
+
     /// Receives one datagram, or `nil` when none is queued.
     public func receive() throws(SystemError) -> PortDatagram? {
         var buffer = [UInt8](repeating: 0, count: 65_536)

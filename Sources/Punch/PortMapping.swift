@@ -2,15 +2,24 @@ import Net
 import Time
 
 /// Obtains and keeps one UDP port mapping from the gateway — the WireGuard port on the router's
-/// public address, so that any peer can reach it as through an endpoint-independent NAT. PCP is
-/// asked first; NAT-PMP when the gateway speaks only that (it answers PCP with "unsupported
-/// version") or PCP goes unanswered; each request is sent up to four times, 250 ms apart doubling
-/// (RFC 6886's schedule, cut short, and sooner than RFC 6887's 3 s: a gateway on the LAN answers at
-/// once). The mapping is renewed at half its lifetime (NAT-PMP asks the external address again: it
-/// may have changed); a renewal that fails keeps the mapping until it expires and tries again every
-/// 30 s; with no mapping, after every protocol failed, all are tried again five minutes later; `stop`
-/// gives the mapping back. Pure: it is given the time and the gateway's datagrams, and returns what
-/// to send (to the gateway's port 5351).
+/// public address, so that any peer can reach it as through an endpoint-independent NAT. The
+/// protocols are asked in the order given (PCP, NAT-PMP, UPnP-IGD by default); the next one when
+/// the gateway refuses, does not speak the protocol (NAT-PMP's "unsupported version" to PCP, an
+/// ICMP error, a refused connection) or stays silent. Each datagram is sent up to four times, 250
+/// ms apart doubling (RFC 6886's schedule, cut short, and sooner than RFC 6887's 3 s: a gateway on
+/// the LAN answers at once); each HTTP request of UPnP-IGD once, with 3 s for its answer.
+///
+/// UPnP-IGD searches the gateway with SSDP (unicast to its port 1900), reads the device description
+/// the answer locates — on the gateway itself, no other host — and posts GetExternalIPAddress and
+/// AddPortMapping to its WAN connection service. The external port is the internal one; when
+/// another host holds it (error 718) a second port derived from the nonce; a gateway that keeps
+/// only permanent mappings (error 725) is asked for one, and it is renewed all the same.
+///
+/// The mapping is renewed at half its lifetime (NAT-PMP and UPnP-IGD ask the external address again:
+/// it may have changed); a renewal that fails keeps the mapping until it expires and tries again
+/// every 30 s; with no mapping, after every protocol failed, all are tried again five minutes later;
+/// `stop` gives the mapping back. Pure: it is given the time and the gateway's answers, and returns
+/// what to send.
 public struct PortMapping: Sendable {
     /// A mapping the gateway granted.
     public struct Mapped: Sendable, Equatable {
@@ -24,11 +33,11 @@ public struct PortMapping: Sendable {
     /// What an event asks of the caller.
     public struct Output: Sendable, Equatable {
         /// A request to send to the gateway.
-        public var send: [UInt8]?
+        public var send: PortMappingRequest?
         /// The mapping appeared, went, or moved to another external endpoint.
         public var changed = false
 
-        public init(send: [UInt8]? = nil, changed: Bool = false) {
+        public init(send: PortMappingRequest? = nil, changed: Bool = false) {
             self.send = send
             self.changed = changed
         }
@@ -37,11 +46,13 @@ public struct PortMapping: Sendable {
     /// The lifetime asked for, in seconds (RFC 6886 recommends two hours).
     public static let lifetime: UInt32 = 7200
     static let firstWait: Nanoseconds = 250_000_000
+    static let httpPatience: Nanoseconds = 3_000_000_000
     static let tries = 4
     static let retry: Nanoseconds = 300_000_000_000
     static let renewalRetry: Nanoseconds = 30_000_000_000
 
     public let client: IPAddress
+    public let gateway: IPAddress
     public let internalPort: UInt16
     private let protocols: [PortMappingProtocol]
     private let nonce: [UInt8]
@@ -49,19 +60,27 @@ public struct PortMapping: Sendable {
     /// When ``timer(now:)`` is due next, if ever.
     public private(set) var deadline: Nanoseconds?
     /// The result code of the last refusal, for status (nil after a grant).
-    public private(set) var lastRefusal: (PortMappingProtocol, UInt8)?
+    public private(set) var lastRefusal: (PortMappingProtocol, UInt16)?
+    /// The request awaiting its answer, if any.
+    public private(set) var request: PortMappingRequest?
     private var current = 0
-    private var request: PortMappingRequest?
     private var attempts = 0
     private var natPMPAddress: IPv4Address?
+    private var upnpService: UPnPService?
+    private var upnpAddress: IPv4Address?
+    private var upnpPort: UInt16
+    private var upnpLifetime = Self.lifetime
 
-    /// A mapping of UDP `internalPort` for the host at `client` (its address toward the gateway),
-    /// asked by `protocols` in turn; `nonce` (12 random bytes) names the PCP mapping.
-    public init(client: IPAddress, internalPort: UInt16, protocols: [PortMappingProtocol], nonce: [UInt8]) {
+    /// A mapping of UDP `internalPort` for the host at `client` (its address toward `gateway`),
+    /// asked by `protocols` in turn; `nonce` (12 random bytes) names the PCP mapping and picks
+    /// UPnP-IGD's second external port.
+    public init(client: IPAddress, gateway: IPAddress, internalPort: UInt16, protocols: [PortMappingProtocol], nonce: [UInt8]) {
         self.client = client
+        self.gateway = gateway
         self.internalPort = internalPort
         self.protocols = protocols
         self.nonce = nonce
+        upnpPort = internalPort
     }
 
     /// Starts asking, with the first protocol.
@@ -72,7 +91,12 @@ public struct PortMapping: Sendable {
 
     /// The datagram `bytes` from the gateway's port 5351.
     public mutating func received(_ bytes: [UInt8], now: Nanoseconds) -> Output {
-        guard let request, let answer = PortMappingAnswer(decoding: bytes, for: request) else { return Output() }
+        guard let request else { return Output() }
+        guard let answer = PortMappingAnswer(decoding: bytes, for: request) else {
+            // A datagram may be another's; an HTTP connection carries only this request's answer.
+            if case .http = request.transport { return next(now: now) }
+            return Output()
+        }
         switch answer {
         case .pcpMapped(let external, let lifetime) where lifetime > 0:
             return grant(.pcp, external, lifetime, now: now)
@@ -82,7 +106,32 @@ public struct PortMapping: Sendable {
         case .natPMPMapped(let port, let lifetime) where lifetime > 0 && port != 0:
             guard let address = natPMPAddress else { return Output() }
             return grant(.natPMP, Endpoint(.v4(address), port), lifetime, now: now)
+        case .upnpLocation(let location):
+            // A description elsewhere than on the gateway is not the gateway's.
+            guard location.endpoint.address == gateway else { return Output() }
+            return send(.upnpDescribe(location), now: now)
+        case .upnpService(let service):
+            upnpService = service
+            return send(.upnpExternalAddress(service), now: now)
+        case .upnpExternalAddress(let address):
+            guard let service = upnpService else { return next(now: now) }
+            upnpAddress = address
+            return send(.upnpMap(service, externalPort: upnpPort, client: client, internalPort: internalPort, lifetime: upnpLifetime), now: now)
+        case .upnpDone:
+            guard case .upnpMap = request, let upnpAddress else { return next(now: now) }
+            return grant(.upnp, Endpoint(.v4(upnpAddress), upnpPort), upnpLifetime == 0 ? Self.lifetime : upnpLifetime, now: now)
         case .refused(let code):
+            if case .upnpMap(let service, _, _, _, _) = request {
+                if code == 718, upnpPort == internalPort {
+                    upnpPort = 1024 + (UInt16(nonce[0]) << 8 | UInt16(nonce[1])) % 64512
+                } else if code == 725, upnpLifetime != 0 {
+                    upnpLifetime = 0
+                } else {
+                    lastRefusal = (.upnp, code)
+                    return next(now: now)
+                }
+                return send(.upnpMap(service, externalPort: upnpPort, client: client, internalPort: internalPort, lifetime: upnpLifetime), now: now)
+            }
             lastRefusal = (protocols[current], code)
             return next(now: now)
         default:
@@ -90,14 +139,21 @@ public struct PortMapping: Sendable {
         }
     }
 
+    /// The request in flight could not be delivered: the gateway answered a datagram with an ICMP
+    /// error, or refused or broke the HTTP connection. The protocol is given up for now.
+    public mutating func failed(now: Nanoseconds) -> Output {
+        guard request != nil else { return Output() }
+        return next(now: now)
+    }
+
     /// The deadline passed: resend, try the next protocol, renew, or start again.
     public mutating func timer(now: Nanoseconds) -> Output {
         guard let deadline, now >= deadline else { return Output() }
         if let request {
-            guard attempts >= Self.tries else {
+            if case .datagram = request.transport, attempts < Self.tries {
                 attempts += 1
                 self.deadline = now + Self.firstWait << (attempts - 1)
-                return Output(send: request.encoded)
+                return Output(send: request)
             }
             return next(now: now)
         }
@@ -108,13 +164,15 @@ public struct PortMapping: Sendable {
         return start(now: now)
     }
 
-    /// Gives the mapping back: the request to send (none when nothing is mapped). Nothing more is asked.
-    public mutating func stop() -> [UInt8]? {
+    /// Gives the mapping back: the request to send, when something is mapped or a mapping request
+    /// is in flight (its grant may still come); nil otherwise. Nothing more is asked.
+    public mutating func stop() -> PortMappingRequest? {
         defer { (mapped, request, deadline) = (nil, nil, nil) }
-        switch mapped?.protocolUsed {
-        case .pcp: return PortMappingRequest.pcpMap(client: client, internalPort: internalPort, lifetime: 0, nonce: nonce).encoded
-        case .natPMP: return PortMappingRequest.natPMPMap(internalPort: internalPort, lifetime: 0).encoded
-        case nil: return nil
+        switch (mapped?.protocolUsed, request) {
+        case (.pcp, _), (nil, .pcpMap?): return .pcpMap(client: client, internalPort: internalPort, lifetime: 0, nonce: nonce)
+        case (.natPMP, _), (nil, .natPMPMap?): return .natPMPMap(internalPort: internalPort, lifetime: 0)
+        case (.upnp, _), (nil, .upnpMap?): return upnpService.map { .upnpUnmap($0, externalPort: upnpPort) }
+        default: return nil
         }
     }
 
@@ -123,18 +181,21 @@ public struct PortMapping: Sendable {
         switch protocols[current] {
         case .pcp: return send(.pcpMap(client: client, internalPort: internalPort, lifetime: Self.lifetime, nonce: nonce), now: now)
         case .natPMP: return send(.natPMPAddress, now: now)
+        case .upnp: return send(upnpService.map { .upnpExternalAddress($0) } ?? .upnpSearch, now: now)
         }
     }
 
     private mutating func send(_ next: PortMappingRequest, now: Nanoseconds) -> Output {
         request = next
         attempts = 1
-        deadline = now + Self.firstWait
-        return Output(send: next.encoded)
+        if case .http = next.transport { deadline = now + Self.httpPatience } else { deadline = now + Self.firstWait }
+        return Output(send: next)
     }
 
-    /// The current protocol failed: the next one, or none left.
+    /// The current protocol failed: the next one, or none left. A failed UPnP-IGD exchange forgets
+    /// the service (the gateway may have restarted elsewhere): the next try searches again.
     private mutating func next(now: Nanoseconds) -> Output {
+        if protocols[current] == .upnp { upnpService = nil }
         current += 1
         return ask(now: now)
     }

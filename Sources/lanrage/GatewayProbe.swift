@@ -1,69 +1,49 @@
-import CLinux
+import Agent
+import EventLoop
 import Net
 import Output
 import Punch
 import Rendezvous
 import Time
 
-/// What the IPv4 default gateway offers for port mapping, for `lanrage netcheck`: a mapping of the
-/// probe's own socket's port (not the WireGuard port, whose mapping a running agent may hold) is
-/// asked by PCP and NAT-PMP at once, awaited for at most two seconds — a gateway that maps answers
-/// at once, one where nothing listens on port 5351 says so with an ICMP error — and given back.
+/// What the IPv4 default gateway offers for port mapping, for `lanrage netcheck`: a mapping of a
+/// port of the probe's own (not the WireGuard port, whose mapping a running agent may hold) is
+/// asked by PCP, NAT-PMP and UPnP-IGD at once, awaited for at most two seconds — a gateway that maps
+/// answers at once, one where nothing listens says so with ICMP errors — and given back.
 struct GatewayProbe {
     let gateway: IPAddress
     let mapped: PortMapping.Mapped?
-    /// The gateway refused the requests (ICMP port unreachable: no server on port 5351).
+    /// Every protocol was refused (ICMP port unreachable: no server on ports 5351 and 1900).
     var refused = false
 
     static let patience: Nanoseconds = 2_000_000_000
+    static let slice: Nanoseconds = 20_000_000
 
     /// The probe, or nil without a default gateway.
     static func run() -> GatewayProbe? {
-        guard let (socket, gateway, found) = PortMappingProtocol.gatewaySocket() else { return nil }
-        guard let client = found else { return GatewayProbe(gateway: gateway.address, mapped: nil) }
-        let nonce = Crypto.random(12), clock = SystemClock(), end = clock.now + patience
-        var machines = [PortMappingProtocol.pcp, .natPMP].map {
-            PortMapping(client: client, internalPort: socket.local.port, protocols: [$0], nonce: nonce)
+        let clock = SystemClock()
+        guard let gateway = LocalAddresses.defaultGateway(), let loop = try? EventLoop(clock: clock) else { return nil }
+        let nonce = Crypto.random(12)
+        let mappers = [PortMappingProtocol.pcp, .natPMP, .upnp].compactMap {
+            PortMapper(port: nil, protocols: [$0], nonce: nonce, loop: loop, clock: clock)
         }
-        var outputs = machines.indices.map { machines[$0].start(now: clock.now) }
-        var buffer = [UInt8](repeating: 0, count: 128)
-        var refused = false
-        while machines.allSatisfy({ $0.mapped == nil }), clock.now < end, let deadline = machines.compactMap({ $0.deadline }).min() {
-            // A pending ICMP error is also reported (and cleared) by the next send.
-            for output in outputs {
-                guard let bytes = output.send else { continue }
-                do { try socket.send(bytes, to: gateway) } catch { refused = refused || error.errno == ECONNREFUSED }
-            }
-            if refused { break }
-            outputs = machines.map { _ in PortMapping.Output() }
-            let wait = Duration.nanoseconds(max(0, min(deadline, end) - clock.now))
-            guard (try? Readiness.readable([socket.descriptor], timeout: wait))?.isEmpty == false else {
-                for index in machines.indices { outputs[index] = machines[index].timer(now: clock.now) }
-                continue
-            }
-            // An ICMP port unreachable is the socket's pending error (reading it clears it).
-            var pending: Int32 = 0
-            var size = socklen_t(MemoryLayout<Int32>.size)
-            if getsockopt(socket.descriptor, SOL_SOCKET, SO_ERROR, &pending, &size) == 0, pending == ECONNREFUSED {
-                refused = true
-                break
-            }
-            if let (count, from) = (try? socket.receive(into: &buffer)) ?? nil, from == gateway {
-                for index in machines.indices { outputs[index] = machines[index].received(Array(buffer[..<count]), now: clock.now) }
-            }
+        for mapper in mappers {
+            mapper.onChange = { loop.stop() }
+            mapper.start()
         }
-        let mapped = machines.compactMap({ $0.mapped }).first
-        // Both given back, mapped or not: the other protocol's request may still be granted.
-        let port = socket.local.port
-        for request in [PortMappingRequest.pcpMap(client: client, internalPort: port, lifetime: 0, nonce: nonce), .natPMPMap(internalPort: port, lifetime: 0)] {
-            _ = try? socket.send(request.encoded, to: gateway)
+        let end = clock.now + patience
+        while clock.now < end, mappers.allSatisfy({ $0.machine.mapped == nil }), mappers.contains(where: { $0.machine.request != nil }) {
+            try? loop.run(until: min(end, clock.now + slice))
         }
-        return GatewayProbe(gateway: gateway.address, mapped: mapped, refused: refused)
+        let mapped = mappers.lazy.compactMap({ $0.machine.mapped }).first
+        // Every one given back, mapped or not: a request still in flight may yet be granted.
+        for mapper in mappers { mapper.stop() }
+        return GatewayProbe(gateway: .v4(gateway), mapped: mapped, refused: !mappers.isEmpty && mappers.allSatisfy { $0.refused })
     }
 
     var text: String {
         guard let mapped else {
-            return "Port mapping:    none from gateway \(gateway) (" + (refused ? "nothing listens on port 5351)" : "neither PCP nor NAT-PMP mapped within 2 s)")
+            return "Port mapping:    none from gateway \(gateway) (" + (refused ? "nothing listens on ports 5351 and 1900)" : "no PCP, NAT-PMP or UPnP-IGD mapping within 2 s)")
         }
         return "Port mapping:    \(mapped.protocolUsed.rawValue) \(mapped.external) for \(mapped.lifetime) s from gateway \(gateway) (given back)"
     }

@@ -62,7 +62,7 @@ import Time
         #expect(configuration.privateKey.publicKey.base64 == "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=")
         #expect(configuration.stun.map(\.description) == ["192.0.2.1:3478"], "the control server answers STUN")
         #expect(configuration.relaysEnabled && configuration.backend == nil)
-        #expect(configuration.portMapping == [.pcp, .natPMP], "PCP, then NAT-PMP")
+        #expect(configuration.portMapping == [.pcp, .natPMP, .upnp], "PCP, then NAT-PMP, then UPnP-IGD")
         #expect(configuration.statusSocket == "/var/run/lanrage/agent.sock")
         #expect(configuration.timings.punchPackets == 5 && configuration.timings.punchInterval == .milliseconds(100))
     }
@@ -106,6 +106,7 @@ import Time
         #expect(configuration.stun.map(\.description) == ["192.0.2.9:3478"])
         #expect(configuration.portMapping == [.natPMP])
         #expect(try parse(minimal + "\n[Agent]\nPortMapping = off\n").portMapping.isEmpty)
+        #expect(try parse(minimal + "\n[Agent]\nPortMapping = UPnP, pcp\n").portMapping == [.upnp, .pcp])
         let timings = configuration.timings
         #expect(timings.persistentKeepalive == .seconds(15) && timings.punchPackets == 3 && timings.punchInterval == .milliseconds(50))
         #expect(timings.punchAckTimeout == .seconds(1) && timings.punchAttempts == 4 && timings.detection == .seconds(2))
@@ -149,7 +150,7 @@ import Time
         ("[Party]\nControl = control_server:3478", "agent.conf:2: Control 'control_server:3478' is not IP:PORT or HOSTNAME:PORT"),
         ("[Agent]\nSTUN = 192.0.2.300:3478", "agent.conf:2: STUN '192.0.2.300:3478' is not IP:PORT or HOSTNAME:PORT"),
         ("[Agent]\nBackend = kernel-ish", "agent.conf:2: Backend 'kernel-ish' is not auto, netlink or uapi"),
-        ("[Agent]\nPortMapping = upnp", "agent.conf:2: PortMapping 'upnp' is not off or a list of pcp and natpmp"),
+        ("[Agent]\nPortMapping = miniupnp", "agent.conf:2: PortMapping 'miniupnp' is not off or a list of pcp, natpmp and upnp"),
         ("[Agent]\nPunchInterval = soon", "agent.conf:2: PunchInterval 'soon' is not a duration"),
         ("[Agent]\nPunchPackets = 0", "agent.conf:2: PunchPackets '0' is not a number from 1 to 1000"),
         ("[Agent]\nStatusSocket = relative.sock", "agent.conf:2: StatusSocket must be an absolute path"),

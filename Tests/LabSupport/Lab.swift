@@ -304,14 +304,15 @@ public final class Lab: @unchecked Sendable {
 
     """
 
-    /// Runs miniupnpd (Debian's `miniupnpd-nftables`) on `site`'s router, answering NAT-PMP and
-    /// PCP on the LAN: mappings for the LAN's own addresses (`secure_mode`), DNAT and forward rules
+    /// Runs miniupnpd (Debian's `miniupnpd-nftables`) on `site`'s router, answering on the LAN
+    /// NAT-PMP and PCP (`natPMP`, port 5351) and UPnP-IGD (`upnp`: SSDP on port 1900, HTTP on a port
+    /// of its choice): mappings for the LAN's own addresses (`secure_mode`), DNAT and forward rules
     /// in a table of its own. miniupnpd refuses to map on a reserved public address — the lab's are
     /// documentation prefixes — unless STUN shows the address reachable (`ext_perform_stun`, against
     /// the lab's STUN server): so the router stops translating its own traffic (only the LAN's, as
-    /// real routers do) and lets the STUN host's answers in. Returns once it listens on port 5351;
-    /// stopped (its rules deleted) at shutdown.
-    public func runMiniUPnPd(on site: Site) throws {
+    /// real routers do) and lets the STUN host's answers in. Returns once it listens on the ports of
+    /// its protocols; stopped (its rules deleted) at shutdown.
+    public func runMiniUPnPd(on site: Site, natPMP: Bool = true, upnp: Bool = false) throws {
         guard !site.isDoubleNAT, site.behaviour != .open else { throw labError("runMiniUPnPd", "a single translating NAT only") }
         let masquerade = site.behaviour == .symmetric ? "masquerade random,fully-random" : "masquerade persistent"
         try site.router.run("nft", "flush", "chain", "ip", "lab", "postnat")
@@ -332,8 +333,8 @@ public final class Lab: @unchecked Sendable {
         try """
             ext_ifname=wan
             listening_ip=lan
-            enable_natpmp=yes
-            enable_upnp=no
+            enable_natpmp=\(natPMP ? "yes" : "no")
+            enable_upnp=\(upnp ? "yes" : "no")
             ext_perform_stun=yes
             ext_stun_host=\(Lab.stunPrimary)
             ext_stun_port=3478
@@ -351,8 +352,9 @@ public final class Lab: @unchecked Sendable {
                   log: "miniupnpd-\(site.number).log")
         // It answers once its STUN test is done (a few seconds).
         let deadline = Date().addingTimeInterval(20)
-        while try !site.router.run("ss", "-Hunl").contains(":\(5351) ") {
-            guard Date() < deadline else { throw labError("runMiniUPnPd", "miniupnpd does not listen on port 5351 after 20 s") }
+        let ports = (natPMP ? [":5351 "] : []) + (upnp ? [":1900 "] : [])
+        while case let listening = try site.router.run("ss", "-Hunl"), !ports.allSatisfy({ listening.contains($0) }) {
+            guard Date() < deadline else { throw labError("runMiniUPnPd", "miniupnpd does not listen on \(ports) after 20 s") }
             usleep(50_000)
         }
     }

@@ -10,8 +10,10 @@ import Testing
     static let nonce = [UInt8](1...12)
     static let external = IPv4Address(198, 51, 100, 6)
 
+    static let gateway = IPAddress.v4(IPv4Address(203, 0, 113, 5))
+
     static func machine(_ protocols: [PortMappingProtocol] = [.pcp, .natPMP]) -> PortMapping {
-        PortMapping(client: client, internalPort: 51820, protocols: protocols, nonce: nonce)
+        PortMapping(client: client, gateway: gateway, internalPort: 51820, protocols: protocols, nonce: nonce)
     }
 
     /// A PCP MAP answer: result, lifetime, the nonce, UDP, internal port 51820, the external endpoint.
@@ -22,7 +24,7 @@ import Testing
 
     @Test func aPCPGatewayMapsThePortAndItIsRenewedAtHalfItsLifetime() throws {
         var mapping = Self.machine()
-        let requestSent = mapping.start(now: 0).send
+        let requestSent = mapping.start(now: 0).send?.encoded
         let request = try #require(requestSent)
         #expect(request.count == 60 && request[0] == 2 && request[1] == 1, "PCP version 2, MAP")
         #expect(Array(request[8..<24]) == PortMappingRequest.mapped(Self.client) && Array(request[24..<36]) == Self.nonce)
@@ -35,12 +37,12 @@ import Testing
                                                         expires: 1_000 + 7200 * 1_000_000_000))
         let renewAt = mapping.deadline
         #expect(renewAt == Nanoseconds(1_000 + 3600 * 1_000_000_000))
-        let renewalSent = mapping.timer(now: mapping.deadline!).send
+        let renewalSent = mapping.timer(now: mapping.deadline!).send?.encoded
         let renewal = try #require(renewalSent)
         #expect(renewal == request, "the same MAP, the same nonce")
         let result3 = mapping.received(Self.pcpAnswer(), now: 2)
         #expect(result3 == PortMapping.Output(), "renewed, unchanged")
-        let deleteSent = mapping.stop()
+        let deleteSent = mapping.stop()?.encoded
         let delete = try #require(deleteSent)
         #expect(Array(delete[4..<8]) == [0, 0, 0, 0] && Array(delete[24..<36]) == Self.nonce, "lifetime 0 deletes the mapping")
         #expect(mapping.mapped == nil && mapping.deadline == nil)
@@ -51,26 +53,26 @@ import Testing
         _ = mapping.start(now: 0)
         // NAT-PMP's answer to a version it does not speak: version 0, opcode 128 + 1, result 1.
         let address = mapping.received([0, 0x81, 0, 1, 0, 0, 0, 5], now: 1)
-        #expect(address.send == [0, 0])
-        let mapSent = mapping.received([0, 128, 0, 0, 0, 0, 0, 5] + Self.external.bytes, now: 2).send
+        #expect(address.send?.encoded == [0, 0])
+        let mapSent = mapping.received([0, 128, 0, 0, 0, 0, 0, 5] + Self.external.bytes, now: 2).send?.encoded
         let map = try #require(mapSent)
         #expect(map == [0, 1, 0, 0, 0xCA, 0x6C, 0xCA, 0x6C, 0, 0, 0x1C, 0x20], "UDP, 51820 → 51820, 7200 s")
         let granted = mapping.received([0, 129, 0, 0, 0, 0, 0, 5, 0xCA, 0x6C, 0xCA, 0x6D, 0, 0, 0x0E, 0x10], now: 3)
         #expect(granted.changed)
         #expect(mapping.mapped == PortMapping.Mapped(protocolUsed: .natPMP, external: Endpoint(.v4(Self.external), 51821), lifetime: 3600,
                                                         expires: 3 + 3600 * 1_000_000_000))
-        let result4 = mapping.stop()
+        let result4 = mapping.stop()?.encoded
         #expect(result4 == [0, 1, 0, 0, 0xCA, 0x6C, 0, 0, 0, 0, 0, 0])
     }
 
     @Test func anUnansweredProtocolIsTriedFourTimesThenTheNext() throws {
         var mapping = Self.machine()
-        let first = mapping.start(now: 0).send
+        let first = mapping.start(now: 0).send?.encoded
         var sent = [try #require(first)]
         var now: Int64 = 0
         while let deadline = mapping.deadline, sent.count < 10 {
             now = deadline
-            if let bytes = mapping.timer(now: now).send { sent.append(bytes) }
+            if let bytes = mapping.timer(now: now).send?.encoded { sent.append(bytes) }
         }
         #expect(sent.prefix(4).allSatisfy { $0.count == 60 }, "PCP four times")
         #expect(sent.dropFirst(4).prefix(4).allSatisfy { $0 == [0, 0] }, "then NAT-PMP's address request four times")
@@ -81,7 +83,7 @@ import Testing
     @Test func aRefusalIsKeptAndTheNextProtocolAsked() throws {
         var mapping = Self.machine()
         _ = mapping.start(now: 0)
-        let result5 = mapping.received(Self.pcpAnswer(result: 2), now: 1).send
+        let result5 = mapping.received(Self.pcpAnswer(result: 2), now: 1).send?.encoded
         #expect(result5 == [0, 0], "NOT_AUTHORIZED: NAT-PMP next")
         #expect(mapping.lastRefusal?.0 == .pcp && mapping.lastRefusal?.1 == 2)
         let result6 = mapping.received([0, 128, 0, 3], now: 2)
@@ -103,7 +105,7 @@ import Testing
         while let deadline = mapping.deadline, deadline < 200 * 1_000_000_000, went == nil {
             now = deadline
             let output = mapping.timer(now: now)
-            if let bytes = output.send { renewals.append(bytes) }
+            if let bytes = output.send?.encoded { renewals.append(bytes) }
             if output.changed { went = now }
         }
         #expect(renewals.first == [0, 0], "a NAT-PMP renewal asks the external address again")
