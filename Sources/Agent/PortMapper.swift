@@ -5,10 +5,10 @@ import Punch
 import Rendezvous
 import Time
 
-/// Runs ``PortMapping`` on the loop: UDP sockets connected to the IPv4 default gateway's port 5351
-/// (PCP, NAT-PMP) and, for UPnP-IGD, its port 1900 (SSDP) — answers taken only from there, ICMP
-/// errors heard — a non-blocking TCP connection per HTTP request, its timers, and the mapping given
-/// back at exit.
+/// Runs ``PortMapping`` on the loop: a UDP socket connected to the IPv4 default gateway's port 5351
+/// (PCP, NAT-PMP) and, for UPnP-IGD, one for SSDP that takes answers from any port of the gateway
+/// (some answer from another port than 1900) — ICMP errors heard on both — a non-blocking TCP
+/// connection per HTTP request, its timers, and the mapping given back at exit.
 public final class PortMapper: TimerSource {
     private let socket: UDPSocket
     private let searchSocket: UDPSocket?
@@ -39,7 +39,8 @@ public final class PortMapper: TimerSource {
         guard !protocols.isEmpty, let (socket, gateway, client) = PortMappingProtocol.gatewaySocket(), let client else { return nil }
         var searchSocket: UDPSocket?
         if protocols.contains(.upnp) {
-            guard let (search, _, _) = PortMappingProtocol.gatewaySocket(port: PortMappingProtocol.ssdpPort) else { return nil }
+            guard let search = try? UDPSocket(binding: Endpoint(.unspecified(AF_INET), 0)) else { return nil }
+            search.reportErrorsUnconnected()
             searchSocket = search
         }
         self.socket = socket
@@ -68,24 +69,25 @@ public final class PortMapper: TimerSource {
 
     public func start() { apply(machine.start(now: clock.now)) }
 
-    /// Gives the mapping back: one datagram, or for UPnP-IGD one HTTP exchange bounded by
+    /// Gives the mapping back: a datagram, or for UPnP-IGD an HTTP exchange, all of them within
     /// ``stopPatience`` (the process is exiting).
     public func stop() {
         closeConnection()
-        guard let request = machine.stop() else { return }
-        switch request.transport {
-        case .datagram(let port):
-            _ = try? socket.send(request.encoded, to: Endpoint(gateway, port))
-        case .http(let endpoint):
-            let end = clock.now + Self.stopPatience
-            let bytes = request.encoded
-            func left() -> Duration { .nanoseconds(max(0, end - clock.now)) }
-            guard let stream = try? TCPStream(connectingTo: endpoint), (try? Readiness.writable(stream.descriptor, timeout: left())) == true,
-                  stream.pendingError == 0, stream.send(bytes[...]) == bytes.count else { return }
-            // Its answer, so that the gateway has acted before the process goes.
-            var answer: [UInt8] = []
-            while clock.now < end, (try? Readiness.readable([stream.descriptor], timeout: left()))?.isEmpty == false,
-                  stream.receive(appendingTo: &answer), answer.count < Self.answerLimit {}
+        let end = clock.now + Self.stopPatience
+        func left() -> Duration { .nanoseconds(max(0, end - clock.now)) }
+        for request in machine.stop() {
+            switch request.transport {
+            case .datagram(let port):
+                _ = try? socket.send(request.encoded, to: Endpoint(gateway, port))
+            case .http(let endpoint):
+                let bytes = request.encoded
+                guard let stream = try? TCPStream(connectingTo: endpoint), (try? Readiness.writable(stream.descriptor, timeout: left())) == true,
+                      stream.pendingError == 0, stream.send(bytes[...]) == bytes.count else { continue }
+                // Its answer, so that the gateway has acted before the process goes.
+                var answer: [UInt8] = []
+                while clock.now < end, (try? Readiness.readable([stream.descriptor], timeout: left()))?.isEmpty == false,
+                      stream.receive(appendingTo: &answer, limit: Self.answerLimit) {}
+            }
         }
     }
 
@@ -99,6 +101,7 @@ public final class PortMapper: TimerSource {
     }
 
     private func readable(_ udp: UDPSocket) {
+        if udp === searchSocket { udp.drainErrorQueue() }
         // An ICMP error for this socket's last request: nothing answers there.
         if UDPSocket.takePendingError(udp.descriptor) == ECONNREFUSED {
             refused = true
@@ -114,8 +117,18 @@ public final class PortMapper: TimerSource {
     }
 
     private func apply(_ output: PortMapping.Output) {
-        if let request = output.send { deliver(request) }
+        if let request = output.send {
+            deliver(request)
+        } else if !awaitingHTTP {
+            // The HTTP request timed out or was given up: its late answer is nobody's.
+            closeConnection()
+        }
         if output.changed { onChange?() }
+    }
+
+    private var awaitingHTTP: Bool {
+        guard case .http? = machine.request?.transport else { return false }
+        return true
     }
 
     private func deliver(_ request: PortMappingRequest) {
@@ -153,10 +166,10 @@ public final class PortMapper: TimerSource {
             }
             return
         }
-        if connection.receive(appendingTo: &incoming), incoming.count < Self.answerLimit { return }
+        if connection.receive(appendingTo: &incoming, limit: Self.answerLimit) { return }
         let answer = incoming
         closeConnection()
-        apply(machine.received(answer, now: clock.now))
+        apply(machine.answered(answer, now: clock.now))
     }
 
     private func connectionFailed(refused: Bool) {

@@ -30,17 +30,20 @@ public final class TCPStream {
         return lanrage_errno() == EAGAIN || lanrage_errno() == EINTR ? 0 : nil
     }
 
-    /// Appends what has arrived to `bytes`: true while the connection stays open, false at its
-    /// end (closed by the other side, or failed).
-    public func receive(appendingTo bytes: inout [UInt8]) -> Bool {
+    /// Appends what has arrived to `bytes`, up to `limit` bytes in all: true while the connection
+    /// stays open and `bytes` holds less than `limit`, false otherwise (closed by the other side,
+    /// failed, or full).
+    public func receive(appendingTo bytes: inout [UInt8], limit: Int) -> Bool {
         var buffer = [UInt8](repeating: 0, count: 2048)
-        while true {
-            let count = buffer.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress, $0.count, 0) }
+        while bytes.count < limit {
+            let room = min(buffer.count, limit - bytes.count)
+            let count = buffer.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress, room, 0) }
             if count > 0 {
                 bytes += buffer[..<count]
                 continue
             }
             return count < 0 && (lanrage_errno() == EAGAIN || lanrage_errno() == EINTR)
         }
+        return false
     }
 }

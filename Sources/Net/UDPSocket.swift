@@ -107,6 +107,22 @@ public final class UDPSocket: PortSocket {
         return getsockopt(descriptor, SOL_SOCKET, SO_ERROR, &pending, &size) == 0 ? pending : lanrage_errno()
     }
 
+    /// Has the kernel report ICMP errors on this socket even unconnected (`IP_RECVERR`): they set
+    /// its pending error (``takePendingError(_:)``) and queue on its error queue, which
+    /// ``drainErrorQueue()`` must empty (the socket polls as failed while it holds any).
+    public func reportErrorsUnconnected() {
+        var one: Int32 = 1
+        setsockopt(descriptor, Int32(IPPROTO_IP), IP_RECVERR, &one, socklen_t(MemoryLayout<Int32>.size))
+    }
+
+    /// Empties the error queue filled by ``reportErrorsUnconnected()`` (at most 64 entries a call).
+    public func drainErrorQueue() {
+        var buffer = [UInt8](repeating: 0, count: 64)
+        for _ in 0..<64 {
+            guard buffer.withUnsafeMutableBytes({ recv(descriptor, $0.baseAddress, $0.count, Int32(MSG_ERRQUEUE)) }) >= 0 else { return }
+        }
+    }
+
     /// Receives one datagram, or `nil` when none is queued.
     public func receive() throws(SystemError) -> PortDatagram? {
         var buffer = [UInt8](repeating: 0, count: 65_536)

@@ -66,7 +66,11 @@ public struct PortMapping: Sendable {
     private var current = 0
     private var attempts = 0
     private var natPMPAddress: IPv4Address?
-    private var upnpService: UPnPService?
+    /// The description's WAN connection services not yet given up, the one in use first.
+    private var upnpServices: [UPnPService] = []
+    /// The service that granted the mapping, kept until it is given back: a failed renewal forgets
+    /// the services, not what must be deleted at exit.
+    private var upnpHeld: UPnPService?
     private var upnpAddress: IPv4Address?
     private var upnpPort: UInt16
     private var upnpLifetime = Self.lifetime
@@ -89,14 +93,22 @@ public struct PortMapping: Sendable {
         return ask(now: now)
     }
 
-    /// The datagram `bytes` from the gateway's port 5351.
+    /// A datagram from the gateway (PCP, NAT-PMP, SSDP). One that answers nothing asked — a
+    /// late answer, a duplicate, another request's — is ignored.
     public mutating func received(_ bytes: [UInt8], now: Nanoseconds) -> Output {
-        guard let request else { return Output() }
-        guard let answer = PortMappingAnswer(decoding: bytes, for: request) else {
-            // A datagram may be another's; an HTTP connection carries only this request's answer.
-            if case .http = request.transport { return next(now: now) }
-            return Output()
-        }
+        guard let request, case .datagram = request.transport, let answer = PortMappingAnswer(decoding: bytes, for: request) else { return Output() }
+        return handle(answer, to: request, now: now)
+    }
+
+    /// All that the HTTP connection of the request in flight returned until it closed. An answer
+    /// that is not one (cut short, not HTTP, not what was asked) fails the request.
+    public mutating func answered(_ bytes: [UInt8], now: Nanoseconds) -> Output {
+        guard let request, case .http = request.transport else { return Output() }
+        guard let answer = PortMappingAnswer(decoding: bytes, for: request) else { return next(now: now) }
+        return handle(answer, to: request, now: now)
+    }
+
+    private mutating func handle(_ answer: PortMappingAnswer, to request: PortMappingRequest, now: Nanoseconds) -> Output {
         switch answer {
         case .pcpMapped(let external, let lifetime) where lifetime > 0:
             return grant(.pcp, external, lifetime, now: now)
@@ -110,15 +122,18 @@ public struct PortMapping: Sendable {
             // A description elsewhere than on the gateway is not the gateway's.
             guard location.endpoint.address == gateway else { return Output() }
             return send(.upnpDescribe(location), now: now)
-        case .upnpService(let service):
-            upnpService = service
+        case .upnpServices(let services):
+            // Control URLs that name another host than the gateway are not the gateway's.
+            upnpServices = services.filter { $0.control.endpoint.address == gateway }
+            guard let service = upnpServices.first else { return next(now: now) }
             return send(.upnpExternalAddress(service), now: now)
         case .upnpExternalAddress(let address):
-            guard let service = upnpService else { return next(now: now) }
+            guard let service = upnpServices.first else { return next(now: now) }
             upnpAddress = address
             return send(.upnpMap(service, externalPort: upnpPort, client: client, internalPort: internalPort, lifetime: upnpLifetime), now: now)
         case .upnpDone:
-            guard case .upnpMap = request, let upnpAddress else { return next(now: now) }
+            guard case .upnpMap(let service, _, _, _, _) = request, let upnpAddress else { return next(now: now) }
+            upnpHeld = service
             return grant(.upnp, Endpoint(.v4(upnpAddress), upnpPort), upnpLifetime == 0 ? Self.lifetime : upnpLifetime, now: now)
         case .refused(let code):
             if case .upnpMap(let service, _, _, _, _) = request {
@@ -164,16 +179,24 @@ public struct PortMapping: Sendable {
         return start(now: now)
     }
 
-    /// Gives the mapping back: the request to send, when something is mapped or a mapping request
-    /// is in flight (its grant may still come); nil otherwise. Nothing more is asked.
-    public mutating func stop() -> PortMappingRequest? {
-        defer { (mapped, request, deadline) = (nil, nil, nil) }
-        switch (mapped?.protocolUsed, request) {
-        case (.pcp, _), (nil, .pcpMap?): return .pcpMap(client: client, internalPort: internalPort, lifetime: 0, nonce: nonce)
-        case (.natPMP, _), (nil, .natPMPMap?): return .natPMPMap(internalPort: internalPort, lifetime: 0)
-        case (.upnp, _), (nil, .upnpMap?): return upnpService.map { .upnpUnmap($0, externalPort: upnpPort) }
-        default: return nil
+    /// Gives the mapping back: the requests to send — for what is mapped, for a mapping request in
+    /// flight (its grant may still come), and for a UPnP-IGD mapping granted earlier (it may be
+    /// permanent); none when nothing was mapped. Nothing more is asked.
+    public mutating func stop() -> [PortMappingRequest] {
+        defer { (mapped, request, deadline, upnpHeld) = (nil, nil, nil, nil) }
+        var deletes: [PortMappingRequest] = []
+        var pcp = mapped?.protocolUsed == .pcp, natPMP = mapped?.protocolUsed == .natPMP
+        switch request {
+        case .pcpMap?: pcp = true
+        case .natPMPMap?: natPMP = true
+        case .upnpMap(let service, let port, _, _, _)? where service != upnpHeld || port != upnpPort:
+            deletes.append(.upnpUnmap(service, externalPort: port))
+        default: break
         }
+        if pcp { deletes.append(.pcpMap(client: client, internalPort: internalPort, lifetime: 0, nonce: nonce)) }
+        if natPMP { deletes.append(.natPMPMap(internalPort: internalPort, lifetime: 0)) }
+        if let upnpHeld { deletes.append(.upnpUnmap(upnpHeld, externalPort: upnpPort)) }
+        return deletes
     }
 
     private mutating func ask(now: Nanoseconds) -> Output {
@@ -181,7 +204,7 @@ public struct PortMapping: Sendable {
         switch protocols[current] {
         case .pcp: return send(.pcpMap(client: client, internalPort: internalPort, lifetime: Self.lifetime, nonce: nonce), now: now)
         case .natPMP: return send(.natPMPAddress, now: now)
-        case .upnp: return send(upnpService.map { .upnpExternalAddress($0) } ?? .upnpSearch, now: now)
+        case .upnp: return send(upnpServices.first.map { .upnpExternalAddress($0) } ?? .upnpSearch, now: now)
         }
     }
 
@@ -192,10 +215,18 @@ public struct PortMapping: Sendable {
         return Output(send: next)
     }
 
-    /// The current protocol failed: the next one, or none left. A failed UPnP-IGD exchange forgets
-    /// the service (the gateway may have restarted elsewhere): the next try searches again.
+    /// The current protocol failed: the next one, or none left. A UPnP-IGD service whose external
+    /// address cannot be read (a WAN connection that is down) gives way to the next one listed;
+    /// otherwise a failed exchange forgets the services (the gateway may have restarted elsewhere)
+    /// and the next try searches again.
     private mutating func next(now: Nanoseconds) -> Output {
-        if protocols[current] == .upnp { upnpService = nil }
+        if protocols[current] == .upnp {
+            if case .upnpExternalAddress? = request, upnpServices.count > 1 {
+                upnpServices.removeFirst()
+                return send(.upnpExternalAddress(upnpServices[0]), now: now)
+            }
+            upnpServices = []
+        }
         current += 1
         return ask(now: now)
     }

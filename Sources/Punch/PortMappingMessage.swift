@@ -15,13 +15,13 @@ public enum PortMappingProtocol: String, Sendable, Equatable {
     /// The gateway's SSDP port, where UPnP-IGD's search goes.
     public static let ssdpPort: UInt16 = 1900
 
-    /// A UDP socket for asking the IPv4 default gateway, connected to its `port` (so that it also
-    /// hears the gateway's ICMP errors), the gateway's endpoint, and the address this host speaks
-    /// from toward it (nil when no route leads there); nil without a default gateway.
-    public static func gatewaySocket(port: UInt16 = serverPort) -> (socket: UDPSocket, gateway: Endpoint, client: IPAddress?)? {
+    /// A UDP socket for asking the IPv4 default gateway, connected to its port 5351 (so that it
+    /// also hears the gateway's ICMP errors), the gateway's endpoint, and the address this host
+    /// speaks from toward it (nil when no route leads there); nil without a default gateway.
+    public static func gatewaySocket() -> (socket: UDPSocket, gateway: Endpoint, client: IPAddress?)? {
         guard let address = LocalAddresses.defaultGateway(),
               let socket = try? UDPSocket(binding: Endpoint(.unspecified(AF_INET), 0)) else { return nil }
-        let gateway = Endpoint(.v4(address), port)
+        let gateway = Endpoint(.v4(address), serverPort)
         return (socket, gateway, LocalAddresses.source(toward: gateway, probe: socket.descriptor))
     }
 }
@@ -119,8 +119,8 @@ public enum PortMappingAnswer: Sendable, Equatable {
     case unsupportedVersion
     /// UPnP-IGD: where the gateway's device description is.
     case upnpLocation(UPnPURL)
-    /// UPnP-IGD: the description's WAN connection service.
-    case upnpService(UPnPService)
+    /// UPnP-IGD: the description's WAN connection services, in the order listed.
+    case upnpServices([UPnPService])
     /// UPnP-IGD: the external address.
     case upnpExternalAddress(IPv4Address)
     /// UPnP-IGD: the mapping was added (or deleted).
@@ -183,12 +183,16 @@ public enum PortMappingAnswer: Sendable, Equatable {
         }
         switch request {
         case .upnpDescribe(let location):
-            guard let service = UPnP.service(in: body, from: location) else { return nil }
-            self = .upnpService(service)
+            let services = UPnP.services(in: body, from: location)
+            guard !services.isEmpty else { return nil }
+            self = .upnpServices(services)
         case .upnpExternalAddress:
             guard let text = UPnP.element("NewExternalIPAddress", in: body[...]),
                   let address = IPv4Address(String(decoding: text, as: UTF8.self)), address != IPv4Address(0) else { return nil }
             self = .upnpExternalAddress(address)
+        case .upnpMap:
+            guard UPnP.find(Array("AddPortMappingResponse".utf8), in: body[...]) != nil else { return nil }
+            self = .upnpDone
         default:
             self = .upnpDone
         }

@@ -1,7 +1,8 @@
 import Net
 
 /// Where an HTTP request goes on the gateway: its TCP endpoint and the path. Parsed from
-/// `http://a.b.c.d[:port]/path` (the address a literal IPv4 address, as gateways announce it).
+/// `http://a.b.c.d[:port]/path` (the address a literal IPv4 address, as gateways announce it; the
+/// path printable ASCII without spaces, so that it cannot break the request line).
 public struct UPnPURL: Sendable, Equatable {
     public var endpoint: Endpoint
     public var path: [UInt8]
@@ -12,10 +13,12 @@ public struct UPnPURL: Sendable, Equatable {
     }
 
     /// `text` as an absolute URL, or as a path under `base` (the description's location).
-    init?(_ text: ArraySlice<UInt8>, under base: UPnPURL? = nil) {
+    init?(_ untrimmed: ArraySlice<UInt8>, under base: UPnPURL? = nil) {
+        let text = UPnP.trimmed(untrimmed)
+        guard !text.isEmpty, text.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else { return nil }
         let scheme = "http://".utf8
-        guard text.count > scheme.count, text.prefix(scheme.count).elementsEqual(scheme) else {
-            guard let base, !text.isEmpty else { return nil }
+        guard text.count > scheme.count, UPnP.starts(text, with: scheme) else {
+            guard let base else { return nil }
             self.init(endpoint: base.endpoint, path: text.first == UInt8(ascii: "/") ? Array(text) : [UInt8(ascii: "/")] + text)
             return
         }
@@ -26,8 +29,8 @@ public struct UPnPURL: Sendable, Equatable {
         guard let address = IPv4Address(String(decoding: host, as: UTF8.self)) else { return nil }
         var port: UInt16 = 80
         if !portText.isEmpty {
-            guard let parsed = UInt16(String(decoding: portText, as: UTF8.self)), parsed != 0 else { return nil }
-            port = parsed
+            guard let parsed = UPnP.decimal(portText), parsed > 0, parsed <= Int(UInt16.max) else { return nil }
+            port = UInt16(parsed)
         }
         let path = rest.dropFirst(authority.count)
         self.init(endpoint: Endpoint(.v4(address), port), path: path.isEmpty ? [UInt8(ascii: "/")] : Array(path))
@@ -43,8 +46,13 @@ public struct UPnPService: Sendable, Equatable {
 
 /// The bytes of UPnP Internet Gateway Device control (UPnP Device Architecture 1.1, IGD's
 /// WANIPConnection): SSDP's search sent to the gateway's port 1900, and the HTTP requests that
-/// read its description and post SOAP actions, each on a connection of its own.
+/// read its description and post SOAP actions, each on a connection of its own. Parsing is by
+/// byte matching, linear in the answer (at most 64 KiB), lenient where gateways differ (header
+/// case, spaces around values, namespace prefixes, chunked bodies).
 enum UPnP {
+    /// The most WAN connection services a description offers that are tried.
+    static let maxServices = 4
+
     static let search = Array("""
         M-SEARCH * HTTP/1.1\r
         HOST: 239.255.255.250:1900\r
@@ -83,13 +91,14 @@ enum UPnP {
     static func response(_ bytes: [UInt8]) -> (status: Int, body: [UInt8])? {
         guard let end = find(Array("\r\n\r\n".utf8), in: bytes[...]) else { return nil }
         let head = bytes[..<end]
-        guard head.starts(with: "HTTP/1.".utf8), head.count >= 12, let status = Int(String(decoding: head[head.startIndex + 9..<head.startIndex + 12], as: UTF8.self)) else { return nil }
+        guard head.starts(with: "HTTP/1.".utf8), head.count >= 12, let status = decimal(head[(head.startIndex + 9)..<(head.startIndex + 12)]) else {
+            return nil
+        }
         var body = Array(bytes[(end + 4)...])
-        let lowered = head.map { $0 >= 65 && $0 <= 90 ? $0 | 0x20 : $0 }
-        if find(Array("transfer-encoding: chunked".utf8), in: lowered[...]) != nil {
+        if let coding = header("transfer-encoding", in: head), find(Array("chunked".utf8), in: lowered(coding)[...]) != nil {
             var joined: [UInt8] = [], rest = body[...]
             while let line = find(Array("\r\n".utf8), in: rest),
-                  let size = Int(String(decoding: rest[rest.startIndex..<line].prefix { $0 != UInt8(ascii: ";") }, as: UTF8.self), radix: 16),
+                  let size = hexadecimal(trimmed(rest[rest.startIndex..<line].prefix { $0 != UInt8(ascii: ";") })),
                   size > 0, size <= rest.endIndex - line - 2 {
                 joined += rest[(line + 2)..<(line + 2 + size)]
                 rest = rest[(line + 2 + size)...].dropFirst(2)
@@ -99,48 +108,80 @@ enum UPnP {
         return (status, body)
     }
 
-    /// The value of the SSDP answer's `LOCATION` header.
+    /// The SSDP answer's `LOCATION`.
     static func location(_ bytes: [UInt8]) -> UPnPURL? {
         guard bytes.starts(with: "HTTP/1.".utf8) else { return nil }
-        for line in bytes.split(separator: UInt8(ascii: "\n")) {
-            let name = Array("location:".utf8)
-            guard line.count > name.count, zip(line, name).allSatisfy({ ($0 | 0x20) == $1 }) else { continue }
-            let value = line.dropFirst(name.count).drop { $0 == 0x20 }
-            return UPnPURL(value.last == UInt8(ascii: "\r") ? value.dropLast() : value)
+        return header("location", in: bytes[...]).flatMap { UPnPURL($0) }
+    }
+
+    /// The value of the header `name` (lowercase) in an HTTP head, whatever its case, trimmed.
+    static func header(_ name: String, in head: ArraySlice<UInt8>) -> ArraySlice<UInt8>? {
+        let key = Array(name.utf8) + [UInt8(ascii: ":")]
+        for line in head.split(separator: UInt8(ascii: "\n")) where line.count > key.count && starts(line, with: key) {
+            return trimmed(line.dropFirst(key.count))
         }
         return nil
     }
 
-    /// The first WAN connection service in the device description `xml` fetched from `location`.
-    static func service(in xml: [UInt8], from location: UPnPURL) -> UPnPService? {
+    /// Whether `bytes` start with `prefix` (lowercase), letters in either case.
+    static func starts(_ bytes: ArraySlice<UInt8>, with prefix: some Sequence<UInt8>) -> Bool {
+        var index = bytes.startIndex
+        for expected in prefix {
+            guard index < bytes.endIndex else { return false }
+            let byte = bytes[index]
+            guard byte == expected || (expected >= 97 && expected <= 122 && byte | 0x20 == expected) else { return false }
+            index += 1
+        }
+        return true
+    }
+
+    /// The WAN connection services in the device description `xml` fetched from `location`, in
+    /// the order listed, at most ``maxServices``.
+    static func services(in xml: [UInt8], from location: UPnPURL) -> [UPnPService] {
         let base = element("URLBase", in: xml[...]).flatMap { UPnPURL($0) } ?? location
+        var found: [UPnPService] = []
         var rest = xml[...]
-        while let start = find(Array("<service>".utf8), in: rest) {
+        while found.count < maxServices, let start = find(Array("<service>".utf8), in: rest) {
             let block = rest[start...]
             let end = find(Array("</service>".utf8), in: block) ?? block.endIndex
             rest = xml[end...]
-            guard let type = element("serviceType", in: block[..<end]),
-                  find(Array("WANIPConnection:".utf8), in: type) != nil || find(Array("WANPPPConnection:".utf8), in: type) != nil,
+            guard let type = element("serviceType", in: block[..<end]), isWANConnection(type),
                   let control = element("controlURL", in: block[..<end]).flatMap({ UPnPURL($0, under: base) }) else { continue }
-            return UPnPService(control: control, type: Array(type))
+            found.append(UPnPService(control: control, type: Array(type)))
         }
-        return nil
+        return found
     }
 
-    /// The text of the first element `name` in `xml`, whatever its namespace prefix.
+    /// `urn:schemas-upnp-org:service:WANIPConnection:N` or `…:WANPPPConnection:N`, N one digit: the
+    /// type also goes into the request's header and XML, so nothing else is taken.
+    static func isWANConnection(_ type: ArraySlice<UInt8>) -> Bool {
+        let prefix = Array("urn:schemas-upnp-org:service:".utf8)
+        guard type.starts(with: prefix), let version = type.last, version >= UInt8(ascii: "1"), version <= UInt8(ascii: "9") else { return false }
+        let name = type.dropFirst(prefix.count).dropLast()
+        return name.elementsEqual("WANIPConnection:".utf8) || name.elementsEqual("WANPPPConnection:".utf8)
+    }
+
+    /// The text of the first element `name` in `xml`, whatever its namespace prefix, trimmed.
     static func element(_ name: String, in xml: ArraySlice<UInt8>) -> ArraySlice<UInt8>? {
         let tag = Array(name.utf8) + [UInt8(ascii: ">")]
         var rest = xml
         while let at = find(tag, in: rest) {
-            let open = at > xml.startIndex ? xml[at - 1] : 0
-            let valueStart = at + tag.count
-            rest = xml[valueStart...]
-            // `<name>` or `<prefix:name>`, not a closing tag.
-            guard open == UInt8(ascii: "<") || open == UInt8(ascii: ":"),
-                  xml[xml.startIndex..<at].last(where: { $0 == UInt8(ascii: "<") || $0 == UInt8(ascii: "/") }) == UInt8(ascii: "<") else { continue }
-            return rest.prefix { $0 != UInt8(ascii: "<") }
+            rest = xml[(at + tag.count)...]
+            // `<name>`, or `<prefix:name>` with a prefix of at most 32 name bytes: not a closing tag.
+            var open = at - 1
+            if open >= xml.startIndex, xml[open] == UInt8(ascii: ":") {
+                let floor = max(xml.startIndex, open - 33)
+                open -= 1
+                while open > floor, isNameByte(xml[open]) { open -= 1 }
+            }
+            guard open >= xml.startIndex, xml[open] == UInt8(ascii: "<") else { continue }
+            return trimmed(rest.prefix { $0 != UInt8(ascii: "<") })
         }
         return nil
+    }
+
+    static func isNameByte(_ byte: UInt8) -> Bool {
+        (byte | 0x20 >= 97 && byte | 0x20 <= 122) || (byte >= 48 && byte <= 57) || byte == 95 || byte == 45 || byte == 46
     }
 
     static func find(_ needle: [UInt8], in haystack: ArraySlice<UInt8>) -> Int? {
@@ -151,5 +192,35 @@ enum UPnP {
             index += 1
         }
         return nil
+    }
+
+    static func trimmed(_ bytes: ArraySlice<UInt8>) -> ArraySlice<UInt8> {
+        let start = bytes.firstIndex { !$0.isASCIISpace } ?? bytes.endIndex
+        let end = bytes[start...].lastIndex { !$0.isASCIISpace }.map { $0 + 1 } ?? start
+        return bytes[start..<end]
+    }
+
+    static func lowered(_ bytes: ArraySlice<UInt8>) -> [UInt8] { bytes.map { $0 >= 65 && $0 <= 90 ? $0 | 0x20 : $0 } }
+
+    /// A decimal number of at most 9 digits (no sign, no spaces).
+    static func decimal(_ bytes: ArraySlice<UInt8>) -> Int? {
+        guard !bytes.isEmpty, bytes.count <= 9, bytes.allSatisfy({ $0.isASCIIDigit }) else { return nil }
+        return bytes.reduce(0) { $0 * 10 + Int($1 - 48) }
+    }
+
+    /// A hexadecimal number of at most 7 digits (a chunk of at most 256 MiB; the answer holds 64 KiB).
+    static func hexadecimal(_ bytes: ArraySlice<UInt8>) -> Int? {
+        guard !bytes.isEmpty, bytes.count <= 7 else { return nil }
+        var value = 0
+        for byte in bytes {
+            if byte.isASCIIDigit {
+                value = value << 4 | Int(byte - 48)
+            } else if byte | 0x20 >= 97, byte | 0x20 <= 102 {
+                value = value << 4 | Int((byte | 0x20) - 87)
+            } else {
+                return nil
+            }
+        }
+        return value
     }
 }

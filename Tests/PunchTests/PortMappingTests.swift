@@ -42,7 +42,7 @@ import Testing
         #expect(renewal == request, "the same MAP, the same nonce")
         let result3 = mapping.received(Self.pcpAnswer(), now: 2)
         #expect(result3 == PortMapping.Output(), "renewed, unchanged")
-        let deleteSent = mapping.stop()?.encoded
+        let deleteSent = mapping.stop().first?.encoded
         let delete = try #require(deleteSent)
         #expect(Array(delete[4..<8]) == [0, 0, 0, 0] && Array(delete[24..<36]) == Self.nonce, "lifetime 0 deletes the mapping")
         #expect(mapping.mapped == nil && mapping.deadline == nil)
@@ -61,7 +61,7 @@ import Testing
         #expect(granted.changed)
         #expect(mapping.mapped == PortMapping.Mapped(protocolUsed: .natPMP, external: Endpoint(.v4(Self.external), 51821), lifetime: 3600,
                                                         expires: 3 + 3600 * 1_000_000_000))
-        let result4 = mapping.stop()?.encoded
+        let result4 = mapping.stop().first?.encoded
         #expect(result4 == [0, 1, 0, 0, 0xCA, 0x6C, 0, 0, 0, 0, 0, 0])
     }
 
