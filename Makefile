@@ -29,7 +29,7 @@ CROSS_ARCHS := aarch64 armv7 x86_64
 
 .PHONY: all build release static size-static service-files openwrt-package docs-check deps test unit-tests footprint bench size charts clean fuzz bench-stun lab-bench order-file demo test-kernel kernel-tests bench-wg \
 	cross cross-deps cross-tests footprint-hosted deb deb-test $(addprefix cross-,$(CROSS_ARCHS)) \
-	fuzz-stun fuzz-control fuzz-relay fuzz-client fuzz-punch fuzz-relay-client fuzz-state bench-relay bench-control simulate
+	fuzz-stun fuzz-control fuzz-relay fuzz-client fuzz-punch fuzz-relay-client fuzz-state fuzz-dns fuzz-gateway bench-relay bench-control simulate
 
 all: build
 
@@ -170,17 +170,19 @@ charts:
 ##   stun (decoder, server), control (server decoder and core), relay (relay decoders and tokens),
 ##   client (what a member does with the control server's datagrams), punch (punch messages, sessions
 ##   and driver), relay-client (relay answers as the agent takes them), state (state file and restore),
-##   dns (name servers' answers, resolv.conf and hosts as the resolver reads them).
+##   dns (name servers' answers, resolv.conf and hosts as the resolver reads them), gateway (PCP, NAT-PMP
+##   and UPnP-IGD answers as the port-mapping machine takes them).
 ## The targets reach internals with @testable import: the modules are built with -enable-testing.
 FUZZ_RUNS ?= 10000000
 FUZZ_JOBS ?= 2
-FUZZ_NAMES := stun control relay client punch relay-client state dns
+FUZZ_NAMES := stun control relay client punch relay-client state dns gateway
 FUZZ_BUILD := --scratch-path .build-fuzz -c release -Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING -Xswiftc -enable-testing
 fuzz: $(addprefix fuzz-,$(FUZZ_NAMES))
 
 $(addprefix fuzz-,$(FUZZ_NAMES)): fuzz-%:
 	target=$$(case $* in stun) echo STUNFuzz;; control) echo ControlFuzz;; relay) echo RelayFuzz;; client) echo ClientFuzz;; \
-		punch) echo PunchFuzz;; relay-client) echo RelayClientFuzz;; state) echo StateFuzz;; dns) echo DNSFuzz;; esac); \
+		punch) echo PunchFuzz;; relay-client) echo RelayClientFuzz;; state) echo StateFuzz;; dns) echo DNSFuzz;; \
+		gateway) echo GatewayFuzz;; esac); \
 	seeds=$$([ $* = stun ] && echo Tests/Fuzz/seeds || echo Tests/Fuzz/seeds-$*); \
 	$(SWIFT) build $(FUZZ_BUILD) --product $$target && \
 	NAME=$* CORPUS=.build-fuzz/corpus-$* SEEDS=$$seeds Tests/Fuzz/run.sh .build-fuzz/release/$$target $(FUZZ_RUNS) $(FUZZ_JOBS)

@@ -130,6 +130,7 @@ let package = Package(
         .executableTarget(name: "RendezvousBench", dependencies: ["Time", "Control", "Rendezvous", "Net", "LabSupport", "WireGuard"], path: "Tests/RendezvousBench"),
         .executableTarget(name: "STUNFuzz", dependencies: ["Time", "STUN", "Net"], path: "Tests/Fuzz/STUNFuzz"),
         .executableTarget(name: "DNSFuzz", dependencies: ["DNS", "FuzzSupport", "Net"], path: "Tests/Fuzz/DNSFuzz"),
+        .executableTarget(name: "GatewayFuzz", dependencies: ["Punch", "FuzzSupport", "Net", "Time"], path: "Tests/Fuzz/GatewayFuzz"),
         .executableTarget(
             name: "STUNBenchmarks",
             dependencies: ["Time", "STUN", "Net", .product(name: "Benchmark", package: "benchmark")],
