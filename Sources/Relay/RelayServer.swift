@@ -3,7 +3,6 @@ import EventLoop
 import Output
 import Net
 import Rendezvous
-import StateChart
 import Time
 
 /// `lanrage relay`: allocates per pair of members one UDP port for each side, granted only with a
