@@ -498,8 +498,9 @@ extension Agent {
             scheduler.post(event, to: id)
         case .decide:
             decideDirect(id)
-        case .punchAgain:
-            guessPorts(id)
+        case .punchAgain, .punchCandidates:
+            if let link = links[id] { driver.add(candidates: link.candidates, for: id) }
+            if reaction == .punchAgain { guessPorts(id) }
             driver.burst(id)
         }
     }

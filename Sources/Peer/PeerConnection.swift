@@ -69,8 +69,11 @@ public struct PeerConnection: Sendable, Equatable {
         case fire(PeerEvent)
         /// Detecting: decide again (``PunchCoordination/detect(_:now:)``).
         case decide
-        /// Punching: spray or fan for the port-restricted ↔ symmetric pair, and burst again.
+        /// Punching: punch the peer's candidates learned meanwhile too, spray or fan for the
+        /// port-restricted ↔ symmetric pair, and burst again.
         case punchAgain
+        /// Punching: burst again, to the peer's candidates learned meanwhile too.
+        case punchCandidates
     }
 
     /// This side's NAT type or public endpoint became known.
@@ -96,6 +99,9 @@ public struct PeerConnection: Sendable, Equatable {
             .decide
         case .punching where old.nat != new.nat:
             .punchAgain
+        case .punching where old.candidates != new.candidates:
+            // A candidate learned meanwhile (a port the peer's gateway mapped): punch there too.
+            .punchCandidates
         case .keepalive where publicEndpoints(old) != publicEndpoints(new):
             // A new public address or port: the path is gone, punch for the new one.
             .fire(.endpointChanged)

@@ -56,6 +56,9 @@ public final class PunchDriver<PeerID: Hashable, FanSocket: PortSocket> {
         peers[session.key.remote] = nil
     }
 
+    /// Adds candidates of `peer` that arrived after its session started (see ``PunchSession/add(candidates:)``).
+    public func add(candidates: [Endpoint], for peer: PeerID) { sessions[peer]?.add(candidates: candidates) }
+
     /// The addresses `peer`'s session learned from its PUNCHes, for the next punch session (see ``PunchSession/learned``).
     public func learned(_ peer: PeerID) -> [Endpoint] { sessions[peer]?.learned ?? [] }
 

@@ -65,6 +65,14 @@ public struct PunchSession: Sendable {
         for endpoint in learned.filter({ !self.candidates.contains($0) }).suffix(PunchSession.learnedMemory) { learn(endpoint) }
     }
 
+    /// Adds the peer's candidates that arrived after the session started (a port its gateway
+    /// mapped, a new address), up to the session's limit of candidates.
+    public mutating func add(candidates more: [Endpoint]) {
+        for endpoint in more where !candidates.contains(endpoint) && candidates.count < PunchSession.candidateLimit {
+            candidates.append(endpoint)
+        }
+    }
+
     /// One burst: a PUNCH to every candidate.
     public mutating func burst() -> [Effect] {
         candidates.map { punch(to: $0) }

@@ -34,6 +34,9 @@ import Testing
         #expect(PeerConnection.recordChanged(from: old, to: old, in: .detecting) == PeerConnection.Reaction.none)
         #expect(PeerConnection.recordChanged(from: record(.unknown, [local, reflexive]), to: old, in: .punching) == .punchAgain,
                 "the NAT type came during the attempt: port prediction may apply")
+        let mapped = Candidate(.reflexive, Endpoint("198.51.100.7:51820")!)
+        #expect(PeerConnection.recordChanged(from: old, to: record(.portRestrictedCone, [local, reflexive, mapped]), in: .punching) == .punchCandidates,
+                "a candidate came during the attempt (a port the peer's gateway mapped): punched too")
         #expect(PeerConnection.recordChanged(from: old, to: record(.portRestrictedCone, [local, moved]), in: .keepalive)
                 == .fire(.endpointChanged))
         #expect(PeerConnection.recordChanged(from: old, to: record(.portRestrictedCone, [Candidate(.local, Endpoint("192.0.2.11:51820")!), reflexive]),

@@ -19,6 +19,15 @@ import Testing
         #expect(effects.allSatisfy { $0.bytes.starts(with: Array("LANRAGE_PUNCH\0".utf8)) })
     }
 
+    /// A candidate that arrives during the attempt (a port the peer's gateway mapped) is punched from
+    /// the next burst on, once.
+    @Test func aCandidateAddedDuringTheAttemptIsPunchedToo() {
+        let mapped = Endpoint("198.51.100.20:51820")!
+        var session = PunchSession(key: alice.pairKey(with: bob), session: 5, candidates: [bobAddress])
+        session.add(candidates: [bobAddress, mapped, mapped])
+        #expect(sends(session.burst()).map(\.to) == [bobAddress, mapped])
+    }
+
     /// Each side pins only on the ACK of its own PUNCH: a PUNCH, even from a candidate, pins nothing.
     @Test func eachSidePinsOnTheAckOfItsOwnPunch() throws {
         var a = PunchSession(key: alice.pairKey(with: bob), session: 5, candidates: [bobAddress])
