@@ -14,10 +14,13 @@ protocol Implementation {
     func supports(_ a: SiteKind, _ b: SiteKind) -> Bool
     /// Starts the servers a party of `size` nodes needs in `lab`.
     func deploy(in lab: Lab, size: Int) throws -> any Deployment
+    /// Whether its nodes ask the gateway to map a port (PCP, NAT-PMP, UPnP-IGD).
+    var mapsPorts: Bool { get }
 }
 
 extension Implementation {
     func supports(_ a: SiteKind, _ b: SiteKind) -> Bool { true }
+    var mapsPorts: Bool { false }
 }
 
 /// One party of an implementation in one lab.

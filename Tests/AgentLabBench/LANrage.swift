@@ -10,6 +10,7 @@ struct LANrage: Implementation {
     let binary: String
     var name: String { "lanrage" }
     var key: String { "lanrage" }
+    var mapsPorts: Bool { true }
     static let relay = IPv4Address(192, 0, 2, 20)
 
     func unavailability() -> String? {

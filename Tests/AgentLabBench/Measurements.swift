@@ -5,11 +5,21 @@ import Time
 
 /// The six kinds of site a cell pairs: the five NAT behaviours, and a double NAT (port-restricted
 /// behind port-restricted, which the client sees as port-restricted); each also with IPv6 beside
-/// its IPv4 NAT (`Lab.enableIPv6`: routed, behind the home router's stateful filter).
+/// its IPv4 NAT (`Lab.enableIPv6`: routed, behind the home router's stateful filter), or with a
+/// router that maps ports (miniupnpd).
 struct SiteKind: CustomStringConvertible {
+    /// What the router's miniupnpd speaks.
+    enum Mapping: String {
+        case natPMP = "natpmp"
+        case upnp
+
+        var name: String { self == .natPMP ? "PCP/NAT-PMP" : "UPnP-IGD" }
+    }
+
     let behaviour: NATBehaviour
     let outer: NATBehaviour?
     var ipv6 = false
+    var mapping: Mapping?
 
     static let all = NATBehaviour.allCases.map { SiteKind(behaviour: $0, outer: nil) }
         + [SiteKind(behaviour: .portRestrictedCone, outer: .portRestrictedCone)]
@@ -17,10 +27,15 @@ struct SiteKind: CustomStringConvertible {
     /// The same site with IPv6 beside its IPv4 NAT.
     var dualStack: SiteKind { SiteKind(behaviour: behaviour, outer: outer, ipv6: true) }
 
-    var description: String { (outer == nil ? behaviour.rawValue : "double NAT") + (ipv6 ? " + IPv6" : "") }
+    /// The same site with a router that maps ports by `mapping`.
+    func mapping(_ mapping: Mapping) -> SiteKind { SiteKind(behaviour: behaviour, outer: outer, ipv6: ipv6, mapping: mapping) }
+
+    var description: String {
+        (outer == nil ? behaviour.rawValue : "double NAT") + (ipv6 ? " + IPv6" : "") + (mapping.map { " + \($0.name)" } ?? "")
+    }
 
     /// Its key for `LANRAGE_LAB_CELLS`: open, full, restricted, port, symmetric, double; with a 6
-    /// after it when the site has IPv6 (symmetric6).
+    /// after it when the site has IPv6 (symmetric6), +natpmp or +upnp when its router maps ports.
     var key: String {
         let base: String
         if outer != nil {
@@ -34,7 +49,7 @@ struct SiteKind: CustomStringConvertible {
             case .symmetric: base = "symmetric"
             }
         }
-        return ipv6 ? base + "6" : base
+        return (ipv6 ? base + "6" : base) + (mapping.map { "+\($0.rawValue)" } ?? "")
     }
 
     func add(to lab: Lab) throws -> Site {
@@ -60,7 +75,14 @@ struct CellRun {
 func runCell(_ a: SiteKind, _ b: SiteKind, _ implementation: any Implementation) throws -> CellRun {
     try inLab { lab, start in
         let sites = [try a.add(to: lab), try b.add(to: lab)]
-        let party = try start(implementation.deploy(in: lab, size: 2), sites.map(\.client))
+        let deployment = try implementation.deploy(in: lab, size: 2)
+        // After the servers: miniupnpd tests its public address against the lab's STUN server. Only
+        // for an implementation that asks for mappings.
+        for (kind, site) in zip([a, b], sites) where implementation.mapsPorts {
+            guard let mapping = kind.mapping else { continue }
+            try lab.runMiniUPnPd(on: site, natPMP: mapping == .natPMP, upnp: mapping == .upnp)
+        }
+        let party = try start(deployment, sites.map(\.client))
         let pinger = try Pinger(in: sites[0].client)
         let target = party.deployment.overlayAddress(1)
         let answer = try pinger.firstAnswers(from: [target], every: .milliseconds(10), within: runLimit)[target]

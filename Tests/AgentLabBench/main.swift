@@ -36,11 +36,14 @@ let implementations: [any Implementation] = [lanrage, nebulaRelays, nebulaDirect
     return true
 }
 
-// The 21 cells, then three with IPv6 at both sites beside IPv4 NATs no punch crosses easily.
+// The 21 cells, then three with IPv6 at both sites beside IPv4 NATs no punch crosses easily, then
+// symmetric ↔ symmetric with one router mapping ports.
 let symmetric = SiteKind.all[4], portRestricted = SiteKind.all[3], doubleNAT = SiteKind.all[5]
 let dualStackCells = [(symmetric.dualStack, symmetric.dualStack), (portRestricted.dualStack, symmetric.dualStack),
                       (doubleNAT.dualStack, symmetric.dualStack)]
-let cells: [(SiteKind, SiteKind)] = (SiteKind.all.indices.flatMap { i in SiteKind.all[i...].map { (SiteKind.all[i], $0) } } + dualStackCells).filter { a, b in
+let mappingCells = [(symmetric.mapping(.natPMP), symmetric), (symmetric.mapping(.upnp), symmetric)]
+let cells: [(SiteKind, SiteKind)] = (SiteKind.all.indices.flatMap { i in SiteKind.all[i...].map { (SiteKind.all[i], $0) } } + dualStackCells
+    + mappingCells).filter { a, b in
     wantedCells.isEmpty || wantedCells.contains("\(a.key)-\(b.key)") || wantedCells.contains("\(b.key)-\(a.key)")
 }
 
