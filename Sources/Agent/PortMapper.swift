@@ -101,9 +101,11 @@ public final class PortMapper: TimerSource {
     }
 
     private func readable(_ udp: UDPSocket) {
+        // An ICMP error for this socket's last request: nothing answers there. (Read before the
+        // error queue is drained: draining resets the pending error.)
+        let refusedNow = UDPSocket.takePendingError(udp.descriptor) == ECONNREFUSED
         if udp === searchSocket { udp.drainErrorQueue() }
-        // An ICMP error for this socket's last request: nothing answers there.
-        if UDPSocket.takePendingError(udp.descriptor) == ECONNREFUSED {
+        if refusedNow {
             refused = true
             if case .datagram(let port)? = machine.request?.transport, port == (udp === socket ? PortMappingProtocol.serverPort : PortMappingProtocol.ssdpPort) {
                 apply(machine.failed(now: clock.now))

@@ -116,6 +116,7 @@ public final class UDPSocket: PortSocket {
     }
 
     /// Empties the error queue filled by ``reportErrorsUnconnected()`` (at most 64 entries a call).
+    /// It resets the pending error: take that first.
     public func drainErrorQueue() {
         var buffer = [UInt8](repeating: 0, count: 64)
         for _ in 0..<64 {
