@@ -70,6 +70,7 @@ func LLVMFuzzerRunDriver(
 
 @_cdecl("DNSFuzz_main")
 func fuzzMain(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    if writeSeedsIfAsked(seeds) { return 0 }
     var argc = argc
     var argv = argv
     return LLVMFuzzerRunDriver(&argc, &argv) { fuzz($0, $1) }
@@ -77,16 +78,7 @@ func fuzzMain(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<C
 #else
 @main struct Replay {
     static func main() {
-        let arguments = Array(CommandLine.arguments.dropFirst())
-        if arguments.first == "--seeds", arguments.count == 2 {
-            for (name, bytes) in seeds() { writeFile("\(arguments[1])/\(name)", bytes) }
-            return
-        }
-        for path in arguments {
-            guard let bytes = readFile(path) else { print("\(path): cannot open"); continue }
-            print("\(path): \(bytes.count) bytes")
-            _ = bytes.withUnsafeBufferPointer { fuzz($0.baseAddress, $0.count) }
-        }
+        replayMain(seeds: seeds) { bytes in _ = bytes.withUnsafeBufferPointer { fuzz($0.baseAddress, $0.count) } }
     }
 }
 #endif
