@@ -337,23 +337,18 @@ struct INILines: Sequence, IteratorProtocol {
             start = end + 1
             number += 1
             if let hash = line.firstIndex(of: UInt8(ascii: "#")) { line = line[..<hash] }
-            line = Self.trimmed(line)
+            line = line.trimmingASCIISpaces
             guard let first = line.first else { continue }
             if first == UInt8(ascii: "["), line.last == UInt8(ascii: "]") {
                 return Line(number: number, content: .section(String(decoding: line.dropFirst().dropLast(), as: UTF8.self).asciiLowercased))
             }
             guard let equals = line.firstIndex(of: UInt8(ascii: "=")) else { return Line(number: number, content: .invalid) }
-            let key = String(decoding: Self.trimmed(line[..<equals]), as: UTF8.self)
-            let value = String(decoding: Self.trimmed(line[(equals + 1)...]), as: UTF8.self)
+            let key = String(decoding: line[..<equals].trimmingASCIISpaces, as: UTF8.self)
+            let value = String(decoding: line[(equals + 1)...].trimmingASCIISpaces, as: UTF8.self)
             guard !key.isEmpty else { return Line(number: number, content: .invalid) }
             return Line(number: number, content: .entry(key: key, value: value))
         }
         return nil
     }
 
-    private static func trimmed(_ bytes: ArraySlice<UInt8>) -> ArraySlice<UInt8> {
-        let isSpace: (UInt8) -> Bool = { $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }
-        guard let first = bytes.firstIndex(where: { !isSpace($0) }), let last = bytes.lastIndex(where: { !isSpace($0) }) else { return [] }
-        return bytes[first...last]
-    }
 }

@@ -14,7 +14,7 @@ public struct UPnPURL: Sendable, Equatable {
 
     /// `text` as an absolute URL, or as a path under `base` (the description's location).
     init?(_ untrimmed: ArraySlice<UInt8>, under base: UPnPURL? = nil) {
-        let text = UPnP.trimmed(untrimmed)
+        let text = untrimmed.trimmingASCIISpaces
         guard !text.isEmpty, text.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else { return nil }
         let scheme = "http://".utf8
         guard text.count > scheme.count, UPnP.starts(text, with: scheme) else {
@@ -98,7 +98,7 @@ enum UPnP {
         if let coding = header("transfer-encoding", in: head), find(Array("chunked".utf8), in: lowered(coding)[...]) != nil {
             var joined: [UInt8] = [], rest = body[...]
             while let line = find(Array("\r\n".utf8), in: rest),
-                  let size = hexadecimal(trimmed(rest[rest.startIndex..<line].prefix { $0 != UInt8(ascii: ";") })),
+                  let size = hexadecimal(rest[rest.startIndex..<line].prefix { $0 != UInt8(ascii: ";") }.trimmingASCIISpaces),
                   size > 0, size <= rest.endIndex - line - 2 {
                 joined += rest[(line + 2)..<(line + 2 + size)]
                 rest = rest[(line + 2 + size)...].dropFirst(2)
@@ -118,7 +118,7 @@ enum UPnP {
     static func header(_ name: String, in head: ArraySlice<UInt8>) -> ArraySlice<UInt8>? {
         let key = Array(name.utf8) + [UInt8(ascii: ":")]
         for line in head.split(separator: UInt8(ascii: "\n")) where line.count > key.count && starts(line, with: key) {
-            return trimmed(line.dropFirst(key.count))
+            return line.dropFirst(key.count).trimmingASCIISpaces
         }
         return nil
     }
@@ -175,7 +175,7 @@ enum UPnP {
                 while open > floor, isNameByte(xml[open]) { open -= 1 }
             }
             guard open >= xml.startIndex, xml[open] == UInt8(ascii: "<") else { continue }
-            return trimmed(rest.prefix { $0 != UInt8(ascii: "<") })
+            return rest.prefix { $0 != UInt8(ascii: "<") }.trimmingASCIISpaces
         }
         return nil
     }
@@ -194,13 +194,7 @@ enum UPnP {
         return nil
     }
 
-    static func trimmed(_ bytes: ArraySlice<UInt8>) -> ArraySlice<UInt8> {
-        let start = bytes.firstIndex { !$0.isASCIISpace } ?? bytes.endIndex
-        let end = bytes[start...].lastIndex { !$0.isASCIISpace }.map { $0 + 1 } ?? start
-        return bytes[start..<end]
-    }
-
-    static func lowered(_ bytes: ArraySlice<UInt8>) -> [UInt8] { bytes.map { $0 >= 65 && $0 <= 90 ? $0 | 0x20 : $0 } }
+    static func lowered(_ bytes: ArraySlice<UInt8>) -> [UInt8] { bytes.map { $0.asciiLowercased } }
 
     /// A decimal number of at most 9 digits (no sign, no spaces).
     static func decimal(_ bytes: ArraySlice<UInt8>) -> Int? {

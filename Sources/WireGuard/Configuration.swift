@@ -64,7 +64,7 @@ public struct Configuration: Sendable, Equatable {
             lineNumber += 1
             var line = bytes[lineStart..<lineEnd]
             if let hash = line.firstIndex(of: UInt8(ascii: "#")) { line = line[..<hash] }
-            let trimmed = line.trimmingSpaceBytes
+            let trimmed = line.trimmingASCIISpaces
             if trimmed.isEmpty { continue }
             if trimmed.first == UInt8(ascii: "[") {
                 switch trimmed.asciiLowercased {
@@ -88,17 +88,17 @@ public struct Configuration: Sendable, Equatable {
                 // The line is not echoed: it may hold a private key.
                 throw error(lineNumber, "expected 'Key = Value' (or a [Interface] / [Peer] section)")
             }
-            let keyBytes = trimmed[..<equals].trimmingSpaceBytes
+            let keyBytes = trimmed[..<equals].trimmingASCIISpaces
             let originalKey = String(decoding: keyBytes, as: UTF8.self)
             let key = keyBytes.asciiLowercased
-            let valueBytes = trimmed[(equals + 1)...].trimmingSpaceBytes
+            let valueBytes = trimmed[(equals + 1)...].trimmingASCIISpaces
             let value = String(decoding: valueBytes, as: UTF8.self)
             guard section != .none else { throw error(lineNumber, "'\(originalKey)' before any [Interface] or [Peer] section") }
             let repeatable = key == "address" || key == "allowedips" || Self.wgQuickOnly.contains(key)
             if !repeatable, seenKeys.contains(key) { throw error(lineNumber, "'\(originalKey)' given twice in one section") }
             seenKeys.append(key)
             func list() -> [String] {
-                valueBytes.split(separator: UInt8(ascii: ",")).map { String(decoding: $0.trimmingSpaceBytes, as: UTF8.self) }.filter { !$0.isEmpty }
+                valueBytes.split(separator: UInt8(ascii: ",")).map { String(decoding: $0.trimmingASCIISpaces, as: UTF8.self) }.filter { !$0.isEmpty }
             }
             switch (section, key) {
             case (.interface, "privatekey"):
@@ -156,20 +156,6 @@ public struct Configuration: Sendable, Equatable {
         self.addresses = addresses
         self.peers = peers
         self.ignored = ignored
-    }
-}
-
-extension ArraySlice<UInt8> {
-    /// Without leading and trailing spaces, tabs and carriage returns.
-    var trimmingSpaceBytes: ArraySlice<UInt8> {
-        let isSpace: (UInt8) -> Bool = { $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }
-        guard let first = firstIndex(where: { !isSpace($0) }), let last = lastIndex(where: { !isSpace($0) }) else { return [] }
-        return self[first...last]
-    }
-
-    /// The bytes as text with ASCII letters lowered.
-    var asciiLowercased: String {
-        String(decoding: map { $0 >= 0x41 && $0 <= 0x5A ? $0 + 0x20 : $0 }, as: UTF8.self)
     }
 }
 
