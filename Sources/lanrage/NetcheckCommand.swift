@@ -16,7 +16,7 @@ enum NetcheckCommand {
             servers only, reports what those can tell and says what was not tested. Exits 69 when no \
             server answers. Without --stun, the STUN servers (the control server by default) and the \
             ListenPort of the agent's configuration are used. Then the IPv4 default gateway is asked to map \
-            a port (PCP and NAT-PMP; given back at once), unless --no-port-mapping.
+            a port (PCP, NAT-PMP and UPnP-IGD; given back at once), unless --no-port-mapping.
             """,
         options: [
             .repeated("stun", "HOST:PORT", help: "A STUN server (an address or a host name); repeat for several. The first with two addresses runs the RFC 5780 tests."),
