@@ -71,15 +71,10 @@ extension Agent {
                 logger.info("relay released", metadata: ["peer": "\(link.record.key)", "relay": "\(grant.service)"])
             }
         case .enableKeepalive:
-            // From 0 to the interval: WireGuard sends a keepalive (or a handshake) on the new path at once.
-            // The member with the smaller key goes first: two handshake initiations crossing each other
-            // leave both sides waiting as responders until a retry 5 s later.
-            let key = link.publicKey
-            if memberKey < link.record.key { kick(key) } else {
-                alarms.schedule(after: Self.keepaliveLag) { [unowned(unsafe) self] in
-                    self.takeTurn(id)
-                    self.kick(key)
-                }
+            if let lag = PeerConnection.keepaliveTurn(localKeyIsSmaller: memberKey < link.record.key) {
+                alarms.schedule(after: lag) { [unowned(unsafe) self] in self.takeTurn(id) }
+            } else {
+                apply([.kick], to: link)
             }
         case .readHandshake:
             // Relayed, each read latches again: the relay follows a NAT rebinding only on a latch.
@@ -166,51 +161,14 @@ extension Agent {
         guessPorts(id)
     }
 
-    /// The member with the larger key, when its turn comes. With no handshake yet the smaller key's
-    /// initiation was lost (or, with an endpoint set earlier, crossed one this side's own traffic had
-    /// started, and both sides wait as responders) — WireGuard would retry after 5 s (REKEY_TIMEOUT),
-    /// and holds back any handshake until then: added afresh with the endpoint, the peer initiates at
-    /// once (a responder's handshake completes within a round trip of its initiation, well inside the
-    /// lag). With a handshake, an endpoint held back (see `pointWireGuard`) is set now.
+    /// The member with the larger key, when its turn comes (``PeerConnection/takeTurn(_:)``).
     private func takeTurn(_ id: MachineID) {
-        guard let link = links[id], let path = link.path else { return }
-        let endpoint = path.endpoint, deferred = path.deferred
-        links[id]?.connection.path?.release()
+        guard let link = links[id] else { return }
         device = nil
-        guard let peer = readDevice()?.peer(link.publicKey) else { return }
-        if peer.lastHandshake == nil {
-            logger.debug("no handshake yet: peer added afresh", metadata: ["peer": "\(link.record.key)"])
-            setEndpoint(link, endpoint, afresh: true)
-        } else if deferred, peer.endpoint != endpoint {
-            configurePeer(PeerChange(publicKey: link.publicKey, updateOnly: true, endpoint: endpoint))
-        }
-        device = nil
-    }
-
-    /// Persistent keepalive from 0 to the interval: WireGuard sends a keepalive at once, or starts a
-    /// handshake when it has no session with the peer.
-    private func kick(_ key: Key) {
-        configurePeer(PeerChange(publicKey: key, updateOnly: true, persistentKeepalive: 0))
-        configurePeer(PeerChange(publicKey: key, updateOnly: true,
-                                 persistentKeepalive: max(1, UInt16(clamping: configuration.timings.persistentKeepalive.components.seconds))))
-    }
-
-    /// Direct and not confirmed yet: WireGuard's packets from the peer were lost, or never sent — a
-    /// peer that confirmed its side sends nothing but persistent keepalives, and none of those while
-    /// it receives ours (a packet either way resets WireGuard's keepalive timer). A handshake settles
-    /// it: re-added, the peer initiates at once (no 5 s hold), and the answer confirms the path (the
-    /// other side's too, when it waits as well). Seconds 2 and 6 in Direct for the member with the
-    /// smaller key, 4 and 8 for the larger: two initiations crossing would leave both sides waiting as
-    /// responders, so the sides ask at different times unless they went Direct 2 s apart.
-    private func askForHandshake(_ id: MachineID) {
-        guard let link = links[id], let path = link.path, !path.deferred else { return }
-        let second = (clock.now - link.stateSince) / 1_000_000_000
-        guard PathProbe.asksHandshake(atSecond: second, localKeyIsSmaller: memberKey < link.record.key) else { return }
-        logger.debug("direct path not confirmed: handshake asked", metadata: ["peer": "\(link.record.key)", "second": "\(second)"])
-        setEndpoint(link, path.endpoint, afresh: true)
-        kick(link.publicKey)
-        // A new WireGuard peer counts from 0.
-        links[id]?.connection.path?.restart(at: path.setAt, received: 0)
+        let reading = link.path == nil ? nil : readDevice()?.peer(link.publicKey).map(Self.reading)
+        let steps = links[id]!.connection.takeTurn(reading)
+        if steps.first == .remove { logger.debug("no handshake yet: peer added afresh", metadata: ["peer": "\(link.record.key)"]) }
+        apply(steps, to: link)
         device = nil
     }
 
@@ -218,8 +176,6 @@ extension Agent {
     static let earlyRelayPause: Duration = .seconds(30)
     /// When the latch of a new relay grant is sent again (a lost one would leave the early relay idle).
     static let latchRepeats: [Duration] = [.milliseconds(300), .seconds(1)]
-    /// How long the member with the larger key waits before its first keepalive on a new path.
-    static let keepaliveLag: Duration = .milliseconds(300)
 
     /// The control server announced a coordinated punch with `record`'s member at `startMillis`.
     func punchAnnounced(_ record: MemberRecord, startMillis: UInt64) {
@@ -248,28 +204,48 @@ extension Agent {
     func pointWireGuard(_ id: MachineID, at endpoint: Endpoint) {
         guard let link = links[id] else { return }
         if let forwarder = link.forwarder, forwarder.inside.local != endpoint { stopForwarding(id) }
-        // WireGuard may have roamed there on its own (an authenticated packet came from the endpoint
-        // before this side pinned it: the peer pinned first); then the path is proven already.
+        // A fresh read: WireGuard may have roamed there on its own (an authenticated packet came from
+        // the endpoint before this side pinned it: the peer pinned first); then the path is proven already.
         device = nil
         let before = readDevice()?.peer(link.publicKey).map(Self.reading)
-        // A fresh peer: the member with the larger key leaves WireGuard without an endpoint until its
-        // turn (`enableKeepalive`, 300 ms later). The smaller key's side adds the peer afresh: a packet
-        // routed to it before may have made WireGuard start a handshake that could not leave, and hold
-        // back every handshake toward the peer for 5 s (REKEY_TIMEOUT). It has no session to lose.
-        let fresh = PathProbe.isFresh(before)
-        let deferred = PathProbe.holdsBack(fresh: fresh, localKeyIsSmaller: memberKey < link.record.key)
-        if !deferred { setEndpoint(link, endpoint, afresh: fresh) }
+        apply(links[id]!.connection.point(at: endpoint, before: before, wall: clock.wallMilliseconds,
+                                          localKeyIsSmaller: memberKey < link.record.key), to: link)
         device = nil
-        links[id]?.connection.path = PathProbe.chosen(endpoint, at: clock.wallMilliseconds, before: before, previous: link.path?.endpoint,
-                                           deferred: deferred)
         reinstallRoutes([id])
     }
 
-    /// Gives WireGuard the peer's endpoint and allowed IPs; `afresh` removes the peer first (a new
-    /// WireGuard peer holds back no handshake and initiates at once).
-    private func setEndpoint(_ link: PeerLink, _ endpoint: Endpoint, afresh: Bool) {
-        if afresh { configurePeer(PeerChange(publicKey: link.publicKey, remove: true)) }
-        configurePeer(PeerChange(publicKey: link.publicKey, endpoint: endpoint, replaceAllowedIPs: true, allowedIPs: allowedIPs(link.record)))
+    /// Queues the connection's changes of the peer's WireGuard peer, in order.
+    private func apply(_ steps: [WireGuardStep], to link: PeerLink) {
+        for step in steps {
+            switch step {
+            case .remove:
+                configurePeer(PeerChange(publicKey: link.publicKey, remove: true))
+            case .point(let endpoint):
+                configurePeer(PeerChange(publicKey: link.publicKey, endpoint: endpoint, replaceAllowedIPs: true,
+                                         allowedIPs: allowedIPs(link.record)))
+            case .setEndpoint(let endpoint):
+                configurePeer(PeerChange(publicKey: link.publicKey, updateOnly: true, endpoint: endpoint))
+            case .kick:
+                let interval = max(1, UInt16(clamping: configuration.timings.persistentKeepalive.components.seconds))
+                configurePeer(PeerChange(publicKey: link.publicKey, updateOnly: true, persistentKeepalive: 0))
+                configurePeer(PeerChange(publicKey: link.publicKey, updateOnly: true, persistentKeepalive: interval))
+            case .probe:
+                probe(link)
+            }
+        }
+    }
+
+    /// The discard port (RFC 863): a probe's datagram asks nothing of the peer's host.
+    static let probePort: UInt16 = 9
+
+    /// Sends one datagram through the tunnel to the peer's overlay address (its first allowed
+    /// address of a whole prefix, /32 or /128), from a socket of its own, closed at once.
+    private func probe(_ link: PeerLink) {
+        guard let host = link.allowedIPs.first(where: { prefix in
+            if case .v4 = prefix.address { prefix.length == 32 } else { prefix.length == 128 }
+        })?.address,
+              let socket = try? UDPSocket(binding: Endpoint(.unspecified(host.family), 0)) else { return }
+        _ = try? socket.send([0], to: Endpoint(host, Self.probePort))
     }
 
     /// The member's prefixes WireGuard may take as the peer's allowed IPs: those `installRoutes`
@@ -386,54 +362,39 @@ extension Agent {
         }
     }
 
-    /// Liveness from WireGuard itself: the last handshake, and whether the receive counter grew.
+    /// Liveness from WireGuard itself: the last handshake, and whether the receive counter grew; what
+    /// the connection changes on the read (``PeerConnection/read(_:_:isRelay:)``) is made.
     func readWireGuard(_ id: MachineID) {
-        guard let key = links[id]?.publicKey, let machine = scheduler.machine(id) else { return }
+        guard let link = links[id], let machine = scheduler.machine(id) else { return }
         let plan = PeerConnection.readPlan(in: machine.state, path: machine.context.path)
-        let peer = readDevice(maxAge: plan.maxAge)?.peer(key)
-        if let peer, plan.keepsDirect { keepDirect(id, peer, working: plan.working) }
-        guard let link = links[id] else { return }
+        let peer = readDevice(maxAge: plan.maxAge)?.peer(link.publicKey)
         let now = clock.now
         links[id]?.wireGuard = peer
-        if let peer, peer.rxBytes != link.received {
-            links[id]?.received = peer.rxBytes
-            links[id]?.receivedChangedAt = now
+        let facts = PeerConnection.ReadFacts(state: machine.state, path: machine.context.path, wall: clock.wallMilliseconds, now: now,
+                                             secondInState: (now - link.stateSince) / 1_000_000_000,
+                                             localKeyIsSmaller: memberKey < link.record.key,
+                                             timings: configuration.timings, forwarded: link.forwarder != nil)
+        let result = links[id]!.connection.read(peer.map(Self.reading), facts) { self.isRelay($0, of: link) }
+        if case .setEndpoint(let endpoint) = result.steps.first {
+            logger.notice("WireGuard roamed to the relay: direct endpoint set again", metadata: [
+                "peer": "\(link.record.key)", "relay": "\(peer?.endpoint.map { "\($0)" } ?? "?")", "endpoint": "\(endpoint)"])
         }
-        let wall = clock.wallMilliseconds
-        let reading = peer.map(Self.reading)
-        let handshakeAge = reading?.lastHandshake.map { PathProbe.handshakeAge($0, wall: wall) }
-        let confirmed = reading.flatMap { reading in
-            link.path?.confirmed(by: reading, wall: wall, stale: configuration.timings.staleHandshake)
-        } ?? false
-        if !confirmed, plan.asksHandshake { askForHandshake(id) }
-        let silence = Duration.nanoseconds(now - (links[id]?.receivedChangedAt ?? now))
+        if result.steps.contains(.remove) {
+            logger.debug("direct path not confirmed: handshake asked", metadata: ["peer": "\(link.record.key)", "second": "\(facts.secondInState)"])
+        }
+        if result.lost {
+            logger.info("path lost: a probe unanswered", metadata: [
+                "peer": "\(link.record.key)", "silence_s": "\(result.silence.components.seconds)",
+                "handshake_age_s": "\(result.handshakeAge.map { "\($0.components.seconds)" } ?? "none")"])
+        }
+        apply(result.steps, to: link)
+        if !result.steps.isEmpty { device = nil }
         scheduler.updateContext(of: id) {
-            $0.handshakeAge = handshakeAge
-            $0.pathConfirmed = confirmed
-            $0.receiveSilence = silence
+            $0.handshakeAge = result.handshakeAge
+            $0.pathConfirmed = result.confirmed
+            $0.pathLost = result.lost
         }
         scheduler.post(.wireGuardRead, to: id)
-    }
-
-    /// On the direct path, WireGuard stays on it. WireGuard follows the source of the latest packet
-    /// it authenticates: a packet that crossed the relay before the switch and arrives after it takes
-    /// WireGuard back to the relay, and each side, receiving from the relay, keeps sending to it. Such
-    /// an endpoint is set back to the direct one at once (what came before counts for nothing); any
-    /// other move is the peer's own (a NAT rebinding), and the path follows it.
-    private func keepDirect(_ id: MachineID, _ peer: WireGuard.Peer, working: Bool) {
-        guard let link = links[id], let path = link.path, link.forwarder == nil else { return }
-        switch path.drift(Self.reading(peer), isRelay: { self.isRelay($0, of: link) }, working: working) {
-        case .none:
-            break
-        case .follow(let endpoint):
-            links[id]?.connection.path?.follow(endpoint)
-        case .setBack:
-            logger.notice("WireGuard roamed to the relay: direct endpoint set again", metadata: [
-                "peer": "\(link.record.key)", "relay": "\(peer.endpoint.map { "\($0)" } ?? "?")", "endpoint": "\(path.endpoint)"])
-            configurePeer(PeerChange(publicKey: link.publicKey, updateOnly: true, endpoint: path.endpoint))
-            device = nil
-            links[id]?.connection.path?.restart(at: clock.wallMilliseconds, received: peer.rxBytes)
-        }
     }
 
     /// What the connection's decisions need of a WireGuard peer as read.

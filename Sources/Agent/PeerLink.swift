@@ -15,9 +15,6 @@ struct PeerLink {
     let machine: MachineID
     /// The connection's protocol state and decisions (punch coordination, relay, path).
     var connection = PeerConnection()
-    /// The receive counter when last read, and when it last grew (monotonic).
-    var received: UInt64 = 0
-    var receivedChangedAt: Nanoseconds
     /// The WireGuard peer as last read.
     var wireGuard: WireGuard.Peer?
     /// When the machine entered its current state (monotonic).
@@ -37,7 +34,6 @@ struct PeerLink {
         publicKey = Key(bytes: record.key.bytes)!
         self.pairKey = pairKey
         self.machine = machine
-        receivedChangedAt = now
         stateSince = now
     }
 

@@ -12,6 +12,23 @@ public struct PeerConnection: Sendable, Equatable {
     public var relayUse = RelayUse()
     /// The endpoint WireGuard was last pointed at, and what confirms it; `nil` while none is chosen.
     public var path: PathProbe?
+    /// WireGuard's receive counter as last read, and when it last grew (from the first read).
+    public private(set) var received: UInt64 = 0
+    public private(set) var receivedAt: Nanoseconds?
+    /// The first probe through the tunnel since anything was received, and the first since the
+    /// handshake came near the stale limit (``rekeyLead``); `nil` when none is pending.
+    public private(set) var probedAt: Nanoseconds?
+    public private(set) var agingProbedAt: Nanoseconds?
+
+    /// How long a peer may take to answer a probe: WireGuard's KEEPALIVE_TIMEOUT (10 s), and 2 s
+    /// for the round trip and a lost first answer's kernel-side retry.
+    public static let probeAnswer: Duration = .seconds(12)
+    /// How long before the stale limit a session is probed: an initiator that receives data over a
+    /// session this close to WireGuard's REJECT_AFTER_TIME starts a new handshake (REJECT_AFTER_TIME
+    /// − KEEPALIVE_TIMEOUT − REKEY_TIMEOUT, 165 s), and one that sends does after REKEY_AFTER_TIME.
+    /// A responder whose confirming packet was lost keeps the old session's handshake, and with no
+    /// traffic nothing else renews it before it turns stale.
+    public static let rekeyLead: Duration = .seconds(15)
 
     public init() {}
 
@@ -58,6 +75,152 @@ public struct PeerConnection: Sendable, Equatable {
                  keepsDirect: state == .direct || state == .keepalive && path == .direct,
                  working: state == .keepalive,
                  asksHandshake: state == .direct)
+    }
+
+    // MARK: Pointing WireGuard
+
+    /// WireGuard is to send to `endpoint` (the pinned one, a fan port's forwarder, or the relay's),
+    /// `before` being its peer as read just now (`nil`: not there). A fresh peer of the member with
+    /// the larger key is left without the endpoint until its turn (``takeTurn(_:)``); the smaller
+    /// key's side adds a fresh peer afresh: a packet routed to it before may have made WireGuard
+    /// start a handshake that could not leave, and hold back every handshake for 5 s
+    /// (REKEY_TIMEOUT). It has no session to lose.
+    public mutating func point(at endpoint: Endpoint, before: WireGuardReading?, wall: Int64, localKeyIsSmaller: Bool) -> [WireGuardStep] {
+        let fresh = PathProbe.isFresh(before)
+        let deferred = PathProbe.holdsBack(fresh: fresh, localKeyIsSmaller: localKeyIsSmaller)
+        path = PathProbe.chosen(endpoint, at: wall, before: before, previous: path?.endpoint, deferred: deferred)
+        if deferred { return [] }
+        return fresh ? [.remove, .point(endpoint)] : [.point(endpoint)]
+    }
+
+    /// How long the member with the larger key waits for its turn on a new path (``takeTurn(_:)``).
+    public static let keepaliveLag: Duration = .milliseconds(300)
+
+    /// When `enableKeepalive` kicks WireGuard: the member with the smaller key at once, the larger
+    /// one after ``keepaliveLag`` and its turn. Two handshake initiations crossing each other leave
+    /// both sides waiting as responders until a retry 5 s later.
+    public static func keepaliveTurn(localKeyIsSmaller: Bool) -> Duration? {
+        localKeyIsSmaller ? nil : keepaliveLag
+    }
+
+    /// The member with the larger key, when its turn comes, `reading` being its WireGuard peer as read
+    /// now. With no handshake yet the smaller key's initiation was lost (or, with an endpoint set
+    /// earlier, crossed one this side's own traffic had started, and both sides wait as responders);
+    /// WireGuard would retry after 5 s, and holds back any handshake until then: added afresh with
+    /// the endpoint, the peer initiates at once. With a handshake, an endpoint held back is set now.
+    /// Then the kick.
+    public mutating func takeTurn(_ reading: WireGuardReading?) -> [WireGuardStep] {
+        guard let chosen = path else { return [.kick] }
+        path?.release()
+        guard let reading else { return [.kick] }
+        if reading.lastHandshake == nil { return [.remove, .point(chosen.endpoint), .kick] }
+        if chosen.deferred, reading.endpoint != chosen.endpoint { return [.setEndpoint(chosen.endpoint), .kick] }
+        return [.kick]
+    }
+
+    /// What one read of WireGuard shows, and what it changes.
+    public struct Reading: Sendable, Equatable {
+        /// The changes to make.
+        public var steps: [WireGuardStep] = []
+        /// Whether the path works since it was set (``PathProbe/confirmed(by:wall:stale:)``).
+        public var confirmed = false
+        /// The age of the last handshake; `nil` for none.
+        public var handshakeAge: Duration?
+        /// How long WireGuard has received nothing from the peer.
+        public var silence: Duration = .zero
+        /// Whether the path is gone (``PeerContext/pathLost``).
+        public var lost = false
+    }
+
+    /// What a read is judged by, beside WireGuard's peer.
+    public struct ReadFacts: Sendable {
+        /// The machine's state.
+        public var state: PeerState
+        /// The path the tunnel uses.
+        public var path: PeerContext.Path
+        /// Wall milliseconds now.
+        public var wall: Int64
+        /// Whole seconds since the state was entered.
+        public var secondInState: Int64
+        /// Whether this member's key is the smaller of the pair's.
+        public var localKeyIsSmaller: Bool
+        /// Monotonic time now.
+        public var now: Nanoseconds
+        /// The chart's timings: the session age past which data received no longer confirms a path
+        /// (`staleHandshake`), the keepalive interval, the silence limit.
+        public var timings: PeerTimings
+        /// The path goes through a fan port's forwarder (its endpoint is not the agent's to keep).
+        public var forwarded: Bool
+
+        public init(state: PeerState, path: PeerContext.Path, wall: Int64, now: Nanoseconds, secondInState: Int64,
+                    localKeyIsSmaller: Bool, timings: PeerTimings, forwarded: Bool) {
+            self.state = state
+            self.path = path
+            self.wall = wall
+            self.now = now
+            self.secondInState = secondInState
+            self.localKeyIsSmaller = localKeyIsSmaller
+            self.timings = timings
+            self.forwarded = forwarded
+        }
+    }
+
+    /// WireGuard's peer was read (`nil`: not there). On the direct path WireGuard stays on it
+    /// (``PathProbe/drift(_:isRelay:working:)``): a late packet through the relay that took it back
+    /// there is undone at once, a working path follows the peer's own move. Then the path is
+    /// confirmed or not; Direct without confirmation asks for a handshake at its seconds
+    /// (``PathProbe/asksHandshake(atSecond:localKeyIsSmaller:)``): re-added, the peer initiates at
+    /// once, and the answer confirms the path (the other side's too, when it waits as well).
+    ///
+    /// On a working tunnel, silence for a keepalive interval is probed (``WireGuardStep/probe``):
+    /// with no traffic, persistent keepalives may go one way only — a received packet restarts the
+    /// receiver's keepalive timer too — and the side that sends them hears nothing for minutes on a
+    /// path that works. A handshake nearly stale is probed too (see ``rekeyLead``). The path is lost
+    /// only when nothing came for the silence limit, or the handshake is older than the stale limit,
+    /// and the first probe since has had ``probeAnswer`` to be answered.
+    public mutating func read(_ reading: WireGuardReading?, _ facts: ReadFacts, isRelay: (Endpoint) -> Bool) -> Reading {
+        let plan = Self.readPlan(in: facts.state, path: facts.path)
+        var result = Reading()
+        let handshakeAge = reading?.lastHandshake.map { PathProbe.handshakeAge($0, wall: facts.wall) }
+        let aging = handshakeAge.map { $0 >= facts.timings.staleHandshake - Self.rekeyLead } == true
+        if let reading, reading.received != received || receivedAt == nil {
+            received = reading.received
+            receivedAt = facts.now
+            probedAt = nil
+        }
+        // Data answers a probe of silence; only a new handshake answers one of an aging session.
+        if !aging { agingProbedAt = nil }
+        result.silence = .nanoseconds(facts.now - (receivedAt ?? facts.now))
+        if let reading, plan.keepsDirect, !facts.forwarded, let chosen = path {
+            switch chosen.drift(reading, isRelay: isRelay, working: plan.working) {
+            case .none:
+                break
+            case .follow(let endpoint):
+                path?.follow(endpoint)
+            case .setBack:
+                result.steps.append(.setEndpoint(chosen.endpoint))
+                path?.restart(at: facts.wall, received: reading.received)
+            }
+        }
+        if plan.working, reading != nil, result.silence >= facts.timings.persistentKeepalive || aging {
+            result.steps.append(.probe)
+            if probedAt == nil, result.silence >= facts.timings.persistentKeepalive { probedAt = facts.now }
+            if agingProbedAt == nil, aging { agingProbedAt = facts.now }
+        }
+        func unanswered(_ probe: Nanoseconds?) -> Bool { probe.map { Duration.nanoseconds(facts.now - $0) >= Self.probeAnswer } ?? false }
+        let old = handshakeAge.map { $0 >= facts.timings.staleHandshake } ?? false
+        result.lost = result.silence >= facts.timings.silenceLimit && unanswered(probedAt) || old && unanswered(agingProbedAt)
+        if let reading {
+            result.handshakeAge = handshakeAge
+            result.confirmed = path?.confirmed(by: reading, wall: facts.wall, stale: facts.timings.staleHandshake) ?? false
+        }
+        if !result.confirmed, plan.asksHandshake, let chosen = path, !chosen.deferred,
+           PathProbe.asksHandshake(atSecond: facts.secondInState, localKeyIsSmaller: facts.localKeyIsSmaller) {
+            result.steps += [.remove, .point(chosen.endpoint), .kick]
+            // A new WireGuard peer counts from 0.
+            path?.restart(at: chosen.setAt, received: 0)
+        }
+        return result
     }
 
     // MARK: What changes around the connection

@@ -17,9 +17,10 @@ public struct PeerContext: Sendable, Equatable {
     public var upgradeFailures = 0
     /// Age of WireGuard's last handshake with the peer when last read; `nil` for none yet.
     public var handshakeAge: Duration?
-    /// Time since WireGuard last received anything from the peer (its receive counter grew), when
-    /// last read; `nil` when unknown. The peer's persistent keepalives keep it short on a live path.
-    public var receiveSilence: Duration?
+    /// Whether the last read found the path gone: nothing received from the peer for the silence
+    /// limit, or no handshake for the stale limit, and a probe through the tunnel unanswered (see
+    /// ``PeerConnection/read(_:_:isRelay:)``).
+    public var pathLost = false
     /// Whether the last read of WireGuard showed the current path working since it was set
     /// (a handshake, or data received, over it).
     public var pathConfirmed = false
@@ -30,10 +31,8 @@ public struct PeerContext: Sendable, Equatable {
         self.timings = timings
     }
 
-    /// No handshake within the stale limit (WireGuard's REJECT_AFTER_TIME, 180 s by default), or
-    /// nothing received for three keepalive intervals: the path is gone.
+    /// No handshake at all, or the path lost: the path is gone.
     public var handshakeStale: Bool {
-        guard let handshakeAge else { return true }
-        return handshakeAge >= timings.staleHandshake || (receiveSilence ?? .zero) >= timings.silenceLimit
+        handshakeAge == nil || pathLost
     }
 }

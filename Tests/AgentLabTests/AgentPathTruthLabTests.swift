@@ -104,6 +104,47 @@ struct AgentPathTruthLabTests {
         return nil
     }
 
+    /// An idle tunnel keeps its path. With no traffic, WireGuard's persistent keepalives may go one
+    /// way only: a received packet restarts the receiver's keepalive timer too, so while one side's
+    /// timer fires first, the other sends nothing. Members with different keepalive intervals are
+    /// always so (here 5 s and 20 s); on one path with jitter it comes and goes. The side that sends
+    /// hears nothing but a handshake every two minutes or more, longer than the three keepalive
+    /// intervals of silence that count as a lost path. Its connection must still not leave
+    /// Keepalive: a minute of idling with no transition out of it on either side.
+    @Test func anIdleTunnelStaysOnItsPath() throws {
+        let lab = try Lab()
+        defer { lab.shutdown() }
+        let sites = [try lab.addSite(.fullCone), try lab.addSite(.portRestrictedCone)]
+        let party = try PartyLab(lab)
+        let relayHost = try lab.addHost("relay", address: Self.relayAddress)
+        try party.startRelay(in: relayHost, address: Self.relayAddress)
+        try party.startControl()
+        let agents = [try party.startAgent(in: sites[0].client, index: 1),
+                      try party.startAgent(in: sites[1].client, index: 2, agent: ["PersistentKeepalive = 20s"])]
+        defer { for agent in agents { agent.stop() } }
+        for (index, agent) in agents.enumerated() {
+            let peer = agent.waitForPeer(agents[1 - index].overlay, within: 30) { $0["state"] as? String == "keepalive" && $0["path"] as? String == "direct" }
+            try #require(peer != nil, "agent \(agent.index) never went direct: \(agent.peer(agents[1 - index].overlay) ?? [:])")
+        }
+        func leaving(_ agent: AgentHandle) -> Int {
+            party.log(of: agent).split(separator: "\n").filter { $0.contains("from=keepalive") && !$0.contains("to=keepalive") }.count
+        }
+        let left = agents.map(leaving)
+        let end = Date().addingTimeInterval(60)
+        var states: [String] = []
+        while Date() < end {
+            states = agents.indices.map { index in
+                let peer = agents[index].peer(agents[1 - index].overlay) ?? [:]
+                return "\(peer["state"] ?? "-") \(peer["path"] ?? "-")"
+            }
+            usleep(500_000)
+        }
+        let after = agents.map(leaving)
+        if after != left { party.keepLogs(of: agents, as: "idle-tunnel") }
+        #expect(after == left, "transitions out of keepalive while idle: \(zip(after, left).map { $0 - $1 }), states at the end: \(states)")
+        #expect(states == ["keepalive direct", "keepalive direct"])
+    }
+
     /// `wg show INTERFACE endpoints`: the one peer's endpoint.
     static func wireGuardEndpoint(_ agent: AgentHandle) throws -> String {
         let line = try agent.namespace.run(["wg", "show", agent.interface, "endpoints"], allowFailure: true)

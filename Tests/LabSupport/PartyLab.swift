@@ -115,6 +115,9 @@ public final class PartyLab {
         agents.append(handle)
     }
 
+    /// The lab's shorter timings, each left out when the agent's own lines set it.
+    static let labTimings = ["PersistentKeepalive = 5s", "LivenessPoll = 2s", "UpgradeBase = 10s"]
+
     /// Writes agent `index`'s key, certificate (`lanrage ca sign`: its overlay address and `subnets`)
     /// and configuration without starting it (`control`: as in ``startAgent``).
     public func prepareAgent(in namespace: Namespace, index: Int, interface: [String] = [], agent extra: [String] = [],
@@ -148,10 +151,7 @@ public final class PartyLab {
             [Agent]
             Backend = uapi
             StatusSocket = \(handle.statusSocket)
-            PersistentKeepalive = 5s
-            LivenessPoll = 2s
-            UpgradeBase = 10s
-            \(extra.joined(separator: "\n"))
+            \((Self.labTimings.filter { timing in !extra.contains { $0.hasPrefix(timing.prefix { $0 != " " }) } } + extra).joined(separator: "\n"))
 
             """
         try configuration.write(to: handle.configuration, atomically: true, encoding: .utf8)

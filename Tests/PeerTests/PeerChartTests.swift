@@ -148,7 +148,7 @@ import Testing
         peer.reachRelayedKeepalive()
         // The relay died: three keepalives without a word. The punch fails, so the relayed path is
         // not kept (it is dead): a new allocation, possibly on another relay.
-        peer.send(.wireGuardRead(handshakeAge: .seconds(20), pathConfirmed: true, receiveSilence: .seconds(75)))
+        peer.send(.wireGuardRead(handshakeAge: .seconds(20), pathConfirmed: true, pathLost: true))
         #expect(peer.state == .punching)
         peer.wait(.milliseconds(4800))
         #expect(peer.state == .relaying && peer.takeActions().last == .allocateRelay)
@@ -184,16 +184,16 @@ import Testing
         peer.reach(.keepalive)
         peer.send(.wireGuardRead(handshakeAge: .seconds(179), pathConfirmed: true))
         #expect(peer.state == .keepalive)
-        peer.send(.wireGuardRead(handshakeAge: .seconds(20), pathConfirmed: true, receiveSilence: .seconds(74)))
-        #expect(peer.state == .keepalive, "two keepalives missed is not yet stale")
-        peer.send(.wireGuardRead(handshakeAge: .seconds(20), pathConfirmed: true, receiveSilence: .seconds(75)))
-        #expect(peer.state == .punching && peer.takeActions() == [.rediscoverNAT, .startPunch], "three keepalives missed: the path is gone")
+        peer.send(.wireGuardRead(handshakeAge: .seconds(185), pathConfirmed: true, pathLost: false))
+        #expect(peer.state == .keepalive, "an old handshake or a silence the connection has not found lost (a probe pending) is not stale")
+        peer.send(.wireGuardRead(handshakeAge: .seconds(20), pathConfirmed: true, pathLost: true))
+        #expect(peer.state == .punching && peer.takeActions() == [.rediscoverNAT, .startPunch], "a lost path is gone")
         peer.send(.punchAcked)
         peer.send(.wireGuardRead(handshakeAge: .seconds(1), pathConfirmed: true))
         #expect(peer.state == .keepalive)
         _ = peer.takeActions()
-        peer.send(.wireGuardRead(handshakeAge: .seconds(180), pathConfirmed: false))
-        #expect(peer.state == .punching && peer.takeActions() == [.rediscoverNAT, .startPunch])
+        peer.send(.wireGuardRead(handshakeAge: nil, pathConfirmed: false))
+        #expect(peer.state == .punching && peer.takeActions() == [.rediscoverNAT, .startPunch], "no handshake at all is stale")
     }
 
     static func aPinWhileRelayedTakesTheDirectPath(_ peer: PeerHarness) {

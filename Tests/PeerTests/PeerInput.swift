@@ -12,7 +12,7 @@ enum PeerInput: Sendable, Equatable {
     case relayFailed
     /// WireGuard was read: the age of the last handshake (`nil`: none yet), whether the current
     /// path showed a handshake or received data since it was set, and the time since anything was received.
-    case wireGuardRead(handshakeAge: Duration?, pathConfirmed: Bool, receiveSilence: Duration? = nil)
+    case wireGuardRead(handshakeAge: Duration?, pathConfirmed: Bool, pathLost: Bool = false)
     case endpointChanged
     case peerLeft
 
@@ -36,10 +36,10 @@ enum PeerInput: Sendable, Equatable {
         case .natKnown(let directPossible, let bothReachable):
             context.directPossible = directPossible
             context.bothReachable = bothReachable
-        case .wireGuardRead(let handshakeAge, let pathConfirmed, let receiveSilence):
+        case .wireGuardRead(let handshakeAge, let pathConfirmed, let pathLost):
             context.handshakeAge = handshakeAge
             context.pathConfirmed = pathConfirmed
-            context.receiveSilence = receiveSilence
+            context.pathLost = pathLost
         default:
             break
         }

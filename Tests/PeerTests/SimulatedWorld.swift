@@ -56,6 +56,7 @@ final class SimulatedWorld: ActionExecutor {
             scheduler.updateContext(of: id) {
                 $0.handshakeAge = up ? .seconds(Int.random(in: 0...100, using: &random)) : .seconds(200)
                 $0.pathConfirmed = up
+                $0.pathLost = !up
             }
             scheduler.post(.wireGuardRead, to: id)
         case .enableKeepalive, .releaseRelay, .removePeer, .endPunch, .rediscoverNAT:
