@@ -199,13 +199,15 @@ bench-relay bench-control: bench-%:
 	$(SWIFT) build $(RELEASE_FLAGS) --product RendezvousBench
 	taskset -c 1 .build/release/RendezvousBench $* $(RELEASE_BIN)
 
-## simulate [RUNS=N] [FIRST=N] [SEED=N] [PARTY=N]: the seeded punch scenarios FIRST… (default 10,000 from 0) on the
-## simulated network of NATs, in virtual time (release build): per cell, how many went direct, in which
-## round, how fast; every run that broke a property with the command that replays it. With SEED, that one
-## scenario and its whole trace. With PARTY=20, parties of 20 members instead (RUNS default 20).
+## simulate [RUNS=N] [FIRST=N] [SEED=N] [PARTY=N] [SCENARIO=connection]: the seeded punch scenarios FIRST…
+## (default 10,000 from 0) on the simulated network of NATs, in virtual time (release build): per cell, how
+## many went direct, in which round, how fast; every run that broke a property with the command that
+## replays it. With SEED, that one scenario and its whole trace. With PARTY=20, parties of 20 members
+## instead (RUNS default 20). With SCENARIO=connection, the connection scenarios (RUNS default 5,000):
+## both members' peer charts and connections over a model of WireGuard, a control server and a relay.
 simulate:
 	$(SWIFT) build -c release --product Simulate
-	RUNS=$(RUNS) FIRST=$(FIRST) SEED=$(SEED) PARTY=$(PARTY) .build/release/Simulate
+	RUNS=$(RUNS) FIRST=$(FIRST) SEED=$(SEED) PARTY=$(PARTY) SCENARIO=$(SCENARIO) .build/release/Simulate
 
 clean:
 	rm -rf .build .build-fuzz .build-static

@@ -1,11 +1,13 @@
 import Foundation
 import Simulation
 
-/// `make simulate [SEED=N] [RUNS=N] [FIRST=N] [PARTY=N]`: runs the seeded punch scenarios
-/// FIRST…FIRST+RUNS−1 (default 0…9,999) and prints, per cell, how many went direct, in which round
-/// and how fast, how many detections were off, then every run that broke a property and how to
-/// replay it. With PARTY, parties of that many members instead (RUNS default 20). With SEED, runs
-/// that one scenario and prints its whole trace.
+/// `make simulate [SCENARIO=punch|connection] [SEED=N] [RUNS=N] [FIRST=N] [PARTY=N]`: runs the
+/// seeded punch scenarios FIRST…FIRST+RUNS−1 (default 0…9,999) and prints, per cell, how many went
+/// direct, in which round and how fast, how many detections were off, then every run that broke a
+/// property and how to replay it. With PARTY, parties of that many members instead (RUNS default
+/// 20). With SCENARIO=connection, the connection scenarios (RUNS default 5,000): the peer chart
+/// and connection of both members over WireGuard's model. With SEED, runs that one scenario and
+/// prints its whole trace.
 let environment = ProcessInfo.processInfo.environment
 
 /// The variable's number, `fallback` when unset or empty; a clear error and exit 64 when it is not one.
@@ -28,6 +30,22 @@ func replay(trace: [String], summary: String, violations: [String]) -> Never {
 
 let seed = number("SEED", fallback: nil)
 let first = number("FIRST", fallback: 0)!
+if environment["SCENARIO"] == "connection" {
+    if let seed {
+        let outcome = ConnectionScenario.drawn(seed: seed).run(verbose: true)
+        replay(trace: outcome.trace, summary: outcome.summary, violations: outcome.violations)
+    }
+    let report = ConnectionReport.run(seeds: first..<first + number("RUNS", fallback: 5_000)!)
+    print(report.table)
+    if !report.actionsNeverExecuted.isEmpty { print("actions never executed: \(report.actionsNeverExecuted)") }
+    for failure in report.failures.prefix(5) {
+        print("\n--- \(failure.summary)\n    broke: \(failure.violations.joined(separator: "; "))\n    replay: make simulate SCENARIO=connection SEED=\(failure.scenario.seed)")
+    }
+    exit(report.failures.isEmpty ? 0 : 1)
+} else if let scenario = environment["SCENARIO"], !scenario.isEmpty, scenario != "punch" {
+    FileHandle.standardError.write(Data("simulate: SCENARIO must be punch or connection, not '\(scenario)'\n".utf8))
+    exit(64)
+}
 if let size = number("PARTY", fallback: nil).map({ Int(clamping: $0) }), size >= 2 {
     if let seed {
         let outcome = PartyScenario.drawn(seed: seed, size: size).run(verbose: true)

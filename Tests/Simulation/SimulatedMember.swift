@@ -63,10 +63,20 @@ final class SimulatedMember {
     /// This member's WireGuard port as a peer on its LAN reaches it.
     var local: Endpoint { port.local }
 
+    /// An agent on the member's port: WireGuard's datagrams (the handler says whether one was),
+    /// and every pin the driver reports.
+    var onWireGuard: ((PortDatagram) -> Bool)?
+    var onPinned: ((Int, Endpoint) -> Void)?
+
     private func readable() {
         guard let received = try? driver.receive() else { return }
-        for (peer, endpoint) in received.pinned { pinned(peer, endpoint, throughFan: false) }
-        for datagram in received.other where datagram.payload.count >= 20 { detector.received(datagram) }
+        for (peer, endpoint) in received.pinned {
+            pinned(peer, endpoint, throughFan: false)
+            onPinned?(peer, endpoint)
+        }
+        for datagram in received.other where datagram.payload.count >= 20 {
+            if onWireGuard?(datagram) != true { detector.received(datagram) }
+        }
     }
 
     /// A pin ends this side's attempt, as Direct's `endPunch` does in the agent: the fan closes

@@ -1,0 +1,175 @@
+import Net
+import Peer
+import Punch
+import STUN
+import Time
+
+/// What a ``ConnectionScenario`` run did, and the properties every run must have.
+public struct ConnectionOutcome: Sendable {
+    public var scenario: ConnectionScenario
+    /// When the members began to meet (virtual time).
+    var met: Nanoseconds = 0
+    /// Per side at the end: the state and the path the connection says the tunnel uses.
+    public var states: [PeerState?] = [nil, nil]
+    public var paths: [PeerContext.Path] = [.none, .none]
+    /// From the meeting to both sides in Keepalive on the final path for good (`nil`: never).
+    public var converged: Nanoseconds?
+    /// From the meeting to both sides in Keepalive the first time, on any path.
+    public var connected: Nanoseconds?
+    /// From the flush to the last transition after it (`nil`: none, or no flush).
+    public var recovered: Nanoseconds?
+    /// Transitions of either side, after convergence, off the settled path (a relayed tunnel's
+    /// upgrade attempts are on purpose, and not counted).
+    public var flaps = 0
+    /// The path truth broken at the end, one sentence each.
+    public var untruths: [String] = []
+    /// What did not end when the members left.
+    public var leftovers: [String] = []
+    /// Every action of the chart executed by either side.
+    public var executed: Set<PeerAction> = []
+    public var transitions = 0
+    public var handshakes = 0
+    public var punchRequests = 0, relayRequests = 0
+    public var datagrams = (delivered: 0, lost: 0, filtered: 0, unroutable: 0)
+    public var trace: [String] = []
+
+    init(scenario: ConnectionScenario) {
+        self.scenario = scenario
+    }
+
+    /// Each side's detected NAT type: `.unknown` when its detection failed, `nil` when it never finished.
+    public var detected: [NATType?] = [nil, nil]
+
+    /// Direct wherever the cell allows it and the types the members detected (a lossy network
+    /// may make a NAT look stricter) do not send the pair to the relay at once; relayed otherwise.
+    /// A member whose detection failed announced no public endpoint: the pair may stay relayed
+    /// (the agent detects again as it upgrades; the simulation keeps the first answer), and either
+    /// path it settles on is expected — side 0's at the end.
+    public var expectedPath: PeerContext.Path {
+        if detected.contains(where: { $0 == nil || $0 == .unknown }), paths[0] != .none { return paths[0] }
+        let plan = DirectPathPlan(local: detected[0] ?? .unknown, remote: detected[1] ?? .unknown)
+        return scenario.directExpected && plan != .relay ? .direct : .relayed
+    }
+
+    mutating func record(_ agents: [SimulatedAgent], relay: SimulatedRelayService, at end: Nanoseconds, wall: Int64) {
+        for (side, agent) in agents.enumerated() {
+            states[side] = agent.machine(1 - side)?.state
+            paths[side] = agent.machine(1 - side)?.context.path ?? .none
+        }
+        // Settled: each side's first entry into Keepalive on the expected path; converged: both settled.
+        let settledAt = agents.map { agent in agent.steps.first { $0.to == .keepalive && $0.path == expectedPath }?.at }
+        let firstAt = agents.map { agent in agent.steps.first { $0.to == .keepalive }?.at }
+        if let a = settledAt[0], let b = settledAt[1] { converged = max(a, b) - met }
+        if let a = firstAt[0], let b = firstAt[1] { connected = max(a, b) - met }
+        for (side, agent) in agents.enumerated() {
+            let peer = 1 - side
+            transitions += agent.steps.count
+            handshakes += agent.wireGuard.handshakes
+            // After convergence, only the relayed tunnel's upgrade attempts (its own, or the peer's
+            // it joins when the punch is announced) may leave Keepalive, and only back to it.
+            // A flush may take the pair off its path: it must be back within the bound, and stay.
+            let fault = scenario.flush.map { met + $0.after.nanoseconds }
+            if let fault, let last = agent.steps.last(where: { $0.at > fault && $0.to != .closed && !isUpgradeAttempt($0) })?.at {
+                recovered = max(recovered ?? 0, last - fault)
+            }
+            if let converged {
+                for step in agent.steps where step.at > met + converged && (fault.map { step.at < $0 } ?? true) {
+                    if step.from == .keepalive, !isUpgradeAttempt(step) { flaps += 1 }
+                    if step.to == .relaying || step.to == .direct && expectedPath == .relayed { flaps += 1 }
+                }
+            }
+            checkTruth(side, agent, relay: relay, at: end, wall: wall)
+        }
+    }
+
+    /// A step of a relayed tunnel's upgrade attempt, on purpose: its own (`upgradeDue`) or the peer's
+    /// it joins (`endpointChanged`, on the punch's announcement), its punches, and back to Keepalive.
+    func isUpgradeAttempt(_ step: SimulatedAgent.Step) -> Bool {
+        guard expectedPath == .relayed else { return false }
+        switch (step.from, step.to) {
+        case (.keepalive, .punching): return step.event == .upgradeDue || step.event == .endpointChanged
+        case (.punching, .punching), (.punching, .keepalive): return true
+        default: return false
+        }
+    }
+
+    /// At the end, what each side says is what WireGuard does: on the direct path WireGuard sends to
+    /// the endpoint the connection chose, which is not the relay, and the relay has carried nothing
+    /// of the pair for a minute and holds no port for it; relayed, WireGuard sends to the relay.
+    /// Either way the tunnel works: a handshake within WireGuard's session lifetime, and something
+    /// received within three keepalive intervals.
+    private mutating func checkTruth(_ side: Int, _ agent: SimulatedAgent, relay: SimulatedRelayService, at end: Nanoseconds, wall: Int64) {
+        let peer = 1 - side
+        let name = agent.member.name
+        guard let link = agent.link(peer), let reading = agent.wireGuard.reading(peer), let state = agent.wireGuard.peers[peer] else {
+            return untruths.append("\(name) has no peer or no WireGuard peer at the end")
+        }
+        let endpoint = reading.endpoint
+        switch paths[side] {
+        case .direct:
+            if endpoint?.address == .v4(SimulatedControl.relayAddress) {
+                untruths.append("\(name) says direct while WireGuard sends to the relay (\(endpoint.map { "\($0)" } ?? "-"))")
+            } else if endpoint != link.connection.path?.endpoint {
+                untruths.append("\(name) says direct to \(link.connection.path.map { "\($0.endpoint)" } ?? "-") while WireGuard sends to \(endpoint.map { "\($0)" } ?? "nowhere")")
+            }
+            if let last = relay.lastForwarded[1], end - last < 60_000_000_000 {
+                untruths.append("the relay carried the pair's datagrams \((end - last) / 1_000_000) ms before the end while \(name) says direct")
+            }
+        case .relayed:
+            if endpoint != link.connection.relayUse.grant?.endpoint {
+                untruths.append("\(name) says relayed while WireGuard sends to \(endpoint.map { "\($0)" } ?? "nowhere")")
+            }
+        case .none:
+            break
+        }
+        if reading.lastHandshake.map({ wall - $0 >= 180_000 }) ?? true {
+            untruths.append("\(name)'s WireGuard has no handshake within 180 s")
+        }
+        if end - state.lastReceived > 3 * scenario.timings.persistentKeepalive.nanoseconds {
+            untruths.append("\(name)'s WireGuard received nothing for \((end - state.lastReceived) / 1_000_000_000) s")
+        }
+    }
+
+    mutating func recordLeaving(_ agents: [SimulatedAgent], relay: SimulatedRelayService) {
+        for (side, agent) in agents.enumerated() {
+            executed.formUnion(agent.executed)
+            if agent.machine(1 - side) != nil { leftovers.append("\(agent.member.name)'s machine is not closed after the peer left") }
+            if !agent.wireGuard.peers.isEmpty { leftovers.append("\(agent.member.name)'s WireGuard still has the peer") }
+        }
+        if relay.held > 0 { leftovers.append("the relay still holds \(relay.held) ports") }
+    }
+
+    /// How long a pair may take to settle: a minute, and a round of punches and its backoff more
+    /// for every 2 % of loss.
+    var convergenceBound: Nanoseconds {
+        (60 + Int64(scenario.conditions.loss * 100 / 2) * 30) * 1_000_000_000
+    }
+
+    /// The properties this run broke, each as a sentence; empty when it has them all:
+    /// - both sides end in Keepalive, direct wherever the cell allows it, relayed otherwise;
+    /// - they settle on that path within ``convergenceBound`` and never leave it (no flap); after
+    ///   a router's flush they are back on it within the same bound, and stay;
+    /// - what each side says is what WireGuard does (see `checkTruth`), and the tunnel works;
+    /// - when the members leave, both machines close, WireGuard forgets the peer and the relay
+    ///   holds nothing.
+    public var violations: [String] {
+        var broken: [String] = []
+        for side in 0..<2 where states[side] != .keepalive || paths[side] != expectedPath {
+            broken.append("side \(side) ends \(states[side].map { "\($0)" } ?? "closed") (\(paths[side])), not keepalive (\(expectedPath))")
+        }
+        if let converged, converged > convergenceBound {
+            broken.append("settled after \(converged / 1_000_000) ms, over \(convergenceBound / 1_000_000_000) s")
+        }
+        if flaps > 0 { broken.append("\(flaps) transitions off the settled path") }
+        if let recovered, recovered > convergenceBound {
+            broken.append("still changing \(recovered / 1_000_000) ms after the flush, over \(convergenceBound / 1_000_000_000) s")
+        }
+        return broken + untruths + leftovers
+    }
+
+    public var summary: String {
+        let settled = converged.map { "settled \($0 / 1_000_000) ms" } ?? "never settled"
+        let first = connected.map { "connected \($0 / 1_000_000) ms" } ?? "never connected"
+        return "\(scenario): \(paths[0])/\(paths[1]), \(first), \(settled), \(transitions) transitions, \(handshakes) handshakes"
+    }
+}

@@ -1,0 +1,82 @@
+import Peer
+import STUN
+import Time
+
+/// Many seeded connection scenarios run and summed up per cell.
+public struct ConnectionReport: Sendable {
+    /// Per cell: runs, how many settled direct and relayed, and the times to connect and to settle.
+    public struct Cell: Sendable {
+        public var runs = 0
+        public var direct = 0
+        public var relayed = 0
+        /// Milliseconds of virtual time from the meeting to both sides in Keepalive, and to the settled path.
+        public var connected: [Int64] = []
+        public var settled: [Int64] = []
+    }
+
+    public var cells: [String: Cell] = [:]
+    public var runs = 0
+    public var failures: [ConnectionOutcome] = []
+    /// Every action of the chart some run executed.
+    public var executed: Set<PeerAction> = []
+    public var transitions = 0
+    public var elapsed: Duration = .zero
+
+    /// Runs the scenarios of `seeds`.
+    public static func run(seeds: Range<UInt64>) -> ConnectionReport {
+        var report = ConnectionReport()
+        let clock = SystemClock()
+        let started = clock.now
+        for seed in seeds { report.add(ConnectionScenario.drawn(seed: seed).run()) }
+        report.elapsed = .nanoseconds(clock.now - started)
+        return report
+    }
+
+    mutating func add(_ outcome: ConnectionOutcome) {
+        runs += 1
+        transitions += outcome.transitions
+        executed.formUnion(outcome.executed)
+        let name = SimulationReport.name(outcome.scenario.sites[0], outcome.scenario.sites[1])
+        var cell = cells[name] ?? Cell()
+        cell.runs += 1
+        if outcome.paths == [.direct, .direct] { cell.direct += 1 }
+        if outcome.paths == [.relayed, .relayed] { cell.relayed += 1 }
+        if let connected = outcome.connected { cell.connected.append(connected / 1_000_000) }
+        if let settled = outcome.converged { cell.settled.append(settled / 1_000_000) }
+        cells[name] = cell
+        if !outcome.violations.isEmpty { failures.append(outcome) }
+    }
+
+    /// Scenarios per second of wall-clock time.
+    public var perSecond: Int {
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        return seconds > 0 ? Int(Double(runs) / seconds) : 0
+    }
+
+    /// The chart's actions (of its rows and its states' entries) no run executed.
+    public var actionsNeverExecuted: [PeerAction] {
+        let chart = PeerChart.chart()
+        var actions: [PeerAction] = []
+        for action in chart.rows.flatMap({ $0.actions }) + chart.states.flatMap({ $0.entry }) where !actions.contains(action) {
+            actions.append(action)
+        }
+        return actions.filter { !executed.contains($0) }
+    }
+
+    /// The per-cell table, then the totals.
+    public var table: String {
+        func spread(_ times: [Int64]) -> String {
+            let sorted = times.sorted()
+            return sorted.isEmpty ? "—" : "\(sorted[sorted.count / 2]) / \(sorted[min(sorted.count - 1, sorted.count * 99 / 100)]) ms"
+        }
+        var lines = ["| cell | runs | direct | relayed | median / p99 to connected | median / p99 to settled |",
+                     "|---|---|---|---|---|---|"]
+        for cell in ConnectionScenario.cells {
+            let name = SimulationReport.name(cell[0], cell[1])
+            guard let stats = cells[name] else { continue }
+            lines.append("| \(name) | \(stats.runs) | \(stats.direct) | \(stats.relayed) | \(spread(stats.connected)) | \(spread(stats.settled)) |")
+        }
+        lines.append("\(runs) scenarios (\(transitions) transitions) in \(elapsed), \(perSecond) per second; \(failures.count) broke a property")
+        return lines.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,127 @@
+import Net
+import Peer
+import Punch
+import STUN
+import Time
+
+/// Two members behind the NATs of a matrix cell, each with the agent's peer connection: the real
+/// peer chart and `PeerConnection` over the real NAT detector and punch driver, WireGuard as
+/// ``SimulatedWireGuard`` models it, and a control server and forwarding relay
+/// (``SimulatedControl``). The members meet up to 2 s apart, connect through the early relay,
+/// punch, go direct (or stay relayed), carry traffic or only keepalives, and at the end leave.
+/// Link conditions, traffic and when things happen come from the seed; a seed replays exactly.
+public struct ConnectionScenario: Sendable, CustomStringConvertible {
+    public var seed: UInt64
+    public var sites: [NATType]
+    public var conditions: LinkConditions
+    /// How often each member's tunnel carries a datagram of its own traffic; `nil`: keepalives only.
+    public var traffic: Duration?
+    /// How long after the meeting the members leave.
+    public var length: Duration = .seconds(240)
+    /// A router that forgets its mappings (conntrack flushed, or a reboot) once the pair settled:
+    /// the side whose router, and when after the meeting.
+    public var flush: (side: Int, after: Duration)?
+    public var timings = PeerTimings()
+
+    public init(seed: UInt64, sites: [NATType], conditions: LinkConditions, traffic: Duration?) {
+        precondition(sites.count == 2, "a pair")
+        self.seed = seed
+        self.sites = sites
+        self.conditions = conditions
+        self.traffic = traffic
+    }
+
+    /// The cells: every pair of the matrix's NAT types but port-restricted cone ↔ symmetric,
+    /// which needs port prediction (`PunchScenario` runs it).
+    public static let cells: [[NATType]] = PunchScenario.types.flatMap { a in PunchScenario.types.map { [a, $0] } }.filter { cell in
+        Set(cell) != [.portRestrictedCone, .symmetric]
+    }
+
+    /// The scenario of `seed`: a cell, link conditions and traffic, all drawn from the seed.
+    public static func drawn(seed: UInt64) -> ConnectionScenario {
+        var random = SimulationRandom(seed: seed ^ 0xC0_22EC_7105)
+        let cell = cells.randomElement(using: &random)!
+        let traffic: [Duration?] = [nil, .seconds(1), .seconds(7)]
+        var scenario = ConnectionScenario(seed: seed, sites: cell, conditions: .drawn(using: &random),
+                                          traffic: traffic.randomElement(using: &random)!)
+        let natted = (0..<2).filter { cell[$0] != .open }
+        if random.happens(1.0 / 4), let side = natted.randomElement(using: &random) {
+            scenario.flush = (side, .milliseconds(Int64(60_000 + random.next() % 90_000)))
+        }
+        return scenario
+    }
+
+    /// Whether the pair must end direct: every cell but symmetric ↔ symmetric.
+    public var directExpected: Bool { !(sites[0] == .symmetric && sites[1] == .symmetric) }
+
+    public var description: String {
+        let flushed = flush.map { ", side \($0.side)'s router flushed \($0.after) in" } ?? ""
+        return "seed \(seed): \(sites[0]) ↔ \(sites[1]), \(conditions), traffic \(traffic.map { "every \($0)" } ?? "none")\(flushed)"
+    }
+
+    // MARK: Running
+
+    /// Runs the scenario; `verbose` traces every datagram lost, filtered or dropped as well.
+    public func run(verbose: Bool = false) -> ConnectionOutcome {
+        let network = SimulatedNetwork(seed: seed, conditions: conditions, verbose: verbose)
+        network.note("scenario \(self)")
+        let servers = ScenarioServers(on: network)
+        defer { withExtendedLifetime(servers) {} }
+        var members: [SimulatedMember] = []
+        var publicAddresses: [IPAddress] = []
+        var routers: [SimulatedRouter?] = []
+        for (index, nat) in sites.enumerated() {
+            let built = PunchScenario.build(.init(nat), index: index, addresses: PunchScenario.addresses(ofSite: UInt8(index)), on: network)
+            members.append(SimulatedMember(index: index, host: built.host, network: network))
+            publicAddresses.append(.v4(built.outermost))
+            routers.append(built.router)
+        }
+        servers.detect(members, keepalive: nil, on: network)
+        let control = SimulatedControl(on: network)
+        let agents = members.enumerated().map { index, member in
+            SimulatedAgent(member: member, observed: publicAddresses[index], timings: timings, control: control, network: network)
+        }
+        control.agents = agents
+        let met = network.clock.now
+        for (index, agent) in agents.enumerated() {
+            let peer = members[1 - index]
+            network.after(.nanoseconds(network.random.nanoseconds(in: 0...2_000_000_000))) {
+                agent.meet(peer, observed: publicAddresses[1 - index])
+            }
+        }
+        if let flush, let router = routers[flush.side] {
+            network.after(flush.after) {
+                router.flush()
+                network.note("\(router.name) flushed its mappings")
+            }
+        }
+        let end = met + length.nanoseconds
+        if let traffic {
+            for (index, agent) in agents.enumerated() {
+                Self.send(every: traffic, from: agent, to: 1 - index, until: end, on: network)
+            }
+        }
+        network.run(until: end)
+        var outcome = ConnectionOutcome(scenario: self)
+        outcome.met = met
+        outcome.detected = members.map { $0.detectedType }
+        outcome.record(agents, relay: control.relay, at: end, wall: network.clock.wallMilliseconds)
+        for agent in agents { agent.leave(1 - agent.member.index) }
+        network.run(until: end + 10_000_000_000)
+        outcome.recordLeaving(agents, relay: control.relay)
+        outcome.punchRequests = control.punchRequests
+        outcome.relayRequests = control.relayRequests
+        outcome.datagrams = (network.delivered, network.lost, network.filtered, network.unroutable)
+        outcome.trace = network.trace
+        return outcome
+    }
+
+    private static func send(every interval: Duration, from agent: SimulatedAgent, to peer: Int, until end: Nanoseconds,
+                             on network: SimulatedNetwork) {
+        network.after(interval) { [weak agent] in
+            guard let agent, network.clock.now < end else { return }
+            agent.wireGuard.sendData(84, to: peer)
+            send(every: interval, from: agent, to: peer, until: end, on: network)
+        }
+    }
+}
