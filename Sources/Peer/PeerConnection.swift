@@ -175,14 +175,16 @@ public struct PeerConnection: Sendable, Equatable {
     /// On a working tunnel, silence for a keepalive interval is probed (``WireGuardStep/probe``):
     /// with no traffic, persistent keepalives may go one way only — a received packet restarts the
     /// receiver's keepalive timer too — and the side that sends them hears nothing for minutes on a
-    /// path that works. A handshake nearly stale is probed too (see ``rekeyLead``). The path is lost
-    /// only when nothing came for the silence limit, or the handshake is older than the stale limit,
-    /// and the first probe since has had ``probeAnswer`` to be answered.
+    /// path that works. A handshake nearly stale is probed too (see ``rekeyLead``), and so is none at
+    /// all: Keepalive may be entered on the peer's initiation, answered, whose handshake completes
+    /// only with the peer's next packet. The path is lost only when nothing came for the silence
+    /// limit, or the handshake is older than the stale limit or missing, and the first probe since
+    /// has had ``probeAnswer`` to be answered.
     public mutating func read(_ reading: WireGuardReading?, _ facts: ReadFacts, isRelay: (Endpoint) -> Bool) -> Reading {
         let plan = Self.readPlan(in: facts.state, path: facts.path)
         var result = Reading()
         let handshakeAge = reading?.lastHandshake.map { PathProbe.handshakeAge($0, wall: facts.wall) }
-        let aging = handshakeAge.map { $0 >= facts.timings.staleHandshake - Self.rekeyLead } == true
+        let aging = reading != nil && handshakeAge.map { $0 >= facts.timings.staleHandshake - Self.rekeyLead } ?? true
         if let reading, reading.received != received || receivedAt == nil {
             received = reading.received
             receivedAt = facts.now
@@ -208,7 +210,7 @@ public struct PeerConnection: Sendable, Equatable {
             if agingProbedAt == nil, aging { agingProbedAt = facts.now }
         }
         func unanswered(_ probe: Nanoseconds?) -> Bool { probe.map { Duration.nanoseconds(facts.now - $0) >= Self.probeAnswer } ?? false }
-        let old = handshakeAge.map { $0 >= facts.timings.staleHandshake } ?? false
+        let old = reading != nil && handshakeAge.map { $0 >= facts.timings.staleHandshake } ?? true
         result.lost = result.silence >= facts.timings.silenceLimit && unanswered(probedAt) || old && unanswered(agingProbedAt)
         if let reading {
             result.handshakeAge = handshakeAge

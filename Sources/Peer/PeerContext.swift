@@ -31,8 +31,6 @@ public struct PeerContext: Sendable, Equatable {
         self.timings = timings
     }
 
-    /// No handshake at all, or the path lost: the path is gone.
-    public var handshakeStale: Bool {
-        handshakeAge == nil || pathLost
-    }
+    /// The path lost (``pathLost``): the path is gone.
+    public var handshakeStale: Bool { pathLost }
 }

@@ -193,7 +193,9 @@ import Testing
         #expect(peer.state == .keepalive)
         _ = peer.takeActions()
         peer.send(.wireGuardRead(handshakeAge: nil, pathConfirmed: false))
-        #expect(peer.state == .punching && peer.takeActions() == [.rediscoverNAT, .startPunch], "no handshake at all is stale")
+        #expect(peer.state == .keepalive, "no handshake yet is probed first (the peer's initiation was answered)")
+        peer.send(.wireGuardRead(handshakeAge: nil, pathConfirmed: false, pathLost: true))
+        #expect(peer.state == .punching && peer.takeActions() == [.rediscoverNAT, .startPunch])
     }
 
     static func aPinWhileRelayedTakesTheDirectPath(_ peer: PeerHarness) {

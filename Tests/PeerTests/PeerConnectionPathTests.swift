@@ -120,6 +120,17 @@ import Testing
         #expect(pending.steps == [.probe] && !pending.lost, "older than the stale limit, but the probe has had only 10 s")
         let old = age(184, received: 4)
         #expect(old.lost && old.silence == .zero, "data, but no new handshake 12 s after the probe: the session is gone")
+        // Keepalive entered on the peer's initiation, answered, before any handshake completed: no
+        // handshake is probed like an old one, and lost only when the probe goes unanswered.
+        var responder = PeerConnection()
+        func unfinished(_ seconds: Int64, received: UInt64) -> PeerConnection.Reading {
+            responder.read(reading(relay, handshake: nil, received: received), facts(.keepalive, path: .relayed, wall: base + seconds * 1000),
+                          isRelay: isRelay)
+        }
+        let opening = unfinished(0, received: 148)
+        #expect(opening.steps == [.probe] && !opening.lost)
+        #expect(!unfinished(10, received: 148).lost)
+        #expect(unfinished(12, received: 148).lost, "no handshake 12 s after the probe")
         var relaying = PeerConnection()
         #expect(relaying.read(reading(relay, handshake: 500, received: 100), facts(.relaying, wall: base), isRelay: isRelay).steps == [])
         #expect(relaying.read(reading(relay, handshake: 500, received: 100), facts(.relaying, wall: base + 90_000), isRelay: isRelay).steps == [],

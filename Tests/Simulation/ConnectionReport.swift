@@ -45,6 +45,26 @@ public struct ConnectionReport: Sendable {
         if let settled = outcome.converged { cell.settled.append(settled / 1_000_000) }
         cells[name] = cell
         if !outcome.violations.isEmpty { failures.append(outcome) }
+        for violation in outcome.violations { brokenByKind[Self.kind(of: violation), default: 0] += 1 }
+    }
+
+    /// How often each property broke, by its sentence with the numbers and the member taken out.
+    public var brokenByKind: [String: Int] = [:]
+
+    static func kind(of violation: String) -> String {
+        var text = Substring(violation)
+        for member in ["a ", "b ", "a's ", "b's "] where text.hasPrefix(member) { text = "X" + text.dropFirst(member.count - 1) }
+        var kind = "", inNumber = false
+        for character in text {
+            if character.isNumber || (inNumber && character == ".") {
+                if !inNumber { kind.append("N") }
+                inNumber = true
+            } else {
+                inNumber = false
+                kind.append(character)
+            }
+        }
+        return kind
     }
 
     /// Scenarios per second of wall-clock time.
@@ -77,6 +97,7 @@ public struct ConnectionReport: Sendable {
             lines.append("| \(name) | \(stats.runs) | \(stats.direct) | \(stats.relayed) | \(spread(stats.connected)) | \(spread(stats.settled)) |")
         }
         lines.append("\(runs) scenarios (\(transitions) transitions) in \(elapsed), \(perSecond) per second; \(failures.count) broke a property")
+        for (kind, count) in brokenByKind.sorted(by: { $0.value > $1.value }) { lines.append("  \(count)× \(kind)") }
         return lines.joined(separator: "\n")
     }
 }

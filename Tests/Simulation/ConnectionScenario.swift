@@ -97,8 +97,10 @@ public struct ConnectionScenario: Sendable, CustomStringConvertible {
         }
         let end = met + length.nanoseconds
         if let traffic {
+            // Each side's traffic at a phase of its own.
             for (index, agent) in agents.enumerated() {
-                Self.send(every: traffic, from: agent, to: 1 - index, until: end, on: network)
+                let phase = Duration.nanoseconds(network.random.nanoseconds(in: 0...traffic.nanoseconds))
+                network.after(phase) { Self.send(every: traffic, from: agent, to: 1 - index, until: end, on: network) }
             }
         }
         network.run(until: end)

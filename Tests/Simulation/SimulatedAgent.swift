@@ -290,6 +290,9 @@ final class SimulatedAgent: ActionExecutor {
         if case .setEndpoint(let endpoint) = result.steps.first {
             network.note("\(member.name): WireGuard roamed to the relay, \(link.peer.name)'s direct endpoint \(endpoint) set again")
         }
+        if result.lost {
+            network.note("\(member.name): path to \(link.peer.name) lost (silence \(result.silence), handshake \(result.handshakeAge.map { "\($0)" } ?? "none"))")
+        }
         apply(result.steps, to: link.peer.index)
         scheduler.updateContext(of: id) {
             $0.handshakeAge = result.handshakeAge

@@ -11,7 +11,9 @@ import Time
 ///   first packet arrives, and its last handshake is that moment.
 /// - An initiation is held back for 5 s (REKEY_TIMEOUT) after the last one, even one that had no
 ///   endpoint to go to; one unanswered is sent again after 5 s and a random 0–333 ms, for 90 s
-///   (REKEY_ATTEMPT_TIME). Data with no usable session waits for one.
+///   (REKEY_ATTEMPT_TIME). Data with no usable session waits for one. A peer has one handshake
+///   state: the peer's initiation, consumed, replaces this side's own, whose response then matches
+///   nothing.
 /// - The initiator starts a new handshake on sending over a session 120 s old (REKEY_AFTER_TIME),
 ///   or 15 s after data it sent drew nothing back; no session is used after 180 s
 ///   (REJECT_AFTER_TIME).
@@ -63,6 +65,10 @@ final class SimulatedWireGuard {
         var lastSent: Nanoseconds = .min / 2
         var lastReceived: Nanoseconds = .min / 2
         var persistentKeepalive: Nanoseconds = 0
+        var lastDataSent: Nanoseconds = .min / 2
+        var lastDataReceived: Nanoseconds = .min / 2
+        /// Whether each lazy timer is pending.
+        var keepaliveArmed = false, passiveArmed = false, newHandshakeArmed = false
         var staged = false
         /// Changes on every add: timers of an earlier incarnation do nothing.
         var generation: UInt64
@@ -126,11 +132,24 @@ final class SimulatedWireGuard {
     func sendData(_ bytes: Int, to peer: Int) {
         guard peers[peer] != nil else { return }
         send(.data, bytes: Self.keepaliveSize + bytes, to: peer)
-        let generation = peers[peer]!.generation, sentAt = network.clock.now
-        // Data drawing nothing back for 15 s: a new handshake.
+        peers[peer]!.lastDataSent = network.clock.now
+        armNewHandshake(peer, since: network.clock.now)
+    }
+
+    /// Data drawing nothing back for 15 s: a new handshake. One timer at a time, checked when it
+    /// fires (as WireGuard's is armed only when not pending).
+    private func armNewHandshake(_ peer: Int, since sentAt: Nanoseconds) {
+        guard let state = peers[peer], !state.newHandshakeArmed else { return }
+        peers[peer]!.newHandshakeArmed = true
+        let generation = state.generation
         network.after(.nanoseconds(Self.rekeyTimeout + Self.keepaliveTimeout)) { [weak self] in
-            guard let self, let state = peers[peer], state.generation == generation, state.lastReceived < sentAt else { return }
-            initiate(peer, retry: false)
+            guard let self, let state = peers[peer], state.generation == generation else { return }
+            peers[peer]!.newHandshakeArmed = false
+            if state.lastReceived < sentAt {
+                initiate(peer, retry: false)
+            } else if state.lastDataSent > state.lastReceived {
+                armNewHandshake(peer, since: state.lastDataSent)
+            }
         }
     }
 
@@ -169,7 +188,7 @@ final class SimulatedWireGuard {
         guard let state = peers[peer] else { return }
         let now = network.clock.now
         if !retry, let last = state.lastInitiation, now - last < Self.rekeyTimeout { return }
-        let began = retry ? state.attemptsBegan ?? now : state.handshake == nil ? now : state.attemptsBegan ?? now
+        let began = state.attemptsBegan ?? now
         guard now - began < Self.rekeyAttempt else {
             peers[peer]!.handshake = nil
             peers[peer]!.attemptsBegan = nil
@@ -183,20 +202,28 @@ final class SimulatedWireGuard {
         transmit(.initiation, first: id, second: 0, size: Self.initiationSize, to: peer)
         let generation = state.generation
         let jitter = network.random.nanoseconds(in: 0...333_000_000)
+        // Retransmitted until a handshake completes (whatever state the one handshake slot is in).
         network.after(.nanoseconds(Self.rekeyTimeout + jitter)) { [weak self] in
-            guard let self, let state = peers[peer], state.generation == generation, state.handshake == id else { return }
+            guard let self, let state = peers[peer], state.generation == generation, state.attemptsBegan != nil,
+                  state.lastInitiation == now else { return }
             initiate(peer, retry: true)
         }
     }
 
+    /// Persistent keepalive after the interval with no packet either way: one timer at a time,
+    /// which finds the due time again when it fires.
     private func armPersistentKeepalive(_ peer: Int) {
-        guard let state = peers[peer], state.persistentKeepalive > 0 else { return }
+        guard let state = peers[peer], state.persistentKeepalive > 0, !state.keepaliveArmed else { return }
+        peers[peer]!.keepaliveArmed = true
         let due = max(state.lastSent, state.lastReceived) + state.persistentKeepalive
         let generation = state.generation
         network.after(.nanoseconds(max(0, due - network.clock.now))) { [weak self] in
-            guard let self, let state = peers[peer], state.generation == generation, state.persistentKeepalive > 0,
-                  network.clock.now - max(state.lastSent, state.lastReceived) >= state.persistentKeepalive else { return }
-            sendKeepalive(to: peer)
+            guard let self, let state = peers[peer], state.generation == generation else { return }
+            peers[peer]!.keepaliveArmed = false
+            if state.persistentKeepalive > 0, network.clock.now - max(state.lastSent, state.lastReceived) >= state.persistentKeepalive {
+                sendKeepalive(to: peer)
+            }
+            armPersistentKeepalive(peer)
         }
     }
 
@@ -215,6 +242,10 @@ final class SimulatedWireGuard {
             // A replayed initiation (its timestamp no later than the last one's) is dropped.
             guard peers[peer]!.lastInitiationReceived != value(at: 3) else { return true }
             peers[peer]!.lastInitiationReceived = value(at: 3)
+            // One handshake state per peer: consuming the peer's initiation replaces this side's own,
+            // whose response then matches nothing (two initiations crossing leave both sides
+            // responders, until a retransmission).
+            peers[peer]!.handshake = nil
             let session = Session(id: network.random.next(), initiator: false, created: now)
             peers[peer]!.next = session
             authenticated(peer, from: datagram.source, bytes: bytes.count)
@@ -233,7 +264,10 @@ final class SimulatedWireGuard {
                 guard [state.current, state.previous].contains(where: { usable($0)?.id == id }) else { return true }
             }
             authenticated(peer, from: datagram.source, bytes: bytes.count)
-            if bytes.count > Self.keepaliveSize { armPassiveKeepalive(peer) }
+            if bytes.count > Self.keepaliveSize {
+                peers[peer]!.lastDataReceived = now
+                armPassiveKeepalive(peer, since: now)
+            }
         }
         return true
     }
@@ -259,12 +293,19 @@ final class SimulatedWireGuard {
         armPersistentKeepalive(peer)
     }
 
-    private func armPassiveKeepalive(_ peer: Int) {
-        guard let generation = peers[peer]?.generation else { return }
-        let receivedAt = network.clock.now
+    /// A keepalive 10 s after data received, unless something was sent since: one timer at a time.
+    private func armPassiveKeepalive(_ peer: Int, since receivedAt: Nanoseconds) {
+        guard let state = peers[peer], !state.passiveArmed else { return }
+        peers[peer]!.passiveArmed = true
+        let generation = state.generation
         network.after(.nanoseconds(Self.keepaliveTimeout)) { [weak self] in
-            guard let self, let state = peers[peer], state.generation == generation, state.lastSent < receivedAt else { return }
-            sendKeepalive(to: peer)
+            guard let self, let state = peers[peer], state.generation == generation else { return }
+            peers[peer]!.passiveArmed = false
+            if state.lastSent < receivedAt {
+                sendKeepalive(to: peer)
+            } else if state.lastDataReceived > state.lastSent {
+                armPassiveKeepalive(peer, since: state.lastDataReceived)
+            }
         }
     }
 }

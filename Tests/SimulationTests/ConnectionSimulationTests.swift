@@ -1,0 +1,36 @@
+import Simulation
+import STUN
+import Testing
+
+/// Both members' peer charts and connections over the WireGuard model (see `ConnectionScenario`).
+@Suite struct ConnectionSimulationTests {
+    /// Every cell without port prediction, loss, jitter, duplication, traffic or none, a router
+    /// flushed now and then: every seeded run keeps every property of `ConnectionOutcome.violations`,
+    /// and the runs together execute every action of the chart (`make simulate SCENARIO=connection`
+    /// runs more).
+    @Test func seededScenariosKeepEveryProperty() {
+        let report = ConnectionReport.run(seeds: 0..<Self.runs)
+        print(report.table)
+        #expect(report.failures.isEmpty, "\(report.failures.prefix(3).map { "\($0.summary): \($0.violations) — make simulate SCENARIO=connection SEED=\($0.scenario.seed)" })")
+        #expect(report.cells.count == ConnectionScenario.cells.count)
+        #expect(report.actionsNeverExecuted.isEmpty, "never executed: \(report.actionsNeverExecuted)")
+    }
+
+    static let runs: UInt64 = 5000
+
+    /// A seed replays exactly: the same trace, transition for transition.
+    @Test func aSeedReplaysExactly() {
+        let scenario = ConnectionScenario.drawn(seed: 11)
+        let first = scenario.run(), again = scenario.run()
+        #expect(first.trace == again.trace && first.transitions == again.transitions && !first.trace.isEmpty)
+        #expect(ConnectionScenario.drawn(seed: 12).run().trace != first.trace)
+    }
+
+    /// On a clean network with traffic, every cell settles on its path within 15 s.
+    @Test(arguments: ConnectionScenario.cells)
+    func cleanCellsSettleQuickly(_ cell: [NATType]) {
+        let outcome = ConnectionScenario(seed: 3, sites: cell, conditions: .clean, traffic: .seconds(1)).run()
+        #expect(outcome.violations.isEmpty, "\(outcome.summary): \(outcome.violations)")
+        #expect((outcome.converged ?? .max) < 15_000_000_000, "\(outcome.summary)")
+    }
+}
