@@ -45,11 +45,17 @@ public struct ConnectionReport: Sendable {
         if let settled = outcome.converged { cell.settled.append(settled / 1_000_000) }
         cells[name] = cell
         if !outcome.violations.isEmpty { failures.append(outcome) }
-        for violation in outcome.violations { brokenByKind[Self.kind(of: violation), default: 0] += 1 }
+        for violation in outcome.violations {
+            let kind = Self.kind(of: violation)
+            brokenByKind[kind, default: 0] += 1
+            if firstSeedByKind[kind] == nil { firstSeedByKind[kind] = outcome.scenario.seed }
+        }
     }
 
-    /// How often each property broke, by its sentence with the numbers and the member taken out.
+    /// How often each property broke, by its sentence with the numbers and the member taken out,
+    /// and the first seed that broke it.
     public var brokenByKind: [String: Int] = [:]
+    public var firstSeedByKind: [String: UInt64] = [:]
 
     static func kind(of violation: String) -> String {
         var text = Substring(violation)
@@ -97,7 +103,9 @@ public struct ConnectionReport: Sendable {
             lines.append("| \(name) | \(stats.runs) | \(stats.direct) | \(stats.relayed) | \(spread(stats.connected)) | \(spread(stats.settled)) |")
         }
         lines.append("\(runs) scenarios (\(transitions) transitions) in \(elapsed), \(perSecond) per second; \(failures.count) broke a property")
-        for (kind, count) in brokenByKind.sorted(by: { $0.value > $1.value }) { lines.append("  \(count)× \(kind)") }
+        for (kind, count) in brokenByKind.sorted(by: { $0.value > $1.value }) {
+            lines.append("  \(count)× \(kind) (first: seed \(firstSeedByKind[kind] ?? 0))")
+        }
         return lines.joined(separator: "\n")
     }
 }
