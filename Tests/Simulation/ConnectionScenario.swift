@@ -16,6 +16,9 @@ public struct ConnectionScenario: Sendable, CustomStringConvertible {
     public var conditions: LinkConditions
     /// How often each member's tunnel carries a datagram of its own traffic; `nil`: keepalives only.
     public var traffic: Duration?
+    /// Whether each member also pings the other every 200 ms from the start for 30 s, as a user
+    /// waiting for the tunnel does: traffic through the early relay while the direct path comes up.
+    public var pings = false
     /// How long after the meeting the members leave.
     public var length: Duration = .seconds(240)
     /// A router that forgets its mappings (conntrack flushed, or a reboot) once the pair settled:
@@ -44,6 +47,8 @@ public struct ConnectionScenario: Sendable, CustomStringConvertible {
         let traffic: [Duration?] = [nil, .seconds(1), .seconds(7)]
         var scenario = ConnectionScenario(seed: seed, sites: cell, conditions: .drawn(using: &random),
                                           traffic: traffic.randomElement(using: &random)!)
+        // Drawn after the rest, so that the other scenarios keep what a seed gave them.
+        scenario.pings = random.happens(1.0 / 3)
         let natted = (0..<2).filter { cell[$0] != .open }
         if random.happens(1.0 / 4), let side = natted.randomElement(using: &random) {
             scenario.flush = (side, .milliseconds(Int64(60_000 + random.next() % 90_000)))
@@ -56,7 +61,8 @@ public struct ConnectionScenario: Sendable, CustomStringConvertible {
 
     public var description: String {
         let flushed = flush.map { ", side \($0.side)'s router flushed \($0.after) in" } ?? ""
-        return "seed \(seed): \(sites[0]) ↔ \(sites[1]), \(conditions), traffic \(traffic.map { "every \($0)" } ?? "none")\(flushed)"
+        let traffic = "traffic \(traffic.map { "every \($0)" } ?? "none")\(pings ? ", pings for 30 s" : "")"
+        return "seed \(seed): \(sites[0]) ↔ \(sites[1]), \(conditions), \(traffic)\(flushed)"
     }
 
     // MARK: Running
@@ -96,11 +102,12 @@ public struct ConnectionScenario: Sendable, CustomStringConvertible {
             }
         }
         let end = met + length.nanoseconds
-        if let traffic {
-            // Each side's traffic at a phase of its own.
+        // Each side's traffic at a phase of its own.
+        for (interval, until) in [(pings ? Duration.milliseconds(200) : nil, met + 30_000_000_000), (traffic, end)] {
+            guard let interval else { continue }
             for (index, agent) in agents.enumerated() {
-                let phase = Duration.nanoseconds(network.random.nanoseconds(in: 0...traffic.nanoseconds))
-                network.after(phase) { Self.send(every: traffic, from: agent, to: 1 - index, until: end, on: network) }
+                let phase = Duration.nanoseconds(network.random.nanoseconds(in: 0...interval.nanoseconds))
+                network.after(phase) { Self.send(every: interval, from: agent, to: 1 - index, until: until, on: network) }
             }
         }
         network.run(until: end)
