@@ -204,8 +204,17 @@ public struct PeerConnection: Sendable, Equatable {
                 path?.restart(at: facts.wall, received: reading.received)
             }
         }
-        if plan.working, reading != nil, result.silence >= facts.timings.persistentKeepalive || aging {
-            result.steps.append(.probe)
+        if plan.working, let reading, result.silence >= facts.timings.persistentKeepalive || aging {
+            if reading.lastHandshake == nil, facts.localKeyIsSmaller, let chosen = path, !chosen.deferred {
+                // No handshake yet: two initiations crossed (each side's consumed the other's, and
+                // both wait as responders), and data-triggered ones, 5 s apart on each side, may go
+                // on crossing. The member with the smaller key adds the peer afresh: it initiates
+                // at once, out of step with the other side.
+                result.steps += [.remove, .point(chosen.endpoint), .kick]
+                path?.restart(at: chosen.setAt, received: 0)
+            } else {
+                result.steps.append(.probe)
+            }
             if probedAt == nil, result.silence >= facts.timings.persistentKeepalive { probedAt = facts.now }
             if agingProbedAt == nil, aging { agingProbedAt = facts.now }
         }

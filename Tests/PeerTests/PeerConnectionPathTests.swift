@@ -131,6 +131,16 @@ import Testing
         #expect(opening.steps == [.probe] && !opening.lost)
         #expect(!unfinished(10, received: 148).lost)
         #expect(unfinished(12, received: 148).lost, "no handshake 12 s after the probe")
+        // With a path and no handshake yet, the smaller key adds the peer afresh to initiate out of
+        // step (initiations may be crossing); the larger key probes.
+        var smaller = PeerConnection(), larger = PeerConnection()
+        _ = smaller.point(at: relay, before: reading(relay, handshake: nil, received: 148), wall: base, localKeyIsSmaller: true)
+        _ = larger.point(at: relay, before: reading(relay, handshake: nil, received: 148), wall: base, localKeyIsSmaller: false)
+        let crossed = reading(relay, handshake: nil, received: 148)
+        #expect(smaller.read(crossed, facts(.keepalive, path: .relayed, wall: base + 10_000), isRelay: isRelay).steps
+                == [.remove, .point(relay), .kick])
+        #expect(larger.read(crossed, facts(.keepalive, path: .relayed, wall: base + 10_000, smaller: false), isRelay: isRelay).steps
+                == [.probe])
         var relaying = PeerConnection()
         #expect(relaying.read(reading(relay, handshake: 500, received: 100), facts(.relaying, wall: base), isRelay: isRelay).steps == [])
         #expect(relaying.read(reading(relay, handshake: 500, received: 100), facts(.relaying, wall: base + 90_000), isRelay: isRelay).steps == [],
