@@ -23,12 +23,13 @@ public struct PeerConnection: Sendable, Equatable {
     /// How long a peer may take to answer a probe: WireGuard's KEEPALIVE_TIMEOUT (10 s), and 2 s
     /// for the round trip and a lost first answer's kernel-side retry.
     public static let probeAnswer: Duration = .seconds(12)
-    /// How long before the stale limit a session is probed: an initiator that receives data over a
-    /// session this close to WireGuard's REJECT_AFTER_TIME starts a new handshake (REJECT_AFTER_TIME
-    /// − KEEPALIVE_TIMEOUT − REKEY_TIMEOUT, 165 s), and one that sends does after REKEY_AFTER_TIME.
-    /// A responder whose confirming packet was lost keeps the old session's handshake, and with no
-    /// traffic nothing else renews it before it turns stale.
-    public static let rekeyLead: Duration = .seconds(15)
+    /// How long before the stale limit a session is probed. A responder whose confirming packet was
+    /// lost keeps the old session's handshake, and with no traffic nothing renews it before it turns
+    /// stale; the peer's answer to a probe, over its new session, does. An initiator that receives
+    /// data over a session within 15 s of WireGuard's REJECT_AFTER_TIME starts a new handshake
+    /// (REJECT_AFTER_TIME − KEEPALIVE_TIMEOUT − REKEY_TIMEOUT), and one that sends does after
+    /// REKEY_AFTER_TIME. 30 s leaves room for a probe or its answer to be lost, and another sent.
+    public static let rekeyLead: Duration = .seconds(30)
 
     public init() {}
 
@@ -178,8 +179,9 @@ public struct PeerConnection: Sendable, Equatable {
     /// path that works. A handshake nearly stale is probed too (see ``rekeyLead``), and so is none at
     /// all: Keepalive may be entered on the peer's initiation, answered, whose handshake completes
     /// only with the peer's next packet. The path is lost only when nothing came for the silence
-    /// limit, or the handshake is older than the stale limit or missing, and the first probe since
-    /// has had ``probeAnswer`` to be answered.
+    /// limit and the first probe since has had ``probeAnswer`` to be answered, or the handshake is
+    /// older than the stale limit or missing and the first probe of that has had ``rekeyLead`` and
+    /// ``probeAnswer``.
     public mutating func read(_ reading: WireGuardReading?, _ facts: ReadFacts, isRelay: (Endpoint) -> Bool) -> Reading {
         let plan = Self.readPlan(in: facts.state, path: facts.path)
         var result = Reading()
@@ -218,9 +220,14 @@ public struct PeerConnection: Sendable, Equatable {
             if probedAt == nil, result.silence >= facts.timings.persistentKeepalive { probedAt = facts.now }
             if agingProbedAt == nil, aging { agingProbedAt = facts.now }
         }
-        func unanswered(_ probe: Nanoseconds?) -> Bool { probe.map { Duration.nanoseconds(facts.now - $0) >= Self.probeAnswer } ?? false }
+        func unanswered(_ probe: Nanoseconds?, for window: Duration) -> Bool {
+            probe.map { Duration.nanoseconds(facts.now - $0) >= window } ?? false
+        }
+        // An aging session's probes began `rekeyLead` before the limit: WireGuard's own retries
+        // past the limit get the probe's window too.
         let old = reading != nil && handshakeAge.map { $0 >= facts.timings.staleHandshake } ?? true
-        result.lost = result.silence >= facts.timings.silenceLimit && unanswered(probedAt) || old && unanswered(agingProbedAt)
+        result.lost = result.silence >= facts.timings.silenceLimit && unanswered(probedAt, for: Self.probeAnswer)
+            || old && unanswered(agingProbedAt, for: Self.rekeyLead + Self.probeAnswer)
         if let reading {
             result.handshakeAge = handshakeAge
             result.confirmed = path?.confirmed(by: reading, wall: facts.wall, stale: facts.timings.staleHandshake) ?? false

@@ -114,14 +114,14 @@ import Testing
             aging.read(reading(direct, handshake: base, received: received), facts(.keepalive, path: .direct, wall: base + seconds * 1000),
                        isRelay: isRelay)
         }
-        #expect(age(162, received: 1).steps == [])
-        #expect(age(172, received: 2).steps == [.probe])
-        let pending = age(182, received: 3)
-        #expect(pending.steps == [.probe] && !pending.lost, "older than the stale limit, but the probe has had only 10 s")
-        let old = age(184, received: 4)
-        #expect(old.lost && old.silence == .zero, "data, but no new handshake 12 s after the probe: the session is gone")
+        #expect(age(142, received: 1).steps == [])
+        #expect(age(172, received: 2).steps == [.probe], "30 s from the stale limit")
+        let pending = age(212, received: 3)
+        #expect(pending.steps == [.probe] && !pending.lost, "older than the stale limit, but WireGuard's retries past it have had only 32 s")
+        let old = age(214, received: 4)
+        #expect(old.lost && old.silence == .zero, "data, but no new handshake 42 s after the first probe: the session is gone")
         // Keepalive entered on the peer's initiation, answered, before any handshake completed: no
-        // handshake is probed like an old one, and lost only when the probe goes unanswered.
+        // handshake is probed like an old one, and lost only when the probes go unanswered as long.
         var responder = PeerConnection()
         func unfinished(_ seconds: Int64, received: UInt64) -> PeerConnection.Reading {
             responder.read(reading(relay, handshake: nil, received: received), facts(.keepalive, path: .relayed, wall: base + seconds * 1000),
@@ -129,8 +129,8 @@ import Testing
         }
         let opening = unfinished(0, received: 148)
         #expect(opening.steps == [.probe] && !opening.lost)
-        #expect(!unfinished(10, received: 148).lost)
-        #expect(unfinished(12, received: 148).lost, "no handshake 12 s after the probe")
+        #expect(!unfinished(41, received: 148).lost)
+        #expect(unfinished(42, received: 148).lost, "no handshake 42 s after the first probe")
         // With a path and no handshake yet, the smaller key adds the peer afresh to initiate out of
         // step (initiations may be crossing); the larger key probes.
         var smaller = PeerConnection(), larger = PeerConnection()
