@@ -32,6 +32,8 @@ public struct ConnectionOutcome: Sendable {
     public var punchRequests = 0, relayRequests = 0
     public var datagrams = (delivered: 0, lost: 0, filtered: 0, unroutable: 0)
     public var trace: [String] = []
+    /// The run went past the network's event limit (``SimulatedNetwork/eventLimit``).
+    public var runaway = false
 
     init(scenario: ConnectionScenario) {
         self.scenario = scenario
@@ -151,9 +153,10 @@ public struct ConnectionOutcome: Sendable {
     ///   a router's flush they are back on it within the same bound, and stay;
     /// - what each side says is what WireGuard does (see `checkTruth`), and the tunnel works;
     /// - when the members leave, both machines close, WireGuard forgets the peer and the relay
-    ///   holds nothing.
+    ///   holds nothing;
+    /// - nothing schedules itself without end (the network's event limit).
     public var violations: [String] {
-        var broken: [String] = []
+        var broken: [String] = runaway ? ["runaway: something scheduled itself without end"] : []
         for side in 0..<2 where states[side] != .keepalive || paths[side] != expectedPath {
             broken.append("side \(side) ends \(states[side].map { "\($0)" } ?? "closed") (\(paths[side])), not keepalive (\(expectedPath))")
         }

@@ -121,6 +121,7 @@ public struct ConnectionScenario: Sendable, CustomStringConvertible {
         outcome.punchRequests = control.punchRequests
         outcome.relayRequests = control.relayRequests
         outcome.datagrams = (network.delivered, network.lost, network.filtered, network.unroutable)
+        outcome.runaway = network.runaway
         outcome.trace = network.trace
         return outcome
     }

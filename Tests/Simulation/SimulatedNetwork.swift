@@ -21,6 +21,12 @@ public final class SimulatedNetwork {
     /// Whether every datagram lost, filtered or dropped gets a line too (a replayed seed's trace,
     /// then kept whole up to two million lines).
     public let verbose: Bool
+    /// Events handled (datagrams, calls and timer rounds), and whether a run went past `eventLimit`:
+    /// something that schedules itself without end (at one instant, or faster than time goes).
+    public private(set) var events = 0
+    public private(set) var runaway = false
+    public var eventLimit = 5_000_000
+
     /// Datagrams delivered, dropped by loss, dropped by a filter or for want of a route.
     public private(set) var delivered = 0, lost = 0, filtered = 0, unroutable = 0
 
@@ -95,6 +101,13 @@ public final class SimulatedNetwork {
     public func run(until deadline: Nanoseconds, done: () -> Bool = { false }) -> Bool {
         while true {
             if done() { return true }
+            events += 1
+            if events > eventLimit {
+                if !runaway { note("runaway: more than \(eventLimit) events; the run stops here") }
+                runaway = true
+                clock.now = max(clock.now, deadline)
+                return done()
+            }
             let timer = timerSources.compactMap { $0.nextDeadline }.min()
             let next = [queue.nextTime, timer].compactMap { $0 }.min()
             guard let next, next <= deadline else {

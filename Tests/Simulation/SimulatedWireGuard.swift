@@ -171,13 +171,14 @@ final class SimulatedWireGuard {
     }
 
     private func transmit(_ kind: Kind, first: UInt64, second: UInt64, size: Int, to peer: Int) {
-        guard let endpoint = peers[peer]?.endpoint else { return }
+        // WireGuard's timers count a packet as sent before it goes out, with an endpoint or none.
+        peers[peer]?.lastSent = network.clock.now
+        guard let endpoint = peers[peer]?.endpoint else { return armPersistentKeepalive(peer) }
         var bytes = [Self.magic, kind.rawValue, UInt8(truncatingIfNeeded: owner)]
         for value in [first, second] { for shift in stride(from: 56, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: value >> UInt64(shift))) } }
         bytes += [UInt8](repeating: 0, count: max(0, size - bytes.count))
         _ = try? socket.send(bytes, to: endpoint)
         if network.verbose { network.note("wg \(owner) → \(peer): \(kind) \(size) B to \(endpoint)") }
-        peers[peer]!.lastSent = network.clock.now
         sent += 1
         armPersistentKeepalive(peer)
     }
