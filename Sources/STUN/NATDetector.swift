@@ -6,7 +6,7 @@ import Time
 /// NAT behaviour discovery (RFC 5780) on an event loop: the pure `Discovery` machine, its
 /// datagrams sent from a port socket, its answers handed over by the owner of the socket (on the
 /// agent's WireGuard port STUN arrives beside punches), its retransmission timers here.
-/// `DiscoveryRunner` runs it on a loop of its own for `lanrage netcheck`.
+/// `NATDetector.run` runs it on a loop of its own for `lanrage netcheck`.
 public final class NATDetector: TimerSource {
     private let socket: any PortSocket
     private let clock: any TimeSource

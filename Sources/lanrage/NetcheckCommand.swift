@@ -58,7 +58,7 @@ enum NetcheckCommand {
         let json = invocation.flag("json")
         let outcome = try failing { () throws(SystemError) in
             let socket = try openPortSocket(port: port, family: first.address.family)
-            return try DiscoveryRunner.run(servers: servers, socket: socket, localAddresses: try LocalAddresses.all(), policy: policy)
+            return try NATDetector.run(servers: servers, socket: socket, localAddresses: try LocalAddresses.all(), policy: policy)
         }
         switch outcome {
         case .success(let report):

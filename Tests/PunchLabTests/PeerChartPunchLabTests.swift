@@ -113,7 +113,7 @@ struct PeerChartPunchLabTests {
             keys.append(try #require(Key(base64: keyText.trimmingCharacters(in: .whitespacesAndNewlines))))
             let socket = try site.client.inside { try RawPortSocket(port: 51820) }
             sockets.append(socket)
-            let result = try DiscoveryRunner.run(servers: [Endpoint("192.0.2.1:3478")!], socket: socket,
+            let result = try NATDetector.run(servers: [Endpoint("192.0.2.1:3478")!], socket: socket,
                                                  localAddresses: [.v4(site.clientAddress)])
             reports.append(try result.get())
         }

@@ -128,7 +128,7 @@ final class PunchCell {
 
     private func detect(_ socket: RawPortSocket, site: Site) throws -> NATReport {
         let servers = [Endpoint("192.0.2.1:3478")!]
-        switch try DiscoveryRunner.run(servers: servers, socket: socket, localAddresses: [.v4(site.clientAddress)]) {
+        switch try NATDetector.run(servers: servers, socket: socket, localAddresses: [.v4(site.clientAddress)]) {
         case .success(let report): return report
         case .failure(let failure): throw CommandFailure(command: ["discovery"], status: 1, output: failure.description)
         }

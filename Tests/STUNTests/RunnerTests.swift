@@ -4,7 +4,7 @@ import Testing
 @testable import STUN
 import Time
 
-/// `DiscoveryRunner` and `STUNServer` on real loopback sockets (no root needed; the NAT lab tests
+/// `NATDetector.run` and `STUNServer` on real loopback sockets (no root needed; the NAT lab tests
 /// in STUNLabTests cover the real NATs).
 @Suite struct RunnerTests {
     final class Flag: @unchecked Sendable {
@@ -28,7 +28,7 @@ import Time
             while !stopped.isSet && Date() < deadline { usleep(5_000) }
         }
         let client = try UDPSocket(binding: Endpoint("\(host):0")!)
-        let result = try DiscoveryRunner.run(servers: [server.sockets[0].local], socket: client,
+        let result = try NATDetector.run(servers: [server.sockets[0].local], socket: client,
                                              localAddresses: [client.local.address])
         let report = try result.get()
         #expect(report.natType == .open)
@@ -46,7 +46,7 @@ import Time
         let policy = RetransmissionPolicy(initialRTO: .milliseconds(10), maxRTO: .milliseconds(40), attempts: 4,
                                           finalWait: .milliseconds(40))
         let start = MonotonicTime.now()
-        let result = try DiscoveryRunner.run(servers: [silent.local], socket: client, localAddresses: [], policy: policy)
+        let result = try NATDetector.run(servers: [silent.local], socket: client, localAddresses: [], policy: policy)
         let elapsed = MonotonicTime.now() - start
         guard case .failure(let failure) = result else { Issue.record("expected a failure"); return }
         #expect(failure.description.contains("no response from \(silent.local) after 4 tries"))
