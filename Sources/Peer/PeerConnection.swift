@@ -186,7 +186,8 @@ public struct PeerConnection: Sendable, Equatable {
         let plan = Self.readPlan(in: facts.state, path: facts.path)
         var result = Reading()
         let handshakeAge = reading?.lastHandshake.map { PathProbe.handshakeAge($0, wall: facts.wall) }
-        let aging = reading != nil && handshakeAge.map { $0 >= facts.timings.staleHandshake - Self.rekeyLead } ?? true
+        // No handshake, or no WireGuard peer at all (removed behind the agent's back), ages too.
+        let aging = handshakeAge.map { $0 >= facts.timings.staleHandshake - Self.rekeyLead } ?? true
         if let reading, reading.received != received || receivedAt == nil {
             received = reading.received
             receivedAt = facts.now
@@ -206,8 +207,10 @@ public struct PeerConnection: Sendable, Equatable {
                 path?.restart(at: facts.wall, received: reading.received)
             }
         }
-        if plan.working, let reading, result.silence >= facts.timings.persistentKeepalive || aging {
-            if reading.lastHandshake == nil, facts.localKeyIsSmaller, let chosen = path, !chosen.deferred {
+        if plan.working, result.silence >= facts.timings.persistentKeepalive || aging {
+            if reading == nil {
+                // Nothing to probe: the verdict below comes when the probe's window has passed.
+            } else if reading?.lastHandshake == nil, facts.localKeyIsSmaller, let chosen = path, !chosen.deferred {
                 // No handshake yet: two initiations crossed (each side's consumed the other's, and
                 // both wait as responders), and data-triggered ones, 5 s apart on each side, may go
                 // on crossing. The member with the smaller key adds the peer afresh: it initiates
@@ -225,7 +228,7 @@ public struct PeerConnection: Sendable, Equatable {
         }
         // An aging session's probes began `rekeyLead` before the limit: WireGuard's own retries
         // past the limit get the probe's window too.
-        let old = reading != nil && handshakeAge.map { $0 >= facts.timings.staleHandshake } ?? true
+        let old = handshakeAge.map { $0 >= facts.timings.staleHandshake } ?? true
         result.lost = result.silence >= facts.timings.silenceLimit && unanswered(probedAt, for: Self.probeAnswer)
             || old && unanswered(agingProbedAt, for: Self.rekeyLead + Self.probeAnswer)
         if let reading {

@@ -141,6 +141,13 @@ import Testing
                 == [.remove, .point(relay), .kick])
         #expect(larger.read(crossed, facts(.keepalive, path: .relayed, wall: base + 10_000, smaller: false), isRelay: isRelay).steps
                 == [.probe])
+        // The WireGuard peer gone from the device (removed behind the agent's back): lost once the
+        // window of a probe has passed, and the connection punches and points WireGuard again.
+        var vanished = PeerConnection()
+        _ = vanished.read(reading(direct, handshake: base, received: 9), facts(.keepalive, path: .direct, wall: base), isRelay: isRelay)
+        #expect(vanished.read(nil, facts(.keepalive, path: .direct, wall: base + 10_000), isRelay: isRelay).steps == [])
+        #expect(!vanished.read(nil, facts(.keepalive, path: .direct, wall: base + 51_000), isRelay: isRelay).lost)
+        #expect(vanished.read(nil, facts(.keepalive, path: .direct, wall: base + 52_000), isRelay: isRelay).lost)
         var relaying = PeerConnection()
         #expect(relaying.read(reading(relay, handshake: 500, received: 100), facts(.relaying, wall: base), isRelay: isRelay).steps == [])
         #expect(relaying.read(reading(relay, handshake: 500, received: 100), facts(.relaying, wall: base + 90_000), isRelay: isRelay).steps == [],
