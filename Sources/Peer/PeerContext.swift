@@ -34,3 +34,34 @@ public struct PeerContext: Sendable, Equatable {
     /// The path lost (``pathLost``): the path is gone.
     public var handshakeStale: Bool { pathLost }
 }
+
+extension PeerContext {
+    /// When `natKnown` fires after a decision of Detecting.
+    public enum NATKnown: Sendable, Equatable {
+        case now
+        case after(Duration)
+    }
+
+    /// Stores what Detecting decided (``PunchCoordination/detect(_:now:)``) — whether a direct path is
+    /// possible, whether both NATs let anyone in — and says when `natKnown` fires: `nil` while the
+    /// decision waits (for a NAT, an endpoint, or the announcement of a punch asked for).
+    public mutating func decided(_ decision: PunchCoordination.Detection) -> NATKnown? {
+        switch decision {
+        case .wait:
+            return nil
+        case .relay:
+            directPossible = false
+            return .now
+        case .punchNow:
+            directPossible = true
+            bothReachable = true
+            return .now
+        case .punchAfter(let delay):
+            directPossible = true
+            return .after(delay)
+        case .requestPunch, .awaitAnnouncement:
+            directPossible = true
+            return nil
+        }
+    }
+}

@@ -74,4 +74,15 @@ import Testing
         #expect(PeerConnection.isDown(in: .punching, path: .relayed, handshakeAge: 181))
         #expect(PeerConnection.isDown(in: .relaying, path: .relayed, handshakeAge: nil))
     }
+
+    @Test func detectingsDecisionSetsTheContextAndSaysWhenNATKnownFires() {
+        var context = PeerContext()
+        #expect(context.decided(.wait) == nil && context.directPossible == nil)
+        #expect(context.decided(.awaitAnnouncement) == nil && context.directPossible == true)
+        #expect(context.decided(.requestPunch) == nil)
+        #expect(context.decided(.punchAfter(.milliseconds(400))) == .after(.milliseconds(400)) && !context.bothReachable)
+        #expect(context.decided(.punchNow) == .now && context.bothReachable)
+        #expect(context.decided(.relay) == .now && context.directPossible == false)
+    }
 }
+

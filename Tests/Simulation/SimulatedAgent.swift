@@ -168,26 +168,15 @@ final class SimulatedAgent: ActionExecutor {
                                             peerNAT: link.nat, peerReflexiveKnown: link.peer.report != nil,
                                             localKeyIsSmaller: link.localKeyIsSmaller, withoutNAT: observed == link.observed)
         let decision = links[id]!.connection.detect(facts, in: state, now: network.clock.now)
-        switch decision {
-        case .wait:
-            return
-        case .relay:
-            scheduler.updateContext(of: id) { $0.directPossible = false }
-            scheduler.post(.natKnown, to: id)
-            return
-        default:
-            scheduler.updateContext(of: id) { $0.directPossible = true }
+        var natKnown: PeerContext.NATKnown?
+        scheduler.updateContext(of: id) { natKnown = $0.decided(decision) }
+        switch natKnown {
+        case .now: scheduler.post(.natKnown, to: id)
+        case .after(let delay): scheduler.post(.natKnown, to: id, after: delay)
+        case nil: break
         }
-        switch decision {
-        case .punchNow:
-            scheduler.updateContext(of: id) { $0.bothReachable = true }
-            scheduler.post(.natKnown, to: id)
-        case .punchAfter(let delay):
-            scheduler.post(.natKnown, to: id, after: delay)
-        case .requestPunch:
+        if decision == .requestPunch {
             control.requestPunch(from: member.index, with: link.peer.index)
-        default:
-            break
         }
     }
 
