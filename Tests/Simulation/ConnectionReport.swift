@@ -74,10 +74,7 @@ public struct ConnectionReport: Sendable {
     }
 
     /// Scenarios per second of wall-clock time.
-    public var perSecond: Int {
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-        return seconds > 0 ? Int(Double(runs) / seconds) : 0
-    }
+    public var perSecond: Int { elapsed.rate(of: runs) }
 
     /// The chart's actions (of its rows and its states' entries) no run executed.
     public var actionsNeverExecuted: [PeerAction] {

@@ -55,10 +55,7 @@ public struct SimulationReport: Sendable {
     static func sameSite(_ nat: NATType) -> String { "both behind one \(nat)" }
 
     /// Scenarios per second of wall-clock time.
-    public var perSecond: Int {
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-        return seconds > 0 ? Int(Double(runs) / seconds) : 0
-    }
+    public var perSecond: Int { elapsed.rate(of: runs) }
 
     /// The per-cell table, then the totals.
     public var table: String {
@@ -75,5 +72,13 @@ public struct SimulationReport: Sendable {
         }
         lines.append("\(runs) scenarios in \(elapsed), \(perSecond) per second; \(failures.count) broke a property")
         return lines.joined(separator: "\n")
+    }
+}
+
+extension Duration {
+    /// How many of `count` fall in a second of this duration (0 for none).
+    func rate(of count: Int) -> Int {
+        let seconds = Double(components.seconds) + Double(components.attoseconds) / 1e18
+        return seconds > 0 ? Int(Double(count) / seconds) : 0
     }
 }
