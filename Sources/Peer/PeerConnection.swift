@@ -286,12 +286,21 @@ public struct PeerConnection: Sendable, Equatable {
         case .punching where old.candidates != new.candidates:
             // A candidate learned meanwhile (a port the peer's gateway mapped): punch there too.
             .punchCandidates
-        case .keepalive where publicEndpoints(old) != publicEndpoints(new):
+        case .keepalive where moved(from: old, to: new):
             // A new public address or port: the path is gone, punch for the new one.
             .fire(.endpointChanged)
         default:
             .none
         }
+    }
+
+    /// Whether the member's record says it moved: a public endpoint of it changed. Behind a
+    /// symmetric NAT only a new address counts: the port it announces is its mapping toward the
+    /// STUN server, one of many, and a detection run after that mapping expired gets another,
+    /// while the mappings toward its peers (the paths) stay as they were.
+    public static func moved(from old: MemberRecord, to new: MemberRecord) -> Bool {
+        guard old.nat == .symmetric, new.nat == .symmetric else { return publicEndpoints(old) != publicEndpoints(new) }
+        return Set(publicEndpoints(old).map(\.address)) != Set(publicEndpoints(new).map(\.address))
     }
 
     /// Where the member can be reached from outside its own network: every candidate but its local ones.

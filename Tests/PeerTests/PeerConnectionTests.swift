@@ -41,6 +41,12 @@ import Testing
                 == .fire(.endpointChanged))
         #expect(PeerConnection.recordChanged(from: old, to: record(.portRestrictedCone, [Candidate(.local, Endpoint("192.0.2.11:51820")!), reflexive]),
                                              in: .keepalive) == PeerConnection.Reaction.none, "a new LAN address is no new path")
+        let symmetric = record(.symmetric, [local, reflexive])
+        #expect(PeerConnection.recordChanged(from: symmetric, to: record(.symmetric, [local, moved]), in: .keepalive)
+                == PeerConnection.Reaction.none, "a symmetric NAT's new mapping toward the STUN server is no new path")
+        let elsewhere = Candidate(.reflexive, Endpoint("203.0.113.44:40001")!)
+        #expect(PeerConnection.recordChanged(from: symmetric, to: record(.symmetric, [local, elsewhere]), in: .keepalive)
+                == .fire(.endpointChanged), "a new public address is")
     }
 
     @Test func aLearnedNATMattersWhileDetectingAndPunching() {
