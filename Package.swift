@@ -106,7 +106,7 @@ let package = Package(
         .testTarget(name: "DNSTests", dependencies: ["Time", "DNS", "Net", "EventLoop"]),
         .testTarget(name: "WireGuardTests", dependencies: ["Time", "WireGuard", "CNetlink", "CSodium", "Net"]),
         .systemLibrary(name: "CMalloc", path: "Tests/CMalloc"),
-        .testTarget(name: "STUNTests", dependencies: ["Time", "STUN", "Net", "CMalloc"]),
+        .testTarget(name: "STUNTests", dependencies: ["Time", "STUN", "Net", "EventLoop", "CMalloc"]),
         .target(name: "LabSupport", dependencies: ["Time", "Net", "WireGuard", "Rendezvous", "Control"], path: "Tests/LabSupport"),
         // `make demo`: the lab with two members, run end to end.
         .executableTarget(name: "LANrageDemo", dependencies: ["Time", "LabSupport", "Net"], path: "Tests/Demo"),

@@ -40,8 +40,8 @@ public final class Agent {
     var status: StatusServer?
     var links: [MachineID: PeerLink] = [:]
     var machines: [MemberKey: MachineID] = [:]
-    /// The last NAT behaviour discovery of the WireGuard port.
-    var report: NATReport?
+    /// The WireGuard port's NAT behaviour, as the detector's last answer has it (``NATDetector/report``).
+    var report: NATReport? { detector.report }
     /// The WireGuard port's public endpoint, known from the first STUN answer (before the report).
     var reflexive: Endpoint?
     var natType = NATType.unknown
@@ -420,16 +420,14 @@ public final class Agent {
     func detected(_ result: Result<NATReport, DiscoveryFailure>) {
         switch result {
         case .success(let found):
-            report = found
             reflexive = found.publicEndpoint
-            natType = found.natType
             logger.info("NAT detected", metadata: ["nat": "\(found.natType.rawValue)", "public": "\(found.publicEndpoint)",
                                                    "mapping": "\(found.mapping.rawValue)", "filtering": "\(found.filtering.rawValue)"])
         case .failure(let failure):
-            report = nil
-            natType = .unknown
-            logger.warning("NAT detection failed; punching anyway", metadata: ["reason": "\(failure)"])
+            logger.warning(report == nil ? "NAT detection failed; punching anyway" : "NAT detection failed; the last answer stands",
+                           metadata: ["reason": "\(failure)"])
         }
+        natType = report?.natType ?? .unknown
         publicCandidate = report?.publicEndpoint
         announce()
         natLearned()

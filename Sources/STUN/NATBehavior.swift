@@ -99,6 +99,24 @@ public struct NATReport: Equatable, Sendable {
     public var servers: [ServerReport]
 }
 
+extension NATReport {
+    /// This report, from a run on the port that gave `earlier` in a run before. The filtering tests
+    /// tell the filter only on a port that sent nothing to the server's other address for the NAT's
+    /// flow lifetime (up to minutes): the earlier run's mapping tests did, and the answer from there
+    /// now passes any filter. Behind the same public address (the same NAT) the earlier run's
+    /// filtering stands; at a new public address the NAT is another one, and this run's counts.
+    public func keepingFiltering(of earlier: NATReport?) -> NATReport {
+        guard let earlier, earlier.filtering != .unknown, earlier.publicEndpoint.address == publicEndpoint.address,
+              natType != .open, filtering != earlier.filtering else { return self }
+        var report = self
+        report.filtering = earlier.filtering
+        report.natType = NATType(mapping: mapping, filtering: earlier.filtering)
+        report.notes.append("filtering kept from the run before on this port (\(earlier.filtering.rawValue)): that run's tests of "
+                            + "the server's other address opened the filter this run would measure (\(filtering.rawValue))")
+        return report
+    }
+}
+
 /// Why discovery produced no answer at all.
 public struct DiscoveryFailure: Error, Equatable, Sendable, CustomStringConvertible {
     public var servers: [ServerReport]

@@ -21,6 +21,10 @@ public final class NATDetector: TimerSource {
     private var mappedReported = false
     /// When the last run started (monotonic), to space reruns out.
     public private(set) var startedAt: Nanoseconds?
+    /// The last answer: the last run's report, with the filtering of the run before when the NAT
+    /// is the same (``NATReport/keepingFiltering(of:)``). A failed run leaves it standing: the
+    /// mapping a server did not answer about has not changed for that.
+    public private(set) var report: NATReport?
 
     /// The agent's: four sends over one second, so a filtering test that gets no answer (the NAT
     /// filtered it) decides in 1 s instead of netcheck's 2.3 s; punches wait for this result.
@@ -106,7 +110,10 @@ public final class NATDetector: TimerSource {
             case .finished(let result):
                 discovery = nil
                 timers = []
-                finished(result)
+                guard case .success(let found) = result else { return finished(result) }
+                let kept = found.keepingFiltering(of: report)
+                report = kept
+                finished(.success(kept))
                 return
             }
         }

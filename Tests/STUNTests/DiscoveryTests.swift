@@ -31,6 +31,27 @@ import Testing
         #expect(elapsed == expected)
     }
 
+    /// The agent detects again on its WireGuard port. The first run's mapping tests sent to the
+    /// server's other address, and the NAT lets that address in from then on: a second run on the
+    /// port sees any filter as endpoint-independent. Behind the same public address the first
+    /// run's filtering stands (``NATReport/keepingFiltering(of:)``); at a new address the new run counts.
+    @Test(arguments: [FilteringBehavior.addressDependent, .addressAndPortDependent])
+    func aRerunOnTheSamePortKeepsTheFilteringItCannotMeasure(_ filtering: FilteringBehavior) throws {
+        var network = VirtualNetwork()
+        network.nat = SimulatedNAT(mapping: .endpointIndependent, filtering: filtering, publicAddress: .v4(IPv4Address(198, 51, 100, 1)))
+        let first = try network.run().result.get()
+        let rerun = try network.run().result.get()
+        #expect(first.filtering == filtering)
+        #expect(rerun.filtering == .endpointIndependent && rerun.natType == .fullCone, "the filter the first run opened")
+        let kept = rerun.keepingFiltering(of: first)
+        #expect(kept.filtering == filtering && kept.natType == first.natType)
+        #expect(kept.notes.last?.contains("filtering kept from the run before") == true)
+        #expect(first.keepingFiltering(of: nil) == first && first.keepingFiltering(of: first) == first)
+        var moved = rerun
+        moved.publicEndpoint = Endpoint("203.0.113.77:51820")!
+        #expect(moved.keepingFiltering(of: first) == moved, "another public address: another NAT, tested afresh")
+    }
+
     @Test func noNATIsOpen() throws {
         var network = VirtualNetwork()
         let report = try network.run().result.get()

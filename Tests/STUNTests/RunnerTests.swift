@@ -1,3 +1,4 @@
+import EventLoop
 import Foundation
 import Net
 import Testing
@@ -37,6 +38,43 @@ import Time
         #expect(!report.complete)
         let rtt = try #require(report.servers.first?.roundTrip)
         #expect(rtt > .zero && rtt < .seconds(1))
+    }
+
+    /// The agent detects again on its port now and then. A run no server answers (the server
+    /// down a moment, or a lossy link) leaves the last answer standing: withdrawn, the public
+    /// endpoint and the type would send every peer punching again, and tell new ones nothing.
+    @Test func aFailedRerunLeavesTheLastAnswerStanding() throws {
+        let server = try UDPSocket(binding: Endpoint("127.0.0.1:0")!)
+        let responder = BindingResponder(primary: server.local, alternate: nil)
+        let silent = try UDPSocket(binding: Endpoint("127.0.0.1:0")!)
+        let client = try UDPSocket(binding: Endpoint("127.0.0.1:0")!)
+        let loop = try EventLoop()
+        var result: Result<NATReport, DiscoveryFailure>?
+        let policy = RetransmissionPolicy(initialRTO: .milliseconds(10), maxRTO: .milliseconds(40), attempts: 4, finalWait: .milliseconds(40))
+        let detector = NATDetector(socket: client, clock: SystemClock(), policy: policy) { finished in
+            result = finished
+            loop.stop()
+        }
+        loop.addTimers(detector)
+        try loop.register(client.descriptor) {
+            while let datagram = (try? client.receive()) ?? nil { detector.received(datagram) }
+        }
+        var buffer = [UInt8](repeating: 0, count: 2048)
+        try loop.register(server.descriptor) {
+            while let (count, from) = (try? server.receive(into: &buffer)) ?? nil {
+                if let reply = responder.respond(to: Array(buffer[..<count]), from: from, on: server.local) { _ = try? server.send(reply.bytes, to: reply.to) }
+            }
+        }
+        func detect(against server: Endpoint) throws -> Result<NATReport, DiscoveryFailure>? {
+            result = nil
+            detector.start(servers: [server], localAddresses: [client.local.address])
+            try loop.run()
+            return result
+        }
+        let first = try #require(try detect(against: server.local)?.get())
+        #expect(detector.report == first && first.natType == .open)
+        guard case .failure = try detect(against: silent.local) else { Issue.record("the silent server answered"); return }
+        #expect(detector.report == first, "the last answer stands")
     }
 
     @Test func silentLoopbackPortFailsWithinThePolicyTime() throws {
