@@ -137,11 +137,12 @@ public final class ControlClient {
 
     public func stop() { scheduler.post(.stop, to: machine) }
 
-    /// Sends new candidates (e.g. after a new STUN result).
+    /// This member's NAT type and candidates changed (e.g. a new STUN result): registered, it
+    /// registers again with them, resent every second until the server acknowledges.
     public func update(nat: NATType, candidates: [Candidate]) {
         configuration.nat = nat
         configuration.candidates = candidates
-        if state == .registered { sendRegister() }
+        if state == .registered { scheduler.post(.changed, to: machine) }
     }
 
     public func requestPunch(with peer: MemberKey) { send(.punchRequest(target: peer)) }
