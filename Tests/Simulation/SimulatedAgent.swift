@@ -121,8 +121,10 @@ final class SimulatedAgent: ActionExecutor {
         case .allocateRelay:
             links[id]!.connection.path = nil
             guard let state = scheduler.machine(id)?.state else { return }
-            switch links[id]!.connection.relayUse.allocate(in: state, enabled: true, localKeyIsSmaller: link.localKeyIsSmaller,
-                                                           earlyPaused: false) {
+            let (allocation, given) = links[id]!.connection.relayUse.allocate(in: state, enabled: true,
+                                                                               localKeyIsSmaller: link.localKeyIsSmaller, earlyPaused: false)
+            if let given { control.release(given.endpoint) }
+            switch allocation {
             case .reuse: scheduler.post(.relayReady, to: id)
             case .request: control.requestRelay(from: member.index, with: peer)
             case .none: break
