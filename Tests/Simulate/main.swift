@@ -7,7 +7,8 @@ import Simulation
 /// property and how to replay it. With PARTY, parties of that many members instead (RUNS default
 /// 20). With SCENARIO=connection, the connection scenarios (RUNS default 5,000): the peer chart
 /// and connection of both members over WireGuard's model. With SEED, runs that one scenario and
-/// prints its whole trace.
+/// prints its whole trace. SCENARIO=connection with PARTY: parties of that many members with
+/// full connections to one another, a fault mixed in (RUNS default 20).
 let environment = ProcessInfo.processInfo.environment
 
 /// The variable's number, `fallback` when unset or empty; a clear error and exit 64 when it is not one.
@@ -30,6 +31,31 @@ func replay(trace: [String], summary: String, violations: [String]) -> Never {
 
 let seed = number("SEED", fallback: nil)
 let first = number("FIRST", fallback: 0)!
+let party = number("PARTY", fallback: nil).map { Int(clamping: $0) }
+if let party, party < 2 {
+    FileHandle.standardError.write(Data("simulate: PARTY must be 2 or more, not \(party)\n".utf8))
+    exit(64)
+}
+if environment["SCENARIO"] == "connection", let size = party {
+    if let seed {
+        let outcome = ConnectionParty.drawn(seed: seed, size: size).run(verbose: true)
+        replay(trace: outcome.trace, summary: outcome.summary, violations: outcome.violations)
+    }
+    let runs = number("RUNS", fallback: 20)!
+    var failed: [ConnectionPartyOutcome] = []
+    let started = ContinuousClock.now
+    for seed in first..<first + runs {
+        let outcome = ConnectionParty.drawn(seed: seed, size: size).run()
+        print(outcome.summary)
+        if !outcome.violations.isEmpty { failed.append(outcome) }
+    }
+    print("\(runs) connection parties of \(size) in \(ContinuousClock.now - started); \(failed.count) broke a property"
+          + (failed.isEmpty ? "" : ": seeds \(failed.map { "\($0.scenario.seed)" }.joined(separator: ", "))"))
+    for outcome in failed.prefix(3) {
+        print("\n--- \(outcome.summary)\n    broke: \(outcome.violations.prefix(5).joined(separator: "; "))\n    replay: make simulate SCENARIO=connection PARTY=\(size) SEED=\(outcome.scenario.seed)")
+    }
+    exit(failed.isEmpty ? 0 : 1)
+}
 if environment["SCENARIO"] == "connection" {
     if let seed {
         let outcome = ConnectionScenario.drawn(seed: seed).run(verbose: true)
@@ -46,7 +72,7 @@ if environment["SCENARIO"] == "connection" {
     FileHandle.standardError.write(Data("simulate: SCENARIO must be punch or connection, not '\(scenario)'\n".utf8))
     exit(64)
 }
-if let size = number("PARTY", fallback: nil).map({ Int(clamping: $0) }), size >= 2 {
+if let size = party {
     if let seed {
         let outcome = PartyScenario.drawn(seed: seed, size: size).run(verbose: true)
         replay(trace: outcome.trace, summary: outcome.summary, violations: outcome.violations)

@@ -7,16 +7,21 @@ import Time
 /// What a ``ConnectionScenario`` run did, and the properties every run must have.
 public struct ConnectionOutcome: Sendable {
     public var scenario: ConnectionScenario
-    /// When the members began to meet (virtual time).
+    /// The pair's members, side 0's then side 1's (their indices in a party).
+    public var members = [0, 1]
+    /// When the members began to meet, and when a fault struck (virtual time).
     var met: Nanoseconds = 0
-    /// Per side at the end: the state and the path the connection says the tunnel uses.
+    var faultAt: Nanoseconds?
+    /// Per side at the end: the state, the path the connection says the tunnel uses, and whether
+    /// the side is in a relayed tunnel's upgrade attempt.
     public var states: [PeerState?] = [nil, nil]
     public var paths: [PeerContext.Path] = [.none, .none]
+    public var upgrading = [false, false]
     /// From the meeting to both sides in Keepalive on the final path for good (`nil`: never).
     public var converged: Nanoseconds?
     /// From the meeting to both sides in Keepalive the first time, on any path.
     public var connected: Nanoseconds?
-    /// From the flush to the last transition after it (`nil`: none, or no flush).
+    /// From the fault to the last transition after it (`nil`: none, or no fault).
     public var recovered: Nanoseconds?
     /// Transitions of either side, after convergence, off the settled path (a relayed tunnel's
     /// upgrade attempts are on purpose, and not counted).
@@ -44,38 +49,46 @@ public struct ConnectionOutcome: Sendable {
 
     /// Direct wherever the cell allows it and the types the members detected (a lossy network
     /// may make a NAT look stricter) do not send the pair to the relay at once; relayed otherwise.
-    /// A member whose detection failed announced no public endpoint: the pair may stay relayed
-    /// (the agent detects again as it upgrades; the simulation keeps the first answer), and either
-    /// path it settles on is expected — side 0's at the end.
+    /// Either path the pair settles on is expected — side 0's at the end — when a member's
+    /// detection failed (it announced no public endpoint: the pair may stay relayed; the agent
+    /// detects again as it upgrades, the simulation keeps the first answer), or when the detected
+    /// types need port prediction, which the simulation's executor leaves out (a party may hold
+    /// such a pair, or a lossy detection make one).
     public var expectedPath: PeerContext.Path {
-        if detected.contains(where: { $0 == nil || $0 == .unknown }), paths[0] != .none { return paths[0] }
-        let plan = DirectPathPlan(local: detected[0] ?? .unknown, remote: detected[1] ?? .unknown)
+        let plan = DirectPathPlan(local: detected[0] ?? .unknown, remote: detected[1] ?? .unknown, withoutNAT: scenario.sameSite)
+        if detected.contains(where: { $0 == nil || $0 == .unknown }) || plan == .punchWithPortPrediction, paths[0] != .none {
+            return paths[0]
+        }
         return scenario.directExpected && plan != .relay ? .direct : .relayed
     }
 
+    /// Side `side`'s peer: the other member.
+    func peer(of side: Int) -> Int { members[1 - side] }
+
     mutating func record(_ agents: [SimulatedAgent], relay: SimulatedRelayService, at end: Nanoseconds, wall: Int64) {
         for (side, agent) in agents.enumerated() {
-            states[side] = agent.machine(1 - side)?.state
-            paths[side] = agent.machine(1 - side)?.context.path ?? .none
+            states[side] = agent.machine(peer(of: side))?.state
+            paths[side] = agent.machine(peer(of: side))?.context.path ?? .none
         }
         // Settled: each side's first entry into Keepalive on the expected path; converged: both settled.
-        let settledAt = agents.map { agent in agent.steps.first { $0.to == .keepalive && $0.path == expectedPath }?.at }
-        let firstAt = agents.map { agent in agent.steps.first { $0.to == .keepalive }?.at }
+        let steps = agents.indices.map { side in agents[side].steps.filter { $0.peer == peer(of: side) } }
+        let settledAt = steps.map { steps in steps.first { $0.to == .keepalive && $0.path == expectedPath }?.at }
+        let firstAt = steps.map { steps in steps.first { $0.to == .keepalive }?.at }
         if let a = settledAt[0], let b = settledAt[1] { converged = max(a, b) - met }
         if let a = firstAt[0], let b = firstAt[1] { connected = max(a, b) - met }
         for (side, agent) in agents.enumerated() {
-            let peer = 1 - side
-            transitions += agent.steps.count
-            handshakes += agent.wireGuard.handshakes
+            upgrading[side] = steps[side].last.map { isUpgradeAttempt($0) && $0.to == .punching } ?? false
+            transitions += steps[side].count
+            handshakes += agent.wireGuard.handshakes(with: peer(of: side))
             // After convergence, only the relayed tunnel's upgrade attempts (its own, or the peer's
             // it joins when the punch is announced) may leave Keepalive, and only back to it.
-            // A flush may take the pair off its path: it must be back within the bound, and stay.
-            let fault = scenario.flush.map { met + $0.after.nanoseconds }
-            if let fault, let last = agent.steps.last(where: { $0.at > fault && $0.to != .closed && !isUpgradeAttempt($0) })?.at {
+            // A fault may take the pair off its path: it must be back within the bound, and stay.
+            if let fault = faultAt,
+               let last = steps[side].last(where: { $0.at > fault && $0.to != .closed && !isUpgradeAttempt($0) })?.at {
                 recovered = max(recovered ?? 0, last - fault)
             }
             if let converged {
-                for step in agent.steps where step.at > met + converged && (fault.map { step.at < $0 } ?? true) {
+                for step in steps[side] where step.at > met + converged && (faultAt.map { step.at < $0 } ?? true) {
                     if step.from == .keepalive, !isUpgradeAttempt(step) { flaps += 1 }
                     if step.to == .relaying || step.to == .direct && expectedPath == .relayed { flaps += 1 }
                 }
@@ -101,7 +114,7 @@ public struct ConnectionOutcome: Sendable {
     /// Either way the tunnel works: a handshake within WireGuard's session lifetime, and something
     /// received within three keepalive intervals.
     private mutating func checkTruth(_ side: Int, _ agent: SimulatedAgent, relay: SimulatedRelayService, at end: Nanoseconds, wall: Int64) {
-        let peer = 1 - side
+        let peer = peer(of: side)
         let name = agent.member.name
         guard let link = agent.link(peer), let reading = agent.wireGuard.reading(peer), let state = agent.wireGuard.peers[peer] else {
             return untruths.append("\(name) has no peer or no WireGuard peer at the end")
@@ -114,7 +127,7 @@ public struct ConnectionOutcome: Sendable {
             } else if endpoint != link.connection.path?.endpoint {
                 untruths.append("\(name) says direct to \(link.connection.path.map { "\($0.endpoint)" } ?? "-") while WireGuard sends to \(endpoint.map { "\($0)" } ?? "nowhere")")
             }
-            if let last = relay.lastForwarded[1], end - last < 60_000_000_000 {
+            if let last = relay.lastForwarded[SimulatedControl.pair(members[0], members[1])], end - last < 60_000_000_000 {
                 untruths.append("the relay carried the pair's datagrams \((end - last) / 1_000_000) ms before the end while \(name) says direct")
             }
         case .relayed:
@@ -132,13 +145,13 @@ public struct ConnectionOutcome: Sendable {
         }
     }
 
-    mutating func recordLeaving(_ agents: [SimulatedAgent], relay: SimulatedRelayService) {
+    /// After the members left each other: both machines closed, and WireGuard without the peer.
+    mutating func recordLeaving(_ agents: [SimulatedAgent]) {
         for (side, agent) in agents.enumerated() {
             executed.formUnion(agent.executed)
-            if agent.machine(1 - side) != nil { leftovers.append("\(agent.member.name)'s machine is not closed after the peer left") }
-            if !agent.wireGuard.peers.isEmpty { leftovers.append("\(agent.member.name)'s WireGuard still has the peer") }
+            if agent.machine(peer(of: side)) != nil { leftovers.append("\(agent.member.name)'s machine is not closed after the peer left") }
+            if agent.wireGuard.peers[peer(of: side)] != nil { leftovers.append("\(agent.member.name)'s WireGuard still has the peer") }
         }
-        if relay.held > 0 { leftovers.append("the relay still holds \(relay.held) ports") }
     }
 
     /// How long a pair may take to settle: a minute, and a round of punches and its backoff more
@@ -147,25 +160,38 @@ public struct ConnectionOutcome: Sendable {
         (60 + Int64(scenario.conditions.loss * 100 / 2) * 30) * 1_000_000_000
     }
 
+    /// Whether the fault breaks a path without a word (the relay forgetting its allocations): the
+    /// connection learns it from the silence (``PeerTimings/silenceLimit``, read every
+    /// ``PeerTimings/livenessPoll``), not from a router's rebinding its WireGuard sees at once.
+    var silentFault = false
+
+    /// How long after a fault a pair may still change: ``convergenceBound``, after a silent fault
+    /// the silence limit and a liveness poll more.
+    var recoveryBound: Nanoseconds {
+        convergenceBound + (silentFault ? (scenario.timings.silenceLimit + scenario.timings.livenessPoll).nanoseconds : 0)
+    }
+
     /// The properties this run broke, each as a sentence; empty when it has them all:
-    /// - both sides end in Keepalive, direct wherever the cell allows it, relayed otherwise;
+    /// - both sides end in Keepalive (a relayed side may be in an upgrade attempt), direct wherever
+    ///   the cell allows it, relayed otherwise;
     /// - they settle on that path within ``convergenceBound`` and never leave it (no flap); after
-    ///   a router's flush they are back on it within the same bound, and stay;
+    ///   a fault (a router's flush, the relay's or control server's restart) they are back on it
+    ///   within the same bound, and stay;
     /// - what each side says is what WireGuard does (see `checkTruth`), and the tunnel works;
     /// - when the members leave, both machines close, WireGuard forgets the peer and the relay
     ///   holds nothing;
     /// - nothing schedules itself without end (the network's event limit).
     public var violations: [String] {
         var broken: [String] = runaway ? ["runaway: something scheduled itself without end"] : []
-        for side in 0..<2 where states[side] != .keepalive || paths[side] != expectedPath {
+        for side in 0..<2 where states[side] != .keepalive && !upgrading[side] || paths[side] != expectedPath {
             broken.append("side \(side) ends \(states[side].map { "\($0)" } ?? "closed") (\(paths[side])), not keepalive (\(expectedPath))")
         }
         if let converged, converged > convergenceBound {
             broken.append("settled after \(converged / 1_000_000) ms, over \(convergenceBound / 1_000_000_000) s")
         }
         if flaps > 0 { broken.append("\(flaps) transitions off the settled path") }
-        if let recovered, recovered > convergenceBound {
-            broken.append("still changing \(recovered / 1_000_000) ms after the flush, over \(convergenceBound / 1_000_000_000) s")
+        if let recovered, recovered > recoveryBound {
+            broken.append("still changing \(recovered / 1_000_000) ms after the fault, over \(recoveryBound / 1_000_000_000) s")
         }
         return broken + untruths + leftovers
     }

@@ -19,6 +19,8 @@ public struct ConnectionScenario: Sendable, CustomStringConvertible {
     /// Whether each member also pings the other every 200 ms from the start for 30 s, as a user
     /// waiting for the tunnel does: traffic through the early relay while the direct path comes up.
     public var pings = false
+    /// Whether both members are in one house, behind one router (a party's pair).
+    public var sameSite = false
     /// How long after the meeting the members leave.
     public var length: Duration = .seconds(240)
     /// A router that forgets its mappings (conntrack flushed, or a reboot) once the pair settled:
@@ -56,8 +58,8 @@ public struct ConnectionScenario: Sendable, CustomStringConvertible {
         return scenario
     }
 
-    /// Whether the pair must end direct: every cell but symmetric ↔ symmetric.
-    public var directExpected: Bool { !(sites[0] == .symmetric && sites[1] == .symmetric) }
+    /// Whether the pair must end direct: in one house, or in every cell but symmetric ↔ symmetric.
+    public var directExpected: Bool { sameSite || !(sites[0] == .symmetric && sites[1] == .symmetric) }
 
     public var description: String {
         let flushed = flush.map { ", side \($0.side)'s router flushed \($0.after) in" } ?? ""
@@ -114,10 +116,12 @@ public struct ConnectionScenario: Sendable, CustomStringConvertible {
         var outcome = ConnectionOutcome(scenario: self)
         outcome.met = met
         outcome.detected = members.map { $0.detectedType }
+        outcome.faultAt = flush.map { met + $0.after.nanoseconds }
         outcome.record(agents, relay: control.relay, at: end, wall: network.clock.wallMilliseconds)
         for agent in agents { agent.leave(1 - agent.member.index) }
         network.run(until: end + 10_000_000_000)
-        outcome.recordLeaving(agents, relay: control.relay)
+        outcome.recordLeaving(agents)
+        if control.relay.held > 0 { outcome.leftovers.append("the relay still holds \(control.relay.held) ports") }
         outcome.punchRequests = control.punchRequests
         outcome.relayRequests = control.relayRequests
         outcome.datagrams = (network.delivered, network.lost, network.filtered, network.unroutable)
@@ -126,7 +130,7 @@ public struct ConnectionScenario: Sendable, CustomStringConvertible {
         return outcome
     }
 
-    private static func send(every interval: Duration, from agent: SimulatedAgent, to peer: Int, until end: Nanoseconds,
+    static func send(every interval: Duration, from agent: SimulatedAgent, to peer: Int, until end: Nanoseconds,
                              on network: SimulatedNetwork) {
         network.after(interval) { [weak agent] in
             guard let agent, network.clock.now < end else { return }

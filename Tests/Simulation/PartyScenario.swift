@@ -55,13 +55,9 @@ public struct PartyScenario: Sendable, CustomStringConvertible {
         return pair
     }
 
-    /// Runs the party; `verbose` traces every datagram lost, filtered or dropped as well.
-    public func run(verbose: Bool = false) -> PartyOutcome {
-        let network = SimulatedNetwork(seed: seed, conditions: conditions, verbose: verbose)
-        network.note("scenario \(self)")
-        let servers = ScenarioServers(on: network)
-        defer { withExtendedLifetime(servers) {} }
-
+    /// The party's sites and members on `network`, the routers hairpinning or not; with each
+    /// member's public address as the control server sees it.
+    func build(on network: SimulatedNetwork) -> (members: [SimulatedMember], observed: [IPAddress]) {
         var built: [(host: SimulatedHost, outermost: IPv4Address, members: Int)] = []
         var members: [SimulatedMember] = []
         for (index, site) in memberSites.enumerated() {
@@ -83,8 +79,17 @@ public struct PartyScenario: Sendable, CustomStringConvertible {
             members.append(SimulatedMember(index: index, host: host, network: network))
         }
         for router in network.routers { router.hairpin = hairpin }
-        let observed = memberSites.map { IPAddress.v4(built[$0].outermost) }
+        return (members, memberSites.map { IPAddress.v4(built[$0].outermost) })
+    }
 
+    /// Runs the party; `verbose` traces every datagram lost, filtered or dropped as well.
+    public func run(verbose: Bool = false) -> PartyOutcome {
+        let network = SimulatedNetwork(seed: seed, conditions: conditions, verbose: verbose)
+        network.note("scenario \(self)")
+        let servers = ScenarioServers(on: network)
+        defer { withExtendedLifetime(servers) {} }
+
+        let (members, observed) = build(on: network)
         servers.detect(members, keepalive: timings.persistentKeepalive, on: network)
 
         var pairs: [(a: Int, b: Int, punch: PairPunch)] = []

@@ -11,9 +11,10 @@ import Time
 /// One member's agent on the simulated network, as far as its peer connections go: the real peer
 /// chart on a scheduler on the network's clock, the real `PeerConnection` deciding, and an
 /// executor that carries the actions out as the agent's does — on the member's punch driver, a
-/// WireGuard model (``SimulatedWireGuard``) and the scenario's control server and relay. Port
-/// prediction (fan and spray) is left to `PunchScenario`: a connection scenario has no cell that
-/// needs it.
+/// WireGuard model (``SimulatedWireGuard``) and the scenario's control server and relay. It
+/// detects its NAT again when a path is lost and registers a changed record; its peers' records
+/// come from the control server, and their changes reach the connections as the agent's do. Port
+/// prediction (fan and spray) is left to `PunchScenario`.
 final class SimulatedAgent: ActionExecutor {
     typealias Spec = PeerChart
 
@@ -23,12 +24,15 @@ final class SimulatedAgent: ActionExecutor {
         let pairKey: PairKey
         let machine: MachineID
         let localKeyIsSmaller: Bool
-        /// The peer's candidates and NAT, as its record says; its public address as the control server sees it.
-        let candidates: [Endpoint]
-        let nat: NATType
+        /// The peer's record, as the control server last sent it; its public address as the control server sees it.
+        var record: MemberRecord
         let observed: IPAddress
         var connection = PeerConnection()
         var stateSince: Nanoseconds
+
+        /// The peer's candidates and NAT, as its record says.
+        var candidates: [Endpoint] { record.candidates.map(\.endpoint) }
+        var nat: NATType { record.nat }
     }
 
     /// One transition of one peer's machine, for the properties and the trace.
@@ -46,6 +50,8 @@ final class SimulatedAgent: ActionExecutor {
     let timings: PeerTimings
     /// This member's public address as the control server sees it.
     let observed: IPAddress
+    /// This member's record as last announced to the control server: its NAT type and candidates.
+    private(set) var announced: MemberRecord
     private(set) var scheduler: Scheduler<SimulatedAgent>!
     private(set) var links: [MachineID: Link] = [:]
     private(set) var machines: [Int: MachineID] = [:]
@@ -61,6 +67,7 @@ final class SimulatedAgent: ActionExecutor {
         self.timings = timings
         self.control = control
         self.network = network
+        announced = Self.record(of: member)
         wireGuard = SimulatedWireGuard(owner: member.index, socket: member.port, network: network)
         var logger = Logger(label: "simulation")
         logger.logLevel = .critical
@@ -73,18 +80,25 @@ final class SimulatedAgent: ActionExecutor {
             network.note("\(member.name) pinned \(links[id]?.peer.name ?? "?") at \(endpoint)")
             scheduler.post(.punchAcked, to: id)
         }
+        member.detector.mapped = { [unowned self] endpoint in mappedEndpointLearned(endpoint) }
+        member.onDetected = { [unowned self] in detected() }
     }
 
-    /// Starts a machine for `peer`, WireGuard knowing the peer without an endpoint.
+    /// `member`'s record: its detected NAT type, its LAN endpoint and its public one (once known).
+    static func record(of member: SimulatedMember) -> MemberRecord {
+        MemberRecord(key: MemberKey(member.publicKey)!, nat: member.natType,
+                     candidates: [Candidate(.local, member.local)] + (member.report.map { [Candidate(.reflexive, $0.publicEndpoint)] } ?? []))
+    }
+
+    /// Starts a machine for `peer` (as its record says now), WireGuard knowing the peer without an endpoint.
     func meet(_ peer: SimulatedMember, observed: IPAddress) {
         guard machines[peer.index] == nil else { return }
         let smaller = MemberKey(member.publicKey)! < MemberKey(peer.publicKey)!
-        let candidates = [peer.local] + (peer.report.map { [$0.publicEndpoint] } ?? [])
         wireGuard.add(peer.index)
         let id = scheduler.add(name: peer.name, context: PeerContext(timings: timings))
         links[id] = Link(peer: peer, pairKey: PairKey(localPrivateKey: member.privateKey, localPublicKey: member.publicKey,
                                                       remotePublicKey: peer.publicKey)!,
-                         machine: id, localKeyIsSmaller: smaller, candidates: candidates, nat: peer.natType, observed: observed,
+                         machine: id, localKeyIsSmaller: smaller, record: control.agents[peer.index].announced, observed: observed,
                          stateSince: network.clock.now)
         machines[peer.index] = id
         scheduler.post(.candidatesKnown, to: id)
@@ -114,8 +128,11 @@ final class SimulatedAgent: ActionExecutor {
             startPunch(id)
         case .sendPunch:
             member.driver.burst(peer)
-        case .endPunch, .rediscoverNAT:
+        case .endPunch:
             break
+        case .rediscoverNAT:
+            // At most every 30 s, as the agent does.
+            if let started = member.detector.startedAt, network.clock.now - started > 30_000_000_000 { member.detectAgain() }
         case .setDirectEndpoint:
             if let pinned = member.driver.pinned(peer) { point(id, at: pinned) }
         case .allocateRelay:
@@ -166,8 +183,9 @@ final class SimulatedAgent: ActionExecutor {
 
     private func decideDirect(_ id: MachineID) {
         guard let link = links[id], let state = scheduler.machine(id)?.state else { return }
-        let facts = PunchCoordination.Facts(localNAT: member.natType, detecting: false, reflexiveKnown: member.report != nil,
-                                            peerNAT: link.nat, peerReflexiveKnown: link.peer.report != nil,
+        let facts = PunchCoordination.Facts(localNAT: announced.nat, detecting: member.detector.isRunning,
+                                            reflexiveKnown: announced.candidates.count > 1,
+                                            peerNAT: link.nat, peerReflexiveKnown: link.record.candidates.count > 1,
                                             localKeyIsSmaller: link.localKeyIsSmaller, withoutNAT: observed == link.observed)
         let decision = links[id]!.connection.detect(facts, in: state, now: network.clock.now)
         var natKnown: PeerContext.NATKnown?
@@ -251,6 +269,61 @@ final class SimulatedAgent: ActionExecutor {
                 network.note("\(member.name): relay granted for \(links[id]!.peer.name) at \(grant.endpoint)")
                 scheduler.post(.relayReady, to: id)
             }
+        }
+    }
+
+    // MARK: Records
+
+    /// The first STUN answer of a detection: a new public endpoint is announced at once.
+    private func mappedEndpointLearned(_ endpoint: Endpoint) {
+        let record = MemberRecord(key: announced.key, nat: announced.nat,
+                                  candidates: [Candidate(.local, member.local), Candidate(.reflexive, endpoint)])
+        guard record != announced else { return }
+        announce(record)
+        react { PeerConnection.publicEndpointLearned(in: $0) }
+    }
+
+    /// A detection finished: its answer is announced, and the peers' connections learn it.
+    private func detected() {
+        let record = Self.record(of: member)
+        if record != announced { announce(record) }
+        react { PeerConnection.natLearned(in: $0) }
+    }
+
+    private func announce(_ record: MemberRecord) {
+        network.note("\(member.name) announces \(record.nat) at \(record.candidates.map { "\($0.endpoint)" }.joined(separator: ", "))")
+        announced = record
+        control.announce(record, from: member.index)
+    }
+
+    /// The control server sent `peer`'s record again.
+    func recordChanged(_ record: MemberRecord, of peer: Int) {
+        guard let id = machines[peer], let old = links[id]?.record, let state = scheduler.machine(id)?.state else { return }
+        links[id]!.record = record
+        react(PeerConnection.recordChanged(from: old, to: record, in: state), for: id)
+    }
+
+    /// Every peer's connection reacts to a change on this side, in the order of the machines.
+    private func react(_ reaction: (PeerState) -> PeerConnection.Reaction) {
+        for id in links.keys.sorted() {
+            if let state = scheduler.machine(id)?.state { react(reaction(state), for: id) }
+        }
+    }
+
+    /// Carries out what the connection decided on a change around it, as the agent's `react` does
+    /// (the port fan aside).
+    private func react(_ reaction: PeerConnection.Reaction, for id: MachineID) {
+        guard let link = links[id] else { return }
+        switch reaction {
+        case .none:
+            break
+        case .fire(let event):
+            scheduler.post(event, to: id)
+        case .decide:
+            decideDirect(id)
+        case .punchAgain, .punchCandidates:
+            member.driver.add(candidates: link.candidates, for: link.peer.index)
+            member.driver.burst(link.peer.index)
         }
     }
 

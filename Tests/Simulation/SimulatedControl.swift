@@ -14,6 +14,8 @@ final class SimulatedControl {
     var agents: [SimulatedAgent] = []
     private unowned let network: SimulatedNetwork
     private var punches: [Int: UInt64] = [:]
+    /// Until when the server is down after a restart: requests arriving before then are lost.
+    private var downUntil: Nanoseconds = 0
     private let offer: RelayOffer
     /// Requests received, for the bound on them.
     private(set) var punchRequests = 0, relayRequests = 0
@@ -27,17 +29,19 @@ final class SimulatedControl {
         offer = RelayOffer(service: Endpoint(.v4(Self.relayAddress), 3478), allocations: 0, capacity: 100, token: [1], replyKey: [2])
     }
 
-    private static func pair(_ a: Int, _ b: Int) -> Int { min(a, b) * 1000 + max(a, b) }
+    /// The key of the pair of members `a` and `b`, either way round.
+    static func pair(_ a: Int, _ b: Int) -> Int { min(a, b) * 1000 + max(a, b) }
 
-    /// Runs `body` one Internet crossing from now, unless the message is lost.
-    private func cross(_ body: @escaping () -> Void) {
-        guard !network.random.happens(network.conditions.loss) else { return }
+    /// Runs `body` one Internet crossing from now, unless the message is lost (then `lost`, at once).
+    private func cross(lost: () -> Void = {}, _ body: @escaping () -> Void) {
+        guard !network.random.happens(network.conditions.loss) else { return lost() }
         let conditions = network.conditions
         network.after(.nanoseconds(conditions.delay + network.random.nanoseconds(in: 0...conditions.jitter)), body)
     }
 
     func requestPunch(from a: Int, with b: Int) {
         cross { [unowned self] in
+            guard isUp else { return }
             punchRequests += 1
             let wall = UInt64(network.clock.wallMilliseconds)
             let pair = Self.pair(a, b)
@@ -55,11 +59,44 @@ final class SimulatedControl {
 
     func requestRelay(from a: Int, with b: Int) {
         cross { [unowned self] in
+            guard isUp else { return }
             relayRequests += 1
             for (to, with) in [(a, b), (b, a)] {
                 cross { [unowned self] in agents[to].relaysOffered(with: with, [offer]) }
             }
         }
+    }
+
+    /// Member `a` registers again with `record` (a new public endpoint or NAT type), every second
+    /// until the server has it (`ControlClient`'s `changed`), unless a newer record took its place.
+    /// The server pushes it to every other member, as `ControlCore` does; a member that lost the
+    /// push notices the gap in revisions at its next heartbeat (every 10 s) and registers again
+    /// for the full view.
+    func announce(_ record: MemberRecord, from a: Int) {
+        let again = { [unowned self] in
+            network.after(.seconds(1)) { [unowned self] in if agents[a].announced == record { announce(record, from: a) } }
+        }
+        cross(lost: again) { [unowned self] in
+            guard isUp else { return again() }
+            for b in agents.indices where b != a {
+                let resync = Duration.nanoseconds(network.random.nanoseconds(in: 0...10_000_000_000))
+                cross(lost: { [unowned self] in
+                    network.after(resync) { [unowned self] in cross { [unowned self] in agents[b].recordChanged(record, of: a) } }
+                }) { [unowned self] in agents[b].recordChanged(record, of: a) }
+            }
+        }
+    }
+
+    /// The server restarts: down for `down`, and what it knew of punches is gone.
+    func restart(down: Duration) {
+        punches = [:]
+        downUntil = network.clock.now + down.nanoseconds
+    }
+
+    private var isUp: Bool {
+        guard network.clock.now < downUntil else { return true }
+        network.note("control is down: a request is lost")
+        return false
     }
 
     /// A member gives its allocation back: the relay closes the port one crossing later (a lost

@@ -40,6 +40,7 @@ final class SimulatedMember {
         detector = NATDetector(socket: port, clock: network.clock) { result in finished?(result) }
         finished = { [unowned self] result in
             detection = result
+            defer { onDetected?() }
             switch result {
             case .success(let report): network.note("\(name) detected \(report.natType) at \(report.publicEndpoint)")
             case .failure(let failure): network.note("\(name) detection failed: \(failure)")
@@ -55,18 +56,22 @@ final class SimulatedMember {
     /// The detected type once detection finished (`.unknown` when it failed), else `nil`.
     var detectedType: NATType? { detection == nil ? nil : natType }
 
-    var report: NATReport? {
-        if case .success(let report) = detection { return report }
-        return nil
-    }
+    /// The detector's last answer (a failed rerun leaves it standing).
+    var report: NATReport? { detector.report }
 
     /// This member's WireGuard port as a peer on its LAN reaches it.
     var local: Endpoint { port.local }
 
     /// An agent on the member's port: WireGuard's datagrams (the handler says whether one was),
-    /// and every pin the driver reports.
+    /// every pin the driver reports, and every detection that finished.
     var onWireGuard: ((PortDatagram) -> Bool)?
     var onPinned: ((Int, Endpoint) -> Void)?
+    var onDetected: (() -> Void)?
+
+    /// Detects the NAT again (its mappings may have changed), as the agent's `rediscoverNAT` does.
+    func detectAgain() {
+        detector.start(servers: [ScenarioServers.stunPrimary], localAddresses: [.v4(host.address)])
+    }
 
     private func readable() {
         guard let received = try? driver.receive() else { return }

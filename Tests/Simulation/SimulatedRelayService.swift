@@ -57,6 +57,11 @@ final class SimulatedRelayService {
         if allocations[port.pair]?.isEmpty == true { allocations[port.pair] = nil }
     }
 
+    /// The relay restarts: every allocation is gone, its port closed.
+    func restart() {
+        for port in ports.values { release(port.socket.local) }
+    }
+
     private func expireWhenIdle(_ port: UInt16) {
         guard let entry = ports[port] else { return }
         network.after(.nanoseconds(entry.active + Self.idleTimeout - network.clock.now)) { [unowned self] in

@@ -79,8 +79,11 @@ final class SimulatedWireGuard {
     private unowned let network: SimulatedNetwork
     private(set) var peers: [Int: Peer] = [:]
     private var generations: UInt64 = 0
-    /// Handshakes completed, and datagrams sent, over the run.
-    private(set) var handshakes = 0, sent = 0
+    /// Handshakes completed per peer over the run.
+    private var handshakes: [Int: Int] = [:]
+
+    /// Handshakes completed with `peer` over the run.
+    func handshakes(with peer: Int) -> Int { handshakes[peer, default: 0] }
 
     init(owner: Int, socket: SimulatedSocket, network: SimulatedNetwork) {
         self.owner = owner
@@ -179,7 +182,6 @@ final class SimulatedWireGuard {
         bytes += [UInt8](repeating: 0, count: max(0, size - bytes.count))
         _ = try? socket.send(bytes, to: endpoint)
         if network.verbose { network.note("wg \(owner) → \(peer): \(kind) \(size) B to \(endpoint)") }
-        sent += 1
         armPersistentKeepalive(peer)
     }
 
@@ -280,7 +282,7 @@ final class SimulatedWireGuard {
         peers[peer]!.handshake = nil
         peers[peer]!.attemptsBegan = nil
         peers[peer]!.lastHandshakeWall = network.clock.wallMilliseconds
-        handshakes += 1
+        handshakes[peer, default: 0] += 1
         if peers[peer]!.staged {
             peers[peer]!.staged = false
             send(.data, bytes: Self.keepaliveSize + Self.stagedSize, to: peer)

@@ -18,6 +18,30 @@ import Testing
 
     static let runs: UInt64 = 5000
 
+    /// Parties of 20 whose members all connect to one another (a carrier-grade NAT or a shared
+    /// house now and then), a router flush, relay restart or control restart mixed in: every pair
+    /// keeps every property, and nothing is left held when they leave
+    /// (`make simulate SCENARIO=connection PARTY=20` runs more).
+    @Test func partiesOfTwentyKeepEveryPairsProperties() {
+        var faults: Set<String> = []
+        for seed: UInt64 in 0..<Self.parties {
+            let outcome = ConnectionParty.drawn(seed: seed).run()
+            print(outcome.summary)
+            switch outcome.scenario.fault?.fault {
+            case .flush?: faults.insert("flush")
+            case .relayRestart?: faults.insert("relay restart")
+            case .controlRestart?: faults.insert("control restart")
+            case nil: faults.insert("none")
+            }
+            #expect(outcome.pairs.count == 190)
+            #expect(outcome.violations.isEmpty,
+                    "\(outcome.summary): \(outcome.violations.prefix(3)) — make simulate SCENARIO=connection PARTY=20 SEED=\(seed)")
+        }
+        #expect(faults.count == 4, "every kind of fault, and none: \(faults)")
+    }
+
+    static let parties: UInt64 = 5
+
     /// A seed replays exactly: the same trace, transition for transition.
     @Test func aSeedReplaysExactly() {
         let scenario = ConnectionScenario.drawn(seed: 11)
