@@ -40,10 +40,9 @@ extension Agent {
             // Nothing the old path did counts for the new one.
             links[id]?.connection.path = nil
             guard let state = scheduler.machine(id)?.state else { return }
-            let (allocation, given) = links[id]!.connection.relayUse.allocate(in: state, enabled: configuration.relaysEnabled,
-                                                                               localKeyIsSmaller: memberKey < link.record.key,
-                                                                               earlyPaused: clock.now < earlyRelaysPausedUntil)
-            if let given { relays.release(given) }
+            let allocation = links[id]!.connection.relayUse.allocate(in: state, enabled: configuration.relaysEnabled,
+                                                          localKeyIsSmaller: memberKey < link.record.key,
+                                                          earlyPaused: clock.now < earlyRelaysPausedUntil)
             switch allocation {
             case .reuse: scheduler.post(.relayReady, to: id)
             case .request: control.requestRelay(with: link.record.key)

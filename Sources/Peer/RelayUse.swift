@@ -27,24 +27,22 @@ public struct RelayUse: Sendable, Equatable {
         case none
     }
 
-    /// `allocateRelay` in `state`, with the grant given up, if any, to release at its relay. The
-    /// early relay granted while detecting or punching carries on into Relaying; otherwise what
-    /// was held is given up (Relaying entered again: the relay path stopped working) and offers
-    /// are asked for. The control server sends the offers to both members: for the early relay
-    /// the member with the smaller key asks alone (and not while early relays are paused, after a
-    /// relay refused one); in Relaying both ask (one may have lost the other's request).
-    public mutating func allocate(in state: PeerState, enabled: Bool, localKeyIsSmaller: Bool,
-                                  earlyPaused: Bool) -> (allocation: Allocation, release: RelayGrant?) {
+    /// `allocateRelay` in `state`. The early relay granted while detecting or punching carries on
+    /// into Relaying; otherwise what was held is dropped and offers are asked for. The control
+    /// server sends the offers to both members: for the early relay the member with the smaller key
+    /// asks alone (and not while early relays are paused, after a relay refused one); in Relaying
+    /// both ask (one may have lost the other's request).
+    public mutating func allocate(in state: PeerState, enabled: Bool, localKeyIsSmaller: Bool, earlyPaused: Bool) -> Allocation {
         if state == .relaying, grant != nil, early {
             early = false
-            return (.reuse, nil)
+            return .reuse
         }
-        let given = release()
+        grant = nil
         early = false
         offers = []
         let isEarly = state != .relaying
-        guard enabled, !isEarly || localKeyIsSmaller && !earlyPaused else { return (.none, given) }
-        return (.request, given)
+        guard enabled, !isEarly || localKeyIsSmaller && !earlyPaused else { return .none }
+        return .request
     }
 
     /// What an answer with offers leads to.

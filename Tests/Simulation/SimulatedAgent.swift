@@ -138,10 +138,8 @@ final class SimulatedAgent: ActionExecutor {
         case .allocateRelay:
             links[id]!.connection.path = nil
             guard let state = scheduler.machine(id)?.state else { return }
-            let (allocation, given) = links[id]!.connection.relayUse.allocate(in: state, enabled: true,
-                                                                               localKeyIsSmaller: link.localKeyIsSmaller, earlyPaused: false)
-            if let given { control.release(given.endpoint) }
-            switch allocation {
+            switch links[id]!.connection.relayUse.allocate(in: state, enabled: true, localKeyIsSmaller: link.localKeyIsSmaller,
+                                                           earlyPaused: false) {
             case .reuse: scheduler.post(.relayReady, to: id)
             case .request: control.requestRelay(from: member.index, with: peer)
             case .none: break
