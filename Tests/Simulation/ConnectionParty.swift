@@ -9,8 +9,9 @@ import Time
 /// not), each member an agent (``SimulatedAgent``) with a peer connection to every other, all on
 /// one WireGuard port, over the scenario's control server and relay. Members join within 10 s;
 /// each pair carries traffic drawn like a connection scenario's. Once the party settled, one fault
-/// may strike: a router forgets its mappings, the relay restarts (every allocation gone), or the
-/// control server restarts (down for a few seconds, its punches forgotten). Every pair must keep
+/// may strike: a router forgets its mappings, the relay restarts (every allocation gone), the
+/// control server restarts (down for a few seconds, its punches forgotten), or a router on the
+/// Internet gets a new public address. Every pair must keep
 /// the properties of a ``ConnectionOutcome``; a seed replays exactly.
 public struct ConnectionParty: Sendable, CustomStringConvertible {
     /// A fault that strikes the whole party once.
@@ -21,12 +22,16 @@ public struct ConnectionParty: Sendable, CustomStringConvertible {
         case relayRestart
         /// The control server restarts: down for 3 s, the punches it announced forgotten.
         case controlRestart
+        /// The router of this index among those on the Internet gets a new public address (a new
+        /// lease), and forgets its mappings.
+        case addressChange(router: Int)
 
         public var description: String {
             switch self {
             case .flush(let router): "router \(router) flushed"
             case .relayRestart: "the relay restarted"
             case .controlRestart: "the control server restarted"
+            case .addressChange(let router): "router \(router) renumbered"
             }
         }
     }
@@ -53,11 +58,12 @@ public struct ConnectionParty: Sendable, CustomStringConvertible {
         let traffic = (0..<size * (size - 1) / 2).map { _ in choices.randomElement(using: &random)! }
         var party = ConnectionParty(sites: sites, traffic: traffic)
         let after = Duration.milliseconds(Int64(90_000 + random.next() % 60_000))
-        switch random.next() % 4 {
+        switch random.next() % 5 {
         case 0: party.fault = nil
         case 1: party.fault = (.flush(router: Int(random.next() % 64)), after)
         case 2: party.fault = (.relayRestart, after)
-        default: party.fault = (.controlRestart, after)
+        case 3: party.fault = (.controlRestart, after)
+        default: party.fault = (.addressChange(router: Int(random.next() % 64)), after)
         }
         return party
     }
@@ -82,6 +88,9 @@ public struct ConnectionParty: Sendable, CustomStringConvertible {
         return pair
     }
 
+    /// The address a renumbered router gets (no site has it).
+    static let newAddress = IPv4Address(203, 0, 113, 250)
+
     // MARK: Running
 
     /// Runs the party; `verbose` traces every datagram lost, filtered or dropped as well.
@@ -93,9 +102,8 @@ public struct ConnectionParty: Sendable, CustomStringConvertible {
         let (members, observed) = sites.build(on: network)
         servers.detect(members, keepalive: nil, on: network)
         let control = SimulatedControl(on: network)
-        let agents = members.indices.map { index in
-            SimulatedAgent(member: members[index], observed: observed[index], timings: timings, control: control, network: network)
-        }
+        control.observed = observed
+        let agents = members.map { SimulatedAgent(member: $0, timings: timings, control: control, network: network) }
         control.agents = agents
 
         // Members join within 10 s; the control server tells each of a pair about the other within a second.
@@ -108,7 +116,7 @@ public struct ConnectionParty: Sendable, CustomStringConvertible {
                 pairs.append((a, b, met))
                 for (side, peer) in [(a, b), (b, a)] {
                     network.after(.nanoseconds(met - begun + network.random.nanoseconds(in: 0...1_000_000_000))) {
-                        agents[side].meet(members[peer], observed: observed[peer])
+                        agents[side].meet(members[peer])
                     }
                 }
             }
@@ -133,6 +141,13 @@ public struct ConnectionParty: Sendable, CustomStringConvertible {
                     control.relay.restart()
                 case .controlRestart:
                     control.restart(down: .seconds(3))
+                case .addressChange(let router):
+                    let outside = network.routers.filter { $0.outside == SimulatedNetwork.internet }
+                    guard !outside.isEmpty else { return }
+                    let renumbered = outside[router % outside.count], old = IPAddress.v4(renumbered.wan)
+                    network.renumber(renumbered, to: Self.newAddress)
+                    network.note("\(renumbered.name) is now at \(Self.newAddress)")
+                    for member in members.indices where control.observed[member] == old { control.moved(member, to: .v4(Self.newAddress)) }
                 }
             }
         }
@@ -145,7 +160,7 @@ public struct ConnectionParty: Sendable, CustomStringConvertible {
             one.members = [pair.a, pair.b]
             one.met = pair.met
             one.faultAt = faultAt
-            // A flushed router may map the member's port anew, and its peers hear nothing more.
+            // A flushed or renumbered router may map the member's port anew, and its peers hear nothing more.
             one.silentFault = fault.map { $0.fault != .controlRestart } ?? false
             one.detected = [members[pair.a].detectedType, members[pair.b].detectedType]
             one.record([agents[pair.a], agents[pair.b]], relay: control.relay, at: end, wall: network.clock.wallMilliseconds)

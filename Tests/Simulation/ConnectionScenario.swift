@@ -86,15 +86,14 @@ public struct ConnectionScenario: Sendable, CustomStringConvertible {
         }
         servers.detect(members, keepalive: nil, on: network)
         let control = SimulatedControl(on: network)
-        let agents = members.enumerated().map { index, member in
-            SimulatedAgent(member: member, observed: publicAddresses[index], timings: timings, control: control, network: network)
-        }
+        control.observed = publicAddresses
+        let agents = members.map { SimulatedAgent(member: $0, timings: timings, control: control, network: network) }
         control.agents = agents
         let met = network.clock.now
         for (index, agent) in agents.enumerated() {
             let peer = members[1 - index]
             network.after(.nanoseconds(network.random.nanoseconds(in: 0...2_000_000_000))) {
-                agent.meet(peer, observed: publicAddresses[1 - index])
+                agent.meet(peer)
             }
         }
         if let flush, let router = routers[flush.side] {

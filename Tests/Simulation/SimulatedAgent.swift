@@ -24,15 +24,17 @@ final class SimulatedAgent: ActionExecutor {
         let pairKey: PairKey
         let machine: MachineID
         let localKeyIsSmaller: Bool
-        /// The peer's record, as the control server last sent it; its public address as the control server sees it.
+        /// The peer's record, as the control server last sent it.
         var record: MemberRecord
-        let observed: IPAddress
         var connection = PeerConnection()
         var stateSince: Nanoseconds
 
-        /// The peer's candidates and NAT, as its record says.
-        var candidates: [Endpoint] { record.candidates.map(\.endpoint) }
+        /// The peer's candidates and NAT, as its record says; its public address as the control server sees it.
+        var candidates: [Endpoint] {
+            record.candidates.map(\.endpoint).reduce(into: []) { seen, endpoint in if !seen.contains(endpoint) { seen.append(endpoint) } }
+        }
         var nat: NATType { record.nat }
+        var observed: IPAddress? { record.candidates.first { $0.kind == .observed }?.endpoint.address }
     }
 
     /// One transition of one peer's machine, for the properties and the trace.
@@ -48,8 +50,8 @@ final class SimulatedAgent: ActionExecutor {
     let member: SimulatedMember
     let wireGuard: SimulatedWireGuard
     let timings: PeerTimings
-    /// This member's public address as the control server sees it.
-    let observed: IPAddress
+    /// This member's public address as the control server last told it.
+    private(set) var observed: IPAddress
     /// This member's record as last announced to the control server: its NAT type and candidates.
     private(set) var announced: MemberRecord
     private(set) var scheduler: Scheduler<SimulatedAgent>!
@@ -61,9 +63,9 @@ final class SimulatedAgent: ActionExecutor {
     private unowned let network: SimulatedNetwork
     private unowned let control: SimulatedControl
 
-    init(member: SimulatedMember, observed: IPAddress, timings: PeerTimings, control: SimulatedControl, network: SimulatedNetwork) {
+    init(member: SimulatedMember, timings: PeerTimings, control: SimulatedControl, network: SimulatedNetwork) {
         self.member = member
-        self.observed = observed
+        observed = control.observed[member.index]
         self.timings = timings
         self.control = control
         self.network = network
@@ -91,14 +93,14 @@ final class SimulatedAgent: ActionExecutor {
     }
 
     /// Starts a machine for `peer` (as its record says now), WireGuard knowing the peer without an endpoint.
-    func meet(_ peer: SimulatedMember, observed: IPAddress) {
+    func meet(_ peer: SimulatedMember) {
         guard machines[peer.index] == nil else { return }
         let smaller = MemberKey(member.publicKey)! < MemberKey(peer.publicKey)!
         wireGuard.add(peer.index)
         let id = scheduler.add(name: peer.name, context: PeerContext(timings: timings))
         links[id] = Link(peer: peer, pairKey: PairKey(localPrivateKey: member.privateKey, localPublicKey: member.publicKey,
                                                       remotePublicKey: peer.publicKey)!,
-                         machine: id, localKeyIsSmaller: smaller, record: control.agents[peer.index].announced, observed: observed,
+                         machine: id, localKeyIsSmaller: smaller, record: control.record(of: peer.index),
                          stateSince: network.clock.now)
         machines[peer.index] = id
         scheduler.post(.candidatesKnown, to: id)
@@ -182,8 +184,8 @@ final class SimulatedAgent: ActionExecutor {
     private func decideDirect(_ id: MachineID) {
         guard let link = links[id], let state = scheduler.machine(id)?.state else { return }
         let facts = PunchCoordination.Facts(localNAT: announced.nat, detecting: member.detector.isRunning,
-                                            reflexiveKnown: announced.candidates.count > 1,
-                                            peerNAT: link.nat, peerReflexiveKnown: link.record.candidates.count > 1,
+                                            reflexiveKnown: announced.candidates.contains { $0.kind == .reflexive },
+                                            peerNAT: link.nat, peerReflexiveKnown: link.record.candidates.contains { $0.kind == .reflexive },
                                             localKeyIsSmaller: link.localKeyIsSmaller, withoutNAT: observed == link.observed)
         let decision = links[id]!.connection.detect(facts, in: state, now: network.clock.now)
         var natKnown: PeerContext.NATKnown?
@@ -260,10 +262,9 @@ final class SimulatedAgent: ActionExecutor {
                     guard RelayUse.states.contains(state) else { return }
                     return tryOffer(links[id]!.connection.relayUse.next(), for: id)
                 }
-                guard links[id]!.connection.relayUse.granted(grant, in: state) else {
-                    control.release(grant.endpoint)
-                    return
-                }
+                // A grant that comes after the connection left the relay states is left alone, as the
+                // agent does: it is the pair's allocation, which the peer may be using.
+                guard links[id]!.connection.relayUse.granted(grant, in: state) else { return }
                 network.note("\(member.name): relay granted for \(links[id]!.peer.name) at \(grant.endpoint)")
                 scheduler.post(.relayReady, to: id)
             }
@@ -293,6 +294,9 @@ final class SimulatedAgent: ActionExecutor {
         announced = record
         control.announce(record, from: member.index)
     }
+
+    /// The control server's answer came from a new public address of this member's.
+    func observedChanged(to address: IPAddress) { observed = address }
 
     /// The control server sent `peer`'s record again.
     func recordChanged(_ record: MemberRecord, of peer: Int) {

@@ -6,12 +6,14 @@ import Time
 /// announces one punch to both members (a request within the join window of the pair's last punch
 /// gets that punch again, as `ControlCore` does), a relay request sends the relay's offer to both,
 /// and an allocation is granted a round trip later. Each message crosses the Internet under the
-/// network's conditions: delayed, and sometimes lost (a lost allocation answers nothing, and the
-/// agent moves on after 2 s).
+/// network's conditions: delayed, and sometimes lost (an allocation is asked for again every
+/// 300 ms, and the agent moves on after 2 s without an answer). Members' records go out as
+/// `ControlCore` pushes them, with the address the server sees each member at.
 final class SimulatedControl {
     let relay: SimulatedRelayService
-    /// The agents, by member index.
+    /// The agents, and each member's public address as the server sees it, by member index.
     var agents: [SimulatedAgent] = []
+    var observed: [IPAddress] = []
     private unowned let network: SimulatedNetwork
     private var punches: [Int: UInt64] = [:]
     /// Until when the server is down after a restart: requests arriving before then are lost.
@@ -67,23 +69,54 @@ final class SimulatedControl {
         }
     }
 
+    /// Member `a`'s record as the server has it: as registered, with the address it saw the
+    /// member at appended (`ControlCore`'s observed candidate, here with the WireGuard port).
+    func record(of a: Int) -> MemberRecord {
+        var record = agents[a].announced
+        record.candidates.append(Candidate(.observed, Endpoint(observed[a], SimulatedMember.listenPort)))
+        return record
+    }
+
     /// Member `a` registers again with `record` (a new public endpoint or NAT type), every second
     /// until the server has it (`ControlClient`'s `changed`), unless a newer record took its place.
-    /// The server pushes it to every other member, as `ControlCore` does; a member that lost the
-    /// push notices the gap in revisions at its next heartbeat (every 10 s) and registers again
-    /// for the full view.
     func announce(_ record: MemberRecord, from a: Int) {
         let again = { [unowned self] in
             network.after(.seconds(1)) { [unowned self] in if agents[a].announced == record { announce(record, from: a) } }
         }
         cross(lost: again) { [unowned self] in
             guard isUp else { return again() }
-            for b in agents.indices where b != a {
-                let resync = Duration.nanoseconds(network.random.nanoseconds(in: 0...10_000_000_000))
-                cross(lost: { [unowned self] in
-                    network.after(resync) { [unowned self] in cross { [unowned self] in agents[b].recordChanged(record, of: a) } }
-                }) { [unowned self] in agents[b].recordChanged(record, of: a) }
+            push(a)
+        }
+    }
+
+    /// Member `a`'s public address changed to `address`: its next heartbeat (within 10 s, every
+    /// 10 s while lost) comes from there, the server pushes its record with the new address, and
+    /// the member learns it from the answer.
+    func moved(_ a: Int, to address: IPAddress) {
+        let heartbeat = Duration.nanoseconds(network.random.nanoseconds(in: 0...10_000_000_000))
+        network.after(heartbeat) { [unowned self] in
+            cross(lost: { [unowned self] in network.after(.seconds(10)) { [unowned self] in moved(a, to: address) } }) { [unowned self] in
+                guard isUp, observed[a] != address else { return }
+                observed[a] = address
+                push(a)
+                cross { [unowned self] in agents[a].observedChanged(to: address) }
             }
+        }
+    }
+
+    /// The server pushes member `a`'s record to every other member, as `ControlCore` does; a member
+    /// that lost the push notices the gap in revisions at its next heartbeat (every 10 s) and
+    /// registers again for the full view: the record as the server has it then.
+    private func push(_ a: Int) {
+        let record = record(of: a)
+        for b in agents.indices where b != a {
+            let resync = Duration.nanoseconds(network.random.nanoseconds(in: 0...10_000_000_000))
+            cross(lost: { [unowned self] in
+                network.after(resync) { [unowned self] in
+                    let current = self.record(of: a)
+                    cross { [unowned self] in agents[b].recordChanged(current, of: a) }
+                }
+            }) { [unowned self] in agents[b].recordChanged(record, of: a) }
         }
     }
 
@@ -109,16 +142,28 @@ final class SimulatedControl {
         }
     }
 
-    /// Member `a` asks the relay for its side of the pair with `b`.
+    /// Member `a` asks the relay for its side of the pair with `b`; `granted` gets the grant, or
+    /// `nil` when no answer came within 2 s.
     func allocate(_ offer: RelayOffer, from a: Int, with b: Int, granted: @escaping (RelayGrant?) -> Void) {
         var answered = false
-        cross { [unowned self] in
-            let endpoint = relay.allocate(pair: Self.pair(a, b), side: a < b ? 0 : 1)
-            cross {
-                answered = true
-                granted(RelayGrant(offer: offer, endpoint: endpoint))
+        // Sent again every 300 ms until answered, for 2 s, as the agent's relay client does.
+        for attempt in 0..<7 {
+            network.after(.milliseconds(300 * Int64(attempt))) { [unowned self] in
+                guard !answered else { return }
+                cross { [unowned self] in
+                    let endpoint = relay.allocate(pair: Self.pair(a, b), side: a < b ? 0 : 1)
+                    cross {
+                        guard !answered else { return }
+                        answered = true
+                        granted(RelayGrant(offer: offer, endpoint: endpoint))
+                    }
+                }
             }
         }
-        network.after(.seconds(2)) { if !answered { granted(nil) } }
+        network.after(.seconds(2)) {
+            guard !answered else { return }
+            answered = true
+            granted(nil)
+        }
     }
 }

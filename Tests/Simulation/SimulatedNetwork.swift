@@ -76,6 +76,15 @@ public final class SimulatedNetwork {
         return router
     }
 
+    /// `router` gets `address` as its public address (a new lease): the old one reaches nothing
+    /// more, and its mappings are gone, as masquerading drops its connections with the address.
+    public func renumber(_ router: SimulatedRouter, to address: IPv4Address) {
+        routersOn[router.outside]?[router.wan] = nil
+        routersOn[router.outside, default: [:]][address] = router
+        router.wan = address
+        router.flush()
+    }
+
     /// A component's timers, fired as virtual time reaches them.
     public func add(_ source: any TimerSource) {
         timerSources.append(source)

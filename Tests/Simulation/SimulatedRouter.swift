@@ -14,7 +14,7 @@ public final class SimulatedRouter {
     /// Full cone, restricted cone, port-restricted cone or symmetric.
     public let behaviour: NATType
     /// The public (WAN) address.
-    public let wan: IPv4Address
+    public internal(set) var wan: IPv4Address
     /// The segment the WAN side is on (0: the Internet; else the LAN of the router in front).
     let outside: Int
     /// The segment of the LAN behind the router.

@@ -31,13 +31,14 @@ import Testing
             case .flush?: faults.insert("flush")
             case .relayRestart?: faults.insert("relay restart")
             case .controlRestart?: faults.insert("control restart")
+            case .addressChange?: faults.insert("address change")
             case nil: faults.insert("none")
             }
             #expect(outcome.pairs.count == 190)
             #expect(outcome.violations.isEmpty,
                     "\(outcome.summary): \(outcome.violations.prefix(3)) — make simulate SCENARIO=connection PARTY=20 SEED=\(seed)")
         }
-        #expect(faults.count == 4, "every kind of fault, and none: \(faults)")
+        #expect(faults.count == 5, "every kind of fault, and none: \(faults)")
     }
 
     static let parties: UInt64 = 5
