@@ -294,13 +294,18 @@ public struct PeerConnection: Sendable, Equatable {
         }
     }
 
-    /// Whether the member's record says it moved: a public endpoint of it changed. Behind a
-    /// symmetric NAT only a new address counts: the port it announces is its mapping toward the
-    /// STUN server, one of many, and a detection run after that mapping expired gets another,
-    /// while the mappings toward its peers (the paths) stay as they were.
+    /// Whether the member's record says it moved, so that a path to it is gone: it has another
+    /// public address, or behind a NAT that keeps one mapping for every destination a public
+    /// endpoint it announced is gone (its router mapped the port anew). An endpoint added (the
+    /// first STUN answer of a member whose detection had failed) moves nothing. Behind a symmetric
+    /// NAT only the address counts: the port it announces is its mapping toward the STUN server,
+    /// one of many, and a detection run after that mapping expired gets another, while the
+    /// mappings toward its peers (the paths) stay as they were.
     public static func moved(from old: MemberRecord, to new: MemberRecord) -> Bool {
-        guard old.nat == .symmetric, new.nat == .symmetric else { return publicEndpoints(old) != publicEndpoints(new) }
-        return Set(publicEndpoints(old).map(\.address)) != Set(publicEndpoints(new).map(\.address))
+        let before = publicEndpoints(old), after = publicEndpoints(new)
+        if Set(before.map(\.address)) != Set(after.map(\.address)) { return true }
+        guard old.nat != .symmetric, new.nat != .symmetric else { return false }
+        return !before.subtracting(after).isEmpty
     }
 
     /// Where the member can be reached from outside its own network: every candidate but its local ones.

@@ -47,6 +47,10 @@ import Testing
         let elsewhere = Candidate(.reflexive, Endpoint("203.0.113.44:40001")!)
         #expect(PeerConnection.recordChanged(from: symmetric, to: record(.symmetric, [local, elsewhere]), in: .keepalive)
                 == .fire(.endpointChanged), "a new public address is")
+        let observed = Candidate(.observed, Endpoint("198.51.100.20:51820")!)
+        #expect(PeerConnection.recordChanged(from: record(.unknown, [local, observed]), to: record(.unknown, [local, reflexive, observed]),
+                                             in: .keepalive) == PeerConnection.Reaction.none,
+                "the first STUN answer of a member whose detection had failed adds an endpoint, it moves nothing")
     }
 
     @Test func aLearnedNATMattersWhileDetectingAndPunching() {
