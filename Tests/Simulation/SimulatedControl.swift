@@ -104,19 +104,24 @@ final class SimulatedControl {
         }
     }
 
-    /// The server pushes member `a`'s record to every other member, as `ControlCore` does; a member
-    /// that lost the push notices the gap in revisions at its next heartbeat (every 10 s) and
-    /// registers again for the full view: the record as the server has it then.
+    /// The server pushes member `a`'s record to every other member, as `ControlCore` does.
     private func push(_ a: Int) {
         let record = record(of: a)
         for b in agents.indices where b != a {
-            let resync = Duration.nanoseconds(network.random.nanoseconds(in: 0...10_000_000_000))
-            cross(lost: { [unowned self] in
-                network.after(resync) { [unowned self] in
-                    let current = self.record(of: a)
-                    cross { [unowned self] in agents[b].recordChanged(current, of: a) }
-                }
-            }) { [unowned self] in agents[b].recordChanged(record, of: a) }
+            let heartbeat = Duration.nanoseconds(network.random.nanoseconds(in: 0...10_000_000_000))
+            cross(lost: { [unowned self] in resync(b, of: a, after: heartbeat) }) { [unowned self] in agents[b].recordChanged(record, of: a) }
+        }
+    }
+
+    /// Member `b` lost a push of `a`'s record: its heartbeat `after` from now shows the gap in
+    /// revisions, and it registers again for the full view, `a`'s record as the server has it then
+    /// (a heartbeat or an answer lost, the next heartbeat 10 s later).
+    private func resync(_ b: Int, of a: Int, after heartbeat: Duration) {
+        network.after(heartbeat) { [unowned self] in
+            let current = record(of: a)
+            cross(lost: { [unowned self] in resync(b, of: a, after: .seconds(10)) }) { [unowned self] in
+                agents[b].recordChanged(current, of: a)
+            }
         }
     }
 
