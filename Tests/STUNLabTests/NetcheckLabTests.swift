@@ -66,6 +66,24 @@ func netcheck(in site: Site, _ arguments: [String]) throws -> [String: Any] {
                 "\(output)")
     }
 
+    /// Why a detection run again on the agent's port keeps the filtering of the run before
+    /// (`NATReport.keepingFiltering`), and the simulation's routers model it: the first run's
+    /// mapping tests sent to the server's other address, the conntrack entry for it lives on, and
+    /// the filtering tests of a second run from the same port, moments later, are answered from
+    /// there and pass the port-restricted filter.
+    @Test func aSecondRunFromThePortFindsTheFilterTheFirstOpened() throws {
+        let lab = try Lab()
+        defer { lab.shutdown() }
+        try startSTUNServer(in: lab)
+        let site = try lab.addSite(.portRestrictedCone)
+        let arguments = ["--stun", "\(Lab.stunPrimary):3478", "--port", "51820"]
+        let first = try netcheck(in: site, arguments)
+        let second = try netcheck(in: site, arguments)
+        #expect(first["filtering"] as? String == "address-and-port-dependent", "\(first)")
+        #expect(second["filtering"] as? String == "endpoint-independent" && second["nat_type"] as? String == "full cone", "\(second)")
+        print("NETCHECK-RERUN: first \(first["nat_type"] ?? "-"), second from the same port \(second["nat_type"] ?? "-")")
+    }
+
     @Test func noAnswerIsAClearFailureWithinTheConfiguredTime() throws {
         let lab = try Lab()
         defer { lab.shutdown() }
