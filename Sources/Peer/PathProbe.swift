@@ -120,12 +120,10 @@ public struct PathProbe: Sendable, Equatable {
         return working ? .follow(current) : .none
     }
 
-    /// The seconds in Direct or Relaying at which a side whose path is not confirmed asks for a
-    /// handshake: 2 and 6 for the member with the smaller key, 4 and 8 for the larger. Two
-    /// initiations crossing would leave both sides waiting as responders, so the sides ask at
-    /// different times unless they entered the state 2 s apart. The peer is added afresh, so its
-    /// initiation goes at once: WireGuard's own, started by traffic, wait 5 s after the last, and
-    /// steady traffic on both sides can keep them crossing at the same moments for good.
+    /// The seconds in Direct at which a side whose path is not confirmed asks for a handshake:
+    /// 2 and 6 for the member with the smaller key, 4 and 8 for the larger. Two initiations crossing
+    /// would leave both sides waiting as responders, so the sides ask at different times unless
+    /// they went Direct 2 s apart.
     public static func asksHandshake(atSecond second: Int64, localKeyIsSmaller: Bool) -> Bool {
         (localKeyIsSmaller ? [2, 6] : [4, 8]).contains(second)
     }

@@ -75,7 +75,7 @@ public struct PeerConnection: Sendable, Equatable {
         ReadPlan(maxAge: state == .keepalive ? .seconds(2) : .milliseconds(200),
                  keepsDirect: state == .direct || state == .keepalive && path == .direct,
                  working: state == .keepalive,
-                 asksHandshake: state == .direct || state == .relaying)
+                 asksHandshake: state == .direct)
     }
 
     // MARK: Pointing WireGuard
