@@ -100,19 +100,27 @@ public struct NATReport: Equatable, Sendable {
 }
 
 extension NATReport {
-    /// This report, from a run on the port that gave `earlier` in a run before. The filtering tests
-    /// tell the filter only on a port that sent nothing to the server's other address for the NAT's
-    /// flow lifetime (up to minutes): the earlier run's mapping tests did, and the answer from there
-    /// now passes any filter. Behind the same public address (the same NAT) the earlier run's
-    /// filtering stands; at a new public address the NAT is another one, and this run's counts.
-    public func keepingFiltering(of earlier: NATReport?) -> NATReport {
-        guard let earlier, earlier.filtering != .unknown, earlier.publicEndpoint.address == publicEndpoint.address,
-              natType != .open, filtering != earlier.filtering else { return self }
+    /// This report, from a run on the port that gave `earlier` in a run before. Behind the same
+    /// public address (the same NAT) the earlier run's answers stand where this run's cannot be
+    /// trusted; at a new public address the NAT is another one, and this run counts whole.
+    /// - Filtering: the tests tell the filter only on a port that sent nothing to the server's
+    ///   other address for the NAT's flow lifetime (up to minutes). The earlier run's mapping
+    ///   tests did, and the answer from there now passes any filter.
+    /// - Mapping: a test lost under loss leaves it unknown, which says nothing new.
+    public func keepingEarlier(_ earlier: NATReport?) -> NATReport {
+        guard let earlier, earlier.publicEndpoint.address == publicEndpoint.address, natType != .open else { return self }
         var report = self
-        report.filtering = earlier.filtering
-        report.natType = NATType(mapping: mapping, filtering: earlier.filtering)
-        report.notes.append("filtering kept from the run before on this port (\(earlier.filtering.rawValue)): that run's tests of "
-                            + "the server's other address opened the filter this run would measure (\(filtering.rawValue))")
+        if earlier.filtering != .unknown, filtering != earlier.filtering {
+            report.filtering = earlier.filtering
+            report.notes.append("filtering kept from the run before on this port (\(earlier.filtering.rawValue)): that run's tests of "
+                                + "the server's other address opened the filter this run would measure (\(filtering.rawValue))")
+        }
+        if mapping == .unknown, earlier.mapping != .unknown {
+            report.mapping = earlier.mapping
+            report.notes.append("mapping kept from the run before on this port (\(earlier.mapping.rawValue)): this run's tests went unanswered")
+        }
+        guard report.filtering != filtering || report.mapping != mapping else { return self }
+        report.natType = NATType(mapping: report.mapping, filtering: report.filtering)
         return report
     }
 }

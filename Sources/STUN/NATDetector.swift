@@ -21,9 +21,9 @@ public final class NATDetector: TimerSource {
     private var mappedReported = false
     /// When the last run started (monotonic), to space reruns out.
     public private(set) var startedAt: Nanoseconds?
-    /// The last answer: the last run's report, with the filtering of the run before when the NAT
-    /// is the same (``NATReport/keepingFiltering(of:)``). A failed run leaves it standing: the
-    /// mapping a server did not answer about has not changed for that.
+    /// The last answer: the last run's report, with what the run before measured and this one
+    /// could not when the NAT is the same (``NATReport/keepingEarlier(_:)``). A failed run leaves
+    /// it standing: the mapping a server did not answer about has not changed for that.
     public private(set) var report: NATReport?
 
     /// The agent's: four sends over one second, so a filtering test that gets no answer (the NAT
@@ -111,7 +111,7 @@ public final class NATDetector: TimerSource {
                 discovery = nil
                 timers = []
                 guard case .success(let found) = result else { return finished(result) }
-                let kept = found.keepingFiltering(of: report)
+                let kept = found.keepingEarlier(report)
                 report = kept
                 finished(.success(kept))
                 return

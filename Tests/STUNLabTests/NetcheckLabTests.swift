@@ -67,7 +67,7 @@ func netcheck(in site: Site, _ arguments: [String]) throws -> [String: Any] {
     }
 
     /// Why a detection run again on the agent's port keeps the filtering of the run before
-    /// (`NATReport.keepingFiltering`), and the simulation's routers model it: the first run's
+    /// (`NATReport.keepingEarlier`), and the simulation's routers model it: the first run's
     /// mapping tests sent to the server's other address, the conntrack entry for it lives on, and
     /// the filtering tests of a second run from the same port, moments later, are answered from
     /// there and pass the port-restricted filter.

@@ -34,7 +34,7 @@ import Testing
     /// The agent detects again on its WireGuard port. The first run's mapping tests sent to the
     /// server's other address, and the NAT lets that address in from then on: a second run on the
     /// port sees any filter as endpoint-independent. Behind the same public address the first
-    /// run's filtering stands (``NATReport/keepingFiltering(of:)``); at a new address the new run counts.
+    /// run's filtering stands (``NATReport/keepingEarlier(_:)``); at a new address the new run counts.
     @Test(arguments: [FilteringBehavior.addressDependent, .addressAndPortDependent])
     func aRerunOnTheSamePortKeepsTheFilteringItCannotMeasure(_ filtering: FilteringBehavior) throws {
         var network = VirtualNetwork()
@@ -43,13 +43,19 @@ import Testing
         let rerun = try network.run().result.get()
         #expect(first.filtering == filtering)
         #expect(rerun.filtering == .endpointIndependent && rerun.natType == .fullCone, "the filter the first run opened")
-        let kept = rerun.keepingFiltering(of: first)
+        let kept = rerun.keepingEarlier(first)
         #expect(kept.filtering == filtering && kept.natType == first.natType)
         #expect(kept.notes.last?.contains("filtering kept from the run before") == true)
-        #expect(first.keepingFiltering(of: nil) == first && first.keepingFiltering(of: first) == first)
+        #expect(first.keepingEarlier(nil) == first && first.keepingEarlier(first) == first)
+        var lossy = first
+        lossy.mapping = .unknown
+        lossy.natType = .unknown
+        let completed = lossy.keepingEarlier(first)
+        #expect(completed.mapping == .endpointIndependent && completed.natType == first.natType,
+                "a mapping test lost under loss says nothing new")
         var moved = rerun
         moved.publicEndpoint = Endpoint("203.0.113.77:51820")!
-        #expect(moved.keepingFiltering(of: first) == moved, "another public address: another NAT, tested afresh")
+        #expect(moved.keepingEarlier(first) == moved, "another public address: another NAT, tested afresh")
     }
 
     @Test func noNATIsOpen() throws {
