@@ -79,8 +79,6 @@ public final class ControlClient {
     /// the last register sent (a cookie answers that one).
     private var cookie = [UInt8](repeating: 0, count: ControlNotice.cookieCount)
     private var registerNonce: UInt64 = 0
-    /// What the last register carried: the NAT type, the candidates and the certificate.
-    private var lastRegister: (NATType, [Candidate], [UInt8])?
     private let clock: any TimeSource
     private var buffer = [UInt8](repeating: 0, count: 2048)
     private(set) var scheduler: Scheduler<Executor>!
@@ -139,15 +137,12 @@ public final class ControlClient {
 
     public func stop() { scheduler.post(.stop, to: machine) }
 
-    /// This member's NAT type and candidates, as a new STUN result or port mapping has them: when
-    /// they or the certificate changed since the last register and the client is registered, it
-    /// registers again, resent every second until the server acknowledges.
+    /// This member's NAT type and candidates changed (e.g. a new STUN result): registered, it
+    /// registers again with them, resent every second until the server acknowledges.
     public func update(nat: NATType, candidates: [Candidate]) {
         configuration.nat = nat
         configuration.candidates = candidates
-        let registering = (configuration.nat, configuration.candidates, configuration.certificate)
-        guard state == .registered, let sent = lastRegister, sent != registering else { return }
-        scheduler.post(.changed, to: machine)
+        if state == .registered { scheduler.post(.changed, to: machine) }
     }
 
     public func requestPunch(with peer: MemberKey) { send(.punchRequest(target: peer)) }
@@ -166,7 +161,6 @@ public final class ControlClient {
     }
 
     private func sendRegister() {
-        lastRegister = (configuration.nat, configuration.candidates, configuration.certificate)
         registerNonce = send(.register(cookie: cookie, nat: configuration.nat, candidates: configuration.candidates,
                                        certificate: configuration.certificate))
     }

@@ -546,8 +546,6 @@ import Time
         try acknowledge()
         #expect(try world.spin { client.state == .registered })
         #expect(try nextRegister() == nil, "acknowledged: nothing more")
-        client.update(nat: .portRestrictedCone, candidates: moved)
-        #expect(try nextRegister() == nil && client.state == .registered, "the same again changes nothing")
     }
 
     @Test func aLostPushIsNoticedAndTheClientRegistersAgain() throws {
