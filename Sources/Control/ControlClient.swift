@@ -137,12 +137,11 @@ public final class ControlClient {
 
     public func stop() { scheduler.post(.stop, to: machine) }
 
-    /// This member's NAT type and candidates changed (e.g. a new STUN result): registered, it
-    /// registers again with them, resent every second until the server acknowledges.
+    /// Sends new candidates (e.g. after a new STUN result).
     public func update(nat: NATType, candidates: [Candidate]) {
         configuration.nat = nat
         configuration.candidates = candidates
-        if state == .registered { scheduler.post(.changed, to: machine) }
+        if state == .registered { sendRegister() }
     }
 
     public func requestPunch(with peer: MemberKey) { send(.punchRequest(target: peer)) }

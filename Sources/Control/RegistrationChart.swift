@@ -7,7 +7,6 @@ import StateChart
 ///     idle ─start→ registering ─registered→ registered ─heartbeat due [3 missed]→ registering
 ///     registering ─attempt timed out [3 attempts]→ backingOff ─backoff elapsed→ registering
 ///     registered ─resync (new epoch, missed change, register again)→ registering
-///     registered ─changed (this member's NAT type or candidates)→ registering
 public enum RegistrationChart: ChartSpec {
     public typealias State = RegistrationState
     public typealias Event = RegistrationEvent
@@ -32,9 +31,6 @@ public enum RegistrationChart: ChartSpec {
             Row(.registered, on: .heartbeatAcked, stay: [], update: { $0.missedHeartbeats = 0 }),
             Row(.registered, on: .registeredAck, stay: []),
             Row(.registered, on: .resync, to: .registering),
-            // Registering again carries the change, resent until acknowledged: a single register lost
-            // would leave the party with the old candidates (heartbeats carry none).
-            Row(.registered, on: .changed, to: .registering),
             Row(.registered, on: .stop, to: .stopped, do: [.sendLeave]),
         ]
         let states: [StateInfo<RegistrationChart>] = [
@@ -89,8 +85,6 @@ public enum RegistrationEvent: Int, ChartEvent {
     case heartbeatAcked
     /// The server forgot us or we missed a change: register again for a full view.
     case resync
-    /// This member's NAT type or candidates changed: register again with them.
-    case changed
     case backoffElapsed
     case stop
 }
@@ -105,7 +99,6 @@ extension RegistrationEvent: CustomStringConvertible {
         case .heartbeatDue: "heartbeatDue"
         case .heartbeatAcked: "heartbeatAcked"
         case .resync: "resync"
-        case .changed: "changed"
         case .backoffElapsed: "backoffElapsed"
         case .stop: "stop"
         }
