@@ -77,14 +77,12 @@ final class SimulatedControl {
         return record
     }
 
-    /// Member `a` registers again with `record` (a new public endpoint or NAT type), every second
-    /// until the server has it (`ControlClient`'s `changed`), unless a newer record took its place.
+    /// Member `a` registers again with `record` (a new public endpoint or NAT type), once, as
+    /// `ControlClient.update` does: a register lost, or sent while the server is down, is not sent
+    /// again, and the server keeps the old record.
     func announce(_ record: MemberRecord, from a: Int) {
-        let again = { [unowned self] in
-            network.after(.seconds(1)) { [unowned self] in if agents[a].announced == record { announce(record, from: a) } }
-        }
-        cross(lost: again) { [unowned self] in
-            guard isUp else { return again() }
+        cross { [unowned self] in
+            guard isUp else { return }
             push(a)
         }
     }
