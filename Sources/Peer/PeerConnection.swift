@@ -303,7 +303,7 @@ public struct PeerConnection: Sendable, Equatable {
     /// mappings toward its peers (the paths) stay as they were.
     public static func moved(from old: MemberRecord, to new: MemberRecord) -> Bool {
         let before = publicEndpoints(old), after = publicEndpoints(new)
-        if Set(before.map(\.address)) != Set(after.map(\.address)) { return true }
+        if Set(before.map { $0.address }) != Set(after.map { $0.address }) { return true }
         guard old.nat != .symmetric, new.nat != .symmetric else { return false }
         return !before.subtracting(after).isEmpty
     }
