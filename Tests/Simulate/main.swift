@@ -36,25 +36,35 @@ if let party, party < 2 {
     FileHandle.standardError.write(Data("simulate: PARTY must be 2 or more, not \(party)\n".utf8))
     exit(64)
 }
-if environment["SCENARIO"] == "connection", let size = party {
+/// Runs parties FIRST…FIRST+RUNS−1 (RUNS default 20) of `size` members, or replays SEED; prints each
+/// summary, the seeds that broke a property and how to replay the first three; exits 1 if any broke.
+func runParties(_ name: String, size: Int, replaying make: String,
+                _ run: (UInt64, Bool) -> (summary: String, violations: [String], trace: [String])) -> Never {
     if let seed {
-        let outcome = ConnectionParty.drawn(seed: seed, size: size).run(verbose: true)
+        let outcome = run(seed, true)
         replay(trace: outcome.trace, summary: outcome.summary, violations: outcome.violations)
     }
     let runs = number("RUNS", fallback: 20)!
-    var failed: [ConnectionPartyOutcome] = []
+    var failed: [(seed: UInt64, summary: String, violations: [String])] = []
     let started = ContinuousClock.now
     for seed in first..<first + runs {
-        let outcome = ConnectionParty.drawn(seed: seed, size: size).run()
+        let outcome = run(seed, false)
         print(outcome.summary)
-        if !outcome.violations.isEmpty { failed.append(outcome) }
+        if !outcome.violations.isEmpty { failed.append((seed, outcome.summary, outcome.violations)) }
     }
-    print("\(runs) connection parties of \(size) in \(ContinuousClock.now - started); \(failed.count) broke a property"
-          + (failed.isEmpty ? "" : ": seeds \(failed.map { "\($0.scenario.seed)" }.joined(separator: ", "))"))
+    print("\(runs) \(name) of \(size) in \(ContinuousClock.now - started); \(failed.count) broke a property"
+          + (failed.isEmpty ? "" : ": seeds \(failed.map { "\($0.seed)" }.joined(separator: ", "))"))
     for outcome in failed.prefix(3) {
-        print("\n--- \(outcome.summary)\n    broke: \(outcome.violations.prefix(5).joined(separator: "; "))\n    replay: make simulate SCENARIO=connection PARTY=\(size) SEED=\(outcome.scenario.seed)")
+        print("\n--- \(outcome.summary)\n    broke: \(outcome.violations.prefix(5).joined(separator: "; "))\n    replay: make simulate \(make) SEED=\(outcome.seed)")
     }
     exit(failed.isEmpty ? 0 : 1)
+}
+
+if environment["SCENARIO"] == "connection", let size = party {
+    runParties("connection parties", size: size, replaying: "SCENARIO=connection PARTY=\(size)") { seed, verbose in
+        let outcome = ConnectionParty.drawn(seed: seed, size: size).run(verbose: verbose)
+        return (outcome.summary, outcome.violations, outcome.trace)
+    }
 }
 if environment["SCENARIO"] == "connection" {
     if let seed {
@@ -73,23 +83,10 @@ if environment["SCENARIO"] == "connection" {
     exit(64)
 }
 if let size = party {
-    if let seed {
-        let outcome = PartyScenario.drawn(seed: seed, size: size).run(verbose: true)
-        replay(trace: outcome.trace, summary: outcome.summary, violations: outcome.violations)
+    runParties("parties", size: size, replaying: "PARTY=\(size)") { seed, verbose in
+        let outcome = PartyScenario.drawn(seed: seed, size: size).run(verbose: verbose)
+        return (outcome.summary, outcome.violations, outcome.trace)
     }
-    let runs = number("RUNS", fallback: 20)!
-    var failed: [PartyOutcome] = []
-    let started = ContinuousClock.now
-    for seed in first..<first + runs {
-        let outcome = PartyScenario.drawn(seed: seed, size: size).run()
-        print(outcome.summary)
-        if !outcome.violations.isEmpty { failed.append(outcome) }
-    }
-    print("\(runs) parties of \(size) in \(ContinuousClock.now - started); \(failed.count) broke a property")
-    for outcome in failed.prefix(3) {
-        print("\n--- \(outcome.summary)\n    broke: \(outcome.violations.prefix(5).joined(separator: "; "))\n    replay: make simulate PARTY=\(size) SEED=\(outcome.scenario.seed)")
-    }
-    exit(failed.isEmpty ? 0 : 1)
 }
 if let seed {
     let outcome = PunchScenario.drawn(seed: seed).run(verbose: true)
