@@ -14,6 +14,8 @@ final class SimulatedControl {
     /// The agents, and each member's public address as the server sees it, by member index.
     var agents: [SimulatedAgent] = []
     var observed: [IPAddress] = []
+    /// Each member's record as its last register that arrived carried it (until then, as it joined).
+    private var registered: [Int: MemberRecord] = [:]
     private unowned let network: SimulatedNetwork
     private var punches: [Int: UInt64] = [:]
     /// Until when the server is down after a restart: requests arriving before then are lost.
@@ -72,7 +74,7 @@ final class SimulatedControl {
     /// Member `a`'s record as the server has it: as registered, with the address it saw the
     /// member at appended (`ControlCore`'s observed candidate, here with the WireGuard port).
     func record(of a: Int) -> MemberRecord {
-        var record = agents[a].announced
+        var record = registered[a] ?? agents[a].announced
         record.candidates.append(Candidate(.observed, Endpoint(observed[a], SimulatedMember.listenPort)))
         return record
     }
@@ -83,6 +85,7 @@ final class SimulatedControl {
     func announce(_ record: MemberRecord, from a: Int) {
         cross { [unowned self] in
             guard isUp else { return }
+            registered[a] = record
             push(a)
         }
     }
