@@ -129,6 +129,7 @@ extension Agent {
                 ("party", .string(configuration.party)),
                 ("state", .string("\(control.state)")),
                 ("registrations", .int(Int64(control.registrations))),
+                ("updates", .int(Int64(control.updates))),
                 ("problem", problem.map { $0.json(server: configuration.control) } ?? .null),
             ])),
             ("uptime_seconds", .int((clock.now - startedAt) / 1_000_000_000)),

@@ -52,6 +52,8 @@ public final class ControlClient {
     public private(set) var refusedCertificates = 0
     /// Times the client got registered (the first time and after every reconnect).
     public private(set) var registrations = 0
+    /// Registers sent while registered (new candidates, a missed change) that the server answered.
+    public private(set) var updates = 0
     /// The protocol versions the server said it speaks, when they do not include this one.
     public private(set) var serverVersions: (lowest: UInt8, highest: UInt8)?
     public var onPunch: ((MemberRecord, UInt64) -> Void)?
@@ -81,6 +83,12 @@ public final class ControlClient {
     private var registerNonce: UInt64 = 0
     private let clock: any TimeSource
     private var buffer = [UInt8](repeating: 0, count: 2048)
+    /// Records of other members the last `registered` answer announced that have not come yet: the
+    /// view is incomplete until they do, and the next heartbeat's ack registers again.
+    private var presentsAwaited = 0
+    /// The members known before the last `registered` answer, until its records come: those they
+    /// do not bring left meanwhile (their `left` push was lost).
+    private var earlier: [MemberKey: MemberRecord] = [:]
     private(set) var scheduler: Scheduler<Executor>!
     private var machine = MachineID(0)
 
@@ -137,11 +145,12 @@ public final class ControlClient {
 
     public func stop() { scheduler.post(.stop, to: machine) }
 
-    /// Sends new candidates (e.g. after a new STUN result).
+    /// Sends new candidates (e.g. after a new STUN result): at once when registered, and again in
+    /// place of each heartbeat until the server answers; otherwise with the next register.
     public func update(nat: NATType, candidates: [Candidate]) {
         configuration.nat = nat
         configuration.candidates = candidates
-        if state == .registered { sendRegister() }
+        if state == .registered { scheduler.post(.update, to: machine) }
     }
 
     public func requestPunch(with peer: MemberKey) { send(.punchRequest(target: peer)) }
@@ -155,6 +164,7 @@ public final class ControlClient {
         case .reportRegistered:
             registrations += 1
             onRegistered?()
+        case .reportUpdated: updates += 1
         case .reportDisconnected: onUnanswered?(scheduler.machine(machine)?.context.failures ?? 0)
         }
     }
@@ -226,6 +236,15 @@ public final class ControlClient {
         }
     }
 
+    /// Once every record the last `registered` answer announced has come, the members known before
+    /// that it did not bring are gone: each is reported as having left.
+    private func settleView() {
+        guard presentsAwaited == 0, !earlier.isEmpty else { return }
+        let gone = earlier
+        earlier = [:]
+        for key in gone.keys.sorted() { onChange?(.left, gone[key]!) }
+    }
+
     /// A record the server introduced, with its certificate verified and its granted prefixes; nil
     /// (reported) when the certificate does not verify.
     private func verified(_ record: MemberRecord) -> MemberRecord? {
@@ -245,11 +264,14 @@ public final class ControlClient {
     private func handle(_ body: ControlMessage.Body) {
         serverVersions = nil
         switch body {
-        case .registered(let epoch, let revision, let heartbeat, let observed, _):
+        case .registered(let epoch, let revision, let heartbeat, let observed, let others):
             self.epoch = epoch
             self.revision = revision
             self.observed = observed
+            earlier.merge(members) { _, newer in newer }
             members = [:]
+            presentsAwaited = Int(others)
+            settleView()
             scheduler.updateContext(of: machine) { $0.heartbeat = .seconds(max(1, Int(heartbeat))) }
             scheduler.post(.registeredAck, to: machine)
         case .member(let event, let record, let revision):
@@ -257,8 +279,11 @@ public final class ControlClient {
             // Pushes count the party's revisions one by one: a jump means one was lost, so the
             // revision stays behind and the next heartbeat's ack asks for a resync.
             if event != .present, revision == self.revision &+ 1 { self.revision = revision }
+            let before = earlier.removeValue(forKey: record.key)
+            if event == .present && presentsAwaited > 0 { presentsAwaited -= 1 }
+            defer { settleView() }
             if event == .left {
-                guard let known = members.removeValue(forKey: record.key) else { return }
+                guard let known = members.removeValue(forKey: record.key) ?? before else { return }
                 onChange?(event, known)
                 return
             }
@@ -266,8 +291,11 @@ public final class ControlClient {
             members[record.key] = record
             onChange?(event, record)
         case .heartbeatAck(let epoch, let revision):
-            if epoch != self.epoch || revision != self.revision {
+            if epoch != self.epoch {
                 scheduler.post(.resync, to: machine)
+            } else if revision != self.revision || presentsAwaited > 0 {
+                // A push was lost: the answer to a register brings every record again.
+                scheduler.post(.update, to: machine)
             } else {
                 scheduler.post(.heartbeatAcked, to: machine)
             }

@@ -6,7 +6,8 @@ import StateChart
 ///
 ///     idle ─start→ registering ─registered→ registered ─heartbeat due [3 missed]→ registering
 ///     registering ─attempt timed out [3 attempts]→ backingOff ─backoff elapsed→ registering
-///     registered ─resync (new epoch, missed change, register again)→ registering
+///     registered ─resync (new epoch, register again)→ registering
+///     registered ─update (new candidates, missed change)→ registered, resent for heartbeats until answered
 public enum RegistrationChart: ChartSpec {
     public typealias State = RegistrationState
     public typealias Event = RegistrationEvent
@@ -15,21 +16,25 @@ public enum RegistrationChart: ChartSpec {
 
     static let attemptsLeft = Guard<RegistrationContext>("attempts < 3") { $0.attempts < 3 }
     static let serverSilent = Guard<RegistrationContext>("3 heartbeats missed") { $0.missedHeartbeats >= 3 }
+    static let updatePending = Guard<RegistrationContext>("update unanswered") { $0.updatePending }
 
     public static let chart: Chart<RegistrationChart> = { () -> Chart<RegistrationChart> in
         let rows: [Row<RegistrationChart>] = [
             Row(.idle, on: .start, to: .registering),
             Row(.registering, on: .registeredAck, to: .registered,
-                update: { $0.attempts = 0; $0.failures = 0; $0.missedHeartbeats = 0 }),
+                update: { $0.attempts = 0; $0.failures = 0; $0.missedHeartbeats = 0; $0.updatePending = false }),
             Row(.registering, on: .attemptTimedOut, when: attemptsLeft, to: .registering),
             Row(.registering, on: .attemptTimedOut, to: .backingOff, update: { $0.attempts = 0; $0.failures += 1 }),
             Row(.registering, on: .stop, to: .stopped),
             Row(.backingOff, on: .backoffElapsed, to: .registering),
             Row(.backingOff, on: .stop, to: .stopped),
             Row(.registered, on: .heartbeatDue, when: serverSilent, to: .registering, update: { $0.missedHeartbeats = 0 }),
+            // An unanswered update goes again in place of the heartbeat: the server counts either as one.
+            Row(.registered, on: .heartbeatDue, when: updatePending, stay: [.sendRegister], update: { $0.missedHeartbeats += 1 }),
             Row(.registered, on: .heartbeatDue, stay: [.sendHeartbeat], update: { $0.missedHeartbeats += 1 }),
             Row(.registered, on: .heartbeatAcked, stay: [], update: { $0.missedHeartbeats = 0 }),
-            Row(.registered, on: .registeredAck, stay: []),
+            Row(.registered, on: .update, stay: [.sendRegister], update: { $0.updatePending = true }),
+            Row(.registered, on: .registeredAck, stay: [.reportUpdated], update: { $0.updatePending = false; $0.missedHeartbeats = 0 }),
             Row(.registered, on: .resync, to: .registering),
             Row(.registered, on: .stop, to: .stopped, do: [.sendLeave]),
         ]
@@ -83,8 +88,10 @@ public enum RegistrationEvent: Int, ChartEvent {
     case attemptTimedOut
     case heartbeatDue
     case heartbeatAcked
-    /// The server forgot us or we missed a change: register again for a full view.
+    /// The server forgot us or restarted: register anew.
     case resync
+    /// New candidates to tell, or a change missed: register again while registered, until answered.
+    case update
     case backoffElapsed
     case stop
 }
@@ -99,6 +106,7 @@ extension RegistrationEvent: CustomStringConvertible {
         case .heartbeatDue: "heartbeatDue"
         case .heartbeatAcked: "heartbeatAcked"
         case .resync: "resync"
+        case .update: "update"
         case .backoffElapsed: "backoffElapsed"
         case .stop: "stop"
         }
@@ -110,6 +118,8 @@ public enum RegistrationAction: Sendable, Hashable {
     case sendHeartbeat
     case sendLeave
     case reportRegistered
+    /// The server answered a register sent while registered: the record and the view are current.
+    case reportUpdated
     /// A round of register messages went unanswered: tell the owner the server is unreachable.
     case reportDisconnected
 }
@@ -122,6 +132,7 @@ extension RegistrationAction: CustomStringConvertible {
         case .sendHeartbeat: "sendHeartbeat"
         case .sendLeave: "sendLeave"
         case .reportRegistered: "reportRegistered"
+        case .reportUpdated: "reportUpdated"
         case .reportDisconnected: "reportDisconnected"
         }
     }
@@ -133,6 +144,8 @@ public struct RegistrationContext: Sendable, Equatable {
     /// Rounds that ended unanswered since the last success; sets the backoff.
     public var failures = 0
     public var missedHeartbeats = 0
+    /// A register sent while registered is not answered yet.
+    public var updatePending = false
     public var heartbeat: Duration = .seconds(10)
     public init() {}
 }

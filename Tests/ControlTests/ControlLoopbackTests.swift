@@ -501,58 +501,137 @@ import Time
         #expect(world.server.stunAnswered == 1)
     }
 
-    /// A scripted server (a plain socket sealing server messages) pushes revisions 6 and 8: the
-    /// push of 7 was lost, so the client keeps revision 6, and when its heartbeat is answered with
-    /// revision 8 it registers again to get every record afresh. Without the gap it stays registered.
-    @Test func aLostPushIsNoticedAndTheClientRegistersAgain() throws {
-        for losing in [true, false] {
-            let world = try World()
-            let server = try UDPSocket(binding: Endpoint(Self.localhost, 0))
-            let member = Self.party.member(1)
-            var configuration = Self.party.configuration(member, server: server.local)
+    /// A scripted server: a plain socket sealing server messages to one client, and reading its requests.
+    final class ScriptedServer {
+        let world: World
+        let socket: UDPSocket
+        let client: ControlClient
+        let key: [UInt8]
+        private var nonce: UInt64 = 0
+        private var buffer = [UInt8](repeating: 0, count: 2048)
+
+        init() throws {
+            world = try World()
+            socket = try UDPSocket(binding: Endpoint(ControlLoopbackTests.localhost, 0))
+            let member = ControlLoopbackTests.party.member(1)
+            var configuration = ControlLoopbackTests.party.configuration(member, server: socket.local)
             configuration.candidates = [Candidate(.local, Endpoint("203.0.113.1:51820")!)]
-            let client = try ControlClient(configuration, privateKey: member.privateKey, loop: world.loop, clock: world.clock,
-                                           local: Endpoint(Self.localhost, 0))
-            let key = Self.party.controlKey(member)
-            var nonce: UInt64 = 0
-            func send(_ body: ControlMessage.Body) throws {
-                nonce += 1
-                let message = ControlMessage(partyID: Self.party.id, timestampMillis: WallClock.unixMillis(), nonce: nonce,
-                                             sender: Self.party.serverKey, body: body)
-                try server.send(message.encoded(key: key), to: client.socket.local)
-            }
-            var buffer = [UInt8](repeating: 0, count: 2048)
-            func nextRequest() throws -> ControlMessage.Body? {
-                var request: ControlMessage.Body?
-                _ = try world.spin {
-                    if let (count, _) = try? server.receive(into: &buffer) {
-                        request = try? ControlMessage(authenticating: Array(buffer[..<count]), key: key).body
-                    }
-                    return request != nil
+            client = try ControlClient(configuration, privateKey: member.privateKey, loop: world.loop, clock: world.clock,
+                                       local: Endpoint(ControlLoopbackTests.localhost, 0))
+            key = ControlLoopbackTests.party.controlKey(member)
+        }
+
+        func send(_ body: ControlMessage.Body) throws {
+            nonce += 1
+            let message = ControlMessage(partyID: ControlLoopbackTests.party.id, timestampMillis: WallClock.unixMillis(), nonce: nonce,
+                                         sender: ControlLoopbackTests.party.serverKey, body: body)
+            try socket.send(message.encoded(key: key), to: client.socket.local)
+        }
+
+        /// The client's next request, within `seconds`.
+        func nextRequest(within seconds: Double = 3) throws -> ControlMessage.Body? {
+            var request: ControlMessage.Body?
+            _ = try world.spin(upTo: seconds) {
+                if let (count, _) = try? socket.receive(into: &buffer) {
+                    request = try? ControlMessage(authenticating: Array(buffer[..<count]), key: key).body
                 }
-                return request
+                return request != nil
             }
+            return request
+        }
+
+        /// Member `index`'s record, as the server would push it.
+        func record(_ index: Int) -> MemberRecord {
+            let other = ControlLoopbackTests.party.member(index)
+            return MemberRecord(key: other.key, nat: .open, candidates: [Candidate(.local, Endpoint("203.0.113.\(index):51820")!)],
+                                certificate: other.certificate)
+        }
+
+        /// Starts the client and answers its register: revision 5, heartbeats every second, `others` present.
+        func register(presenting others: [Int]) throws {
             client.start()
             guard case .register = try #require(try nextRequest()) else { Issue.record("the first request is not a register"); return }
-            try send(.registered(epoch: 1, revision: 5, heartbeatSeconds: 1, observed: client.socket.local, others: 0))
-            func record(_ index: Int) -> MemberRecord {
-                let other = Self.party.member(index)
-                return MemberRecord(key: other.key, nat: .open, candidates: [Candidate(.local, Endpoint("203.0.113.\(index):51820")!)],
-                                    certificate: other.certificate)
-            }
-            try send(.member(event: .joined, record: record(2), revision: 6))
-            try send(.member(event: .joined, record: record(3), revision: losing ? 8 : 7))
-            #expect(try world.spin { client.members.count == 2 })
+            try answer(presenting: others, revision: 5)
+            #expect(try world.spin { client.state == .registered })
+        }
+
+        func answer(presenting others: [Int], revision: UInt64, announcing count: Int? = nil) throws {
+            try send(.registered(epoch: 1, revision: revision, heartbeatSeconds: 1, observed: client.socket.local,
+                                 others: UInt16(count ?? others.count)))
+            for index in others { try send(.member(event: .present, record: record(index), revision: revision)) }
+        }
+    }
+
+    /// Pushes of revisions 6 and 8: the push of 7 was lost, so the client keeps revision 6, and
+    /// when its heartbeat is answered with revision 8 it registers again, still registered, to get
+    /// every record afresh. Without the gap it only sends heartbeats.
+    @Test func aLostPushIsCaughtUpOnWhileRegistered() throws {
+        for losing in [true, false] {
+            let server = try ScriptedServer()
+            let client = server.client
+            try server.register(presenting: [])
+            try server.send(.member(event: .joined, record: server.record(2), revision: 6))
+            try server.send(.member(event: .joined, record: server.record(3), revision: losing ? 8 : 7))
+            #expect(try server.world.spin { client.members.count == 2 })
             #expect(client.revision == (losing ? 6 : 7))
-            guard case .heartbeat = try #require(try nextRequest()) else { Issue.record("no heartbeat"); return }
-            try send(.heartbeatAck(epoch: 1, revision: losing ? 8 : 7))
+            guard case .heartbeat = try #require(try server.nextRequest()) else { Issue.record("no heartbeat"); return }
+            try server.send(.heartbeatAck(epoch: 1, revision: losing ? 8 : 7))
             if losing {
-                guard case .register = try #require(try nextRequest()) else { Issue.record("no register after the gap"); return }
-                #expect(client.state == .registering)
+                guard case .register = try #require(try server.nextRequest()) else { Issue.record("no register after the gap"); return }
+                #expect(client.state == .registered && client.registrations == 1, "an update, not a new registration")
+                try server.answer(presenting: [2, 3], revision: 8)
+                #expect(try server.world.spin { client.revision == 8 && client.updates == 1 && client.members.count == 2 })
             } else {
-                #expect(!(try world.spin(upTo: 0.3) { client.state != .registered }), "no gap, no resync")
+                guard case .heartbeat = try #require(try server.nextRequest()) else { Issue.record("no gap, no register"); return }
             }
         }
+    }
+
+    /// New candidates go in a register at once; lost, they go again in place of each heartbeat
+    /// until the server answers, and then heartbeats resume.
+    @Test func aLostUpdateIsSentAgainUntilAnswered() throws {
+        let server = try ScriptedServer()
+        let client = server.client
+        try server.register(presenting: [])
+        let moved = Candidate(.reflexive, Endpoint("198.51.100.1:40000")!)
+        client.update(nat: .portRestrictedCone, candidates: [moved])
+        for _ in 0..<3 {
+            guard case .register(_, _, let candidates, _) = try #require(try server.nextRequest()) else {
+                Issue.record("an unanswered update is not sent again"); return
+            }
+            #expect(candidates == [moved])
+        }
+        #expect(client.state == .registered)
+        try server.answer(presenting: [], revision: 5)
+        guard case .heartbeat = try #require(try server.nextRequest()) else { Issue.record("no heartbeat after the answer"); return }
+        #expect(client.updates == 1)
+    }
+
+    /// The answer announces two members and one record is lost: the next heartbeat's ack registers
+    /// again. A member known before that the complete view does not bring left meanwhile (its
+    /// `left` push was lost): the client reports it gone.
+    @Test func anIncompleteViewIsFetchedAgainAndAMissedLeaveIsReported() throws {
+        let server = try ScriptedServer()
+        let client = server.client
+        var left: [MemberKey] = []
+        client.onChange = { event, record in if event == .left { left.append(record.key) } }
+        try server.register(presenting: [2])
+        #expect(try server.world.spin { client.members.count == 1 })
+        // Member 3 joins, member 2's leave is lost (revision 7 never comes), then a register's answer
+        // announces two but only member 3's record arrives.
+        try server.send(.member(event: .joined, record: server.record(3), revision: 6))
+        guard case .heartbeat = try #require(try server.nextRequest()) else { Issue.record("no heartbeat"); return }
+        try server.send(.heartbeatAck(epoch: 1, revision: 7))
+        guard case .register = try #require(try server.nextRequest()) else { Issue.record("no register after the gap"); return }
+        try server.answer(presenting: [3], revision: 7, announcing: 2)
+        #expect(try server.world.spin { client.updates == 1 && client.members.count == 1 })
+        #expect(left.isEmpty, "an incomplete view says nothing of who left")
+        guard case .heartbeat = try #require(try server.nextRequest()) else { Issue.record("no heartbeat"); return }
+        try server.send(.heartbeatAck(epoch: 1, revision: 7))
+        guard case .register = try #require(try server.nextRequest()) else { Issue.record("an incomplete view is not fetched again"); return }
+        try server.answer(presenting: [3], revision: 7)
+        #expect(try server.world.spin { left == [server.record(2).key] })
+        #expect(client.members.keys.sorted() == [server.record(3).key])
     }
 }
 

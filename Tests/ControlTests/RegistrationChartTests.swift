@@ -89,4 +89,27 @@ import Time
         h.post(.stop)
         #expect(h.state == .stopped && h.take() == [.sendLeave])
     }
+
+    /// An update (new candidates, a missed push) is a register sent while registered: it goes at
+    /// once, again in place of each heartbeat while unanswered, and the member never stops being
+    /// registered; the answer brings the heartbeats back.
+    @Test func anUpdateIsResentInPlaceOfHeartbeatsUntilAnswered() {
+        let h = Harness()
+        h.post(.start)
+        h.scheduler.updateContext(of: h.id) { $0.heartbeat = .seconds(10) }
+        h.post(.registeredAck)
+        _ = h.take()
+        h.post(.update)
+        #expect(h.state == .registered && h.take() == [.sendRegister])
+        h.wait(.seconds(20))
+        #expect(h.state == .registered && h.take() == [.sendRegister, .sendRegister], "unanswered: resent with each heartbeat")
+        h.post(.registeredAck)
+        #expect(h.take() == [.reportUpdated])
+        h.wait(.seconds(10))
+        #expect(h.take() == [.sendHeartbeat])
+        // Unanswered updates count as missed heartbeats: a silent server is noticed all the same.
+        h.post(.update)
+        h.wait(.seconds(30))
+        #expect(h.state == .registering)
+    }
 }
