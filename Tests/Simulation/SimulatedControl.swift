@@ -16,6 +16,8 @@ final class SimulatedControl {
     var observed: [IPAddress] = []
     /// Each member's record as its last register that arrived carried it (until then, as it joined).
     private var registered: [Int: MemberRecord] = [:]
+    /// Members whose last register is unanswered, and those with a resend already due.
+    private var unanswered: Set<Int> = [], resendDue: Set<Int> = []
     private unowned let network: SimulatedNetwork
     private var punches: [Int: UInt64] = [:]
     /// Until when the server is down after a restart: requests arriving before then are lost.
@@ -79,14 +81,33 @@ final class SimulatedControl {
         return record
     }
 
-    /// Member `a` registers again with `record` (a new public endpoint or NAT type), once, as
-    /// `ControlClient.update` does: a register lost, or sent while the server is down, is not sent
-    /// again, and the server keeps the old record.
+    /// Member `a` sends its record in a register (a new public endpoint or NAT type), as
+    /// `ControlClient.update` does: lost, sent while the server is down, or its answer lost, it goes
+    /// again in place of the member's next heartbeat (within 10 s, then every 10 s), with the
+    /// record the member has then, until an answer comes. The server pushes a record that changed.
     func announce(_ record: MemberRecord, from a: Int) {
-        cross { [unowned self] in
-            guard isUp else { return }
-            registered[a] = record
-            push(a)
+        unanswered.insert(a)
+        register(record, from: a)
+    }
+
+    private func register(_ record: MemberRecord, from a: Int) {
+        let resend = { [unowned self] in resendAtHeartbeat(a) }
+        cross(lost: resend) { [unowned self] in
+            guard isUp else { return resend() }
+            if registered[a] != record {
+                registered[a] = record
+                push(a)
+            }
+            cross(lost: resend) { [unowned self] in unanswered.remove(a) }
+        }
+    }
+
+    private func resendAtHeartbeat(_ a: Int) {
+        guard resendDue.insert(a).inserted else { return }
+        let heartbeat = Duration.nanoseconds(network.random.nanoseconds(in: 0...10_000_000_000))
+        network.after(heartbeat) { [unowned self] in
+            resendDue.remove(a)
+            if unanswered.contains(a) { register(agents[a].announced, from: a) }
         }
     }
 
