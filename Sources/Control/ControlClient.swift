@@ -268,7 +268,7 @@ public final class ControlClient {
             self.epoch = epoch
             self.revision = revision
             self.observed = observed
-            earlier.merge(members) { _, newer in newer }
+            for (key, record) in members { earlier[key] = record }
             members = [:]
             presentsAwaited = Int(others)
             settleView()

@@ -1,5 +1,6 @@
 import Net
 import Rendezvous
+import STUN
 import Time
 
 /// One peer connection's protocol state beside its chart machine, and every decision that depends
