@@ -1,4 +1,5 @@
 import Control
+import DNS
 import EventLoop
 import Output
 import Net

@@ -1,8 +1,10 @@
 import Control
+import DNS
 import EventLoop
 import Net
 import Output
 import Peer
+import Punch
 import Rendezvous
 import STUN
 import StateChart

@@ -1,27 +1,35 @@
 import Output
 
 extension Chart {
+    /// The chart as Graphviz DOT (``ChartOutline/dot()``).
+    public func dot() -> String { outline.dot() }
+
+    /// The chart as JSON (``ChartOutline/json()``).
+    public func json() -> JSON { outline.json() }
+}
+
+extension ChartOutline {
     /// The chart as Graphviz DOT: one node per state (final states drawn with a double border),
     /// one edge per row labelled `event [guard] / actions`, with `(after 2s)` when a timeout of
     /// the source fires the event. Internal transitions are dashed self-loops.
     public func dot() -> String {
         var lines = [
-            "digraph \(Chart.dotID(name)) {",
+            "digraph \(Self.dotID(name)) {",
             "  rankdir=LR;",
             "  node [shape=box, style=rounded, fontname=\"Helvetica\"];",
             "  edge [fontname=\"Helvetica\", fontsize=10];",
             "  __start [shape=point, width=0.15];",
         ]
-        for info in states {
-            var attributes = "label=\(Chart.dotString(stateLabel(info)))"
-            if info.isFinal { attributes += ", peripheries=2" }
-            lines.append("  \(Chart.dotID("\(info.state)")) [\(attributes)];")
+        for state in states {
+            var attributes = "label=\(Self.dotString(label(of: state)))"
+            if state.isFinal { attributes += ", peripheries=2" }
+            lines.append("  \(Self.dotID(state.name)) [\(attributes)];")
         }
-        lines.append("  __start -> \(Chart.dotID("\(initial)"));")
+        lines.append("  __start -> \(Self.dotID(states[initial].name));")
         for row in rows {
-            var attributes = "label=\(Chart.dotString(edgeLabel(row)))"
-            if row.target == nil { attributes += ", style=dashed" }
-            lines.append("  \(Chart.dotID("\(row.source)")) -> \(Chart.dotID("\(row.destination)")) [\(attributes)];")
+            var attributes = "label=\(Self.dotString(label(of: row)))"
+            if row.isInternal { attributes += ", style=dashed" }
+            lines.append("  \(Self.dotID(states[row.source].name)) -> \(Self.dotID(states[row.destination].name)) [\(attributes)];")
         }
         lines.append("}")
         return lines.joined(separator: "\n") + "\n"
@@ -29,51 +37,50 @@ extension Chart {
 
     /// The chart as JSON: states with their entry/exit actions and timeouts, rows in table order.
     public func json() -> JSON {
-        .object([
+        func strings(_ values: [String]) -> JSON { .array(values.map { .string($0) }) }
+        return .object([
             ("name", .string(name)),
-            ("initial", .string("\(initial)")),
-            ("states", .array(states.map { info in
+            ("initial", .string(states[initial].name)),
+            ("states", .array(states.indices.map { index in
                 .object([
-                    ("name", .string("\(info.state)")),
-                    ("final", .bool(info.isFinal)),
-                    ("entry", .array(info.entry.map { .string("\($0)") })),
-                    ("exit", .array(info.exit.map { .string("\($0)") })),
-                    ("timeouts", .array(timeoutIndices(of: info.state).map { index in
-                        let timeout = timeouts[Int(index)]
-                        return .object([
-                            ("delay", .string(timeout.delay.label)),
+                    ("name", .string(states[index].name)),
+                    ("final", .bool(states[index].isFinal)),
+                    ("entry", strings(states[index].entry)),
+                    ("exit", strings(states[index].exit)),
+                    ("timeouts", .array(timeouts.filter { $0.state == index }.map { timeout in
+                        .object([
+                            ("delay", .string(timeout.delay)),
                             ("repeats", .int(Int64(timeout.repeats))),
-                            ("event", .string("\(timeout.event)")),
+                            ("event", .string(events[timeout.event])),
                         ])
                     })),
                 ])
             })),
             ("rows", .array(rows.map { row in
                 .object([
-                    ("from", .string("\(row.source)")),
-                    ("event", .string("\(row.event)")),
-                    ("guard", row.condition.map { .string($0.name) } ?? .null),
-                    ("to", .string("\(row.destination)")),
-                    ("internal", .bool(row.target == nil)),
-                    ("actions", .array(row.actions.map { .string("\($0)") })),
+                    ("from", .string(states[row.source].name)),
+                    ("event", .string(events[row.event])),
+                    ("guard", row.condition.map { .string($0) } ?? .null),
+                    ("to", .string(states[row.destination].name)),
+                    ("internal", .bool(row.isInternal)),
+                    ("actions", strings(row.actions)),
                 ])
             })),
         ])
     }
 
-    private func stateLabel(_ info: StateInfo<Spec>) -> String {
-        var label = "\(info.state)"
-        if !info.entry.isEmpty { label += "\nentry / " + info.entry.map { "\($0)" }.joined(separator: ", ") }
-        if !info.exit.isEmpty { label += "\nexit / " + info.exit.map { "\($0)" }.joined(separator: ", ") }
+    private func label(of state: State) -> String {
+        var label = state.name
+        if !state.entry.isEmpty { label += "\nentry / " + state.entry.joined(separator: ", ") }
+        if !state.exit.isEmpty { label += "\nexit / " + state.exit.joined(separator: ", ") }
         return label
     }
 
-    private func edgeLabel(_ row: Row<Spec>) -> String {
-        var label = "\(row.event)"
-        let timers = timeoutIndices(of: row.source).map { timeouts[Int($0)] }
-        if let timer = timers.first(where: { $0.event == row.event }) { label += " (\(timer.label))" }
-        if let condition = row.condition { label += " [\(condition.name)]" }
-        if !row.actions.isEmpty { label += "\n/ " + row.actions.map { "\($0)" }.joined(separator: ", ") }
+    private func label(of row: Row) -> String {
+        var label = events[row.event]
+        if let timer = timeouts.first(where: { $0.state == row.source && $0.event == row.event }) { label += " (\(timer.label))" }
+        if let condition = row.condition { label += " [\(condition)]" }
+        if !row.actions.isEmpty { label += "\n/ " + row.actions.joined(separator: ", ") }
         return label
     }
 

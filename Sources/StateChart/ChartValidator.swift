@@ -4,64 +4,65 @@ extension Chart {
         initial: Spec.State, states: [StateInfo<Spec>], rows: [Row<Spec>], timeouts: [Timeout<Spec>]
     ) -> [ChartProblem] {
         var problems: [ChartProblem] = []
-        func name(_ value: some CustomStringConvertible) -> String { value.description }
-
-        let allStates = Array(Spec.State.allCases)
-        if allStates.map({ $0.rawValue }) != Array(0..<allStates.count) {
+        if Spec.State.allCases.map({ $0.rawValue }) != Array(0..<Spec.State.allCases.count) {
             problems.append(.rawValuesNotDense(type: "State"))
         }
-        let allEvents = Array(Spec.Event.allCases)
-        if allEvents.map({ $0.rawValue }) != Array(0..<allEvents.count) {
+        if Spec.Event.allCases.map({ $0.rawValue }) != Array(0..<Spec.Event.allCases.count) {
             problems.append(.rawValuesNotDense(type: "Event"))
         }
         guard problems.isEmpty else { return problems }
+        return ChartOutline(name: "", initial: initial, states: states, rows: rows, timeouts: timeouts).problems
+    }
+}
 
-        var finals = Set<Spec.State>()
-        var described = Set<Spec.State>()
-        for info in states {
-            if !described.insert(info.state).inserted { problems.append(.stateDescribedTwice(state: name(info.state))) }
-            if info.isFinal { finals.insert(info.state) }
+extension ChartOutline {
+    /// Every problem of the chart, in a stable order (empty when the chart is sound).
+    public var problems: [ChartProblem] {
+        var problems: [ChartProblem] = []
+        var described = [Bool](repeating: false, count: states.count)
+        for state in self.described {
+            if described[state] { problems.append(.stateDescribedTwice(state: states[state].name)) }
+            described[state] = true
         }
 
         // Reachability: rows and nothing else move a machine between states.
-        var reached: Set<Spec.State> = [initial]
+        var reached = [Bool](repeating: false, count: states.count)
+        reached[initial] = true
         var frontier = [initial]
         while let state = frontier.popLast() {
-            for row in rows where row.source == state {
-                if reached.insert(row.destination).inserted { frontier.append(row.destination) }
+            for row in rows where row.source == state && !reached[row.destination] {
+                reached[row.destination] = true
+                frontier.append(row.destination)
             }
         }
-        for state in allStates where !reached.contains(state) { problems.append(.unreachable(state: name(state))) }
+        for state in states.indices where !reached[state] { problems.append(.unreachable(state: states[state].name)) }
 
-        for state in allStates {
+        for state in states.indices {
             let exits = rows.contains { $0.source == state && $0.destination != state }
-            if finals.contains(state) {
-                if exits { problems.append(.finalStateHasExits(state: name(state))) }
+            if states[state].isFinal {
+                if exits { problems.append(.finalStateHasExits(state: states[state].name)) }
             } else if !exits {
-                problems.append(.noWayOut(state: name(state)))
+                problems.append(.noWayOut(state: states[state].name))
             }
         }
 
         // Rows for one (state, event): guards must differ, and only the last may go without one.
-        var seen: [Spec.State: [Spec.Event: [String?]]] = [:]
+        var seen = [[String?]?](repeating: nil, count: states.count * events.count)
         for row in rows {
-            let guardName = row.condition?.name
-            let earlier = seen[row.source, default: [:]][row.event, default: []]
-            if earlier.contains(guardName) {
-                problems.append(.ambiguous(state: name(row.source), event: name(row.event), guard: guardName))
+            let key = row.source * events.count + row.event
+            let earlier = seen[key] ?? []
+            if earlier.contains(row.condition) {
+                problems.append(.ambiguous(state: states[row.source].name, event: events[row.event], guard: row.condition))
             } else if earlier.contains(nil) {
-                problems.append(.shadowed(state: name(row.source), event: name(row.event), guard: guardName))
+                problems.append(.shadowed(state: states[row.source].name, event: events[row.event], guard: row.condition))
             }
-            seen[row.source, default: [:]][row.event, default: []].append(guardName)
+            seen[key] = earlier + [row.condition]
         }
 
         for timeout in timeouts {
-            if seen[timeout.state]?[timeout.event] == nil {
-                problems.append(.unhandledTimeout(state: name(timeout.state), event: name(timeout.event)))
-            }
-            if timeout.repeats < 1 || (timeout.repeats > 1 && timeout.delay.fixedNanoseconds == 0) {
-                problems.append(.badTimeout(state: name(timeout.state), event: name(timeout.event)))
-            }
+            let (state, event) = (states[timeout.state].name, events[timeout.event])
+            if seen[timeout.state * events.count + timeout.event] == nil { problems.append(.unhandledTimeout(state: state, event: event)) }
+            if timeout.repeats < 1 || (timeout.repeats > 1 && timeout.isZero) { problems.append(.badTimeout(state: state, event: event)) }
         }
         return problems
     }

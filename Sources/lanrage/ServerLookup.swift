@@ -1,6 +1,7 @@
 import Commands
 import DNS
 import EventLoop
+import Output
 import Net
 import Time
 
