@@ -485,9 +485,17 @@ extension Agent {
             relays.allocate(offer) { [unowned(unsafe) self] grant in
                 guard self.links[id] != nil, let state = self.scheduler.machine(id)?.state else { return }
                 if let grant {
-                    guard self.links[id]!.connection.relayUse.granted(grant, in: state) else { return }
-                    self.logger.info("relay allocated", metadata: ["peer": "\(link.record.key)", "relay": "\(grant.service)", "endpoint": "\(grant.endpoint)"])
-                    self.scheduler.post(.relayReady, to: id)
+                    switch self.links[id]!.connection.relayUse.granted(grant, in: state) {
+                    case .unwanted:
+                        return
+                    case .kept:
+                        // The pair's allocation, on the same port (a relay restarted gives out its ports
+                        // in the same order): latched at once, with the newer token's key.
+                        _ = try? self.port.send(self.relays.latch(grant), to: grant.endpoint)
+                    case .ready:
+                        self.logger.info("relay allocated", metadata: ["peer": "\(link.record.key)", "relay": "\(grant.service)", "endpoint": "\(grant.endpoint)"])
+                        self.scheduler.post(.relayReady, to: id)
+                    }
                 } else {
                     self.logger.warning("relay did not grant an allocation", metadata: ["peer": "\(link.record.key)", "relay": "\(offer.service)"])
                     self.earlyRelaysPausedUntil = self.clock.now + Self.earlyRelayPause.nanoseconds

@@ -69,6 +69,8 @@ public enum PeerChart: ChartSpec {
             // Relayed after this side's attempt ended, the peer's PUNCHes (its upgrade, or its late
             // answer) pinned the direct path: take it now, not at the next upgrade.
             Row(.keepalive, on: .punchAcked, when: relayed, to: .direct),
+            // Relayed, the pair's allocation moved (the peer asked anew after a relay restart): take it over.
+            Row(.keepalive, on: .relayReady, when: relayed, to: .relaying),
             Row(.keepalive, on: .upgradeDue, stay: []),
         ]
         for state in [PeerState.discovering, .detecting, .punching, .direct, .relaying, .keepalive] {

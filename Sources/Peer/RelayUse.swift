@@ -7,7 +7,8 @@ import Rendezvous
 public struct RelayUse: Sendable, Equatable {
     /// The allocation granted, if any.
     public private(set) var grant: RelayGrant?
-    /// The grant came while detecting or punching, and Relaying may take it over.
+    /// The grant came while detecting or punching, or it is the pair's allocation moved while
+    /// relayed in Keepalive: Relaying takes it over.
     public private(set) var early = false
     /// Offers of the last answer not tried yet, best first.
     public private(set) var offers: [RelayOffer] = []
@@ -56,9 +57,12 @@ public struct RelayUse: Sendable, Equatable {
     }
 
     /// The control server's offers for the pair, in `state`: preferred relays first (in their
-    /// order), then the server's (by load).
+    /// order), then the server's (by load). With a relay held (in the states that ask for one, or
+    /// relayed in Keepalive), offers mean the peer asks anew (its path lost: a relay restarted, say):
+    /// this side asks the same relay, and gets the pair's allocation as it is now (``granted(_:in:)``).
     public mutating func offered(_ offers: [RelayOffer], preferred: [Endpoint], in state: PeerState) -> Next {
-        guard Self.states.contains(state), grant == nil else { return .ignore }
+        let wanted = Self.states.contains(state) || state == .keepalive && grant != nil
+        guard wanted, grant == nil || !offers.isEmpty else { return .ignore }
         let first = preferred.compactMap { service in offers.first { $0.service == service } }
         self.offers = first + offers.filter { !preferred.contains($0.service) }
         return next()
@@ -70,13 +74,34 @@ public struct RelayUse: Sendable, Equatable {
         return .allocate(offers.removeFirst())
     }
 
-    /// A relay granted `grant` while the connection was in `state`; `false` when it is not wanted
-    /// there any more (the connection left the states that ask for a relay).
-    public mutating func granted(_ grant: RelayGrant, in state: PeerState) -> Bool {
-        guard Self.states.contains(state) else { return false }
+    /// What a grant leads to.
+    public enum Granted: Sendable, Equatable {
+        /// The relay is ready to use (`relayReady`).
+        case ready
+        /// The allocation held, with a newer token: kept, nothing changes.
+        case kept
+        /// Not wanted any more (the connection left the states that ask for a relay): left alone.
+        case unwanted
+    }
+
+    /// A relay granted `grant` while the connection was in `state`. The allocation held may come
+    /// back with a newer token (kept: a release must present it). Relayed in Keepalive, another
+    /// endpoint is the pair's allocation moved, for Relaying to take over.
+    public mutating func granted(_ grant: RelayGrant, in state: PeerState) -> Granted {
+        if let held = self.grant, held.endpoint == grant.endpoint, state == .keepalive || Self.states.contains(state) {
+            // Both members asked, and both offers were tried: the second grant is the first again.
+            self.grant = grant
+            return .kept
+        }
+        if state == .keepalive, self.grant != nil {
+            self.grant = grant
+            early = true
+            return .ready
+        }
+        guard Self.states.contains(state) else { return .unwanted }
         self.grant = grant
         early = state != .relaying
-        return true
+        return .ready
     }
 
     /// Gives the allocation up: returns it, to be released at the relay.

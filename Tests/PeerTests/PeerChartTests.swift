@@ -206,6 +206,20 @@ import Testing
         #expect(peer.state == .keepalive && peer.context.path == .direct && peer.takeActions() == [.releaseRelay])
     }
 
+    static func aMovedRelayIsTakenOver(_ peer: PeerHarness) {
+        peer.reachRelayedKeepalive()
+        peer.send(.relayReady)
+        #expect(peer.state == .relaying && peer.takeActions() == [.allocateRelay], "Relaying takes the moved allocation over")
+        peer.send(.relayReady)
+        #expect(peer.takeActions() == [.setRelayEndpoint, .enableKeepalive])
+        peer.send(.wireGuardRead(handshakeAge: .milliseconds(200), pathConfirmed: true))
+        #expect(peer.state == .keepalive && peer.context.path == .relayed)
+        let direct = PeerHarness()
+        direct.reach(.keepalive)
+        direct.send(.relayReady)
+        #expect(direct.state == .keepalive && direct.takeActions().isEmpty, "on the direct path: no relay to follow")
+    }
+
     static func endpointChangeRepunches(_ peer: PeerHarness) {
         peer.reach(.keepalive)
         peer.send(.endpointChanged)
@@ -236,6 +250,7 @@ import Testing
     @Test func earlyRelayCarriesTrafficUntilTheDirectPath() { Self.earlyRelayCarriesTrafficUntilTheDirectPath(PeerHarness()) }
     @Test func staleHandshakeRepunches() { Self.staleHandshakeRepunches(PeerHarness()) }
     @Test func endpointChangeRepunches() { Self.endpointChangeRepunches(PeerHarness()) }
+    @Test func aMovedRelayIsTakenOver() { Self.aMovedRelayIsTakenOver(PeerHarness()) }
     @Test func aPinWhileRelayedTakesTheDirectPath() {
         Self.aPinWhileRelayedTakesTheDirectPath(PeerHarness())
         let direct = PeerHarness()
@@ -253,6 +268,7 @@ import Testing
             Self.failedPunchesFallBackToTheRelay, Self.relayPathWithFailuresAndUpgrades, Self.lateAckTakesTheDirectPath,
             Self.directWithoutHandshakeFallsBack, Self.staleHandshakeRepunches, Self.endpointChangeRepunches,
             Self.deadRelayIsAllocatedAgain, Self.earlyRelayCarriesTrafficUntilTheDirectPath, Self.aPinWhileRelayedTakesTheDirectPath,
+            Self.aMovedRelayIsTakenOver,
         ]
         for scenario in scenarios {
             let peer = PeerHarness()

@@ -264,9 +264,15 @@ final class SimulatedAgent: ActionExecutor {
                 }
                 // A grant that comes after the connection left the relay states is left alone, as the
                 // agent does: it is the pair's allocation, which the peer may be using.
-                guard links[id]!.connection.relayUse.granted(grant, in: state) else { return }
-                network.note("\(member.name): relay granted for \(links[id]!.peer.name) at \(grant.endpoint)")
-                scheduler.post(.relayReady, to: id)
+                switch links[id]!.connection.relayUse.granted(grant, in: state) {
+                case .unwanted:
+                    return
+                case .kept:
+                    latch(grant)
+                case .ready:
+                    network.note("\(member.name): relay granted for \(links[id]!.peer.name) at \(grant.endpoint)")
+                    scheduler.post(.relayReady, to: id)
+                }
             }
         }
     }
