@@ -213,9 +213,14 @@ public struct ConnectionPartyOutcome: Sendable {
         pairs.reduce(Nanoseconds?(0)) { slowest, pair in slowest.flatMap { a in pair.converged.map { max(a, $0) } } }
     }
 
+    /// The slowest pair's time from the fault to its last step off an upgrade attempt (`nil`: no
+    /// fault, or no pair moved).
+    public var recoveredAfter: Nanoseconds? { pairs.compactMap(\.recovered).max() }
+
     public var summary: String {
         let settled = settledAfter.map { "every pair settled within \($0 / 1_000_000) ms" } ?? "a pair never settled"
-        return "\(scenario) → \(direct) of \(pairs.count) pairs direct, \(relayed) relayed, \(settled), \(transitions) transitions, "
+        let recovered = recoveredAfter.map { ", every pair back \($0 / 1_000_000) ms after the fault" } ?? ""
+        return "\(scenario) → \(direct) of \(pairs.count) pairs direct, \(relayed) relayed, \(settled)\(recovered), \(transitions) transitions, "
             + "\(punchRequests) punch and \(relayRequests) relay requests, \(datagrams) datagrams"
     }
 }
