@@ -16,6 +16,7 @@ struct AgentFaultLabTests {
         let party: PartyLab
         let agents: [AgentHandle]
         var relayProcesses: [Process] = []
+        var relayHosts: [Namespace] = []
     }
 
     static func connect(_ a: NATBehaviour, _ b: NATBehaviour, relays: Int = 1, loss: Bool = false,
@@ -38,10 +39,11 @@ struct AgentFaultLabTests {
             }
             let party = try PartyLab(lab)
             var relayProcesses: [Process] = []
+            var relayHosts: [Namespace] = []
             for index in 0..<relays {
                 let address = IPv4Address(192, 0, 2, UInt8(20 + index))
-                relayProcesses.append(try party.startRelay(in: try lab.addHost("relay\(index)", address: address), address: address,
-                                                           log: "relay\(index).log"))
+                relayHosts.append(try lab.addHost("relay\(index)", address: address))
+                relayProcesses.append(try party.startRelay(in: relayHosts[index], address: address, log: "relay\(index).log"))
             }
             try party.startControl()
             let agents = [try party.startAgent(in: sites[0].client, index: 1), try party.startAgent(in: sites[1].client, index: 2)]
@@ -55,7 +57,7 @@ struct AgentFaultLabTests {
                     throw CommandFailure(command: ["connect"], status: 1, output: "agent \(agent.index) not connected: \(party.log(of: agent).suffix(4000))")
                 }
             }
-            return Setup(lab: lab, sites: sites, party: party, agents: agents, relayProcesses: relayProcesses)
+            return Setup(lab: lab, sites: sites, party: party, agents: agents, relayProcesses: relayProcesses, relayHosts: relayHosts)
         } catch {
             lab.shutdown()
             throw error
@@ -117,6 +119,30 @@ struct AgentFaultLabTests {
         let other = index == 0 ? "192.0.2.21:4000" : "192.0.2.20:4000"
         let peer = setup.agents[0].waitForPeer(setup.agents[1].overlay, within: 30) { $0["relay"] as? String == other && $0["state"] as? String == "keepalive" }
         #expect(peer != nil, "moved to the other relay \(other)")
+    }
+
+    /// The one relay restarts (killed, started again at once as a supervisor would): every
+    /// allocation is gone. The first side to notice the silence asks for a relay again, and the
+    /// other, still relayed in Keepalive, follows the pair's new allocation when the offers come.
+    @Test func relayRestartedWhileRelayedRecovers() throws {
+        var setup = try Self.connect(.symmetric, .symmetric)
+        defer { setup.lab.shutdown() }
+        let old = setup.relayProcesses[0]
+        kill(old.processIdentifier, SIGKILL)
+        old.waitUntilExit()
+        setup.relayProcesses[0] = try setup.party.startRelay(in: setup.relayHosts[0], address: IPv4Address(192, 0, 2, 20), log: "relay0-restarted.log")
+        let restarted = Date()
+        let recovery = setup.agents[0].pingUntilAnswered(setup.agents[1].overlay, within: 90)
+        Self.report("relay restarted while relayed (symmetric ↔ symmetric, one relay)", recovery)
+        #expect(recovery != nil, "\(setup.party.log(of: setup.agents[1]).suffix(5000))")
+        for (index, agent) in setup.agents.enumerated() {
+            let peer = agent.waitForPeer(setup.agents[1 - index].overlay, within: 30) {
+                $0["state"] as? String == "keepalive" && $0["path"] as? String == "relayed"
+            }
+            #expect(peer != nil, "agent \(agent.index) relayed again: \(setup.party.log(of: agent).suffix(3000))")
+        }
+        print("AGENT-FAULT relay restarted: both sides relayed again \(Int(Date().timeIntervalSince(restarted))) s after the restart")
+        setup.party.keepLogs(of: setup.agents, as: "relay-restart")
     }
 
     @Test func controlServerRestartKeepsTunnels() throws {
