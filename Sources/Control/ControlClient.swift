@@ -86,8 +86,8 @@ public final class ControlClient {
     /// Records of other members the last `registered` answer announced that have not come yet: the
     /// view is incomplete until they do, and the next heartbeat's ack registers again.
     private var presentsAwaited = 0
-    /// The members known before the last `registered` answer, until its records come: those they
-    /// do not bring left meanwhile (their `left` push was lost).
+    /// The members known before the last `registered` answer of the same server epoch, until its
+    /// records come: those they do not bring left meanwhile (their `left` push was lost).
     private var earlier: [MemberKey: MemberRecord] = [:]
     private(set) var scheduler: Scheduler<Executor>!
     private var machine = MachineID(0)
@@ -265,10 +265,12 @@ public final class ControlClient {
         serverVersions = nil
         switch body {
         case .registered(let epoch, let revision, let heartbeat, let observed, let others):
+            // A restarted server (another epoch) restores its members offline until they register
+            // again: one its view does not bring may not have left.
+            if epoch == self.epoch { for (key, record) in members { earlier[key] = record } } else { earlier = [:] }
             self.epoch = epoch
             self.revision = revision
             self.observed = observed
-            for (key, record) in members { earlier[key] = record }
             members = [:]
             presentsAwaited = Int(others)
             settleView()
