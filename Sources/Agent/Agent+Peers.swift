@@ -489,8 +489,9 @@ extension Agent {
                     case .unwanted:
                         return
                     case .kept:
-                        // The pair's allocation, on the same port (a relay restarted gives out its ports
-                        // in the same order): latched at once, with the newer token's key.
+                        // The allocation held, on the same port (the second of both members' offers, the
+                        // peer asking anew, or a restarted relay giving out its ports in the same order):
+                        // latched at once, with the newer token's key.
                         _ = try? self.port.send(self.relays.latch(grant), to: grant.endpoint)
                     case .ready:
                         self.logger.info("relay allocated", metadata: ["peer": "\(link.record.key)", "relay": "\(grant.service)", "endpoint": "\(grant.endpoint)"])

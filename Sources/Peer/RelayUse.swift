@@ -61,8 +61,7 @@ public struct RelayUse: Sendable, Equatable {
     /// relayed in Keepalive), offers mean the peer asks anew (its path lost: a relay restarted, say):
     /// this side asks the same relay, and gets the pair's allocation as it is now (``granted(_:in:)``).
     public mutating func offered(_ offers: [RelayOffer], preferred: [Endpoint], in state: PeerState) -> Next {
-        let wanted = Self.states.contains(state) || state == .keepalive && grant != nil
-        guard wanted, grant == nil || !offers.isEmpty else { return .ignore }
+        guard wants(in: state), grant == nil || !offers.isEmpty else { return .ignore }
         let first = preferred.compactMap { service in offers.first { $0.service == service } }
         self.offers = first + offers.filter { !preferred.contains($0.service) }
         return next()
@@ -88,20 +87,19 @@ public struct RelayUse: Sendable, Equatable {
     /// back with a newer token (kept: a release must present it). Relayed in Keepalive, another
     /// endpoint is the pair's allocation moved, for Relaying to take over.
     public mutating func granted(_ grant: RelayGrant, in state: PeerState) -> Granted {
-        if let held = self.grant, held.endpoint == grant.endpoint, state == .keepalive || Self.states.contains(state) {
-            // Both members asked, and both offers were tried: the second grant is the first again.
-            self.grant = grant
-            return .kept
-        }
-        if state == .keepalive, self.grant != nil {
-            self.grant = grant
-            early = true
-            return .ready
-        }
-        guard Self.states.contains(state) else { return .unwanted }
+        guard wants(in: state) else { return .unwanted }
+        // Both members asked and both offers were tried, or the peer asked anew: the same allocation.
+        let held = self.grant?.endpoint == grant.endpoint
         self.grant = grant
+        if held { return .kept }
         early = state != .relaying
         return .ready
+    }
+
+    /// Whether offers and grants are wanted in `state`: in the states that ask for a relay, and
+    /// relayed in Keepalive (a relay held).
+    private func wants(in state: PeerState) -> Bool {
+        Self.states.contains(state) || state == .keepalive && grant != nil
     }
 
     /// Gives the allocation up: returns it, to be released at the relay.

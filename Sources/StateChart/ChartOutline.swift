@@ -24,13 +24,22 @@ public struct ChartOutline: Sendable {
     public struct Timeout: Sendable {
         public var state: Int
         public var event: Int
-        /// As ``StateChart/Timeout/label``: `after 2s`, `every 10s`, `every 1s ×3`.
-        public var label: String
         /// The delay's label: `2s`, or how a computed delay is computed.
         public var delay: String
         public var repeats: Int
         /// The delay is fixed at zero.
         public var isZero: Bool
+
+        /// How the timeout reads on the chart picture: `after 2s`, `every 10s`, `every 1s ×3`.
+        public var label: String { Self.label(delay: delay, repeats: repeats) }
+
+        static func label(delay: String, repeats: Int) -> String {
+            switch repeats {
+            case 1: "after \(delay)"
+            case .max: "every \(delay)"
+            default: "every \(delay) ×\(repeats)"
+            }
+        }
     }
 
     public var name: String
@@ -60,7 +69,7 @@ public struct ChartOutline: Sendable {
                 condition: row.condition?.name, isInternal: row.target == nil, actions: labels(row.actions))
         }
         self.timeouts = timeouts.map { timeout in
-            Timeout(state: timeout.state.rawValue, event: timeout.event.rawValue, label: timeout.label, delay: timeout.delay.label, repeats: timeout.repeats,
+            Timeout(state: timeout.state.rawValue, event: timeout.event.rawValue, delay: timeout.delay.label, repeats: timeout.repeats,
                     isZero: timeout.delay.fixedNanoseconds == 0)
         }
         described = states.map { $0.state.rawValue }

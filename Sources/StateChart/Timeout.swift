@@ -31,13 +31,7 @@ public struct Timeout<Spec: ChartSpec>: Sendable {
     }
 
     /// How the timeout reads on the chart picture: "after 2s", "every 100ms ×4".
-    public var label: String {
-        switch repeats {
-        case 1: "after \(delay.label)"
-        case .max: "every \(delay.label)"
-        default: "every \(delay.label) ×\(repeats)"
-        }
-    }
+    public var label: String { ChartOutline.Timeout.label(delay: delay.label, repeats: repeats) }
 }
 
 /// How long a timer waits: a fixed duration, or one computed from the context (a backoff).
