@@ -15,23 +15,11 @@ import STUN
 /// at random ports of the symmetric side's public address from its WireGuard port: any guess that
 /// hits any fan port opens the path. With 256 fan ports and 1,024 guesses an attempt succeeds with
 /// probability 1 − (1 − 256/64,512)^1,024 ≈ 98 %. The winning fan port then carries the peer's
-/// WireGuard traffic through a ``LocalForwarder`` (WireGuard cannot send from it).
+/// WireGuard traffic through a ``LocalForwarder`` (WireGuard cannot send from it). Which side does
+/// what is the peer executor's decision; this is the I/O of both.
 extension Agent {
-    /// Port-restricted ↔ symmetric: the port-restricted side sprays guesses at the peer's public
-    /// address, the symmetric side opens its fan (one per session). Called when an attempt starts,
-    /// and when either NAT type becomes known during one (detection often ends after the punch began).
-    func guessPorts(_ id: MachineID) {
-        guard let link = links[id] else { return }
-        switch PortPredictionRole(local: announcedNAT, remote: link.record.nat, observed: link.observed?.address, reachable: link.reachable,
-                                  withoutNAT: reachableWithoutNAT(link)) {
-        case .spray(let address): spray(id, at: address)
-        case .fan(let target) where !driver.hasFan(id): openFan(id, toward: target)
-        case .fan, .none: break
-        }
-    }
-
     /// Opens up to ``DirectPathPlan/fanPorts`` fan ports (within the driver's limit over all peers) punching toward `target`.
-    private func openFan(_ id: MachineID, toward target: Endpoint) {
+    public func openFan(_ id: MachineID, toward target: Endpoint) {
         var sockets: [UDPSocket] = []
         for _ in 0..<driver.fanPortsAvailable {
             guard let socket = try? UDPSocket(binding: Endpoint(.v4(IPv4Address(0)), 0)) else { break }
@@ -50,7 +38,7 @@ extension Agent {
     }
 
     /// Sprays PUNCHes from the WireGuard port at ``DirectPathPlan/sprayGuesses`` random ports of `address`.
-    private func spray(_ id: MachineID, at address: IPAddress) {
+    public func spray(_ id: MachineID, at address: IPAddress) {
         var generator = SystemRandomNumberGenerator()
         let guess = PortPrediction(observed: [], budget: DirectPathPlan.sprayGuesses, using: &generator)
         let sent = driver.probe(id, guess.ports.map { Endpoint(address, $0) })
@@ -68,12 +56,13 @@ extension Agent {
             return
         }
         logger.debug("pinned through a fan port", metadata: ["peer": "\(links[id].map { "\($0.record.key)" } ?? "?")", "port": "\(socket.port)"])
-        scheduler.post(.punchAcked, to: id)
+        peers.pinned(id)
     }
 
     /// Direct through the fan port `socket`: WireGuard's endpoint for the peer becomes a forwarder
-    /// that carries its datagrams between loopback and that port.
-    func forward(_ id: MachineID, through socket: UDPSocket, to remote: Endpoint) {
+    /// that carries its datagrams between loopback and that port; returns that endpoint (`nil` when
+    /// the forwarder could not be set up).
+    func forward(_ id: MachineID, through socket: UDPSocket, to remote: Endpoint) -> Endpoint? {
         closeFan(id)
         stopForwarding(id)
         let forwarder: LocalForwarder
@@ -84,21 +73,19 @@ extension Agent {
         } catch {
             loop.unregister(socket.descriptor)
             logger.error("could not forward the fan port", metadata: ["error": "\(error)"])
-            return
+            return nil
         }
-        links[id]?.forwarder = forwarder
+        peers.update(id) { $0.forwarder = forwarder }
         logger.info("direct through a fan port", metadata: ["peer": "\(links[id].map { "\($0.record.key)" } ?? "?")",
                                                             "port": "\(socket.port)", "remote": "\(remote)"])
-        pointWireGuard(id, at: forwarder.inside.local)
-        // After the change, so that WireGuard's receive counter grows on the new path.
-        if let early = driver.takeHeld(id, on: socket) { forwarder.deliver(early) }
+        return forwarder.inside.local
     }
 
     /// Closes the peer's forwarder, if it has one.
     func stopForwarding(_ id: MachineID) {
-        guard let forwarder = links[id]?.forwarder else { return }
+        guard let forwarder = links[id]?.io.forwarder else { return }
         loop.unregister(forwarder.outside.descriptor)
         loop.unregister(forwarder.inside.descriptor)
-        links[id]?.forwarder = nil
+        peers.update(id) { $0.forwarder = nil }
     }
 }

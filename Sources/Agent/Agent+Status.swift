@@ -26,7 +26,7 @@ extension Agent {
             guard let link = findPeer(words[1]) else { return "error=no peer matches '\(words[1])'\n" }
             let state = scheduler.machine(link.machine)
             let address = link.record.addresses.first.map { "\($0.address)" } ?? "-"
-            let peer = readDevice()?.peer(link.publicKey)
+            let peer = readDevice()?.peer(link.io.publicKey)
             let endpoint = Self.endpoint(link, peer) ?? link.path?.endpoint
             return "address=\(address) key=\(link.record.key) state=\(state.map { "\($0.state)" } ?? "closed") "
                 + "path=\(path(link, state?.context.path ?? .none, peer).rawValue) endpoint=\(endpoint.map { "\($0)" } ?? "-") "
@@ -37,11 +37,11 @@ extension Agent {
     }
 
     /// A peer by overlay address, public key (base64) or key id prefix (hex, as logs show it).
-    func findPeer(_ query: String) -> PeerLink? {
+    func findPeer(_ query: String) -> AgentLink? {
         if let address = IPAddress(query), let host = IPPrefix(address, address.family == 2 ? 32 : 128) {
             return links.values.first { $0.record.addresses.contains { $0.contains(host) } }
         }
-        if let key = Key(base64: query) { return links.values.first { $0.publicKey == key } }
+        if let key = Key(base64: query) { return links.values.first { $0.io.publicKey == key } }
         let lowered = query.asciiLowercased
         let matches = links.values.filter { "\($0.record.key)".hasPrefix(lowered) }
         return matches.count == 1 && !lowered.isEmpty ? matches[0] : nil
@@ -49,12 +49,12 @@ extension Agent {
 
     /// The peer's endpoint: WireGuard's own (it follows the peer when it roams), or, when a fan
     /// port's forwarder carries the peer (WireGuard then sends to loopback), the peer's address.
-    static func endpoint(_ link: PeerLink, _ peer: WireGuard.Peer?) -> Endpoint? {
-        link.forwarder?.remote ?? peer?.endpoint
+    static func endpoint(_ link: AgentLink, _ peer: WireGuard.Peer?) -> Endpoint? {
+        link.io.forwarder?.remote ?? peer?.endpoint
     }
 
     private struct PeerStatus {
-        var link: PeerLink
+        var link: AgentLink
         var state: PeerState
         var path: PeerContext.Path
         var seconds: Double
@@ -65,7 +65,7 @@ extension Agent {
         let current = readDevice()
         return links.values.sorted { $0.record.key < $1.record.key }.map { link in
             let machine = scheduler.machine(link.machine)
-            let peer = current?.peer(link.publicKey)
+            let peer = current?.peer(link.io.publicKey)
             return PeerStatus(link: link, state: machine?.state ?? .closed, path: path(link, machine?.context.path ?? .none, peer),
                               seconds: Double(clock.now - link.stateSince) / 1e9, peer: peer)
         }
@@ -73,8 +73,8 @@ extension Agent {
 
     /// The path as WireGuard takes it: an endpoint at a relay is relayed whatever the machine chose
     /// (WireGuard roams to the source of the latest packet it authenticates).
-    private func path(_ link: PeerLink, _ chosen: PeerContext.Path, _ peer: WireGuard.Peer?) -> PeerContext.Path {
-        guard link.forwarder == nil, let endpoint = peer?.endpoint, isRelay(endpoint, of: link) else { return chosen }
+    private func path(_ link: AgentLink, _ chosen: PeerContext.Path, _ peer: WireGuard.Peer?) -> PeerContext.Path {
+        guard link.io.forwarder == nil, let endpoint = peer?.endpoint, peers.isRelay(endpoint, of: link) else { return chosen }
         return .relayed
     }
 
@@ -95,14 +95,14 @@ extension Agent {
     func statusJSON() -> JSON {
         let peers: [JSON] = peerStatuses().map { status in
             .object([
-                ("public_key", .string(status.link.publicKey.base64)),
+                ("public_key", .string(status.link.io.publicKey.base64)),
                 ("id", .string("\(status.link.record.key)")),
                 ("addresses", .array(status.link.record.addresses.map { .string("\($0)") })),
                 ("state", .string("\(status.state)")),
                 ("state_seconds", .double((status.seconds * 10).rounded() / 10)),
                 ("path", .string(status.path.rawValue)),
                 ("endpoint", Self.endpoint(status.link, status.peer).map { .string("\($0)") } ?? .null),
-                ("fan_port", status.link.forwarder.map { .int(Int64($0.outside.port)) } ?? .null),
+                ("fan_port", status.link.io.forwarder.map { .int(Int64($0.outside.port)) } ?? .null),
                 ("relay", status.link.relay.map { .string("\($0.service)") } ?? .null),
                 ("nat", .string("\(status.link.record.nat)")),
                 ("local_nat", .string("\(natType)")),
@@ -165,13 +165,13 @@ extension Agent {
         for status in peerStatuses() {
             let path: String
             switch status.path {
-            case .direct: path = "direct" + (status.link.forwarder.map { " from fan port \($0.outside.port)" } ?? "")
+            case .direct: path = "direct" + (status.link.io.forwarder.map { " from fan port \($0.outside.port)" } ?? "")
             case .relayed: path = "relayed" + (status.link.relay.map { " via \($0.service)" } ?? "")
             case .none: path = "none yet"
             }
             text += """
 
-                peer: \(status.link.publicKey.base64) (\(status.link.record.key))
+                peer: \(status.link.io.publicKey.base64) (\(status.link.record.key))
                   addresses: \(status.link.record.addresses.map { "\($0)" }.joined(separator: ", "))
                   state: \(status.state) for \(Self.seconds(status.seconds))
                   path: \(path)\(Self.endpoint(status.link, status.peer).map { ", endpoint \($0)" } ?? "")

@@ -31,15 +31,14 @@ public final class Agent {
     let publicKey: Key
     let memberKey: MemberKey
     var control: ControlClient!
-    var scheduler: Scheduler<PeerExecutor>!
+    /// Every peer's machine and connection; the agent is its I/O.
+    var peers: PeerExecutor<Agent>!
     var detector: NATDetector!
     var relays: RelayClient!
     var alarms: Alarms!
     /// The servers given by host name, resolved on the loop.
     var names: ServerNames!
     var status: StatusServer?
-    var links: [MachineID: PeerLink] = [:]
-    var machines: [MemberKey: MachineID] = [:]
     /// The WireGuard port's NAT behaviour, as the detector's last answer has it (``NATDetector/report``).
     var report: NATReport? { detector.report }
     /// The WireGuard port's public endpoint, known from the first STUN answer (before the report).
@@ -62,13 +61,10 @@ public final class Agent {
     /// change at its end (or before WireGuard is read): a transition that removes, re-adds and
     /// kicks a peer costs one WireGuard call, as wireguard-tools' `set_device` does.
     var pendingPeerChanges: [PeerChange] = []
-    /// Until when no early relay is asked for: a relay refused one (its quota for the party is
-    /// full), and a party of 50 asking for one per pair again and again only loads the servers.
-    var earlyRelaysPausedUntil: Nanoseconds = 0
-    /// The addresses of the relays the control server offered, oldest first (at most
-    /// `relayAddressLimit`): a WireGuard endpoint there is relayed, whatever the machine chose.
-    var relayAddresses: [IPAddress] = []
     let startedAt: Nanoseconds
+    /// The peers, by machine.
+    var links: [MachineID: AgentLink] { peers.links }
+    var scheduler: Scheduler<PeerExecutor<Agent>> { peers.scheduler }
     /// The interface the agent created (and wireguard-go serving it), nil when adopted.
     private var creation: InterfaceCreation?
     /// Why the agent stopped on its own, thrown by `run()`.
@@ -127,12 +123,9 @@ public final class Agent {
     }
 
     private func wire() throws(AgentFailure) {
-        let executor = PeerExecutor()
-        scheduler = Scheduler(chart: PeerChart.chart(configuration.timings), clock: clock, executor: executor,
-                              logger: Logger(label: "lanrage.peer"))
-        executor.agent = self
-        scheduler.onTransition = { [unowned(unsafe) self] record in self.transitioned(record) }
-        loop.addTimers(scheduler)
+        peers = PeerExecutor(io: self, privateKey: configuration.privateKey.bytes, publicKey: memberKey, timings: configuration.timings,
+                             clock: clock, logger: Logger(label: "lanrage.peer"))
+        loop.addTimers(peers.scheduler)
         detector = NATDetector(socket: port, clock: clock) { [unowned(unsafe) self] result in self.detected(result) }
         detector.mapped = { [unowned(unsafe) self] endpoint in self.mappedEndpointLearned(endpoint) }
         loop.addTimers(detector)
@@ -163,9 +156,9 @@ public final class Agent {
         control = try starting { () throws(SystemError) in
             try ControlClient(client, privateKey: privateKey, loop: loop, clock: clock, logger: Logger(label: "lanrage.registration"))
         }
-        control.onChange = { [unowned(unsafe) self] event, record in self.memberChanged(event, record) }
-        control.onPunch = { [unowned(unsafe) self] record, start in self.punchAnnounced(record, startMillis: start) }
-        control.onRelays = { [unowned(unsafe) self] key, offers in self.relaysOffered(key, offers) }
+        control.onChange = { [unowned(unsafe) self] event, record in self.peers.memberChanged(event, record) }
+        control.onPunch = { [unowned(unsafe) self] record, start in self.peers.punchAnnounced(record, startMillis: start) }
+        control.onRelays = { [unowned(unsafe) self] key, offers in self.peers.relaysOffered(key, offers) }
         control.onRefused = { [unowned(unsafe) self] refusal in
             self.logger.notice("control server refused a request", metadata: ["reason": "\(refusal)"])
             // registerAgain is routine (a restarted server), the others concern requests, clockSkew comes with its offset.
@@ -251,7 +244,7 @@ public final class Agent {
     }
 
     /// Starts NAT detection with the STUN servers whose addresses are known.
-    func rediscover() {
+    public func rediscover() {
         let servers = configuration.stun.compactMap { names.endpoint($0) }
         if !servers.isEmpty { detector.start(servers: servers) }
     }
@@ -279,8 +272,8 @@ public final class Agent {
         portMapper?.stop()
         let name = configuration.interfaceName
         for link in links.values {
-            try? backend.removePeer(name, link.publicKey)
-            for route in link.routes { try? backend.removeRoute(name, route) }
+            try? backend.removePeer(name, link.io.publicKey)
+            for route in link.io.routes { try? backend.removeRoute(name, route) }
         }
         if createdInterface, if_nametoindex(name) != 0 {
             do { try backend.deleteInterface(named: name) } catch { logger.error("could not delete the interface", metadata: ["error": "\(error)"]) }
@@ -337,9 +330,7 @@ public final class Agent {
                 logger.error("could not set the new MTU", metadata: ["mtu": "\(mtu)", "error": "\(error)"])
             }
         }
-        if fresh.timings != old.timings {
-            for id in links.keys { scheduler.updateContext(of: id) { $0.timings = fresh.timings } }
-        }
+        if fresh.timings != old.timings { peers.timings = fresh.timings }
         for name in configuration.hostNames { names.resolve(name) }
         rediscover()
         logger.info("configuration reloaded", metadata: needsRestart.isEmpty ? [:] : ["needs_restart": "\(needsRestart.joined(separator: ","))"])
@@ -378,7 +369,7 @@ public final class Agent {
     /// Removes WireGuard peers that are not party members (left over from an earlier run).
     private func removeStrangers() {
         guard let current = readDevice() else { return }
-        let members = Set(links.values.map { $0.publicKey })
+        let members = Set(links.values.map { $0.io.publicKey })
         for peer in current.peers where !members.contains(peer.publicKey) {
             try? backend.removePeer(configuration.interfaceName, peer.publicKey)
             logger.info("removed a WireGuard peer that is not in the party", metadata: ["peer": "\(MemberKey(peer.publicKey.bytes).map { "\($0)" } ?? "?")"])
@@ -412,9 +403,7 @@ public final class Agent {
         reflexive = endpoint
         publicCandidate = endpoint
         announce()
-        for id in links.keys.sorted() {
-            if let state = scheduler.machine(id)?.state { react(PeerConnection.publicEndpointLearned(in: state), for: id) }
-        }
+        peers.publicEndpointLearned()
     }
 
     func detected(_ result: Result<NATReport, DiscoveryFailure>) {
@@ -430,14 +419,7 @@ public final class Agent {
         natType = report?.natType ?? .unknown
         publicCandidate = report?.publicEndpoint
         announce()
-        natLearned()
-    }
-
-    /// The peers' machines learn that this side's NAT type (or its port mapping) changed.
-    func natLearned() {
-        for id in links.keys.sorted() {
-            if let state = scheduler.machine(id)?.state { react(PeerConnection.natLearned(in: state), for: id) }
-        }
+        peers.natLearned()
     }
 
     /// The gateway granted, dropped or moved the mapping of the WireGuard port.
@@ -449,7 +431,7 @@ public final class Agent {
             logger.notice("no port mapping", metadata: ["gateway": "\(portMapper.map { "\($0.gateway)" } ?? "-")"])
         }
         announce()
-        natLearned()
+        peers.natLearned()
     }
 
     /// The gateway's mapping of the WireGuard port, when it is on this side's public address (a
@@ -465,7 +447,7 @@ public final class Agent {
 
     /// The NAT type the party is told: with a usable mapping, any peer reaches the mapped port, as
     /// through a full-cone NAT, whatever the NAT does with other ports.
-    var announcedNAT: NATType { usableMapping == nil ? natType : .fullCone }
+    public var announcedNAT: NATType { usableMapping == nil ? natType : .fullCone }
 
     /// Tells the control server this side's NAT type and candidates: its own addresses, and the
     /// WireGuard port's public endpoint — the gateway's mapping when usable, else STUN's.
@@ -504,7 +486,7 @@ public final class Agent {
         }
         for (id, endpoint) in received.pinned {
             logger.debug("pinned", metadata: ["peer": "\(links[id].map { "\($0.record.key)" } ?? "?")", "endpoint": "\(endpoint)"])
-            scheduler.post(.punchAcked, to: id)
+            peers.pinned(id)
         }
         for datagram in received.other where datagram.payload.count >= 20 { detector.received(datagram) }
     }
@@ -526,11 +508,4 @@ public final class Agent {
             return nil
         }
     }
-}
-
-/// Hands the peer machines' actions to the agent.
-final class PeerExecutor: ActionExecutor {
-    typealias Spec = PeerChart
-    unowned(unsafe) var agent: Agent?
-    func execute(_ action: PeerAction, for id: MachineID) { agent?.execute(action, for: id) }
 }

@@ -62,9 +62,10 @@ public final class Scheduler<Executor: ActionExecutor>: TimerSource {
 
     // MARK: Machines
 
-    /// Adds and starts a machine: runs its initial state's entry actions and arms its timers.
+    /// Adds and starts a machine: `prepare` gets its ID first (the executor stores what the
+    /// machine's actions need), then its initial state's entry actions run and its timers are armed.
     @discardableResult
-    public func add(name: String, context: Spec.Context) -> MachineID {
+    public func add(name: String, context: Spec.Context, prepare: (MachineID) -> Void = { _ in }) -> MachineID {
         var machine = Machine(chart: chart, context: context)
         let actions = machine.start()
         let id: MachineID
@@ -81,6 +82,7 @@ public final class Scheduler<Executor: ActionExecutor>: TimerSource {
             names.append(name)
             enteredAt.append(clock.now)
         }
+        prepare(id)
         armTimeouts(of: id)
         for action in actions { executor.execute(action, for: id) }
         drain()

@@ -22,7 +22,6 @@ final class SimulatedControl {
     private var punches: [Int: UInt64] = [:]
     /// Until when the server is down after a restart: requests arriving before then are lost.
     private var downUntil: Nanoseconds = 0
-    private let offer: RelayOffer
     /// Requests received, for the bound on them.
     private(set) var punchRequests = 0, relayRequests = 0
 
@@ -32,7 +31,6 @@ final class SimulatedControl {
     init(on network: SimulatedNetwork) {
         self.network = network
         relay = SimulatedRelayService(on: network, at: Self.relayAddress)
-        offer = RelayOffer(service: Endpoint(.v4(Self.relayAddress), 3478), allocations: 0, capacity: 100, token: [1], replyKey: [2])
     }
 
     /// The key of the pair of members `a` and `b`, either way round.
@@ -68,7 +66,7 @@ final class SimulatedControl {
             guard isUp else { return }
             relayRequests += 1
             for (to, with) in [(a, b), (b, a)] {
-                cross { [unowned self] in agents[to].relaysOffered(with: with, [offer]) }
+                cross { [unowned self] in agents[to].relaysOffered(with: with, [offer(to: to, with: with)]) }
             }
         }
     }
@@ -169,16 +167,28 @@ final class SimulatedControl {
         }
     }
 
-    /// Member `a` asks the relay for its side of the pair with `b`; `granted` gets the grant, or
-    /// `nil` when no answer came within 2 s.
-    func allocate(_ offer: RelayOffer, from a: Int, with b: Int, granted: @escaping (RelayGrant?) -> Void) {
+    /// The relay's offer to member `a` for the pair with `b`: its token names the pair and `a`'s
+    /// side, as a relay token does.
+    private func offer(to a: Int, with b: Int) -> RelayOffer {
+        let pair = UInt32(Self.pair(a, b))
+        return RelayOffer(service: Endpoint(.v4(Self.relayAddress), 3478), allocations: 0, capacity: 100,
+                          token: [UInt8(pair >> 24), UInt8(truncatingIfNeeded: pair >> 16), UInt8(truncatingIfNeeded: pair >> 8),
+                                  UInt8(truncatingIfNeeded: pair), a < b ? 0 : 1],
+                          replyKey: [2])
+    }
+
+    /// A member asks the relay for its side of the pair `offer`'s token names; `granted` gets the
+    /// grant, or `nil` when no answer came within 2 s.
+    func allocate(_ offer: RelayOffer, granted: @escaping (RelayGrant?) -> Void) {
+        let token = offer.token
+        let pair = Int(token[0]) << 24 | Int(token[1]) << 16 | Int(token[2]) << 8 | Int(token[3])
         var answered = false
         // Sent again every 300 ms until answered, for 2 s, as the agent's relay client does.
         for attempt in 0..<7 {
             network.after(.milliseconds(300 * Int64(attempt))) { [unowned self] in
                 guard !answered else { return }
                 cross { [unowned self] in
-                    let endpoint = relay.allocate(pair: Self.pair(a, b), side: a < b ? 0 : 1)
+                    let endpoint = relay.allocate(pair: pair, side: Int(token[4]))
                     cross {
                         guard !answered else { return }
                         answered = true
