@@ -74,13 +74,29 @@ import Testing
         #expect(path.drift(reading(relay), isRelay: { $0 == relay }, working: true) == .setBack)
         let rebound = Endpoint("198.51.100.7:50000")!
         #expect(path.drift(reading(rebound), isRelay: { $0 == relay }, working: true) == .follow(rebound))
-        #expect(path.drift(reading(rebound), isRelay: { $0 == relay }, working: false) == .none,
-                "a path not confirmed yet does not follow")
+        let elsewhere = Endpoint("198.51.100.8:50000")!
+        #expect(path.drift(reading(elsewhere), isRelay: { $0 == relay }, working: false) == .none,
+                "a path not confirmed yet does not follow to another address")
         #expect(path.drift(reading(direct), isRelay: { $0 == relay }, working: true) == .none)
         path.restart(at: 3_000, received: 40)
         #expect(path.setAt == 3_000 && path.receivedAtSet == 40)
         path.follow(rebound)
         #expect(path.endpoint == rebound)
+    }
+
+    /// Port-restricted ↔ symmetric: the spray usually hits several of the symmetric peer's fan
+    /// ports, and each side pins the first answer it gets, so the peer may send from another fan
+    /// port than the one this side pinned. An unconfirmed path follows the peer to another port of
+    /// the pinned address (it authenticated there); to another address it does not.
+    @Test func anUnconfirmedPathFollowsThePeerToAnotherPortOfThePinnedAddress() {
+        let path = PathProbe(endpoint: direct, setAt: 1_000, receivedAtSet: 10)
+        let otherFanPort = Endpoint(direct.address, direct.port &+ 1)
+        let answered = reading(otherFanPort, handshake: 1_500, received: 40)
+        #expect(path.drift(answered, isRelay: { $0 == relay }, working: false) == .follow(otherFanPort))
+        #expect(!path.confirmed(by: answered, wall: 2_000, stale: .seconds(180)), "confirmed only once followed")
+        var followed = path
+        followed.follow(otherFanPort)
+        #expect(followed.confirmed(by: answered, wall: 2_000, stale: .seconds(180)))
     }
 
     @Test func theTwoSidesAskForAHandshakeAtDifferentSeconds() {
