@@ -108,6 +108,8 @@ extension Agent: PeerIO {
         case .pathLost(let silence, let handshakeAge):
             logger.info("path lost: a probe unanswered", metadata: [
                 "peer": "\(key)", "silence_s": "\(silence.components.seconds)", "handshake_age_s": "\(handshakeAge.map { "\($0.components.seconds)" } ?? "none")"])
+        case .directFound(let endpoint):
+            logger.info("WireGuard found the direct path: the peer sends from it", metadata: ["peer": "\(key)", "endpoint": "\(endpoint)"])
         case .relayReleased(let service):
             logger.info("relay released", metadata: ["peer": "\(key)", "relay": "\(service)"])
         case .relayAllocated(let service, let endpoint):

@@ -20,6 +20,8 @@ public struct PeerConnection: Sendable, Equatable {
     /// handshake came near the stale limit (``rekeyLead``); `nil` when none is pending.
     public private(set) var probedAt: Nanoseconds?
     public private(set) var agingProbedAt: Nanoseconds?
+    /// Relayed, the direct endpoint WireGuard moved to (``Reading/found``), for Direct to take.
+    public private(set) var found: Endpoint?
 
     /// How long a peer may take to answer a probe: WireGuard's KEEPALIVE_TIMEOUT (10 s), and 2 s
     /// for the round trip and a lost first answer's kernel-side retry.
@@ -95,6 +97,12 @@ public struct PeerConnection: Sendable, Equatable {
         return fresh ? [.remove, .point(endpoint)] : [.point(endpoint)]
     }
 
+    /// The direct endpoint WireGuard found while relayed, once; a new punch session forgets it.
+    public mutating func takeFound() -> Endpoint? {
+        defer { found = nil }
+        return found
+    }
+
     /// How long the member with the larger key waits for its turn on a new path (``takeTurn(_:)``).
     public static let keepaliveLag: Duration = .milliseconds(300)
 
@@ -132,6 +140,12 @@ public struct PeerConnection: Sendable, Equatable {
         public var silence: Duration = .zero
         /// Whether the path is gone (``PeerContext/pathLost``).
         public var lost = false
+        /// Relayed (in Relaying, or in Keepalive), WireGuard left the relay it was pointed at for
+        /// this endpoint, not a relay's, on an authenticated packet: the peer's pin found the
+        /// direct path this side's attempt missed (its answer lost, or the peer's fan port forwards
+        /// to WireGuard only, and answers no more punches), and the peer sends that way. Direct
+        /// takes it (see ``takeFound()``) and checks it.
+        public var found: Endpoint?
     }
 
     /// What a read is judged by, beside WireGuard's peer.
@@ -207,6 +221,11 @@ public struct PeerConnection: Sendable, Equatable {
                 result.steps.append(.setEndpoint(chosen.endpoint))
                 path?.restart(at: facts.wall, received: reading.received)
             }
+        }
+        let relayed = facts.state == .relaying || facts.state == .keepalive && facts.path == .relayed
+        if relayed, let current = reading?.endpoint, let pointed = path?.endpoint, current != pointed, !isRelay(current) {
+            result.found = current
+            found = current
         }
         if plan.working, result.silence >= facts.timings.persistentKeepalive || aging {
             if reading == nil {

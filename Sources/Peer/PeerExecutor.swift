@@ -76,8 +76,13 @@ public final class PeerExecutor<IO: PeerIO>: ActionExecutor {
             // At most every 30 s.
             if let started = io.detectionStartedAt, clock.now - started > Duration.seconds(30).nanoseconds { io.rediscover() }
         case .setDirectEndpoint:
-            // The punch's pinned address — it answered this side's own nonce — or a fan port's forwarder to it.
-            if let pinned = io.pinned(id), let endpoint = io.directEndpoint(id, pinned: pinned) { point(id, at: endpoint) }
+            // The endpoint WireGuard found while relayed; else the punch's pinned address — it answered
+            // this side's own nonce — or a fan port's forwarder to it.
+            if let found = links[id]!.connection.takeFound() {
+                point(id, at: found)
+            } else if let pinned = io.pinned(id), let endpoint = io.directEndpoint(id, pinned: pinned) {
+                point(id, at: endpoint)
+            }
         case .allocateRelay:
             // Nothing the old path did counts for the new one.
             links[id]!.connection.path = nil
@@ -164,6 +169,7 @@ public final class PeerExecutor<IO: PeerIO>: ActionExecutor {
     private func begin(_ id: MachineID, session: UInt64, coordinated: Bool) {
         guard let link = links[id] else { return }
         let learned = io.learned(id)
+        _ = links[id]!.connection.takeFound()
         io.note(.punchSession(session: session, coordinated: coordinated, candidates: link.candidates.count, learned: learned.count),
                 for: link.record.key)
         io.punch(id, PunchSession(key: link.pairKey, session: session, candidates: link.candidates, learned: learned),
@@ -249,6 +255,7 @@ public final class PeerExecutor<IO: PeerIO>: ActionExecutor {
         }
         if result.steps.contains(.remove) { io.note(.handshakeAsked(second: facts.secondInState), for: link.record.key) }
         if result.lost { io.note(.pathLost(silence: result.silence, handshakeAge: result.handshakeAge), for: link.record.key) }
+        if let found = result.found { io.note(.directFound(found), for: link.record.key) }
         io.apply(result.steps, to: id)
         scheduler.updateContext(of: id) {
             $0.handshakeAge = result.handshakeAge
@@ -256,6 +263,8 @@ public final class PeerExecutor<IO: PeerIO>: ActionExecutor {
             $0.pathLost = result.lost
         }
         scheduler.post(.wireGuardRead, to: id)
+        // Found the direct path as a pin does: Keepalive (or Punching, when stale) takes it to Direct.
+        if result.found != nil { scheduler.post(.punchAcked, to: id) }
     }
 
     /// Whether `endpoint` is at a relay: the pair's own allocation, or any relay the control server offered.

@@ -16,6 +16,8 @@ public enum PeerNote: Sendable, Equatable {
     case roamedToRelay(relay: Endpoint?, direct: Endpoint)
     /// Direct without confirmation asked for a handshake, at that second in the state.
     case handshakeAsked(second: Int64)
+    /// Relayed, WireGuard moved to a direct endpoint of the peer's: Direct takes it.
+    case directFound(Endpoint)
     /// A probe went unanswered: the path is gone.
     case pathLost(silence: Duration, handshakeAge: Duration?)
     /// The pair's relay allocation was given back.

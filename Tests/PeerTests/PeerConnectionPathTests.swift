@@ -50,6 +50,27 @@ import Testing
         #expect(none.takeTurn(nil) == [.kick])
     }
 
+    /// Relayed, WireGuard left the relay it was pointed at for a direct endpoint of the peer's (the
+    /// peer's pin found the path this side's attempt missed): the read reports it, once, for Direct.
+    /// An endpoint WireGuard still has from before the relay was pointed at (the path just lost) is
+    /// not one it found.
+    @Test func aDirectEndpointWireGuardMovesToWhileRelayedIsFound() {
+        var relaying = PeerConnection()
+        let lost = relaying.read(reading(direct, handshake: 500, received: 100), facts(.relaying, wall: 1_000), isRelay: isRelay)
+        #expect(lost.found == nil, "no relay pointed at yet: the old direct endpoint is not found")
+        _ = relaying.point(at: relay, before: reading(direct, handshake: 500, received: 100), wall: 1_000, localKeyIsSmaller: true)
+        #expect(relaying.read(reading(relay, handshake: 1_100, received: 200), facts(.relaying, wall: 1_200), isRelay: isRelay).found == nil)
+        let moved = relaying.read(reading(direct, handshake: 1_100, received: 300), facts(.relaying, wall: 1_400), isRelay: isRelay)
+        #expect(moved.found == direct)
+        var kept = relaying
+        #expect(kept.read(reading(direct, handshake: 1_100, received: 400), facts(.keepalive, path: .relayed, wall: 1_600),
+                          isRelay: isRelay).found == direct, "in Keepalive on the relay too")
+        #expect(relaying.read(reading(direct, handshake: 1_100, received: 300), facts(.keepalive, path: .direct, wall: 1_400),
+                              isRelay: isRelay).found == nil, "on the direct path it is no news")
+        #expect(relaying.takeFound() == direct)
+        #expect(relaying.takeFound() == nil, "taken once")
+    }
+
     /// A packet that crossed the relay before the switch took WireGuard back there: the direct
     /// endpoint is set again, and only what comes after counts.
     @Test func aLateRelayPacketIsUndoneOnTheDirectPath() {

@@ -241,6 +241,8 @@ final class SimulatedAgent: PeerIO {
             network.note("\(member.name): WireGuard roamed to the relay, \(peer)'s direct endpoint \(direct) set again")
         case .pathLost(let silence, let handshakeAge):
             network.note("\(member.name): path to \(peer) lost (silence \(silence), handshake \(handshakeAge.map { "\($0)" } ?? "none"))")
+        case .directFound(let endpoint):
+            network.note("\(member.name): WireGuard found the direct path to \(peer) at \(endpoint)")
         case .relayAllocated(_, let endpoint):
             network.note("\(member.name): relay granted for \(peer) at \(endpoint)")
         case .relayRefused(let service):
