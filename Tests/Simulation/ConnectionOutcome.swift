@@ -51,12 +51,12 @@ public struct ConnectionOutcome: Sendable {
     /// may make a NAT look stricter) do not send the pair to the relay at once; relayed otherwise.
     /// Either path the pair settles on is expected — side 0's at the end — when a member's
     /// detection failed (it announced no public endpoint: the pair may stay relayed; the agent
-    /// detects again as it upgrades, the simulation keeps the first answer), or when the detected
-    /// types need port prediction, which the simulation's executor leaves out (a party may hold
-    /// such a pair, or a lossy detection make one).
+    /// detects again as it upgrades, the simulation keeps the first answer), or when a member
+    /// shares its port prediction with other peers (``ConnectionScenario/sharesPortPrediction``).
     public var expectedPath: PeerContext.Path {
         let plan = DirectPathPlan(local: detected[0] ?? .unknown, remote: detected[1] ?? .unknown, withoutNAT: scenario.sameSite)
-        if detected.contains(where: { $0 == nil || $0 == .unknown }) || plan == .punchWithPortPrediction, paths[0] != .none {
+        let shared = scenario.sharesPortPrediction && plan == .punchWithPortPrediction
+        if detected.contains(where: { $0 == nil || $0 == .unknown }) || shared, paths[0] != .none {
             return paths[0]
         }
         return scenario.directExpected && plan != .relay ? .direct : .relayed
@@ -76,6 +76,8 @@ public struct ConnectionOutcome: Sendable {
         let firstAt = steps.map { steps in steps.first { $0.to == .keepalive }?.at }
         if let a = settledAt[0], let b = settledAt[1] { converged = max(a, b) - met }
         if let a = firstAt[0], let b = firstAt[1] { connected = max(a, b) - met }
+        // When the pair last came to Keepalive on the direct path (the later side).
+        let directSince = steps.compactMap { $0.last { $0.to == .keepalive && $0.path == .direct }?.at }.max()
         for (side, agent) in agents.enumerated() {
             upgrading[side] = steps[side].last.map { isUpgradeAttempt($0) && $0.to == .punching } ?? false
             transitions += steps[side].count
@@ -93,7 +95,7 @@ public struct ConnectionOutcome: Sendable {
                     if step.to == .relaying || step.to == .direct && expectedPath == .relayed { flaps += 1 }
                 }
             }
-            checkTruth(side, agent, relay: relay, at: end, wall: wall)
+            checkTruth(side, agent, relay: relay, at: end, wall: wall, directSince: directSince)
         }
     }
 
@@ -110,10 +112,13 @@ public struct ConnectionOutcome: Sendable {
 
     /// At the end, what each side says is what WireGuard does: on the direct path WireGuard sends to
     /// the endpoint the connection chose, which is not the relay, and the relay has carried nothing
-    /// of the pair for a minute and holds no port for it; relayed, WireGuard sends to the relay.
+    /// of the pair for the last minute, or since 5 s after the pair came to the direct path when
+    /// that was later (`directSince`: what crossed it before was the relayed path's);
+    /// relayed, WireGuard sends to the relay.
     /// Either way the tunnel works: a handshake within WireGuard's session lifetime, and something
     /// received within three keepalive intervals.
-    private mutating func checkTruth(_ side: Int, _ agent: SimulatedAgent, relay: SimulatedRelayService, at end: Nanoseconds, wall: Int64) {
+    private mutating func checkTruth(_ side: Int, _ agent: SimulatedAgent, relay: SimulatedRelayService, at end: Nanoseconds, wall: Int64,
+                                     directSince: Nanoseconds?) {
         let peer = peer(of: side)
         let name = agent.member.name
         guard let link = agent.link(peer), let reading = agent.wireGuard.reading(peer), let state = agent.wireGuard.peers[peer] else {
@@ -127,7 +132,8 @@ public struct ConnectionOutcome: Sendable {
             } else if endpoint != link.connection.path?.endpoint {
                 untruths.append("\(name) says direct to \(link.connection.path.map { "\($0.endpoint)" } ?? "-") while WireGuard sends to \(endpoint.map { "\($0)" } ?? "nowhere")")
             }
-            if let last = relay.lastForwarded[SimulatedControl.pair(members[0], members[1])], end - last < 60_000_000_000 {
+            let window = max(end - 60_000_000_000, (directSince ?? 0) + 5_000_000_000)
+            if let last = relay.lastForwarded[SimulatedControl.pair(members[0], members[1])], last > window {
                 untruths.append("the relay carried the pair's datagrams \((end - last) / 1_000_000) ms before the end while \(name) says direct")
             }
         case .relayed:
@@ -158,9 +164,10 @@ public struct ConnectionOutcome: Sendable {
     }
 
     /// How long a pair may take to settle: a minute, and a round of punches and its backoff more
-    /// for every 2 % of loss.
+    /// for every 2 % of loss; a pair that shares port prediction, the run.
     var convergenceBound: Nanoseconds {
-        (60 + Int64(scenario.conditions.loss * 100 / 2) * 30) * 1_000_000_000
+        guard !scenario.sharesPortPrediction else { return scenario.length.nanoseconds }
+        return (60 + Int64(scenario.conditions.loss * 100 / 2) * 30) * 1_000_000_000
     }
 
     /// Whether the fault breaks a path without a word (the relay forgetting its allocations): the

@@ -83,9 +83,18 @@ public struct ConnectionParty: Sendable, CustomStringConvertible {
         let site = [sites.sites[sites.memberSites[a]], sites.sites[sites.memberSites[b]]]
         var pair = ConnectionScenario(seed: seed, sites: site.map(\.effective), conditions: sites.conditions, traffic: traffic[index])
         pair.sameSite = sites.memberSites[a] == sites.memberSites[b]
+        pair.sharesPortPrediction = needsPortPrediction(a, b) && [a, b].contains { member in
+            (0..<size).filter { $0 != member && needsPortPrediction(member, $0) }.count > 1
+        }
         pair.length = length
         pair.timings = timings
         return pair
+    }
+
+    /// Whether members `a` and `b` are port-restricted cone ↔ symmetric at different sites.
+    private func needsPortPrediction(_ a: Int, _ b: Int) -> Bool {
+        sites.memberSites[a] != sites.memberSites[b]
+            && Set([sites.sites[sites.memberSites[a]].effective, sites.sites[sites.memberSites[b]].effective]) == [.portRestrictedCone, .symmetric]
     }
 
     /// The address a renumbered router gets (no site has it).

@@ -21,7 +21,12 @@ public struct ConnectionScenario: Sendable, CustomStringConvertible {
     public var pings = false
     /// Whether both members are in one house, behind one router (a party's pair).
     public var sameSite = false
-    /// How long after the meeting the members leave.
+    /// Whether a member of the pair needs port prediction with other peers too (a party's pair of
+    /// port-restricted cone ↔ symmetric): the guess allowance (`PunchDriver.guessesPerMinute`) and
+    /// the fan ports (`PunchDriver.fanSocketLimit`) are shared by all of them, which spreads the
+    /// member's attempts over minutes. Either path is expected, settled before the members leave.
+    public var sharesPortPrediction = false
+    /// How long after the meeting the members leave (a run lasts longer when a fault needs it).
     public var length: Duration = .seconds(240)
     /// A router that forgets its mappings (conntrack flushed, or a reboot) once the pair settled:
     /// the side whose router, and when after the meeting.
@@ -36,11 +41,8 @@ public struct ConnectionScenario: Sendable, CustomStringConvertible {
         self.traffic = traffic
     }
 
-    /// The cells: every pair of the matrix's NAT types but port-restricted cone ↔ symmetric,
-    /// which needs port prediction (`PunchScenario` runs it).
-    public static let cells: [[NATType]] = PunchScenario.types.flatMap { a in PunchScenario.types.map { [a, $0] } }.filter { cell in
-        Set(cell) != [.portRestrictedCone, .symmetric]
-    }
+    /// The cells: every pair of the matrix's NAT types.
+    public static let cells: [[NATType]] = PunchScenario.types.flatMap { a in PunchScenario.types.map { [a, $0] } }
 
     /// The scenario of `seed`: a cell, link conditions and traffic, all drawn from the seed.
     public static func drawn(seed: UInt64) -> ConnectionScenario {
@@ -102,7 +104,12 @@ public struct ConnectionScenario: Sendable, CustomStringConvertible {
                 network.note("\(router.name) flushed its mappings")
             }
         }
-        let end = met + length.nanoseconds
+        var outcome = ConnectionOutcome(scenario: self)
+        // Through the port fan, a flush breaks the path without a word: either side's new mapping is
+        // one the other side's filter does not let in, and the path is learned lost from the silence.
+        outcome.silentFault = flush != nil && Set(sites) == [.portRestrictedCone, .symmetric]
+        // The run lasts until the pair had its time to recover, and half a minute more.
+        let end = met + max(length.nanoseconds, (flush?.after.nanoseconds ?? 0) + outcome.recoveryBound + 30_000_000_000)
         // Each side's traffic at a phase of its own.
         for (interval, until) in [(pings ? Duration.milliseconds(200) : nil, met + 30_000_000_000), (traffic, end)] {
             guard let interval else { continue }
@@ -112,7 +119,6 @@ public struct ConnectionScenario: Sendable, CustomStringConvertible {
             }
         }
         network.run(until: end)
-        var outcome = ConnectionOutcome(scenario: self)
         outcome.met = met
         outcome.detected = members.map { $0.detectedType }
         outcome.faultAt = flush.map { met + $0.after.nanoseconds }

@@ -14,7 +14,8 @@ import Time
 /// member's punch driver, a WireGuard model (``SimulatedWireGuard``) and the scenario's control
 /// server and relay. It detects its NAT again when a path is lost and registers a changed record;
 /// its peers' records come from the control server, and their changes reach the connections as
-/// the agent's do. Port prediction (fan and spray) is left to `PunchScenario`.
+/// the agent's do. Port-restricted ↔ symmetric, the port-restricted side sprays and the symmetric
+/// side opens the member's fan, whose winning port carries WireGuard in a forwarder.
 final class SimulatedAgent: PeerIO {
     /// One transition of one peer's machine, for the properties and the trace.
     struct Step {
@@ -37,6 +38,8 @@ final class SimulatedAgent: PeerIO {
     /// The members met, by key, and their keys by index.
     private var directory: [MemberKey: SimulatedMember] = [:]
     private var keys: [Int: MemberKey] = [:]
+    /// Per peer, the loopback endpoint of the fan port's forwarder that carries it.
+    private var forwarders: [Int: Endpoint] = [:]
     /// Every action executed, and every transition made.
     private(set) var executed: Set<PeerAction> = []
     private(set) var steps: [Step] = []
@@ -161,6 +164,8 @@ final class SimulatedAgent: PeerIO {
         guard let peer = index(id) else { return }
         wireGuard.apply(.remove, to: peer, keepalive: timings.persistentKeepalive)
         member.driver.stop(peer)
+        member.closeFan(for: peer)
+        stopForwarding(peer)
     }
 
     // MARK: This side
@@ -194,11 +199,32 @@ final class SimulatedAgent: PeerIO {
         if let peer = index(id) { member.driver.add(candidates: candidates, for: peer) }
     }
 
-    func spray(_ id: MachineID, at address: IPAddress) {}
-    func openFan(_ id: MachineID, toward target: Endpoint) {}
-    func hasFan(_ id: MachineID) -> Bool { false }
-    func endPunch(_ id: MachineID) {}
-    func directEndpoint(_ id: MachineID, pinned: Endpoint) -> Endpoint? { pinned }
+    func spray(_ id: MachineID, at address: IPAddress) {
+        guard let link = peers.links[id] else { return }
+        let guess = PortPrediction(observed: [], budget: DirectPathPlan.sprayGuesses, using: &network.random)
+        let sent = member.driver.probe(link.io.index, guess.ports.map { Endpoint(address, $0) })
+        network.note("\(member.name) sprays \(sent) guesses at \(address) (peer \(link.io.name))")
+    }
+
+    func openFan(_ id: MachineID, toward target: Endpoint) { if let peer = index(id) { member.openFan(for: peer, toward: target) } }
+    func hasFan(_ id: MachineID) -> Bool { index(id).map { member.driver.hasFan($0) } ?? false }
+    func endPunch(_ id: MachineID) { if let peer = index(id) { member.closeFan(for: peer) } }
+
+    /// Pinned through a fan port: WireGuard sends to that port's forwarder.
+    func directEndpoint(_ id: MachineID, pinned: Endpoint) -> Endpoint? {
+        guard let peer = index(id), let socket = member.driver.pinnedFanSocket(peer) else { return pinned }
+        member.closeFan(for: peer)
+        stopForwarding(peer)
+        let inside = wireGuard.forward(through: socket, to: pinned)
+        forwarders[peer] = inside
+        network.note("\(member.name): direct to \(peers.links[id]!.io.name) through fan port \(socket.port)")
+        return inside
+    }
+
+    private func stopForwarding(_ peer: Int) {
+        guard let inside = forwarders.removeValue(forKey: peer), let socket = wireGuard.stopForwarding(inside.port) else { return }
+        member.close(socket)
+    }
 
     // MARK: Servers
 
@@ -227,8 +253,17 @@ final class SimulatedAgent: PeerIO {
         for step in steps { wireGuard.apply(step, to: peer, keepalive: timings.persistentKeepalive) }
     }
 
-    func pointed(_ id: MachineID, at endpoint: Endpoint) {}
-    func forwarded(_ id: MachineID) -> Bool { false }
+    /// A forwarder of another path closes; a datagram its fan port held comes to WireGuard.
+    func pointed(_ id: MachineID, at endpoint: Endpoint) {
+        guard let peer = index(id), let inside = forwarders[peer] else { return }
+        if inside != endpoint {
+            stopForwarding(peer)
+        } else if let socket = member.driver.pinnedFanSocket(peer), let early = member.driver.takeHeld(peer, on: socket) {
+            wireGuard.deliver(early, from: inside)
+        }
+    }
+
+    func forwarded(_ id: MachineID) -> Bool { index(id).map { forwarders[$0] != nil } ?? false }
 
     // MARK: Time and traces
 

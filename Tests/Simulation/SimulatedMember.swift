@@ -75,22 +75,21 @@ final class SimulatedMember {
 
     private func readable() {
         guard let received = try? driver.receive() else { return }
-        for (peer, endpoint) in received.pinned {
-            pinned(peer, endpoint, throughFan: false)
-            onPinned?(peer, endpoint)
-        }
+        for (peer, endpoint) in received.pinned { pinned(peer, endpoint, throughFan: false) }
         for datagram in received.other where datagram.payload.count >= 20 {
             if onWireGuard?(datagram) != true { detector.received(datagram) }
         }
     }
 
     /// A pin ends this side's attempt, as Direct's `endPunch` does in the agent: the fan closes
-    /// (there the winning port carries on in a forwarder, outside the driver's count).
+    /// but for the winning port, which carries on in a forwarder (outside the driver's count).
     private func pinned(_ peer: Int, _ endpoint: Endpoint, throughFan: Bool) {
-        guard pins[peer] == nil else { return }
-        pins[peer] = (endpoint, network.clock.now, throughFan)
-        network.note("\(name) pinned peer \(peer) at \(endpoint)\(throughFan ? " through a fan port" : "")")
+        if pins[peer] == nil {
+            pins[peer] = (endpoint, network.clock.now, throughFan)
+            network.note("\(name) pinned peer \(peer) at \(endpoint)\(throughFan ? " through a fan port" : "")")
+        }
         closeFan(for: peer)
+        onPinned?(peer, endpoint)
     }
 
     /// From now on, WireGuard's persistent keepalive (every `interval`) through `relay` from the
@@ -120,9 +119,13 @@ final class SimulatedMember {
         network.note("\(name) fans \(sockets.count) ports toward \(target) (peer \(peer))")
     }
 
-    /// Closes `peer`'s fan (the attempt is over).
+    /// Closes `peer`'s fan (the attempt is over), but for the port a pin came through: it carries
+    /// on in the forwarder.
     func closeFan(for peer: Int) {
-        for socket in driver.dropFan(peer) { host.close(port: socket.port) }
+        for socket in driver.dropFan(peer) where socket !== driver.pinnedFanSocket(peer) { host.close(port: socket.port) }
         fans[peer] = nil
     }
+
+    /// Closes a fan port that carried a forwarder.
+    func close(_ socket: SimulatedSocket) { host.close(port: socket.port) }
 }

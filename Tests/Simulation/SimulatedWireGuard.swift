@@ -81,6 +81,9 @@ final class SimulatedWireGuard {
     private var generations: UInt64 = 0
     /// Handshakes completed per peer over the run.
     private var handshakes: [Int: Int] = [:]
+    /// The fan ports' forwarders (the agent's `LocalForwarder`), by their loopback port: the fan
+    /// port, and the peer's endpoint it carries WireGuard's datagrams to and from.
+    private var forwarders: [UInt16: (socket: SimulatedSocket, remote: Endpoint)] = [:]
 
     /// Handshakes completed with `peer` over the run.
     func handshakes(with peer: Int) -> Int { handshakes[peer, default: 0] }
@@ -123,6 +126,30 @@ final class SimulatedWireGuard {
         generations += 1
         peers[peer] = Peer(generation: generations)
     }
+
+    /// Forwards between WireGuard and `remote` through the fan port `socket`, as the agent's
+    /// `LocalForwarder` does: returns the loopback endpoint WireGuard is to send to. What arrives on
+    /// the port from `remote` comes to WireGuard from that endpoint; anything else is dropped.
+    func forward(through socket: SimulatedSocket, to remote: Endpoint) -> Endpoint {
+        let inside = Endpoint(.v4(IPv4Address(127, 0, 0, 1)), socket.port)
+        forwarders[socket.port] = (socket, remote)
+        socket.onReadable = { [unowned self, unowned socket] in
+            while let datagram = try? socket.receive() {
+                guard datagram.source == remote else { continue }
+                _ = receive(PortDatagram(payload: datagram.payload, source: inside, destination: socket.local))
+            }
+        }
+        return inside
+    }
+
+    /// Delivers `payload`, held by the fan port before its forwarder started, as the forwarder does.
+    func deliver(_ payload: [UInt8], from inside: Endpoint) {
+        guard let forwarder = forwarders[inside.port] else { return }
+        _ = receive(PortDatagram(payload: payload, source: inside, destination: forwarder.socket.local))
+    }
+
+    /// Stops the forwarder of loopback `port`; returns its fan port, to close.
+    func stopForwarding(_ port: UInt16) -> SimulatedSocket? { forwarders.removeValue(forKey: port)?.socket }
 
     /// What `wg show` would say of the peer.
     func reading(_ peer: Int) -> WireGuardReading? {
@@ -180,7 +207,11 @@ final class SimulatedWireGuard {
         var bytes = [Self.magic, kind.rawValue, UInt8(truncatingIfNeeded: owner)]
         for value in [first, second] { for shift in stride(from: 56, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: value >> UInt64(shift))) } }
         bytes += [UInt8](repeating: 0, count: max(0, size - bytes.count))
-        _ = try? socket.send(bytes, to: endpoint)
+        if endpoint.address == .v4(IPv4Address(127, 0, 0, 1)), let forwarder = forwarders[endpoint.port] {
+            _ = try? forwarder.socket.send(bytes, to: forwarder.remote)
+        } else {
+            _ = try? socket.send(bytes, to: endpoint)
+        }
         if network.verbose { network.note("wg \(owner) → \(peer): \(kind) \(size) B to \(endpoint)") }
         armPersistentKeepalive(peer)
     }
