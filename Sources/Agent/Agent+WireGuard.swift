@@ -1,3 +1,4 @@
+import DNS
 import EventLoop
 import Net
 import Output

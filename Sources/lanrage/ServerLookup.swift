@@ -1,3 +1,4 @@
+import Agent
 import Commands
 import DNS
 import EventLoop
