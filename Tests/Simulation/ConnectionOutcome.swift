@@ -13,7 +13,9 @@ public struct ConnectionOutcome: Sendable {
     var met: Nanoseconds = 0
     var faultAt: Nanoseconds?
     /// Per side at the end: the state, the path the connection says the tunnel uses, and whether
-    /// the side is in a relayed tunnel's upgrade attempt.
+    /// the side is in a relayed tunnel's upgrade attempt, or entered Direct less than its
+    /// confirmation time before the end (still checking a path it pinned or WireGuard found: it
+    /// cannot be judged yet).
     public var states: [PeerState?] = [nil, nil]
     public var paths: [PeerContext.Path] = [.none, .none]
     public var upgrading = [false, false]
@@ -79,7 +81,9 @@ public struct ConnectionOutcome: Sendable {
         // When the pair last came to Keepalive on the direct path (the later side).
         let directSince = steps.compactMap { $0.last { $0.to == .keepalive && $0.path == .direct }?.at }.max()
         for (side, agent) in agents.enumerated() {
-            upgrading[side] = steps[side].last.map { isUpgradeAttempt($0) && $0.to == .punching } ?? false
+            upgrading[side] = steps[side].last.map { step in
+                isUpgradeAttempt(step) && step.to == .punching || step.to == .direct && end - step.at < scenario.timings.directConfirm.nanoseconds
+            } ?? false
             transitions += steps[side].count
             handshakes += agent.wireGuard.handshakes(with: peer(of: side))
             // After convergence, only the relayed tunnel's upgrade attempts (its own, or the peer's
@@ -95,7 +99,7 @@ public struct ConnectionOutcome: Sendable {
                     if step.to == .relaying || step.to == .direct && expectedPath == .relayed { flaps += 1 }
                 }
             }
-            checkTruth(side, agent, relay: relay, at: end, wall: wall, directSince: directSince)
+            checkTruth(side, agent, relay: relay, at: end, wall: wall, directSince: directSince, checking: states[side] == .direct && upgrading[side])
         }
     }
 
@@ -114,18 +118,18 @@ public struct ConnectionOutcome: Sendable {
     /// the endpoint the connection chose, which is not the relay, and the relay has carried nothing
     /// of the pair for the last minute, or since 5 s after the pair came to the direct path when
     /// that was later (`directSince`: what crossed it before was the relayed path's);
-    /// relayed, WireGuard sends to the relay.
+    /// relayed, WireGuard sends to the relay; a side still `checking` a path in Direct says neither.
     /// Either way the tunnel works: a handshake within WireGuard's session lifetime, and something
     /// received within three keepalive intervals.
     private mutating func checkTruth(_ side: Int, _ agent: SimulatedAgent, relay: SimulatedRelayService, at end: Nanoseconds, wall: Int64,
-                                     directSince: Nanoseconds?) {
+                                     directSince: Nanoseconds?, checking: Bool) {
         let peer = peer(of: side)
         let name = agent.member.name
         guard let link = agent.link(peer), let reading = agent.wireGuard.reading(peer), let state = agent.wireGuard.peers[peer] else {
             return untruths.append("\(name) has no peer or no WireGuard peer at the end")
         }
         let endpoint = reading.endpoint
-        switch paths[side] {
+        switch checking ? .none : paths[side] {
         case .direct:
             if endpoint?.address == .v4(SimulatedControl.relayAddress) {
                 untruths.append("\(name) says direct while WireGuard sends to the relay (\(endpoint.map { "\($0)" } ?? "-"))")
@@ -193,7 +197,7 @@ public struct ConnectionOutcome: Sendable {
     /// - nothing schedules itself without end (the network's event limit).
     public var violations: [String] {
         var broken: [String] = runaway ? ["runaway: something scheduled itself without end"] : []
-        for side in 0..<2 where states[side] != .keepalive && !upgrading[side] || paths[side] != expectedPath {
+        for side in 0..<2 where !upgrading[side] && (states[side] != .keepalive || paths[side] != expectedPath) {
             broken.append("side \(side) ends \(states[side].map { "\($0)" } ?? "closed") (\(paths[side])), not keepalive (\(expectedPath))")
         }
         if let converged, converged > convergenceBound {
