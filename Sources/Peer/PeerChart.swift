@@ -17,6 +17,7 @@ public enum PeerChart: ChartSpec {
     static let relayAlive = Guard<PeerContext>("relay alive") { $0.path == .relayed && !$0.handshakeStale }
     static let confirmed = Guard<PeerContext>("confirmed") { $0.pathConfirmed }
     static let stale = Guard<PeerContext>("stale") { $0.handshakeStale }
+    static let windowOver = Guard<PeerContext>("window over") { $0.windowOver }
 
     /// The chart with the given timings.
     public static func chart(_ timings: PeerTimings = PeerTimings()) -> Chart<PeerChart> {
@@ -40,7 +41,10 @@ public enum PeerChart: ChartSpec {
             Row(.punching, on: .punchTick, stay: [.sendPunch]),
             Row(.punching, on: .punchAcked, to: .direct),
             Row(.punching, on: .punchTimeout, when: burstsLeft, to: .punching),
-            Row(.punching, on: .punchTimeout, when: relayAlive, to: .keepalive, do: [.endPunch], update: { $0.upgradeFailures += 1 }),
+            // Back on the relay after a failed upgrade, WireGuard is read at once: the peer's pin may have
+            // found the direct path this side's attempt missed, and WireGuard went there.
+            Row(.punching, on: .punchTimeout, when: relayAlive, to: .keepalive, do: [.endPunch, .readHandshake],
+                update: { $0.upgradeFailures += 1 }),
             Row(.punching, on: .punchTimeout, to: .relaying, do: [.endPunch]),
             Row(.punching, on: .relayReady, stay: [.setRelayEndpoint, .enableKeepalive]),
             Row(.punching, on: .relayFailed, stay: []),
@@ -48,7 +52,9 @@ public enum PeerChart: ChartSpec {
             Row(.direct, on: .livenessTick, stay: [.readHandshake]),
             Row(.direct, on: .wireGuardRead, when: confirmed, to: .keepalive, do: [.releaseRelay],
                 update: { $0.path = .direct; $0.upgradeFailures = 0 }),
-            Row(.direct, on: .confirmTimeout, to: .relaying),
+            // The window's end reads WireGuard once more: a path confirmed in its last second counts.
+            Row(.direct, on: .confirmTimeout, stay: [.readHandshake], update: { $0.windowOver = true }),
+            Row(.direct, on: .wireGuardRead, when: windowOver, to: .relaying),
 
             // The last attempt's ACK came after its timeout (the peer joined late): the direct path is open.
             Row(.relaying, on: .punchAcked, to: .direct),
@@ -60,7 +66,8 @@ public enum PeerChart: ChartSpec {
             Row(.relaying, on: .wireGuardRead, when: confirmed, to: .keepalive, update: { $0.path = .relayed }),
             // Nothing confirmed in time (no relay granted, or none answering): try the direct path again;
             // a failed punch comes back here for a new allocation.
-            Row(.relaying, on: .relayTimeout, to: .punching),
+            Row(.relaying, on: .relayTimeout, stay: [.readHandshake], update: { $0.windowOver = true }),
+            Row(.relaying, on: .wireGuardRead, when: windowOver, to: .punching),
 
             Row(.keepalive, on: .livenessTick, stay: [.readHandshake]),
             Row(.keepalive, on: .wireGuardRead, when: stale, to: .punching, do: [.rediscoverNAT]),
@@ -82,10 +89,12 @@ public enum PeerChart: ChartSpec {
             StateInfo(.detecting, entry: [.detectNAT, .allocateRelay]),
             StateInfo(.punching, entry: [.startPunch], onEntry: { $0.punchBursts += 1 }),
             // Entered from Punching, the attempt ends once the pinned endpoint (a fan port's too) is set.
-            StateInfo(.direct, entry: [.setDirectEndpoint, .enableKeepalive, .endPunch], onEntry: { $0.pathConfirmed = false }),
+            StateInfo(.direct, entry: [.setDirectEndpoint, .enableKeepalive, .endPunch], onEntry: { $0.pathConfirmed = false; $0.windowOver = false }),
             // Relaying ends a round of punch attempts: the next round (the relay timeout's) starts afresh,
             // with a new session both sides agree on through the control server.
-            StateInfo(.relaying, entry: [.allocateRelay], onEntry: { $0.pathConfirmed = false; $0.path = .none; $0.punchBursts = 0 }),
+            StateInfo(.relaying, entry: [.allocateRelay], onEntry: {
+                $0.pathConfirmed = false; $0.path = .none; $0.punchBursts = 0; $0.windowOver = false
+            }),
             StateInfo(.keepalive, onEntry: { $0.punchBursts = 0 }),
             StateInfo(.closed, entry: [.removePeer, .releaseRelay], final: true),
         ]

@@ -26,6 +26,10 @@ public struct PeerContext: Sendable, Equatable {
     public var pathConfirmed = false
     /// The path the tunnel uses now.
     public var path: Path = .none
+    /// Whether the confirmation window of Direct or Relaying has ended: the read made at its end
+    /// decides (confirmed, or given up), not the polls before it, which leave the last poll
+    /// interval unread.
+    public var windowOver = false
 
     public init(timings: PeerTimings = PeerTimings()) {
         self.timings = timings

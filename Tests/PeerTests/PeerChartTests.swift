@@ -85,6 +85,8 @@ import Testing
         // pair whose first punches were lost under load punched past each other for good.
         peer.send(.relayFailed)
         peer.wait(.seconds(15))
+        #expect(peer.state == .relaying && peer.takeActions().last == .readHandshake, "the window's end reads once more")
+        peer.send(.wireGuardRead(handshakeAge: nil, pathConfirmed: false))
         #expect(peer.state == .punching && peer.context.punchBursts == 1 && peer.takeActions().last == .startPunch)
         peer.wait(.milliseconds(2400))
         #expect(peer.state == .punching && peer.context.punchBursts == 2, "the new round has its second attempt too")
@@ -113,6 +115,8 @@ import Testing
         peer.send(.relayFailed)
         #expect(peer.state == .relaying && peer.takeActions().isEmpty, "no relay: no new request before the relay timeout")
         peer.wait(.seconds(15))
+        #expect(peer.state == .relaying && peer.takeActions().last == .readHandshake)
+        peer.send(.wireGuardRead(handshakeAge: nil, pathConfirmed: false))
         #expect(peer.state == .punching && peer.takeActions().last == .startPunch, "relay timeout: try the direct path again")
         peer.wait(.milliseconds(4800))
         #expect(peer.state == .relaying && peer.takeActions().last == .allocateRelay, "the punch failed: allocate again")
@@ -132,7 +136,7 @@ import Testing
         #expect(peer.state == .punching)
         peer.wait(.milliseconds(4800))
         #expect(peer.state == .keepalive && peer.context.path == .relayed && peer.context.upgradeFailures == 1)
-        _ = peer.takeActions()
+        #expect(peer.takeActions().suffix(2) == [.endPunch, .readHandshake], "back on the relay, WireGuard is read at once")
         peer.wait(.milliseconds(59_999))
         #expect(peer.state == .keepalive)
         peer.wait(.milliseconds(1))
@@ -175,9 +179,20 @@ import Testing
     static func directWithoutHandshakeFallsBack(_ peer: PeerHarness) {
         peer.reach(.direct)
         peer.wait(.seconds(10))
-        #expect(peer.state == .relaying)
-        let actions = peer.takeActions()
-        #expect(actions.filter { $0 == .readHandshake }.count == 9 && actions.last == .allocateRelay)
+        #expect(peer.state == .direct, "the window's end reads WireGuard once more")
+        #expect(peer.takeActions().filter { $0 == .readHandshake }.count == 10)
+        peer.send(.wireGuardRead(handshakeAge: nil, pathConfirmed: false))
+        #expect(peer.state == .relaying && peer.takeActions().last == .allocateRelay)
+    }
+
+    /// A path confirmed in the window's last second (after its last poll) counts: the read at the
+    /// window's end finds it (a fan side whose handshake came 9.1 s in gave up at 10 s).
+    static func aPathConfirmedInTheLastSecondCounts(_ peer: PeerHarness) {
+        peer.reach(.direct)
+        peer.wait(.seconds(10))
+        _ = peer.takeActions()
+        peer.send(.wireGuardRead(handshakeAge: .milliseconds(900), pathConfirmed: true))
+        #expect(peer.state == .keepalive && peer.context.path == .direct)
     }
 
     static func staleHandshakeRepunches(_ peer: PeerHarness) {
@@ -246,6 +261,7 @@ import Testing
     @Test func relayPathWithFailuresAndUpgrades() { Self.relayPathWithFailuresAndUpgrades(PeerHarness()) }
     @Test func lateAckTakesTheDirectPath() { Self.lateAckTakesTheDirectPath(PeerHarness()) }
     @Test func directWithoutHandshakeFallsBack() { Self.directWithoutHandshakeFallsBack(PeerHarness()) }
+    @Test func aPathConfirmedInTheLastSecondCounts() { Self.aPathConfirmedInTheLastSecondCounts(PeerHarness()) }
     @Test func deadRelayIsAllocatedAgain() { Self.deadRelayIsAllocatedAgain(PeerHarness()) }
     @Test func earlyRelayCarriesTrafficUntilTheDirectPath() { Self.earlyRelayCarriesTrafficUntilTheDirectPath(PeerHarness()) }
     @Test func staleHandshakeRepunches() { Self.staleHandshakeRepunches(PeerHarness()) }
@@ -268,7 +284,7 @@ import Testing
             Self.failedPunchesFallBackToTheRelay, Self.relayPathWithFailuresAndUpgrades, Self.lateAckTakesTheDirectPath,
             Self.directWithoutHandshakeFallsBack, Self.staleHandshakeRepunches, Self.endpointChangeRepunches,
             Self.deadRelayIsAllocatedAgain, Self.earlyRelayCarriesTrafficUntilTheDirectPath, Self.aPinWhileRelayedTakesTheDirectPath,
-            Self.aMovedRelayIsTakenOver,
+            Self.aMovedRelayIsTakenOver, Self.aPathConfirmedInTheLastSecondCounts,
         ]
         for scenario in scenarios {
             let peer = PeerHarness()
