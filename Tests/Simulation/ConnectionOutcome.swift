@@ -99,7 +99,7 @@ public struct ConnectionOutcome: Sendable {
                     if step.to == .relaying || step.to == .direct && expectedPath == .relayed { flaps += 1 }
                 }
             }
-            checkTruth(side, agent, relay: relay, at: end, wall: wall, directSince: directSince, checking: states[side] == .direct && upgrading[side])
+            checkTruth(side, agent, relay: relay, at: end, wall: wall, directSince: directSince, checking: upgrading[side])
         }
     }
 
@@ -118,7 +118,8 @@ public struct ConnectionOutcome: Sendable {
     /// the endpoint the connection chose, which is not the relay, and the relay has carried nothing
     /// of the pair for the last minute, or since 5 s after the pair came to the direct path when
     /// that was later (`directSince`: what crossed it before was the relayed path's);
-    /// relayed, WireGuard sends to the relay; a side still `checking` a path in Direct says neither.
+    /// relayed, WireGuard sends to the relay; a side still `checking` a path (in Direct, or in an
+    /// upgrade attempt, where WireGuard may follow the peer's pin) says neither.
     /// Either way the tunnel works: a handshake within WireGuard's session lifetime, and something
     /// received within three keepalive intervals.
     private mutating func checkTruth(_ side: Int, _ agent: SimulatedAgent, relay: SimulatedRelayService, at end: Nanoseconds, wall: Int64,

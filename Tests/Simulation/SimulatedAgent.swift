@@ -38,6 +38,8 @@ final class SimulatedAgent: PeerIO {
     /// The members met, by key, and their keys by index.
     private var directory: [MemberKey: SimulatedMember] = [:]
     private var keys: [Int: MemberKey] = [:]
+    /// The peers that left the party (the control client forgets them).
+    private var departed: Set<Int> = []
     /// Per peer, the loopback endpoint of the fan port's forwarder that carries it.
     private var forwarders: [Int: Endpoint] = [:]
     /// Every action executed, and every transition made.
@@ -87,8 +89,9 @@ final class SimulatedAgent: PeerIO {
         keys[peer.index] = MemberKey(peer.publicKey)!
     }
 
-    /// The peer left the party.
+    /// The peer left the party: nothing the control server sent before brings it back.
     func leave(_ peer: Int) {
+        departed.insert(peer)
         if let id = machineID(peer) { peers.scheduler.post(.peerLeft, to: id) }
     }
 
@@ -104,8 +107,9 @@ final class SimulatedAgent: PeerIO {
     private func index(_ id: MachineID) -> Int? { peers.links[id]?.io.index }
 
     /// The control server announced a punch with `peer` at `startMillis`, with the peer's record
-    /// as it has it: a member not met yet is met now, as the agent does.
+    /// as it has it: a member not met yet is met now, as the agent does; one that left is not.
     func punchAnnounced(with peer: Int, startMillis: UInt64) {
+        guard !departed.contains(peer) else { return }
         know(control.agents[peer].member)
         peers.punchAnnounced(control.record(of: peer), startMillis: startMillis)
     }
