@@ -68,7 +68,7 @@ extension Agent: PeerIO {
     public func burst(_ id: MachineID) { driver.burst(id) }
     public func addCandidates(_ candidates: [Endpoint], for id: MachineID) { driver.add(candidates: candidates, for: id) }
     public func endPunch(_ id: MachineID) { closeFan(id) }
-    public func hasFan(_ id: MachineID) -> Bool { driver.hasFan(id) }
+    public func fanTarget(_ id: MachineID) -> Endpoint? { driver.fanTarget(id) }
 
     /// Pinned through a fan port: WireGuard sends to that port's forwarder.
     public func directEndpoint(_ id: MachineID, pinned: Endpoint) -> Endpoint? {

@@ -174,21 +174,31 @@ public final class PeerExecutor<IO: PeerIO>: ActionExecutor {
                 for: link.record.key)
         io.punch(id, PunchSession(key: link.pairKey, session: session, candidates: link.candidates, learned: learned),
                  observed: link.observed?.address)
-        io.endPunch(id)
         guessPorts(id)
     }
 
     /// Port-restricted ↔ symmetric (``PortPredictionRole``): the port-restricted side sprays guesses
-    /// at the peer's public address, the symmetric side opens its fan (one per session). Called when
-    /// an attempt starts, and when either NAT type becomes known during one (detection often ends
-    /// after the punch began).
+    /// at the peer's public address, the symmetric side opens its fan. Called when an attempt or a
+    /// session starts, and when either NAT type becomes known during one (detection often ends after
+    /// the punch began). A fan toward the same endpoint stays open across sessions until the attempt
+    /// ends: the peer's guesses may already have hit its ports (a session joined 160 ms after this
+    /// side's own closed the ports the peer had just pinned), and new ones would start from nothing.
     private func guessPorts(_ id: MachineID) {
         guard let link = links[id] else { return }
-        switch PortPredictionRole(local: io.announcedNAT, remote: link.record.nat, observed: link.observed?.address,
-                                  reachable: link.reachable, withoutNAT: io.reachableWithoutNAT(link.record)) {
-        case .spray(let address): io.spray(id, at: address)
-        case .fan(let target) where !io.hasFan(id): io.openFan(id, toward: target)
-        case .fan, .none: break
+        let role = PortPredictionRole(local: io.announcedNAT, remote: link.record.nat, observed: link.observed?.address,
+                                      reachable: link.reachable, withoutNAT: io.reachableWithoutNAT(link.record))
+        let fan = io.fanTarget(id)
+        switch role {
+        case .spray(let address):
+            if fan != nil { io.endPunch(id) }
+            io.spray(id, at: address)
+        case .fan(let target) where fan != target:
+            if fan != nil { io.endPunch(id) }
+            io.openFan(id, toward: target)
+        case .fan:
+            break
+        case .none:
+            if fan != nil { io.endPunch(id) }
         }
     }
 

@@ -62,9 +62,10 @@ public protocol PeerIO: AnyObject {
     func spray(_ id: MachineID, at address: IPAddress)
     /// Symmetric side: punches from a fan of extra ports toward the peer's public endpoint `target`.
     func openFan(_ id: MachineID, toward target: Endpoint)
-    /// Whether the peer's fan is open.
-    func hasFan(_ id: MachineID) -> Bool
-    /// The punch ended: its fan ports close (a pin's stays, for its forwarder).
+    /// Where the peer's open fan punches toward; `nil` when none is open.
+    func fanTarget(_ id: MachineID) -> Endpoint?
+    /// The punch ended, or its fan is not wanted any more: the fan ports close (a pin's stays,
+    /// for its forwarder).
     func endPunch(_ id: MachineID)
     /// The endpoint WireGuard sends to for the pinned peer: `pinned`, or the local end of a fan
     /// port's forwarder; `nil` when that could not be set up.

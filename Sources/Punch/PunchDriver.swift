@@ -85,6 +85,9 @@ public final class PunchDriver<PeerID: Hashable, FanSocket: PortSocket> {
     /// Whether `peer` has a fan open.
     public func hasFan(_ peer: PeerID) -> Bool { fans[peer] != nil }
 
+    /// Where `peer`'s open fan punches toward; `nil` when none is open.
+    public func fanTarget(_ peer: PeerID) -> Endpoint? { fans[peer]?.target }
+
     /// Fan sockets open over all peers.
     public var fanSocketCount: Int { fans.values.reduce(0) { $0 + $1.sockets.count } }
 

@@ -211,7 +211,7 @@ final class SimulatedAgent: PeerIO {
     }
 
     func openFan(_ id: MachineID, toward target: Endpoint) { if let peer = index(id) { member.openFan(for: peer, toward: target) } }
-    func hasFan(_ id: MachineID) -> Bool { index(id).map { member.driver.hasFan($0) } ?? false }
+    func fanTarget(_ id: MachineID) -> Endpoint? { index(id).flatMap { member.driver.fanTarget($0) } }
     func endPunch(_ id: MachineID) { if let peer = index(id) { member.closeFan(for: peer) } }
 
     /// Pinned through a fan port: WireGuard sends to that port's forwarder.
