@@ -40,11 +40,11 @@ extension Agent {
     /// Sprays PUNCHes from the WireGuard port at ``DirectPathPlan/sprayGuesses`` random ports of `address`.
     public func spray(_ id: MachineID, at address: IPAddress) {
         var generator = SystemRandomNumberGenerator()
-        let guess = PortPrediction(observed: [], budget: DirectPathPlan.sprayGuesses, using: &generator)
-        let sent = driver.probe(id, guess.ports.map { Endpoint(address, $0) })
-        if sent < guess.ports.count {
+        let guesses = PortPrediction.spray(at: address, using: &generator)
+        let sent = driver.probe(id, guesses)
+        if sent < guesses.count {
             logger.notice("fewer guesses than wanted (the per-minute allowance over all peers)",
-                          metadata: ["peer": "\(links[id].map { "\($0.record.key)" } ?? "?")", "sent": "\(sent)", "wanted": "\(guess.ports.count)"])
+                          metadata: ["peer": "\(links[id].map { "\($0.record.key)" } ?? "?")", "sent": "\(sent)", "wanted": "\(guesses.count)"])
         }
     }
 

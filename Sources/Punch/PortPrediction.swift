@@ -1,3 +1,5 @@
+import Net
+
 /// Which ports of a symmetric NAT to probe, when the other side filters by port
 /// (port-restricted cone ↔ symmetric).
 ///
@@ -18,6 +20,12 @@ public struct PortPrediction: Equatable, Sendable {
     public let method: Method
     /// The ports to probe, most likely first, at most `budget`, no duplicates.
     public let ports: [UInt16]
+
+    /// Port-restricted ↔ symmetric, what the port-restricted side sprays: ``DirectPathPlan/sprayGuesses``
+    /// random ports of the symmetric peer's public `address` (``PunchDriver/probe(_:_:)`` sends them).
+    public static func spray(at address: IPAddress, using generator: inout some RandomNumberGenerator) -> [Endpoint] {
+        PortPrediction(observed: [], budget: DirectPathPlan.sprayGuesses, using: &generator).ports.map { Endpoint(address, $0) }
+    }
 
     /// The largest step between consecutive allocations still called sequential.
     public static let maximumStep = 16

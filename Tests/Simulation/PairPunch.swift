@@ -92,8 +92,7 @@ final class PairPunch {
                         guard member.pins[peer.index] == nil else { return }
                         switch role {
                         case .spray(let address) where packet == 0:
-                            let guess = PortPrediction(observed: [], budget: DirectPathPlan.sprayGuesses, using: &network.random)
-                            let sent = member.driver.probe(peer.index, guess.ports.map { Endpoint(address, $0) })
+                            let sent = member.driver.probe(peer.index, PortPrediction.spray(at: address, using: &network.random))
                             network.note("\(member.name) sprays \(sent) guesses at \(address) (peer \(peer.index))")
                         case .fan(let target) where packet == 0:
                             member.openFan(for: peer.index, toward: target)

@@ -205,8 +205,7 @@ final class SimulatedAgent: PeerIO {
 
     func spray(_ id: MachineID, at address: IPAddress) {
         guard let link = peers.links[id] else { return }
-        let guess = PortPrediction(observed: [], budget: DirectPathPlan.sprayGuesses, using: &network.random)
-        let sent = member.driver.probe(link.io.index, guess.ports.map { Endpoint(address, $0) })
+        let sent = member.driver.probe(link.io.index, PortPrediction.spray(at: address, using: &network.random))
         network.note("\(member.name) sprays \(sent) guesses at \(address) (peer \(link.io.name))")
     }
 
