@@ -52,11 +52,10 @@ extension Agent: PeerIO {
     /// Internet from this side's public address — where the control server saw this side's
     /// messages come from (else its first STUN answer) against where it saw the peer's — or both
     /// sides have global IPv6 candidates (unique local ones reach only their own site).
-    public func reachableWithoutNAT(_ record: MemberRecord) -> Bool {
-        let peerObserved = record.candidates.first { $0.kind == .observed }?.endpoint.address
-        if let own = (lastObserved ?? reflexive)?.address, own == peerObserved { return true }
+    public func reachableWithoutNAT(_ link: PeerLink<AgentPeer>) -> Bool {
+        if let own = (lastObserved ?? reflexive)?.address, own == link.observed?.address { return true }
         func ipv6(_ candidates: [Candidate]) -> Bool { candidates.contains { if case .v6(let v6) = $0.endpoint.address { v6.isGlobal } else { false } } }
-        return ipv6(control.configuration.candidates) && ipv6(record.candidates)
+        return ipv6(control.configuration.candidates) && ipv6(link.record.candidates)
     }
 
     // MARK: Punching

@@ -136,7 +136,7 @@ public final class PeerExecutor<IO: PeerIO>: ActionExecutor {
         guard let link = links[id], let state = scheduler.machine(id)?.state else { return }
         let facts = PunchCoordination.Facts(localNAT: io.announcedNAT, detecting: io.isDetecting, reflexiveKnown: io.reflexiveKnown,
                                             peerNAT: link.record.nat, peerReflexiveKnown: link.reachable != nil,
-                                            localKeyIsSmaller: link.localKeyIsSmaller, withoutNAT: io.reachableWithoutNAT(link.record))
+                                            localKeyIsSmaller: link.localKeyIsSmaller, withoutNAT: io.reachableWithoutNAT(link))
         let decision = links[id]!.connection.detect(facts, in: state, now: clock.now)
         var natKnown: PeerContext.NATKnown?
         scheduler.updateContext(of: id) { natKnown = $0.decided(decision) }
@@ -186,7 +186,7 @@ public final class PeerExecutor<IO: PeerIO>: ActionExecutor {
     private func guessPorts(_ id: MachineID) {
         guard let link = links[id] else { return }
         let role = PortPredictionRole(local: io.announcedNAT, remote: link.record.nat, observed: link.observed?.address,
-                                      reachable: link.reachable, withoutNAT: io.reachableWithoutNAT(link.record))
+                                      reachable: link.reachable, withoutNAT: io.reachableWithoutNAT(link))
         let fan = io.fanTarget(id)
         switch role {
         case .spray(let address):

@@ -35,8 +35,8 @@ public protocol PeerIO: AnyObject {
     var detectionStartedAt: Nanoseconds? { get }
     /// Starts NAT detection again.
     func rediscover()
-    /// Whether a path without NAT to the member is likely (``DirectPathPlan``).
-    func reachableWithoutNAT(_ record: MemberRecord) -> Bool
+    /// Whether a path without NAT to the peer is likely (``DirectPathPlan``).
+    func reachableWithoutNAT(_ link: PeerLink<IOState>) -> Bool
     /// Whether relays may be used at all.
     var relaysEnabled: Bool { get }
     /// The relays to try first, in order.
@@ -49,7 +49,7 @@ public protocol PeerIO: AnyObject {
     /// Starts a punch session toward the peer, whose public address as the control server saw it is
     /// `observed` (the fan and the spray may go there).
     func punch(_ id: MachineID, _ session: PunchSession, observed: IPAddress?)
-    /// The endpoints the peer's session learned (to punch in the next session too).
+    /// The endpoints the peer's punch session learned (punched by its next punch session too).
     func learned(_ id: MachineID) -> [Endpoint]
     /// Where the punch pinned the peer, if it did.
     func pinned(_ id: MachineID) -> Endpoint?

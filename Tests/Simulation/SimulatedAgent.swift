@@ -184,9 +184,7 @@ final class SimulatedAgent: PeerIO {
     func randomUInt64() -> UInt64 { network.random.next() }
 
     /// Where the control server saw this member against where it saw the peer.
-    func reachableWithoutNAT(_ record: MemberRecord) -> Bool {
-        observed == record.candidates.first { $0.kind == .observed }?.endpoint.address
-    }
+    func reachableWithoutNAT(_ link: PeerLink<SimulatedMember>) -> Bool { observed == link.observed?.address }
 
     // MARK: Punching
 
