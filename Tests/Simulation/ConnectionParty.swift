@@ -91,10 +91,10 @@ public struct ConnectionParty: Sendable, CustomStringConvertible {
         return pair
     }
 
-    /// Whether members `a` and `b` are port-restricted cone ↔ symmetric at different sites.
+    /// Whether members `a` and `b` need port prediction (``ConnectionScenario/needsPortPrediction(_:sameSite:)``).
     private func needsPortPrediction(_ a: Int, _ b: Int) -> Bool {
-        sites.memberSites[a] != sites.memberSites[b]
-            && Set([sites.sites[sites.memberSites[a]].effective, sites.sites[sites.memberSites[b]].effective]) == [.portRestrictedCone, .symmetric]
+        ConnectionScenario.needsPortPrediction([sites.sites[sites.memberSites[a]].effective, sites.sites[sites.memberSites[b]].effective],
+                                               sameSite: sites.memberSites[a] == sites.memberSites[b])
     }
 
     /// The address a renumbered router gets (no site has it).

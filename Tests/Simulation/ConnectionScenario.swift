@@ -60,6 +60,12 @@ public struct ConnectionScenario: Sendable, CustomStringConvertible {
         return scenario
     }
 
+    /// Whether a pair at `sites` needs port prediction for a direct path: port-restricted cone ↔
+    /// symmetric, not in one house.
+    static func needsPortPrediction(_ sites: [NATType], sameSite: Bool) -> Bool {
+        !sameSite && Set(sites) == [.portRestrictedCone, .symmetric]
+    }
+
     /// Whether the pair must end direct: in one house, or in every cell but symmetric ↔ symmetric.
     public var directExpected: Bool { sameSite || !(sites[0] == .symmetric && sites[1] == .symmetric) }
 
@@ -107,7 +113,7 @@ public struct ConnectionScenario: Sendable, CustomStringConvertible {
         var outcome = ConnectionOutcome(scenario: self)
         // Through the port fan, a flush breaks the path without a word: either side's new mapping is
         // one the other side's filter does not let in, and the path is learned lost from the silence.
-        outcome.silentFault = flush != nil && Set(sites) == [.portRestrictedCone, .symmetric]
+        outcome.silentFault = flush != nil && Self.needsPortPrediction(sites, sameSite: sameSite)
         // The run lasts until the pair had its time to recover, and half a minute more.
         let end = met + max(length.nanoseconds, (flush?.after.nanoseconds ?? 0) + outcome.recoveryBound + 30_000_000_000)
         // Each side's traffic at a phase of its own.
