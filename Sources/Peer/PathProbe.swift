@@ -114,14 +114,16 @@ public struct PathProbe: Sendable, Equatable {
     /// it authenticates: a packet that crossed the relay before the switch and arrives after it takes
     /// WireGuard back to the relay, and each side, receiving from the relay, keeps sending to it. Such
     /// an endpoint is set back to the direct one at once; any other move is the peer's own, and a
-    /// working path (`working`) follows it. So does a path not yet confirmed when the peer sends from
-    /// another port of the address pinned: a symmetric peer's fan usually has several ports the
-    /// spray hit (about four of 256 for 1,024 guesses), and the peer sends through the one its own
-    /// pin came by, not necessarily the one this side pinned. Only its port proves the path.
-    public func drift(_ reading: WireGuardReading, isRelay: (Endpoint) -> Bool, working: Bool) -> Drift {
+    /// working path (`working`) follows it. So does a path not yet confirmed when the peer fans
+    /// (`peerFans`: this side sprays at a symmetric peer) and sends from another port of the address
+    /// pinned: its fan usually has several ports the spray hit (about four of 256 for 1,024
+    /// guesses), and the peer sends through the one its own pin came by, not necessarily the one
+    /// this side pinned. Only its port proves the path. Other moves wait for confirmation: behind
+    /// a hairpinning router, another port of the public address is the router's, not the peer's.
+    public func drift(_ reading: WireGuardReading, isRelay: (Endpoint) -> Bool, working: Bool, peerFans: Bool = false) -> Drift {
         guard !deferred, let current = reading.endpoint, current != endpoint else { return .none }
         if isRelay(current) { return .setBack }
-        return working || current.address == endpoint.address ? .follow(current) : .none
+        return working || peerFans && current.address == endpoint.address ? .follow(current) : .none
     }
 
     /// The seconds in Direct at which a side whose path is not confirmed asks for a handshake:

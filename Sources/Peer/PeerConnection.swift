@@ -167,6 +167,8 @@ public struct PeerConnection: Sendable, Equatable {
         public var timings: PeerTimings
         /// The path goes through a fan port's forwarder (its endpoint is not the agent's to keep).
         public var forwarded: Bool
+        /// This side sprays at a symmetric peer that fans (see ``PathProbe/drift(_:isRelay:working:peerFans:)``).
+        public var peerFans = false
 
         public init(state: PeerState, path: PeerContext.Path, wall: Int64, now: Nanoseconds, secondInState: Int64,
                     localKeyIsSmaller: Bool, timings: PeerTimings, forwarded: Bool) {
@@ -212,7 +214,7 @@ public struct PeerConnection: Sendable, Equatable {
         if !aging { agingProbedAt = nil }
         result.silence = .nanoseconds(facts.now - (receivedAt ?? facts.now))
         if let reading, plan.keepsDirect, !facts.forwarded, let chosen = path {
-            switch chosen.drift(reading, isRelay: isRelay, working: plan.working) {
+            switch chosen.drift(reading, isRelay: isRelay, working: plan.working, peerFans: facts.peerFans) {
             case .none:
                 break
             case .follow(let endpoint):

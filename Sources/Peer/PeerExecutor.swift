@@ -185,10 +185,8 @@ public final class PeerExecutor<IO: PeerIO>: ActionExecutor {
     /// side's own closed the ports the peer had just pinned), and new ones would start from nothing.
     private func guessPorts(_ id: MachineID) {
         guard let link = links[id] else { return }
-        let role = PortPredictionRole(local: io.announcedNAT, remote: link.record.nat, observed: link.observed?.address,
-                                      reachable: link.reachable, withoutNAT: io.reachableWithoutNAT(link))
         let fan = io.fanTarget(id)
-        switch role {
+        switch portPredictionRole(link) {
         case .spray(let address):
             if fan != nil { io.endPunch(id) }
             io.spray(id, at: address)
@@ -200,6 +198,12 @@ public final class PeerExecutor<IO: PeerIO>: ActionExecutor {
         case .none:
             if fan != nil { io.endPunch(id) }
         }
+    }
+
+    /// Which side of port prediction this one is toward the peer.
+    private func portPredictionRole(_ link: PeerLink<IO.IOState>) -> PortPredictionRole {
+        PortPredictionRole(local: io.announcedNAT, remote: link.record.nat, observed: link.observed?.address,
+                           reachable: link.reachable, withoutNAT: io.reachableWithoutNAT(link))
     }
 
     /// The control server announced a coordinated punch with `record`'s member at `startMillis`.
@@ -256,9 +260,10 @@ public final class PeerExecutor<IO: PeerIO>: ActionExecutor {
         let plan = PeerConnection.readPlan(in: machine.state, path: machine.context.path)
         let reading = io.read(id, maxAge: plan.maxAge)
         let now = clock.now
-        let facts = PeerConnection.ReadFacts(state: machine.state, path: machine.context.path, wall: clock.wallMilliseconds, now: now,
+        var facts = PeerConnection.ReadFacts(state: machine.state, path: machine.context.path, wall: clock.wallMilliseconds, now: now,
                                              secondInState: (now - link.stateSince) / 1_000_000_000,
                                              localKeyIsSmaller: link.localKeyIsSmaller, timings: timings, forwarded: io.forwarded(id))
+        if case .spray = portPredictionRole(link) { facts.peerFans = true }
         let result = links[id]!.connection.read(reading, facts) { self.isRelay($0, of: link) }
         if case .setEndpoint(let endpoint) = result.steps.first {
             io.note(.roamedToRelay(relay: reading?.endpoint, direct: endpoint), for: link.record.key)

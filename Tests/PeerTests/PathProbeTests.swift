@@ -92,7 +92,9 @@ import Testing
         let path = PathProbe(endpoint: direct, setAt: 1_000, receivedAtSet: 10)
         let otherFanPort = Endpoint(direct.address, direct.port &+ 1)
         let answered = reading(otherFanPort, handshake: 1_500, received: 40)
-        #expect(path.drift(answered, isRelay: { $0 == relay }, working: false) == .follow(otherFanPort))
+        #expect(path.drift(answered, isRelay: { $0 == relay }, working: false, peerFans: true) == .follow(otherFanPort))
+        #expect(path.drift(answered, isRelay: { $0 == relay }, working: false) == .none,
+                "without a fanning peer (a hairpinning router's other port) it waits for confirmation")
         #expect(!path.confirmed(by: answered, wall: 2_000, stale: .seconds(180)), "confirmed only once followed")
         var followed = path
         followed.follow(otherFanPort)
