@@ -12,7 +12,8 @@ import STUN
 /// message both ways is authenticated under the member's control key (X25519 of its WireGuard key
 /// and the server's pinned key); the members the server introduces are taken only with a
 /// certificate signed by the party's authority, and only the prefixes it grants. Its states are the
-/// ``RegistrationChart``, run by a ``Scheduler``; sockets and timers are the event loop's.
+/// ``RegistrationChart``, run by a ``Scheduler``; its socket and timers are an event loop's (or a
+/// simulation's).
 public final class ControlClient {
     public struct Configuration: Sendable {
         public var server: Endpoint
@@ -39,8 +40,7 @@ public final class ControlClient {
 
     public var configuration: Configuration
     /// The socket toward the server, of the server's address family.
-    public private(set) var socket: UDPSocket
-    private unowned(unsafe) let loop: EventLoop
+    public private(set) var socket: any PortSocket
     /// The other members, with verified certificates (their `addresses` are what those grant).
     public private(set) var members: [MemberKey: MemberRecord] = [:]
     public private(set) var observed: Endpoint?
@@ -82,14 +82,15 @@ public final class ControlClient {
     private var cookie = [UInt8](repeating: 0, count: ControlNotice.cookieCount)
     private var registerNonce: UInt64 = 0
     private let clock: any TimeSource
-    private var buffer = [UInt8](repeating: 0, count: 2048)
     /// Records of other members the last `registered` answer announced that have not come yet: the
     /// view is incomplete until they do, and the next heartbeat's ack registers again.
     private var presentsAwaited = 0
     /// The members known before the last `registered` answer of the same server epoch, until its
     /// records come: those they do not bring left meanwhile (their `left` push was lost).
     private var earlier: [MemberKey: MemberRecord] = [:]
-    private(set) var scheduler: Scheduler<Executor>!
+    /// The registration machine's scheduler: its timers are the client's (an event loop or a
+    /// simulation fires them).
+    public private(set) var scheduler: Scheduler<Executor>!
     private var machine = MachineID(0)
 
     public final class Executor: ActionExecutor {
@@ -98,10 +99,11 @@ public final class ControlClient {
         public func execute(_ action: RegistrationAction, for id: MachineID) { client?.execute(action) }
     }
 
-    /// A client for the member whose WireGuard private key is `privateKey`. Fails when its socket
-    /// cannot be opened, or when the server's key is a low-order point (no key can be derived).
-    public init(_ configuration: Configuration, privateKey: [UInt8], loop: EventLoop, clock: any TimeSource = SystemClock(),
-                local: Endpoint? = nil, logger: Logger = Logger(label: "lanrage.control-client")) throws(SystemError) {
+    /// A client for the member whose WireGuard private key is `privateKey`, speaking over `socket`:
+    /// its owner calls ``readable()`` when the socket has datagrams and fires the ``scheduler``'s
+    /// timers. Fails when the server's key is a low-order point (no key can be derived).
+    public init(_ configuration: Configuration, privateKey: [UInt8], socket: any PortSocket, clock: any TimeSource,
+                logger: Logger = Logger(label: "lanrage.control-client")) throws(SystemError) {
         self.configuration = configuration
         self.clock = clock
         partyID = Keys.partyID(name: configuration.party)
@@ -111,23 +113,38 @@ public final class ControlClient {
                               errno: EINVAL)
         }
         self.controlKey = controlKey
-        socket = try UDPSocket(binding: local ?? Endpoint(.unspecified(configuration.server.address.family), 0))
-        // A resync brings every member's record at once: room for a party of hundreds.
-        socket.enlargeBuffers(to: 1 << 20)
-        self.loop = loop
+        self.socket = socket
         let executor = Executor()
         scheduler = Scheduler(chart: RegistrationChart.chart, clock: clock, executor: executor, logger: logger)
         executor.client = self
-        try loop.register(socket.descriptor) { [unowned(unsafe) self] in self.readable() }
-        loop.addTimers(scheduler)
     }
 
-    /// Speaks to the server at `server` from now on (its name moved); a server of the other
-    /// address family gets a new socket of that family.
+    /// A client on a UDP socket of its own, bound to `local` (by default any address of the
+    /// server's family), run by `loop`. Fails when the socket cannot be opened, or as above.
+    public convenience init(_ configuration: Configuration, privateKey: [UInt8], loop: EventLoop, clock: any TimeSource = SystemClock(),
+                            local: Endpoint? = nil, logger: Logger = Logger(label: "lanrage.control-client")) throws(SystemError) {
+        let socket = try Self.socket(binding: local ?? Endpoint(.unspecified(configuration.server.address.family), 0))
+        try self.init(configuration, privateKey: privateKey, socket: socket, clock: clock, logger: logger)
+        try loop.register(socket.descriptor) { [unowned(unsafe) self] in self.readable() }
+        loop.addTimers(scheduler)
+        self.loop = loop
+    }
+
+    /// The loop that runs a client on its own UDP socket (it registers a replacement socket).
+    private unowned(unsafe) var loop: EventLoop?
+
+    private static func socket(binding local: Endpoint) throws(SystemError) -> UDPSocket {
+        let socket = try UDPSocket(binding: local)
+        // A resync brings every member's record at once: room for a party of hundreds.
+        socket.enlargeBuffers(to: 1 << 20)
+        return socket
+    }
+
+    /// Speaks to the server at `server` from now on (its name moved). A client on its own UDP
+    /// socket gets a new socket when the server's address family is another.
     public func moveServer(to server: Endpoint) throws(SystemError) {
-        if server.address.family != socket.local.address.family {
-            let replacement = try UDPSocket(binding: Endpoint(.unspecified(server.address.family), 0))
-            replacement.enlargeBuffers(to: 1 << 20)
+        if let loop, server.address.family != configuration.server.address.family {
+            let replacement = try Self.socket(binding: Endpoint(.unspecified(server.address.family), 0))
             try loop.register(replacement.descriptor) { [unowned(unsafe) self] in self.readable() }
             loop.unregister(socket.descriptor)
             socket = replacement
@@ -183,12 +200,14 @@ public final class ControlClient {
         return message.nonce
     }
 
-    /// Handles at most ``ReadBatch/datagrams`` datagrams; the rest wait for the next round.
-    private func readable() {
+    /// Handles the datagrams the socket holds, at most ``ReadBatch/datagrams`` of them; the rest
+    /// wait for the next round.
+    public func readable() {
         for _ in 0..<ReadBatch.datagrams {
-            guard let (count, from) = (try? socket.receive(into: &buffer)) ?? nil else { return }
-            guard from == configuration.server else { dropped += 1; continue }
-            let received: Received = buffer.withUnsafeBytes { raw in
+            guard let datagram = (try? socket.receive()) ?? nil else { return }
+            guard datagram.source == configuration.server else { dropped += 1; continue }
+            let count = datagram.payload.count
+            let received: Received = datagram.payload.withUnsafeBytes { raw in
                 let datagram = UnsafeRawBufferPointer(rebasing: raw[..<count])
                 if let notice = ControlNotice(decoding: datagram) { return .notice(notice) }
                 if count >= 4, raw[0] == ControlMessage.magic.0, raw[1] == ControlMessage.magic.1, raw[2] != ControlMessage.version {

@@ -89,11 +89,11 @@ import Time
     @Test func membersOverIPv4AndIPv6MeetOnOneServer() throws {
         let world = try World(listen: [Endpoint(Self.localhost, 0), Endpoint("[::1]:0")!])
         let members = [try world.client(1), try world.client(2, over: 1)]
-        #expect(members[1].socket.local.address == IPAddress("::1"))
+        #expect(members[1].local.address == IPAddress("::1"))
         for member in members { member.start() }
         #expect(try world.spin { members.allSatisfy { $0.state == .registered && $0.members.count == 1 } })
         for (member, other) in [(members[0], members[1]), (members[1], members[0])] {
-            #expect(member.members[other.configuration.key]?.candidates.last == Candidate(.observed, other.socket.local))
+            #expect(member.members[other.configuration.key]?.candidates.last == Candidate(.observed, other.local))
         }
         members[1].update(nat: .symmetric, candidates: [])
         #expect(try world.spin { members[0].members[members[1].configuration.key]?.nat == .symmetric }, "pushed from the IPv6 member to the IPv4 one")
@@ -169,9 +169,9 @@ import Time
                 #expect(record.nat == .portRestrictedCone)
                 // The member's own candidates, plus the address the server saw.
                 #expect(Array(record.candidates.prefix(2)) == other.configuration.candidates)
-                #expect(record.candidates.last == Candidate(.observed, other.socket.local))
+                #expect(record.candidates.last == Candidate(.observed, other.local))
             }
-            #expect(member.observed == member.socket.local)
+            #expect(member.observed == member.local)
         }
         // A new endpoint is pushed to the others.
         let moved = Candidate(.reflexive, Endpoint("198.51.100.99:41000")!)
@@ -318,7 +318,7 @@ import Time
         let fake = ControlMessage(partyID: Self.party.id, timestampMillis: WallClock.unixMillis(), nonce: 5, sender: Self.party.serverKey,
                                   body: .member(event: .left, record: MemberRecord(key: attackerMember.key, nat: .open, candidates: []), revision: 99))
             .encoded(key: Self.party.controlKey(attackerMember))
-        try world.server.sockets[0].send(fake, to: victim.socket.local)
+        try world.server.sockets[0].send(fake, to: victim.local)
         #expect(try world.spin { victim.dropped > dropped })
         #expect(victim.members[attackerMember.key] != nil)
     }
@@ -425,7 +425,7 @@ import Time
         client.onVersionMismatch = { mismatch = ($0, $1) }
         client.start()
         try fakeServer.send(ControlNotice.version(lowest: 3, highest: 3).encoded().enumerated().map { $0.offset == 2 ? 3 : $0.element },
-                            to: client.socket.local)
+                            to: client.local)
         #expect(try world.spin { mismatch != nil })
         #expect(mismatch?.0 == 3 && client.serverVersions?.lowest == 3)
     }
@@ -525,7 +525,7 @@ import Time
             nonce += 1
             let message = ControlMessage(partyID: ControlLoopbackTests.party.id, timestampMillis: WallClock.unixMillis(), nonce: nonce,
                                          sender: ControlLoopbackTests.party.serverKey, body: body)
-            try socket.send(message.encoded(key: key), to: client.socket.local)
+            try socket.send(message.encoded(key: key), to: client.local)
         }
 
         /// The client's next request, within `seconds`.
@@ -556,7 +556,7 @@ import Time
         }
 
         func answer(presenting others: [Int], revision: UInt64, announcing count: Int? = nil, epoch: UInt64 = 1) throws {
-            try send(.registered(epoch: epoch, revision: revision, heartbeatSeconds: 1, observed: client.socket.local,
+            try send(.registered(epoch: epoch, revision: revision, heartbeatSeconds: 1, observed: client.local,
                                  others: UInt16(count ?? others.count)))
             for index in others { try send(.member(event: .present, record: record(index), revision: revision)) }
         }
@@ -737,4 +737,9 @@ import Time
         #expect(attributes.contains(.otherAddress(alternate)))
         #expect(attributes.contains(.xorMappedAddress(client.local)))
     }
+}
+
+extension ControlClient {
+    /// The client's UDP socket's address (these clients run on their own sockets).
+    var local: Endpoint { (socket as! UDPSocket).local }
 }

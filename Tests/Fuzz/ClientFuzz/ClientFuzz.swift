@@ -148,7 +148,7 @@ final class Run {
     func deliver(_ bytes: [UInt8], from socket: UDPSocket = Fuzz.server, _ expectation: Expectation) {
         self.expectation = expectation
         fired = false
-        guard (try? socket.send(bytes, to: client.socket.local)) == true else { return }
+        guard (try? socket.send(bytes, to: (client.socket as! UDPSocket).local)) == true else { return }
         // Loopback delivers at once; wait until it has (never long) so that the round reads it.
         var ready = pollfd(fd: client.socket.descriptor, events: Int16(POLLIN), revents: 0)
         _ = poll(&ready, 1, 1000)
