@@ -82,11 +82,15 @@ public final class ControlClient {
     private var cookie = [UInt8](repeating: 0, count: ControlNotice.cookieCount)
     private var registerNonce: UInt64 = 0
     private let clock: any TimeSource
-    /// Records of other members the last `registered` answer announced that have not come yet: the
-    /// view is incomplete until they do, and the next heartbeat's ack registers again.
-    private var presentsAwaited = 0
+    /// The view of the party the last register asks for: the members presented since it was sent
+    /// (their records may overtake the `registered` answer: datagrams reorder), and how many the
+    /// answer announced (`nil` until it comes). The view is complete once all have come; until
+    /// then the next heartbeat's ack registers again. At most a party's worth of keys.
+    private var presented: Set<MemberKey> = []
+    private var announcedOthers: Int?
+    static let presentedLimit = 1024
     /// The members known before the last `registered` answer of the same server epoch, until its
-    /// records come: those they do not bring left meanwhile (their `left` push was lost).
+    /// view is complete: those it does not bring left meanwhile (their `left` push was lost).
     private var earlier: [MemberKey: MemberRecord] = [:]
     /// The registration machine's scheduler: its timers are the client's (an event loop or a
     /// simulation fires them).
@@ -187,6 +191,8 @@ public final class ControlClient {
     }
 
     private func sendRegister() {
+        presented = []
+        announcedOthers = nil
         registerNonce = send(.register(cookie: cookie, nat: configuration.nat, candidates: configuration.candidates,
                                        certificate: configuration.certificate))
     }
@@ -255,10 +261,13 @@ public final class ControlClient {
         }
     }
 
+    /// Records of the view the last `registered` answer announced that have not come yet.
+    private var presentsAwaited: Int { max(0, (announcedOthers ?? 0) - presented.count) }
+
     /// Once every record the last `registered` answer announced has come, the members known before
     /// that it did not bring are gone: each is reported as having left.
     private func settleView() {
-        guard presentsAwaited == 0, !earlier.isEmpty else { return }
+        guard announcedOthers != nil, presentsAwaited == 0, !earlier.isEmpty else { return }
         let gone = earlier
         earlier = [:]
         for key in gone.keys.sorted() { onChange?(.left, gone[key]!) }
@@ -285,13 +294,18 @@ public final class ControlClient {
         switch body {
         case .registered(let epoch, let revision, let heartbeat, let observed, let others):
             // A restarted server (another epoch) restores its members offline until they register
-            // again: one its view does not bring may not have left.
-            if epoch == self.epoch { for (key, record) in members { earlier[key] = record } } else { earlier = [:] }
+            // again: one its view does not bring may not have left. Records of this view that
+            // overtook its answer are in it already.
+            if epoch == self.epoch {
+                for (key, record) in members where !presented.contains(key) { earlier[key] = record }
+            } else {
+                earlier = [:]
+            }
             self.epoch = epoch
             self.revision = revision
             self.observed = observed
-            members = [:]
-            presentsAwaited = Int(others)
+            members = members.filter { presented.contains($0.key) }
+            announcedOthers = Int(others)
             settleView()
             scheduler.updateContext(of: machine) { $0.heartbeat = .seconds(max(1, Int(heartbeat))) }
             scheduler.post(.registeredAck, to: machine)
@@ -301,7 +315,7 @@ public final class ControlClient {
             // revision stays behind and the next heartbeat's ack asks for a resync.
             if event != .present, revision == self.revision &+ 1 { self.revision = revision }
             let before = earlier.removeValue(forKey: record.key)
-            if event == .present && presentsAwaited > 0 { presentsAwaited -= 1 }
+            if event == .present && presented.count < Self.presentedLimit { presented.insert(record.key) }
             defer { settleView() }
             if event == .left {
                 guard let known = members.removeValue(forKey: record.key) ?? before else { return }

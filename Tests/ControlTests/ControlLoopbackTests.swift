@@ -587,6 +587,64 @@ import Time
         }
     }
 
+    /// Records that overtake the `registered` answer they belong to (datagrams reorder) are in the
+    /// view it announces: the member stays known — a punch announced with it is taken — and the
+    /// view is complete, so the next heartbeat's ack registers nothing again. The same for an
+    /// update's answer while registered.
+    @Test func recordsAheadOfTheirAnswerAreInTheView() throws {
+        let server = try ScriptedServer()
+        let client = server.client
+        var punched: [MemberKey] = []
+        client.onPunch = { record, _ in punched.append(record.key) }
+        client.start()
+        guard case .register = try #require(try server.nextRequest()) else { Issue.record("the first request is not a register"); return }
+        for index in [2, 3] { try server.send(.member(event: .present, record: server.record(index), revision: 5)) }
+        try server.send(.registered(epoch: 1, revision: 5, heartbeatSeconds: 1, observed: client.local, others: 2))
+        #expect(try server.world.spin { client.state == .registered })
+        #expect(client.members.count == 2, "the records that came first are kept")
+        try server.send(.punch(peer: server.record(2), startMillis: 1))
+        #expect(try server.world.spin { punched == [server.record(2).key] })
+        guard case .heartbeat = try #require(try server.nextRequest()) else { Issue.record("no heartbeat"); return }
+        try server.send(.heartbeatAck(epoch: 1, revision: 5))
+        guard case .heartbeat = try #require(try server.nextRequest()) else { Issue.record("the view is taken as incomplete"); return }
+
+        client.update(nat: .open, candidates: [])
+        guard case .register = try #require(try server.nextRequest()) else { Issue.record("no register for the update"); return }
+        try server.send(.member(event: .present, record: server.record(3), revision: 5))
+        try server.send(.registered(epoch: 1, revision: 5, heartbeatSeconds: 1, observed: client.local, others: 1))
+        #expect(try server.world.spin { client.updates == 1 })
+        #expect(client.members.keys.sorted() == [server.record(3).key], "member 2 left, member 3 stayed")
+        guard case .heartbeat = try #require(try server.nextRequest()) else { Issue.record("no heartbeat"); return }
+        try server.send(.heartbeatAck(epoch: 1, revision: 5))
+        guard case .heartbeat = try #require(try server.nextRequest()) else { Issue.record("the update's view is taken as incomplete"); return }
+    }
+
+    /// A view left incomplete (records lost) is asked for again, and the records of the second
+    /// view overtake its answer: no member is taken for gone, and the view completes.
+    @Test func aViewCompletedByTheNextRegisterTakesNoMemberForGone() throws {
+        let server = try ScriptedServer()
+        let client = server.client
+        var left: [MemberKey] = []
+        client.onChange = { event, record in if event == .left { left.append(record.key) } }
+        try server.register(presenting: [2, 3, 4])
+        #expect(try server.world.spin { client.members.count == 3 })
+        client.update(nat: .open, candidates: [])
+        guard case .register = try #require(try server.nextRequest()) else { Issue.record("no register for the update"); return }
+        try server.answer(presenting: [4], revision: 5, announcing: 3)
+        #expect(try server.world.spin { client.updates == 1 })
+        guard case .heartbeat = try #require(try server.nextRequest()) else { Issue.record("no heartbeat"); return }
+        try server.send(.heartbeatAck(epoch: 1, revision: 5))
+        guard case .register = try #require(try server.nextRequest()) else { Issue.record("an incomplete view is not asked for again"); return }
+        for index in [4, 2, 3] { try server.send(.member(event: .present, record: server.record(index), revision: 5)) }
+        try server.send(.registered(epoch: 1, revision: 5, heartbeatSeconds: 1, observed: client.local, others: 3))
+        #expect(try server.world.spin { client.updates == 2 })
+        #expect(left.isEmpty, "no member left")
+        #expect(client.members.count == 3)
+        guard case .heartbeat = try #require(try server.nextRequest()) else { Issue.record("no heartbeat"); return }
+        try server.send(.heartbeatAck(epoch: 1, revision: 5))
+        guard case .heartbeat = try #require(try server.nextRequest()) else { Issue.record("the view is taken as incomplete"); return }
+    }
+
     /// New candidates go in a register at once; lost, they go again in place of each heartbeat
     /// until the server answers, and then heartbeats resume.
     @Test func aLostUpdateIsSentAgainUntilAnswered() throws {
