@@ -8,6 +8,7 @@ import StateChart
 ///     registering ─attempt timed out [3 attempts]→ backingOff ─backoff elapsed→ registering
 ///     registered ─resync (new epoch, register again)→ registering
 ///     registered ─update (new candidates, missed change)→ registered, resent for heartbeats until answered
+///     (once a heartbeat or update is found unanswered, the next ones go 2 s apart)
 public enum RegistrationChart: ChartSpec {
     public typealias State = RegistrationState
     public typealias Event = RegistrationEvent
@@ -17,6 +18,7 @@ public enum RegistrationChart: ChartSpec {
     static let attemptsLeft = Guard<RegistrationContext>("attempts < 3") { $0.attempts < 3 }
     static let serverSilent = Guard<RegistrationContext>("3 heartbeats missed") { $0.missedHeartbeats >= 3 }
     static let updatePending = Guard<RegistrationContext>("update unanswered") { $0.updatePending }
+    static let retryAfterMiss = Duration.seconds(2)
 
     public static let chart: Chart<RegistrationChart> = { () -> Chart<RegistrationChart> in
         let rows: [Row<RegistrationChart>] = [
@@ -49,7 +51,13 @@ public enum RegistrationChart: ChartSpec {
             Timeout(.backingOff, after: .computed("1s·2ⁿ ≤ 60s") { context in
                 .seconds(min(60, 1 << min(context.failures, 6)))
             }, fire: .backoffElapsed),
-            Timeout(.registered, every: .computed("heartbeat") { $0.heartbeat }, fire: .heartbeatDue),
+            // Once a heartbeat (or update) is found unanswered, at the next one's due moment, the
+            // next ones go 2 s apart, not a whole interval: the server drops a member it has not
+            // heard for 30 s, and its peers close their tunnels to it; three heartbeats lost in a
+            // row 10 s apart would be enough.
+            Timeout(.registered, every: .computed("heartbeat, 2s after a miss") { context in
+                context.missedHeartbeats > 0 ? min(context.heartbeat, retryAfterMiss) : context.heartbeat
+            }, fire: .heartbeatDue),
         ]
         do throws(ChartValidationError) {
             return try Chart(name: "registration", initial: .idle, states: states, rows: rows, timeouts: timeouts)

@@ -67,10 +67,17 @@ import Time
             h.post(.heartbeatAcked)
         }
         #expect(h.state == .registered)
-        // The server goes silent: three heartbeats unanswered, the fourth due moment reconnects.
-        h.wait(.seconds(30))
-        #expect(h.take() == [.sendHeartbeat, .sendHeartbeat, .sendHeartbeat])
+        // The server goes silent: once a heartbeat is found unanswered (at the next one's due
+        // moment), the next ones go 2 s apart, not 10 s; three unanswered, the fourth due moment
+        // reconnects — 24 s after the last answer, before the server's 30 s.
         h.wait(.seconds(10))
+        #expect(h.take() == [.sendHeartbeat])
+        h.wait(.seconds(10))
+        #expect(h.take() == [.sendHeartbeat])
+        h.wait(.seconds(2))
+        #expect(h.take() == [.sendHeartbeat])
+        #expect(h.state == .registered)
+        h.wait(.seconds(2))
         #expect(h.state == .registering && h.take() == [.sendRegister])
         // A success resets the failure count: the next backoff starts at 1 s again.
         h.post(.registeredAck)
