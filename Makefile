@@ -95,7 +95,7 @@ test: deps unit-tests service-files docs-check cross-tests openwrt-package footp
 
 unit-tests:
 	$(SWIFT) build --build-tests
-	$(SWIFT) test --skip-build
+	SWIFT_DETERMINISTIC_HASHING=1 $(SWIFT) test --skip-build
 
 ## test-kernel [ARCH=x86_64|aarch64]: the shipped build's netlink backend against the real wireguard.ko,
 ## in Debian's kernel for ARCH under qemu (KVM for the host's own architecture, else TCG).
@@ -204,11 +204,11 @@ bench-relay bench-control: bench-%:
 ## many went direct, in which round, how fast; every run that broke a property with the command that
 ## replays it. With SEED, that one scenario and its whole trace. With PARTY=20, parties of 20 members
 ## instead (RUNS default 20). With SCENARIO=connection, the connection scenarios (RUNS default 5,000):
-## both members' peer charts and connections over a model of WireGuard, a control server and a relay;
+## both members' peer charts and connections over a model of WireGuard, the real control server and a relay;
 ## with PARTY=20 as well, parties whose members all connect to one another, a fault mixed in.
 simulate:
 	$(SWIFT) build -c release --product Simulate
-	RUNS=$(RUNS) FIRST=$(FIRST) SEED=$(SEED) PARTY=$(PARTY) SCENARIO=$(SCENARIO) .build/release/Simulate
+	SWIFT_DETERMINISTIC_HASHING=1 RUNS=$(RUNS) FIRST=$(FIRST) SEED=$(SEED) PARTY=$(PARTY) SCENARIO=$(SCENARIO) .build/release/Simulate
 
 clean:
 	rm -rf .build .build-fuzz .build-static

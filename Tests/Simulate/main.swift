@@ -29,6 +29,10 @@ func replay(trace: [String], summary: String, violations: [String]) -> Never {
     exit(violations.isEmpty ? 0 : 1)
 }
 
+if environment["SWIFT_DETERMINISTIC_HASHING"] == nil {
+    FileHandle.standardError.write(Data("simulate: SWIFT_DETERMINISTIC_HASHING is not set: the control core iterates its tables in hash order, so a seed may not replay exactly (make simulate sets it)\n".utf8))
+}
+
 let seed = number("SEED", fallback: nil)
 let first = number("FIRST", fallback: 0)!
 let party = number("PARTY", fallback: nil).map { Int(clamping: $0) }

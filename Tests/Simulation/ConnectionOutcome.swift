@@ -1,6 +1,7 @@
 import Net
 import Peer
 import Punch
+import Rendezvous
 import STUN
 import Time
 
@@ -67,7 +68,7 @@ public struct ConnectionOutcome: Sendable {
     /// Side `side`'s peer: the other member.
     func peer(of side: Int) -> Int { members[1 - side] }
 
-    mutating func record(_ agents: [SimulatedAgent], relay: SimulatedRelayService, at end: Nanoseconds, wall: Int64) {
+    mutating func record(_ agents: [SimulatedAgent], server: SimulatedControlServer, at end: Nanoseconds, wall: Int64) {
         for (side, agent) in agents.enumerated() {
             states[side] = agent.machine(peer(of: side))?.state
             paths[side] = agent.machine(peer(of: side))?.context.path ?? .none
@@ -99,7 +100,7 @@ public struct ConnectionOutcome: Sendable {
                     if step.to == .relaying || step.to == .direct && expectedPath == .relayed { flaps += 1 }
                 }
             }
-            checkTruth(side, agent, relay: relay, at: end, wall: wall, directSince: directSince, checking: upgrading[side])
+            checkTruth(side, agent, server: server, at: end, wall: wall, directSince: directSince, checking: upgrading[side])
         }
     }
 
@@ -122,7 +123,7 @@ public struct ConnectionOutcome: Sendable {
     /// upgrade attempt, where WireGuard may follow the peer's pin) says neither.
     /// Either way the tunnel works: a handshake within WireGuard's session lifetime, and something
     /// received within three keepalive intervals.
-    private mutating func checkTruth(_ side: Int, _ agent: SimulatedAgent, relay: SimulatedRelayService, at end: Nanoseconds, wall: Int64,
+    private mutating func checkTruth(_ side: Int, _ agent: SimulatedAgent, server: SimulatedControlServer, at end: Nanoseconds, wall: Int64,
                                      directSince: Nanoseconds?, checking: Bool) {
         let peer = peer(of: side)
         let name = agent.member.name
@@ -132,13 +133,13 @@ public struct ConnectionOutcome: Sendable {
         let endpoint = reading.endpoint
         switch checking ? .none : paths[side] {
         case .direct:
-            if endpoint?.address == .v4(SimulatedControl.relayAddress) {
+            if endpoint?.address == .v4(SimulatedRelayService.address) {
                 untruths.append("\(name) says direct while WireGuard sends to the relay (\(endpoint.map { "\($0)" } ?? "-"))")
             } else if endpoint != link.connection.path?.endpoint {
                 untruths.append("\(name) says direct to \(link.connection.path.map { "\($0.endpoint)" } ?? "-") while WireGuard sends to \(endpoint.map { "\($0)" } ?? "nowhere")")
             }
             let window = max(end - 60_000_000_000, (directSince ?? 0) + 5_000_000_000)
-            if let last = relay.lastForwarded[SimulatedControl.pair(members[0], members[1])], last > window {
+            if let last = server.relay.lastForwarded(pair: server.pair(MemberKey(agent.member.publicKey)!, link.record.key)), last > window {
                 untruths.append("the relay carried the pair's datagrams \((end - last) / 1_000_000) ms before the end while \(name) says direct")
             }
         case .relayed:

@@ -10,8 +10,8 @@ import Time
 /// one WireGuard port, over the scenario's control server and relay. Members join within 10 s;
 /// each pair carries traffic drawn like a connection scenario's. Once the party settled, one fault
 /// may strike: a router forgets its mappings, the relay restarts (every allocation gone), the
-/// control server restarts (down for a few seconds, its punches forgotten), or a router on the
-/// Internet gets a new public address. Every pair must keep
+/// control server restarts (down for a few seconds, back with its registry as saved, every member
+/// offline until it registers again), or a router on the Internet gets a new public address. Every pair must keep
 /// the properties of a ``ConnectionOutcome``; a seed replays exactly.
 public struct ConnectionParty: Sendable, CustomStringConvertible {
     /// A fault that strikes the whole party once.
@@ -20,7 +20,7 @@ public struct ConnectionParty: Sendable, CustomStringConvertible {
         case flush(router: Int)
         /// The relay restarts: every allocation is gone.
         case relayRestart
-        /// The control server restarts: down for 3 s, the punches it announced forgotten.
+        /// The control server restarts: down for 3 s, back with another epoch and the registry as saved.
         case controlRestart
         /// The router of this index among those on the Internet gets a new public address (a new
         /// lease), and forgets its mappings.
@@ -108,27 +108,19 @@ public struct ConnectionParty: Sendable, CustomStringConvertible {
         network.note("scenario \(self)")
         let servers = ScenarioServers(on: network)
         defer { withExtendedLifetime(servers) {} }
-        let (members, observed) = sites.build(on: network)
+        let (members, _) = sites.build(on: network)
         servers.detect(members, keepalive: nil, on: network)
-        let control = SimulatedControl(on: network)
-        control.observed = observed
-        let agents = members.map { SimulatedAgent(member: $0, timings: timings, control: control, network: network) }
-        control.agents = agents
+        let server = SimulatedControlServer(on: network)
+        let agents = members.map { SimulatedAgent(member: $0, timings: timings, server: server, network: network) }
 
-        // Members join within 10 s; the control server tells each of a pair about the other within a second.
+        // Members join within 10 s: they register, and meet as the control server introduces them.
         let begun = network.clock.now
         let joined = members.map { _ in network.random.nanoseconds(in: 0...10_000_000_000) }
         var pairs: [(a: Int, b: Int, met: Nanoseconds)] = []
         for a in members.indices {
-            for b in members.indices where b > a {
-                let met = begun + max(joined[a], joined[b])
-                pairs.append((a, b, met))
-                for (side, peer) in [(a, b), (b, a)] {
-                    network.after(.nanoseconds(met - begun + network.random.nanoseconds(in: 0...1_000_000_000))) {
-                        agents[side].meet(members[peer])
-                    }
-                }
-            }
+            agents[a].know(members)
+            network.after(.nanoseconds(joined[a])) { agents[a].join() }
+            for b in members.indices where b > a { pairs.append((a, b, begun + max(joined[a], joined[b]))) }
         }
         let end = begun + length.nanoseconds
         for (index, pair) in pairs.enumerated() {
@@ -147,16 +139,15 @@ public struct ConnectionParty: Sendable, CustomStringConvertible {
                 case .flush(let router):
                     network.routers.isEmpty ? () : network.routers[router % network.routers.count].flush()
                 case .relayRestart:
-                    control.relay.restart()
+                    server.relay.restart()
                 case .controlRestart:
-                    control.restart(down: .seconds(3))
+                    server.restart(down: .seconds(3))
                 case .addressChange(let router):
                     let outside = network.routers.filter { $0.outside == SimulatedNetwork.internet }
                     guard !outside.isEmpty else { return }
-                    let renumbered = outside[router % outside.count], old = IPAddress.v4(renumbered.wan)
+                    let renumbered = outside[router % outside.count]
                     network.renumber(renumbered, to: Self.newAddress)
                     network.note("\(renumbered.name) is now at \(Self.newAddress)")
-                    for member in members.indices where control.observed[member] == old { control.moved(member, to: .v4(Self.newAddress)) }
                 }
             }
         }
@@ -167,24 +158,23 @@ public struct ConnectionParty: Sendable, CustomStringConvertible {
         for (index, pair) in pairs.enumerated() {
             var one = ConnectionOutcome(scenario: self.pair(pair.a, pair.b, index: index))
             one.members = [pair.a, pair.b]
-            one.met = pair.met
+            // From when both had met the other (the later side), else the end: the pair never met.
+            one.met = [agents[pair.a].metAt[pair.b], agents[pair.b].metAt[pair.a]].reduce(pair.met) { max($0, $1 ?? end) }
             one.faultAt = faultAt
             // A flushed or renumbered router may map the member's port anew, and its peers hear nothing more.
             one.silentFault = fault.map { $0.fault != .controlRestart } ?? false
             one.detected = [members[pair.a].detectedType, members[pair.b].detectedType]
-            one.record([agents[pair.a], agents[pair.b]], relay: control.relay, at: end, wall: network.clock.wallMilliseconds)
+            one.record([agents[pair.a], agents[pair.b]], server: server, at: end, wall: network.clock.wallMilliseconds)
             outcome.pairs.append(one)
         }
-        for agent in agents {
-            for peer in members.indices where peer != agent.member.index { agent.leave(peer) }
-        }
+        for agent in agents { agent.leave() }
         network.run(until: end + 10_000_000_000)
         for index in outcome.pairs.indices {
             outcome.pairs[index].recordLeaving([agents[outcome.pairs[index].members[0]], agents[outcome.pairs[index].members[1]]])
         }
-        if control.relay.held > 0 { outcome.leftovers.append("the relay still holds \(control.relay.held) ports") }
-        outcome.punchRequests = control.punchRequests
-        outcome.relayRequests = control.relayRequests
+        if server.relay.held > 0 { outcome.leftovers.append("the relay still holds \(server.relay.held) ports") }
+        outcome.punchRequests = agents.reduce(0) { $0 + $1.punchRequests }
+        outcome.relayRequests = agents.reduce(0) { $0 + $1.relayRequests }
         outcome.datagrams = network.delivered + network.lost + network.filtered + network.unroutable
         outcome.runaway = network.runaway
         outcome.trace = network.trace

@@ -6,9 +6,10 @@ import Time
 
 /// Two members behind the NATs of a matrix cell, each with the agent's peer connection: the real
 /// peer chart and `PeerConnection` over the real NAT detector and punch driver, WireGuard as
-/// ``SimulatedWireGuard`` models it, and a control server and forwarding relay
-/// (``SimulatedControl``). The members meet up to 2 s apart, connect through the early relay,
-/// punch, go direct (or stay relayed), carry traffic or only keepalives, and at the end leave.
+/// ``SimulatedWireGuard`` models it, the real control client and core (``SimulatedControlServer``)
+/// and a forwarding relay. The members register up to 2 s apart and meet as the control server
+/// introduces them, connect through the early relay, punch, go direct (or stay relayed), carry
+/// traffic or only keepalives, and at the end leave.
 /// Link conditions, traffic and when things happen come from the seed; a seed replays exactly.
 public struct ConnectionScenario: Sendable, CustomStringConvertible {
     public var seed: UInt64
@@ -29,7 +30,7 @@ public struct ConnectionScenario: Sendable, CustomStringConvertible {
     /// How long after the meeting the members leave (a run lasts longer when a fault needs it).
     public var length: Duration = .seconds(240)
     /// A router that forgets its mappings (conntrack flushed, or a reboot) once the pair settled:
-    /// the side whose router, and when after the meeting.
+    /// the side whose router, and when after the members start.
     public var flush: (side: Int, after: Duration)?
     public var timings = PeerTimings()
 
@@ -93,16 +94,13 @@ public struct ConnectionScenario: Sendable, CustomStringConvertible {
             routers.append(built.router)
         }
         servers.detect(members, keepalive: nil, on: network)
-        let control = SimulatedControl(on: network)
-        control.observed = publicAddresses
-        let agents = members.map { SimulatedAgent(member: $0, timings: timings, control: control, network: network) }
-        control.agents = agents
-        let met = network.clock.now
-        for (index, agent) in agents.enumerated() {
-            let peer = members[1 - index]
-            network.after(.nanoseconds(network.random.nanoseconds(in: 0...2_000_000_000))) {
-                agent.meet(peer)
-            }
+        let server = SimulatedControlServer(on: network)
+        let agents = members.map { SimulatedAgent(member: $0, timings: timings, server: server, network: network) }
+        // The members register up to 2 s apart; they meet as the control server introduces them.
+        let begun = network.clock.now
+        for agent in agents {
+            agent.know(members)
+            network.after(.nanoseconds(network.random.nanoseconds(in: 0...2_000_000_000))) { agent.join() }
         }
         if let flush, let router = routers[flush.side] {
             network.after(flush.after) {
@@ -115,9 +113,9 @@ public struct ConnectionScenario: Sendable, CustomStringConvertible {
         // one the other side's filter does not let in, and the path is learned lost from the silence.
         outcome.silentFault = flush != nil && Self.needsPortPrediction(sites, sameSite: sameSite)
         // The run lasts until the pair had its time to recover, and half a minute more.
-        let end = met + max(length.nanoseconds, (flush?.after.nanoseconds ?? 0) + outcome.recoveryBound + 30_000_000_000)
+        let end = begun + max(length.nanoseconds, (flush?.after.nanoseconds ?? 0) + outcome.recoveryBound + 30_000_000_000)
         // Each side's traffic at a phase of its own.
-        for (interval, until) in [(pings ? Duration.milliseconds(200) : nil, met + 30_000_000_000), (traffic, end)] {
+        for (interval, until) in [(pings ? Duration.milliseconds(200) : nil, begun + 30_000_000_000), (traffic, end)] {
             guard let interval else { continue }
             for (index, agent) in agents.enumerated() {
                 let phase = Duration.nanoseconds(network.random.nanoseconds(in: 0...interval.nanoseconds))
@@ -125,16 +123,16 @@ public struct ConnectionScenario: Sendable, CustomStringConvertible {
             }
         }
         network.run(until: end)
-        outcome.met = met
+        outcome.met = [agents[0].metAt[1], agents[1].metAt[0]].reduce(begun) { max($0, $1 ?? end) }
         outcome.detected = members.map { $0.detectedType }
-        outcome.faultAt = flush.map { met + $0.after.nanoseconds }
-        outcome.record(agents, relay: control.relay, at: end, wall: network.clock.wallMilliseconds)
-        for agent in agents { agent.leave(1 - agent.member.index) }
+        outcome.faultAt = flush.map { begun + $0.after.nanoseconds }
+        outcome.record(agents, server: server, at: end, wall: network.clock.wallMilliseconds)
+        for agent in agents { agent.leave() }
         network.run(until: end + 10_000_000_000)
         outcome.recordLeaving(agents)
-        if control.relay.held > 0 { outcome.leftovers.append("the relay still holds \(control.relay.held) ports") }
-        outcome.punchRequests = control.punchRequests
-        outcome.relayRequests = control.relayRequests
+        if server.relay.held > 0 { outcome.leftovers.append("the relay still holds \(server.relay.held) ports") }
+        outcome.punchRequests = agents.reduce(0) { $0 + $1.punchRequests }
+        outcome.relayRequests = agents.reduce(0) { $0 + $1.relayRequests }
         outcome.datagrams = (network.delivered, network.lost, network.filtered, network.unroutable)
         outcome.runaway = network.runaway
         outcome.trace = network.trace

@@ -1,3 +1,4 @@
+import Control
 import EventLoop
 import Net
 import Output
@@ -11,11 +12,12 @@ import Time
 /// One member's agent on the simulated network, as far as its peer connections go: the agent's
 /// own ``PeerExecutor`` — the real peer chart on a scheduler on the network's clock, the real
 /// `PeerConnection` deciding, the same execution of every action — with this as its I/O: the
-/// member's punch driver, a WireGuard model (``SimulatedWireGuard``) and the scenario's control
-/// server and relay. It detects its NAT again when a path is lost and registers a changed record;
-/// its peers' records come from the control server, and their changes reach the connections as
-/// the agent's do. Port-restricted ↔ symmetric, the port-restricted side sprays and the symmetric
-/// side opens the member's fan, whose winning port carries WireGuard in a forwarder.
+/// member's punch driver, a WireGuard model (``SimulatedWireGuard``), the relay
+/// (``SimulatedRelayService``), and the real `ControlClient` on a socket of the member's host,
+/// through its NATs to the real control core (``SimulatedControlServer``), wired to the executor
+/// as the agent wires it. It detects its NAT again when a path is lost and registers a changed
+/// record. Port-restricted ↔ symmetric, the port-restricted side sprays and the symmetric side
+/// opens the member's fan, whose winning port carries WireGuard in a forwarder.
 final class SimulatedAgent: PeerIO {
     /// One transition of one peer's machine, for the properties and the trace.
     struct Step {
@@ -30,37 +32,48 @@ final class SimulatedAgent: PeerIO {
     let member: SimulatedMember
     let wireGuard: SimulatedWireGuard
     let timings: PeerTimings
-    /// This member's public address as the control server last told it.
-    private(set) var observed: IPAddress
+    let control: ControlClient
     /// This member's record as last announced to the control server: its NAT type and candidates.
     private(set) var announced: MemberRecord
     private(set) var peers: PeerExecutor<SimulatedAgent>!
-    /// The members met, by key, and their keys by index.
+    /// The party's members, by key, and their keys by index.
     private var directory: [MemberKey: SimulatedMember] = [:]
     private var keys: [Int: MemberKey] = [:]
-    /// The peers that left the party (the control client forgets them).
-    private var departed: Set<Int> = []
+    /// When this side's machine for each peer started first.
+    private(set) var metAt: [Int: Nanoseconds] = [:]
     /// Per peer, the loopback endpoint of the fan port's forwarder that carries it.
     private var forwarders: [Int: Endpoint] = [:]
     /// Every action executed, and every transition made.
     private(set) var executed: Set<PeerAction> = []
     private(set) var steps: [Step] = []
+    /// Punch and relay requests sent to the control server.
+    private(set) var punchRequests = 0, relayRequests = 0
     private unowned let network: SimulatedNetwork
-    private unowned let control: SimulatedControl
+    private unowned let relay: SimulatedRelayService
 
-    init(member: SimulatedMember, timings: PeerTimings, control: SimulatedControl, network: SimulatedNetwork) {
+    init(member: SimulatedMember, timings: PeerTimings, server: SimulatedControlServer, network: SimulatedNetwork) {
         self.member = member
-        observed = control.observed[member.index]
         self.timings = timings
-        self.control = control
         self.network = network
+        relay = server.relay
         announced = Self.record(of: member)
-        wireGuard = SimulatedWireGuard(owner: member.index, socket: member.port, network: network)
+        var configuration = server.configuration(for: member)
+        configuration.nat = announced.nat
+        configuration.candidates = announced.candidates
         var logger = Logger(label: "simulation")
         logger.logLevel = .critical
+        let socket = member.host.socket()
+        control = try! ControlClient(configuration, privateKey: member.privateKey, socket: socket, clock: network.clock, logger: logger)
+        wireGuard = SimulatedWireGuard(owner: member.index, socket: member.port, network: network)
         peers = PeerExecutor(io: self, privateKey: member.privateKey, publicKey: MemberKey(member.publicKey)!, timings: timings,
                              clock: network.clock, logger: logger)
         network.add(peers.scheduler)
+        network.add(control.scheduler)
+        socket.onReadable = { [unowned self] in control.readable() }
+        control.onChange = { [unowned self] event, record in peers.memberChanged(event, record) }
+        control.onPunch = { [unowned self] record, start in peers.punchAnnounced(record, startMillis: start) }
+        control.onRelays = { [unowned self] key, offers in peers.relaysOffered(key, offers) }
+        control.onRefused = { [unowned self] refusal in network.note("\(member.name): the control server refused: \(refusal)") }
         member.onWireGuard = { [unowned self] datagram in wireGuard.receive(datagram) }
         member.onPinned = { [unowned self] peer, endpoint in
             guard let id = machineID(peer) else { return }
@@ -77,22 +90,24 @@ final class SimulatedAgent: PeerIO {
                      candidates: [Candidate(.local, member.local)] + (member.report.map { [Candidate(.reflexive, $0.publicEndpoint)] } ?? []))
     }
 
-    /// Starts a machine for `peer` (as the control server's record says now), WireGuard knowing the
-    /// peer without an endpoint.
-    func meet(_ peer: SimulatedMember) {
-        know(peer)
-        peers.upsert(control.record(of: peer.index))
+    /// The party's members: the control server introduces them by key.
+    func know(_ members: [SimulatedMember]) {
+        for peer in members {
+            directory[MemberKey(peer.publicKey)!] = peer
+            keys[peer.index] = MemberKey(peer.publicKey)!
+        }
     }
 
-    private func know(_ peer: SimulatedMember) {
-        directory[MemberKey(peer.publicKey)!] = peer
-        keys[peer.index] = MemberKey(peer.publicKey)!
+    /// The member joins the party: its control client registers.
+    func join() {
+        network.note("\(member.name) registers as \(control.configuration.key)")
+        control.start()
     }
 
-    /// The peer left the party: nothing the control server sent before brings it back.
-    func leave(_ peer: Int) {
-        departed.insert(peer)
-        if let id = machineID(peer) { peers.scheduler.post(.peerLeft, to: id) }
+    /// The member leaves the party: its connections close, and its control client says goodbye.
+    func leave() {
+        for id in peers.machines.values { peers.scheduler.post(.peerLeft, to: id) }
+        control.stop()
     }
 
     /// The machine of `peer`, and its link.
@@ -105,29 +120,6 @@ final class SimulatedAgent: PeerIO {
 
     /// The peer's index in the party.
     private func index(_ id: MachineID) -> Int? { peers.links[id]?.io.index }
-
-    /// The control server announced a punch with `peer` at `startMillis`, with the peer's record
-    /// as it has it: a member not met yet is met now, as the agent does; one that left is not.
-    func punchAnnounced(with peer: Int, startMillis: UInt64) {
-        guard !departed.contains(peer) else { return }
-        know(control.agents[peer].member)
-        peers.punchAnnounced(control.record(of: peer), startMillis: startMillis)
-    }
-
-    /// The control server's offers for the pair with `peer`.
-    func relaysOffered(with peer: Int, _ offers: [RelayOffer]) {
-        guard let key = link(peer)?.record.key else { return }
-        peers.relaysOffered(key, offers)
-    }
-
-    /// The control server's answer came from a new public address of this member's.
-    func observedChanged(to address: IPAddress) { observed = address }
-
-    /// The control server sent `peer`'s record again.
-    func recordChanged(_ record: MemberRecord, of peer: Int) {
-        guard link(peer) != nil else { return }
-        peers.upsert(record)
-    }
 
     // MARK: Records
 
@@ -150,12 +142,16 @@ final class SimulatedAgent: PeerIO {
     private func announce(_ record: MemberRecord) {
         network.note("\(member.name) announces \(record.nat) at \(record.candidates.map { "\($0.endpoint)" }.joined(separator: ", "))")
         announced = record
-        control.announce(record, from: member.index)
+        control.update(nat: record.nat, candidates: record.candidates)
     }
 
     // MARK: Members
 
-    func meet(_ record: MemberRecord) -> SimulatedMember { directory[record.key]! }
+    func meet(_ record: MemberRecord) -> SimulatedMember {
+        let peer = directory[record.key]!
+        if metAt[peer.index] == nil { metAt[peer.index] = network.clock.now }
+        return peer
+    }
     /// WireGuard learns the peer; the machine's initial entry actions run next.
     func joined(_ id: MachineID) {
         if let peer = index(id) { wireGuard.add(peer) }
@@ -183,8 +179,12 @@ final class SimulatedAgent: PeerIO {
     var preferredRelays: [Endpoint] { [] }
     func randomUInt64() -> UInt64 { network.random.next() }
 
-    /// Where the control server saw this member against where it saw the peer.
-    func reachableWithoutNAT(_ link: PeerLink<SimulatedMember>) -> Bool { observed == link.observed?.address }
+    /// Where the control server saw this member (else its first STUN answer) against where it saw
+    /// the peer, as the agent asks.
+    func reachableWithoutNAT(_ link: PeerLink<SimulatedMember>) -> Bool {
+        guard let own = (control.observed ?? member.report?.publicEndpoint)?.address else { return false }
+        return own == link.observed?.address
+    }
 
     // MARK: Punching
 
@@ -230,20 +230,22 @@ final class SimulatedAgent: PeerIO {
     // MARK: Servers
 
     func requestPunch(with key: MemberKey) {
-        if let peer = directory[key]?.index { control.requestPunch(from: member.index, with: peer) }
+        punchRequests += 1
+        control.requestPunch(with: key)
     }
 
     func requestRelay(with key: MemberKey) {
-        if let peer = directory[key]?.index { control.requestRelay(from: member.index, with: peer) }
+        relayRequests += 1
+        control.requestRelay(with: key)
     }
 
-    func allocate(_ offer: RelayOffer, _ granted: @escaping (RelayGrant?) -> Void) { control.allocate(offer, granted: granted) }
+    func allocate(_ offer: RelayOffer, _ granted: @escaping (RelayGrant?) -> Void) { relay.allocate(offer, granted: granted) }
 
     func latch(_ grant: RelayGrant) {
         _ = try? member.port.send([SimulatedRelayService.latch] + [UInt8](repeating: 0, count: 31), to: grant.endpoint)
     }
 
-    func release(_ grant: RelayGrant) { control.release(grant.endpoint) }
+    func release(_ grant: RelayGrant) { relay.release(grant) }
 
     // MARK: WireGuard
 
@@ -281,6 +283,10 @@ final class SimulatedAgent: PeerIO {
             network.note("\(member.name): WireGuard found the direct path to \(peer) at \(endpoint)")
         case .relayAllocated(_, let endpoint):
             network.note("\(member.name): relay granted for \(peer) at \(endpoint)")
+        case .punchAnnounced(let state, let session):
+            network.note("\(member.name): punch with \(peer) announced for \(session), in \(state)")
+        case .punchRequested:
+            network.note("\(member.name): asks for a punch with \(peer)")
         case .relayRefused(let service):
             network.note("\(member.name): relay \(service) did not grant \(peer) an allocation")
         default:
