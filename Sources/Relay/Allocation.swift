@@ -39,8 +39,8 @@ public final class Allocation {
     public let partyID: UInt64
     public internal(set) var sides: [RelaySide]
     public internal(set) var lastActivity: Int64
-    /// Side 0's and side 1's sockets, each bound on the relay's address of its member's family.
-    var sockets: [UDPSocket]
+    /// The relay's address each side's port is bound on: the one of its member's family.
+    var addresses: [IPAddress]
     /// The latched destinations as socket addresses, for the forwarding path (no conversions per packet).
     var destinations: [sockaddr_storage] = [sockaddr_storage(), sockaddr_storage()]
     var destinationLengths: [socklen_t] = [0, 0]
@@ -53,24 +53,25 @@ public final class Allocation {
     static let heldLimit = 256
     static let heldLifetime: Int64 = 5_000_000_000
 
-    init(pairID: [UInt8], partyID: UInt64, sockets: [UDPSocket], now: Int64) {
+    /// An allocation whose ports (not chosen yet) are bound on `address`.
+    init(pairID: [UInt8], partyID: UInt64, address: IPAddress, now: Int64) {
         self.pairID = pairID
         self.partyID = partyID
-        self.sockets = sockets
-        sides = sockets.map { RelaySide(port: $0.local.port) }
+        addresses = [address, address]
+        sides = [RelaySide(port: 0), RelaySide(port: 0)]
         lastActivity = now
     }
 
     /// Sends `datagram` to side `index`'s latched endpoint from side `index`'s port, counted as the
     /// other side's traffic (forwarded, or dropped when the send fails).
-    func send(_ datagram: UnsafeRawBufferPointer, to index: Int) {
+    func send(_ datagram: UnsafeRawBufferPointer, to index: Int, through ports: any RelayPorts) {
         let sent = withUnsafePointer(to: &destinations[index]) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                sendto(sockets[index].descriptor, datagram.baseAddress, datagram.count, 0, $0, destinationLengths[index])
+                ports.send(datagram, from: sides[index].port, to: $0, length: destinationLengths[index])
             }
         }
         let sender = 1 - index
-        if sent == datagram.count {
+        if sent {
             sides[sender].packets += 1
             sides[sender].bytes += UInt64(datagram.count)
         } else {

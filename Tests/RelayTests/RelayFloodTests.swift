@@ -31,7 +31,7 @@ import Time
 
         // A deep backlog, as on a relay under load: the flood outlasts any pause of its senders.
         let busy = try #require(h.relay.allocations.values.first { $0.sides[0].port == busyA })
-        busy.sockets[0].enlargeBuffers(to: 4 << 20)
+        h.relay.sockets[busy.sides[0].port]?.enlargeBuffers(to: 4 << 20)
         let flood = LoopbackFlood(to: Endpoint(localhost, busyA), from: [sockets[0]], payload: [UInt8](repeating: 4, count: 100), seconds: 2)
         usleep(100_000) // a backlog first
         var beats: [Nanoseconds] = []
