@@ -17,7 +17,10 @@ public final class RelayCore {
         public var ports: ClosedRange<UInt16>
         public var key: [UInt8]
         public var idleTimeout: Duration = .seconds(120)
-        public var maxPerParty = 32
+        /// Allocations one party may hold at once: a starting party holds one per pair for its
+        /// first seconds (the early relay), and its pairs that need the relay keep theirs — a party
+        /// of 20 members behind symmetric NATs holds 190.
+        public var maxPerParty = 256
         /// Allocation requests per source IP: average per second and burst.
         public var requestsPerSecond = 10.0
         public var requestBurst = 20.0

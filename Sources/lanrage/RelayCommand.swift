@@ -36,7 +36,7 @@ enum RelayCommand {
             .value("ports", "LOW-HIGH", help: "Port range: service port, then allocation ports."),
             .value("secret-file", "FILE", help: "Secret shared with the control server (mode 0600)."),
             .value("idle-timeout", "SECONDS", help: "Free an allocation after this long without traffic.", default: "120"),
-            .value("max-per-party", "N", help: "Allocations one party may hold at once.", default: "32"),
+            .value("max-per-party", "N", help: "Allocations one party may hold at once.", default: "256"),
         ]
     ) { (invocation: Invocation) throws(CommandError) -> ExitCode in
         var addresses: [IPAddress] = []
@@ -56,7 +56,7 @@ enum RelayCommand {
         let idle = try invocation.value("idle-timeout", as: Int.self) ?? 120
         guard idle > 0 else { throw invocation.usageError("--idle-timeout must be positive") }
         configuration.idleTimeout = .seconds(idle)
-        configuration.maxPerParty = max(1, try invocation.value("max-per-party", as: Int.self) ?? 32)
+        configuration.maxPerParty = max(1, try invocation.value("max-per-party", as: Int.self) ?? 256)
         let settings = configuration
         let loop = try failing { () throws(SystemError) in try EventLoop() }
         let relay = try failing { () throws(SystemError) in try RelayServer(settings, loop: loop) }
