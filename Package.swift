@@ -68,7 +68,7 @@ let package = Package(
             name: "Agent",
             dependencies: [
                 "Output", "Net", "StateChart", "Peer", "EventLoop", "Punch", "STUN", "WireGuard", "Rendezvous", "Time",
-                "Control", "CLinux", "DNS",
+                "Control", "Relay", "CLinux", "DNS",
             ],
             swiftSettings: optimizeForSize
         ),
@@ -125,7 +125,7 @@ let package = Package(
         .executableTarget(name: "ClientFuzz", dependencies: ["Time", "FuzzSupport", "Control", "EventLoop", "Rendezvous", "Net", "Output"],
                           path: "Tests/Fuzz/ClientFuzz"),
         .executableTarget(name: "PunchFuzz", dependencies: ["Time", "FuzzSupport", "Punch", "Net"], path: "Tests/Fuzz/PunchFuzz"),
-        .executableTarget(name: "RelayClientFuzz", dependencies: ["Time", "FuzzSupport", "Agent", "EventLoop", "Rendezvous", "Net"],
+        .executableTarget(name: "RelayClientFuzz", dependencies: ["Time", "FuzzSupport", "Relay", "EventLoop", "Rendezvous", "Net"],
                           path: "Tests/Fuzz/RelayClientFuzz"),
         .executableTarget(name: "StateFuzz", dependencies: ["Time", "FuzzSupport", "Control", "Rendezvous", "Net"], path: "Tests/Fuzz/StateFuzz"),
         .executableTarget(name: "RendezvousBench", dependencies: ["Time", "Control", "Rendezvous", "Net", "LabSupport", "WireGuard"], path: "Tests/RendezvousBench"),

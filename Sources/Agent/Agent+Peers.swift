@@ -5,6 +5,7 @@ import Output
 import Net
 import Peer
 import Punch
+import Relay
 import Rendezvous
 import StateChart
 import WireGuard

@@ -6,6 +6,7 @@ import Net
 import Output
 import Peer
 import Punch
+import Relay
 import Rendezvous
 import STUN
 import StateChart

@@ -15,10 +15,10 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-@testable import Agent
 import EventLoop
 import FuzzSupport
 import Net
+import Relay
 import Rendezvous
 import Time
 
@@ -116,8 +116,8 @@ final class Run {
         history.append(bytes)
         delivering = (bytes, socket.local)
         defer { delivering = nil }
-        guard (try? socket.send(bytes, to: Endpoint(.v4(IPv4Address(127, 0, 0, 1)), client.sockets[0].local.port))) == true else { return }
-        var ready = pollfd(fd: client.sockets[0].descriptor, events: Int16(POLLIN), revents: 0)
+        guard (try? socket.send(bytes, to: Endpoint(.v4(IPv4Address(127, 0, 0, 1)), (client.sockets[0].socket as! UDPSocket).local.port))) == true else { return }
+        var ready = pollfd(fd: client.sockets[0].socket.descriptor, events: Int16(POLLIN), revents: 0)
         _ = poll(&ready, 1, 1000)
         try? loop.run()
         drain()

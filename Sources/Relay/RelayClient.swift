@@ -8,8 +8,9 @@ import Time
 /// socket per address family (IPv6 where the host has it), requests resent every 300 ms until 2 s
 /// have passed, answers matched by nonce and authenticated with the offer's reply key. Builds the
 /// latch datagrams the agent sends from the WireGuard port: the relay forwards a side's traffic
-/// only from, and to, the source of its latest authenticated latch.
-final class RelayClient: TimerSource {
+/// only from, and to, the source of its latest authenticated latch. Its sockets and timers are an
+/// event loop's (or a simulation's): the owner calls ``readable(_:)`` and fires its timers.
+public final class RelayClient: TimerSource {
     private struct Request {
         var offer: RelayOffer
         /// An allocation request (else a release).
@@ -21,10 +22,9 @@ final class RelayClient: TimerSource {
         var done: (RelayMessage?) -> Void
     }
 
-    /// IPv4 first, then IPv6 where the host has it.
-    let sockets: [UDPSocket]
+    /// A socket per address family: IPv4 first, then IPv6 where the host has it.
+    public let sockets: [(family: Int32, socket: any PortSocket)]
     private var requests: [UInt64: Request] = [:]
-    private var buffer = [UInt8](repeating: 0, count: 256)
     /// The counter of the last latch built.
     private var latchCounter: UInt64 = 0
     static let resend: Nanoseconds = 300_000_000
@@ -32,19 +32,25 @@ final class RelayClient: TimerSource {
 
     private let clock: any TimeSource
 
-    init(loop: EventLoop, clock: any TimeSource) throws(SystemError) {
-        self.clock = clock
-        var sockets = [try UDPSocket(binding: Endpoint(.unspecified(AF_INET), 0))]
-        if let v6 = try? UDPSocket(binding: Endpoint(.unspecified(AF_INET6), 0)) { sockets.append(v6) }
+    /// A client on `sockets`, one per address family.
+    public init(sockets: [(family: Int32, socket: any PortSocket)], clock: any TimeSource) {
         self.sockets = sockets
-        for socket in sockets {
+        self.clock = clock
+    }
+
+    /// A client on UDP sockets of its own (IPv6 where the host has it), run by `loop`.
+    public convenience init(loop: EventLoop, clock: any TimeSource) throws(SystemError) {
+        var sockets: [(family: Int32, socket: any PortSocket)] = [(AF_INET, try UDPSocket(binding: Endpoint(.unspecified(AF_INET), 0)))]
+        if let v6 = try? UDPSocket(binding: Endpoint(.unspecified(AF_INET6), 0)) { sockets.append((AF_INET6, v6)) }
+        self.init(sockets: sockets, clock: clock)
+        for (_, socket) in sockets {
             try loop.register(socket.descriptor) { [unowned(unsafe) self, unowned(unsafe) socket] in self.readable(socket) }
         }
         loop.addTimers(self)
     }
 
     /// Requests an allocation under `offer`; `done` gets the grant, or `nil` (refused, no answer).
-    func allocate(_ offer: RelayOffer, done: @escaping (RelayGrant?) -> Void) {
+    public func allocate(_ offer: RelayOffer, done: @escaping (RelayGrant?) -> Void) {
         let granted: (RelayMessage?) -> Void = { answer in
             guard case .allocated(_, .granted, let port, _) = answer else { return done(nil) }
             done(RelayGrant(offer: offer, endpoint: Endpoint(offer.service.address, port)))
@@ -69,7 +75,7 @@ final class RelayClient: TimerSource {
     /// from. Authenticated with the offer's reply key; each latch has a larger counter than the last
     /// (the wall clock in microseconds, or one more), so the relay takes none twice, and a restarted
     /// agent's latches still count up.
-    func latch(_ grant: RelayGrant) -> [UInt8] {
+    public func latch(_ grant: RelayGrant) -> [UInt8] {
         latchCounter = max(latchCounter + 1, clock.unixMillis * 1000)
         return RelayMessage.latch(port: grant.endpoint.port, counter: latchCounter).encoded(key: grant.offer.replyKey)
     }
@@ -77,7 +83,7 @@ final class RelayClient: TimerSource {
     /// Gives `grant` back: the relay frees the allocation, so nothing more crosses it (WireGuard
     /// follows the source of the latest packet it authenticates, and a relayed one arriving after
     /// the switch to a direct path would take it back to the relay). Sent until the relay answers.
-    func release(_ grant: RelayGrant) {
+    public func release(_ grant: RelayGrant) {
         let nonce = Crypto.randomUInt64()
         send(RelayMessage.release(nonce: nonce, token: grant.offer.token).encoded(key: grant.offer.replyKey), nonce: nonce,
              under: grant.offer, allocating: false) { _ in }
@@ -91,13 +97,20 @@ final class RelayClient: TimerSource {
     }
 
     private func send(_ bytes: [UInt8], to service: Endpoint) {
-        _ = try? sockets.first { $0.local.address.family == service.address.family }?.send(bytes, to: service)
+        _ = try? sockets.first { $0.family == service.address.family }?.socket.send(bytes, to: service)
     }
 
-    var nextDeadline: Nanoseconds? { requests.values.map { min($0.resendAt, $0.deadline) }.min() }
+    public var nextDeadline: Nanoseconds? {
+        var earliest: Nanoseconds?
+        for request in requests.values {
+            let due = min(request.resendAt, request.deadline)
+            if earliest.map({ due < $0 }) ?? true { earliest = due }
+        }
+        return earliest
+    }
 
     @discardableResult
-    func fireDueTimers() -> Int {
+    public func fireDueTimers() -> Int {
         let now = clock.now
         var fired = 0
         for (nonce, request) in requests where min(request.resendAt, request.deadline) <= now {
@@ -113,17 +126,18 @@ final class RelayClient: TimerSource {
         return fired
     }
 
-    private func readable(_ socket: UDPSocket) {
+    /// Handles the answers `socket` holds, at most ``ReadBatch/datagrams`` of them.
+    public func readable(_ socket: any PortSocket) {
         for _ in 0..<ReadBatch.datagrams {
-            guard let (count, from) = (try? socket.receive(into: &buffer)) ?? nil else { return }
-            guard count >= 12 else { continue }
+            guard let datagram = (try? socket.receive()) ?? nil else { return }
+            let bytes = datagram.payload
+            guard bytes.count >= 12 else { continue }
             // The nonce sits right after the 4-byte header; the tag is checked with that request's key.
             var nonce: UInt64 = 0
-            for index in 4..<12 { nonce = nonce << 8 | UInt64(buffer[index]) }
-            guard let request = requests[nonce], from == request.offer.service,
-                  let message = try? buffer.withBytes({ raw throws(WireError) in
-                      try RelayMessage(decoding: UnsafeRawBufferPointer(rebasing: raw[..<count]), key: request.offer.replyKey)
-                  }) else { continue }
+            for index in 4..<12 { nonce = nonce << 8 | UInt64(bytes[index]) }
+            guard let request = requests[nonce], datagram.source == request.offer.service,
+                  let message = try? bytes.withBytes({ raw throws(WireError) in try RelayMessage(decoding: raw, key: request.offer.replyKey) })
+            else { continue }
             switch message {
             case .allocated(nonce, _, _, _), .released(nonce): break
             default: continue
