@@ -204,7 +204,7 @@ bench-relay bench-control: bench-%:
 ## many went direct, in which round, how fast; every run that broke a property with the command that
 ## replays it. With SEED, that one scenario and its whole trace. With PARTY=20, parties of 20 members
 ## instead (RUNS default 20). With SCENARIO=connection, the connection scenarios (RUNS default 5,000):
-## both members' peer charts and connections over a model of WireGuard, the real control server and a relay;
+## both members' peer charts and connections over a model of WireGuard, the real control and relay cores;
 ## with PARTY=20 as well, parties whose members all connect to one another, a fault mixed in.
 simulate:
 	$(SWIFT) build -c release --product Simulate

@@ -149,7 +149,7 @@ let package = Package(
         .testTarget(name: "AgentLabTests", dependencies: ["Time", "STUN", "LabSupport", "Net", "Rendezvous", "Agent", "WireGuard", "Control", "EventLoop"]),
         // Deterministic simulation: the real detector and punch code on a virtual network of NATs (make simulate).
         // Optimised in debug builds too: `make test` runs thousands of scenarios.
-        .target(name: "Simulation", dependencies: ["Time", "Net", "STUN", "Punch", "Peer", "Control", "Rendezvous", "EventLoop", "StateChart", "Output"],
+        .target(name: "Simulation", dependencies: ["Time", "Net", "STUN", "Punch", "Peer", "Control", "Relay", "CLinux", "Rendezvous", "EventLoop", "StateChart", "Output"],
                 path: "Tests/Simulation", swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug))]),
         .testTarget(name: "SimulationTests", dependencies: ["Time", "Simulation", "STUN", "Net", "Punch"]),
         .executableTarget(name: "Simulate", dependencies: ["Time", "Simulation", "STUN", "Punch"], path: "Tests/Simulate"),

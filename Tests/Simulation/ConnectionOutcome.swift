@@ -133,7 +133,7 @@ public struct ConnectionOutcome: Sendable {
         let endpoint = reading.endpoint
         switch checking ? .none : paths[side] {
         case .direct:
-            if endpoint?.address == .v4(SimulatedRelayService.address) {
+            if endpoint?.address == .v4(SimulatedRelayServer.address) {
                 untruths.append("\(name) says direct while WireGuard sends to the relay (\(endpoint.map { "\($0)" } ?? "-"))")
             } else if endpoint != link.connection.path?.endpoint {
                 untruths.append("\(name) says direct to \(link.connection.path.map { "\($0.endpoint)" } ?? "-") while WireGuard sends to \(endpoint.map { "\($0)" } ?? "nowhere")")

@@ -172,6 +172,7 @@ public struct ConnectionParty: Sendable, CustomStringConvertible {
         for index in outcome.pairs.indices {
             outcome.pairs[index].recordLeaving([agents[outcome.pairs[index].members[0]], agents[outcome.pairs[index].members[1]]])
         }
+        network.note("relay: \(server.relay.core.counters)")
         if server.relay.held > 0 { outcome.leftovers.append("the relay still holds \(server.relay.held) ports") }
         outcome.punchRequests = agents.reduce(0) { $0 + $1.punchRequests }
         outcome.relayRequests = agents.reduce(0) { $0 + $1.relayRequests }

@@ -1,9 +1,11 @@
+import CLinux
 import Control
 import EventLoop
 import Net
 import Output
 import Peer
 import Punch
+import Relay
 import Rendezvous
 import StateChart
 import STUN
@@ -12,10 +14,10 @@ import Time
 /// One member's agent on the simulated network, as far as its peer connections go: the agent's
 /// own ``PeerExecutor`` — the real peer chart on a scheduler on the network's clock, the real
 /// `PeerConnection` deciding, the same execution of every action — with this as its I/O: the
-/// member's punch driver, a WireGuard model (``SimulatedWireGuard``), the relay
-/// (``SimulatedRelayService``), and the real `ControlClient` on a socket of the member's host,
-/// through its NATs to the real control core (``SimulatedControlServer``), wired to the executor
-/// as the agent wires it. It detects its NAT again when a path is lost and registers a changed
+/// member's punch driver, a WireGuard model (``SimulatedWireGuard``), and the real `RelayClient` and
+/// `ControlClient` on sockets of the member's host, through its NATs to the real relay and control
+/// cores (``SimulatedRelayServer``, ``SimulatedControlServer``), wired to the executor as the agent
+/// wires them. It detects its NAT again when a path is lost and registers a changed
 /// record. Port-restricted ↔ symmetric, the port-restricted side sprays and the symmetric side
 /// opens the member's fan, whose winning port carries WireGuard in a forwarder.
 final class SimulatedAgent: PeerIO {
@@ -33,6 +35,7 @@ final class SimulatedAgent: PeerIO {
     let wireGuard: SimulatedWireGuard
     let timings: PeerTimings
     let control: ControlClient
+    let relays: RelayClient
     /// This member's record as last announced to the control server: its NAT type and candidates.
     private(set) var announced: MemberRecord
     private(set) var peers: PeerExecutor<SimulatedAgent>!
@@ -49,13 +52,11 @@ final class SimulatedAgent: PeerIO {
     /// Punch and relay requests sent to the control server.
     private(set) var punchRequests = 0, relayRequests = 0
     private unowned let network: SimulatedNetwork
-    private unowned let relay: SimulatedRelayService
 
     init(member: SimulatedMember, timings: PeerTimings, server: SimulatedControlServer, network: SimulatedNetwork) {
         self.member = member
         self.timings = timings
         self.network = network
-        relay = server.relay
         announced = Self.record(of: member)
         var configuration = server.configuration(for: member)
         configuration.nat = announced.nat
@@ -64,12 +65,16 @@ final class SimulatedAgent: PeerIO {
         logger.logLevel = .critical
         let socket = member.host.socket()
         control = try! ControlClient(configuration, privateKey: member.privateKey, socket: socket, clock: network.clock, logger: logger)
+        let relaySocket = member.host.socket()
+        relays = RelayClient(sockets: [(AF_INET, relaySocket)], clock: network.clock)
         wireGuard = SimulatedWireGuard(owner: member.index, socket: member.port, network: network)
         peers = PeerExecutor(io: self, privateKey: member.privateKey, publicKey: MemberKey(member.publicKey)!, timings: timings,
                              clock: network.clock, logger: logger)
         network.add(peers.scheduler)
         network.add(control.scheduler)
+        network.add(relays)
         socket.onReadable = { [unowned self] in control.readable() }
+        relaySocket.onReadable = { [unowned self, unowned relaySocket] in relays.readable(relaySocket) }
         control.onChange = { [unowned self] event, record in peers.memberChanged(event, record) }
         control.onPunch = { [unowned self] record, start in peers.punchAnnounced(record, startMillis: start) }
         control.onRelays = { [unowned self] key, offers in peers.relaysOffered(key, offers) }
@@ -104,10 +109,14 @@ final class SimulatedAgent: PeerIO {
         control.start()
     }
 
-    /// The member leaves the party: its connections close, and its control client says goodbye.
+    /// The member leaves the party: its connections close, and its control client says goodbye
+    /// (the agent exits then: what the control server still sends it is not acted on).
     func leave() {
         for id in peers.machines.values { peers.scheduler.post(.peerLeft, to: id) }
         control.stop()
+        control.onChange = nil
+        control.onPunch = nil
+        control.onRelays = nil
     }
 
     /// The machine of `peer`, and its link.
@@ -239,13 +248,9 @@ final class SimulatedAgent: PeerIO {
         control.requestRelay(with: key)
     }
 
-    func allocate(_ offer: RelayOffer, _ granted: @escaping (RelayGrant?) -> Void) { relay.allocate(offer, granted: granted) }
-
-    func latch(_ grant: RelayGrant) {
-        _ = try? member.port.send([SimulatedRelayService.latch] + [UInt8](repeating: 0, count: 31), to: grant.endpoint)
-    }
-
-    func release(_ grant: RelayGrant) { relay.release(grant) }
+    func allocate(_ offer: RelayOffer, _ granted: @escaping (RelayGrant?) -> Void) { relays.allocate(offer, done: granted) }
+    func latch(_ grant: RelayGrant) { _ = try? member.port.send(relays.latch(grant), to: grant.endpoint) }
+    func release(_ grant: RelayGrant) { relays.release(grant) }
 
     // MARK: WireGuard
 

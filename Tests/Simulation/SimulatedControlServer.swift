@@ -7,7 +7,8 @@ import Time
 /// The control server on the simulated Internet: the real `ControlCore` on a host's socket, as
 /// `ControlServer` runs it — registrations with certificates the party's authority signed,
 /// pushes, heartbeats, punch announcements with their join window, relay offers with tokens for
-/// the relay (``SimulatedRelayService``) — its silent members expired every 200 ms. A restart
+/// the relay (``SimulatedRelayServer``) — its silent members expired every 200 ms, its relay asked
+/// for its load every 5 s. A restart
 /// loses what was not saved (the server saves its registry at most 200 ms after a change; here
 /// at the moment of the restart), is down for a while (datagrams to it are lost), and comes back
 /// with another epoch and the registry restored: every member offline until it registers again.
@@ -18,7 +19,7 @@ final class SimulatedControlServer {
     static let endpoint = Endpoint("192.0.2.10:3478")!
     static let partyName = "simulation"
 
-    let relay: SimulatedRelayService
+    let relay: SimulatedRelayServer
     let serverKey: MemberKey
     private let privateKey: [UInt8]
     private let authority: (publicKey: [UInt8], secretKey: [UInt8])
@@ -33,7 +34,7 @@ final class SimulatedControlServer {
         privateKey = Self.randomBytes(using: &network.random)
         serverKey = MemberKey(Crypto.publicKey(ofPrivate: privateKey))!
         authority = Crypto.signingKeyPair(seed: Self.randomBytes(using: &network.random))
-        relay = SimulatedRelayService(on: network, key: Self.randomBytes(using: &network.random))
+        relay = SimulatedRelayServer(on: network, key: Self.randomBytes(using: &network.random))
         core = Self.core(privateKey: privateKey, relayKey: relay.key, authority: authority.publicKey, restoring: [], network: network)
         guard case .v4(let address) = Self.endpoint.address else { preconditionFailure("the simulated network is IPv4") }
         socket = network.addHost("control", address: address).socket(port: Self.endpoint.port)
@@ -41,6 +42,10 @@ final class SimulatedControlServer {
         network.add(Ticker(every: .milliseconds(200), clock: network.clock) { [unowned self] in
             guard isUp else { return }
             send(core.expireSilent(now: network.clock.now, wall: network.clock.unixMillis))
+        })
+        network.add(Ticker(every: .seconds(5), clock: network.clock) { [unowned self] in
+            guard isUp else { return }
+            send(core.loadQueries(wall: network.clock.unixMillis))
         })
     }
 
@@ -51,7 +56,7 @@ final class SimulatedControlServer {
     /// A core of another epoch with the party, its registry restored from `saved`.
     private static func core(privateKey: [UInt8], relayKey: [UInt8], authority: [UInt8], restoring saved: [StateStore.SavedParty],
                              network: SimulatedNetwork) -> ControlCore {
-        let core = ControlCore(privateKey: privateKey, relays: [SimulatedRelayService.service], relayKey: relayKey,
+        let core = ControlCore(privateKey: privateKey, relays: [SimulatedRelayServer.service], relayKey: relayKey,
                                epoch: network.random.next(), now: network.clock.now)
         core.restore(saved, wall: network.clock.unixMillis)
         if saved.isEmpty { core.addParty(name: partyName, authority: authority, wall: network.clock.unixMillis) }
@@ -92,6 +97,11 @@ final class SimulatedControlServer {
         while let datagram = try? socket.receive() {
             guard isUp else {
                 network.note("control is down: a datagram from \(datagram.source) is lost")
+                continue
+            }
+            // A relay's answer to a load query ("LR"), else a member's message.
+            if datagram.payload.count > 1, datagram.payload[0] == RelayMessage.magic.0, datagram.payload[1] == RelayMessage.magic.1 {
+                datagram.payload.withUnsafeBytes { core.handleRelayDatagram($0, from: datagram.source, wall: network.clock.unixMillis) }
                 continue
             }
             let out = datagram.payload.withUnsafeBytes { raw in

@@ -125,8 +125,10 @@ public final class SimulatedNetwork {
                 clock.now = max(clock.now, deadline)
                 return done()
             }
-            let timer = timerSources.compactMap { $0.nextDeadline }.min()
-            let next = [queue.nextTime, timer].compactMap { $0 }.min()
+            var next = queue.nextTime
+            for source in timerSources {
+                if let due = source.nextDeadline, next.map({ due < $0 }) ?? true { next = due }
+            }
             guard let next, next <= deadline else {
                 clock.now = max(clock.now, deadline)
                 return done()
