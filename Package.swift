@@ -16,7 +16,9 @@ import PackageDescription
 /// client is in the same link, which holds: the modules are linked statically into lanrage, the
 /// tests and the benchmarks, never loaded as shared libraries (-115 KB).
 let optimizeForSize: [SwiftSetting] = [
-    .unsafeFlags(["-Osize", "-Xfrontend", "-function-sections", "-Xfrontend", "-internalize-at-link"], .when(configuration: .release))
+    .unsafeFlags(["-Osize", "-Xfrontend", "-function-sections", "-Xfrontend", "-internalize-at-link"], .when(configuration: .release)),
+    // Optimised in the debug build too: the simulation runs these modules' code millions of times.
+    .unsafeFlags(["-O"], .when(configuration: .debug))
 ]
 
 let package = Package(
