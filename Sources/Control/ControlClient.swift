@@ -82,12 +82,16 @@ public final class ControlClient {
     private var cookie = [UInt8](repeating: 0, count: ControlNotice.cookieCount)
     private var registerNonce: UInt64 = 0
     private let clock: any TimeSource
-    /// The view of the party the last register asks for: the members presented since it was sent
-    /// (their records may overtake the `registered` answer: datagrams reorder), and how many the
-    /// answer announced (`nil` until it comes). The view is complete once all have come; until
-    /// then the next heartbeat's ack registers again. At most a party's worth of keys.
-    private var presented: Set<MemberKey> = []
+    /// The view of the party: the members presented with each revision (their records may
+    /// overtake the `registered` answer: datagrams reorder), and how many the last answer announced
+    /// (`nil` until one comes). Records of one revision are one view whichever answer brought them:
+    /// a view asked for again completes with what the earlier answers brought. The view is complete
+    /// once all have come; until then it is asked for again a second after each answer. At most a
+    /// party's worth of keys.
+    private var presented: [MemberKey: UInt64] = [:]
     private var announcedOthers: Int?
+    /// The revision of the last answer's view (pushes move ``revision`` on).
+    private var viewRevision: UInt64 = 0
     static let presentedLimit = 1024
     /// The members known before the last `registered` answer of the same server epoch, until its
     /// view is complete: those it does not bring left meanwhile (their `left` push was lost).
@@ -191,8 +195,6 @@ public final class ControlClient {
     }
 
     private func sendRegister() {
-        presented = []
-        announcedOthers = nil
         registerNonce = send(.register(cookie: cookie, nat: configuration.nat, candidates: configuration.candidates,
                                        certificate: configuration.certificate))
     }
@@ -262,11 +264,15 @@ public final class ControlClient {
     }
 
     /// Records of the view the last `registered` answer announced that have not come yet.
-    private var presentsAwaited: Int { max(0, (announcedOthers ?? 0) - presented.count) }
+    private var presentsAwaited: Int {
+        max(0, (announcedOthers ?? 0) - presented.values.lazy.filter { $0 == self.viewRevision }.count)
+    }
 
     /// Once every record the last `registered` answer announced has come, the members known before
     /// that it did not bring are gone: each is reported as having left.
     private func settleView() {
+        let incomplete = announcedOthers != nil && presentsAwaited > 0
+        scheduler.updateContext(of: machine) { $0.viewIncomplete = incomplete }
         guard announcedOthers != nil, presentsAwaited == 0, !earlier.isEmpty else { return }
         let gone = earlier
         earlier = [:]
@@ -296,16 +302,19 @@ public final class ControlClient {
             // A restarted server (another epoch) restores its members offline until they register
             // again: one its view does not bring may not have left. Records of this view that
             // overtook its answer are in it already.
+            presented = presented.filter { $0.value == revision }
             if epoch == self.epoch {
-                for (key, record) in members where !presented.contains(key) { earlier[key] = record }
+                for (key, record) in members where presented[key] == nil { earlier[key] = record }
             } else {
                 earlier = [:]
             }
             self.epoch = epoch
             self.revision = revision
+            viewRevision = revision
             self.observed = observed
-            members = members.filter { presented.contains($0.key) }
+            members = members.filter { presented[$0.key] != nil }
             announcedOthers = Int(others)
+            scheduler.post(.viewDue, to: machine, after: .seconds(1))
             settleView()
             scheduler.updateContext(of: machine) { $0.heartbeat = .seconds(max(1, Int(heartbeat))) }
             scheduler.post(.registeredAck, to: machine)
@@ -315,7 +324,7 @@ public final class ControlClient {
             // revision stays behind and the next heartbeat's ack asks for a resync.
             if event != .present, revision == self.revision &+ 1 { self.revision = revision }
             let before = earlier.removeValue(forKey: record.key)
-            if event == .present && presented.count < Self.presentedLimit { presented.insert(record.key) }
+            if event == .present && (presented[record.key] != nil || presented.count < Self.presentedLimit) { presented[record.key] = revision }
             defer { settleView() }
             if event == .left {
                 guard let known = members.removeValue(forKey: record.key) ?? before else { return }

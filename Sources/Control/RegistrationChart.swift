@@ -9,6 +9,7 @@ import StateChart
 ///     registered ─resync (new epoch, register again)→ registering
 ///     registered ─update (new candidates, missed change)→ registered, resent for heartbeats until answered
 ///     (once a heartbeat or update is found unanswered, the next ones go 2 s apart)
+///     registered ─view due [view incomplete]→ registered, the view asked for again a second after an answer
 public enum RegistrationChart: ChartSpec {
     public typealias State = RegistrationState
     public typealias Event = RegistrationEvent
@@ -19,6 +20,7 @@ public enum RegistrationChart: ChartSpec {
     static let serverSilent = Guard<RegistrationContext>("3 heartbeats missed") { $0.missedHeartbeats >= 3 }
     static let updatePending = Guard<RegistrationContext>("update unanswered") { $0.updatePending }
     static let retryAfterMiss = Duration.seconds(2)
+    static let viewIncomplete = Guard<RegistrationContext>("view incomplete, no register out") { $0.viewIncomplete && !$0.updatePending }
 
     public static let chart: Chart<RegistrationChart> = { () -> Chart<RegistrationChart> in
         let rows: [Row<RegistrationChart>] = [
@@ -37,6 +39,9 @@ public enum RegistrationChart: ChartSpec {
             Row(.registered, on: .heartbeatAcked, stay: [], update: { $0.missedHeartbeats = 0 }),
             Row(.registered, on: .update, stay: [.sendRegister], update: { $0.updatePending = true }),
             Row(.registered, on: .registeredAck, stay: [.reportUpdated], update: { $0.updatePending = false; $0.missedHeartbeats = 0 }),
+            // A second after an answer, a view still missing records (lost) is asked for again,
+            // not a heartbeat later: a member meets the others it missed within seconds.
+            Row(.registered, on: .viewDue, when: viewIncomplete, stay: [.sendRegister], update: { $0.updatePending = true }),
             Row(.registered, on: .resync, to: .registering),
             Row(.registered, on: .stop, to: .stopped, do: [.sendLeave]),
         ]
@@ -102,6 +107,8 @@ public enum RegistrationEvent: Int, ChartEvent {
     case update
     case backoffElapsed
     case stop
+    /// A second after a `registered` answer: is its view complete?
+    case viewDue
 }
 
 extension RegistrationEvent: CustomStringConvertible {
@@ -117,6 +124,7 @@ extension RegistrationEvent: CustomStringConvertible {
         case .update: "update"
         case .backoffElapsed: "backoffElapsed"
         case .stop: "stop"
+        case .viewDue: "viewDue"
         }
     }
 }
@@ -154,6 +162,8 @@ public struct RegistrationContext: Sendable, Equatable {
     public var missedHeartbeats = 0
     /// A register sent while registered is not answered yet.
     public var updatePending = false
+    /// The last answer's view still misses records.
+    public var viewIncomplete = false
     public var heartbeat: Duration = .seconds(10)
     public init() {}
 }

@@ -555,8 +555,9 @@ import Time
             #expect(try world.spin { client.state == .registered })
         }
 
-        func answer(presenting others: [Int], revision: UInt64, announcing count: Int? = nil, epoch: UInt64 = 1) throws {
-            try send(.registered(epoch: epoch, revision: revision, heartbeatSeconds: 1, observed: client.local,
+        func answer(presenting others: [Int], revision: UInt64, announcing count: Int? = nil, epoch: UInt64 = 1,
+                    heartbeatSeconds: UInt16 = 1) throws {
+            try send(.registered(epoch: epoch, revision: revision, heartbeatSeconds: heartbeatSeconds, observed: client.local,
                                  others: UInt16(count ?? others.count)))
             for index in others { try send(.member(event: .present, record: record(index), revision: revision)) }
         }
@@ -608,41 +609,47 @@ import Time
         try server.send(.heartbeatAck(epoch: 1, revision: 5))
         guard case .heartbeat = try #require(try server.nextRequest()) else { Issue.record("the view is taken as incomplete"); return }
 
+        // Member 2 left meanwhile (its push lost): the registry is at revision 6.
         client.update(nat: .open, candidates: [])
         guard case .register = try #require(try server.nextRequest()) else { Issue.record("no register for the update"); return }
-        try server.send(.member(event: .present, record: server.record(3), revision: 5))
-        try server.send(.registered(epoch: 1, revision: 5, heartbeatSeconds: 1, observed: client.local, others: 1))
+        try server.send(.member(event: .present, record: server.record(3), revision: 6))
+        try server.send(.registered(epoch: 1, revision: 6, heartbeatSeconds: 1, observed: client.local, others: 1))
         #expect(try server.world.spin { client.updates == 1 })
         #expect(client.members.keys.sorted() == [server.record(3).key], "member 2 left, member 3 stayed")
         guard case .heartbeat = try #require(try server.nextRequest()) else { Issue.record("no heartbeat"); return }
-        try server.send(.heartbeatAck(epoch: 1, revision: 5))
+        try server.send(.heartbeatAck(epoch: 1, revision: 6))
         guard case .heartbeat = try #require(try server.nextRequest()) else { Issue.record("the update's view is taken as incomplete"); return }
     }
 
-    /// A view left incomplete (records lost) is asked for again, and the records of the second
-    /// view overtake its answer: no member is taken for gone, and the view completes.
-    @Test func aViewCompletedByTheNextRegisterTakesNoMemberForGone() throws {
+    /// A view left incomplete (records lost) is asked for again a second after its answer, not a
+    /// heartbeat later; the second answer's records overtake it, and the one that came with the
+    /// first is lost this time: with what the first brought the view is complete (one revision is
+    /// one view), and no member is taken for gone.
+    @Test func anIncompleteViewIsAskedForAgainAndCompletesAcrossAnswers() throws {
         let server = try ScriptedServer()
         let client = server.client
         var left: [MemberKey] = []
         client.onChange = { event, record in if event == .left { left.append(record.key) } }
         try server.register(presenting: [2, 3, 4])
         #expect(try server.world.spin { client.members.count == 3 })
+        // The registry moved to revision 6 (a push lost); of its view only member 4's record comes.
+        // Heartbeats 10 s apart from now: a register within a second and a half is the view's.
         client.update(nat: .open, candidates: [])
         guard case .register = try #require(try server.nextRequest()) else { Issue.record("no register for the update"); return }
-        try server.answer(presenting: [4], revision: 5, announcing: 3)
+        try server.answer(presenting: [4], revision: 6, announcing: 3, heartbeatSeconds: 10)
         #expect(try server.world.spin { client.updates == 1 })
-        guard case .heartbeat = try #require(try server.nextRequest()) else { Issue.record("no heartbeat"); return }
-        try server.send(.heartbeatAck(epoch: 1, revision: 5))
-        guard case .register = try #require(try server.nextRequest()) else { Issue.record("an incomplete view is not asked for again"); return }
-        for index in [4, 2, 3] { try server.send(.member(event: .present, record: server.record(index), revision: 5)) }
-        try server.send(.registered(epoch: 1, revision: 5, heartbeatSeconds: 1, observed: client.local, others: 3))
+        guard case .register = try server.nextRequest(within: 1.5) else { Issue.record("an incomplete view is not asked for again"); return }
+        for index in [2, 3] { try server.send(.member(event: .present, record: server.record(index), revision: 6)) }
+        try server.send(.registered(epoch: 1, revision: 6, heartbeatSeconds: 10, observed: client.local, others: 3))
         #expect(try server.world.spin { client.updates == 2 })
         #expect(left.isEmpty, "no member left")
         #expect(client.members.count == 3)
-        guard case .heartbeat = try #require(try server.nextRequest()) else { Issue.record("no heartbeat"); return }
-        try server.send(.heartbeatAck(epoch: 1, revision: 5))
-        guard case .heartbeat = try #require(try server.nextRequest()) else { Issue.record("the view is taken as incomplete"); return }
+        // What the client sent before the answer came (a resend in place of a heartbeat) is read
+        // first; then a heartbeat armed before the interval grew may come, and no register does.
+        while try server.nextRequest(within: 0.2) != nil {}
+        var again = false
+        for _ in 0..<2 { if case .register = try server.nextRequest(within: 0.8) { again = true } }
+        #expect(!again, "the view is complete: it is not asked for again")
     }
 
     /// New candidates go in a register at once; lost, they go again in place of each heartbeat
