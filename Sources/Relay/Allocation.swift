@@ -41,6 +41,8 @@ public final class Allocation {
     public internal(set) var lastActivity: Int64
     /// The relay's address each side's port is bound on: the one of its member's family.
     var addresses: [IPAddress]
+    /// Each side's port's handle, as its ``RelayPorts`` opened it.
+    var handles: [Int32] = [-1, -1]
     /// The latched destinations as socket addresses, for the forwarding path (no conversions per packet).
     var destinations: [sockaddr_storage] = [sockaddr_storage(), sockaddr_storage()]
     var destinationLengths: [socklen_t] = [0, 0]
@@ -67,7 +69,7 @@ public final class Allocation {
     func send(_ datagram: UnsafeRawBufferPointer, to index: Int, through ports: any RelayPorts) {
         let sent = withUnsafePointer(to: &destinations[index]) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                ports.send(datagram, from: sides[index].port, to: $0, length: destinationLengths[index])
+                ports.send(datagram, through: handles[index], to: $0, length: destinationLengths[index])
             }
         }
         let sender = 1 - index

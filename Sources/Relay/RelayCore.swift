@@ -181,11 +181,12 @@ public final class RelayCore {
         if let existing = allocations[token.pairID] {
             // The side's member now speaks the other family: its port moves to that family's address.
             if existing.addresses[side].family != listen.family {
-                guard ports.open(existing.sides[side].port, on: listen, for: existing, side: side) else {
+                guard let handle = ports.open(existing.sides[side].port, on: listen, for: existing, side: side) else {
                     counters.refusedFull += 1
                     return (.full, 0)
                 }
                 existing.addresses[side] = listen
+                existing.handles[side] = handle
             }
             if existing.sides[side].allowed == nil { counters.granted += 1 } else { counters.refreshed += 1 }
             existing.grant(side, address: token.address, token: bytes, replyKey: replyKey)
@@ -201,7 +202,10 @@ public final class RelayCore {
         while opened < 2, let port = freePorts.popLast() {
             // A port that cannot be bound stays out of the pool.
             allocation.sides[opened].port = port
-            if ports.open(port, on: listen, for: allocation, side: opened) { opened += 1 }
+            if let handle = ports.open(port, on: listen, for: allocation, side: opened) {
+                allocation.handles[opened] = handle
+                opened += 1
+            }
         }
         guard opened == 2 else {
             if opened == 1 {

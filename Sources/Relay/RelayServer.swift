@@ -68,18 +68,18 @@ public final class RelayServer: RelayPorts {
 
     // MARK: Allocation ports
 
-    public func open(_ port: UInt16, on address: IPAddress, for allocation: Allocation, side: Int) -> Bool {
-        guard let socket = try? UDPSocket(binding: Endpoint(address, port)) else { return false }
+    public func open(_ port: UInt16, on address: IPAddress, for allocation: Allocation, side: Int) -> Int32? {
+        guard let socket = try? UDPSocket(binding: Endpoint(address, port)) else { return nil }
         do {
             try loop.register(socket.descriptor) { [unowned(unsafe) self, unowned(unsafe) allocation] in
                 self.forward(socket.descriptor, allocation, from: side)
             }
         } catch {
-            return false
+            return nil
         }
         if let replaced = sockets[port] { loop.unregister(replaced.descriptor) }
         sockets[port] = socket
-        return true
+        return socket.descriptor
     }
 
     public func close(_ port: UInt16) {
@@ -87,9 +87,8 @@ public final class RelayServer: RelayPorts {
         loop.unregister(socket.descriptor)
     }
 
-    public func send(_ datagram: UnsafeRawBufferPointer, from port: UInt16, to destination: UnsafePointer<sockaddr>, length: socklen_t) -> Bool {
-        guard let socket = sockets[port] else { return false }
-        return sendto(socket.descriptor, datagram.baseAddress, datagram.count, 0, destination, length) == datagram.count
+    public func send(_ datagram: UnsafeRawBufferPointer, through handle: Int32, to destination: UnsafePointer<sockaddr>, length: socklen_t) -> Bool {
+        sendto(handle, datagram.baseAddress, datagram.count, 0, destination, length) == datagram.count
     }
 
     /// Reads side `index`'s socket (at most ``ReadBatch/datagrams`` a round) into the core.

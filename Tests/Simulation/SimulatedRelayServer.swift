@@ -63,7 +63,8 @@ final class SimulatedRelayServer: RelayPorts {
 
     // MARK: Ports
 
-    func open(_ port: UInt16, on address: IPAddress, for allocation: Allocation, side: Int) -> Bool {
+    /// The handle is the port.
+    func open(_ port: UInt16, on address: IPAddress, for allocation: Allocation, side: Int) -> Int32? {
         if sockets[port] != nil { close(port) }
         let socket = host.socket(port: port)
         socket.onReadable = { [unowned self, unowned socket, unowned allocation] in
@@ -79,7 +80,7 @@ final class SimulatedRelayServer: RelayPorts {
         }
         sockets[port] = socket
         pairs[port] = allocation.pairID
-        return true
+        return Int32(port)
     }
 
     func close(_ port: UInt16) {
@@ -88,7 +89,8 @@ final class SimulatedRelayServer: RelayPorts {
         host.close(port: port)
     }
 
-    func send(_ datagram: UnsafeRawBufferPointer, from port: UInt16, to destination: UnsafePointer<sockaddr>, length: socklen_t) -> Bool {
+    func send(_ datagram: UnsafeRawBufferPointer, through handle: Int32, to destination: UnsafePointer<sockaddr>, length: socklen_t) -> Bool {
+        let port = UInt16(truncatingIfNeeded: handle)
         var storage = sockaddr_storage()
         withUnsafeMutableBytes(of: &storage) { $0.copyMemory(from: UnsafeRawBufferPointer(start: destination, count: Int(length))) }
         guard let socket = sockets[port], let to = Endpoint(storage) else { return false }
