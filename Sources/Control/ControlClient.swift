@@ -348,8 +348,14 @@ public final class ControlClient {
             onRefused?(refusal)
         case .punch(let peer, let start):
             // Only with a member the server introduced (certificate verified): the announcement
-            // brings its current candidates, the certificate stays the one verified.
-            guard var known = members[peer.key] else { dropped += 1; return }
+            // brings its current candidates, the certificate stays the one verified. One not known
+            // here joined with a push that was lost: the view is asked for again now, not at the
+            // next heartbeat, so that this side meets the peer while its punch is still on.
+            guard var known = members[peer.key] else {
+                dropped += 1
+                if scheduler.machine(machine)?.context.updatePending == false { scheduler.post(.update, to: machine) }
+                return
+            }
             known.nat = peer.nat
             known.candidates = peer.candidates
             members[peer.key] = known

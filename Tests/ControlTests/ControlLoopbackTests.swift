@@ -652,6 +652,22 @@ import Time
         #expect(!again, "the view is complete: it is not asked for again")
     }
 
+    /// A punch announced with a member this side does not know (the push of its joining was lost)
+    /// asks for the view again at once, not at the next heartbeat: the member is met a round trip
+    /// later.
+    @Test func aPunchWithAMemberNotKnownAsksForTheViewAgain() throws {
+        let server = try ScriptedServer()
+        let client = server.client
+        client.start()
+        guard case .register = try #require(try server.nextRequest()) else { Issue.record("the first request is not a register"); return }
+        try server.answer(presenting: [], revision: 5, heartbeatSeconds: 10)
+        #expect(try server.world.spin { client.state == .registered })
+        try server.send(.punch(peer: server.record(2), startMillis: 1))
+        guard case .register = try server.nextRequest(within: 1) else { Issue.record("the view is not asked for again"); return }
+        try server.answer(presenting: [2], revision: 6, heartbeatSeconds: 10)
+        #expect(try server.world.spin { client.members[server.record(2).key] != nil })
+    }
+
     /// New candidates go in a register at once; lost, they go again in place of each heartbeat
     /// until the server answers, and then heartbeats resume.
     @Test func aLostUpdateIsSentAgainUntilAnswered() throws {
