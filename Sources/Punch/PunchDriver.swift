@@ -82,9 +82,6 @@ public final class PunchDriver<PeerID: Hashable, FanSocket: PortSocket> {
         fans.removeValue(forKey: peer)?.sockets ?? []
     }
 
-    /// Whether `peer` has a fan open.
-    public func hasFan(_ peer: PeerID) -> Bool { fans[peer] != nil }
-
     /// Where `peer`'s open fan punches toward; `nil` when none is open.
     public func fanTarget(_ peer: PeerID) -> Endpoint? { fans[peer]?.target }
 

@@ -78,7 +78,7 @@ final class SimulatedAgent: PeerIO {
         control.onChange = { [unowned self] event, record in peers.memberChanged(event, record) }
         control.onPunch = { [unowned self] record, start in peers.punchAnnounced(record, startMillis: start) }
         control.onRelays = { [unowned self] key, offers in peers.relaysOffered(key, offers) }
-        control.onRefused = { [unowned self] refusal in network.note("\(member.name): the control server refused: \(refusal)") }
+        control.onRefused = { [unowned network] refusal in network.note("\(member.name): the control server refused: \(refusal)") }
         member.onWireGuard = { [unowned self] datagram in wireGuard.receive(datagram) }
         member.onPinned = { [unowned self] peer, endpoint in
             guard let id = machineID(peer) else { return }

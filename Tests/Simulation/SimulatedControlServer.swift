@@ -31,10 +31,10 @@ final class SimulatedControlServer {
 
     init(on network: SimulatedNetwork) {
         self.network = network
-        privateKey = Self.randomBytes(using: &network.random)
+        privateKey = network.random.key()
         serverKey = MemberKey(Crypto.publicKey(ofPrivate: privateKey))!
-        authority = Crypto.signingKeyPair(seed: Self.randomBytes(using: &network.random))
-        relay = SimulatedRelayServer(on: network, key: Self.randomBytes(using: &network.random))
+        authority = Crypto.signingKeyPair(seed: network.random.key())
+        relay = SimulatedRelayServer(on: network, key: network.random.key())
         core = Self.core(privateKey: privateKey, relayKey: relay.key, authority: authority.publicKey, restoring: [], network: network)
         guard case .v4(let address) = Self.endpoint.address else { preconditionFailure("the simulated network is IPv4") }
         socket = network.addHost("control", address: address).socket(port: Self.endpoint.port)
@@ -47,10 +47,6 @@ final class SimulatedControlServer {
             guard isUp else { return }
             send(core.loadQueries(wall: network.clock.unixMillis))
         })
-    }
-
-    private static func randomBytes(using random: inout SimulationRandom) -> [UInt8] {
-        (0..<32).map { _ in UInt8.random(in: 0...255, using: &random) }
     }
 
     /// A core of another epoch with the party, its registry restored from `saved`.

@@ -33,7 +33,7 @@ final class SimulatedMember {
         self.host = host
         self.network = network
         port = host.socket(port: Self.listenPort)
-        privateKey = (0..<32).map { _ in UInt8.random(in: 0...255, using: &network.random) }
+        privateKey = network.random.key()
         publicKey = Crypto.publicKey(ofPrivate: privateKey)
         driver = PunchDriver(socket: port, clock: network.clock)
         var finished: ((Result<NATReport, DiscoveryFailure>) -> Void)?
@@ -107,7 +107,7 @@ final class SimulatedMember {
 
     /// Opens a fan toward `peer`'s `target` (as many ports as the driver allows), as the agent's symmetric side does.
     func openFan(for peer: Int, toward target: Endpoint) {
-        guard fans[peer] == nil, !driver.hasFan(peer) else { return }
+        guard fans[peer] == nil, driver.fanTarget(peer) == nil else { return }
         let sockets = (0..<driver.fanPortsAvailable).map { _ in host.socket() }
         for socket in sockets {
             socket.onReadable = { [unowned self, unowned socket] in

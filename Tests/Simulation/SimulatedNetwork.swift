@@ -95,14 +95,6 @@ public final class SimulatedNetwork {
         schedule(at: clock.now + delay.nanoseconds, .call(body))
     }
 
-    /// Runs `body` one Internet crossing from now (the conditions' delay and jitter), unless the
-    /// message is lost: then `lost` runs, at once. For the messages of servers modelled without
-    /// their wire protocol.
-    func cross(lost: () -> Void = {}, _ body: @escaping () -> Void) {
-        guard !random.happens(conditions.loss) else { return lost() }
-        after(.nanoseconds(conditions.delay + random.nanoseconds(in: 0...conditions.jitter)), body)
-    }
-
     /// Adds a line to the trace, stamped with the virtual time.
     public func note(_ line: @autoclosure () -> String) {
         if trace.count >= traceLimit { trace.removeFirst(traceLimit / 4) }

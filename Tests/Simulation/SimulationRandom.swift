@@ -21,6 +21,11 @@ public struct SimulationRandom: RandomNumberGenerator {
         chance > 0 && Double(next() >> 11) / Double(1 << 53) < chance
     }
 
+    /// 32 random bytes: a key.
+    public mutating func key() -> [UInt8] {
+        (0..<32).map { _ in UInt8.random(in: 0...255, using: &self) }
+    }
+
     /// A duration uniformly in `range`, in nanoseconds.
     public mutating func nanoseconds(in range: ClosedRange<Int64>) -> Int64 {
         Int64.random(in: range, using: &self)
