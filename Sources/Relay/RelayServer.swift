@@ -13,7 +13,6 @@ import Time
 /// What it decides is its ``RelayCore``'s; this is its sockets on the event loop.
 public final class RelayServer: RelayPorts {
     public typealias Configuration = RelayCore.Configuration
-    public typealias Counters = RelayCore.Counters
 
     /// What the relay decides; this is its sockets.
     public private(set) var core: RelayCore!
@@ -45,14 +44,9 @@ public final class RelayServer: RelayPorts {
         loop.addTimers(Ticker(every: sweep, clock: clock) { [unowned(unsafe) self] in self.core.expireIdle() })
     }
 
-    public var configuration: Configuration { core.configuration }
-    public var counters: Counters { core.counters }
+    public var counters: RelayCore.Counters { core.counters }
     public var allocations: [[UInt8]: Allocation] { core.allocations }
     public var allocationCount: Int { core.allocationCount }
-    public var logger: Logger {
-        get { core.logger }
-        set { core.logger = newValue }
-    }
 
     // MARK: Service port
 
@@ -112,9 +106,6 @@ public final class RelayServer: RelayPorts {
         }
         if activity { core.touch(allocation) }
     }
-
-    /// One allocation's counters, per side (side 0, side 1).
-    public static func report(_ allocation: Allocation) -> Logger.Metadata { RelayCore.report(allocation) }
 
     /// One line of counters, for logs (SIGHUP and exit).
     public var summary: Logger.Metadata { core.summary }

@@ -56,7 +56,7 @@ enum RelayCommand {
         let idle = try invocation.value("idle-timeout", as: Int.self) ?? 120
         guard idle > 0 else { throw invocation.usageError("--idle-timeout must be positive") }
         configuration.idleTimeout = .seconds(idle)
-        configuration.maxPerParty = max(1, try invocation.value("max-per-party", as: Int.self) ?? 256)
+        configuration.maxPerParty = max(1, try invocation.value("max-per-party", as: Int.self) ?? configuration.maxPerParty)
         let settings = configuration
         let loop = try failing { () throws(SystemError) in try EventLoop() }
         let relay = try failing { () throws(SystemError) in try RelayServer(settings, loop: loop) }
@@ -64,7 +64,7 @@ enum RelayCommand {
         try failing { () throws(SystemError) in try loop.handleSignals { signal in
             if signal == SIGHUP {
                 logger.info("counters", metadata: relay.summary)
-                for allocation in relay.allocations.values { logger.info("allocation", metadata: RelayServer.report(allocation)) }
+                for allocation in relay.allocations.values { logger.info("allocation", metadata: RelayCore.report(allocation)) }
             } else {
                 loop.stop()
             }
